@@ -1,0 +1,454 @@
+"""`build_gru`: one call that returns a compiled GRU model of the variant you need.
+
+Every variant shares the same front (float features, optionally masked, or token ids
+with an embedding and masking), the same recurrent stack (GRU, LSTM or SimpleRNN
+cells, per-layer units and dropouts) and the same task heads, so that swapping the
+cell or the variant changes nothing else.
+"""
+
+import dataclasses
+import numbers
+
+import keras
+
+from zoo.layers import AttentionPooling, MultiHeadAttentionPooling
+
+CELLS = {
+    "gru": "Gated recurrent unit (Cho et al. 2014); `reset_after` selects the variant.",
+    "lstm": "Long short-term memory (Hochreiter & Schmidhuber 1997), forget bias 1.",
+    "rnn": "Vanilla (Elman) recurrent layer with tanh activation.",
+}
+
+TASKS = {
+    "classification": "One class per sequence: softmax over `num_outputs` classes, or one "
+    "sigmoid when `num_outputs=1` (binary).",
+    "regression": "`num_outputs` real values per sequence (e.g. a multi-step forecast).",
+    "sequence_labeling": "One class per time step (softmax, or sigmoid when `num_outputs=1`).",
+    "sequence_regression": "`num_outputs` real values per time step.",
+}
+
+ATTENTION_TYPES = ("additive", "multihead")
+
+SEQUENCE_TASKS = ("sequence_labeling", "sequence_regression")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """A registry entry: a name, a one-line description and the body builder."""
+
+    name: str
+    description: str
+    body: callable
+    uses_conv: bool = False
+    uses_attention: bool = False
+    bidirectional: bool = False
+
+    def __call__(self, **kwargs):
+        return build_gru(self.name, **kwargs)
+
+
+def _raise(argument, value, allowed):
+    raise ValueError(f"`{argument}` must be {allowed}. Received: {argument}={value!r}")
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _per_layer(argument, value, num_layers, check, allowed):
+    """Expands a single value or a per-layer list into a list of `num_layers` values."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != num_layers:
+            raise ValueError(
+                f"`{argument}` must be {allowed} or a list of {num_layers} such values "
+                f"(one per layer). Received: {argument}={value!r} "
+                f"({len(value)} values for {num_layers} layers)"
+            )
+        values = list(value)
+    else:
+        values = [value] * num_layers
+    for item in values:
+        if not check(item):
+            _raise(argument, value, f"{allowed} or a list of {num_layers} such values")
+    return values
+
+
+def _positive_int(value):
+    return _is_int(value) and value > 0
+
+
+def _rate(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value < 1
+
+
+def _recurrent_layer(spec, index, *, return_sequences):
+    kwargs = dict(
+        units=spec["units"][index],
+        return_sequences=return_sequences,
+        dropout=spec["dropout"][index],
+        recurrent_dropout=spec["recurrent_dropout"][index],
+        unroll=spec["unroll"],
+    )
+    cell = spec["cell"]
+    if cell == "gru":
+        layer = keras.layers.GRU(
+            reset_after=spec["reset_after"], use_cudnn=spec["use_cudnn"], **kwargs
+        )
+    elif cell == "lstm":
+        layer = keras.layers.LSTM(use_cudnn=spec["use_cudnn"], **kwargs)
+    else:
+        layer = keras.layers.SimpleRNN(**kwargs)
+    if spec["bidirectional"]:
+        return keras.layers.Bidirectional(layer, name=f"bidirectional_{cell}_{index}")
+    layer.name = f"{cell}_{index}"
+    return layer
+
+
+def _recurrent_stack(x, spec, *, last_returns_sequences, mask=None):
+    num_layers = spec["num_layers"]
+    for index in range(num_layers):
+        return_sequences = last_returns_sequences or index < num_layers - 1
+        layer = _recurrent_layer(spec, index, return_sequences=return_sequences)
+        x = layer(x, mask=mask) if mask is not None and index == 0 else layer(x)
+    return x
+
+
+def _conv_stack(x, spec, mask):
+    """Conv1D feature extractor. Returns the features and the (downsampled) mask.
+
+    Convolutions use `padding="same"` and ReLU; with a mask, padded steps are zeroed
+    first, so a valid step sees exactly the zeros that "same" padding would give an
+    unpadded sequence and padding does not change the result.
+    """
+    if mask is not None:
+        x = x * keras.ops.cast(mask, x.dtype)[..., None]
+    for index, (filters, kernel_size) in enumerate(
+        zip(spec["conv_filters"], spec["conv_kernel_size"])
+    ):
+        x = keras.layers.Conv1D(
+            filters,
+            kernel_size,
+            padding="same",
+            activation="relu",
+            kernel_initializer="he_normal",
+            name=f"conv1d_{index}",
+        )(x)
+        if mask is not None:
+            x = x * keras.ops.cast(mask, x.dtype)[..., None]
+    pool_size = spec["pool_size"]
+    if pool_size > 1:
+        x = keras.layers.MaxPooling1D(pool_size, padding="same", name="max_pool")(x)
+        if mask is not None:
+            # A pooled step is valid when any step of its window was; ReLU outputs are
+            # >= 0, so the zeroed padded steps never win the max of a partial window.
+            pooled = keras.layers.MaxPooling1D(pool_size, padding="same", name="mask_pool")(
+                keras.ops.cast(mask, x.dtype)[..., None]
+            )
+            mask = pooled[..., 0] > 0.5
+    return x, mask
+
+
+def _attention(x, spec, *, sequence_output):
+    if sequence_output:
+        # Self-attention over the states with a residual connection keeps one output
+        # per step for sequence tasks.
+        if spec["attention"] == "additive":
+            attended = keras.layers.AdditiveAttention(name="self_attention")([x, x])
+        else:
+            features = x.shape[-1]
+            attended = keras.layers.MultiHeadAttention(
+                num_heads=spec["attention_heads"],
+                key_dim=max(1, features // spec["attention_heads"]),
+                name="self_attention",
+            )(x, x)
+        x = keras.layers.Add(name="attention_residual")([x, attended])
+        return keras.layers.LayerNormalization(name="attention_norm")(x)
+    if spec["attention"] == "additive":
+        return AttentionPooling(spec["attention_units"], name="attention_pooling")(x)
+    return MultiHeadAttentionPooling(spec["attention_heads"], name="attention_pooling")(x)
+
+
+def _stacked_body(x, spec, mask):
+    return _recurrent_stack(x, spec, last_returns_sequences=spec["sequence_output"], mask=mask)
+
+
+def _attention_body(x, spec, mask):
+    x = _recurrent_stack(x, spec, last_returns_sequences=True, mask=mask)
+    return _attention(x, spec, sequence_output=spec["sequence_output"])
+
+
+def _cnn_gru_body(x, spec, mask):
+    x, mask = _conv_stack(x, spec, mask)
+    return _stacked_body(x, spec, mask)
+
+
+def _cnn_gru_attention_body(x, spec, mask):
+    x, mask = _conv_stack(x, spec, mask)
+    return _attention_body(x, spec, mask)
+
+
+VARIANTS = {
+    v.name: v
+    for v in [
+        Variant("stacked", "N recurrent layers stacked, the last one summarises the sequence.",
+                _stacked_body),
+        Variant("bidirectional", "N bidirectional recurrent layers (forward and backward "
+                "states concatenated).", _stacked_body, bidirectional=True),
+        Variant("attention", "Recurrent stack whose states are pooled by learned attention "
+                "(additive or multi-head).", _attention_body, uses_attention=True),
+        Variant("bidirectional_attention", "Bidirectional recurrent stack with attention "
+                "pooling (BiGRU-attention).", _attention_body, uses_attention=True,
+                bidirectional=True),
+        Variant("cnn_gru", "Conv1D feature extractor (optional max pooling), then the "
+                "recurrent stack.", _cnn_gru_body, uses_conv=True),
+        Variant("cnn_gru_attention", "Conv1D feature extractor, recurrent stack and "
+                "attention pooling.", _cnn_gru_attention_body, uses_conv=True,
+                uses_attention=True),
+    ]
+}
+
+
+def _validate_input_shape(input_shape):
+    allowed = "(time, features) or (time,) for token ids, with time None or a positive int"
+    if not isinstance(input_shape, (list, tuple)) or len(input_shape) not in (1, 2):
+        _raise("input_shape", input_shape, allowed)
+    time = input_shape[0]
+    if time is not None and not _positive_int(time):
+        _raise("input_shape", input_shape, allowed)
+    if len(input_shape) == 2 and not _positive_int(input_shape[1]):
+        _raise("input_shape", input_shape, allowed)
+    return tuple(input_shape)
+
+
+def _head(x, task, num_outputs):
+    # Dense acts on the last axis, so a 3-D input gives one output per time step.
+    if task in ("classification", "sequence_labeling"):
+        activation = "sigmoid" if num_outputs == 1 else "softmax"
+    else:
+        activation = None
+    return keras.layers.Dense(num_outputs, activation=activation, name="output")(x)
+
+
+def default_loss_and_metrics(task, num_outputs):
+    """The loss and metrics `build_gru` compiles a model of this task with."""
+    if task in ("classification", "sequence_labeling"):
+        if num_outputs == 1:
+            return "binary_crossentropy", ["accuracy"]
+        return "sparse_categorical_crossentropy", ["accuracy"]
+    return "mse", ["mae", keras.metrics.RootMeanSquaredError(name="rmse")]
+
+
+def build_gru(
+    variant="stacked",
+    *,
+    input_shape,
+    num_outputs,
+    task="classification",
+    cell="gru",
+    units=64,
+    num_layers=2,
+    dropout=0.0,
+    recurrent_dropout=0.0,
+    reset_after=True,
+    unroll=False,
+    use_cudnn="auto",
+    vocab_size=None,
+    embedding_dim=64,
+    mask_value=None,
+    attention="additive",
+    attention_heads=4,
+    attention_units=None,
+    conv_filters=64,
+    conv_kernel_size=5,
+    conv_layers=1,
+    pool_size=1,
+    dense_units=None,
+    head_dropout=0.0,
+    batch_size=None,
+    compile=True,
+    learning_rate=1e-3,
+    clipnorm=1.0,
+    optimizer=None,
+    loss=None,
+    metrics=None,
+    name=None,
+):
+    """Builds (and by default compiles) a recurrent model of one zoo variant.
+
+    Args:
+        variant: str, a key of `zoo.VARIANTS`. Defaults to `"stacked"`.
+        input_shape: `(time, features)` for float inputs or `(time,)` for token ids;
+            `time` may be `None` for variable-length sequences.
+        num_outputs: int, classes (classification tasks; 1 means binary with a
+            sigmoid) or values (regression tasks).
+        task: str, a key of `zoo.TASKS`. Defaults to `"classification"`.
+        cell: str, `"gru"`, `"lstm"` or `"rnn"`. Defaults to `"gru"`.
+        units: int or list of ints (one per recurrent layer). Defaults to `64`.
+        num_layers: int, number of recurrent layers. Defaults to `2`.
+        dropout: float or list, input dropout of each recurrent layer. Defaults to `0.0`.
+        recurrent_dropout: float or list, recurrent-state dropout. Defaults to `0.0`.
+        reset_after: bool, GRU only: apply the reset gate after the matrix product
+            (`True`, the cuDNN/PyTorch form) or before it. Defaults to `True`.
+        unroll: bool, unroll the recurrence (needs a fixed `time`). Defaults to `False`.
+        use_cudnn: `"auto"`, `True` or `False` (GRU and LSTM). Defaults to `"auto"`.
+        vocab_size: int, size of the token vocabulary; required for token inputs.
+            Token id 0 is padding and is masked.
+        embedding_dim: int, size of the token embedding. Defaults to `64`.
+        mask_value: float or `None`, for float inputs: time steps whose features all
+            equal this value are padding and are masked. Defaults to `None`.
+        attention: `"additive"` or `"multihead"`, for attention variants.
+        attention_heads: int, heads of multi-head attention. Defaults to `4`.
+        attention_units: int or `None`, hidden size of additive attention scoring.
+        conv_filters: int or list (one per conv layer), for CNN variants. Defaults to `64`.
+        conv_kernel_size: int or list (one per conv layer). Defaults to `5`.
+        conv_layers: int, number of Conv1D layers. Defaults to `1`.
+        pool_size: int, max-pooling factor after the convolutions (`1`: none).
+        dense_units: int or `None`, a hidden ReLU layer before the output.
+        head_dropout: float, dropout before the output layer. Defaults to `0.0`.
+        batch_size: int or `None`, a static batch size (export rebuilds with 1).
+        compile: bool, compile the model. Defaults to `True`.
+        learning_rate: float, Adam learning rate. Defaults to `1e-3`.
+        clipnorm: float or `None`, gradient clipping by norm. Defaults to `1.0`.
+        optimizer, loss, metrics: override the defaults used by `compile`.
+        name: str, the model name. Defaults to `"{variant}_{cell}"`.
+
+    Returns:
+        A `keras.Model`. Its input is named `"inputs"` and its output layer `"output"`:
+        `(batch, num_outputs)` for sequence tasks, `(batch, time, num_outputs)` for
+        per-step tasks.
+
+    Example:
+
+    >>> model = build_gru("attention", input_shape=(50, 8), num_outputs=3)
+    >>> model.output_shape
+    (None, 3)
+    """
+    if variant not in VARIANTS:
+        _raise("variant", variant, f"one of {sorted(VARIANTS)}")
+    if cell not in CELLS:
+        _raise("cell", cell, f"one of {sorted(CELLS)}")
+    if task not in TASKS:
+        _raise("task", task, f"one of {sorted(TASKS)}")
+    input_shape = _validate_input_shape(input_shape)
+    if not _positive_int(num_outputs):
+        _raise("num_outputs", num_outputs, "a positive int")
+    if not _positive_int(num_layers):
+        _raise("num_layers", num_layers, "a positive int")
+    spec_variant = VARIANTS[variant]
+    sequence_output = task in SEQUENCE_TASKS
+    spec = dict(
+        cell=cell,
+        num_layers=num_layers,
+        units=_per_layer("units", units, num_layers, _positive_int, "a positive int"),
+        dropout=_per_layer("dropout", dropout, num_layers, _rate, "a float in [0, 1)"),
+        recurrent_dropout=_per_layer(
+            "recurrent_dropout", recurrent_dropout, num_layers, _rate, "a float in [0, 1)"
+        ),
+        reset_after=reset_after,
+        unroll=unroll,
+        use_cudnn=use_cudnn,
+        bidirectional=spec_variant.bidirectional,
+        sequence_output=sequence_output,
+        attention=attention,
+        attention_heads=attention_heads,
+        attention_units=attention_units,
+    )
+    if not isinstance(reset_after, bool):
+        _raise("reset_after", reset_after, "True or False")
+    if not isinstance(unroll, bool):
+        _raise("unroll", unroll, "True or False")
+    if unroll and input_shape[0] is None:
+        _raise("unroll", unroll, "False when the time dimension of `input_shape` is None "
+               f"(an unrolled loop needs a fixed length; input_shape={input_shape!r})")
+    if use_cudnn not in ("auto", True, False):
+        _raise("use_cudnn", use_cudnn, "'auto', True or False")
+    if spec_variant.uses_attention:
+        if attention not in ATTENTION_TYPES:
+            _raise("attention", attention, f"one of {list(ATTENTION_TYPES)}")
+        if not _positive_int(attention_heads):
+            _raise("attention_heads", attention_heads, "a positive int")
+        if attention_units is not None and not _positive_int(attention_units):
+            _raise("attention_units", attention_units, "a positive int or None")
+    if spec_variant.uses_conv:
+        if not _positive_int(conv_layers):
+            _raise("conv_layers", conv_layers, "a positive int")
+        spec["conv_filters"] = _per_layer(
+            "conv_filters", conv_filters, conv_layers, _positive_int, "a positive int"
+        )
+        spec["conv_kernel_size"] = _per_layer(
+            "conv_kernel_size", conv_kernel_size, conv_layers, _positive_int, "a positive int"
+        )
+        if not _positive_int(pool_size):
+            _raise("pool_size", pool_size, "a positive int")
+        if sequence_output and pool_size != 1:
+            _raise("pool_size", pool_size, f"1 for the per-step task {task!r} (pooling "
+                   "would shorten the output sequence)")
+        spec["pool_size"] = pool_size
+    if dense_units is not None and not _positive_int(dense_units):
+        _raise("dense_units", dense_units, "a positive int or None")
+    if not _rate(head_dropout):
+        _raise("head_dropout", head_dropout, "a float in [0, 1)")
+    if batch_size is not None and not _positive_int(batch_size):
+        _raise("batch_size", batch_size, "a positive int or None")
+
+    tokens = len(input_shape) == 1
+    if tokens:
+        if not _positive_int(vocab_size) or vocab_size < 2:
+            _raise("vocab_size", vocab_size, "an int >= 2 for token inputs "
+                   f"(input_shape={input_shape!r} means token ids)")
+        if not _positive_int(embedding_dim):
+            _raise("embedding_dim", embedding_dim, "a positive int")
+        if mask_value is not None:
+            _raise("mask_value", mask_value, "None for token inputs (id 0 is the padding)")
+    elif mask_value is not None and (
+        not isinstance(mask_value, numbers.Real) or isinstance(mask_value, bool)
+    ):
+        _raise("mask_value", mask_value, "a float or None")
+
+    # === Inputs ===
+    inputs = keras.Input(
+        shape=input_shape,
+        batch_size=batch_size,
+        dtype="int32" if tokens else "float32",
+        name="inputs",
+    )
+    mask = None
+    if tokens:
+        x = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True, name="embedding")(
+            inputs
+        )
+        if spec_variant.uses_conv:
+            # Conv1D drops Keras masks; carry the mask by hand into the recurrent stack.
+            mask = keras.ops.not_equal(inputs, 0)
+    elif mask_value is not None:
+        x = keras.layers.Masking(mask_value=float(mask_value), name="masking")(inputs)
+        if spec_variant.uses_conv:
+            mask = keras.ops.any(keras.ops.not_equal(inputs, float(mask_value)), axis=-1)
+    else:
+        x = inputs
+
+    # === Body ===
+    x = spec_variant.body(x, spec, mask)
+
+    # === Head ===
+    if dense_units is not None:
+        x = keras.layers.Dense(dense_units, activation="relu", name="dense_hidden")(x)
+    if head_dropout > 0:
+        x = keras.layers.Dropout(head_dropout, name="head_dropout")(x)
+    outputs = _head(x, task, num_outputs)
+    model = keras.Model(inputs, outputs, name=name or f"{variant}_{cell}")
+
+    if compile:
+        default_loss, default_metrics = default_loss_and_metrics(task, num_outputs)
+        if optimizer is None:
+            if not isinstance(learning_rate, numbers.Real) or learning_rate <= 0:
+                _raise("learning_rate", learning_rate, "a positive float")
+            if clipnorm is not None and (not isinstance(clipnorm, numbers.Real) or clipnorm <= 0):
+                _raise("clipnorm", clipnorm, "a positive float or None")
+            optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
+        model.compile(
+            optimizer=optimizer,
+            loss=loss or default_loss,
+            metrics=default_metrics if metrics is None else metrics,
+        )
+    return model
