@@ -1,6 +1,21 @@
-"""gru-zoo: GRU models for small sequence tasks, from Keras to a verified TFLite file."""
+"""gru-zoo: GRU models for small sequence tasks, from Keras to a verified TFLite file.
+
+`from zoo import build_gru` is the front door; `zoo.VARIANTS`, `zoo.CELLS` and
+`zoo.TASKS` list what it builds, `zoo.load_dataset` gives data and `zoo.train` the
+training recipe.
+"""
 
 __version__ = "0.1.0"
 
-from zoo.builders import ATTENTION_TYPES, CELLS, TASKS, VARIANTS, Variant, build_gru
+from zoo.builders import (
+    ATTENTION_TYPES,
+    CELLS,
+    TASKS,
+    VARIANTS,
+    Variant,
+    build_gru,
+    default_loss_and_metrics,
+)
+from zoo.datasets import DATASETS, Dataset, adding_problem, describe_datasets, load_dataset
 from zoo.layers import AttentionPooling, MultiHeadAttentionPooling
+from zoo.training import TrainResult, plot_curves, set_seed, train

@@ -1,0 +1,408 @@
+"""Datasets for the zoo: embedded real data, a synthetic long-dependency task and TFDS text.
+
+`load_dataset(name, ...)` is the one entry point. It returns a `Dataset` with
+train/validation/test splits as NumPy arrays (`.as_tf_data(...)` gives `tf.data`),
+the task, the number of outputs, the normalization statistics and the label names, so
+that export can write them into the model file.
+
+Embedded data (package files, no download): GunPoint and ItalyPowerDemand from the
+UCR time-series archive, and the airline-passengers series (Box & Jenkins 1976).
+"""
+
+import dataclasses
+import importlib.resources
+import os
+
+import numpy as np
+
+UCR_CITATION = (
+    "H. A. Dau, A. Bagnall, K. Kamgar, C.-C. M. Yeh, Y. Zhu, S. Gharghabi, "
+    "C. A. Ratanamahatana, E. Keogh, \"The UCR Time Series Archive\", IEEE/CAA Journal of "
+    "Automatica Sinica, 6(6), 2019."
+)
+AIRLINE_CITATION = (
+    "G. E. P. Box, G. M. Jenkins, Time Series Analysis: Forecasting and Control, "
+    "Holden-Day, 1976, series G (monthly international airline passengers, 1949-1960)."
+)
+ADDING_CITATION = (
+    "S. Hochreiter, J. Schmidhuber, \"Long Short-Term Memory\", Neural Computation 9(8), "
+    "1997 (the adding problem)."
+)
+IMDB_CITATION = (
+    "A. L. Maas et al., \"Learning Word Vectors for Sentiment Analysis\", ACL 2011 "
+    "(IMDB reviews, loaded through TensorFlow Datasets)."
+)
+
+
+@dataclasses.dataclass
+class Dataset:
+    """Train/validation/test splits with what a deployed model needs to know.
+
+    Arrays are `(samples, time, features)` float32 for series and `(samples, time)`
+    int32 for token ids. Labels are int class indices (classification) or float targets.
+    """
+
+    name: str
+    task: str
+    num_outputs: int
+    input_shape: tuple
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    label_names: list = None
+    normalization: dict = None
+    vocabulary: list = None
+    citation: str = ""
+    description: str = ""
+
+    def as_tf_data(self, split="train", batch_size=32, shuffle=None, seed=0):
+        """Returns one split as a batched `tf.data.Dataset` of `(x, y)` pairs."""
+        import tensorflow as tf
+
+        if split not in ("train", "val", "test"):
+            raise ValueError(
+                f"`split` must be one of ['train', 'val', 'test']. Received: split={split!r}"
+            )
+        x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        if shuffle if shuffle is not None else split == "train":
+            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    def summary(self):
+        """A dict of the dataset's shapes and metadata, JSON-serializable."""
+        return {
+            "name": self.name,
+            "task": self.task,
+            "num_outputs": self.num_outputs,
+            "input_shape": list(self.input_shape),
+            "train": len(self.x_train),
+            "val": len(self.x_val),
+            "test": len(self.x_test),
+            "label_names": self.label_names,
+            "normalization": self.normalization,
+            "citation": self.citation,
+        }
+
+
+def _check_fraction(argument, value):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
+        raise ValueError(
+            f"`{argument}` must be a float in (0, 1). Received: {argument}={value!r}"
+        )
+
+
+def _load_npz(filename):
+    with importlib.resources.files("zoo").joinpath("data", filename).open("rb") as f:
+        with np.load(f, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+
+
+def _ucr(filename, display_name, description, validation_split, seed, normalize):
+    data = _load_npz(filename)
+    label_names = sorted(set(data["y_train"].tolist()) | set(data["y_test"].tolist()))
+    index = {label: i for i, label in enumerate(label_names)}
+    y_train = np.array([index[v] for v in data["y_train"]], dtype=np.int32)
+    y_test = np.array([index[v] for v in data["y_test"]], dtype=np.int32)
+    x_train = data["x_train"].astype(np.float32)
+    x_test = data["x_test"].astype(np.float32)
+    # UCR train splits are ordered by class: a stratified shuffle keeps every class in
+    # both the training and the validation part of these tiny sets.
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = [], []
+    for label in range(len(label_names)):
+        members = rng.permutation(np.flatnonzero(y_train == label))
+        n_val = max(1, int(round(len(members) * validation_split)))
+        val_idx.extend(members[:n_val])
+        train_idx.extend(members[n_val:])
+    train_idx, val_idx = rng.permutation(train_idx), rng.permutation(val_idx)
+    x_val, y_val = x_train[val_idx], y_train[val_idx]
+    x_train, y_train = x_train[train_idx], y_train[train_idx]
+    normalization = None
+    if normalize:
+        mean = x_train.mean(axis=(0, 1))
+        std = x_train.std(axis=(0, 1)) + 1e-8
+        x_train, x_val, x_test = [(x - mean) / std for x in (x_train, x_val, x_test)]
+        normalization = {"mean": mean.tolist(), "std": std.tolist()}
+    return Dataset(
+        name=display_name,
+        task="classification",
+        num_outputs=len(label_names),
+        input_shape=x_train.shape[1:],
+        x_train=x_train.astype(np.float32),
+        y_train=y_train,
+        x_val=x_val.astype(np.float32),
+        y_val=y_val,
+        x_test=x_test.astype(np.float32),
+        y_test=y_test,
+        label_names=[str(v) for v in label_names],
+        normalization=normalization,
+        citation=UCR_CITATION,
+        description=description,
+    )
+
+
+def load_gunpoint(validation_split=0.2, seed=0, normalize=True):
+    """UCR GunPoint: 150-step hand-motion series, 2 classes (gun draw vs point)."""
+    return _ucr("GunPoint.npz", "gunpoint", load_gunpoint.__doc__.splitlines()[0],
+                validation_split, seed, normalize)
+
+
+def load_italy_power_demand(validation_split=0.2, seed=0, normalize=True):
+    """UCR ItalyPowerDemand: 24-hour electricity demand, 2 classes (winter vs summer)."""
+    return _ucr("ItalyPowerDemand.npz", "italy_power_demand",
+                load_italy_power_demand.__doc__.splitlines()[0], validation_split, seed,
+                normalize)
+
+
+def load_airline_passengers(window=24, horizon=12, test_months=24, val_months=12,
+                            normalize=True):
+    """Airline passengers (1949-1960): forecast the next `horizon` months from `window`.
+
+    Windows are cut from a log-transformed series, chronologically: the last
+    `test_months` targets are the test split and the `val_months` before them the
+    validation split, so no test month is ever seen in training.
+    """
+    for argument, value in (("window", window), ("horizon", horizon),
+                            ("test_months", test_months), ("val_months", val_months)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(
+                f"`{argument}` must be a positive int. Received: {argument}={value!r}"
+            )
+    series = np.log(_load_npz("AirlinePassengers.npz")["values"].astype(np.float64))
+    n = len(series)
+    if window + horizon + test_months + val_months > n:
+        raise ValueError(
+            "`window + horizon + test_months + val_months` must be at most the series "
+            f"length {n}. Received: window={window}, horizon={horizon}, "
+            f"test_months={test_months}, val_months={val_months}"
+        )
+    starts = np.arange(0, n - window - horizon + 1)
+    target_end = starts + window + horizon  # exclusive index of each window's last target
+    test_mask = target_end > n - test_months
+    val_mask = ~test_mask & (target_end > n - test_months - val_months)
+    train_mask = ~test_mask & ~val_mask
+    fit_end = n - test_months - val_months
+    mean = float(series[:fit_end].mean()) if normalize else 0.0
+    std = float(series[:fit_end].std()) if normalize else 1.0
+    scaled = (series - mean) / std
+    x = np.stack([scaled[s : s + window] for s in starts])[..., None].astype(np.float32)
+    y = np.stack([scaled[s + window : s + window + horizon] for s in starts]).astype(np.float32)
+    return Dataset(
+        name="airline_passengers",
+        task="regression",
+        num_outputs=horizon,
+        input_shape=(window, 1),
+        x_train=x[train_mask],
+        y_train=y[train_mask],
+        x_val=x[val_mask],
+        y_val=y[val_mask],
+        x_test=x[test_mask],
+        y_test=y[test_mask],
+        normalization={"mean": [mean], "std": [std], "transform": "log"} if normalize else None,
+        citation=AIRLINE_CITATION,
+        description="Monthly airline passengers 1949-1960, log scale: multi-step forecasting.",
+    )
+
+
+def adding_problem(num_samples, length, seed=0):
+    """Generates the adding problem (Hochreiter & Schmidhuber 1997).
+
+    Each sequence has two channels: values uniform in [0, 1] and a marker channel with
+    exactly two ones, one in each half of the sequence. The target is the sum of the
+    two marked values, in [0, 2]. Predicting the mean (1.0) gives MSE ~0.167.
+
+    Returns:
+        `(x, y)`: x `(num_samples, length, 2)` float32, y `(num_samples, 1)` float32.
+    """
+    if not isinstance(length, int) or isinstance(length, bool) or length < 2:
+        raise ValueError(f"`length` must be an int >= 2. Received: length={length!r}")
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples <= 0:
+        raise ValueError(
+            f"`num_samples` must be a positive int. Received: num_samples={num_samples!r}"
+        )
+    rng = np.random.default_rng(seed)
+    values = rng.uniform(0.0, 1.0, size=(num_samples, length)).astype(np.float32)
+    half = length // 2
+    first = rng.integers(0, half, size=num_samples)
+    second = rng.integers(half, length, size=num_samples)
+    markers = np.zeros((num_samples, length), dtype=np.float32)
+    rows = np.arange(num_samples)
+    markers[rows, first] = 1.0
+    markers[rows, second] = 1.0
+    x = np.stack([values, markers], axis=-1)
+    y = (values[rows, first] + values[rows, second])[:, None].astype(np.float32)
+    return x, y
+
+
+def load_adding(length=100, num_train=10000, num_val=1000, num_test=1000, seed=0):
+    """The adding problem as a regression `Dataset` (independent seeds per split)."""
+    x_train, y_train = adding_problem(num_train, length, seed=seed)
+    x_val, y_val = adding_problem(num_val, length, seed=seed + 1)
+    x_test, y_test = adding_problem(num_test, length, seed=seed + 2)
+    return Dataset(
+        name="adding",
+        task="regression",
+        num_outputs=1,
+        input_shape=(length, 2),
+        x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val,
+        x_test=x_test, y_test=y_test,
+        citation=ADDING_CITATION,
+        description=f"Synthetic adding problem, T={length}: sum the two marked values.",
+    )
+
+
+def load_tfds_text(name="imdb_reviews", data_dir=None, max_tokens=20000, sequence_length=200,
+                   validation_split=0.2, max_examples=None, seed=0, text_key="text",
+                   label_key="label"):
+    """A TFDS text-classification dataset, vectorized to padded token ids.
+
+    Loads through `tensorflow_datasets` from a local `data_dir` (never downloads); a
+    `keras.layers.TextVectorization` adapted on the training split maps text to ids
+    (0 is padding, 1 out-of-vocabulary). The TFDS `test` split is the test set when it
+    exists; validation is cut from `train`.
+    """
+    import keras
+    import tensorflow_datasets as tfds
+
+    _check_fraction("validation_split", validation_split)
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as error:  # unknown names raise DatasetNotFoundError and friends
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ValueError(
+            f"`name` must be a registered TFDS dataset. Received: name={name!r} ({first_line})"
+        ) from None
+    try:
+        builder_info = builder.info
+        splits = builder_info.splits
+        if not splits:
+            raise AssertionError("no splits prepared")
+        available = list(splits.keys())
+    except AssertionError:
+        available = []
+    if "train" not in available:
+        where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+        raise FileNotFoundError(
+            f"TFDS dataset {name!r} is not prepared in data_dir={where!r} and gru-zoo never "
+            "downloads. Prepare it on a machine with a network (`tfds build "
+            f"{name} --data_dir DIR`) and copy DIR here, then pass `data_dir=DIR` "
+            "(CLI: `--data-dir DIR`)."
+        )
+    features = builder_info.features
+    for argument, key in (("text_key", text_key), ("label_key", label_key)):
+        if key not in features:
+            raise ValueError(
+                f"`{argument}` must name a feature of {name!r} (features: "
+                f"{sorted(features.keys())}). Received: {argument}={key!r}"
+            )
+
+    def to_arrays(split):
+        ds = builder.as_dataset(split=split, shuffle_files=False)
+        if max_examples:
+            ds = ds.take(max_examples)
+        texts, labels = [], []
+        for example in tfds.as_numpy(ds):
+            text = example[text_key]
+            texts.append(text.decode("utf-8") if isinstance(text, bytes) else str(text))
+            labels.append(int(example[label_key]))
+        return np.array(texts, dtype=object), np.array(labels, dtype=np.int32)
+
+    texts, labels = to_arrays("train")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(texts))
+    n_val = max(1, int(round(len(texts) * validation_split)))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    if "test" in available:
+        test_texts, test_labels = to_arrays("test")
+    else:
+        test_texts, test_labels = texts[val_idx], labels[val_idx]
+
+    vectorizer = keras.layers.TextVectorization(
+        max_tokens=max_tokens, output_sequence_length=sequence_length
+    )
+    vectorizer.adapt(texts[train_idx].tolist())
+
+    def vectorize(t):
+        return np.asarray(vectorizer(np.asarray(t.tolist(), dtype=object)), dtype=np.int32)
+
+    label_feature = features[label_key]
+    names = getattr(label_feature, "names", None)
+    num_classes = getattr(label_feature, "num_classes", None) or int(labels.max()) + 1
+    vocabulary = vectorizer.get_vocabulary()
+    return Dataset(
+        name=name,
+        task="classification",
+        num_outputs=num_classes,
+        input_shape=(sequence_length,),
+        x_train=vectorize(texts[train_idx]),
+        y_train=labels[train_idx],
+        x_val=vectorize(texts[val_idx]),
+        y_val=labels[val_idx],
+        x_test=vectorize(test_texts),
+        y_test=test_labels,
+        label_names=list(names) if names else [str(i) for i in range(num_classes)],
+        vocabulary=vocabulary,
+        citation=IMDB_CITATION if name == "imdb_reviews" else f"TensorFlow Datasets: {name}",
+        description=f"TFDS {name}: text classification, {len(vocabulary)} tokens.",
+    )
+
+
+DATASETS = {
+    "gunpoint": load_gunpoint,
+    "italy_power_demand": load_italy_power_demand,
+    "airline_passengers": load_airline_passengers,
+    "adding": load_adding,
+    "imdb_reviews": load_tfds_text,
+}
+
+EMBEDDED = ("gunpoint", "italy_power_demand", "airline_passengers")
+
+
+def describe_datasets():
+    """Name → one-line description of each dataset `load_dataset` knows."""
+    return {
+        "gunpoint": "UCR GunPoint, 2 classes, 150 steps x 1 channel (embedded).",
+        "italy_power_demand": "UCR ItalyPowerDemand, 2 classes, 24 steps x 1 (embedded).",
+        "airline_passengers": "Airline passengers 1949-1960, forecast 12 months from 24 "
+        "(embedded).",
+        "adding": "Synthetic adding problem; `length=` sets the sequence length (generated).",
+        "imdb_reviews": "IMDB reviews via TFDS from a local data_dir (never downloaded).",
+        "tfds:<name>": "Any TFDS text-classification dataset from a local data_dir.",
+    }
+
+
+def load_dataset(name, **kwargs):
+    """Loads a dataset by name; keyword arguments go to its loader.
+
+    Args:
+        name: str, a key of `zoo.DATASETS` or `"tfds:<name>"` for any TFDS
+            text-classification dataset prepared in a local `data_dir`.
+        **kwargs: loader options, e.g. `validation_split`, `seed` (UCR),
+            `window`, `horizon` (airline), `length` (adding), `data_dir` (TFDS).
+
+    Returns:
+        A `Dataset`.
+    """
+    if isinstance(name, str) and name.startswith("tfds:"):
+        return load_tfds_text(name[len("tfds:"):], **kwargs)
+    if name not in DATASETS:
+        raise ValueError(
+            f"`name` must be one of {sorted(DATASETS)} or 'tfds:<name>'. Received: name={name!r}"
+        )
+    loader = DATASETS[name]
+    import inspect
+
+    accepted = inspect.signature(loader).parameters
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"Unknown option(s) {unknown} for dataset {name!r}; allowed: {sorted(accepted)}. "
+            f"Received: {', '.join(f'{k}={kwargs[k]!r}' for k in unknown)}"
+        )
+    if "validation_split" in kwargs:
+        _check_fraction("validation_split", kwargs["validation_split"])
+    return loader(**kwargs)
