@@ -269,6 +269,13 @@ def build_parser():
     p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
     p.set_defaults(func=cmd_run)
 
+    try:  # `compare` and presets live in zoo/compare.py and zoo/presets.py
+        from zoo.compare import register as register_compare
+    except ImportError:
+        register_compare = None
+    if register_compare is not None:
+        register_compare(sub)
+
     for name, register in _plugins("gru_zoo.commands"):
         register(sub)
     return parser
