@@ -1,0 +1,169 @@
+import keras
+import numpy as np
+import pytest
+from helpers import BATCH, TIME, VOCAB, recurrent_layers, run_model_test, sample_inputs
+
+from zoo import CELLS, TASKS, VARIANTS, build_gru
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_variant_cell_and_task(variant, cell, task, tmp_path):
+    run_model_test(variant, cell=cell, task=task, tmp_path=tmp_path)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_token_inputs(variant, tmp_path):
+    model = run_model_test(variant, input_shape=(TIME,), tmp_path=tmp_path)
+    assert isinstance(model.get_layer("embedding"), keras.layers.Embedding)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_binary_and_single_output(task, tmp_path):
+    model = run_model_test("stacked", task=task, num_outputs=1, tmp_path=tmp_path)
+    activation = model.get_layer("output").get_config()["activation"]
+    assert activation == ("sigmoid" if task == "classification" else "linear")
+    assert model.loss == ("binary_crossentropy" if task == "classification" else "mse")
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_variable_length_inputs(variant):
+    model = build_gru(variant, input_shape=(None, 3), num_outputs=2, units=4, conv_filters=3)
+    for time in (4, 9):
+        x = np.random.default_rng(0).normal(size=(2, time, 3)).astype("float32")
+        assert np.asarray(model(x)).shape == (2, 2)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_padding_does_not_change_token_predictions(variant, cell):
+    model = build_gru(variant, input_shape=(None,), num_outputs=3, cell=cell, vocab_size=VOCAB,
+                      units=4, embedding_dim=4, conv_filters=3, conv_kernel_size=3,
+                      pool_size=2 if VARIANTS[variant].uses_conv else 1)
+    rng = np.random.default_rng(1)
+    short = rng.integers(1, VOCAB, size=(1, 6)).astype("int32")
+    padded = np.concatenate([short, np.zeros((1, 5), "int32")], axis=1)
+    np.testing.assert_allclose(np.asarray(model(padded)), np.asarray(model(short)), atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_padding_does_not_change_float_predictions_with_mask_value(variant):
+    model = build_gru(variant, input_shape=(None, 2), num_outputs=2, mask_value=0.0, units=4,
+                      conv_filters=3, conv_kernel_size=3)
+    rng = np.random.default_rng(2)
+    short = rng.normal(size=(1, 7, 2)).astype("float32")
+    padded = np.concatenate([short, np.zeros((1, 4, 2), "float32")], axis=1)
+    np.testing.assert_allclose(np.asarray(model(padded)), np.asarray(model(short)), atol=1e-6)
+
+
+def test_padding_changes_predictions_without_masking():
+    """Guards the masking tests: the padding they add would change an unmasked model."""
+    model = build_gru("stacked", input_shape=(None, 2), num_outputs=2, units=4)
+    short = np.random.default_rng(2).normal(size=(1, 7, 2)).astype("float32")
+    padded = np.concatenate([short, np.zeros((1, 4, 2), "float32")], axis=1)
+    assert not np.allclose(np.asarray(model(padded)), np.asarray(model(short)), atol=1e-6)
+
+
+def test_per_layer_settings_reach_each_layer():
+    model = build_gru("stacked", input_shape=(TIME, 3), num_outputs=2, num_layers=3,
+                      units=[8, 6, 4], dropout=[0.0, 0.1, 0.2], recurrent_dropout=0.05)
+    layers = recurrent_layers(model)
+    assert [layer.units for layer in layers] == [8, 6, 4]
+    assert [layer.dropout for layer in layers] == [0.0, 0.1, 0.2]
+    assert [layer.recurrent_dropout for layer in layers] == [0.05] * 3
+    assert [layer.return_sequences for layer in layers] == [True, True, False]
+
+
+def test_conv_settings_reach_each_layer():
+    model = build_gru("cnn_gru", input_shape=(20, 3), num_outputs=2, conv_layers=2,
+                      conv_filters=[8, 4], conv_kernel_size=[5, 3], pool_size=2, units=4)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv1D)]
+    assert [(c.filters, c.kernel_size[0]) for c in convs] == [(8, 5), (4, 3)]
+    assert model.get_layer("max_pool").pool_size == (2,)
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_reset_after_reaches_the_gru(reset_after):
+    model = build_gru("bidirectional", input_shape=(TIME, 3), num_outputs=2, units=4,
+                      reset_after=reset_after)
+    assert all(layer.reset_after is reset_after for layer in recurrent_layers(model))
+
+
+def test_multihead_attention_and_dense_head(tmp_path):
+    model = run_model_test("attention", attention="multihead", attention_heads=2,
+                           dense_units=5, head_dropout=0.1, tmp_path=tmp_path)
+    pooling = model.get_layer("attention_pooling")
+    assert type(pooling).__name__ == "MultiHeadAttentionPooling"
+    assert pooling.num_heads == 2
+    assert model.get_layer("dense_hidden").units == 5
+
+
+def test_unrolled_and_static_batch():
+    model = build_gru("stacked", input_shape=(TIME, 3), num_outputs=2, units=4, unroll=True,
+                      batch_size=1)
+    assert all(layer.unroll for layer in recurrent_layers(model))
+    assert model.inputs[0].shape == (1, TIME, 3)
+
+
+def test_compile_defaults_and_overrides():
+    model = build_gru("stacked", input_shape=(TIME, 3), num_outputs=3, units=4)
+    assert model.loss == "sparse_categorical_crossentropy"
+    assert model.optimizer.clipnorm == 1.0
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+    custom = build_gru("stacked", input_shape=(TIME, 3), num_outputs=3, units=4,
+                       loss="categorical_crossentropy", optimizer="sgd", metrics=["mae"])
+    assert custom.loss == "categorical_crossentropy"
+    assert isinstance(custom.optimizer, keras.optimizers.SGD)
+    assert not build_gru("stacked", input_shape=(TIME, 3), num_outputs=3, compile=False).compiled
+
+
+def test_variant_registry_entries_build_their_variant():
+    for name, variant in VARIANTS.items():
+        assert variant.description and "\n" not in variant.description
+        model = variant(input_shape=(TIME, 3), num_outputs=2, units=4, conv_filters=3)
+        assert model.name == f"{name}_gru"
+
+
+BAD_ARGUMENTS = [
+    (dict(variant="transformer"), "variant", "'transformer'"),
+    (dict(cell="tcn"), "cell", "'tcn'"),
+    (dict(task="ranking"), "task", "'ranking'"),
+    (dict(units=0), "units", "units=0"),
+    (dict(units=[8]), "units", "1 values for 2 layers"),
+    (dict(units=[8, -1]), "units", "[8, -1]"),
+    (dict(num_layers=0), "num_layers", "num_layers=0"),
+    (dict(dropout=1.5), "dropout", "dropout=1.5"),
+    (dict(recurrent_dropout=[0.1, 0.2, 0.3]), "recurrent_dropout", "3 values for 2 layers"),
+    (dict(input_shape=(5, 3, 2)), "input_shape", "(5, 3, 2)"),
+    (dict(input_shape=(0, 3)), "input_shape", "(0, 3)"),
+    (dict(input_shape=5), "input_shape", "input_shape=5"),
+    (dict(input_shape=(5,)), "vocab_size", "vocab_size=None"),
+    (dict(num_outputs=0), "num_outputs", "num_outputs=0"),
+    (dict(variant="attention", attention="luong"), "attention", "'luong'"),
+    (dict(variant="cnn_gru", conv_filters=[4, 4]), "conv_filters", "2 values for 1 layers"),
+    (dict(variant="cnn_gru", pool_size=2, task="sequence_labeling"), "pool_size", "pool_size=2"),
+    (dict(input_shape=(None, 3), unroll=True), "unroll", "unroll=True"),
+    (dict(reset_after="yes"), "reset_after", "'yes'"),
+    (dict(learning_rate=-1.0), "learning_rate", "learning_rate=-1.0"),
+    (dict(batch_size=0), "batch_size", "batch_size=0"),
+]
+
+
+@pytest.mark.parametrize("overrides, argument, received", BAD_ARGUMENTS)
+def test_bad_arguments_name_the_argument_and_value(overrides, argument, received):
+    kwargs = dict(variant="stacked", input_shape=(TIME, 3), num_outputs=2)
+    kwargs.update(overrides)
+    variant = kwargs.pop("variant")
+    with pytest.raises(ValueError) as info:
+        build_gru(variant, **kwargs)
+    message = str(info.value)
+    assert f"`{argument}`" in message
+    assert "Received" in message and received in message
+
+
+def test_token_and_batch_inputs_have_expected_dtypes():
+    model = build_gru("stacked", input_shape=(TIME,), num_outputs=2, vocab_size=VOCAB, units=4)
+    assert model.inputs[0].dtype == "int32"
+    x = sample_inputs((TIME,), batch=BATCH)
+    assert np.asarray(model(x)).shape == (BATCH, 2)
