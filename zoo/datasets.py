@@ -276,22 +276,7 @@ def load_tfds_text(name="imdb_reviews", data_dir=None, max_tokens=20000, sequenc
         raise ValueError(
             f"`name` must be a registered TFDS dataset. Received: name={name!r} ({first_line})"
         ) from None
-    try:
-        builder_info = builder.info
-        splits = builder_info.splits
-        if not splits:
-            raise AssertionError("no splits prepared")
-        available = list(splits.keys())
-    except AssertionError:
-        available = []
-    if "train" not in available:
-        where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
-        raise FileNotFoundError(
-            f"TFDS dataset {name!r} is not prepared in data_dir={where!r} and gru-zoo never "
-            "downloads. Prepare it on a machine with a network (`tfds build "
-            f"{name} --data_dir DIR`) and copy DIR here, then pass `data_dir=DIR` "
-            "(CLI: `--data-dir DIR`)."
-        )
+    builder_info = builder.info
     features = builder_info.features
     for argument, key in (("text_key", text_key), ("label_key", label_key)):
         if key not in features:
@@ -311,12 +296,22 @@ def load_tfds_text(name="imdb_reviews", data_dir=None, max_tokens=20000, sequenc
             labels.append(int(example[label_key]))
         return np.array(texts, dtype=object), np.array(labels, dtype=np.int32)
 
-    texts, labels = to_arrays("train")
+    try:
+        texts, labels = to_arrays("train")
+    except AssertionError:
+        # What TFDS raises, bare, when the data is not in data_dir and downloads are off.
+        where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+        raise FileNotFoundError(
+            f"TFDS dataset {name!r} is not prepared in data_dir={str(where)!r} and gru-zoo "
+            "never downloads. Prepare it on a machine with a network (`tfds build "
+            f"{name} --data_dir DIR`), copy DIR here and pass `data_dir=DIR` "
+            "(CLI: `--data-dir DIR`)."
+        ) from None
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(texts))
     n_val = max(1, int(round(len(texts) * validation_split)))
     val_idx, train_idx = order[:n_val], order[n_val:]
-    if "test" in available:
+    if "test" in builder_info.splits:
         test_texts, test_labels = to_arrays("test")
     else:
         test_texts, test_labels = texts[val_idx], labels[val_idx]
@@ -332,7 +327,7 @@ def load_tfds_text(name="imdb_reviews", data_dir=None, max_tokens=20000, sequenc
     label_feature = features[label_key]
     names = getattr(label_feature, "names", None)
     num_classes = getattr(label_feature, "num_classes", None) or int(labels.max()) + 1
-    vocabulary = vectorizer.get_vocabulary()
+    vocabulary = [str(token) for token in vectorizer.get_vocabulary()]
     return Dataset(
         name=name,
         task="classification",
