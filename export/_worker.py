@@ -1,0 +1,212 @@
+"""Child-process side of `to_tflite`: convert, embed metadata, run the file, report.
+
+Run as `python -m export._worker convert JOB.json` or `... tflm JOB.json`. The parent
+reads the JSON result the worker writes; a worker killed by a signal (the converter's
+segmentation faults, TFLM aborting on a too-small arena) writes nothing, and the
+parent turns that into a clear error or a fallback.
+
+Test hook: when the environment variable `GRU_ZOO_EXPORT_SIMULATE_CRASH` names the
+recipe being converted, the worker kills itself with SIGSEGV before converting.
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Tracing with a GPU visible puts a cuDNN op in the graph (DESIGN.md, fact 8).
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+import numpy as np  # noqa: E402
+
+SIMULATE_CRASH_ENV = "GRU_ZOO_EXPORT_SIMULATE_CRASH"
+MAX_STEP_CALIBRATION_PAIRS = 500
+
+
+def _write_json(path, payload):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as handle:
+        json.dump(payload, handle)
+    os.replace(tmp, path)
+
+
+def _step_calibration(model, sequences, seed=0):
+    """(frame, states) pairs from float rollouts of the step model (DESIGN.md, fact 7)."""
+    from export.recipes import build_step_model
+
+    step = build_step_model(model, batch_size=None)
+    state_inputs = [name for name in step.input if name != "frame"]
+    batch = sequences.shape[0]
+    states = {
+        name: np.zeros((batch, step.input[name].shape[-1]), np.float32) for name in state_inputs
+    }
+    pairs = []
+    for t in range(sequences.shape[1]):
+        frames = sequences[:, t]
+        for i in range(batch):
+            sample = {"frame": frames[i : i + 1]}
+            sample.update({name: value[i : i + 1] for name, value in states.items()})
+            pairs.append(sample)
+        outputs = step({"frame": frames, **states}, training=False)
+        states = {name: np.asarray(outputs[f"new_{name}"]) for name in state_inputs}
+    if len(pairs) > MAX_STEP_CALIBRATION_PAIRS:
+        rng = np.random.default_rng(seed)
+        keep = rng.choice(len(pairs), MAX_STEP_CALIBRATION_PAIRS, replace=False)
+        pairs = [pairs[i] for i in sorted(keep)]
+    return pairs
+
+
+def convert_job(job):
+    from export import converter, recipes
+    from export.metadata import add_metadata, op_report
+    from export.runtime import LiteModel
+
+    recipe = job["recipe"]
+    if os.environ.get(SIMULATE_CRASH_ENV) == recipe:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    model = recipes.load_model(job["model_path"])
+    arrays = np.load(job["data_path"])
+
+    start = time.perf_counter()
+    if recipe == "step":
+        export_model = recipes.build_step_model(model)
+    else:
+        export_model = recipes.rebuild(
+            model, unroll=recipe == "unrolled", sequence_length=job["sequence_length"]
+        )
+    representative = None
+    if job["quantization"] in converter.CALIBRATED:
+        calibration = arrays["calibration"]
+        if recipe == "step":
+            representative = _step_calibration(model, calibration)
+        else:
+            representative = [{"inputs": calibration[i : i + 1]} for i in range(len(calibration))]
+    content = converter.convert(
+        export_model,
+        quantization=job["quantization"],
+        io_type=job["io_type"],
+        representative=representative,
+        allow_select_tf_ops=job["allow_select_tf_ops"],
+    )
+    convert_seconds = time.perf_counter() - start
+    content = add_metadata(content, job["metadata"])
+    ops = op_report(content)
+    result = {"ok": True, "convert_seconds": convert_seconds, "ops": ops, "size": len(content)}
+    with open(job["out_path"], "wb") as handle:
+        handle.write(content)
+    if (ops["flex"] and not job["allow_select_tf_ops"]) or (
+        ops["custom"] and not job["allow_custom_ops"]
+    ):
+        result["verified"] = False
+        return result
+
+    start = time.perf_counter()
+    lite = LiteModel(content, interpreter="tensorflow" if ops["flex"] else "litert")
+    outputs = {}
+    for key in ("verify", "eval"):
+        if key in arrays:
+            x = arrays[key]
+            outputs[f"keras_{key}"] = np.asarray(model.predict(x, verbose=0, batch_size=256))
+            outputs[f"tflite_{key}"] = lite.predict(
+                x, per_step=outputs[f"keras_{key}"].ndim == 3
+            ).astype(np.float32)
+    np.savez(job["outputs_path"], **outputs)
+    result["verify_seconds"] = time.perf_counter() - start
+    result["verified"] = True
+    return result
+
+
+def _capture_stderr(function):
+    """Runs `function()` and returns what C code printed on file descriptor 2."""
+    import ctypes
+    import tempfile
+
+    sys.stderr.flush()
+    ctypes.CDLL(None).fflush(None)
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            function()
+        finally:
+            sys.stderr.flush()
+            ctypes.CDLL(None).fflush(None)  # C stdio may buffer when fd 2 is not a terminal
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        return capture.read().decode("utf-8", "replace")
+
+
+def tflm_job(job):
+    """Runs a streaming file in TFLite for Microcontrollers' interpreter."""
+    import re
+
+    from tflite_micro.python.tflite_micro import runtime
+
+    from export.metadata import signature_tensor_indices
+    from export.runtime import _dequantize, _quantize
+
+    with open(job["tflite_path"], "rb") as handle:
+        content = handle.read()
+    interpreter = runtime.Interpreter.from_bytes(content, arena_size=job["arena_size"])
+    report = _capture_stderr(interpreter.print_allocations)
+    match = re.search(r"Arena allocation total (\d+) bytes", report)
+    arena_bytes = int(match.group(1)) if match else None
+    indices = signature_tensor_indices(content)
+    inputs = dict(indices["inputs"])
+    outputs = dict(indices["outputs"])
+    state_names = [name for name in inputs if name != "frame"]
+    sequences = np.load(job["x_path"])["x"]
+    per_step = job["per_step"]
+    results = []
+    start = time.perf_counter()
+    steps = 0
+    for sequence in sequences:
+        interpreter.reset()
+        states = {
+            name: np.zeros(interpreter.get_input_details(inputs[name])["shape"], np.float32)
+            for name in state_names
+        }
+        sequence_outputs = []
+        for frame in sequence:
+            feed = dict(states, frame=frame[None])
+            for name, value in feed.items():
+                details = interpreter.get_input_details(inputs[name])
+                interpreter.set_input(_quantize(value, details), inputs[name])
+            interpreter.invoke()
+            steps += 1
+            fetched = {}
+            for name, index in outputs.items():
+                details = interpreter.get_output_details(index)
+                fetched[name] = _dequantize(np.array(interpreter.get_output(index)), details)
+            states = {name: fetched[f"new_{name}"] for name in state_names}
+            sequence_outputs.append(fetched["output"][0])
+        sequence_outputs = np.stack(sequence_outputs)
+        results.append(sequence_outputs if per_step else sequence_outputs[-1])
+    seconds = time.perf_counter() - start
+    np.savez(job["outputs_path"], tflm=np.stack(results).astype(np.float32))
+    return {"ok": True, "arena_bytes": arena_bytes, "seconds_per_step": seconds / max(steps, 1)}
+
+
+def main(argv):
+    command, job_path = argv[1], argv[2]
+    with open(job_path) as handle:
+        job = json.load(handle)
+    try:
+        result = convert_job(job) if command == "convert" else tflm_job(job)
+    except Exception as error:  # noqa: BLE001 (reported to the parent, which raises)
+        result = {
+            "ok": False,
+            "error_type": type(error).__name__,
+            "message": str(error)[-4000:],
+            "traceback": traceback.format_exc()[-8000:],
+        }
+    _write_json(job["result_path"], result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,113 @@
+"""Every TFLite converter setting gru-zoo uses, in one place.
+
+`convert(model, recipe=..., quantization=...)` turns a recipe's Keras model (see
+`export.recipes`) into `.tflite` bytes. It is called in a child process by
+`export.to_tflite` (see `export._worker`): some settings crash the converter
+(DESIGN.md, fact 5) and must never take the caller's process down.
+"""
+
+import tempfile
+
+import numpy as np
+
+QUANTIZATIONS = (None, "float16", "dynamic", "int8", "int16x8")
+CALIBRATED = ("int8", "int16x8")
+IO_TYPES = {
+    None: ("float32",),
+    "float16": ("float32",),
+    "dynamic": ("float32",),
+    "int8": ("float32", "int8"),
+    "int16x8": ("float32", "int16"),
+}
+SIGNATURE_KEY = "serving_default"
+
+
+def _signature(model):
+    """Ordered `[(name, tf.TensorSpec)]` of the model's inputs."""
+    import tensorflow as tf
+
+    if isinstance(model.input, dict):
+        items = list(model.input.items())
+    else:
+        items = [("inputs", model.inputs[0])]
+    return [(name, tf.TensorSpec(tensor.shape, tensor.dtype, name=name)) for name, tensor in items]
+
+
+def save_for_conversion(model, directory):
+    """Writes `model` as a SavedModel with one endpoint of named inputs and outputs.
+
+    `keras.export.ExportArchive` with named `tf.TensorSpec`s gives stable signature
+    names (DESIGN.md, fact 8); the weights are frozen by the converter.
+    """
+    import keras
+
+    signature = _signature(model)
+    names = [name for name, _ in signature]
+    dict_inputs = isinstance(model.input, dict)
+
+    def serve(*args):
+        inputs = dict(zip(names, args)) if dict_inputs else args[0]
+        outputs = model(inputs, training=False)
+        return outputs if isinstance(outputs, dict) else {"output": outputs}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(SIGNATURE_KEY, serve, [spec for _, spec in signature])
+    archive.write_out(directory, verbose=False)
+    return names
+
+
+def convert(
+    model,
+    *,
+    quantization=None,
+    io_type="float32",
+    representative=None,
+    allow_select_tf_ops=False,
+):
+    """Converts a recipe model to `.tflite` bytes.
+
+    Args:
+        model: a Keras model from `export.recipes` (static batch 1).
+        quantization: one of `QUANTIZATIONS`.
+        io_type: `"float32"`, or `"int8"` (int8) / `"int16"` (int16x8) for integer
+            inputs and outputs. Token-id inputs stay int32.
+        representative: for calibrated modes, a list of dicts `{input name: array with
+            batch 1}`.
+        allow_select_tf_ops: bool, let the converter fall back to TensorFlow (Flex) ops.
+    """
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="gru_zoo_savedmodel_") as directory:
+        names = save_for_conversion(model, directory)
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            directory, signature_keys=[SIGNATURE_KEY]
+        )
+        builtins = tf.lite.OpsSet.TFLITE_BUILTINS
+        if quantization == "float16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantization == "dynamic":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        elif quantization in CALIBRATED:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            samples = list(representative)
+
+            def representative_dataset():
+                for sample in samples:
+                    yield {name: np.asarray(sample[name]) for name in names}
+
+            converter.representative_dataset = representative_dataset
+            if quantization == "int8":
+                builtins = tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+            else:
+                builtins = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+            if io_type != "float32":
+                io_dtype = tf.int8 if io_type == "int8" else tf.int16
+                converter.inference_input_type = io_dtype
+                converter.inference_output_type = io_dtype
+        supported = [builtins]
+        if allow_select_tf_ops:
+            supported.append(tf.lite.OpsSet.SELECT_TF_OPS)
+        converter.target_spec.supported_ops = supported
+        return converter.convert()

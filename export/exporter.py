@@ -1,0 +1,753 @@
+"""`to_tflite`: one call from a trained Keras model to a verified `.tflite` file.
+
+What it does, in order:
+
+1. Checks every argument (and, for `streaming=True`, that the model can stream)
+   before any work; bad input raises `ValueError`/`TypeError` naming the argument,
+   the value received and what is allowed.
+2. Picks the recipes to try (`export.recipes`): `"loop"` then `"unrolled"` for float32,
+   float16 and dynamic-range files; `"unrolled"` for calibrated int8/16x8 (the loop
+   form crashes the converter, DESIGN.md fact 5); `"step"` for streaming.
+3. Runs each conversion in a child process (`export._worker`); a crash or an error
+   moves on to the next recipe when `fallback=True`, and every attempt is reported.
+4. Audits the ops (Flex and custom ops refused unless allowed), runs the file with
+   the standalone LiteRT interpreter on sample inputs and compares with Keras.
+5. For streaming files, runs them in TFLite for Microcontrollers' interpreter too.
+6. Moves the verified file into place atomically: the destination is either the old
+   file or the new verified one, never a partial or unverified file.
+"""
+
+import dataclasses
+import json
+import numbers
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+from export.converter import CALIBRATED, IO_TYPES, QUANTIZATIONS
+from export.errors import (
+    ConversionCrashError,
+    ConversionError,
+    ExportError,
+    UnsupportedOpsError,
+    VerificationError,
+)
+
+RECIPE_CHOICES = ("auto", "loop", "unrolled", "step")
+# Max abs error allowed against Keras, relative to max(1, max |Keras output|).
+DEFAULT_TOLERANCES = {
+    None: 1e-5,
+    "float16": 1e-2,
+    "dynamic": 5e-2,
+    "int8": 0.25,
+    "int16x8": 0.1,
+}
+VERIFY_SAMPLES = 8
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclasses.dataclass
+class ExportResult:
+    """What `to_tflite` produced and measured.
+
+    Attributes:
+        path: where the verified file is.
+        size: its size in bytes.
+        recipe: the recipe that produced it (`"loop"`, `"unrolled"`, `"step"`).
+        quantization, io_type, streaming: as exported.
+        ops: sorted builtin op names; `flex_ops`, `custom_ops` (empty unless allowed).
+        max_abs_error, mean_abs_error: TFLite vs Keras on the verification inputs
+            (for streaming files: frame by frame vs the full-sequence Keras output).
+        tolerance: the bound `max_abs_error` was checked against.
+        verification: where the verification inputs came from.
+        evaluation: with `validation_data`: Keras and TFLite metrics and their change.
+        attempts: `[{"recipe", "outcome", "detail"}]`, one per recipe tried.
+        fallback_used: whether a recipe other than the first one tried was used.
+        convert_seconds: converter time of the used recipe (in the child process);
+        total_seconds: the whole call.
+        tflm: streaming files: `{"runs", "arena_bytes", "max_abs_error", ...}`.
+        c_array_path: the C source file, when asked for.
+        metadata: the metadata embedded in the file.
+    """
+
+    path: str
+    size: int
+    recipe: str
+    quantization: str | None
+    io_type: str
+    streaming: bool
+    ops: list
+    flex_ops: list
+    custom_ops: list
+    max_abs_error: float
+    mean_abs_error: float
+    tolerance: float
+    verification: str
+    evaluation: dict | None
+    attempts: list
+    fallback_used: bool
+    convert_seconds: float
+    total_seconds: float
+    tflm: dict | None
+    c_array_path: str | None
+    metadata: dict
+    warnings: list
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def __str__(self):
+        mode = self.quantization or "float32"
+        text = (
+            f"{self.path}: {self.size} bytes, {mode}{' streaming' if self.streaming else ''}, "
+            f"recipe {self.recipe!r}, max |tflite - keras| = {self.max_abs_error:.3g} "
+            f"(tolerance {self.tolerance:.3g}), {len(self.ops)} builtin ops"
+        )
+        if self.tflm is not None:
+            text += f", TFLM: {'runs' if self.tflm.get('runs') else 'does not run'}"
+        return text
+
+
+def _fail(argument, value, allowed, error=ValueError):
+    raise error(f"`{argument}` must be {allowed}. Received: {argument}={value!r}")
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _describe(value):
+    if isinstance(value, np.ndarray):
+        return f"array of shape {value.shape} and dtype {value.dtype}"
+    return repr(value)
+
+
+def _as_array(argument, data, input_shape, input_dtype, *, limit):
+    """Turns arrays, lists or a `tf.data.Dataset` of inputs into one checked array."""
+    if data is None:
+        return None
+    if isinstance(data, tuple) and len(data) == 2 and not np.isscalar(data[0]):
+        data = data[0]  # (x, y)
+    if type(data).__module__.startswith("tensorflow") and hasattr(data, "as_numpy_iterator"):
+        samples = []
+        for element in data.as_numpy_iterator():
+            if isinstance(element, tuple):
+                element = element[0]
+            element = np.asarray(element)
+            if element.ndim == len(input_shape) + 1:
+                samples.extend(list(element))
+            else:
+                samples.append(element)
+            if len(samples) >= limit:
+                break
+        if not samples:
+            _fail(argument, data, "a non-empty dataset of model inputs")
+        try:
+            array = np.stack(samples[:limit])
+        except ValueError:
+            _fail(argument, data, f"a dataset of inputs of shape {input_shape} (sequences of "
+                  "different lengths cannot be stacked)")
+    else:
+        try:
+            array = np.asarray(data)
+        except Exception:  # noqa: BLE001
+            _fail(argument, type(data).__name__, "an array, a list of arrays or a tf.data.Dataset")
+        if array.dtype == object:
+            _fail(argument, f"{type(data).__name__} of ragged or non-numeric values",
+                  "an array, a list of arrays or a tf.data.Dataset")
+    expected = "(samples,) + " + str(tuple(input_shape)).replace("None", "any")
+    if array.ndim != len(input_shape) + 1 or len(array) == 0:
+        _fail(argument, _describe(array), f"an array of shape {expected}")
+    for axis, size in enumerate(input_shape):
+        if size is not None and array.shape[axis + 1] != size:
+            _fail(argument, _describe(array), f"an array of shape {expected}")
+    if input_dtype.startswith("int"):
+        if not np.issubdtype(array.dtype, np.integer):
+            _fail(argument, _describe(array), "integer token ids for this token-input model")
+        return array[:limit].astype(np.int32)
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        _fail(argument, _describe(array), "numeric values")
+    array = array[:limit].astype(np.float32)
+    if not np.all(np.isfinite(array)):
+        _fail(argument, "an array with NaN or inf values", "finite values")
+    return array
+
+
+def _vocab_size(model):
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Embedding):
+            return layer.input_dim
+    return 2
+
+
+def _layer_summary(model):
+    summary = []
+    for layer in model.layers:
+        config = layer.get_config()
+        entry = {"class_name": type(layer).__name__, "name": layer.name}
+        for key in ("units", "return_sequences", "reset_after", "activation", "filters",
+                    "kernel_size", "num_heads", "attention_units", "input_dim", "output_dim",
+                    "mask_value", "rate", "pool_size"):
+            if key in config:
+                entry[key] = config[key]
+        if "layer" in config and isinstance(config["layer"], dict):
+            entry["wrapped"] = config["layer"].get("class_name")
+            entry["units"] = config["layer"].get("config", {}).get("units")
+        summary.append(entry)
+    return summary
+
+
+def _infer_task(model):
+    """`(task, per_step)`: classification when the output layer is softmax/sigmoid."""
+    output_layer = model.layers[-1]
+    activation = getattr(output_layer, "activation", None)
+    name = getattr(activation, "__name__", str(activation))
+    per_step = len(model.outputs[0].shape) == 3
+    if name in ("softmax", "sigmoid"):
+        return ("sequence_labeling" if per_step else "classification"), per_step
+    return ("sequence_regression" if per_step else "regression"), per_step
+
+
+def _evaluate(task, keras_outputs, tflite_outputs, y):
+    y = np.asarray(y)
+    if task in ("classification", "sequence_labeling"):
+        def predict(outputs):
+            if outputs.shape[-1] == 1:
+                return (outputs[..., 0] > 0.5).astype(np.int64)
+            return np.argmax(outputs, axis=-1)
+
+        labels = y.reshape(predict(keras_outputs).shape).astype(np.int64)
+        keras_accuracy = float(np.mean(predict(keras_outputs) == labels))
+        tflite_accuracy = float(np.mean(predict(tflite_outputs) == labels))
+        return {
+            "metric": "accuracy",
+            "keras": keras_accuracy,
+            "tflite": tflite_accuracy,
+            "change": tflite_accuracy - keras_accuracy,
+            "samples": int(len(y)),
+        }
+    y = y.reshape(keras_outputs.shape).astype(np.float32)
+    keras_mse = float(np.mean((keras_outputs - y) ** 2))
+    tflite_mse = float(np.mean((tflite_outputs - y) ** 2))
+    return {
+        "metric": "mse",
+        "keras": keras_mse,
+        "tflite": tflite_mse,
+        "change": tflite_mse - keras_mse,
+        "samples": int(len(y)),
+    }
+
+
+def _run_worker(command, job, workdir, timeout):
+    """Runs `export._worker` in a child process; returns `(result or None, detail)`."""
+    job_path = os.path.join(workdir, f"{command}_job.json")
+    job["result_path"] = os.path.join(workdir, f"{command}_result.json")
+    if os.path.exists(job["result_path"]):
+        os.remove(job["result_path"])
+    with open(job_path, "w") as handle:
+        json.dump(job, handle)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    log_path = os.path.join(workdir, f"{command}.log")
+    with open(log_path, "wb") as log:
+        try:
+            completed = subprocess.run(
+                [sys.executable, "-m", "export._worker", command, job_path],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                timeout=timeout,
+            )
+            returncode = completed.returncode
+        except subprocess.TimeoutExpired:
+            return None, f"timed out after {timeout} s"
+    if os.path.exists(job["result_path"]):
+        with open(job["result_path"]) as handle:
+            return json.load(handle), None
+    with open(log_path, "rb") as handle:
+        tail = handle.read()[-1500:].decode("utf-8", "replace")
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return None, f"the child process was killed by {name}; last output:\n{tail}"
+    return None, f"the child process exited with code {returncode}; last output:\n{tail}"
+
+
+def _recipes_to_try(recipe, quantization, streaming, fallback):
+    if streaming:
+        return ["step"]
+    if recipe == "auto":
+        if quantization in CALIBRATED:
+            # The loop form crashes the converter under calibration (DESIGN.md, fact 5).
+            return ["unrolled"]
+        return ["loop", "unrolled"] if fallback else ["loop"]
+    if not fallback:
+        return [recipe]
+    return [recipe] + [other for other in ("loop", "unrolled") if other != recipe]
+
+
+def write_c_array(tflite_path, c_path=None, *, variable_name=None):
+    """Writes a `.tflite` file as a C source file (and header) for firmware.
+
+    The array is 16-byte aligned, as TFLite for Microcontrollers requires.
+
+    Returns:
+        The path of the `.cc` file (the `.h` lies beside it).
+    """
+    tflite_path = os.fspath(tflite_path)
+    if not os.path.isfile(tflite_path):
+        raise FileNotFoundError(f"No such .tflite file: {tflite_path!r}")
+    if c_path is None:
+        c_path = os.path.splitext(tflite_path)[0] + ".cc"
+    c_path = os.fspath(c_path)
+    base = os.path.splitext(os.path.basename(c_path))[0]
+    if variable_name is None:
+        variable_name = "g_" + "".join(ch if ch.isalnum() else "_" for ch in base) + "_model"
+    if not variable_name.isidentifier():
+        _fail("variable_name", variable_name, "a valid C identifier")
+    with open(tflite_path, "rb") as handle:
+        content = handle.read()
+    lines = []
+    for offset in range(0, len(content), 12):
+        chunk = content[offset : offset + 12]
+        lines.append("    " + ", ".join(f"0x{byte:02x}" for byte in chunk) + ",")
+    header = os.path.splitext(c_path)[0] + ".h"
+    guard = "".join(ch if ch.isalnum() else "_" for ch in os.path.basename(header)).upper()
+    header_text = (
+        f"// Generated by gru-zoo from {os.path.basename(tflite_path)}.\n"
+        f"#ifndef {guard}\n#define {guard}\n\n"
+        f"extern const unsigned char {variable_name}[];\n"
+        f"extern const unsigned int {variable_name}_len;\n\n#endif  // {guard}\n"
+    )
+    source_text = (
+        f"// Generated by gru-zoo from {os.path.basename(tflite_path)} ({len(content)} bytes).\n"
+        f'#include "{os.path.basename(header)}"\n\n'
+        f"alignas(16) const unsigned char {variable_name}[] = {{\n"
+        + "\n".join(lines)
+        + f"\n}};\nconst unsigned int {variable_name}_len = {len(content)};\n"
+    )
+    for target, text in ((header, header_text), (c_path, source_text)):
+        tmp = f"{target}.partial"
+        with open(tmp, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    return c_path
+
+
+def to_tflite(
+    model,
+    path,
+    quantization=None,
+    representative_data=None,
+    streaming=False,
+    *,
+    recipe="auto",
+    io_type="float32",
+    sequence_length=None,
+    verification_data=None,
+    validation_data=None,
+    tolerance=None,
+    labels=None,
+    normalization=None,
+    metadata=None,
+    allow_select_tf_ops=False,
+    allow_custom_ops=False,
+    fallback=True,
+    check_tflm=None,
+    tflm_arena_size=None,
+    c_array=False,
+    calibration_samples=100,
+    timeout=900,
+):
+    """Converts a Keras model to a verified TFLite file.
+
+    Args:
+        model: a `keras.Model` (functional or Sequential) or the path of a `.keras` file.
+        path: destination `.tflite` path. Written atomically, only once verified.
+        quantization: `None` (float32), `"float16"`, `"dynamic"` (int8 weights, float
+            activations), `"int8"` (full integer) or `"int16x8"` (int16 activations,
+            int8 weights).
+        representative_data: inputs `(samples, time, features)` (or token ids
+            `(samples, time)`), a list of them or a `tf.data.Dataset` of inputs or
+            `(inputs, targets)`; required by `"int8"` and `"int16x8"` (it calibrates
+            the activation ranges; gru-zoo does not calibrate on random noise).
+        streaming: bool, export a one-time-step model (inputs `frame` and each state,
+            outputs `output` and `new_<state>`) instead of the full-sequence model.
+        recipe: `"auto"`, `"loop"`, `"unrolled"` or `"step"` (see `export.recipes`).
+        io_type: `"float32"`; `"int8"` with `quantization="int8"` or `"int16"` with
+            `"int16x8"` for integer inputs and outputs.
+        sequence_length: int, the time steps of the file when the model's time
+            dimension is `None` (needed by the unrolled recipe; taken from the
+            representative data when not given).
+        verification_data: inputs to compare TFLite with Keras on; defaults to the
+            first samples of `representative_data` or `validation_data`, else random
+            inputs of the model's shape (reported in `result.verification`).
+        validation_data: `(x, y)` labelled data: the result reports the Keras and TFLite
+            accuracy (classification) or MSE (regression) and their change.
+        tolerance: float, max abs error allowed vs Keras, relative to
+            `max(1, max |output|)`. Defaults by mode: 1e-5 float32, 1e-2 float16,
+            5e-2 dynamic, 0.1 int16x8, 0.25 int8.
+        labels: list of class names, stored in the metadata.
+        normalization: `{"mean": [...], "std": [...]}` of the inputs, stored in the metadata.
+        metadata: dict of extra JSON-serializable metadata (e.g. the builder arguments).
+        allow_select_tf_ops: bool, allow Flex ops (the file then needs the Select TF ops
+            delegate; a warning is issued). Defaults to `False`.
+        allow_custom_ops: bool, allow custom ops. Defaults to `False`.
+        fallback: bool, when a recipe crashes or fails, try the next one. Defaults to `True`.
+        check_tflm: bool, run streaming files in TFLite for Microcontrollers' interpreter.
+            Defaults to `True` for streaming files (full-sequence `WHILE` files hang in it).
+        tflm_arena_size: int, TFLM tensor arena in bytes; defaults to a generous size,
+            and the result reports what the file needs.
+        c_array: `False`, `True` (writes `<path>.cc`/`.h`) or a `.cc` path: the file as
+            a C array for firmware.
+        calibration_samples: int, how many samples of `representative_data` to use.
+        timeout: seconds allowed to each child process.
+
+    Returns:
+        An `ExportResult`.
+
+    Raises:
+        ValueError, TypeError, FileNotFoundError: bad arguments, before any work.
+        ConversionCrashError, ConversionError, UnsupportedOpsError, VerificationError:
+        when no recipe gave a verified file (the destination is left untouched).
+    """
+    start_time = time.perf_counter()
+    # === Arguments ===
+    if quantization not in QUANTIZATIONS:
+        _fail("quantization", quantization, f"one of {list(QUANTIZATIONS)}")
+    if recipe not in RECIPE_CHOICES:
+        _fail("recipe", recipe, f"one of {list(RECIPE_CHOICES)}")
+    if not isinstance(streaming, bool):
+        _fail("streaming", streaming, "True or False", TypeError)
+    if recipe == "step" and not streaming:
+        _fail("recipe", recipe, "'auto', 'loop' or 'unrolled' unless streaming=True "
+              "(the 'step' recipe is the streaming export)")
+    if streaming and recipe not in ("auto", "step"):
+        _fail("recipe", recipe, "'auto' or 'step' with streaming=True")
+    if io_type not in IO_TYPES[quantization]:
+        _fail("io_type", io_type, f"one of {list(IO_TYPES[quantization])} for "
+              f"quantization={quantization!r}")
+    if sequence_length is not None and (not _is_int(sequence_length) or sequence_length < 1):
+        _fail("sequence_length", sequence_length, "a positive int or None")
+    if not isinstance(path, (str, os.PathLike)):
+        _fail("path", path, "a str or os.PathLike destination for the .tflite file", TypeError)
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        _fail("path", path, "a file path (it is a directory)")
+    if tolerance is not None and (not isinstance(tolerance, numbers.Real) or tolerance <= 0):
+        _fail("tolerance", tolerance, "a positive float or None")
+    if not _is_int(calibration_samples) or calibration_samples < 1:
+        _fail("calibration_samples", calibration_samples, "a positive int")
+    if labels is not None and (
+        not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) for x in labels)
+    ):
+        _fail("labels", labels, "a list of str or None")
+    if normalization is not None and (
+        not isinstance(normalization, dict) or not {"mean", "std"} <= set(normalization)
+    ):
+        _fail("normalization", normalization, "a dict with 'mean' and 'std' or None")
+    if metadata is not None and not isinstance(metadata, dict):
+        _fail("metadata", metadata, "a JSON-serializable dict or None", TypeError)
+    if metadata is not None:
+        try:
+            json.dumps(metadata)
+        except TypeError as error:
+            _fail("metadata", metadata, f"a JSON-serializable dict ({error})", TypeError)
+    if check_tflm is None:
+        check_tflm = streaming
+    if check_tflm and not streaming:
+        _fail("check_tflm", check_tflm, "False for full-sequence files (TFLite for "
+              "Microcontrollers has no GRU loop support: a WHILE model hangs in it); "
+              "use streaming=True")
+    if not (isinstance(c_array, bool) or isinstance(c_array, (str, os.PathLike))):
+        _fail("c_array", c_array, "True, False or a .cc path", TypeError)
+    if quantization in CALIBRATED and representative_data is None:
+        _fail("representative_data", None, f"calibration inputs for quantization="
+              f"{quantization!r} (it measures activation ranges on them; gru-zoo does not "
+              "guess them from random noise)")
+    if quantization not in CALIBRATED and representative_data is not None:
+        warnings.warn(f"`representative_data` is not used by quantization={quantization!r}; "
+                      "it only serves as verification inputs.", stacklevel=2)
+
+    import keras  # noqa: F401  (heavy: only after the cheap checks)
+
+    from export import recipes
+
+    model_path = None
+    if isinstance(model, (str, os.PathLike)):
+        model_path = os.path.abspath(os.fspath(model))
+        if not os.path.isfile(model_path):
+            raise FileNotFoundError(f"`model` must be an existing .keras file. Received: "
+                                    f"model={os.fspath(model)!r} (no such file)")
+        if not model_path.endswith(".keras"):
+            _fail("model", os.fspath(model), "a keras.Model or the path of a .keras file")
+    elif not isinstance(model, keras.Model):
+        _fail("model", type(model).__name__, "a keras.Model or the path of a .keras file",
+              TypeError)
+    keras_model = recipes.load_model(model_path or model)
+    input_shape, input_dtype = recipes.input_spec(keras_model)
+    if streaming:
+        recipes.streaming_plan(keras_model)  # raises ValueError naming the layer
+    task, per_step = _infer_task(keras_model)
+
+    calibration = _as_array("representative_data", representative_data, input_shape,
+                            input_dtype, limit=calibration_samples)
+    verify = _as_array("verification_data", verification_data, input_shape, input_dtype,
+                       limit=64)
+    eval_x = eval_y = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            _fail("validation_data", type(validation_data).__name__, "a tuple (x, y)")
+        eval_x = _as_array("validation_data", validation_data[0], input_shape, input_dtype,
+                           limit=10**9)
+        eval_y = np.asarray(validation_data[1])
+        if len(eval_y) != len(eval_x):
+            _fail("validation_data", f"x with {len(eval_x)} samples and y with "
+                  f"{len(eval_y)}", "x and y with the same number of samples")
+
+    time_steps = input_shape[0]
+    if sequence_length is None and time_steps is None and calibration is not None:
+        sequence_length = calibration.shape[1]
+    if time_steps is not None and sequence_length is not None and sequence_length != time_steps:
+        _fail("sequence_length", sequence_length, f"None or {time_steps} (the model's fixed "
+              "time dimension)")
+    window = time_steps or sequence_length
+    verification = "verification_data"
+    if verify is None:
+        for name, source in (("representative_data", calibration), ("validation_data", eval_x)):
+            if source is not None:
+                verify, verification = source[:VERIFY_SAMPLES], name
+                break
+    if verify is None:
+        rng = np.random.default_rng(0)
+        shape = (VERIFY_SAMPLES, window or 16) + tuple(input_shape[1:])
+        if input_dtype.startswith("int"):
+            verify = rng.integers(1, max(2, _vocab_size(keras_model)), size=shape).astype(np.int32)
+        else:
+            verify = rng.standard_normal(shape).astype(np.float32)
+        verification = "random inputs (no data given)"
+
+    attempts_plan = _recipes_to_try(recipe, quantization, streaming, fallback)
+    if "unrolled" in attempts_plan and window is None:
+        if attempts_plan == ["unrolled"]:
+            _fail("sequence_length", None, "a positive int: the model's time dimension is "
+                  "None and the unrolled recipe needs a fixed length")
+        attempts_plan.remove("unrolled")
+
+    # === Work ===
+    destination_dir = os.path.dirname(path)
+    os.makedirs(destination_dir, exist_ok=True)
+    workdir = tempfile.mkdtemp(prefix="gru_zoo_export_")
+    result_warnings = []
+    try:
+        if model_path is None:
+            model_path = os.path.join(workdir, "model.keras")
+            keras_model.save(model_path)
+        data = {"verify": verify}
+        if calibration is not None:
+            data["calibration"] = calibration
+        if eval_x is not None:
+            data["eval"] = eval_x
+        data_path = os.path.join(workdir, "data.npz")
+        np.savez(data_path, **data)
+
+        import zoo
+
+        states = recipes.state_specs(keras_model) if streaming else []
+        base_metadata = {
+            "gru_zoo_version": zoo.__version__,
+            "format_version": 1,
+            "model_name": keras_model.name,
+            "quantization": quantization,
+            "io_type": io_type,
+            "streaming": streaming,
+            "task": task,
+            "per_step": per_step,
+            "input": {
+                "name": "frame" if streaming else "inputs",
+                "shape": [1] + list(input_shape[1:]) if streaming else [1, window] + list(input_shape[1:]),
+                "dtype": input_dtype,
+            },
+            "sequence_shape": [window] + list(input_shape[1:]),
+            "window_length": window,
+            "output_shape": list(keras_model.outputs[0].shape[1:]),
+            "states": [{"name": name, "shape": [1, units]} for name, units in states],
+            "labels": list(labels) if labels is not None else None,
+            "normalization": normalization,
+            "layers": _layer_summary(keras_model),
+            "config": metadata or {},
+        }
+
+        attempts = []
+        chosen = None
+        last_error = None
+        for index, attempt in enumerate(attempts_plan):
+            out_path = os.path.join(workdir, f"{attempt}.tflite")
+            outputs_path = os.path.join(workdir, f"{attempt}_outputs.npz")
+            job = {
+                "model_path": model_path,
+                "recipe": attempt,
+                "quantization": quantization,
+                "io_type": io_type,
+                "sequence_length": sequence_length,
+                "allow_select_tf_ops": allow_select_tf_ops,
+                "allow_custom_ops": allow_custom_ops,
+                "data_path": data_path,
+                "metadata": dict(base_metadata, recipe=attempt),
+                "out_path": out_path,
+                "outputs_path": outputs_path,
+            }
+            result, detail = _run_worker("convert", job, workdir, timeout)
+            if result is None:
+                attempts.append({"recipe": attempt, "outcome": "crashed", "detail": detail})
+                last_error = ConversionCrashError(
+                    f"Converting with the {attempt!r} recipe (quantization={quantization!r}) "
+                    f"crashed: {detail}"
+                )
+                continue
+            if not result["ok"]:
+                attempts.append({"recipe": attempt, "outcome": "error",
+                                 "detail": f"{result['error_type']}: {result['message']}"})
+                last_error = ConversionError(
+                    f"Converting with the {attempt!r} recipe (quantization={quantization!r}) "
+                    f"failed: {result['error_type']}: {result['message']}"
+                )
+                continue
+            ops = result["ops"]
+            if (ops["flex"] and not allow_select_tf_ops) or (ops["custom"] and not allow_custom_ops):
+                detail = f"Flex ops {ops['flex']}, custom ops {ops['custom']}"
+                attempts.append({"recipe": attempt, "outcome": "unsupported ops", "detail": detail})
+                last_error = UnsupportedOpsError(
+                    f"The {attempt!r} recipe produced ops that the standalone LiteRT interpreter "
+                    f"cannot run: {detail}. Pass allow_select_tf_ops=True / allow_custom_ops=True "
+                    "to accept them."
+                )
+                continue
+            arrays = np.load(outputs_path)
+            keras_out, tflite_out = arrays["keras_verify"], arrays["tflite_verify"]
+            difference = np.abs(keras_out.astype(np.float64) - tflite_out)
+            max_error = float(difference.max())
+            mean_error = float(difference.mean())
+            scale = max(1.0, float(np.abs(keras_out).max()))
+            bound = (tolerance if tolerance is not None else DEFAULT_TOLERANCES[quantization]) * scale
+            if not np.isfinite(max_error) or max_error > bound:
+                attempts.append({"recipe": attempt, "outcome": "verification failed",
+                                 "detail": f"max abs error {max_error:.3g} > {bound:.3g}"})
+                last_error = VerificationError(
+                    f"The {attempt!r} file runs but differs from Keras: max abs error "
+                    f"{max_error:.3g} > tolerance {bound:.3g} on {verification} "
+                    f"(quantization={quantization!r}). Pass a larger `tolerance` to accept it."
+                )
+                continue
+            attempts.append({"recipe": attempt, "outcome": "ok", "detail": None})
+            chosen = (index, attempt, result, out_path, arrays, max_error, mean_error, bound)
+            break
+        if chosen is None:
+            raise last_error
+        index, used, result, out_path, arrays, max_error, mean_error, bound = chosen
+
+        evaluation = None
+        if eval_x is not None:
+            evaluation = _evaluate(task, arrays["keras_eval"], arrays["tflite_eval"], eval_y)
+        if ops["flex"]:
+            message = (f"{path} holds Flex ops {ops['flex']}: it needs the Select TF ops "
+                       "delegate and does not run on the standalone LiteRT interpreter.")
+            warnings.warn(message, stacklevel=2)
+            result_warnings.append(message)
+
+        tflm = None
+        if check_tflm:
+            tflm = _check_tflm(out_path, verify, arrays["keras_verify"], per_step, workdir,
+                               timeout, tflm_arena_size)
+            if not tflm["runs"]:
+                message = f"The streaming file does not run in TFLite Micro: {tflm['error']}"
+                warnings.warn(message, stacklevel=2)
+                result_warnings.append(message)
+
+        # === Atomic write ===
+        fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.",
+                                       suffix=".partial", dir=destination_dir)
+        os.close(fd)
+        try:
+            shutil.copyfile(out_path, staging)
+            os.replace(staging, path)
+        finally:
+            if os.path.exists(staging):
+                os.remove(staging)
+        c_array_path = None
+        if c_array:
+            c_array_path = write_c_array(path, None if c_array is True else c_array)
+
+        from export.metadata import read_metadata
+
+        return ExportResult(
+            path=path,
+            size=os.path.getsize(path),
+            recipe=used,
+            quantization=quantization,
+            io_type=io_type,
+            streaming=streaming,
+            ops=ops["builtin"],
+            flex_ops=ops["flex"],
+            custom_ops=ops["custom"],
+            max_abs_error=max_error,
+            mean_abs_error=mean_error,
+            tolerance=bound,
+            verification=verification,
+            evaluation=evaluation,
+            attempts=attempts,
+            fallback_used=index > 0,
+            convert_seconds=float(result["convert_seconds"]),
+            total_seconds=time.perf_counter() - start_time,
+            tflm=tflm,
+            c_array_path=c_array_path,
+            metadata=read_metadata(path),
+            warnings=result_warnings,
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _check_tflm(tflite_path, verify, keras_outputs, per_step, workdir, timeout, arena_size):
+    """Runs a streaming file in TFLM (child process: a small arena aborts it)."""
+    x_path = os.path.join(workdir, "tflm_x.npz")
+    np.savez(x_path, x=verify)
+    if arena_size is None:
+        arena_size = max(64 * 1024, 10 * os.path.getsize(tflite_path))
+    job = {
+        "tflite_path": tflite_path,
+        "x_path": x_path,
+        "outputs_path": os.path.join(workdir, "tflm_outputs.npz"),
+        "per_step": per_step,
+        "arena_size": int(arena_size),
+    }
+    result, detail = _run_worker("tflm", job, workdir, timeout)
+    if result is None:
+        return {"runs": False, "error": detail, "arena_bytes": None, "max_abs_error": None}
+    if not result["ok"]:
+        return {"runs": False, "error": f"{result['error_type']}: {result['message']}",
+                "arena_bytes": None, "max_abs_error": None}
+    outputs = np.load(job["outputs_path"])["tflm"]
+    return {
+        "runs": True,
+        "error": None,
+        "arena_bytes": result["arena_bytes"],
+        "arena_size_given": int(arena_size),
+        "max_abs_error": float(np.abs(outputs - keras_outputs).max()),
+        "seconds_per_step_host": result["seconds_per_step"],
+    }
+
+
+__all__ = ["ExportResult", "ExportError", "to_tflite", "write_c_array", "DEFAULT_TOLERANCES"]

@@ -1,0 +1,127 @@
+"""gru-zoo metadata inside a `.tflite` file: written at export, read back with one call.
+
+The metadata is a JSON document stored in a buffer of the flatbuffer and listed in the
+model's `metadata` table under the name `"gru_zoo"` (the TFLite schema's own place for
+extra data; `ai_edge_litert.tools.flatbuffer_utils` edits it without touching the
+graph or the signatures). The `tflite-support` metadata writers need protobuf<4 and
+cannot be installed beside TF 2.21 (DESIGN.md, fact 8).
+"""
+
+import json
+import os
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+from ai_edge_litert.tools import flatbuffer_utils
+
+METADATA_NAME = "gru_zoo"
+
+
+def _name(entry):
+    name = entry.name
+    return name.decode() if isinstance(name, bytes) else name
+
+
+def _to_bytes(model_or_path):
+    if isinstance(model_or_path, (bytes, bytearray)):
+        return bytearray(model_or_path)
+    path = os.fspath(model_or_path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No such .tflite file: {path!r}")
+    with open(path, "rb") as handle:
+        return bytearray(handle.read())
+
+
+def add_metadata(tflite_bytes, metadata):
+    """Returns `tflite_bytes` with `metadata` (a JSON-serializable dict) embedded.
+
+    An existing gru-zoo entry is replaced; other metadata (e.g. the converter's
+    `min_runtime_version`) is kept.
+    """
+    if not isinstance(metadata, dict):
+        raise TypeError(f"`metadata` must be a dict. Received: metadata={metadata!r}")
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
+    payload = json.dumps(metadata, sort_keys=True).encode("utf-8")
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(payload, dtype=np.uint8)
+    model.buffers.append(buffer)
+    entries = [entry for entry in (model.metadata or []) if _name(entry) != METADATA_NAME]
+    entry = schema.MetadataT()
+    entry.name = METADATA_NAME
+    entry.buffer = len(model.buffers) - 1
+    entries.append(entry)
+    model.metadata = entries
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def read_metadata(model_or_path):
+    """Reads the gru-zoo metadata of a `.tflite` file (path or bytes).
+
+    Returns:
+        The metadata dict (labels, normalization, input shape and dtype, window length,
+        recipe, quantization, states, variant config, gru-zoo version), or `None` when
+        the file has none (e.g. it was not made by gru-zoo).
+    """
+    model = flatbuffer_utils.read_model_from_bytearray(_to_bytes(model_or_path))
+    for entry in model.metadata or []:
+        if _name(entry) == METADATA_NAME:
+            data = model.buffers[entry.buffer].data
+            return json.loads(bytes(np.asarray(data, dtype=np.uint8)).decode("utf-8"))
+    return None
+
+
+def op_report(model_or_path):
+    """The operators of a `.tflite` file: `{"builtin": [...], "flex": [...], "custom": [...]}`.
+
+    Flex ops (`"FlexXxx"`) are TensorFlow ops that need the Select TF ops delegate;
+    custom ops need a kernel registered by the application. A file with either does
+    not run on the standalone LiteRT interpreter or on a microcontroller.
+    """
+    model = flatbuffer_utils.read_model_from_bytearray(_to_bytes(model_or_path))
+    builtin, flex, custom = set(), set(), set()
+    for subgraph in model.subgraphs:
+        for operator in subgraph.operators or []:
+            code = model.operatorCodes[operator.opcodeIndex]
+            if code.customCode:
+                name = code.customCode
+                name = name.decode() if isinstance(name, bytes) else name
+                (flex if name.startswith("Flex") else custom).add(name)
+            else:
+                builtin.add(flatbuffer_utils.opcode_to_name(model, operator.opcodeIndex))
+    return {"builtin": sorted(builtin), "flex": sorted(flex), "custom": sorted(custom)}
+
+
+def list_ops(model_or_path):
+    """Sorted names of all the operators in a `.tflite` file."""
+    report = op_report(model_or_path)
+    return sorted(report["builtin"] + report["flex"] + report["custom"])
+
+
+def signature_tensor_indices(model_or_path, signature_key=None):
+    """`{"inputs": [(name, position)], "outputs": [...]}` of one signature.
+
+    `position` is the index of the tensor in the subgraph's input (output) list: the
+    index TFLite for Microcontrollers uses, since its Python interpreter has no names.
+    """
+    model = flatbuffer_utils.read_model_from_bytearray(_to_bytes(model_or_path))
+    signatures = model.signatureDefs or []
+    if not signatures:
+        return None
+    signature = signatures[0]
+    if signature_key is not None:
+        for candidate in signatures:
+            key = candidate.signatureKey
+            if (key.decode() if isinstance(key, bytes) else key) == signature_key:
+                signature = candidate
+    subgraph = model.subgraphs[signature.subgraphIndex]
+    inputs = list(subgraph.inputs)
+    outputs = list(subgraph.outputs)
+
+    def entries(tensor_maps, order):
+        result = []
+        for tensor_map in tensor_maps:
+            name = tensor_map.name.decode() if isinstance(tensor_map.name, bytes) else tensor_map.name
+            result.append((name, order.index(tensor_map.tensorIndex)))
+        return result
+
+    return {"inputs": entries(signature.inputs, inputs), "outputs": entries(signature.outputs, outputs)}

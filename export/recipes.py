@@ -1,0 +1,234 @@
+"""Conversion recipes: the Keras models that the TFLite converter is actually given.
+
+A Keras 3 recurrent model with a dynamic batch does not convert to builtin ops on
+TF 2.21 (DESIGN.md, facts 1-6). Each recipe rebuilds the trained model from its
+config, with the weights copied, into a form that does:
+
+- `"loop"`: static batch 1; the recurrence stays a `WHILE` loop (smallest file, any
+  sequence length when the model's time dimension is `None`).
+- `"unrolled"`: static batch 1 and static length, recurrent layers unrolled; no loop.
+  The only form that survives calibrated (int8, 16x8) quantization.
+- `"step"`: one time step: inputs `frame` and every recurrent state, outputs `output`
+  and the new states. For devices that receive one frame at a time.
+
+Only public Keras APIs are used (`get_config`/`from_config`, `get_weights`).
+"""
+
+import copy
+
+import keras
+
+import zoo.layers  # noqa: F401  (registers the custom layers for `from_config`)
+
+RECIPES = ("loop", "unrolled", "step")
+RECURRENT_CLASSES = ("GRU", "LSTM", "SimpleRNN")
+# Layers that act on each time step independently, so that applying them to one
+# frame gives the same result as applying them to the whole sequence.
+PER_STEP_LAYERS = (
+    keras.layers.Dense,
+    keras.layers.Dropout,
+    keras.layers.Activation,
+    keras.layers.LayerNormalization,
+    keras.layers.BatchNormalization,
+    keras.layers.Embedding,
+    keras.layers.Masking,
+)
+
+
+def load_model(model):
+    """Returns a `keras.Model` from a model object or a `.keras` path."""
+    if isinstance(model, keras.Model):
+        return model
+    return keras.saving.load_model(str(model), compile=False)
+
+
+def _patch_config(config, *, batch_shape, unroll):
+    """Sets the input batch shape and the recurrent settings in a model config, in place."""
+    if isinstance(config, dict):
+        if config.get("class_name") in RECURRENT_CLASSES and isinstance(config.get("config"), dict):
+            layer_config = config["config"]
+            if unroll is not None:
+                layer_config["unroll"] = unroll
+            if "use_cudnn" in layer_config:
+                # A cuDNN kernel in the traced graph cannot convert (DESIGN.md, fact 8).
+                layer_config["use_cudnn"] = False
+        if config.get("class_name") == "InputLayer" and isinstance(config.get("config"), dict):
+            config["config"]["batch_shape"] = list(batch_shape)
+        for value in config.values():
+            _patch_config(value, batch_shape=batch_shape, unroll=unroll)
+    elif isinstance(config, list):
+        for value in config:
+            _patch_config(value, batch_shape=batch_shape, unroll=unroll)
+
+
+def input_spec(model):
+    """`(shape, dtype)` of the model's single input, `shape` without the batch axis."""
+    if len(model.inputs) != 1:
+        raise ValueError(
+            "`model` must have exactly one input (the sequence). "
+            f"Received: a model with {len(model.inputs)} inputs"
+        )
+    tensor = model.inputs[0]
+    return tuple(tensor.shape[1:]), str(tensor.dtype)
+
+
+def rebuild(model, *, unroll, sequence_length=None):
+    """Rebuilds `model` with batch 1 (and `sequence_length` steps), weights copied.
+
+    Args:
+        model: a functional or Sequential `keras.Model`.
+        unroll: bool, unroll every recurrent layer (needs a static length).
+        sequence_length: int or `None`, the static time dimension; `None` keeps the
+            model's own.
+
+    Returns:
+        A new `keras.Model` with input shape `(1, time, ...)`.
+    """
+    shape, _ = input_spec(model)
+    time = sequence_length if sequence_length is not None else shape[0]
+    if unroll and time is None:
+        raise ValueError(
+            "The 'unrolled' recipe needs a fixed sequence length, and the model's time "
+            f"dimension is None (input shape {shape}). Pass `sequence_length=`."
+        )
+    config = copy.deepcopy(model.get_config())
+    _patch_config(config, batch_shape=(1, time) + tuple(shape[1:]), unroll=unroll)
+    try:
+        rebuilt = type(model).from_config(config)
+    except Exception as error:  # noqa: BLE001 (reported with the model's class)
+        raise TypeError(
+            "`model` must be a functional or Sequential keras.Model whose config can be "
+            f"rebuilt with `from_config`. Received: {type(model).__name__} "
+            f"({type(error).__name__}: {error})"
+        ) from error
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
+def streaming_plan(model):
+    """Checks that `model` can run one frame at a time; returns its layer chain.
+
+    A model streams when it is a chain of per-step layers and unidirectional,
+    non-stateful recurrent layers (GRU, LSTM, SimpleRNN): then feeding the frames
+    one by one, carrying the states, gives exactly the full-sequence outputs.
+
+    Returns:
+        A list of `(layer, kind)` with `kind` in `"recurrent"`, `"per_step"`.
+
+    Raises:
+        ValueError: naming the layer that cannot stream, before any conversion work.
+    """
+    plan = []
+    previous = model.inputs[0]
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    names = {layer.name for layer in layers}
+    for operation in getattr(model, "operations", []):
+        if operation.name not in names and not isinstance(operation, keras.layers.InputLayer):
+            raise ValueError(
+                "streaming=True needs a chain of recurrent and per-step layers, but the "
+                f"model applies the operation {operation.name!r} "
+                f"({type(operation).__name__}) outside a layer (e.g. a hand-made mask). "
+                "Export it with streaming=False."
+            )
+    for layer in layers:
+        kind = None
+        if isinstance(layer, keras.layers.Bidirectional):
+            raise ValueError(
+                "streaming=True cannot export a bidirectional model: its backward "
+                "direction needs the whole sequence before the first output. Received: "
+                f"layer {layer.name!r} (Bidirectional). Allowed: unidirectional GRU, LSTM, "
+                "SimpleRNN layers with per-step layers (Dense, Dropout, Embedding, ...)."
+            )
+        if isinstance(layer, keras.layers.RNN) or type(layer).__name__ in RECURRENT_CLASSES:
+            if getattr(layer, "go_backwards", False) or getattr(layer, "stateful", False):
+                raise ValueError(
+                    "streaming=True needs forward, non-stateful recurrent layers. Received: "
+                    f"layer {layer.name!r} with go_backwards={layer.go_backwards}, "
+                    f"stateful={layer.stateful}"
+                )
+            kind = "recurrent"
+        elif isinstance(layer, PER_STEP_LAYERS):
+            kind = "per_step"
+        if kind is None:
+            raise ValueError(
+                "streaming=True needs layers that work one frame at a time; layer "
+                f"{layer.name!r} ({type(layer).__name__}) needs the whole sequence "
+                "(attention, convolution or pooling over time). Allowed: GRU, LSTM, "
+                "SimpleRNN, Dense, Dropout, Activation, LayerNormalization, "
+                "BatchNormalization, Embedding, Masking. Export it with streaming=False."
+            )
+        if layer.input is not previous:
+            raise ValueError(
+                "streaming=True needs a simple chain of layers; layer "
+                f"{layer.name!r} ({type(layer).__name__}) does not take the previous "
+                "layer's output."
+            )
+        plan.append((layer, kind))
+        previous = layer.output
+    if not any(kind == "recurrent" for _, kind in plan):
+        raise ValueError("streaming=True needs at least one recurrent layer; the model has none.")
+    return plan
+
+
+def state_names(layer_index, layer):
+    """Names of the states of recurrent layer number `layer_index` (LSTM has h and c)."""
+    if isinstance(layer, keras.layers.LSTM):
+        return [f"state_{layer_index}_h", f"state_{layer_index}_c"]
+    return [f"state_{layer_index}"]
+
+
+def state_specs(model):
+    """`[(name, units)]` of every recurrent state a streaming export carries."""
+    specs = []
+    index = 0
+    for layer, kind in streaming_plan(model):
+        if kind == "recurrent":
+            for name in state_names(index, layer):
+                specs.append((name, layer.cell.units))
+            index += 1
+    return specs
+
+
+def build_step_model(model, *, batch_size=1):
+    """Builds the one-time-step model of a streaming-capable `model`, weights copied.
+
+    Inputs (a dict): `frame` `(batch, features)` (or `(batch,)` token ids) and each
+    state `(batch, units)`. Outputs (a dict): `output` (the model's output for the
+    sequence so far, or for this step) and `new_<state name>` for each state.
+    Masking is not applied: every frame given is taken as a valid step.
+    """
+    plan = streaming_plan(model)
+    shape, dtype = input_spec(model)
+    frame = keras.Input(batch_shape=(batch_size,) + tuple(shape[1:]), dtype=dtype, name="frame")
+    inputs = {"frame": frame}
+    outputs = {}
+    x = frame
+    index = 0
+    for layer, kind in plan:
+        if kind == "recurrent":
+            cell_config = layer.cell.get_config()
+            cell_config["name"] = f"{layer.name}_cell"
+            cell = type(layer.cell).from_config(cell_config)
+            names = state_names(index, layer)
+            states = [
+                keras.Input(batch_shape=(batch_size, layer.cell.units), name=name)
+                for name in names
+            ]
+            for name, state in zip(names, states):
+                inputs[name] = state
+            # Keras cells take and return their state as [h] (GRU, RNN) or [h, c] (LSTM).
+            x, new_states = cell(x, states if len(states) > 1 else states[0])
+            cell.set_weights(layer.cell.get_weights())
+            if not isinstance(new_states, (list, tuple)):
+                new_states = [new_states]
+            for name, state in zip(names, new_states):
+                outputs[f"new_{name}"] = state
+            index += 1
+        elif isinstance(layer, keras.layers.Masking):
+            continue
+        else:
+            clone = type(layer).from_config(layer.get_config())
+            x = clone(x)
+            clone.set_weights(layer.get_weights())
+    outputs["output"] = x
+    return keras.Model(inputs, outputs, name=f"{model.name}_step")
