@@ -129,10 +129,14 @@ def _conv_stack(x, spec, mask):
             filters,
             kernel_size,
             padding="same",
-            activation="relu",
+            activation=None if spec["conv_batchnorm"] else "relu",
             kernel_initializer="he_normal",
             name=f"conv1d_{index}",
         )(x)
+        if spec["conv_batchnorm"]:
+            # FCN-style block (Wang et al. 2017): convolution, batch norm, ReLU.
+            x = keras.layers.BatchNormalization(name=f"conv_batchnorm_{index}")(x)
+            x = keras.layers.Activation("relu", name=f"conv_relu_{index}")(x)
         if mask is not None:
             x = x * keras.ops.cast(mask, x.dtype)[..., None]
     pool_size = spec["pool_size"]
@@ -261,6 +265,7 @@ def build_gru(
     conv_filters=64,
     conv_kernel_size=5,
     conv_layers=1,
+    conv_batchnorm=False,
     pool_size=1,
     dense_units=None,
     head_dropout=0.0,
@@ -302,6 +307,8 @@ def build_gru(
         conv_filters: int or list (one per conv layer), for CNN variants. Defaults to `64`.
         conv_kernel_size: int or list (one per conv layer). Defaults to `5`.
         conv_layers: int, number of Conv1D layers. Defaults to `1`.
+        conv_batchnorm: bool, batch normalization after each convolution (FCN-style
+            blocks). Defaults to `False`.
         pool_size: int, max-pooling factor after the convolutions (`1`: none).
         dense_units: int or `None`, a hidden ReLU layer before the output.
         head_dropout: float, dropout before the output layer. Defaults to `0.0`.
@@ -378,6 +385,9 @@ def build_gru(
         spec["conv_kernel_size"] = _per_layer(
             "conv_kernel_size", conv_kernel_size, conv_layers, _positive_int, "a positive int"
         )
+        if not isinstance(conv_batchnorm, bool):
+            _raise("conv_batchnorm", conv_batchnorm, "True or False")
+        spec["conv_batchnorm"] = conv_batchnorm
         if not _positive_int(pool_size):
             _raise("pool_size", pool_size, "a positive int")
         if sequence_output and pool_size != 1:
