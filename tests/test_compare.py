@@ -1,0 +1,191 @@
+"""`zoo.compare`: the RNN/LSTM/GRU comparison, the adding-problem study and the CLI."""
+
+import csv
+import dataclasses
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+import zoo
+from zoo import compare as compare_module
+from zoo.compare import adding_study, compare, parse_seeds
+
+# Tiny models and data: every run is one epoch of a 4-unit, one-layer model.
+TINY = dict(units=4, num_layers=1, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def small_italy():
+    data = zoo.load_dataset("italy_power_demand")
+    return dataclasses.replace(data, x_train=data.x_train[:32], y_train=data.y_train[:32],
+                               x_test=data.x_test[:48], y_test=data.y_test[:48])
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _png_shape(path):
+    return matplotlib.image.imread(path).shape
+
+
+def test_compare_end_to_end_writes_tables_and_plots(small_italy, tmp_path):
+    result = compare(small_italy, cells="rnn,gru", variants=["stacked"], seeds=2,
+                     budget="tiny", out_dir=tmp_path, progress=False, **TINY)
+
+    assert [(r["variant"], r["cell"]) for r in result.rows] == [("stacked", "rnn"),
+                                                              ("stacked", "gru")]
+    assert [(r["cell"], r["seed"]) for r in result.runs] == [
+        ("rnn", 0), ("rnn", 1), ("gru", 0), ("gru", 1)]
+    assert result.metric == "accuracy"
+    assert result.budget["epochs"] == 1 and result.budget["test"] == 48
+    for run in result.runs:
+        assert run["epochs_run"] == 1
+        assert 0.0 <= run["test_accuracy"] <= 1.0
+        assert run["train_seconds"] > 0
+    # The cells reached the builder: a GRU layer has 3x the weights of a SimpleRNN.
+    assert result.rows[0]["params"] < result.rows[1]["params"]
+    gru_runs = [r for r in result.runs if r["cell"] == "gru"]
+    mean = np.mean([r["test_accuracy"] for r in gru_runs])
+    assert result.rows[1]["test_accuracy_mean"] == pytest.approx(mean)
+    assert result.rows[1]["seeds"] == 2
+
+    rows = _read_csv(tmp_path / "comparison.csv")
+    assert [(r["variant"], r["cell"]) for r in rows] == [("stacked", "rnn"), ("stacked", "gru")]
+    for column in ("params", "test_accuracy_mean", "test_accuracy_std", "final_loss_mean",
+                   "train_seconds_mean", "best_epoch_mean"):
+        assert column in rows[0]
+    assert len(_read_csv(tmp_path / "runs.csv")) == 4
+
+    markdown = (tmp_path / "comparison.md").read_text().strip().splitlines()
+    header = [c.strip() for c in markdown[0].strip("|").split("|")]
+    assert header[:5] == ["variant", "cell", "params", "seeds", "test accuracy"]
+    assert "train time (s)" in header and "final train loss" in header
+    assert ("TFLite (KB)" in header) == compare_module.export_available()
+    assert len(markdown) == 2 + 2  # header, separator, one line per model
+    assert markdown[3].startswith("| stacked | gru |")
+
+    for name in ("curves.png", "metric_vs_time.png"):
+        height, width, _ = _png_shape(tmp_path / name)
+        assert height > 100 and width > 100
+    for cell in ("rnn", "gru"):
+        for seed in (0, 1):
+            assert (tmp_path / "runs" / f"stacked_{cell}_seed{seed}" / "model.keras").exists()
+
+
+def test_regression_comparison_reports_mse(tmp_path):
+    data = zoo.load_dataset("airline_passengers")
+    result = compare(data, cells=["lstm"], seeds=[0], budget="tiny", progress=False,
+                     **TINY)
+    assert result.metric == "mse"
+    run = result.runs[0]
+    assert run["test_mse"] == pytest.approx(run["test_loss"])
+    assert "test MSE" in result.to_markdown()
+
+
+def test_seeds_make_runs_repeatable(small_italy):
+    def once(seeds):
+        return compare(small_italy, cells=["gru"], seeds=seeds, budget="tiny",
+                       progress=False, tflite=False, **TINY).runs
+
+    first, again, other = once([3]), once([3]), once([4])
+    for key in ("test_accuracy", "test_loss", "final_loss"):
+        assert first[0][key] == again[0][key]
+    assert first[0]["final_loss"] != other[0]["final_loss"]
+
+
+def test_parse_seeds():
+    assert parse_seeds(3) == [0, 1, 2]
+    assert parse_seeds("3") == [0, 1, 2]
+    assert parse_seeds("0,4") == [0, 4]
+    assert parse_seeds([5]) == [5]
+
+
+@pytest.mark.parametrize("kwargs, argument", [
+    (dict(cells="rnn,transformer"), "cells"),
+    (dict(cells=[]), "cells"),
+    (dict(cells="gru,gru"), "cells"),
+    (dict(variants=["deep"]), "variants"),
+    (dict(seeds=0), "seeds"),
+    (dict(seeds=[1, 1]), "seeds"),
+    (dict(seeds="a,b"), "seeds"),
+    (dict(budget="huge"), "budget"),
+    (dict(budget=None), "budget"),
+    (dict(dataset=42), "dataset"),
+    (dict(units_per_layer=3), "units_per_layer"),
+    (dict(variant="stacked"), "variant"),
+])
+def test_bad_arguments_raise_value_error_naming_them(kwargs, argument):
+    kwargs = dict(kwargs)
+    dataset = kwargs.pop("dataset", "italy_power_demand")
+    with pytest.raises(ValueError, match=argument) as info:
+        compare(dataset, progress=False, **kwargs)
+    assert "Received" in str(info.value)
+
+
+@pytest.mark.parametrize("lengths", ["100,x", [1], [], [10, 10]])
+def test_bad_lengths(lengths):
+    with pytest.raises(ValueError, match="lengths"):
+        adding_study(lengths, progress=False)
+
+
+def test_adding_problem_statistics():
+    length = 50
+    x, y = zoo.adding_problem(20000, length, seed=0)
+    assert x.shape == (20000, length, 2) and y.shape == (20000, 1)
+    values, markers = x[..., 0], x[..., 1]
+    assert np.all((values >= 0) & (values <= 1))
+    assert set(np.unique(markers).tolist()) == {0.0, 1.0}
+    assert np.all(markers.sum(axis=1) == 2)
+    half = length // 2
+    assert np.all(markers[:, :half].sum(axis=1) == 1)  # one marker in each half
+    assert np.all(markers[:, half:].sum(axis=1) == 1)
+    assert np.allclose(y[:, 0], (values * markers).sum(axis=1), atol=1e-6)
+    assert np.all((y >= 0) & (y <= 2))
+    assert y.mean() == pytest.approx(1.0, abs=0.01)
+    # Predicting the mean target 1.0 gives Var(U1 + U2) = 1/6.
+    assert np.mean((y - 1.0) ** 2) == pytest.approx(compare_module.ADDING_BASELINE_MSE,
+                                                    abs=0.005)
+    again, _ = zoo.adding_problem(20000, length, seed=0)
+    other, _ = zoo.adding_problem(20000, length, seed=1)
+    assert np.array_equal(x, again) and not np.array_equal(x, other)
+
+
+def test_adding_study_tiny(tmp_path):
+    study = adding_study([6, 8], cells=["gru"], seeds=1, budget="tiny", out_dir=tmp_path,
+                         progress=False, **TINY)
+    assert [(r["length"], r["cell"]) for r in study.rows] == [(6, "gru"), (8, "gru")]
+    for row, length in zip(study.rows, (6, 8)):
+        y_test = zoo.adding_problem(32, length, seed=2)[1]  # tiny budget: 32 test, seed 0+2
+        assert row["baseline_mse"] == pytest.approx(float(np.mean((y_test - 1.0) ** 2)))
+        assert study.comparisons[length].budget["length"] == length
+    lines = (tmp_path / "adding.md").read_text().splitlines()
+    assert lines[0].startswith("| T | variant | cell |")
+    assert lines[2].startswith("| 6 | stacked | gru |")
+    assert lines[3].startswith("| 8 | stacked | gru |")
+    assert len(_read_csv(tmp_path / "adding.csv")) == 2
+    assert _png_shape(tmp_path / "adding.png")[1] > 300
+    assert (tmp_path / "T6" / "comparison.md").exists()
+
+
+def test_cli_compare(tmp_path, capsys):
+    from zoo.cli import main
+
+    code = main(["compare", "--dataset", "italy_power_demand", "--budget", "tiny",
+                 "--cells", "gru", "--seeds", "1", "--units", "4", "--layers", "1",
+                 "--no-tflite", "--quiet", "--out", str(tmp_path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| stacked | gru |" in out
+    assert (tmp_path / "comparison.csv").exists() and (tmp_path / "curves.png").exists()
+
+
+def test_cli_compare_bad_cells(tmp_path, capsys):
+    from zoo.cli import main
+
+    code = main(["compare", "--dataset", "italy_power_demand", "--cells", "gru,xyz",
+                 "--budget", "tiny", "--out", str(tmp_path)])
+    assert code == 2
+    assert "cells" in capsys.readouterr().err

@@ -1,0 +1,790 @@
+"""`compare`: RNN vs LSTM vs GRU (and zoo variants) under one recipe, over several seeds.
+
+`compare(dataset, cells=..., variants=..., seeds=..., budget=...)` trains every
+(variant, cell) combination with the same data, training recipe and budget, once per
+seed, and writes into `out_dir`:
+
+- `comparison.md` and `comparison.csv`: one row per (variant, cell) with the mean ± std
+  over seeds of the test accuracy (classification) or test MSE (regression), the final
+  training loss, the test loss, the best epoch, the training time and the parameter
+  count, plus the TFLite size when the `export` package is installed;
+- `runs.csv`: the same numbers per seed;
+- `curves.png`: training (solid) and validation (dashed) curves of each model, averaged
+  over seeds; `metric_vs_time.png`: test metric against training time;
+- `runs/<variant>_<cell>_seed<k>/`: each run's directory as written by `zoo.train`.
+
+`adding_study(lengths=(100, 200, 600, 1000), ...)` runs the comparison on the adding
+problem (Hochreiter & Schmidhuber 1997) at each sequence length and plots the test MSE
+against the length with the trivial baseline (predicting 1.0, MSE = 1/6 ≈ 0.167).
+
+The command line is `gru-zoo compare` (see `register`).
+"""
+
+import csv
+import dataclasses
+import math
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+BUDGETS = {
+    # `epochs`: the cap on the dataset's recommended epochs (None: no cap);
+    # `patience`: early-stopping patience; `max_samples`: cap on each split's size
+    # (None: all); `adding`: the adding-problem sizes and epochs.
+    "tiny": dict(epochs=1, patience=1, max_samples=64,
+                 adding=dict(num_train=64, num_val=32, num_test=32, epochs=1)),
+    "quick": dict(epochs=40, patience=15, max_samples=None,
+                  adding=dict(num_train=2000, num_val=500, num_test=500, epochs=10)),
+    "full": dict(epochs=None, patience=40, max_samples=None,
+                 adding=dict(num_train=10000, num_val=1000, num_test=1000, epochs=30)),
+}
+
+ADDING_LENGTHS = (100, 200, 600, 1000)
+ADDING_BASELINE_MSE = 1.0 / 6.0  # Var(U1 + U2) for two independent U(0, 1) values.
+# Bai, Kolter & Koltun 2018 ("An empirical evaluation of generic convolutional and
+# recurrent networks"), adding problem T=600, test MSE.
+ADDING_PUBLISHED_T600 = {"gru": 5.3e-5, "lstm": 0.164, "rnn": 0.177}
+
+TRAIN_ARGS = ("epochs", "batch_size", "patience", "lr_decay", "class_weight")
+
+
+def _raise(argument, value, allowed):
+    raise ValueError(f"`{argument}` must be {allowed}. Received: {argument}={value!r}")
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+@dataclasses.dataclass
+class Comparison:
+    """What `compare` returns.
+
+    Attributes:
+        dataset: str, the dataset name.
+        task: str, `"classification"` or `"regression"`.
+        metric: str, the headline test metric (`"accuracy"` or `"mse"`).
+        runs: list of dicts, one per (variant, cell, seed) run.
+        rows: list of dicts, one per (variant, cell): means and stds over seeds.
+        histories: dict `(variant, cell)` → list of per-seed Keras histories.
+        budget: dict, the budget actually used (epochs, patience, sizes).
+        out_dir: `pathlib.Path` of the output directory, or `None`.
+        files: dict name → path of the written tables and plots.
+    """
+
+    dataset: str
+    task: str
+    metric: str
+    runs: list
+    rows: list
+    histories: dict
+    budget: dict
+    out_dir: pathlib.Path = None
+    files: dict = dataclasses.field(default_factory=dict)
+
+    def to_markdown(self):
+        """The comparison table as Markdown (the content of `comparison.md`)."""
+        return comparison_markdown(self.rows, self.metric)
+
+
+def _parse_names(argument, value, allowed):
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not value:
+        _raise(argument, value, f"a non-empty list of names from {sorted(allowed)}")
+    for name in value:
+        if name not in allowed:
+            _raise(argument, value, f"a non-empty list of names from {sorted(allowed)}")
+    if len(set(value)) != len(value):
+        _raise(argument, value, "a list without repeated names")
+    return list(value)
+
+
+def parse_seeds(seeds):
+    """`3` → [0, 1, 2]; `[0, 4]` or `"0,4"` → [0, 4]."""
+    allowed = "a positive int (that many seeds from 0) or a non-empty list of distinct ints >= 0"
+    if isinstance(seeds, str):
+        try:
+            parts = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            _raise("seeds", seeds, allowed)
+        seeds = parts[0] if len(parts) == 1 and "," not in seeds else parts
+    if _is_int(seeds):
+        if seeds < 1:
+            _raise("seeds", seeds, allowed)
+        return list(range(int(seeds)))
+    if not isinstance(seeds, (list, tuple, range)) or not seeds:
+        _raise("seeds", seeds, allowed)
+    if not all(_is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        _raise("seeds", seeds, allowed)
+    return [int(s) for s in seeds]
+
+
+def _resolve_budget(budget):
+    if isinstance(budget, str):
+        if budget not in BUDGETS:
+            _raise("budget", budget, f"one of {list(BUDGETS)}")
+        return budget, BUDGETS[budget]
+    _raise("budget", budget, f"one of {list(BUDGETS)}")
+
+
+def _cap(x, y, limit):
+    return (x, y) if limit is None else (x[:limit], y[:limit])
+
+
+def _load(dataset, budget_spec, dataset_kwargs):
+    """Loads (or takes) the dataset and applies the budget's size caps."""
+    import zoo
+
+    if isinstance(dataset, str):
+        kwargs = dict(dataset_kwargs or {})
+        if dataset == "adding":
+            for key in ("num_train", "num_val", "num_test"):
+                kwargs.setdefault(key, budget_spec["adding"][key])
+        data = zoo.load_dataset(dataset, **kwargs)
+    elif hasattr(dataset, "x_train"):
+        if dataset_kwargs:
+            _raise("dataset_kwargs", dataset_kwargs, "empty when `dataset` is a loaded Dataset")
+        data = dataset
+    else:
+        _raise("dataset", dataset, "a dataset name (see `zoo.DATASETS`) or a zoo Dataset")
+    limit = budget_spec["max_samples"]
+    if limit is not None:
+        x_train, y_train = _cap(data.x_train, data.y_train, limit)
+        x_val, y_val = _cap(data.x_val, data.y_val, limit)
+        x_test, y_test = _cap(data.x_test, data.y_test, limit)
+        data = dataclasses.replace(data, x_train=x_train, y_train=y_train, x_val=x_val,
+                                   y_val=y_val, x_test=x_test, y_test=y_test)
+    return data
+
+
+def model_config(dataset_name, variant, cell, overrides):
+    """Builder kwargs of one compared model: the dataset's recommended config with the
+    variant and cell swapped in, then `overrides` (same for every model)."""
+    from zoo.builders import VARIANTS
+    from zoo.cli import BUILD_ARGS, RECOMMENDED
+
+    config = {k: v for k, v in RECOMMENDED.get(dataset_name, {}).items() if k in BUILD_ARGS}
+    config.update(overrides)
+    config["variant"] = variant
+    config["cell"] = cell
+    if not VARIANTS[variant].uses_conv:
+        for key in ("conv_filters", "conv_kernel_size", "conv_layers", "pool_size"):
+            config.pop(key, None)
+    if not VARIANTS[variant].uses_attention:
+        for key in ("attention", "attention_heads"):
+            config.pop(key, None)
+    return config
+
+
+def default_variants(dataset_name):
+    """The dataset's recommended variant (`zoo.cli.RECOMMENDED`), else `stacked`."""
+    from zoo.cli import RECOMMENDED
+
+    return [RECOMMENDED.get(dataset_name, {}).get("variant", "stacked")]
+
+
+def _headline(task):
+    return ("accuracy", True) if task == "classification" else ("mse", False)
+
+
+def _tflite_size(model):
+    """Size in bytes of the model's fp32 TFLite file, or `None` when `export` is absent.
+
+    `export` is an optional sibling package (DESIGN.md: `zoo` does not depend on it);
+    a conversion failure is reported as `nan` rather than stopping the comparison.
+    """
+    try:
+        from export import to_tflite
+    except ImportError:
+        return None
+    try:
+        return int(to_tflite(model).size)
+    except Exception as error:  # a failed conversion must not lose the trained runs
+        print(f"gru-zoo compare: warning: TFLite export of {model.name} failed: {error}",
+              file=sys.stderr)
+        return float("nan")
+
+
+def export_available():
+    """True when the `export` package (and its `to_tflite`) can be imported."""
+    try:
+        from export import to_tflite  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _progress_callback(label, epochs, stream):
+    import keras
+
+    class EpochProgress(keras.callbacks.Callback):
+        """One status line per run, rewritten in place on a terminal."""
+
+        def __init__(self):
+            super().__init__()
+            self.tty = stream.isatty()
+            self.start = self.last_line = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            shown = " ".join(f"{k}={v:.4g}" for k, v in logs.items()
+                             if k in ("loss", "val_loss", "accuracy", "val_accuracy"))
+            now = time.perf_counter()
+            elapsed = now - self.start
+            line = f"    {label}: epoch {epoch + 1}/{epochs} {shown} ({elapsed:.0f} s)"
+            if self.tty:
+                stream.write(f"\r{line}\x1b[K")
+            elif now - self.last_line >= 30:  # logs: a line at most every 30 s
+                stream.write(line + "\n")
+                self.last_line = now
+            stream.flush()
+
+        def on_train_end(self, logs=None):
+            if self.tty:
+                stream.write("\r\x1b[K")
+                stream.flush()
+
+    return EpochProgress()
+
+
+def _mean_std(values):
+    values = np.asarray([v for v in values if v is not None], dtype=float)
+    if values.size == 0 or np.all(np.isnan(values)):
+        return float("nan"), float("nan")
+    return float(np.nanmean(values)), float(np.nanstd(values))
+
+
+def _aggregate(runs, metric, keys):
+    rows = []
+    for variant, cell in keys:
+        group = [r for r in runs if r["variant"] == variant and r["cell"] == cell]
+        row = {"variant": variant, "cell": cell, "params": group[0]["params"],
+               "seeds": len(group)}
+        for field in (f"test_{metric}", "test_loss", "final_loss", "final_val_loss",
+                      "best_epoch", "epochs_run", "train_seconds", "seconds_per_epoch"):
+            row[f"{field}_mean"], row[f"{field}_std"] = _mean_std(r[field] for r in group)
+        if "tflite_bytes" in group[0]:
+            row["tflite_kb"] = (group[0]["tflite_bytes"] / 1024
+                                if group[0]["tflite_bytes"] is not None else float("nan"))
+        rows.append(row)
+    return rows
+
+
+def _fmt(value, digits=4):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, (int, np.integer)):
+        return str(value)
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}g}" if abs(value) >= 1 else f"{value:.{digits}f}"
+
+
+def _pm(row, field, digits=4):
+    return f"{_fmt(row[f'{field}_mean'], digits)} ± {_fmt(row[f'{field}_std'], 2)}"
+
+
+def comparison_markdown(rows, metric):
+    """A Markdown table of aggregated rows (see `Comparison.rows`)."""
+    headline = "test accuracy" if metric == "accuracy" else "test MSE"
+    columns = ["variant", "cell", "params", "seeds", headline, "test loss",
+               "final train loss", "best epoch", "train time (s)", "s/epoch"]
+    with_tflite = any("tflite_kb" in r for r in rows)
+    if with_tflite:
+        columns.append("TFLite (KB)")
+    lines = ["| " + " | ".join(columns) + " |",
+             "|" + "|".join(["---"] * 2 + ["---:"] * (len(columns) - 2)) + "|"]
+    for row in rows:
+        cells = [row["variant"], row["cell"], str(row["params"]), str(row["seeds"]),
+                 _pm(row, f"test_{metric}"), _pm(row, "test_loss"), _pm(row, "final_loss"),
+                 _pm(row, "best_epoch", 3), _pm(row, "train_seconds", 3),
+                 _pm(row, "seconds_per_epoch", 2)]
+        if with_tflite:
+            cells.append(_fmt(row.get("tflite_kb"), 3))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_csv(path, records):
+    fields = list(records[0])
+    for record in records[1:]:
+        fields.extend(k for k in record if k not in fields)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for record in records:
+            writer.writerow({k: ("" if v is None else v) for k, v in record.items()})
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _mean_curve(curves):
+    """Mean over seeds of curves of possibly different lengths (early stopping)."""
+    length = max(len(c) for c in curves)
+    padded = np.full((len(curves), length), np.nan)
+    for i, c in enumerate(curves):
+        padded[i, : len(c)] = c
+    return np.nanmean(padded, axis=0)
+
+
+def plot_comparison_curves(histories, path, metric, title=None):
+    """Train (solid) and validation (dashed) loss and metric per model, mean over seeds."""
+    plt = _pyplot()
+    names = ["loss"] + ([metric] if metric != "mse" else [])
+    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, name in zip(axes[0], names):
+        for i, ((variant, cell), runs) in enumerate(histories.items()):
+            color = colors[i % len(colors)]
+            label = f"{variant}/{cell}"
+            train = _mean_curve([h[name] for h in runs if name in h])
+            marker = "o" if len(train) < 20 else None  # a one-epoch curve is a point
+            ax.plot(np.arange(1, len(train) + 1), train, color=color, marker=marker,
+                    label=f"{label} train")
+            if all(f"val_{name}" in h for h in runs):
+                val = _mean_curve([h[f"val_{name}"] for h in runs])
+                ax.plot(np.arange(1, len(val) + 1), val, color=color, linestyle="--",
+                        marker=marker, label=f"{label} val")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        if name == "loss":
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_metric_vs_time(rows, path, metric, title=None):
+    """Test metric (mean ± std over seeds) against training time, one point per model."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for row in rows:
+        ax.errorbar(row["train_seconds_mean"], row[f"test_{metric}_mean"],
+                    xerr=row["train_seconds_std"], yerr=row[f"test_{metric}_std"],
+                    fmt="o", capsize=3, label=f"{row['variant']}/{row['cell']}")
+    ax.set_xlabel("training time (s, mean over seeds)")
+    ax.set_ylabel("test accuracy" if metric == "accuracy" else "test MSE")
+    if metric == "mse":
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def compare(
+    dataset="gunpoint",
+    *,
+    cells=("rnn", "lstm", "gru"),
+    variants=None,
+    seeds=3,
+    budget="quick",
+    out_dir=None,
+    dataset_kwargs=None,
+    tflite=True,
+    progress=True,
+    stream=None,
+    **overrides,
+):
+    """Trains each (variant, cell) with the same recipe over several seeds and tabulates.
+
+    Every model gets the dataset's recommended configuration (`zoo.cli.RECOMMENDED`)
+    with only the variant and the cell swapped, the same data, the same training
+    recipe (`zoo.train`) and the same budget; `zoo.set_seed(seed)` before each build
+    makes every run repeatable.
+
+    Args:
+        dataset: str, a dataset name (`zoo.load_dataset`), or a loaded `zoo.Dataset`.
+        cells: list of cells (`"rnn"`, `"lstm"`, `"gru"`) or a comma-separated string.
+        variants: list of `zoo.VARIANTS` names (or comma-separated string); `None`
+            uses the dataset's recommended variant.
+        seeds: int N (seeds 0..N-1) or a list of seeds. Defaults to `3`.
+        budget: `"tiny"` (1 epoch, 64 samples per split: a smoke test), `"quick"`
+            (at most 40 epochs, patience 15; adding problem 2000 sequences and 10
+            epochs) or `"full"` (the recommended epochs, patience 40; adding problem
+            10000 sequences and 30 epochs). Defaults to `"quick"`.
+        out_dir: directory for the tables, plots and run directories, or `None`
+            (nothing written).
+        dataset_kwargs: dict of `zoo.load_dataset` options (e.g. `{"length": 600}`).
+        tflite: bool, measure the fp32 TFLite size when `export` is installed.
+        progress: bool, print one line per run (and a live epoch line on a terminal).
+        stream: where progress goes. Defaults to `sys.stderr`.
+        **overrides: builder arguments (`units`, `num_layers`, `dropout`,
+            `learning_rate`, ...) and training arguments (`epochs`, `batch_size`,
+            `patience`, `lr_decay`, `class_weight`) applied to every model; `epochs`
+            and `patience` here beat the budget.
+
+    Returns:
+        A `Comparison`.
+    """
+    import zoo
+    from zoo.builders import CELLS, VARIANTS
+    from zoo.cli import BUILD_ARGS, RECOMMENDED
+
+    stream = stream or sys.stderr
+    budget_name, budget_spec = _resolve_budget(budget)
+    cells = _parse_names("cells", cells, CELLS)
+    seeds = parse_seeds(seeds)
+    unknown = sorted(set(overrides) - set(BUILD_ARGS) - set(TRAIN_ARGS))
+    if unknown or "variant" in overrides or "cell" in overrides:
+        bad = unknown or [k for k in ("variant", "cell") if k in overrides]
+        allowed = sorted((set(BUILD_ARGS) | set(TRAIN_ARGS)) - {"variant", "cell"})
+        raise ValueError(
+            f"Unknown override(s) {bad}; allowed: {allowed} (use `variants=`/`cells=` "
+            f"to choose models). Received: {', '.join(f'{k}={overrides[k]!r}' for k in bad)}"
+        )
+    build_overrides = {k: v for k, v in overrides.items() if k in BUILD_ARGS}
+    train_overrides = {k: v for k, v in overrides.items() if k in TRAIN_ARGS}
+
+    data = _load(dataset, budget_spec, dataset_kwargs)
+    name = data.name
+    variants = _parse_names("variants", variants or default_variants(name), VARIANTS)
+    metric, _ = _headline(data.task)
+    recommended = RECOMMENDED.get(name, {})
+    if name == "adding":
+        epochs = budget_spec["adding"]["epochs"]
+    else:
+        epochs = recommended.get("epochs", 100)
+        if budget_spec["epochs"] is not None:
+            epochs = min(epochs, budget_spec["epochs"])
+    train_kwargs = dict(epochs=epochs, batch_size=recommended.get("batch_size", 32),
+                        patience=budget_spec["patience"], lr_decay="plateau",
+                        class_weight=None)
+    train_kwargs.update(train_overrides)
+    budget_used = {"name": budget_name, **train_kwargs,
+                   "train": len(data.x_train), "val": len(data.x_val),
+                   "test": len(data.x_test), "seeds": seeds}
+    if name == "adding":
+        budget_used["length"] = int(data.input_shape[0])
+        # The trivial model predicts the mean target 1.0; its MSE on this test split.
+        budget_used["baseline_mse"] = float(np.mean((np.asarray(data.y_test) - 1.0) ** 2))
+
+    out_dir = pathlib.Path(out_dir) if out_dir is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    measure_tflite = tflite and export_available()
+
+    keys = [(v, c) for v in variants for c in cells]
+    total = len(keys) * len(seeds)
+    runs, histories = [], {key: [] for key in keys}
+    started = time.perf_counter()
+    done = 0
+    for variant, cell in keys:
+        config = model_config(name, variant, cell, build_overrides)
+        tflite_bytes = None
+        for seed in seeds:
+            label = f"{name} {variant}/{cell} seed {seed}"
+            if progress:
+                stream.write(f"[{done + 1}/{total}] {label} ...\n")
+                stream.flush()
+            zoo.set_seed(seed)
+            model = zoo.build_gru(input_shape=data.input_shape, num_outputs=data.num_outputs,
+                                  task=data.task, **config)
+            run_dir = (out_dir / "runs" / f"{variant}_{cell}_seed{seed}"
+                       if out_dir is not None else None)
+            run_config = {"dataset": data.summary(), "build": config,
+                          "train": {**train_kwargs, "seed": seed},
+                          "budget": budget_name, "command": _command_line()}
+            callbacks = [_progress_callback(label, train_kwargs["epochs"], stream)] \
+                if progress else []
+            result = zoo.train(model, data, seed=seed, run_dir=run_dir, config=run_config,
+                               verbose=0, callbacks=callbacks, **train_kwargs)
+            if measure_tflite and tflite_bytes is None:
+                tflite_bytes = _tflite_size(result.model)
+            history = result.history
+            run = {
+                "dataset": name, "variant": variant, "cell": cell, "seed": seed,
+                "params": int(result.model.count_params()),
+                f"test_{metric}": result.test_metrics.get(
+                    "loss" if metric == "mse" else metric, float("nan")),
+                "test_loss": result.test_metrics.get("loss", float("nan")),
+                "final_loss": history["loss"][-1],
+                "final_val_loss": history.get("val_loss", [float("nan")])[-1],
+                "best_epoch": result.best_epoch,
+                "epochs_run": result.epochs_run,
+                "train_seconds": result.train_seconds,
+                "seconds_per_epoch": result.train_seconds / max(result.epochs_run, 1),
+            }
+            for key, value in result.test_metrics.items():
+                run.setdefault(f"test_{key}", value)
+            if measure_tflite:
+                run["tflite_bytes"] = tflite_bytes
+            runs.append(run)
+            histories[(variant, cell)].append(history)
+            done += 1
+            if progress:
+                elapsed = time.perf_counter() - started
+                eta = elapsed / done * (total - done)
+                stream.write(f"      test {metric}={_fmt(run[f'test_{metric}'])} "
+                             f"({result.epochs_run} epochs, {result.train_seconds:.1f} s; "
+                             f"elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min)\n")
+                stream.flush()
+
+    rows = _aggregate(runs, metric, keys)
+    comparison = Comparison(dataset=name, task=data.task, metric=metric, runs=runs, rows=rows,
+                            histories=histories, budget=budget_used, out_dir=out_dir)
+    if out_dir is not None:
+        title = f"{name} ({budget_name} budget, {len(seeds)} seed(s))"
+        files = {
+            "markdown": out_dir / "comparison.md",
+            "csv": out_dir / "comparison.csv",
+            "runs_csv": out_dir / "runs.csv",
+            "curves": out_dir / "curves.png",
+            "metric_vs_time": out_dir / "metric_vs_time.png",
+        }
+        files["markdown"].write_text(comparison.to_markdown())
+        _write_csv(files["csv"], rows)
+        _write_csv(files["runs_csv"], runs)
+        plot_comparison_curves(histories, files["curves"], metric, title=title)
+        plot_metric_vs_time(rows, files["metric_vs_time"], metric, title=title)
+        comparison.files = files
+    return comparison
+
+
+def _command_line():
+    if sys.argv and pathlib.Path(sys.argv[0]).name == "gru-zoo":
+        return " ".join(["gru-zoo"] + sys.argv[1:])
+    return None
+
+
+def _parse_lengths(lengths):
+    allowed = "a non-empty list of distinct ints >= 2"
+    if isinstance(lengths, str):
+        try:
+            lengths = [int(v) for v in lengths.split(",") if v.strip()]
+        except ValueError:
+            _raise("lengths", lengths, allowed)
+    if not isinstance(lengths, (list, tuple)) or not lengths:
+        _raise("lengths", lengths, allowed)
+    if not all(_is_int(v) and v >= 2 for v in lengths) or len(set(lengths)) != len(lengths):
+        _raise("lengths", lengths, allowed)
+    return [int(v) for v in lengths]
+
+
+@dataclasses.dataclass
+class AddingStudy:
+    """What `adding_study` returns: one `Comparison` per length and the summary rows."""
+
+    lengths: list
+    comparisons: dict
+    rows: list
+    baseline_mse: float
+    out_dir: pathlib.Path = None
+    files: dict = dataclasses.field(default_factory=dict)
+
+    def to_markdown(self):
+        return adding_markdown(self.rows, self.baseline_mse)
+
+
+def adding_markdown(rows, baseline_mse):
+    """Markdown table: one row per (length, cell) with test MSE mean ± std."""
+    lines = ["| T | variant | cell | params | seeds | test MSE | vs baseline | best epoch | "
+             "train time (s) | published (T=600) |",
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        published = ADDING_PUBLISHED_T600.get(row["cell"]) if row["length"] == 600 else None
+        lines.append(
+            f"| {row['length']} | {row['variant']} | {row['cell']} | {row['params']} | "
+            f"{row['seeds']} | {_pm(row, 'test_mse')} | "
+            f"{_fmt(row['test_mse_mean'] / row.get('baseline_mse', baseline_mse), 3)}× | {_pm(row, 'best_epoch', 3)} | "
+            f"{_pm(row, 'train_seconds', 3)} | {_fmt(published) if published else ''} |"
+        )
+    lines.append("")
+    lines.append(f"Trivial baseline (always predict 1.0): MSE {baseline_mse:.4f} in expectation; "
+                 "`vs baseline` divides the test MSE by the baseline's MSE on the same test "
+                 "split (below 1: the model learned something).")
+    return "\n".join(lines) + "\n"
+
+
+def plot_adding_study(study, path):
+    """Test MSE against length per cell, and validation MSE per epoch at each length,
+    with the trivial baseline drawn."""
+    plt = _pyplot()
+    lengths = study.lengths
+    fig, axes = plt.subplots(1, 1 + len(lengths), figsize=(5 * (1 + len(lengths)), 4),
+                             squeeze=False)
+    ax = axes[0][0]
+    keys = sorted({(r["variant"], r["cell"]) for r in study.rows})
+    for variant, cell in keys:
+        rows = sorted((r for r in study.rows if (r["variant"], r["cell"]) == (variant, cell)),
+                      key=lambda r: r["length"])
+        ax.errorbar([r["length"] for r in rows], [r["test_mse_mean"] for r in rows],
+                    yerr=[r["test_mse_std"] for r in rows], marker="o", capsize=3,
+                    label=f"{variant}/{cell}" if len(keys) > len({k[1] for k in keys})
+                    else cell)
+    ax.axhline(study.baseline_mse, color="black", linestyle=":",
+               label=f"trivial baseline ({study.baseline_mse:.3f})")
+    for cell, mse in ADDING_PUBLISHED_T600.items():
+        ax.scatter([600], [mse], marker="x", color="gray")
+    ax.scatter([], [], marker="x", color="gray", label="Bai et al. 2018, T=600")
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel("test MSE")
+    ax.set_yscale("log")
+    ax.set_title("adding problem")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    for ax, length in zip(axes[0][1:], lengths):
+        comparison = study.comparisons[length]
+        for (variant, cell), runs in comparison.histories.items():
+            val = _mean_curve([h["val_loss"] if "val_loss" in h else h["loss"] for h in runs])
+            ax.plot(np.arange(1, len(val) + 1), val, marker=".", label=f"{variant}/{cell}")
+        ax.axhline(study.baseline_mse, color="black", linestyle=":", label="baseline")
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation MSE")
+        ax.set_title(f"T={length}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def adding_study(
+    lengths=ADDING_LENGTHS,
+    *,
+    cells=("rnn", "lstm", "gru"),
+    variants=("stacked",),
+    seeds=1,
+    budget="quick",
+    out_dir=None,
+    dataset_kwargs=None,
+    progress=True,
+    stream=None,
+    **overrides,
+):
+    """The long-dependency study: `compare` on the adding problem at each length.
+
+    Args:
+        lengths: list of sequence lengths (or comma-separated string). Defaults to
+            `(100, 200, 600, 1000)`.
+        cells, variants, seeds, budget, progress, stream, **overrides: as `compare`.
+            The budget sets the number of sequences (`quick`: 2000 train / 500 val /
+            500 test, 10 epochs; `full`: 10000 / 1000 / 1000, 30 epochs);
+            `dataset_kwargs` (e.g. `{"num_train": 5000}`) and `epochs=` override it.
+        out_dir: directory; each length gets `T<length>/` (a full `compare` output)
+            and the study writes `adding.md`, `adding.csv` and `adding.png`.
+
+    Returns:
+        An `AddingStudy`.
+    """
+    lengths = _parse_lengths(lengths)
+    if dataset_kwargs is not None and "length" in dataset_kwargs:
+        _raise("dataset_kwargs", dataset_kwargs, "a dict without `length` (use `lengths=`)")
+    out_dir = pathlib.Path(out_dir) if out_dir is not None else None
+    comparisons, rows = {}, []
+    for length in lengths:
+        comparison = compare(
+            "adding", cells=cells, variants=variants, seeds=seeds, budget=budget,
+            out_dir=out_dir / f"T{length}" if out_dir is not None else None,
+            dataset_kwargs={**(dataset_kwargs or {}), "length": length}, tflite=False,
+            progress=progress, stream=stream, **overrides,
+        )
+        comparisons[length] = comparison
+        for row in comparison.rows:
+            rows.append({"length": length,
+                         "baseline_mse": comparison.budget["baseline_mse"], **row})
+    study = AddingStudy(lengths=lengths, comparisons=comparisons, rows=rows,
+                        baseline_mse=ADDING_BASELINE_MSE, out_dir=out_dir)
+    if out_dir is not None:
+        files = {"markdown": out_dir / "adding.md", "csv": out_dir / "adding.csv",
+                 "plot": out_dir / "adding.png"}
+        files["markdown"].write_text(study.to_markdown())
+        _write_csv(files["csv"], rows)
+        plot_adding_study(study, files["plot"])
+        study.files = files
+    return study
+
+
+def register(subparsers):
+    """Adds `gru-zoo compare` to the CLI's subparsers."""
+    from zoo.cli import add_model_arguments
+
+    p = subparsers.add_parser(
+        "compare",
+        help="RNN vs LSTM vs GRU (and variants) with one recipe over several seeds",
+        description="Trains each (variant, cell) with the same recipe and budget over "
+        "several seeds; writes comparison.md/.csv, runs.csv, curves.png and "
+        "metric_vs_time.png. With --dataset adding --lengths 100,200,600,1000 it runs "
+        "the long-dependency study (adding.md/.csv/.png).",
+    )
+    p.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells "
+                   "(default rnn,lstm,gru)")
+    p.add_argument("--variants", help="comma-separated variants (default: the dataset's "
+                   "recommended one; adding: stacked)")
+    p.add_argument("--seeds", default="3", help="number of seeds (from --seed) or a "
+                   "comma-separated list (default 3)")
+    p.add_argument("--budget", choices=list(BUDGETS), default="quick",
+                   help="tiny (smoke test), quick (minutes) or full (default quick)")
+    p.add_argument("--lengths", help="adding problem: comma-separated sequence lengths, "
+                   "e.g. 100,200,600,1000 (the long-dependency study)")
+    p.add_argument("--num-train", type=int, help="adding problem: training sequences "
+                   "(overrides the budget)")
+    p.add_argument("--no-tflite", action="store_true", help="skip the TFLite size column")
+    p.add_argument("--out", default="runs/compare", help="output directory "
+                   "(default runs/compare)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_model_arguments(p)
+    # The budget chooses patience and the decay unless the flags are given.
+    p.set_defaults(func=cmd_compare, patience=None, lr_decay=None)
+
+
+def cmd_compare(args):
+    from zoo.cli import BUILD_ARGS
+
+    overrides = {k: getattr(args, k) for k in BUILD_ARGS
+                 if k not in ("variant", "cell") and getattr(args, k, None) is not None}
+    for key in TRAIN_ARGS:
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides[key] = None if value == "none" else value
+    cells = args.cells if args.cell is None else args.cell
+    variants = args.variants or args.variant
+    seeds = parse_seeds(args.seeds)
+    if len(seeds) and "," not in args.seeds:
+        seeds = [args.seed + s for s in seeds]
+    dataset_kwargs = {}
+    if args.data_dir:
+        dataset_kwargs["data_dir"] = args.data_dir
+    if args.num_train is not None:
+        if args.dataset != "adding":
+            _raise("num_train", args.num_train, "given only with --dataset adding")
+        dataset_kwargs["num_train"] = args.num_train
+    progress = not args.quiet
+    if args.lengths or (args.dataset == "adding" and args.length is None):
+        if args.dataset != "adding":
+            _raise("lengths", args.lengths, "given only with --dataset adding")
+        study = adding_study(args.lengths or ADDING_LENGTHS, cells=cells,
+                             variants=variants or ("stacked",), seeds=seeds,
+                             budget=args.budget, out_dir=args.out,
+                             dataset_kwargs=dataset_kwargs, progress=progress, **overrides)
+        print(study.to_markdown())
+        print(f"Written: {', '.join(str(p) for p in study.files.values())}")
+        return 0
+    if args.length is not None:
+        dataset_kwargs["length"] = args.length
+    comparison = compare(args.dataset, cells=cells, variants=variants, seeds=seeds,
+                         budget=args.budget, out_dir=args.out,
+                         dataset_kwargs=dataset_kwargs, tflite=not args.no_tflite,
+                         progress=progress, **overrides)
+    print(f"{comparison.dataset}: {comparison.budget}")
+    print(comparison.to_markdown())
+    print(f"Written: {', '.join(str(p) for p in comparison.files.values())}")
+    return 0
