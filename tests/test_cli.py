@@ -1,0 +1,60 @@
+import json
+
+import pytest
+
+from zoo.cli import main
+
+
+def test_list_names_every_variant_cell_task_and_dataset(capsys):
+    from zoo import CELLS, DATASETS, TASKS, VARIANTS
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in [*VARIANTS, *CELLS, *TASKS, *DATASETS]:
+        assert f"  {name} " in out
+
+
+def test_train_writes_a_run_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", "italy_power_demand", "--variant", "attention",
+                 "--cell", "lstm", "--units", "6,4", "--layers", "2", "--epochs", "2",
+                 "--batch-size", "32", "--out", str(out), "--quiet"])
+    assert code == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["build"]["variant"] == "attention" and config["build"]["cell"] == "lstm"
+    assert config["build"]["units"] == [6, 4]
+    assert config["train"]["epochs"] == 2
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 2
+    assert "Test: " in capsys.readouterr().out
+
+
+def test_run_main_job_quick(tmp_path, capsys):
+    out = tmp_path / "main"
+    code = main(["run", "--dataset", "italy_power_demand", "--units", "4", "--epochs", "1",
+                 "--out", str(out), "--skip", "tune,export", "--quiet"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dataset"] == "italy_power_demand"
+    assert 0.0 <= summary["train"]["test"]["accuracy"] <= 1.0
+    assert (out / "train" / "model.keras").exists()
+    assert "tune" not in summary and "export" not in summary
+    assert "skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [(["train", "--dataset", "nope", "--epochs", "1"], "name='nope'"),
+     (["train", "--dataset", "gunpoint", "--units", "0", "--epochs", "1"], "units=0"),
+     (["train", "--dataset", "gunpoint", "--epochs", "0"], "epochs=0")],
+)
+def test_bad_input_is_one_clear_line(argv, message, capsys, tmp_path):
+    assert main(argv + ["--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_bad_flag_values_are_rejected_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--units", "many"])
+    assert info.value.code == 2
+    assert "expected an int or a comma-separated list of ints, got 'many'" in capsys.readouterr().err
