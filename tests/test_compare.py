@@ -33,7 +33,7 @@ def _png_shape(path):
 
 def test_compare_end_to_end_writes_tables_and_plots(small_italy, tmp_path):
     result = compare(small_italy, cells="rnn,gru", variants=["stacked"], seeds=2,
-                     budget="tiny", out_dir=tmp_path, progress=False, **TINY)
+                     budget="tiny", out_dir=tmp_path, progress=False, tflite=False, **TINY)
 
     assert [(r["variant"], r["cell"]) for r in result.rows] == [("stacked", "rnn"),
                                                               ("stacked", "gru")]
@@ -63,7 +63,7 @@ def test_compare_end_to_end_writes_tables_and_plots(small_italy, tmp_path):
     header = [c.strip() for c in markdown[0].strip("|").split("|")]
     assert header[:5] == ["variant", "cell", "params", "seeds", "test accuracy"]
     assert "train time (s)" in header and "final train loss" in header
-    assert ("TFLite (KB)" in header) == compare_module.export_available()
+    assert "TFLite (KB)" not in header  # tflite=False
     assert len(markdown) == 2 + 2  # header, separator, one line per model
     assert markdown[3].startswith("| stacked | gru |")
 
@@ -75,10 +75,24 @@ def test_compare_end_to_end_writes_tables_and_plots(small_italy, tmp_path):
             assert (tmp_path / "runs" / f"stacked_{cell}_seed{seed}" / "model.keras").exists()
 
 
+@pytest.mark.slow  # converts a model in a child process (tens of seconds)
+def test_tflite_size_column_when_export_is_installed(small_italy, tmp_path):
+    result = compare(small_italy, cells=["gru"], seeds=[0, 1], budget="tiny",
+                     out_dir=tmp_path, progress=False, **TINY)
+    assert compare_module.export_available()  # the repository ships `export`
+    header = (tmp_path / "comparison.md").read_text().splitlines()[0]
+    assert "TFLite (KB)" in header
+    sizes = {run["tflite_bytes"] for run in result.runs}
+    assert len(sizes) == 1  # measured once per model, shared by its seeds
+    size = sizes.pop()
+    assert size == (tmp_path / "runs" / "stacked_gru_seed0" / "stacked_gru.tflite").stat().st_size
+    assert result.rows[0]["tflite_kb"] == pytest.approx(size / 1024)
+
+
 def test_regression_comparison_reports_mse(tmp_path):
     data = zoo.load_dataset("airline_passengers")
     result = compare(data, cells=["lstm"], seeds=[0], budget="tiny", progress=False,
-                     **TINY)
+                     tflite=False, **TINY)
     assert result.metric == "mse"
     run = result.runs[0]
     assert run["test_mse"] == pytest.approx(run["test_loss"])

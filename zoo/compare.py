@@ -25,6 +25,7 @@ import dataclasses
 import math
 import pathlib
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -48,6 +49,19 @@ ADDING_BASELINE_MSE = 1.0 / 6.0  # Var(U1 + U2) for two independent U(0, 1) valu
 ADDING_PUBLISHED_T600 = {"gru": 5.3e-5, "lstm": 0.164, "rnn": 0.177}
 
 TRAIN_ARGS = ("epochs", "batch_size", "patience", "lr_decay", "class_weight")
+# `build_gru` arguments that compare sets itself (from the data) or never varies.
+_NOT_OVERRIDABLE = ("variant", "cell", "input_shape", "num_outputs", "task", "compile",
+                    "optimizer", "loss", "metrics", "name", "batch_size")
+
+
+def build_arguments():
+    """The `build_gru` keyword arguments a comparison may override (all but the data's)."""
+    import inspect
+
+    from zoo.builders import build_gru
+
+    return tuple(k for k in inspect.signature(build_gru).parameters
+                 if k not in _NOT_OVERRIDABLE)
 
 
 def _raise(argument, value, allowed):
@@ -164,14 +178,16 @@ def model_config(dataset_name, variant, cell, overrides):
     """Builder kwargs of one compared model: the dataset's recommended config with the
     variant and cell swapped in, then `overrides` (same for every model)."""
     from zoo.builders import VARIANTS
-    from zoo.cli import BUILD_ARGS, RECOMMENDED
+    from zoo.cli import RECOMMENDED
 
-    config = {k: v for k, v in RECOMMENDED.get(dataset_name, {}).items() if k in BUILD_ARGS}
+    allowed = build_arguments()
+    config = {k: v for k, v in RECOMMENDED.get(dataset_name, {}).items() if k in allowed}
     config.update(overrides)
     config["variant"] = variant
     config["cell"] = cell
     if not VARIANTS[variant].uses_conv:
-        for key in ("conv_filters", "conv_kernel_size", "conv_layers", "pool_size"):
+        for key in ("conv_filters", "conv_kernel_size", "conv_layers", "conv_batchnorm",
+                    "pool_size"):
             config.pop(key, None)
     if not VARIANTS[variant].uses_attention:
         for key in ("attention", "attention_heads"):
@@ -190,8 +206,9 @@ def _headline(task):
     return ("accuracy", True) if task == "classification" else ("mse", False)
 
 
-def _tflite_size(model):
-    """Size in bytes of the model's fp32 TFLite file, or `None` when `export` is absent.
+def _tflite_size(model, workdir):
+    """Size in bytes of the model's verified fp32 TFLite file, or `None` when `export`
+    is absent.
 
     `export` is an optional sibling package (DESIGN.md: `zoo` does not depend on it);
     a conversion failure is reported as `nan` rather than stopping the comparison.
@@ -200,8 +217,9 @@ def _tflite_size(model):
         from export import to_tflite
     except ImportError:
         return None
+    pathlib.Path(workdir).mkdir(parents=True, exist_ok=True)
     try:
-        return int(to_tflite(model).size)
+        return int(to_tflite(model, pathlib.Path(workdir) / f"{model.name}.tflite").size)
     except Exception as error:  # a failed conversion must not lose the trained runs
         print(f"gru-zoo compare: warning: TFLite export of {model.name} failed: {error}",
               file=sys.stderr)
@@ -436,21 +454,21 @@ def compare(
     """
     import zoo
     from zoo.builders import CELLS, VARIANTS
-    from zoo.cli import BUILD_ARGS, RECOMMENDED
+    from zoo.cli import RECOMMENDED
 
     stream = stream or sys.stderr
     budget_name, budget_spec = _resolve_budget(budget)
     cells = _parse_names("cells", cells, CELLS)
     seeds = parse_seeds(seeds)
-    unknown = sorted(set(overrides) - set(BUILD_ARGS) - set(TRAIN_ARGS))
-    if unknown or "variant" in overrides or "cell" in overrides:
-        bad = unknown or [k for k in ("variant", "cell") if k in overrides]
-        allowed = sorted((set(BUILD_ARGS) | set(TRAIN_ARGS)) - {"variant", "cell"})
+    build_args = build_arguments()
+    bad = sorted(set(overrides) - set(build_args) - set(TRAIN_ARGS))
+    if bad:
+        allowed = sorted(set(build_args) | set(TRAIN_ARGS))
         raise ValueError(
             f"Unknown override(s) {bad}; allowed: {allowed} (use `variants=`/`cells=` "
             f"to choose models). Received: {', '.join(f'{k}={overrides[k]!r}' for k in bad)}"
         )
-    build_overrides = {k: v for k, v in overrides.items() if k in BUILD_ARGS}
+    build_overrides = {k: v for k, v in overrides.items() if k in build_args}
     train_overrides = {k: v for k, v in overrides.items() if k in TRAIN_ARGS}
 
     data = _load(dataset, budget_spec, dataset_kwargs)
@@ -507,7 +525,9 @@ def compare(
             result = zoo.train(model, data, seed=seed, run_dir=run_dir, config=run_config,
                                verbose=0, callbacks=callbacks, **train_kwargs)
             if measure_tflite and tflite_bytes is None:
-                tflite_bytes = _tflite_size(result.model)
+                with tempfile.TemporaryDirectory() as scratch:
+                    tflite_bytes = _tflite_size(
+                        result.model, (run_dir if run_dir is not None else scratch))
             history = result.history
             run = {
                 "dataset": name, "variant": variant, "cell": cell, "seed": seed,

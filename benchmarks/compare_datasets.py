@@ -1,0 +1,103 @@
+"""RNN vs LSTM vs GRU on the embedded datasets: tables and plots for BENCHMARKS.md.
+
+    python benchmarks/compare_datasets.py --budget full --seeds 3
+    python benchmarks/compare_datasets.py --datasets gunpoint --budget quick
+
+Each dataset runs `zoo.compare.compare` (the same as
+`gru-zoo compare --dataset D --budget B --seeds N --out runs/compare/D`), copies its
+tables and plots to `benchmarks/results/compare_<dataset>/` and rewrites the section
+`## RNN vs LSTM vs GRU` of BENCHMARKS.md from every dataset's saved results.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import shutil
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from compare_report import write_section  # noqa: E402
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+TITLE = "RNN vs LSTM vs GRU"
+COPIED = ("comparison.md", "comparison.csv", "runs.csv", "curves.png", "metric_vs_time.png")
+EMBEDDED = ("gunpoint", "italy_power_demand", "airline_passengers")
+
+
+def run(dataset, budget, seeds, cells, variants, out):
+    from zoo.compare import compare
+
+    result = compare(dataset, cells=cells, variants=variants, seeds=seeds, budget=budget,
+                     out_dir=out / dataset)
+    target = RESULTS / f"compare_{dataset}"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in COPIED:
+        shutil.copy(out / dataset / name, target / name)
+    command = (f"gru-zoo compare --dataset {dataset} --cells {','.join(cells)} "
+               f"--seeds {len(seeds) if isinstance(seeds, list) else seeds} "
+               f"--budget {budget} --out runs/compare/{dataset}"
+               + (f" --variants {','.join(variants)}" if variants else ""))
+    (target / "run.json").write_text(json.dumps({
+        "command": command,
+        "script": "python benchmarks/compare_datasets.py " + " ".join(sys.argv[1:]),
+        "budget": result.budget,
+        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores (shared), "
+                   f"Python {platform.python_version()}",
+    }, indent=2, default=str) + "\n")
+    print(result.to_markdown())
+    return result
+
+
+def section():
+    parts = [
+        "Every model gets the dataset's recommended configuration (`zoo.cli.RECOMMENDED`) "
+        "with only the cell swapped, the same data split, the same recipe (`zoo.train`: "
+        "Adam with clipnorm 1.0, plateau decay, early stopping on validation loss that "
+        "restores the best weights) and the same budget; mean ± std over seeds. Test "
+        "accuracy is on the UCR test split; airline test MSE is on the normalized log "
+        "series (last 24 months). Training times were measured on a CPU shared with other "
+        "jobs: compare them within a table, not across tables.",
+    ]
+    for dataset in EMBEDDED:
+        target = RESULTS / f"compare_{dataset}"
+        if not (target / "run.json").exists():
+            continue
+        meta = json.loads((target / "run.json").read_text())
+        budget = meta["budget"]
+        parts.append(
+            f"### {dataset}\n\n"
+            f"`{meta['command']}`  \n"
+            f"Budget `{budget['name']}`: at most {budget['epochs']} epochs, patience "
+            f"{budget['patience']}, batch {budget['batch_size']}, seeds {budget['seeds']}; "
+            f"{budget['train']} train / {budget['val']} validation / {budget['test']} test "
+            f"samples. {meta['machine']}.\n\n"
+            + (target / "comparison.md").read_text().strip() + "\n\n"
+            f"![curves](benchmarks/results/compare_{dataset}/curves.png) "
+            f"![metric vs time](benchmarks/results/compare_{dataset}/metric_vs_time.png)  \n"
+            f"Per-seed numbers: [runs.csv](benchmarks/results/compare_{dataset}/runs.csv)."
+        )
+    return "\n\n".join(parts)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default=",".join(EMBEDDED))
+    parser.add_argument("--cells", default="rnn,lstm,gru")
+    parser.add_argument("--variants", default=None)
+    parser.add_argument("--budget", default="full")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--out", default="runs/compare")
+    args = parser.parse_args(argv)
+    cells = args.cells.split(",")
+    variants = args.variants.split(",") if args.variants else None
+    for dataset in args.datasets.split(","):
+        run(dataset, args.budget, args.seeds, cells, variants, pathlib.Path(args.out))
+    print(f"Updated {write_section(TITLE, section())}")
+
+
+if __name__ == "__main__":
+    main()
