@@ -203,3 +203,15 @@ def test_cli_compare_bad_cells(tmp_path, capsys):
                  "--budget", "tiny", "--out", str(tmp_path)])
     assert code == 2
     assert "cells" in capsys.readouterr().err
+
+
+def test_parse_settings():
+    from zoo.compare import parse_settings
+
+    assert parse_settings(["conv_batchnorm=true", "conv_filters=[8,16]",
+                           "attention=additive"]) == {
+        "conv_batchnorm": True, "conv_filters": [8, 16], "attention": "additive"}
+    with pytest.raises(ValueError, match="set"):
+        parse_settings(["no_such_argument=1"])
+    with pytest.raises(ValueError, match="set"):
+        parse_settings(["conv_batchnorm"])

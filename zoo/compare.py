@@ -757,6 +757,9 @@ def register(subparsers):
                    "e.g. 100,200,600,1000 (the long-dependency study)")
     p.add_argument("--num-train", type=int, help="adding problem: training sequences "
                    "(overrides the budget)")
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other build_gru argument, value as JSON (repeatable), e.g. "
+                   "--set conv_batchnorm=true --set conv_filters=[32,64,32]")
     p.add_argument("--no-tflite", action="store_true", help="skip the TFLite size column")
     p.add_argument("--out", default="runs/compare", help="output directory "
                    "(default runs/compare)")
@@ -766,11 +769,32 @@ def register(subparsers):
     p.set_defaults(func=cmd_compare, patience=None, lr_decay=None)
 
 
+def parse_settings(settings):
+    """`["conv_batchnorm=true", "units=[32,16]"]` → `{"conv_batchnorm": True, ...}`."""
+    import json
+
+    parsed = {}
+    for item in settings:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            _raise("set", item, "KEY=VALUE with VALUE in JSON (e.g. conv_batchnorm=true)")
+        try:
+            parsed[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            parsed[key.strip()] = text  # a bare word is a string: --set attention=additive
+    allowed = build_arguments()
+    bad = [k for k in parsed if k not in allowed]
+    if bad:
+        _raise("set", settings, f"KEY=VALUE pairs whose KEY is one of {list(allowed)}")
+    return parsed
+
+
 def cmd_compare(args):
     from zoo.cli import BUILD_ARGS
 
     overrides = {k: getattr(args, k) for k in BUILD_ARGS
                  if k not in ("variant", "cell") and getattr(args, k, None) is not None}
+    overrides.update(parse_settings(args.settings))
     for key in TRAIN_ARGS:
         value = getattr(args, key, None)
         if value is not None:
