@@ -1,0 +1,381 @@
+"""Hypermodels: each one only maps `hp` to `zoo.build_gru` keyword arguments.
+
+`GRUHyperModel(variant=...)` searches the hyperparameters of one zoo variant;
+`GRUHyperModel(variant=None)` also searches over the variant and the cell. Every
+hyperparameter has a default, and the defaults are `build_gru`'s own defaults, so
+`hypermodel.build(keras_tuner.HyperParameters())` is the model `build_gru` gives
+without arguments (the "default configuration").
+
+Conditional hyperparameters appear only where they are used: `units_1` only when
+`num_layers >= 2`, the convolution parameters only for CNN variants,
+`attention_heads` only for multi-head attention.
+
+Example:
+
+>>> hypermodel = GRUHyperModel("cnn_gru", input_shape=(24, 1), num_outputs=2)
+>>> model = hypermodel.build(keras_tuner.HyperParameters())
+"""
+
+import numbers
+
+import keras
+import keras_tuner
+
+from zoo.builders import CELLS, TASKS, VARIANTS, build_gru
+
+# The largest stacks and conv front ends the default space explores.
+MAX_LAYERS = 3
+MAX_CONV_LAYERS = 2
+
+# name -> (kind, spec). Kinds: "int" / "float" (min, max, step, sampling),
+# "choice" (values). Defaults are `build_gru`'s defaults (batch size: `zoo.train`'s).
+DEFAULT_SPACE = {
+    "num_layers": ("int", dict(min_value=1, max_value=MAX_LAYERS, default=2)),
+    "units": ("int", dict(min_value=8, max_value=128, step=8, default=64)),
+    "dropout": ("float", dict(min_value=0.0, max_value=0.5, step=0.1, default=0.0)),
+    "recurrent_dropout": ("float", dict(min_value=0.0, max_value=0.5, step=0.1, default=0.0)),
+    "learning_rate": ("float", dict(min_value=1e-4, max_value=1e-2, sampling="log",
+                                    default=1e-3)),
+    "batch_size": ("choice", dict(values=[8, 16, 32, 64], default=16)),
+    "conv_layers": ("int", dict(min_value=1, max_value=MAX_CONV_LAYERS, default=1)),
+    "conv_filters": ("int", dict(min_value=16, max_value=128, step=16, default=64)),
+    "conv_kernel_size": ("choice", dict(values=[3, 5, 7], default=5)),
+    "pool_size": ("choice", dict(values=[1, 2, 4], default=1)),
+    "attention": ("choice", dict(values=["additive", "multihead"], default="additive")),
+    "attention_heads": ("choice", dict(values=[1, 2, 4], default=4)),
+    "variant": ("choice", dict(values=sorted(VARIANTS), default="stacked")),
+    "cell": ("choice", dict(values=sorted(CELLS), default="gru")),
+}
+
+# Builder arguments the hypermodel owns: they cannot be given in `fixed`.
+_RESERVED = ("input_shape", "num_outputs", "task", "compile", "name")
+_BUILDER_ARGS = (
+    "cell", "units", "num_layers", "dropout", "recurrent_dropout", "reset_after", "unroll",
+    "use_cudnn", "vocab_size", "embedding_dim", "mask_value", "attention", "attention_heads",
+    "attention_units", "conv_filters", "conv_kernel_size", "conv_layers", "pool_size",
+    "dense_units", "head_dropout", "batch_size", "learning_rate", "clipnorm", "optimizer",
+    "loss", "metrics",
+)
+# Hyperparameter names (per-layer ones are `units_0`, `conv_filters_1`, ...).
+SPACE_NAMES = tuple(DEFAULT_SPACE)
+
+
+def _raise(argument, value, allowed):
+    raise ValueError(f"`{argument}` must be {allowed}. Received: {argument}={value!r}")
+
+
+def _check_space_entry(name, spec):
+    """Validates one search-space override; returns (kind, kwargs) or a fixed value."""
+    kind, default_spec = DEFAULT_SPACE[name]
+    argument = f"space[{name!r}]"
+    if isinstance(spec, (list, tuple)):
+        if not spec:
+            _raise(argument, spec, "a non-empty list of values")
+        if kind == "choice" and name in ("variant", "cell", "attention"):
+            allowed = default_spec["values"]
+            bad = [v for v in spec if v not in allowed]
+            if bad:
+                _raise(argument, spec, f"a list of values from {allowed}")
+        return ("choice", dict(values=list(spec), default=spec[0]))
+    if isinstance(spec, dict):
+        if kind == "choice" and "values" not in spec:
+            _raise(argument, spec, "a list of values or {values = [...]}")
+        allowed_keys = {"min", "max", "step", "sampling", "default", "values"}
+        unknown = sorted(set(spec) - allowed_keys)
+        if unknown:
+            _raise(argument, spec, f"a dict with keys from {sorted(allowed_keys)} "
+                   f"(unknown: {unknown})")
+        if "values" in spec:
+            return _check_space_entry(name, list(spec["values"]))
+        low, high = spec.get("min"), spec.get("max")
+        numeric = kind in ("int", "float")
+        if not numeric or low is None or high is None:
+            _raise(argument, spec, "a dict with `min` and `max` (numeric parameters only)")
+        check = (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)) \
+            if kind == "int" else \
+            (lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool))
+        if not check(low) or not check(high) or low > high:
+            _raise(argument, spec, f"`min` <= `max`, both {kind}s")
+        sampling = spec.get("sampling", "linear")
+        if sampling not in ("linear", "log", "reverse_log"):
+            _raise(argument, spec, "a `sampling` of 'linear', 'log' or 'reverse_log'")
+        if sampling != "linear" and low <= 0:
+            _raise(argument, spec, f"`min` > 0 for sampling={sampling!r}")
+        kwargs = dict(min_value=low, max_value=high, sampling=sampling)
+        if "step" in spec:
+            if not check(spec["step"]) or spec["step"] <= 0:
+                _raise(argument, spec, f"a positive {kind} `step`")
+            kwargs["step"] = spec["step"]
+        elif kind == "int":
+            kwargs["step"] = 1
+        default = spec.get("default", min(max(default_spec.get("default", low), low), high))
+        if kind == "int":
+            default = int(default)
+        kwargs["default"] = default
+        return (kind, kwargs)
+    # A scalar fixes the parameter.
+    if name in ("variant", "cell", "attention") and spec not in default_spec["values"]:
+        _raise(argument, spec, f"one of {default_spec['values']}")
+    if isinstance(spec, bool) or not isinstance(spec, (numbers.Real, str)):
+        _raise(argument, spec, "a value, a list of values or a {min, max} dict")
+    return ("fixed", dict(value=spec))
+
+
+class GRUHyperModel(keras_tuner.HyperModel):
+    """Maps keras-tuner hyperparameters to `zoo.build_gru` arguments.
+
+    Args:
+        variant: str, a key of `zoo.VARIANTS`, or `None` to search over the variants
+            too (the `variant` hyperparameter; the convolution and attention
+            parameters are then conditional on it). Defaults to `"stacked"`.
+        input_shape: `(time, features)` or `(time,)` for token ids.
+        num_outputs: int, classes or regression outputs.
+        task: str, a key of `zoo.TASKS`. Defaults to `"classification"`.
+        cells: list of cells to search over, from `zoo.CELLS`. Defaults to
+            `["gru"]` (`["gru", "lstm", "rnn"]` when `variant=None`). With one cell
+            the cell is fixed and no `cell` hyperparameter is registered.
+        space: dict of search-space overrides, hyperparameter name (see
+            `SPACE_NAMES`) → a list of values (a choice), a dict
+            `{min, max, step, sampling, default}`, or a scalar (fixed).
+        fixed: dict of other `build_gru` keyword arguments passed unchanged
+            (e.g. `vocab_size`, `clipnorm`, `dense_units`).
+        seed: int or `None`, seeds weight initialisation before each build so a
+            retrain with the same hyperparameters starts from the same weights.
+        name: str, the hypermodel name.
+    """
+
+    def __init__(self, variant="stacked", *, input_shape, num_outputs,
+                 task="classification", cells=None, space=None, fixed=None, seed=None,
+                 name=None):
+        if variant is not None and variant not in VARIANTS:
+            _raise("variant", variant, f"one of {sorted(VARIANTS)} or None (search variants)")
+        if task not in TASKS:
+            _raise("task", task, f"one of {sorted(TASKS)}")
+        if (not isinstance(input_shape, (list, tuple)) or len(input_shape) not in (1, 2)
+                or any(d is not None and (not isinstance(d, numbers.Integral) or d <= 0)
+                       for d in input_shape)
+                or (len(input_shape) == 2 and input_shape[1] is None)):
+            _raise("input_shape", input_shape,
+                   "(time, features) or (time,) with positive ints (time may be None)")
+        if (not isinstance(num_outputs, numbers.Integral) or isinstance(num_outputs, bool)
+                or num_outputs <= 0):
+            _raise("num_outputs", num_outputs, "a positive int")
+        if cells is None:
+            cells = ["gru"] if variant is not None else sorted(CELLS)
+        if (not isinstance(cells, (list, tuple)) or not cells
+                or any(c not in CELLS for c in cells)):
+            _raise("cells", cells, f"a non-empty list of cells from {sorted(CELLS)}")
+        space = dict(space or {})
+        unknown = sorted(set(space) - set(SPACE_NAMES))
+        if unknown:
+            _raise("space", space, f"a dict keyed by hyperparameter names from "
+                   f"{list(SPACE_NAMES)} (unknown: {unknown})")
+        if "variant" in space and variant is not None:
+            _raise("space", space, "without a 'variant' entry when `variant` is fixed "
+                   f"(variant={variant!r}); pass variant=None to search variants")
+        if "cell" in space:
+            _raise("space", space, "without a 'cell' entry; use `cells=[...]`")
+        fixed = dict(fixed or {})
+        for key in fixed:
+            if key in _RESERVED:
+                _raise("fixed", fixed, f"without {key!r}: it is a hypermodel argument")
+            if key not in _BUILDER_ARGS:
+                _raise("fixed", fixed, f"a dict of `build_gru` arguments from "
+                       f"{sorted(_BUILDER_ARGS)} (unknown: {key!r})")
+        both = sorted(set(fixed) & set(space))
+        if both:
+            _raise("fixed", fixed, f"disjoint from `space` (both set: {both})")
+        if "cell" in fixed:
+            _raise("fixed", fixed, "without 'cell'; use `cells=[...]`")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
+                                 or seed < 0):
+            _raise("seed", seed, "a non-negative int or None")
+        super().__init__(name=name or f"gru_{variant or 'any'}", tunable=True)
+        self.variant = variant
+        self.input_shape = tuple(input_shape)
+        self.num_outputs = int(num_outputs)
+        self.task = task
+        self.cells = list(cells)
+        self.space = {name: _check_space_entry(name, spec) for name, spec in space.items()}
+        self.fixed = fixed
+        self.seed = seed
+        # Fail now, not in the first trial: the builder validates every fixed argument.
+        build_gru(**self.build_kwargs(keras_tuner.HyperParameters()))
+
+    # === Hyperparameters ===
+    def _hp(self, hp, name, *, store_as=None, parent=None):
+        """Registers `name` (with the space override, if any) and returns its value."""
+        base = name.rsplit("_", 1)[0] if name[-1].isdigit() else name
+        kind, kwargs = self.space.get(base) or DEFAULT_SPACE[base]
+        kwargs = dict(kwargs)
+        if kind == "int":
+            value = hp.Int(name, **kwargs)
+        elif kind == "float":
+            value = hp.Float(name, **kwargs)
+        elif kind == "choice":
+            value = hp.Choice(name, **kwargs)
+        else:
+            value = hp.Fixed(name, kwargs["value"])
+        return value
+
+    def _searched(self, name):
+        return self.space.get(name, DEFAULT_SPACE[name])
+
+    def build_kwargs(self, hp):
+        """Returns the `build_gru` keyword arguments for these hyperparameters."""
+        kwargs = dict(input_shape=self.input_shape, num_outputs=self.num_outputs,
+                      task=self.task)
+        if self.variant is None:
+            variant = self._hp(hp, "variant")
+        else:
+            variant = self.variant
+        kwargs["variant"] = variant
+        if len(self.cells) > 1:
+            kwargs["cell"] = hp.Choice("cell", self.cells, default=self.cells[0])
+        else:
+            kwargs["cell"] = self.cells[0]
+        if "num_layers" in self.fixed:
+            num_layers = self.fixed["num_layers"]
+        else:
+            num_layers = self._hp(hp, "num_layers")
+        kwargs["num_layers"] = num_layers
+        if "units" not in self.fixed:
+            max_layers = self._max(hp, "num_layers", num_layers)
+            units = []
+            for index in range(max_layers):
+                # `units_i` exists only when the stack has more than i layers.
+                if index == 0:
+                    value = self._hp(hp, "units_0")
+                else:
+                    with hp.conditional_scope("num_layers",
+                                              list(range(index + 1, max_layers + 1))):
+                        value = self._hp(hp, f"units_{index}")
+                if index < num_layers:
+                    units.append(value)
+            kwargs["units"] = units[0] if len(units) == 1 else units
+        for name in ("dropout", "recurrent_dropout", "learning_rate"):
+            if name not in self.fixed:
+                kwargs[name] = self._hp(hp, name)
+        self._variant_parameters(hp, variant, kwargs)
+        # `batch_size` is a fit argument here (build_gru's is a static batch size).
+        kwargs.update({k: v for k, v in self.fixed.items() if k != "batch_size"})
+        return kwargs
+
+    def _max(self, hp, name, current):
+        """The largest value hp `name` can take (to declare per-layer parameters)."""
+        kind, kwargs = self._searched(name)
+        if name in self.fixed:
+            return current
+        if kind == "fixed":
+            return kwargs["value"]
+        if kind == "choice":
+            return max(kwargs["values"])
+        return kwargs["max_value"]
+
+    def _variant_parameters(self, hp, variant, kwargs):
+        """Convolution and attention parameters, conditional on the variant."""
+        searching = self.variant is None
+        conv_variants = [name for name, v in VARIANTS.items() if v.uses_conv]
+        attention_variants = [name for name, v in VARIANTS.items() if v.uses_attention]
+        if searching:
+            allowed = self.space.get("variant", DEFAULT_SPACE["variant"])[1]
+            allowed = allowed.get("values") or [allowed.get("value")]
+            conv_variants = [v for v in conv_variants if v in allowed]
+            attention_variants = [v for v in attention_variants if v in allowed]
+        sequence_task = self.task in ("sequence_labeling", "sequence_regression")
+
+        def conv():
+            values = {}
+            if "conv_layers" in self.fixed:
+                conv_layers = self.fixed["conv_layers"]
+            else:
+                conv_layers = self._hp(hp, "conv_layers")
+            max_conv = self._max(hp, "conv_layers", conv_layers)
+            active = conv_layers or 0  # None inside an inactive conditional scope
+            filters, kernels = [], []
+            for index in range(max_conv):
+                scope = list(range(index + 1, max_conv + 1))
+                if index == 0:
+                    f = None if "conv_filters" in self.fixed else self._hp(hp, "conv_filters_0")
+                    k = (None if "conv_kernel_size" in self.fixed
+                         else self._hp(hp, "conv_kernel_size_0"))
+                else:
+                    with hp.conditional_scope("conv_layers", scope):
+                        f = (None if "conv_filters" in self.fixed
+                             else self._hp(hp, f"conv_filters_{index}"))
+                        k = (None if "conv_kernel_size" in self.fixed
+                             else self._hp(hp, f"conv_kernel_size_{index}"))
+                if index < active:
+                    filters.append(f)
+                    kernels.append(k)
+            values["conv_layers"] = conv_layers
+            if "conv_filters" not in self.fixed:
+                values["conv_filters"] = filters[0] if len(filters) == 1 else filters
+            if "conv_kernel_size" not in self.fixed:
+                values["conv_kernel_size"] = kernels[0] if len(kernels) == 1 else kernels
+            if not sequence_task and "pool_size" not in self.fixed:
+                values["pool_size"] = self._hp(hp, "pool_size")
+            return values
+
+        def attention():
+            values = {}
+            attention_type = (self.fixed["attention"] if "attention" in self.fixed
+                              else self._hp(hp, "attention"))
+            values["attention"] = attention_type
+            if "attention_heads" not in self.fixed:
+                if "attention" in self.fixed:
+                    if attention_type == "multihead":
+                        values["attention_heads"] = self._hp(hp, "attention_heads")
+                else:
+                    with hp.conditional_scope("attention", ["multihead"]):
+                        heads = self._hp(hp, "attention_heads")
+                    if attention_type == "multihead":
+                        values["attention_heads"] = heads
+            return values
+
+        if searching:
+            if conv_variants:
+                with hp.conditional_scope("variant", conv_variants):
+                    conv_values = conv()
+                if variant in conv_variants:
+                    kwargs.update(conv_values)
+            if attention_variants:
+                with hp.conditional_scope("variant", attention_variants):
+                    attention_values = attention()
+                if variant in attention_variants:
+                    kwargs.update(attention_values)
+        else:
+            if VARIANTS[variant].uses_conv:
+                kwargs.update(conv())
+            if VARIANTS[variant].uses_attention:
+                kwargs.update(attention())
+        for key in [k for k, v in kwargs.items() if v is None]:
+            del kwargs[key]
+
+    # === keras-tuner API ===
+    def declare_hyperparameters(self, hp):
+        self.build_kwargs(hp)
+        if "batch_size" not in self.fixed:
+            self._hp(hp, "batch_size")
+
+    def build(self, hp):
+        if self.seed is not None:
+            keras.utils.set_random_seed(self.seed)
+        return build_gru(**self.build_kwargs(hp))
+
+    def fit(self, hp, model, *args, **kwargs):
+        """`model.fit` with the `batch_size` hyperparameter (the only fit argument tuned)."""
+        if "batch_size" in self.fixed:
+            kwargs["batch_size"] = self.fixed["batch_size"]
+        else:
+            kwargs["batch_size"] = self._hp(hp, "batch_size")
+        if self.seed is not None:
+            keras.utils.set_random_seed(self.seed)
+        return model.fit(*args, **kwargs)
+
+
+def default_hyperparameters(hypermodel):
+    """The default values of every hyperparameter of `hypermodel` (the default config)."""
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare_hyperparameters(hp)
+    return dict(hp.values)

@@ -1,0 +1,231 @@
+"""Objectives: any Keras metric, optionally penalized or constrained by size and latency.
+
+`Objective(metric="val_accuracy", size_weight=..., max_size_kb=..., ...)` describes
+what a search optimizes. Without size or latency terms its keras-tuner objective is
+the metric itself. With them, `ModelCostCallback` (added to every trial's callbacks)
+measures the model once when training starts and writes into each epoch's logs:
+
+- `size_bytes`: the size of the exported float32 TFLite file when the `export`
+  package is importable (`export.to_tflite`), otherwise an estimate of
+  4 bytes per parameter (float32 weights; a TFLite file adds a few KB of graph);
+  `size_source` in the trial results says which.
+- `latency_ms` (only when a latency term is set): median time of one batch-1
+  inference, on the LiteRT interpreter when `export` is importable, otherwise of
+  the Keras model on this machine's CPU (a proxy, not a device number).
+- `score`: the metric minus (for a metric to maximize; plus for one to minimize)
+  `size_weight * size_kb + latency_weight * latency_ms`. The search objective is
+  then `score`, so keras-tuner's oracles, checkpoints and best-trial choice all use
+  the penalized value.
+
+Hard limits (`max_size_kb`, `max_latency_ms`) are checked before the first epoch:
+a model over a limit fails its trial (`keras_tuner.errors.FailedTrialError`, as
+keras-tuner's own `max_model_size` does) without spending training time.
+
+`pareto_front(points)` returns the trials that no other trial beats on both the
+metric and the size.
+"""
+
+import dataclasses
+import math
+import time
+
+import keras
+import keras_tuner
+import numpy as np
+
+# Metric name fragments whose direction is "min"; everything else is maximized.
+_MIN_HINTS = ("loss", "error", "mse", "mae", "rmse", "mape", "msle", "hinge",
+              "crossentropy", "divergence")
+
+
+def infer_direction(metric):
+    name = metric[len("val_"):] if metric.startswith("val_") else metric
+    return "min" if any(h in name for h in _MIN_HINTS) else "max"
+
+
+@dataclasses.dataclass
+class Objective:
+    """What a search optimizes.
+
+    Args:
+        metric: str, a metric the trials log (`"val_accuracy"`, `"val_loss"`,
+            `"val_rmse"`, ...). Defaults to `"val_loss"`.
+        direction: `"max"`, `"min"` or `None` (inferred from the name).
+        size_weight: float >= 0, penalty per KiB of model size. Defaults to `0`.
+        latency_weight: float >= 0, penalty per millisecond of latency.
+        max_size_kb: float or `None`, hard limit on the model size in KiB.
+        max_latency_ms: float or `None`, hard limit on the latency in ms.
+    """
+
+    metric: str = "val_loss"
+    direction: str = None
+    size_weight: float = 0.0
+    latency_weight: float = 0.0
+    max_size_kb: float = None
+    max_latency_ms: float = None
+
+    def __post_init__(self):
+        if not isinstance(self.metric, str) or not self.metric:
+            raise ValueError(
+                f"`metric` must be a metric name such as 'val_accuracy'. "
+                f"Received: metric={self.metric!r}")
+        if self.direction is None:
+            self.direction = infer_direction(self.metric)
+        if self.direction not in ("max", "min"):
+            raise ValueError(
+                f"`direction` must be 'max', 'min' or None. Received: direction={self.direction!r}")
+        for name in ("size_weight", "latency_weight"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"`{name}` must be a float >= 0. Received: {name}={value!r}")
+        for name in ("max_size_kb", "max_latency_ms"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float))
+                                      or isinstance(value, bool) or value <= 0):
+                raise ValueError(
+                    f"`{name}` must be a positive number or None. Received: {name}={value!r}")
+
+    @property
+    def measures_latency(self):
+        return bool(self.latency_weight) or self.max_latency_ms is not None
+
+    @property
+    def penalized(self):
+        return bool(self.size_weight) or bool(self.latency_weight)
+
+    @property
+    def constrained(self):
+        return self.max_size_kb is not None or self.max_latency_ms is not None
+
+    @property
+    def name(self):
+        """The name keras-tuner optimizes: the metric, or `score` with penalties."""
+        return "score" if self.penalized else self.metric
+
+    def keras_tuner_objective(self):
+        return keras_tuner.Objective(self.name, self.direction)
+
+    def score(self, value, size_bytes, latency_ms=None):
+        cost = self.size_weight * size_bytes / 1024.0
+        if self.latency_weight and latency_ms is not None:
+            cost += self.latency_weight * latency_ms
+        return value - cost if self.direction == "max" else value + cost
+
+
+def _export_to_tflite():
+    """`export.to_tflite`, or `None` when the export package is not available."""
+    try:
+        from export import to_tflite
+    except ImportError:
+        return None
+    return to_tflite
+
+
+def parameter_size_bytes(model):
+    """Estimated float32 model size: 4 bytes per parameter."""
+    return 4 * int(model.count_params())
+
+
+def measure_size(model, *, use_export=True):
+    """Returns `(size_bytes, source)`: the float32 TFLite size, or the estimate."""
+    to_tflite = _export_to_tflite() if use_export else None
+    if to_tflite is not None:
+        try:
+            result = to_tflite(model)
+            size = getattr(result, "size", None) or getattr(result, "size_bytes", None)
+            if size is None and isinstance(result, (bytes, bytearray)):
+                size = len(result)
+            if size is not None:
+                return int(size), "tflite"
+        except Exception as error:  # a conversion failure must not kill the search
+            print(f"tuning: TFLite size unavailable ({type(error).__name__}: {error}); "
+                  "using the parameter estimate")
+    return parameter_size_bytes(model), "params"
+
+
+def measure_latency_ms(model, *, repeats=20):
+    """Median batch-1 inference time of the Keras model on this CPU, in ms (a proxy)."""
+    shape = [1] + [d if d is not None else 16 for d in model.input_shape[1:]]
+    dtype = "int32" if model.inputs[0].dtype in ("int32", "int64") else "float32"
+    x = np.zeros(shape, dtype=dtype)
+    model.predict_on_batch(x)  # trace once
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict_on_batch(x)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return float(np.median(times))
+
+
+class ModelCostCallback(keras.callbacks.Callback):
+    """Adds `size_bytes`, `params`, `latency_ms` and `score` to each epoch's logs.
+
+    Must come before any callback that reads the objective (early stopping,
+    keras-tuner's checkpointing): `run_search` puts it first.
+
+    Args:
+        objective: an `Objective`.
+        use_export: bool, measure the exported TFLite size when `export` exists.
+    """
+
+    def __init__(self, objective, use_export=True):
+        super().__init__()
+        self.objective = objective
+        self.use_export = use_export
+        self.costs = None
+
+    def on_train_begin(self, logs=None):
+        size, source = measure_size(self.model, use_export=self.use_export)
+        costs = {"size_bytes": float(size), "params": float(self.model.count_params())}
+        if self.objective.measures_latency:
+            costs["latency_ms"] = measure_latency_ms(self.model)
+        self.costs = costs
+        self.size_source = source
+        limit = self.objective.max_size_kb
+        if limit is not None and size / 1024.0 > limit:
+            raise keras_tuner.errors.FailedTrialError(
+                f"Model size {size / 1024.0:.1f} KiB ({source}) is over "
+                f"max_size_kb={limit}: trial skipped.")
+        limit = self.objective.max_latency_ms
+        if limit is not None and costs["latency_ms"] > limit:
+            raise keras_tuner.errors.FailedTrialError(
+                f"Latency {costs['latency_ms']:.2f} ms is over max_latency_ms={limit}: "
+                "trial skipped.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or self.costs is None:
+            return
+        logs.update(self.costs)
+        if self.objective.penalized and self.objective.metric in logs:
+            logs["score"] = self.objective.score(
+                float(logs[self.objective.metric]), self.costs["size_bytes"],
+                self.costs.get("latency_ms"))
+
+
+def pareto_front(points, metric_direction="max"):
+    """Indices of the points not dominated on (metric, size).
+
+    Args:
+        points: list of `(metric_value, size_bytes)`.
+        metric_direction: `"max"` or `"min"`, for the metric; size is minimized.
+
+    Returns:
+        Sorted list of indices of the Pareto-optimal points (ties kept).
+    """
+    sign = 1.0 if metric_direction == "max" else -1.0
+    front = []
+    for i, (m_i, s_i) in enumerate(points):
+        if m_i is None or s_i is None or not math.isfinite(m_i):
+            continue
+        dominated = False
+        for j, (m_j, s_j) in enumerate(points):
+            if j == i or m_j is None or s_j is None or not math.isfinite(m_j):
+                continue
+            better_or_equal = sign * m_j >= sign * m_i and s_j <= s_i
+            strictly = sign * m_j > sign * m_i or s_j < s_i
+            if better_or_equal and strictly:
+                dominated = True
+                break
+        if not dominated:
+            front.append(i)
+    return front

@@ -1,0 +1,159 @@
+"""The tuner factory: one name per search strategy, keras-tuner's tuners to run them.
+
+`make_oracle(strategy, ...)` returns the oracle (the part that decides);
+`make_tuner(strategy, hypermodel, ...)` wires it to a keras-tuner `Tuner` (the part
+that runs trials). Strategies:
+
+| name        | oracle                                          | options                          |
+|-------------|-------------------------------------------------|----------------------------------|
+| `random`    | `keras_tuner.oracles.RandomSearchOracle`        | -                                |
+| `bayesian`  | `keras_tuner.oracles.BayesianOptimizationOracle`| num_initial_points, alpha, beta  |
+| `hyperband` | `keras_tuner.oracles.HyperbandOracle`           | factor, hyperband_iterations     |
+| `grid`      | `keras_tuner.oracles.GridSearchOracle`          | -                                |
+| `genetic`   | `tuning.oracles.GeneticOracle`                  | population_size, mutation_rate, mutation_scale, crossover_rate, tournament_size |
+| `pso`       | `tuning.oracles.ParticleSwarmOracle`            | swarm_size, inertia, cognitive, social, max_velocity |
+
+Every oracle also takes `max_time` (seconds; see `oracles.with_time_budget`).
+Hyperband sizes its own brackets from `max_epochs` and ignores `max_trials`.
+"""
+
+import keras_tuner
+
+from tuning.oracles import GeneticOracle, ParticleSwarmOracle, with_time_budget
+
+STRATEGY_OPTIONS = {
+    "random": (),
+    "bayesian": ("num_initial_points", "alpha", "beta"),
+    "hyperband": ("factor", "hyperband_iterations"),
+    "grid": (),
+    "genetic": ("population_size", "mutation_rate", "mutation_scale", "crossover_rate",
+                "tournament_size"),
+    "pso": ("swarm_size", "inertia", "cognitive", "social", "max_velocity"),
+}
+STRATEGIES = tuple(STRATEGY_OPTIONS)
+
+_ORACLE_CLASSES = {
+    "random": keras_tuner.oracles.RandomSearchOracle,
+    "bayesian": keras_tuner.oracles.BayesianOptimizationOracle,
+    "hyperband": keras_tuner.oracles.HyperbandOracle,
+    "grid": keras_tuner.oracles.GridSearchOracle,
+    "genetic": GeneticOracle,
+    "pso": ParticleSwarmOracle,
+}
+_BUDGETED = {name: with_time_budget(cls) for name, cls in _ORACLE_CLASSES.items()}
+
+
+def check_strategy(strategy, options=None):
+    """Raises a `ValueError` naming the bad strategy or option."""
+    if strategy not in STRATEGY_OPTIONS:
+        raise ValueError(
+            f"`strategy` must be one of {list(STRATEGIES)}. Received: strategy={strategy!r}")
+    unknown = sorted(set(options or {}) - set(STRATEGY_OPTIONS[strategy]))
+    if unknown:
+        allowed = list(STRATEGY_OPTIONS[strategy]) or "none"
+        raise ValueError(
+            f"Unknown option(s) {unknown} for strategy {strategy!r}; allowed: {allowed}. "
+            f"Received: {', '.join(f'{k}={options[k]!r}' for k in unknown)}")
+
+
+def make_oracle(strategy, *, objective, max_trials=10, max_epochs=None, seed=None,
+                max_time=None, hyperparameters=None, max_retries_per_trial=0,
+                max_consecutive_failed_trials=3, **options):
+    """Returns the oracle of a strategy.
+
+    Args:
+        strategy: str, one of `STRATEGIES`.
+        objective: a `keras_tuner.Objective` or a metric name.
+        max_trials: int, trials at most (not used by Hyperband).
+        max_epochs: int, Hyperband's largest training budget (required for it).
+        seed: int or `None`.
+        max_time: seconds of search at most, or `None`.
+        hyperparameters: optional `keras_tuner.HyperParameters` registered first.
+        max_retries_per_trial, max_consecutive_failed_trials: as in keras-tuner.
+        **options: strategy options (see the module table).
+    """
+    check_strategy(strategy, options)
+    if seed is not None and strategy not in ("genetic", "pso"):
+        # keras-tuner's oracles read a seed of 0 as "no seed": shift by one.
+        seed = seed + 1
+    kwargs = dict(objective=objective, seed=seed, hyperparameters=hyperparameters,
+                  max_retries_per_trial=max_retries_per_trial,
+                  max_consecutive_failed_trials=max_consecutive_failed_trials,
+                  max_time=max_time, **options)
+    if strategy == "hyperband":
+        if not isinstance(max_epochs, int) or max_epochs < 1:
+            raise ValueError("`max_epochs` must be a positive int for strategy 'hyperband'. "
+                             f"Received: max_epochs={max_epochs!r}")
+        kwargs["max_epochs"] = max_epochs
+    else:
+        kwargs["max_trials"] = max_trials
+    return _BUDGETED[strategy](**kwargs)
+
+
+class HyperbandTuner(keras_tuner.Hyperband):
+    """keras-tuner's Hyperband tuner (epoch budgets, warm starts) around a given oracle."""
+
+    def __init__(self, oracle, hypermodel=None, **kwargs):
+        # `keras_tuner.Hyperband.__init__` only builds its own oracle; skip to `Tuner`.
+        keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+
+
+def make_tuner(strategy, hypermodel, *, objective, max_trials=10, epochs=None, seed=None,
+               max_time=None, directory=None, project_name="search", overwrite=False,
+               executions_per_trial=1, max_retries_per_trial=0,
+               max_consecutive_failed_trials=3, **options):
+    """Returns a keras-tuner tuner that runs `hypermodel` with a strategy's oracle.
+
+    Args:
+        strategy: str, one of `STRATEGIES`.
+        hypermodel: a `keras_tuner.HyperModel` (e.g. `GRUHyperModel`).
+        objective: a `keras_tuner.Objective` or a metric name.
+        max_trials: int. Defaults to `10`.
+        epochs: int, Hyperband's `max_epochs` (other strategies take epochs in
+            `tuner.search(..., epochs=...)`).
+        seed, max_time, max_retries_per_trial, max_consecutive_failed_trials:
+            see `make_oracle`.
+        directory, project_name, overwrite, executions_per_trial: as in keras-tuner.
+            With `overwrite=False` an existing project is resumed.
+        **options: strategy options.
+
+    Returns:
+        A `keras_tuner.Tuner` (`HyperbandTuner` for Hyperband).
+    """
+    oracle = make_oracle(strategy, objective=objective, max_trials=max_trials,
+                         max_epochs=epochs, seed=seed, max_time=max_time,
+                         max_retries_per_trial=max_retries_per_trial,
+                         max_consecutive_failed_trials=max_consecutive_failed_trials,
+                         **options)
+    tuner_class = HyperbandTuner if strategy == "hyperband" else keras_tuner.Tuner
+    return tuner_class(oracle=oracle, hypermodel=hypermodel, directory=directory,
+                       project_name=project_name, overwrite=overwrite,
+                       executions_per_trial=executions_per_trial)
+
+
+class GeneticSearch(keras_tuner.Tuner):
+    """A genetic-algorithm tuner, like `keras_tuner.RandomSearch` (see `GeneticOracle`)."""
+
+    def __init__(self, hypermodel=None, objective=None, max_trials=20, seed=None,
+                 population_size=8, mutation_rate=0.2, mutation_scale=0.15,
+                 crossover_rate=0.9, tournament_size=2, hyperparameters=None, **kwargs):
+        oracle = GeneticOracle(objective=objective, max_trials=max_trials, seed=seed,
+                               population_size=population_size, mutation_rate=mutation_rate,
+                               mutation_scale=mutation_scale, crossover_rate=crossover_rate,
+                               tournament_size=tournament_size,
+                               hyperparameters=hyperparameters)
+        super().__init__(oracle, hypermodel, **kwargs)
+
+
+class ParticleSwarmSearch(keras_tuner.Tuner):
+    """A particle-swarm tuner, like `keras_tuner.RandomSearch` (see `ParticleSwarmOracle`)."""
+
+    def __init__(self, hypermodel=None, objective=None, max_trials=20, seed=None,
+                 swarm_size=6, inertia=0.6, cognitive=1.5, social=1.5, max_velocity=0.3,
+                 hyperparameters=None, **kwargs):
+        oracle = ParticleSwarmOracle(objective=objective, max_trials=max_trials, seed=seed,
+                                     swarm_size=swarm_size, inertia=inertia,
+                                     cognitive=cognitive, social=social,
+                                     max_velocity=max_velocity,
+                                     hyperparameters=hyperparameters)
+        super().__init__(oracle, hypermodel, **kwargs)
