@@ -1,0 +1,340 @@
+"""`gru-zoo export | inspect | bench` and the export step of `gru-zoo run`.
+
+Found by `zoo.cli` through the `gru_zoo.commands` and `gru_zoo.run_steps` entry points.
+"""
+
+import json
+import os
+import pathlib
+import statistics
+import time
+
+import numpy as np
+
+QUANTIZE_CHOICES = ("float32", "float16", "dynamic", "int8", "int16x8")
+
+
+def _quantization(name):
+    return None if name in (None, "float32") else name
+
+
+def _load_data(spec):
+    """`--data`: a `.npz`/`.npy` file of inputs, or a gru-zoo dataset name.
+
+    Returns `(calibration_x, validation (x, y) or None, labels, normalization)`.
+    """
+    if spec is None:
+        return None, None, None, None
+    if os.path.isfile(spec):
+        if spec.endswith(".npy"):
+            return np.load(spec), None, None, None
+        arrays = np.load(spec)
+        keys = set(arrays.files)
+        for x_key in ("x_train", "x", "inputs"):
+            if x_key in keys:
+                break
+        else:
+            raise ValueError(f"`--data` file {spec!r} must hold an array named x_train, x or "
+                             f"inputs. Received: arrays {sorted(keys)}")
+        validation = None
+        if {"x_test", "y_test"} <= keys:
+            validation = (arrays["x_test"], arrays["y_test"])
+        elif "y" in keys:
+            validation = (arrays[x_key], arrays["y"])
+        return arrays[x_key], validation, None, None
+    from zoo import load_dataset
+
+    dataset = load_dataset(spec)
+    return (dataset.x_train, (dataset.x_test, dataset.y_test), dataset.label_names,
+            dataset.normalization)
+
+
+def _jsonable(normalization):
+    if normalization is None:
+        return None
+    return {key: np.asarray(value).tolist() for key, value in normalization.items()}
+
+
+def cmd_export(args):
+    from export import to_tflite
+
+    calibration, validation, labels, normalization = _load_data(args.data)
+    result = to_tflite(
+        args.model,
+        args.out,
+        quantization=_quantization(args.quantize),
+        representative_data=calibration,
+        streaming=args.streaming,
+        recipe=args.recipe,
+        io_type=args.io_type,
+        validation_data=validation,
+        labels=labels,
+        normalization=_jsonable(normalization),
+        allow_select_tf_ops=args.allow_select_tf_ops,
+        fallback=not args.no_fallback,
+        c_array=args.c_array,
+    )
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+        return 0
+    print(result)
+    for attempt in result.attempts:
+        detail = (attempt["detail"] or "").strip().splitlines()
+        print(f"  recipe {attempt['recipe']}: {attempt['outcome']}"
+              + (f" ({detail[0][:160]})" if detail else ""))
+    if result.evaluation:
+        e = result.evaluation
+        print(f"  {e['metric']} on {e['samples']} samples: keras {e['keras']:.4f}, "
+              f"tflite {e['tflite']:.4f} (change {e['change']:+.4f})")
+    if result.tflm:
+        t = result.tflm
+        if t["runs"]:
+            print(f"  TFLite Micro: runs, arena {t['arena_bytes']} bytes, "
+                  f"max error {t['max_abs_error']:.3g}")
+        else:
+            print(f"  TFLite Micro: does not run ({t['error']})")
+    if result.c_array_path:
+        print(f"  C array: {result.c_array_path}")
+    print(f"  ops: {', '.join(result.ops)}")
+    print(f"  conversion {result.convert_seconds:.1f} s, total {result.total_seconds:.1f} s")
+    return 0
+
+
+def describe(path):
+    """A dict describing a `.tflite` file: size, signatures, ops, metadata."""
+    from export import LiteModel, op_report
+
+    lite = LiteModel(path)
+    signatures = {}
+    for key in lite.signatures:
+        runner = lite.runner(key)
+        signatures[key] = {
+            kind: {
+                name: {
+                    "shape": [int(v) for v in d["shape_signature"]],
+                    "dtype": np.dtype(d["dtype"]).name,
+                }
+                for name, d in details.items()
+            }
+            for kind, details in (("inputs", runner.get_input_details()),
+                                  ("outputs", runner.get_output_details()))
+        }
+    return {
+        "path": os.path.abspath(path),
+        "size": lite.size,
+        "streaming": lite.is_streaming,
+        "signatures": signatures,
+        "ops": op_report(path),
+        "metadata": lite.metadata,
+    }
+
+
+def cmd_inspect(args):
+    if not os.path.isfile(args.model):
+        raise FileNotFoundError(f"No such .tflite file: {args.model!r}")
+    info = describe(args.model)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{info['path']}: {info['size']} bytes, "
+          f"{'streaming step model' if info['streaming'] else 'full-sequence model'}")
+    for key, signature in info["signatures"].items():
+        print(f"signature {key!r}:")
+        for kind in ("inputs", "outputs"):
+            for name, d in signature[kind].items():
+                print(f"  {kind[:-1]:<6} {name:<16} {d['dtype']:<8} {d['shape']}")
+    ops = info["ops"]
+    print(f"builtin ops ({len(ops['builtin'])}): {', '.join(ops['builtin'])}")
+    if ops["flex"] or ops["custom"]:
+        print(f"flex ops: {ops['flex']}  custom ops: {ops['custom']}")
+    meta = info["metadata"]
+    if meta is None:
+        print("metadata: none (not a gru-zoo file)")
+    else:
+        print("metadata:")
+        for key in ("gru_zoo_version", "model_name", "task", "recipe", "quantization",
+                    "io_type", "window_length", "sequence_shape", "labels", "normalization",
+                    "states", "config"):
+            print(f"  {key}: {json.dumps(meta.get(key))}")
+    return 0
+
+
+def bench(path, *, runs=200, warmup=20, num_threads=1, sequence_length=None, seed=0):
+    """Median latency of one inference of a `.tflite` file on random inputs.
+
+    For a streaming file, one inference is one frame; `per_sequence_us` multiplies by
+    the window length of its metadata (or `sequence_length`).
+
+    Returns a dict of microseconds (`median_us`, `p90_us`, `min_us`) and the setting.
+    """
+    from export import LiteModel
+
+    lite = LiteModel(path, num_threads=num_threads)
+    runner = lite.runner()
+    details = runner.get_input_details()
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for name, d in details.items():
+        shape = [int(v) for v in d["shape_signature"]]
+        if any(v < 0 for v in shape):
+            length = sequence_length or (lite.metadata or {}).get("window_length") or 50
+            shape = [1 if i == 0 else (length if v < 0 else v) for i, v in enumerate(shape)]
+        if np.issubdtype(d["dtype"], np.integer) and not d["quantization_parameters"]["scales"].size:
+            feed[name] = rng.integers(1, 2, size=shape).astype(d["dtype"])
+        elif np.issubdtype(d["dtype"], np.integer):
+            info = np.iinfo(d["dtype"])
+            feed[name] = rng.integers(info.min // 2, info.max // 2, size=shape).astype(d["dtype"])
+        else:
+            feed[name] = rng.standard_normal(shape).astype(d["dtype"])
+    for _ in range(warmup):
+        runner(**feed)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        runner(**feed)
+        times.append((time.perf_counter() - start) * 1e6)
+    times.sort()
+    result = {
+        "path": os.path.abspath(path),
+        "size": lite.size,
+        "runs": runs,
+        "num_threads": num_threads,
+        "median_us": statistics.median(times),
+        "p90_us": times[int(0.9 * (len(times) - 1))],
+        "min_us": times[0],
+        "streaming": lite.is_streaming,
+    }
+    if lite.is_streaming:
+        window = sequence_length or (lite.metadata or {}).get("window_length")
+        if window:
+            result["window_length"] = window
+            result["per_sequence_us"] = result["median_us"] * window
+    return result
+
+
+def cmd_bench(args):
+    if not os.path.isfile(args.model):
+        raise FileNotFoundError(f"No such .tflite file: {args.model!r}")
+    result = bench(args.model, runs=args.runs, warmup=args.warmup, num_threads=args.threads)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    unit = "per frame" if result["streaming"] else "per sequence"
+    print(f"{result['path']}: {result['size']} bytes, {args.threads} thread(s), {args.runs} runs")
+    print(f"  median {result['median_us']:.1f} us {unit}, p90 {result['p90_us']:.1f} us, "
+          f"min {result['min_us']:.1f} us")
+    if "per_sequence_us" in result:
+        print(f"  x {result['window_length']} frames = {result['per_sequence_us']:.1f} us per sequence")
+    return 0
+
+
+def register(subparsers):
+    """Adds `export`, `inspect` and `bench` to the `gru-zoo` command line."""
+    p = subparsers.add_parser("export", help="convert a .keras model to a verified .tflite file")
+    p.add_argument("model", help="the trained model (.keras)")
+    p.add_argument("--out", required=True, help="destination .tflite path")
+    p.add_argument("--quantize", choices=QUANTIZE_CHOICES, default="float32",
+                   help="quantization mode (default float32)")
+    p.add_argument("--data", help="calibration/validation data: a .npz (x_train or x, "
+                   "optional x_test/y_test or y) or .npy file, or a dataset name "
+                   "(gunpoint, italy_power_demand, airline_passengers, adding)")
+    p.add_argument("--streaming", action="store_true",
+                   help="export the one-time-step model (frame + states in and out)")
+    p.add_argument("--recipe", choices=("auto", "loop", "unrolled", "step"), default="auto")
+    p.add_argument("--io-type", default="float32", choices=("float32", "int8", "int16"),
+                   help="input/output type of integer-quantized files (default float32)")
+    p.add_argument("--c-array", action="store_true", help="also write the file as C source")
+    p.add_argument("--allow-select-tf-ops", action="store_true",
+                   help="allow Flex ops (the file then needs the Select TF ops delegate)")
+    p.add_argument("--no-fallback", action="store_true",
+                   help="fail instead of trying another recipe")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_export)
+
+    p = subparsers.add_parser("inspect", help="signatures, ops, size and metadata of a .tflite file")
+    p.add_argument("model", help="a .tflite file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inspect)
+
+    p = subparsers.add_parser("bench", help="latency of a .tflite file on the LiteRT interpreter")
+    p.add_argument("model", help="a .tflite file")
+    p.add_argument("--runs", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
+
+
+def _summary(result):
+    entry = {
+        "size": result.size,
+        "recipe": result.recipe,
+        "max_abs_error": result.max_abs_error,
+        "convert_seconds": round(result.convert_seconds, 1),
+    }
+    if result.evaluation:
+        entry[f"keras_{result.evaluation['metric']}"] = result.evaluation["keras"]
+        entry[f"tflite_{result.evaluation['metric']}"] = result.evaluation["tflite"]
+    if result.fallback_used:
+        entry["fallback_from"] = [a["recipe"] for a in result.attempts[:-1]]
+    if result.tflm is not None:
+        entry["tflm_runs"] = result.tflm["runs"]
+        entry["tflm_arena_bytes"] = result.tflm.get("arena_bytes")
+        entry["tflm_max_abs_error"] = result.tflm.get("max_abs_error")
+    return entry
+
+
+def run_step(context):
+    """The export step of `gru-zoo run`: float32, int8 and streaming files of the model.
+
+    Writes `export/*.tflite` (and the streaming model as C source) into the run
+    directory, each verified against Keras, and returns sizes, errors and the test
+    accuracy (or MSE) of every file.
+    """
+    from export import recipes, to_tflite
+
+    run_dir = pathlib.Path(context["run_dir"]) / "export"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dataset = context["dataset"]
+    quick = bool(context.get("quick"))
+    x_cal = np.asarray(dataset.x_train)[: 64 if quick else 200]
+    validation = (dataset.x_test, dataset.y_test)
+    common = dict(
+        labels=list(dataset.label_names) if dataset.label_names is not None else None,
+        normalization=_jsonable(dataset.normalization),
+        metadata={"dataset": dataset.name, "builder": context.get("model_config") or {}},
+        validation_data=validation,
+    )
+    model_path = str(context["model_path"])
+    summary = {}
+    plans = [("float32", None, False), ("int8", "int8", False), ("streaming_float32", None, True),
+             ("streaming_int8", "int8", True)]
+    if not quick:
+        plans.insert(1, ("float16", "float16", False))
+        plans.insert(2, ("dynamic", "dynamic", False))
+        plans.insert(4, ("int16x8", "int16x8", False))
+    try:
+        recipes.streaming_plan(recipes.load_model(model_path))
+        streaming_reason = None
+    except ValueError as error:
+        streaming_reason = str(error)
+    for name, quantization, streaming in plans:
+        if streaming and streaming_reason:
+            summary[name] = {"skipped": streaming_reason}
+            continue
+        try:
+            result = to_tflite(
+                model_path,
+                run_dir / f"model_{name}.tflite",
+                quantization=quantization,
+                representative_data=x_cal if quantization in ("int8", "int16x8") else None,
+                streaming=streaming,
+                c_array=streaming and quantization == "int8",
+                **common,
+            )
+        except Exception as error:  # noqa: BLE001 (one failed mode must not end the run)
+            summary[name] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
+            continue
+        summary[name] = _summary(result)
+    (run_dir / "export_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary

@@ -1,0 +1,285 @@
+"""Export tests: every file produced is run with the LiteRT interpreter and compared with Keras.
+
+Default suite: one real conversion per quantization mode, streaming (GRU float and
+int8, LSTM), crash isolation, atomic writes and bad inputs. The registry-wide matrix
+is in `test_export_matrix.py` (slow).
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+from export import (
+    ConversionCrashError,
+    LiteModel,
+    VerificationError,
+    list_ops,
+    op_report,
+    read_metadata,
+    to_tflite,
+)
+from export import exporter
+from export._worker import SIMULATE_CRASH_ENV
+from tests.export_helpers import FEATURES, TIME, sequences, tflite_vs_keras, tiny_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model("stacked")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return sequences(24)
+
+
+@pytest.fixture(scope="module")
+def float32_export(model, data, tmp_path_factory):
+    path = tmp_path_factory.mktemp("float32") / "model.tflite"
+    labels = np.random.default_rng(1).integers(0, 3, len(data))
+    result = to_tflite(
+        model,
+        path,
+        validation_data=(data, labels),
+        labels=["a", "b", "c"],
+        normalization={"mean": [0.0] * FEATURES, "std": [1.0] * FEATURES},
+        metadata={"variant": "stacked", "units": 4},
+    )
+    return result, path
+
+
+# === Full-sequence files, one conversion per mode ===
+
+
+def test_float32_export_runs_and_matches_keras(float32_export, model, data):
+    result, path = float32_export
+    assert result.path == str(path) and os.path.getsize(path) == result.size
+    assert result.recipe == "loop" and "WHILE" in result.ops
+    assert result.max_abs_error <= 1e-5
+    assert tflite_vs_keras(path, model, data) <= 1e-5
+    assert result.flex_ops == [] and result.custom_ops == []
+    assert not any(op.startswith("Flex") for op in list_ops(path))
+    assert result.evaluation["metric"] == "accuracy"
+    assert result.evaluation["change"] == pytest.approx(0.0)
+    assert [a["outcome"] for a in result.attempts] == ["ok"]
+    # Only the verified file is left in the destination directory.
+    assert os.listdir(path.parent) == ["model.tflite"]
+
+
+def test_float32_metadata_reads_back(float32_export):
+    _, path = float32_export
+    metadata = read_metadata(path)
+    assert metadata["labels"] == ["a", "b", "c"]
+    assert metadata["normalization"] == {"mean": [0.0] * FEATURES, "std": [1.0] * FEATURES}
+    assert metadata["input"] == {"name": "inputs", "shape": [1, TIME, FEATURES], "dtype": "float32"}
+    assert metadata["window_length"] == TIME
+    assert metadata["config"] == {"variant": "stacked", "units": 4}
+    assert metadata["recipe"] == "loop" and metadata["task"] == "classification"
+    import zoo
+
+    assert metadata["gru_zoo_version"] == zoo.__version__
+    assert [layer["class_name"] for layer in metadata["layers"]][1:3] == ["GRU", "GRU"]
+    # The metadata does not disturb the signature.
+    lite = LiteModel(path)
+    assert lite.signatures == {"serving_default": {"inputs": ["inputs"], "outputs": ["output"]}}
+
+
+def test_lite_model_predicts_any_batch_size(float32_export, model):
+    _, path = float32_export
+    lite = LiteModel(path, num_threads=2)
+    for batch in (1, 5):
+        x = sequences(batch, seed=batch)
+        np.testing.assert_allclose(lite.predict(x), model.predict(x, verbose=0), atol=1e-5)
+    with pytest.raises(ValueError, match="num_threads"):
+        LiteModel(path, num_threads=0)
+    with pytest.raises(ValueError, match=r"shape \(batch,\)"):
+        lite.predict(np.zeros((2, TIME), np.float32))
+    with pytest.raises(ValueError, match="streaming"):
+        lite.stream(np.zeros((TIME, FEATURES), np.float32))
+
+
+@pytest.mark.parametrize(
+    "quantization, recipe, bound",
+    [("float16", "loop", 1e-2), ("dynamic", "loop", 0.1), ("int16x8", "unrolled", 0.1)],
+)
+def test_quantized_export_runs_within_tolerance(model, data, tmp_path, quantization, recipe, bound):
+    path = tmp_path / f"{quantization}.tflite"
+    result = to_tflite(model, path, quantization=quantization,
+                       representative_data=data if quantization == "int16x8" else None)
+    assert result.recipe == recipe and result.quantization == quantization
+    error = tflite_vs_keras(path, model, data)
+    assert error <= bound
+    assert result.max_abs_error <= result.tolerance
+    assert read_metadata(path)["quantization"] == quantization
+
+
+def test_int8_export_uses_unrolled_recipe_and_int8_io(model, data, tmp_path):
+    path = tmp_path / "int8.tflite"
+    result = to_tflite(model, path, quantization="int8", representative_data=data,
+                       io_type="int8")
+    assert result.recipe == "unrolled" and "WHILE" not in result.ops
+    lite = LiteModel(path)
+    assert lite.input_details()["inputs"]["dtype"] == np.int8
+    assert lite.output_details()["output"]["dtype"] == np.int8
+    # The runner (de)quantizes: float in, float out, close to Keras.
+    assert tflite_vs_keras(path, model, data) <= 0.25
+    assert 0 < result.max_abs_error <= result.tolerance
+
+
+# === Streaming ===
+
+
+def test_streaming_gru_matches_full_sequence_and_runs_on_tflm(model, data, tmp_path):
+    path = tmp_path / "step.tflite"
+    result = to_tflite(model, path, streaming=True, c_array=True)
+    assert result.recipe == "step" and "WHILE" not in result.ops
+    assert result.max_abs_error <= 1e-5
+    lite = LiteModel(path)
+    assert lite.signatures["serving_default"] == {
+        "inputs": ["frame", "state_0", "state_1"],
+        "outputs": ["new_state_0", "new_state_1", "output"],
+    }
+    # Frame by frame, carrying the states, equals the full-sequence Keras output.
+    outputs, states = lite.stream(data[0], return_states=True)
+    assert outputs.shape == (TIME, 3) and set(states) == {"state_0", "state_1"}
+    np.testing.assert_allclose(outputs[-1], model.predict(data[:1], verbose=0)[0], atol=1e-5)
+    assert tflite_vs_keras(path, model, data) <= 1e-5
+    # TFLite for Microcontrollers runs it and reports its arena.
+    assert result.tflm["runs"] is True
+    assert result.tflm["max_abs_error"] <= 1e-5
+    assert 0 < result.tflm["arena_bytes"] < result.tflm["arena_size_given"]
+    # The C array holds exactly the file's bytes.
+    source = open(result.c_array_path).read()
+    assert f"_len = {result.size};" in source and "alignas(16)" in source
+    assert source.count("0x") == result.size
+    assert os.path.exists(result.c_array_path[:-3] + ".h")
+    assert read_metadata(path)["states"] == [
+        {"name": "state_0", "shape": [1, 4]},
+        {"name": "state_1", "shape": [1, 4]},
+    ]
+
+
+def test_streaming_int8_runs_on_litert_and_tflm(model, data, tmp_path):
+    path = tmp_path / "step_int8.tflite"
+    result = to_tflite(model, path, quantization="int8", representative_data=data,
+                       streaming=True)
+    assert result.recipe == "step"
+    assert tflite_vs_keras(path, model, data) <= 0.25
+    assert result.tflm["runs"] is True and result.tflm["max_abs_error"] <= 0.25
+
+
+def test_streaming_lstm_per_step_task_carries_h_and_c(tmp_path):
+    model = tiny_model("stacked", cell="lstm", task="sequence_labeling", num_layers=1)
+    path = tmp_path / "lstm_step.tflite"
+    result = to_tflite(model, path, streaming=True, check_tflm=False)
+    lite = LiteModel(path)
+    assert lite.signatures["serving_default"]["inputs"] == ["frame", "state_0_c", "state_0_h"]
+    assert result.tflm is None
+    x = sequences(4)
+    np.testing.assert_allclose(lite.predict(x), model.predict(x, verbose=0), atol=1e-5)
+
+
+# === Crash isolation, fallback and atomic writes ===
+
+
+def test_simulated_crash_falls_back_and_is_reported(model, tmp_path, monkeypatch):
+    monkeypatch.setenv(SIMULATE_CRASH_ENV, "loop")
+    path = tmp_path / "fallback.tflite"
+    result = to_tflite(model, path)
+    assert result.fallback_used and result.recipe == "unrolled"
+    assert result.attempts[0]["recipe"] == "loop"
+    assert result.attempts[0]["outcome"] == "crashed"
+    assert "SIGSEGV" in result.attempts[0]["detail"]
+    assert tflite_vs_keras(path, model, sequences(4)) <= 1e-5
+
+
+def test_crash_without_fallback_raises_and_leaves_destination_untouched(model, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.setenv(SIMULATE_CRASH_ENV, "loop")
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b"previous file")
+    with pytest.raises(ConversionCrashError, match="SIGSEGV"):
+        to_tflite(model, path, recipe="loop", fallback=False)
+    assert path.read_bytes() == b"previous file"
+    assert os.listdir(tmp_path) == ["model.tflite"]
+
+
+def test_failed_verification_writes_nothing(model, tmp_path):
+    path = tmp_path / "f16.tflite"
+    with pytest.raises(VerificationError, match="tolerance"):
+        to_tflite(model, path, quantization="float16", tolerance=1e-12, fallback=False)
+    assert not path.exists() and os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_real_converter_segfault_is_contained(model, data, tmp_path):
+    """Calibrating a GRU WHILE loop really kills the converter (DESIGN.md, fact 5)."""
+    with pytest.raises(ConversionCrashError, match="SIGSEGV"):
+        to_tflite(model, tmp_path / "x.tflite", quantization="int8",
+                  representative_data=data, recipe="loop", fallback=False)
+    result = to_tflite(model, tmp_path / "y.tflite", quantization="int8",
+                       representative_data=data, recipe="loop")
+    assert result.recipe == "unrolled" and result.attempts[0]["outcome"] == "crashed"
+
+
+# === Bad inputs: clear errors before any work ===
+
+
+@pytest.fixture
+def no_worker(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a conversion was started for bad input")
+
+    monkeypatch.setattr(exporter, "_run_worker", refuse)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, pattern",
+    [
+        (dict(quantization="int4"), ValueError, r"`quantization` must be one of .*int4"),
+        (dict(quantization="int8"), ValueError, r"`representative_data`.*quantization='int8'"),
+        (dict(quantization="int8", representative_data=np.zeros((4, TIME, 5), "float32")),
+         ValueError, r"`representative_data` must be an array of shape \(samples,\) \+ "
+         r"\(6, 3\).*\(4, 6, 5\)"),
+        (dict(recipe="fast"), ValueError, r"`recipe` must be one of .*fast"),
+        (dict(io_type="int8"), ValueError, r"`io_type` must be one of \['float32'\]"),
+        (dict(streaming="yes"), TypeError, r"`streaming` must be True or False"),
+        (dict(verification_data=np.zeros((2, TIME)), ), ValueError, "verification_data"),
+        (dict(tolerance=-1.0), ValueError, "tolerance"),
+        (dict(check_tflm=True), ValueError, "check_tflm"),
+    ],
+)
+def test_bad_arguments_raise_before_any_work(model, tmp_path, no_worker, kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        to_tflite(model, tmp_path / "x.tflite", **kwargs)
+    assert os.listdir(tmp_path) == []
+
+
+def test_missing_model_file_and_wrong_model_type(tmp_path, no_worker):
+    with pytest.raises(FileNotFoundError, match="missing.keras"):
+        to_tflite(tmp_path / "missing.keras", tmp_path / "x.tflite")
+    with pytest.raises(TypeError, match="`model` must be a keras.Model"):
+        to_tflite(object(), tmp_path / "x.tflite")
+
+
+@pytest.mark.parametrize("variant, layer", [
+    ("bidirectional", "Bidirectional"),
+    ("attention", "AttentionPooling"),
+    ("cnn_gru", "Conv1D"),
+])
+def test_streaming_a_non_causal_model_is_refused_before_work(tmp_path, no_worker, variant,
+                                                              layer):
+    with pytest.raises(ValueError, match=f"streaming=True.*{layer}"):
+        to_tflite(tiny_model(variant), tmp_path / "x.tflite", streaming=True)
+
+
+def test_read_metadata_of_a_file_without_it(float32_export, tmp_path):
+    from export import add_metadata
+
+    _, path = float32_export
+    plain = add_metadata(path.read_bytes(), {"x": 1})
+    assert read_metadata(plain) == {"x": 1}
+    assert op_report(plain)["builtin"] == op_report(path)["builtin"]
+    with pytest.raises(FileNotFoundError):
+        read_metadata(tmp_path / "none.tflite")
