@@ -8,6 +8,7 @@ cell or the variant changes nothing else.
 
 import dataclasses
 import numbers
+import typing
 
 import keras
 
@@ -38,7 +39,7 @@ class Variant:
 
     name: str
     description: str
-    body: callable
+    body: typing.Callable
     uses_conv: bool = False
     uses_attention: bool = False
     bidirectional: bool = False
