@@ -6,9 +6,11 @@ the metric itself. With them, `ModelCostCallback` (added to every trial's callba
 measures the model once when training starts and writes into each epoch's logs:
 
 - `size_bytes`: the size of the exported float32 TFLite file when the `export`
-  package is importable (`export.to_tflite`), otherwise an estimate of
-  4 bytes per parameter (float32 weights; a TFLite file adds a few KB of graph);
-  `size_source` in the trial results says which.
+  package is importable (`export.to_tflite`, run in its guarded child process),
+  otherwise (or if the conversion fails) an estimate of 4 bytes per parameter
+  (float32 weights; a real file adds some KB of graph and metadata);
+  `size_from_tflite` (1 or 0) in the trial results says which. Measurements are
+  cached per architecture, since size does not depend on the weights.
 - `latency_ms` (only when a latency term is set): median time of one batch-1
   inference, on the LiteRT interpreter when `export` is importable, otherwise of
   the Keras model on this machine's CPU (a proxy, not a device number).
@@ -112,13 +114,13 @@ class Objective:
         return value - cost if self.direction == "max" else value + cost
 
 
-def _export_to_tflite():
-    """`export.to_tflite`, or `None` when the export package is not available."""
+def _export_api():
+    """`(to_tflite, LiteModel)` from the export package, or `None` without it."""
     try:
-        from export import to_tflite
+        from export import LiteModel, to_tflite
     except ImportError:
         return None
-    return to_tflite
+    return to_tflite, LiteModel
 
 
 def parameter_size_bytes(model):
@@ -126,27 +128,10 @@ def parameter_size_bytes(model):
     return 4 * int(model.count_params())
 
 
-def measure_size(model, *, use_export=True):
-    """Returns `(size_bytes, source)`: the float32 TFLite size, or the estimate."""
-    to_tflite = _export_to_tflite() if use_export else None
-    if to_tflite is not None:
-        try:
-            result = to_tflite(model)
-            size = getattr(result, "size", None) or getattr(result, "size_bytes", None)
-            if size is None and isinstance(result, (bytes, bytearray)):
-                size = len(result)
-            if size is not None:
-                return int(size), "tflite"
-        except Exception as error:  # a conversion failure must not kill the search
-            print(f"tuning: TFLite size unavailable ({type(error).__name__}: {error}); "
-                  "using the parameter estimate")
-    return parameter_size_bytes(model), "params"
-
-
-def measure_latency_ms(model, *, repeats=20):
+def _keras_latency_ms(model, repeats=20):
     """Median batch-1 inference time of the Keras model on this CPU, in ms (a proxy)."""
     shape = [1] + [d if d is not None else 16 for d in model.input_shape[1:]]
-    dtype = "int32" if model.inputs[0].dtype in ("int32", "int64") else "float32"
+    dtype = "int32" if "int" in str(model.inputs[0].dtype) else "float32"
     x = np.zeros(shape, dtype=dtype)
     model.predict_on_batch(x)  # trace once
     times = []
@@ -157,6 +142,68 @@ def measure_latency_ms(model, *, repeats=20):
     return float(np.median(times))
 
 
+def _litert_latency_ms(lite_model_class, path, repeats=50):
+    """Median time of one inference of a .tflite file on the LiteRT interpreter, in ms."""
+    lite = lite_model_class(path, num_threads=1)
+    runner = lite.runner()
+    feed = {}
+    for name, details in runner.get_input_details().items():
+        shape = [1 if i == 0 or v < 0 else int(v)
+                 for i, v in enumerate(details["shape_signature"])]
+        feed[name] = np.ones(shape, dtype=details["dtype"])
+    for _ in range(5):
+        runner(**feed)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        runner(**feed)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return float(np.median(times))
+
+
+# Architecture (model config) -> measurements: a model's size and speed do not depend
+# on its weights, so repeated architectures (Hyperband rounds, GA children) are free.
+_MEASURED = {}
+
+
+def measure_model(model, *, use_export=True, latency=False):
+    """Measures a model's deployable size (and latency).
+
+    Returns a dict: `size_bytes` and `size_source` (`"tflite"`: the float32 file
+    written by `export.to_tflite`; `"params"`: 4 bytes per parameter, when `export`
+    is not importable, `use_export=False`, or the conversion failed), and with
+    `latency=True` `latency_ms` and `latency_source` (`"litert"`: one batch-1
+    inference of that file on the LiteRT interpreter, one thread; `"keras"`: the
+    Keras model on this CPU, a proxy).
+    """
+    import json
+    import os
+    import tempfile
+
+    key = (json.dumps(model.get_config(), sort_keys=True, default=str), use_export, latency)
+    if key in _MEASURED:
+        return dict(_MEASURED[key])
+    measured = {"size_bytes": parameter_size_bytes(model), "size_source": "params"}
+    api = _export_api() if use_export else None
+    if api is not None:
+        to_tflite, lite_model_class = api
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                result = to_tflite(model, os.path.join(tmp, "model.tflite"))
+                measured = {"size_bytes": int(result.size), "size_source": "tflite"}
+                if latency:
+                    measured["latency_ms"] = _litert_latency_ms(lite_model_class, result.path)
+                    measured["latency_source"] = "litert"
+        except Exception as error:  # a failed conversion must not stop the search
+            print(f"tuning: TFLite export failed ({type(error).__name__}: {error}); "
+                  "using the parameter-count size estimate", flush=True)
+    if latency and "latency_ms" not in measured:
+        measured["latency_ms"] = _keras_latency_ms(model)
+        measured["latency_source"] = "keras"
+    _MEASURED[key] = dict(measured)
+    return measured
+
+
 class ModelCostCallback(keras.callbacks.Callback):
     """Adds `size_bytes`, `params`, `latency_ms` and `score` to each epoch's logs.
 
@@ -165,7 +212,9 @@ class ModelCostCallback(keras.callbacks.Callback):
 
     Args:
         objective: an `Objective`.
-        use_export: bool, measure the exported TFLite size when `export` exists.
+        use_export: bool, measure the exported TFLite size when `export` exists and
+            the objective has a size or latency term (otherwise the cheap estimate
+            is logged).
     """
 
     def __init__(self, objective, use_export=True):
@@ -175,12 +224,18 @@ class ModelCostCallback(keras.callbacks.Callback):
         self.costs = None
 
     def on_train_begin(self, logs=None):
-        size, source = measure_size(self.model, use_export=self.use_export)
-        costs = {"size_bytes": float(size), "params": float(self.model.count_params())}
+        # The export costs seconds per architecture: only pay it when size matters.
+        objective = self.objective
+        use_export = self.use_export and (objective.penalized or objective.constrained)
+        measured = measure_model(self.model, use_export=use_export,
+                                 latency=objective.measures_latency)
+        size, source = measured["size_bytes"], measured["size_source"]
+        costs = {"size_bytes": float(size), "params": float(self.model.count_params()),
+                 # 1.0: the size of the exported TFLite file; 0.0: the 4 bytes/param estimate
+                 "size_from_tflite": float(source == "tflite")}
         if self.objective.measures_latency:
-            costs["latency_ms"] = measure_latency_ms(self.model)
+            costs["latency_ms"] = measured["latency_ms"]
         self.costs = costs
-        self.size_source = source
         limit = self.objective.max_size_kb
         if limit is not None and size / 1024.0 > limit:
             raise keras_tuner.errors.FailedTrialError(

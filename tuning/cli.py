@@ -1,0 +1,163 @@
+"""`gru-zoo tune` and the tuning step of the main job (`gru-zoo run`).
+
+Found by `zoo.cli` through the `gru_zoo.commands` and `gru_zoo.run_steps` entry
+points (setup.cfg).
+"""
+
+import json
+import pathlib
+
+
+def register(subparsers):
+    """Adds `gru-zoo tune CONFIG [--chief|--worker|--workers N] ...`."""
+    p = subparsers.add_parser(
+        "tune", help="run (or resume) a tuning job from a TOML config",
+        description="Runs a keras-tuner search described by a TOML job config and writes "
+        "trials.csv/json, summary.md, search.png, pareto.csv and the best model retrained "
+        "on train+validation. Running the same command again resumes the job.")
+    p.add_argument("config", help="TOML job config (see tuning/configs/gunpoint.toml)")
+    role = p.add_mutually_exclusive_group()
+    role.add_argument("--chief", action="store_true",
+                      help="serve the oracle of a distributed search ([distributed] ip:port)")
+    role.add_argument("--worker", action="store_true",
+                      help="run trials for a distributed search's chief")
+    role.add_argument("--workers", type=int, metavar="N",
+                      help="launch a chief and N workers on this machine")
+    p.add_argument("--tuner-id", help="a worker's id (default tuner0)")
+    p.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
+    p.add_argument("--check", action="store_true",
+                   help="validate the config, the data and the search space, then exit")
+    group = p.add_argument_group("overrides of the config")
+    group.add_argument("--output-dir", help="[job] output_dir")
+    group.add_argument("--strategy", help="[search] strategy")
+    group.add_argument("--max-trials", type=int, help="[search] max_trials")
+    group.add_argument("--epochs", type=int, help="[search] epochs")
+    group.add_argument("--max-time", type=float, help="[search] max_time (seconds)")
+    group.add_argument("--seed", type=int, help="[job] seed")
+    group.add_argument("--port", type=int, help="[distributed] port")
+    group.add_argument("--ip", help="[distributed] ip")
+    p.set_defaults(func=cmd_tune)
+
+
+def _overrides(args):
+    pairs = {
+        ("job", "output_dir"): args.output_dir,
+        ("search", "strategy"): args.strategy,
+        ("search", "max_trials"): args.max_trials,
+        ("search", "epochs"): args.epochs,
+        ("search", "max_time"): args.max_time,
+        ("job", "seed"): args.seed,
+        ("distributed", "port"): args.port,
+        ("distributed", "ip"): args.ip,
+    }
+    return {k: v for k, v in pairs.items() if v is not None}
+
+
+def _passthrough(args):
+    """The override flags, to hand on to launched processes."""
+    flags = []
+    for flag, value in (("--output-dir", args.output_dir), ("--strategy", args.strategy),
+                        ("--max-trials", args.max_trials), ("--epochs", args.epochs),
+                        ("--max-time", args.max_time), ("--seed", args.seed),
+                        ("--port", args.port), ("--ip", args.ip)):
+        if value is not None:
+            flags += [flag, str(value)]
+    return flags
+
+
+def cmd_tune(args):
+    from tuning.config import load_config
+    from tuning.job import check_job, run_job
+
+    config = load_config(args.config, overrides=_overrides(args))
+    if args.tuner_id and not args.worker:
+        raise ValueError(f"--tuner-id is for --worker. Received: --tuner-id {args.tuner_id}")
+    if args.check:
+        dataset, hypermodel, objective = check_job(config)
+        print(f"{config.path}: OK (dataset {dataset.name}, {len(dataset.x_train)} training "
+              f"samples, strategy {config.search['strategy']}, objective {objective.name})")
+        return 0
+    if args.workers is not None:
+        from tuning.launcher import launch
+
+        check_job(config)  # fail here, not in N+1 processes
+        extra = _passthrough(args) + (["--overwrite"] if args.overwrite else [])
+        return launch(args.config, args.workers, extra_args=extra)
+    role = "chief" if args.chief else "worker" if args.worker else None
+    summary = run_job(config, role=role, tuner_id=args.tuner_id, overwrite=args.overwrite)
+    if role == "worker":
+        return 0
+    _print_summary(config, summary)
+    return 0
+
+
+def _print_summary(config, summary):
+    out = config.output_dir
+    print(f"{summary['completed']}/{summary['trials']} trials completed "
+          f"({summary['failed']} failed), strategy {summary['strategy']}.")
+    if "best_trial" in summary:
+        print(f"Best trial {summary['best_trial']}: {summary['objective']}="
+              f"{summary['best_score']:.4g}")
+        print(f"Best hyperparameters: {json.dumps(summary['best_hyperparameters'])}")
+    if "retrain" in summary:
+        test = summary["retrain"]["test"]
+        print("Retrained on train+validation: test " +
+              ", ".join(f"{k}={v:.4g}" for k, v in test.items()))
+    if "default" in summary:
+        print("Default configuration: test " +
+              ", ".join(f"{k}={v:.4g}" for k, v in summary["default"]["test"].items()))
+    print(f"Results: {out} (trials.csv, trials.json, summary.md, search.png, pareto.csv, "
+          "best_model.keras, best.json)")
+
+
+# Searched in the main job's step; the rest of the trained model's config stays fixed.
+_STEP_SEARCHED = ("units", "num_layers", "learning_rate", "dropout")
+
+
+def run_step(context):
+    """A short search around the main job's model: a few trials, few epochs.
+
+    Searches units, layers, dropout and learning rate of the trained model's variant
+    (the rest of its configuration is kept) with random search, writes a full job
+    under `run_dir / "tune"` and returns the best hyperparameters, the best
+    validation loss, the number of trials and the retrained model's test metrics.
+    """
+    from tuning.config import parse_config
+    from tuning.job import run_job
+
+    run_dir = pathlib.Path(context["run_dir"])
+    dataset = context["dataset"]
+    model_config = dict(context.get("model_config") or {})
+    quick = bool(context.get("quick"))
+    variant = model_config.pop("variant", "stacked")
+    cell = model_config.pop("cell", "gru")
+    fixed = {k: v for k, v in model_config.items() if k not in _STEP_SEARCHED}
+    raw = {
+        "job": {"name": "main-job-tune", "output_dir": str(run_dir / "tune"),
+                "seed": int(context.get("seed") or 0)},
+        "data": {"dataset": dataset.name},
+        "hypermodel": {
+            "variant": variant, "cells": [cell], "fixed": fixed,
+            "space": {"units": {"min": 8, "max": 64, "step": 8, "default": 32},
+                      "num_layers": [1, 2],
+                      "dropout": [0.0, 0.2],
+                      "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log",
+                                        "default": 3e-3}},
+        },
+        "search": {"strategy": "random", "max_trials": 2 if quick else 4,
+                   "epochs": 4 if quick else 15, "patience": 5,
+                   "max_retries_per_trial": 0},
+        "objective": {"metric": "val_loss"},
+        "retrain": {"enabled": True},
+    }
+    config = parse_config(raw, path="gru-zoo run (tune step)")
+    summary = run_job(config, overwrite=True, dataset=dataset)
+    return {
+        "strategy": summary["strategy"],
+        "trials": summary["trials"],
+        "completed": summary["completed"],
+        "best_val_loss": summary.get("best_score"),
+        "best_hyperparameters": summary.get("best_hyperparameters"),
+        "test": summary.get("retrain", {}).get("test"),
+        "output_dir": str(run_dir / "tune"),
+    }
