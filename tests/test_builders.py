@@ -99,6 +99,22 @@ def test_multihead_attention_and_dense_head(tmp_path):
     assert model.get_layer("dense_hidden").units == 5
 
 
+def test_input_noise_acts_in_training_only():
+    model = build_gru("stacked", input_shape=(TIME, 3), num_outputs=2, units=4, input_noise=0.5)
+    x = sample_inputs((TIME, 3))
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(model(x)))
+    assert not np.allclose(np.asarray(model(x, training=True)), np.asarray(model(x)))
+    assert model.get_layer("input_noise").stddev == 0.5
+
+
+def test_conv_batchnorm_blocks():
+    model = build_gru("cnn_gru", input_shape=(TIME, 3), num_outputs=2, units=4, conv_layers=2,
+                      conv_filters=3, conv_batchnorm=True)
+    norms = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert [n.name for n in norms] == ["conv_batchnorm_0", "conv_batchnorm_1"]
+    assert model.get_layer("conv1d_0").get_config()["activation"] == "linear"
+
+
 def test_unrolled_and_static_batch():
     model = build_gru("stacked", input_shape=(TIME, 3), num_outputs=2, units=4, unroll=True,
                       batch_size=1)
@@ -147,6 +163,8 @@ BAD_ARGUMENTS = [
     (dict(reset_after="yes"), "reset_after", "'yes'"),
     (dict(learning_rate=-1.0), "learning_rate", "learning_rate=-1.0"),
     (dict(batch_size=0), "batch_size", "batch_size=0"),
+    (dict(input_noise=-0.1), "input_noise", "input_noise=-0.1"),
+    (dict(variant="cnn_gru", conv_batchnorm=1), "conv_batchnorm", "conv_batchnorm=1"),
 ]
 
 

@@ -260,6 +260,7 @@ def build_gru(
     vocab_size=None,
     embedding_dim=64,
     mask_value=None,
+    input_noise=0.0,
     attention="additive",
     attention_heads=4,
     attention_units=None,
@@ -302,6 +303,8 @@ def build_gru(
         embedding_dim: int, size of the token embedding. Defaults to `64`.
         mask_value: float or `None`, for float inputs: time steps whose features all
             equal this value are padding and are masked. Defaults to `None`.
+        input_noise: float, standard deviation of Gaussian noise added to float inputs
+            during training only (a regularizer for small datasets). Defaults to `0.0`.
         attention: `"additive"` or `"multihead"`, for attention variants.
         attention_heads: int, heads of multi-head attention. Defaults to `4`.
         attention_units: int or `None`, hidden size of additive attention scoring.
@@ -411,6 +414,12 @@ def build_gru(
             _raise("embedding_dim", embedding_dim, "a positive int")
         if mask_value is not None:
             _raise("mask_value", mask_value, "None for token inputs (id 0 is the padding)")
+    if not isinstance(input_noise, numbers.Real) or isinstance(input_noise, bool) or (
+        input_noise < 0
+    ):
+        _raise("input_noise", input_noise, "a float >= 0")
+    if tokens and input_noise:
+        _raise("input_noise", input_noise, "0.0 for token inputs")
     elif mask_value is not None and (
         not isinstance(mask_value, numbers.Real) or isinstance(mask_value, bool)
     ):
@@ -437,6 +446,8 @@ def build_gru(
             mask = keras.ops.any(keras.ops.not_equal(inputs, float(mask_value)), axis=-1)
     else:
         x = inputs
+    if input_noise:
+        x = keras.layers.GaussianNoise(float(input_noise), name="input_noise")(x)
 
     # === Body ===
     x = spec_variant.body(x, spec, mask)

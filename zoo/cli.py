@@ -30,7 +30,8 @@ RECOMMENDED = {
 
 BUILD_ARGS = ("variant", "cell", "units", "num_layers", "dropout", "recurrent_dropout",
               "reset_after", "attention", "attention_heads", "conv_filters",
-              "conv_kernel_size", "conv_layers", "pool_size", "dense_units", "head_dropout",
+              "conv_kernel_size", "conv_layers", "conv_batchnorm", "pool_size", "dense_units",
+              "head_dropout", "input_noise",
               "learning_rate", "clipnorm", "embedding_dim")
 
 
@@ -87,9 +88,13 @@ def add_model_arguments(parser):
     group.add_argument("--conv-filters", type=_int_list, help="Conv1D filters (per layer ok)")
     group.add_argument("--conv-kernel-size", type=_int_list, help="Conv1D kernel size")
     group.add_argument("--conv-layers", type=int, help="number of Conv1D layers")
+    group.add_argument("--conv-batchnorm", action="store_true", default=None,
+                       help="batch norm after each convolution (FCN-style blocks)")
     group.add_argument("--pool-size", type=int, help="max pooling after the convolutions")
     group.add_argument("--dense-units", type=int, help="hidden dense layer before the output")
     group.add_argument("--head-dropout", type=float, help="dropout before the output")
+    group.add_argument("--input-noise", type=float,
+                       help="std of Gaussian noise added to inputs in training")
     group.add_argument("--lr", dest="learning_rate", type=float, help="Adam learning rate")
     group.add_argument("--clipnorm", type=float, help="gradient clipping norm (default 1.0)")
     group.add_argument("--embedding-dim", type=int, help="token embedding size")
