@@ -80,9 +80,12 @@ def cmd_tune(args):
     if args.workers is not None:
         from tuning.launcher import launch
 
+        from tuning.job import reset_output
+
         check_job(config)  # fail here, not in N+1 processes
-        extra = _passthrough(args) + (["--overwrite"] if args.overwrite else [])
-        return launch(args.config, args.workers, extra_args=extra)
+        if args.overwrite:
+            reset_output(config)  # here, before any process writes into it
+        return launch(args.config, args.workers, extra_args=_passthrough(args))
     role = "chief" if args.chief else "worker" if args.worker else None
     summary = run_job(config, role=role, tuner_id=args.tuner_id, overwrite=args.overwrite)
     if role == "worker":

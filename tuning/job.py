@@ -153,22 +153,34 @@ def _clear_distributed_env():
 
 
 def _heartbeat_dir(out_dir):
-    path = pathlib.Path(out_dir) / PROJECT / "heartbeats"
+    path = pathlib.Path(out_dir) / "heartbeats"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
+def read_heartbeat(out_dir, tuner_id):
+    """`{"time", "pid"}` of a worker's last heartbeat, or `None`."""
+    try:
+        return json.loads((pathlib.Path(out_dir) / "heartbeats" / tuner_id).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _start_heartbeat(out_dir, tuner_id):
-    """A daemon thread touching `search/heartbeats/<tuner_id>` while the process lives."""
+    """A daemon thread writing `heartbeats/<tuner_id>` (time, pid) while the process lives."""
     path = _heartbeat_dir(out_dir) / tuner_id
     stop = threading.Event()
 
-    def beat():
-        while not stop.is_set():
-            path.write_text(str(time.time()))
-            stop.wait(HEARTBEAT_SECONDS)
+    def write():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"time": time.time(), "pid": os.getpid()}))
+        os.replace(tmp, path)
 
-    path.write_text(str(time.time()))
+    def beat():
+        while not stop.wait(HEARTBEAT_SECONDS):
+            write()
+
+    write()
     threading.Thread(target=beat, daemon=True, name=f"heartbeat-{tuner_id}").start()
     return stop
 
@@ -188,24 +200,24 @@ def _release_workers(oracle, tuner_ids):
 def _start_watchdog(oracle, out_dir, timeout):
     """On the chief: releases workers whose heartbeat is older than `timeout` seconds."""
     stop = threading.Event()
-    beats = _heartbeat_dir(out_dir)
+    first_seen = {}
 
     def watch():
         while not stop.wait(HEARTBEAT_SECONDS):
             now = time.time()
             stale = []
             for tuner_id in list(oracle.tuner_ids):
-                path = beats / tuner_id
-                try:
-                    last = float(path.read_text() or 0)
-                except (OSError, ValueError):
-                    last = path.stat().st_mtime if path.exists() else 0.0
+                first_seen.setdefault(tuner_id, now)
+                beat = read_heartbeat(out_dir, tuner_id) or {}
+                last = max(float(beat.get("time", 0.0)), first_seen[tuner_id])
                 if now - last > timeout:
                     stale.append(tuner_id)
             if stale:
-                print(f"tuning: worker(s) {stale} silent for over {timeout:.0f} s; "
+                print(f"tuning: worker(s) {stale} silent for over {timeout:g} s; "
                       "their trials go to other workers", flush=True)
                 _release_workers(oracle, stale)
+                for tuner_id in stale:
+                    first_seen.pop(tuner_id, None)
 
     threading.Thread(target=watch, daemon=True, name="worker-watchdog").start()
     return stop
@@ -240,19 +252,28 @@ def _tuner(config, hypermodel, objective, overwrite=False):
     )
 
 
+OUTPUTS = (PROJECT, "trials.csv", "trials.json", "summary.md", "search.png", "pareto.csv",
+           "best_model.keras", "best.json", "job.json")
+
+
+def reset_output(config):
+    """Deletes a job's previous search and results (what `--overwrite` does)."""
+    out = config.output_dir
+    for name in OUTPUTS:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+
+
 def _check_resume(config, overwrite):
-    """Refuses to resume a search whose decisive settings changed."""
+    """Refuses to resume a search whose decisive settings changed; stamps the job."""
     out = config.output_dir
     stamp = out / "job.json"
-    if overwrite and out.exists():
-        for name in (PROJECT, "trials.csv", "trials.json", "summary.md", "search.png",
-                     "pareto.csv", "best_model.keras", "best.json", "default_model.keras"):
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    if stamp.exists() and not overwrite:
+    if overwrite:
+        reset_output(config)
+    if stamp.exists():
         previous = json.loads(stamp.read_text()).get("fingerprint")
         if previous != config.fingerprint():
             raise ValueError(
