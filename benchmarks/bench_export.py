@@ -1,0 +1,443 @@
+"""Export benchmark: every zoo variant x quantization mode, with ONNX Runtime and Keras as peers.
+
+Reference size (issue 3): 2 x GRU(64), 50 steps, 8 features, 4 classes, batch 1, one
+thread. For each variant and mode: file size, conversion time, median latency on the
+LiteRT interpreter, max error vs Keras; streaming step files: per-frame latency x 50.
+In the same run: Keras `predict` and, for the stacked and bidirectional GRU, ONNX
+Runtime on a PyTorch `nn.GRU` twin with the Keras weights copied (same equations as
+`reset_after=True`; its outputs are checked against Keras). Latency ratios are ours
+divided by the peer's, measured in this process, on this machine.
+
+Accuracy change: each variant (same 2 x GRU(64) body) is trained briefly on the embedded
+ItalyPowerDemand set (UCR; 24 steps, 1 feature, 2 classes) and exported in every mode;
+the test accuracy of Keras and of each file is reported.
+
+Run:
+    pip install -e ".[bench]"
+    python benchmarks/bench_export.py            # everything, writes BENCHMARKS.md
+    python benchmarks/bench_export.py --quick    # stacked variant only, fewer runs
+    python benchmarks/bench_export.py --render results.json   # rewrite the table only
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+import numpy as np  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TIME, FEATURES, UNITS, LAYERS, CLASSES = 50, 8, 64, 2, 4
+MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
+BEGIN, END = "<!-- export-benchmark:begin -->", "<!-- export-benchmark:end -->"
+
+
+def median_us(function, runs, warmup=10):
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
+
+
+# === Peers ===
+
+
+def _torch_twin(model, bidirectional):
+    """A PyTorch nn.GRU twin of a stacked (or bidirectional) zoo GRU, weights copied."""
+    import torch
+
+    class Twin(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = torch.nn.GRU(FEATURES, UNITS, num_layers=LAYERS, batch_first=True,
+                                    bidirectional=bidirectional)
+            self.out = torch.nn.Linear(UNITS * (2 if bidirectional else 1), CLASSES)
+
+        def forward(self, x):
+            y, h = self.gru(x)
+            if bidirectional:
+                # Keras concatenates the forward state after the last step and the
+                # backward state after the first step.
+                last = torch.cat([h[-2], h[-1]], dim=-1)
+            else:
+                last = y[:, -1]
+            return torch.softmax(self.out(last), dim=-1)
+
+    def reorder(weights):  # Keras gates [z, r, h] -> PyTorch [r, z, n]
+        z, r, h = np.split(weights, 3, axis=-1)
+        return np.concatenate([r, z, h], axis=-1)
+
+    twin = Twin()
+    with torch.no_grad():
+        for i in range(LAYERS):
+            if bidirectional:
+                wrapper = model.get_layer(f"bidirectional_gru_{i}")
+                directions = [(wrapper.forward_layer, ""), (wrapper.backward_layer, "_reverse")]
+            else:
+                directions = [(model.get_layer(f"gru_{i}"), "")]
+            for layer, suffix in directions:
+                kernel, recurrent, bias = layer.get_weights()
+                getattr(twin.gru, f"weight_ih_l{i}{suffix}").copy_(torch.tensor(reorder(kernel).T))
+                getattr(twin.gru, f"weight_hh_l{i}{suffix}").copy_(torch.tensor(reorder(recurrent).T))
+                getattr(twin.gru, f"bias_ih_l{i}{suffix}").copy_(torch.tensor(reorder(bias[0])))
+                getattr(twin.gru, f"bias_hh_l{i}{suffix}").copy_(torch.tensor(reorder(bias[1])))
+        weight, bias = model.get_layer("output").get_weights()
+        twin.out.weight.copy_(torch.tensor(weight.T))
+        twin.out.bias.copy_(torch.tensor(bias))
+    return twin.eval()
+
+
+def onnxruntime_peer(model, variant, x, runs, workdir):
+    """Latency and outputs of ONNX Runtime (fused GRU op) on the PyTorch twin."""
+    try:
+        import onnxruntime
+        import torch
+    except ImportError as error:
+        return {"error": f"{error} (pip install -e '.[bench]')"}
+    twin = _torch_twin(model, bidirectional=variant == "bidirectional")
+    path = os.path.join(workdir, f"{variant}.onnx")
+    torch.onnx.export(twin, (torch.tensor(x),), path, input_names=["inputs"],
+                      output_names=["output"], dynamo=False)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    output = session.run(None, {"inputs": x})[0]
+    with torch.no_grad():
+        torch_output = twin(torch.tensor(x)).numpy()
+    return {
+        "median_us": median_us(lambda: session.run(None, {"inputs": x}), runs),
+        "output": output,
+        "torch_vs_keras": None,
+        "torch_output": torch_output,
+        "size": os.path.getsize(path),
+    }
+
+
+# === Benchmark ===
+
+
+def reference_model(variant, seed=0):
+    import keras
+
+    import zoo
+
+    keras.utils.set_random_seed(seed)
+    return zoo.build_gru(variant, input_shape=(TIME, FEATURES), num_outputs=CLASSES,
+                         units=UNITS, num_layers=LAYERS, conv_filters=64, compile=False)
+
+
+def bench_variant(variant, modes, runs, workdir, log):
+    from export import LiteModel, to_tflite
+
+    model = reference_model(variant)
+    rng = np.random.default_rng(0)
+    calibration = rng.standard_normal((100, TIME, FEATURES)).astype(np.float32)
+    x = calibration[:1]
+    keras_out = np.asarray(model.predict(x, verbose=0))
+    keras_us = median_us(lambda: model.predict(x, verbose=0), max(20, runs // 10), warmup=3)
+    keras_call_us = median_us(lambda: model(x, training=False), max(20, runs // 10), warmup=3)
+    peer = None
+    if variant in ("stacked", "bidirectional"):
+        peer = onnxruntime_peer(model, variant, x, runs, workdir)
+        if "output" in peer:
+            peer["max_abs_vs_keras"] = float(np.abs(peer["output"] - keras_out).max())
+    rows = []
+    plans = [(mode, False) for mode in modes]
+    if variant == "stacked":
+        plans += [(mode, True) for mode in ("float32", "int8", "int16x8") if mode in modes]
+    for mode, streaming in plans:
+        quantization = None if mode == "float32" else mode
+        path = os.path.join(workdir, f"{variant}_{mode}{'_step' if streaming else ''}.tflite")
+        row = {"variant": variant, "mode": mode, "streaming": streaming}
+        try:
+            result = to_tflite(model, path, quantization=quantization,
+                               representative_data=calibration, streaming=streaming,
+                               verification_data=calibration[:4])
+        except Exception as error:  # noqa: BLE001 (a failed cell is a result too)
+            row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            rows.append(row)
+            log(row)
+            continue
+        lite = LiteModel(path, num_threads=1)
+        if streaming:
+            feed = dict(lite.initial_states(), frame=x[0, :1])
+            runner = lite.runner()
+            details = runner.get_input_details()
+            from export.runtime import _quantize
+
+            feed = {k: _quantize(v, details[k]) for k, v in feed.items()}
+            step_us = median_us(lambda: runner(**feed), runs)
+            latency = step_us * TIME
+            row["step_us"] = step_us
+            tflite_out = lite.predict(x)
+        else:
+            name = lite.input_names[0]
+            runner = lite.runner()
+            feed = {name: x}
+            latency = median_us(lambda: runner(**feed), runs)
+            tflite_out = lite.predict(x)
+        row.update(
+            size=result.size,
+            recipe=result.recipe,
+            convert_s=result.convert_seconds,
+            total_s=result.total_seconds,
+            latency_us=latency,
+            max_abs_error=result.max_abs_error,
+            error_this_input=float(np.abs(tflite_out - keras_out).max()),
+            keras_us=keras_us,
+            keras_call_us=keras_call_us,
+            tflm=result.tflm,
+        )
+        if peer and "median_us" in peer:
+            row["ort_us"] = peer["median_us"]
+            row["ort_vs_keras"] = peer["max_abs_vs_keras"]
+            row["ort_vs_tflite"] = float(np.abs(peer["output"] - tflite_out).max())
+        rows.append(row)
+        log(row)
+    return rows
+
+
+def accuracy_rows(variants, modes, workdir, log, epochs, rows):
+    """Test accuracy of Keras vs each exported file on ItalyPowerDemand (appends to `rows`)."""
+    import keras
+
+    import zoo
+    from export import to_tflite
+
+    dataset = zoo.load_dataset("italy_power_demand")
+    for variant in variants:
+        keras.utils.set_random_seed(0)
+        model = zoo.build_gru(variant, input_shape=dataset.input_shape,
+                              num_outputs=dataset.num_outputs, units=UNITS,
+                              num_layers=LAYERS, conv_filters=64, conv_kernel_size=3)
+        model.fit(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val),
+                  epochs=epochs, batch_size=16, verbose=0)
+        plans = [(mode, False) for mode in modes]
+        if variant == "stacked":
+            plans += [(mode, True) for mode in ("float32", "int8", "int16x8") if mode in modes]
+        for mode, streaming in plans:
+            quantization = None if mode == "float32" else mode
+            path = os.path.join(workdir, f"acc_{variant}_{mode}{'_step' if streaming else ''}.tflite")
+            row = {"variant": variant, "mode": mode, "streaming": streaming}
+            try:
+                result = to_tflite(model, path, quantization=quantization,
+                                   representative_data=dataset.x_train, streaming=streaming,
+                                   validation_data=(dataset.x_test, dataset.y_test),
+                                   check_tflm=False)
+                row.update(keras=result.evaluation["keras"], tflite=result.evaluation["tflite"],
+                           change=result.evaluation["change"], samples=result.evaluation["samples"],
+                           max_abs_error=result.max_abs_error)
+            except Exception as error:  # noqa: BLE001
+                row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            rows.append(row)
+            log(row)
+    return rows
+
+
+# === Report ===
+
+
+def _fmt(value, spec):
+    return "—" if value is None else format(value, spec)
+
+
+def render(results):
+    lines = []
+    meta = results["meta"]
+    lines.append(f"Command: `{meta['command']}`  ")
+    lines.append(f"Machine: {meta['machine']}; {meta['date']}; load average at start "
+                 f"{meta['load']}. Batch 1, one thread everywhere (LiteRT `num_threads=1`, "
+                 "ONNX Runtime intra/inter-op 1, TensorFlow intra/inter-op 1).  ")
+    lines.append(f"Reference model: {LAYERS} x GRU({UNITS}), {TIME} steps, {FEATURES} features, "
+                 f"{CLASSES} classes, untrained weights; calibration and verification on random "
+                 "normal inputs. Latency: median of "
+                 f"{meta['runs']} runs. Streaming rows: per-frame latency x {TIME}.")
+    lines.append("")
+    lines.append("| variant | mode | recipe | size (KB) | convert (s) | total (s) | latency (µs) "
+                 "| vs ORT | vs Keras | max err vs Keras |")
+    lines.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for row in results["rows"]:
+        mode = row["mode"] + (" step" if row["streaming"] else "")
+        if "error" in row:
+            lines.append(f"| {row['variant']} | {mode} | failed: {row['error']} |||||||")
+            continue
+        ort = row.get("ort_us")
+        lines.append(
+            f"| {row['variant']} | {mode} | {row['recipe']} | {row['size'] / 1024:.1f} "
+            f"| {row['convert_s']:.1f} | {row['total_s']:.1f} | {row['latency_us']:.0f} "
+            f"| {_fmt(row['latency_us'] / ort if ort else None, '.2f')}x "
+            f"| {row['latency_us'] / row['keras_us']:.3f}x | {row['max_abs_error']:.2g} |"
+        )
+    peers = {}
+    for row in results["rows"]:
+        if "keras_us" in row:
+            peers.setdefault(row["variant"], (row["keras_us"], row.get("keras_call_us"),
+                                              row.get("ort_us"), row.get("ort_vs_keras"),
+                                              row.get("ort_vs_tflite")))
+    lines.append("")
+    lines.append("Peers, same run: Keras `predict` (batch 1; the `vs Keras` column), a direct "
+                 "eager call `model(x)`, and ONNX Runtime (PyTorch `nn.GRU` twin with the Keras "
+                 "weights, fused ONNX `GRU` op; the `vs ORT` column).")
+    lines.append("")
+    lines.append("| variant | Keras predict (µs) | Keras model(x) (µs) | ONNX Runtime (µs) "
+                 "| max abs ORT vs Keras | max abs ORT vs TFLite float32 |")
+    lines.append("|---|---:|---:|---:|---:|---:|")
+    for variant, (keras_us, call_us, ort_us, ort_keras, ort_tflite) in peers.items():
+        lines.append(f"| {variant} | {keras_us:.0f} | {_fmt(call_us, '.0f')} | {_fmt(ort_us, '.0f')} "
+                     f"| {_fmt(ort_keras, '.2g')} | {_fmt(ort_tflite, '.2g')} |")
+    tflm = [row for row in results["rows"] if row.get("tflm")]
+    if tflm:
+        lines.append("")
+        lines.append("TFLite for Microcontrollers (streaming step files, its Python interpreter):")
+        lines.append("")
+        lines.append("| mode | runs | arena (bytes) | max abs error vs Keras |")
+        lines.append("|---|---|---:|---:|")
+        for row in tflm:
+            t = row["tflm"]
+            lines.append(f"| {row['mode']} | {t['runs']} | {_fmt(t.get('arena_bytes'), 'd')} "
+                         f"| {_fmt(t.get('max_abs_error'), '.2g')} |")
+    if results.get("accuracy"):
+        lines.append("")
+        lines.append(f"Accuracy change on ItalyPowerDemand (UCR, Dau et al. 2019; test split, "
+                     f"{results['accuracy'][0].get('samples', '?')} sequences): each variant "
+                     f"trained {meta['epochs']} epochs, then exported; calibration on the train split.")
+        lines.append("")
+        lines.append("| variant | mode | Keras acc | TFLite acc | change | max err vs Keras |")
+        lines.append("|---|---|---:|---:|---:|---:|")
+        for row in results["accuracy"]:
+            mode = row["mode"] + (" step" if row["streaming"] else "")
+            if "error" in row:
+                lines.append(f"| {row['variant']} | {mode} | failed: {row['error']} ||||")
+                continue
+            lines.append(f"| {row['variant']} | {mode} | {row['keras']:.4f} | {row['tflite']:.4f} "
+                         f"| {row['change']:+.4f} | {row['max_abs_error']:.2g} |")
+    lines.append("")
+    lines.append(targets(results))
+    return "\n".join(lines)
+
+
+def targets(results):
+    """Where we stand against issue 3's targets (stacked variant)."""
+    rows = {(r["variant"], r["mode"], r["streaming"]): r for r in results["rows"] if "error" not in r}
+    f32 = rows.get(("stacked", "float32", False))
+    i8 = rows.get(("stacked", "int8", False))
+    step = rows.get(("stacked", "float32", True))
+    out = ["Targets (issue 3), stacked variant:", ""]
+    if f32 and f32.get("ort_us"):
+        out.append(f"- float32 TFLite latency / ONNX Runtime: {f32['latency_us'] / f32['ort_us']:.2f}x "
+                   "(target <= 1.0x)")
+    if f32 and i8:
+        out.append(f"- int8 latency / float32 TFLite: {i8['latency_us'] / f32['latency_us']:.2f}x "
+                   "(target <= 0.5x)")
+        out.append(f"- int8 size / float32 size: {i8['size'] / f32['size']:.2f}x (target <= 0.3x)")
+    if f32 and step:
+        out.append(f"- streaming per-step latency x {TIME} / full-sequence: "
+                   f"{step['latency_us'] / f32['latency_us']:.2f}x (target <= 1.5x)")
+    converts = [r["convert_s"] for r in results["rows"] if "convert_s" in r]
+    totals = [r["total_s"] for r in results["rows"] if "total_s" in r]
+    if converts:
+        out.append(f"- conversion: converter {min(converts):.1f}–{max(converts):.1f} s, whole "
+                   f"`to_tflite` call (child process, verification, TFLM) {min(totals):.1f}–"
+                   f"{max(totals):.1f} s (target <= 10 s per model)")
+    return "\n".join(out)
+
+
+def write_markdown(text, path):
+    section = f"{BEGIN}\n## Export (`benchmarks/bench_export.py`)\n\n{text}\n{END}\n"
+    if path.exists():
+        current = path.read_text()
+        if BEGIN in current and END in current:
+            head, rest = current.split(BEGIN, 1)
+            tail = rest.split(END, 1)[1].lstrip("\n")
+            path.write_text(head + section + ("\n" + tail if tail else ""))
+            return
+        path.write_text(current.rstrip("\n") + "\n\n" + section)
+    else:
+        path.write_text("# Benchmarks\n\n" + section)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variants", default=None, help="comma-separated (default: all)")
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument("--epochs", type=int, default=30, help="ItalyPowerDemand training epochs")
+    parser.add_argument("--no-accuracy", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="stacked only, 100 runs, 10 epochs")
+    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "bench_export_results.json"))
+    parser.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"))
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--render", help="re-render BENCHMARKS.md from a results JSON")
+    args = parser.parse_args(argv)
+
+    if args.render:
+        results = json.loads(pathlib.Path(args.render).read_text())
+        text = render(results)
+        print(text)
+        if not args.no_write:
+            write_markdown(text, pathlib.Path(args.markdown))
+        return 0
+
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    import zoo
+
+    if args.quick:
+        args.runs, args.epochs = min(args.runs, 100), min(args.epochs, 10)
+    variants = (args.variants.split(",") if args.variants else
+                (["stacked"] if args.quick else list(zoo.VARIANTS)))
+    modes = args.modes.split(",")
+    results = {
+        "meta": {
+            "command": "python " + " ".join(["benchmarks/bench_export.py"] + (argv or sys.argv[1:])),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
+                       f"{platform.python_version()}, TF {tf.__version__}",
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load": " ".join(f"{v:.1f}" for v in os.getloadavg()),
+            "runs": args.runs,
+            "epochs": args.epochs,
+        },
+        "rows": [],
+        "accuracy": [],
+    }
+    json_path = pathlib.Path(args.json)
+
+    def save():
+        json_path.write_text(json.dumps(results, indent=1, default=float))
+
+    def log(row):
+        print(json.dumps({k: v for k, v in row.items() if k != "tflm"}, default=float), flush=True)
+        save()
+
+    with tempfile.TemporaryDirectory(prefix="gru_zoo_bench_") as workdir:
+        for variant in variants:
+            results["rows"].extend(bench_variant(variant, modes, args.runs, workdir, log))
+        if not args.no_accuracy:
+            accuracy_rows(variants, modes, workdir, log, args.epochs, results["accuracy"])
+    save()
+    text = render(results)
+    print(text)
+    if not args.no_write:
+        write_markdown(text, pathlib.Path(args.markdown))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
