@@ -76,6 +76,16 @@ def test_plateau_and_cosine_decay_lower_the_learning_rate():
     assert min(plateau.history["learning_rate"]) < 1e-2
 
 
+def test_fit_on_train_and_validation_watches_the_training_loss():
+    x, y = tiny_data(16)
+    val = tiny_data(8, seed=1)
+    result = train(tiny_model(), (x, y), validation_data=val, fit_on="train+val", epochs=2,
+                   batch_size=4, verbose=0)
+    assert "val_loss" not in result.history
+    # 24 samples in batches of 4: the validation data was trained on.
+    assert result.model.optimizer.iterations.numpy() == 2 * 6
+
+
 def test_same_seed_same_result():
     x, y = tiny_data()
     runs = [train(tiny_model(seed=3), (x, y), epochs=2, seed=3, verbose=0).history["loss"]
@@ -119,6 +129,7 @@ def test_trains_on_a_zoo_dataset(tmp_path):
      ({"lr_decay_factor": 2.0}, "lr_decay_factor=2.0"),
      ({"class_weight": "auto"}, "class_weight='auto'"),
      ({"seed": -1}, "seed=-1"),
+     ({"fit_on": "val"}, "fit_on='val'"),
      ({"tensorboard": True}, "run_dir=None")],
 )
 def test_bad_training_arguments(kwargs, message):

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 LR_DECAYS = ("plateau", "cosine", None)
+FIT_ON = ("train", "train+val")
 
 
 @dataclasses.dataclass
@@ -142,6 +143,7 @@ def train(
     *,
     validation_data=None,
     test_data=None,
+    fit_on="train",
     epochs=200,
     batch_size=16,
     patience=40,
@@ -169,6 +171,10 @@ def train(
         validation_data: `(x, y)` when `data` is a tuple. Without validation data,
             early stopping and plateau decay watch the training loss.
         test_data: `(x, y)` evaluated after training when `data` is a tuple.
+        fit_on: `"train"` (default) or `"train+val"`: for tiny datasets (UCR sets
+            with a few dozen series) whose validation split is too small to pick an
+            epoch, train on both splits and keep the weights of the lowest training
+            loss, the protocol of Fawaz et al. 2019. The test split stays unseen.
         epochs: int, maximum epochs. Defaults to `200`.
         batch_size: int. Defaults to `16`.
         patience: int, epochs without improvement before stopping. Defaults to `40`.
@@ -211,7 +217,13 @@ def train(
         )
     if tensorboard and run_dir is None:
         raise ValueError("`tensorboard=True` needs a `run_dir`. Received: run_dir=None")
+    if fit_on not in FIT_ON:
+        raise ValueError(f"`fit_on` must be one of {list(FIT_ON)}. Received: fit_on={fit_on!r}")
     (x_train, y_train), val, test = _split_data(data, validation_data, test_data)
+    if fit_on == "train+val" and val is not None:
+        x_train = np.concatenate([x_train, val[0]])
+        y_train = np.concatenate([y_train, val[1]])
+        val = None
     if val is None and monitor.startswith("val_"):
         monitor = monitor[len("val_"):]
     if class_weight == "balanced":
