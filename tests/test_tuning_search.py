@@ -1,0 +1,176 @@
+"""Tiny real searches: every strategy, results files, retrain, size objectives, run step."""
+
+import csv
+import json
+
+import keras
+import keras_tuner
+import numpy as np
+import pytest
+
+import zoo
+from tuning.config import parse_config
+from tuning.hypermodels import GRUHyperModel
+from tuning.job import check_job, run_job
+from tuning.objectives import ModelCostCallback, Objective, measure_model, pareto_front
+
+
+def tiny_raw(tmp_path, strategy="random", **sections):
+    """A job of a few seconds: 16 ItalyPowerDemand series, units 4-8, 1 epoch."""
+    raw = {
+        "job": {"name": "tiny", "output_dir": str(tmp_path / "out"), "seed": 0},
+        "data": {"dataset": "italy_power_demand", "max_train_samples": 16},
+        "hypermodel": {"variant": "stacked",
+                       "space": {"units": [4, 8], "num_layers": [1], "batch_size": [8],
+                                 "learning_rate": [0.01, 0.003], "dropout": [0.0],
+                                 "recurrent_dropout": [0.0]}},
+        "search": {"strategy": strategy, "max_trials": 2, "epochs": 1},
+        "objective": {"metric": "val_loss"},
+        "retrain": {"enabled": True},
+    }
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    return raw
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("strategy, options", [
+    ("random", {}),
+    ("bayesian", {"num_initial_points": 1}),
+    ("hyperband", {"factor": 3}),
+    ("grid", {}),
+    ("genetic", {"population_size": 2}),
+    ("pso", {"swarm_size": 2}),
+])
+def test_one_tiny_search_per_strategy(tmp_path, strategy, options):
+    search = {"options": options}
+    if strategy == "hyperband":
+        search["epochs"] = 2  # one bracket of two 2-epoch trials
+    config = parse_config(tiny_raw(tmp_path, strategy, search=search))
+    summary = run_job(config)
+    out = config.output_dir
+    rows = read_csv(out / "trials.csv")
+    assert summary["trials"] == len(rows) == 2
+    assert all(row["status"] == "COMPLETED" for row in rows)
+    assert all(float(row["val_loss"]) > 0 and float(row["size_bytes"]) > 0 for row in rows)
+    assert {row["hp:units_0"] for row in rows} <= {"4", "8"}
+    for name in ("trials.json", "summary.md", "search.png", "pareto.csv", "best.json",
+                 "best_model.keras"):
+        assert (out / name).stat().st_size > 0, name
+    best = json.loads((out / "best.json").read_text())
+    assert best["strategy"] == strategy
+    assert best["best_score"] == min(float(r["score"]) for r in rows)
+    model = keras.saving.load_model(out / "best_model.keras")
+    assert model.count_params() == best["retrain"]["params"]
+    assert set(best["retrain"]["test"]) == {"loss", "accuracy"}
+    assert "| trial | val_loss |" in (out / "summary.md").read_text()
+
+
+def test_retrain_reproduces_the_best_trial(tmp_path):
+    """Same seed, hyperparameters and data: the retrained weights start where the trial's did."""
+    config = parse_config(tiny_raw(tmp_path, search={"epochs": 2}, retrain={"enabled": False}))
+    run_job(config)
+    best = json.loads((config.output_dir / "best.json").read_text())
+    dataset, hypermodel, _ = check_job(config)
+    hp = keras_tuner.HyperParameters()
+    for name, value in best["best_hyperparameters"].items():
+        hp.Fixed(name, value)
+    model = hypermodel.build(hp)
+    history = hypermodel.fit(hp, model, dataset.x_train, dataset.y_train,
+                             validation_data=(dataset.x_val, dataset.y_val), epochs=2, verbose=0)
+    assert min(history.history["val_loss"]) == pytest.approx(best["best_score"], rel=1e-4)
+
+
+def test_default_configuration_comparison(tmp_path):
+    raw = tiny_raw(tmp_path, retrain={"compare_default": True})
+    raw["hypermodel"]["space"] = {"units": [4, 8], "num_layers": 1, "batch_size": [8],
+                                  "learning_rate": [0.01]}
+    summary = run_job(parse_config(raw))
+    assert summary["default"]["params"] > 0
+    assert 0.0 <= summary["default"]["test"]["accuracy"] <= 1.0
+
+
+def test_size_penalty_and_pareto_front(tmp_path):
+    raw = tiny_raw(tmp_path, objective={"metric": "val_accuracy", "size_weight": 0.5,
+                                        "use_export": False})
+    config = parse_config(raw)
+    summary = run_job(config)
+    assert summary["objective"] == "score"
+    rows = read_csv(config.output_dir / "trials.csv")
+    for row in rows:
+        expected = float(row["val_accuracy"]) - 0.5 * float(row["size_bytes"]) / 1024
+        assert float(row["score"]) == pytest.approx(expected, rel=1e-5)
+        assert float(row["size_bytes"]) == 4 * float(row["params"])
+    front = read_csv(config.output_dir / "pareto.csv")
+    assert 1 <= len(front) <= len(rows)
+
+
+def test_size_limit_fails_large_models_before_training(tmp_path):
+    # units 4 -> 1 layer model of ~100 params (0.4 KiB); units 8 -> ~270 params (1.1 KiB).
+    raw = tiny_raw(tmp_path, objective={"metric": "val_loss", "max_size_kb": 0.8,
+                                        "use_export": False},
+                   search={"max_trials": 4, "max_retries_per_trial": 0})
+    raw["hypermodel"]["space"]["learning_rate"] = [0.01, 0.003]
+    summary = run_job(parse_config(raw))
+    rows = read_csv(parse_config(raw).output_dir / "trials.csv")
+    by_units = {row["hp:units_0"]: row["status"] for row in rows}
+    assert by_units.get("8", "FAILED") == "FAILED"
+    assert by_units.get("4", "COMPLETED") == "COMPLETED"
+    assert summary["failed"] == sum(row["status"] == "FAILED" for row in rows)
+    assert all(float(r["size_bytes"]) / 1024 <= 0.8 for r in rows if r["status"] == "COMPLETED")
+
+
+def test_cost_callback_logs_size_and_score():
+    objective = Objective(metric="val_accuracy", size_weight=1.0)
+    model = zoo.build_gru(input_shape=(6, 1), num_outputs=2, units=4, num_layers=1)
+    x = np.zeros((4, 6, 1), "float32")
+    y = np.array([0, 1, 0, 1])
+    history = model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0,
+                        callbacks=[ModelCostCallback(objective, use_export=False)])
+    logs = {k: v[0] for k, v in history.history.items()}
+    assert logs["size_bytes"] == 4 * model.count_params()
+    assert logs["score"] == pytest.approx(logs["val_accuracy"] - logs["size_bytes"] / 1024)
+
+
+def test_pareto_front():
+    points = [(0.9, 100), (0.8, 50), (0.85, 200), (0.7, 50), (0.95, 400), (None, None)]
+    assert pareto_front(points, "max") == [0, 1, 4]
+    assert pareto_front([(0.1, 10), (0.2, 5)], "min") == [0, 1]
+
+
+def test_measure_model_without_export_uses_params():
+    model = zoo.build_gru(input_shape=(6, 1), num_outputs=2, units=4, num_layers=1)
+    measured = measure_model(model, use_export=False, latency=True)
+    assert measured["size_bytes"] == 4 * model.count_params()
+    assert measured["size_source"] == "params"
+    assert measured["latency_ms"] > 0 and measured["latency_source"] == "keras"
+
+
+def test_measure_model_uses_the_exported_tflite_file():
+    pytest.importorskip("export", reason="the export package is not in this checkout")
+    model = zoo.build_gru(input_shape=(6, 1), num_outputs=2, units=4, num_layers=1)
+    measured = measure_model(model, use_export=True, latency=True)
+    assert measured["size_source"] == "tflite"
+    assert measured["size_bytes"] > 4 * model.count_params()  # weights plus the graph
+    assert measured["latency_source"] == "litert" and measured["latency_ms"] > 0
+
+
+def test_run_step_of_the_main_job(tmp_path):
+    from tuning.cli import run_step
+
+    dataset = zoo.load_dataset("italy_power_demand")
+    dataset.x_train, dataset.y_train = dataset.x_train[:16], dataset.y_train[:16]
+    context = {"run_dir": tmp_path, "model_path": tmp_path / "train" / "model.keras",
+               "dataset": dataset, "quick": True, "seed": 0,
+               "model_config": {"variant": "stacked", "units": 8, "num_layers": 1}}
+    result = run_step(context)
+    assert result["trials"] == result["completed"] == 2
+    assert result["best_val_loss"] > 0
+    assert set(result["best_hyperparameters"]) >= {"units_0", "learning_rate", "num_layers"}
+    assert 0.0 <= result["test"]["accuracy"] <= 1.0
+    assert (tmp_path / "tune" / "trials.csv").exists()
+    json.dumps(result)  # a small JSON-able dict for summary.json
