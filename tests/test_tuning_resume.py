@@ -1,0 +1,113 @@
+"""Resume: a job killed with SIGKILL mid-search, started again with the same command."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+MAX_TRIALS = 4
+
+
+def job_toml(out_dir, strategy="genetic"):
+    return f"""
+[job]
+name = "resume"
+output_dir = "{out_dir}"
+seed = 0
+
+[data]
+dataset = "italy_power_demand"
+max_train_samples = 48
+
+[hypermodel]
+variant = "stacked"
+
+[hypermodel.space]
+units = {{ min = 4, max = 8, step = 2 }}
+num_layers = [1]
+batch_size = [8]
+
+[search]
+strategy = "{strategy}"
+max_trials = {MAX_TRIALS}
+epochs = 6
+
+[search.options]
+population_size = 2
+
+[objective]
+metric = "val_loss"
+
+[retrain]
+enabled = false
+"""
+
+
+def env():
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+
+
+def trial_states(project):
+    states = {}
+    for path in project.glob("trial_*/trial.json"):
+        try:
+            trial = json.loads(path.read_text())
+        except ValueError:  # being written
+            continue
+        states[trial["trial_id"]] = trial
+    return states
+
+
+def test_sigkill_mid_search_then_resume(tmp_path):
+    out = tmp_path / "out"
+    config = tmp_path / "job.toml"
+    config.write_text(job_toml(out))
+    command = [sys.executable, "-m", "zoo.cli", "tune", str(config)]
+    proc = subprocess.Popen(command, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    project = out / "search"
+    deadline = time.monotonic() + 300
+    killed_during = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        states = trial_states(project)
+        done = [t for t, s in states.items() if s["status"] == "COMPLETED"]
+        running = [t for t, s in states.items() if s["status"] == "RUNNING"]
+        if done and running:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            killed_during = running[0]
+            break
+        time.sleep(0.05)
+    output = proc.stdout.read()
+    assert killed_during is not None, f"the search ended before it could be killed:\n{output}"
+    assert proc.returncode == -signal.SIGKILL
+
+    before = trial_states(project)
+    completed = {t: s for t, s in before.items() if s["status"] == "COMPLETED"}
+    checkpoints = {t: (project / f"trial_{t}" / "checkpoint.weights.h5").stat().st_mtime_ns
+                   for t in completed}
+    assert len(completed) < MAX_TRIALS
+
+    # The same command again: it resumes.
+    result = subprocess.run(command, env=env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    after = trial_states(project)
+    assert len(after) == MAX_TRIALS
+    assert all(s["status"] == "COMPLETED" for s in after.values())
+    for trial_id, state in completed.items():
+        # Never run again: same score, checkpoint untouched.
+        assert after[trial_id]["score"] == state["score"]
+        assert after[trial_id]["hyperparameters"] == state["hyperparameters"]
+        path = project / f"trial_{trial_id}" / "checkpoint.weights.h5"
+        assert path.stat().st_mtime_ns == checkpoints[trial_id]
+    # The killed trial was run again with the hyperparameters it had.
+    assert after[killed_during]["hyperparameters"]["values"] == \
+        before[killed_during]["hyperparameters"]["values"]
+    rows = (out / "trials.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + MAX_TRIALS
+    assert f"{MAX_TRIALS}/{MAX_TRIALS} trials completed" in result.stdout
+
