@@ -1,0 +1,113 @@
+"""`gru-zoo export | inspect | bench` and the export step of `gru-zoo run`."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from export import LiteModel, read_metadata
+from export.cli import register, run_step
+from tests.export_helpers import FEATURES, TIME, sequences, tiny_model
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="gru-zoo")
+    register(parser.add_subparsers(dest="command"))
+    return parser
+
+
+def _run(argv):
+    args = _parser().parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def cli_export(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("cli")
+    model = tiny_model("stacked")
+    model_path = directory / "model.keras"
+    model.save(model_path)
+    data_path = directory / "data.npz"
+    labels = np.random.default_rng(0).integers(0, 3, 10)
+    np.savez(data_path, x_train=sequences(16), x_test=sequences(10, seed=1), y_test=labels)
+    out = directory / "model_int8.tflite"
+    return model, model_path, data_path, out
+
+
+def test_register_adds_the_three_commands():
+    parser = _parser()
+    for command in ("export", "inspect", "bench"):
+        args = parser.parse_args([command, "x"] + (["--out", "y"] if command == "export" else []))
+        assert callable(args.func)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["export", "m.keras", "--out", "o.tflite", "--quantize", "int4"])
+
+
+def test_cli_export_inspect_bench(cli_export, capsys):
+    model, model_path, data_path, out = cli_export
+    assert _run(["export", str(model_path), "--out", str(out), "--quantize", "int8",
+                 "--data", str(data_path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["quantization"] == "int8" and result["recipe"] == "unrolled"
+    assert result["evaluation"]["samples"] == 10
+    x = sequences(4, seed=2)
+    assert np.abs(LiteModel(out).predict(x) - model.predict(x, verbose=0)).max() <= 0.25
+    assert read_metadata(out)["quantization"] == "int8"
+
+    assert _run(["inspect", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["signatures"]["serving_default"]["inputs"]["inputs"] == {
+        "shape": [1, TIME, FEATURES], "dtype": "float32"}
+    assert info["ops"]["flex"] == [] and "FULLY_CONNECTED" in info["ops"]["builtin"]
+    assert info["metadata"]["window_length"] == TIME
+
+    assert _run(["inspect", str(out)]) == 0
+    assert "builtin ops" in capsys.readouterr().out
+
+    assert _run(["bench", str(out), "--runs", "5", "--warmup", "1", "--json"]) == 0
+    bench = json.loads(capsys.readouterr().out)
+    assert bench["median_us"] > 0 and bench["runs"] == 5
+
+
+def test_cli_errors_are_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.tflite"):
+        _run(["inspect", str(tmp_path / "missing.tflite")])
+    with pytest.raises(FileNotFoundError, match="missing.keras"):
+        _run(["export", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "o.tflite")])
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, y=np.zeros(3))
+    with pytest.raises(ValueError, match="x_train, x or inputs"):
+        _run(["export", "m.keras", "--out", str(tmp_path / "o.tflite"), "--data", str(bad)])
+
+
+@pytest.mark.slow
+def test_run_step_exports_and_reports(tmp_path):
+    from zoo.datasets import Dataset
+
+    model = tiny_model("stacked", num_outputs=2)
+    model_path = tmp_path / "model.keras"
+    model.save(model_path)
+    rng = np.random.default_rng(0)
+    dataset = Dataset(
+        name="tiny", task="classification", num_outputs=2, input_shape=(TIME, FEATURES),
+        x_train=sequences(16), y_train=rng.integers(0, 2, 16),
+        x_val=sequences(4, seed=1), y_val=rng.integers(0, 2, 4),
+        x_test=sequences(8, seed=2), y_test=rng.integers(0, 2, 8),
+        label_names=["no", "yes"], normalization={"mean": np.zeros(FEATURES),
+                                                  "std": np.ones(FEATURES)},
+    )
+    summary = run_step({"run_dir": tmp_path, "model_path": model_path, "dataset": dataset,
+                        "quick": True})
+    assert set(summary) == {"float32", "int8", "streaming_float32", "streaming_int8"}
+    for name, entry in summary.items():
+        assert "error" not in entry, entry
+        path = tmp_path / "export" / f"model_{name}.tflite"
+        assert path.stat().st_size == entry["size"]
+        assert read_metadata(path)["labels"] == ["no", "yes"]
+    assert summary["float32"]["max_abs_error"] <= 1e-5
+    assert summary["float32"]["tflite_accuracy"] == summary["float32"]["keras_accuracy"]
+    assert summary["streaming_int8"]["tflm_runs"] is True
+    assert (tmp_path / "export" / "model_streaming_int8.cc").exists()
+    assert json.loads((tmp_path / "export" / "export_summary.json").read_text()) == json.loads(
+        json.dumps(summary))
