@@ -1,0 +1,102 @@
+"""Distributed search on loopback: a chief and two workers, one worker killed mid-trial."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tuning.job import read_heartbeat
+from tuning.launcher import free_port
+
+MAX_TRIALS = 6
+
+
+def job_toml(out_dir, port):
+    return f"""
+[job]
+name = "distributed"
+output_dir = "{out_dir}"
+seed = 0
+
+[data]
+dataset = "italy_power_demand"
+max_train_samples = 48
+
+[hypermodel]
+variant = "stacked"
+
+[hypermodel.space]
+units = {{ min = 4, max = 8, step = 1 }}
+num_layers = [1]
+batch_size = [8]
+
+[search]
+strategy = "random"
+max_trials = {MAX_TRIALS}
+epochs = 8
+max_retries_per_trial = 1
+
+[objective]
+metric = "val_loss"
+
+[retrain]
+enabled = true
+
+[distributed]
+ip = "127.0.0.1"
+port = {port}
+worker_timeout = 8
+"""
+
+
+def env():
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+
+
+def ongoing(out):
+    try:
+        return json.loads((out / "search" / "oracle.json").read_text())["ongoing_trials"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+@pytest.mark.slow
+def test_chief_and_two_workers_survive_a_killed_worker(tmp_path):
+    out = tmp_path / "out"
+    config = tmp_path / "job.toml"
+    config.write_text(job_toml(out, free_port()))
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "zoo.cli", "tune", str(config), "--workers", "2"],
+        env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        killed = None
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline and launcher.poll() is None:
+            trials = ongoing(out)
+            if "tuner1" in trials and "tuner0" in trials:
+                beat = read_heartbeat(out, "tuner1")
+                if beat:
+                    os.kill(beat["pid"], signal.SIGKILL)  # mid-trial
+                    killed = trials["tuner1"]
+                    break
+            time.sleep(0.1)
+        assert killed is not None, "never saw both workers running trials"
+        output, _ = launcher.communicate(timeout=600)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    assert launcher.returncode == 0, output
+    assert "worker tuner1 exited" in output  # the launcher saw it die
+    assert "their trials go to other workers" in output  # the chief handed its trial on
+    trials = [json.loads(p.read_text()) for p in (out / "search").glob("trial_*/trial.json")]
+    assert len(trials) == MAX_TRIALS
+    assert all(t["status"] == "COMPLETED" for t in trials), [t["status"] for t in trials]
+    best = json.loads((out / "best.json").read_text())
+    assert best["completed"] == MAX_TRIALS
+    assert (out / "best_model.keras").exists()
+    assert read_heartbeat(out, "tuner0") is not None
