@@ -378,6 +378,9 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--epochs", type=int, default=30, help="ItalyPowerDemand training epochs")
     parser.add_argument("--no-accuracy", action="store_true")
+    parser.add_argument("--accuracy-only", action="store_true",
+                        help="only the ItalyPowerDemand accuracy rows")
+    parser.add_argument("--merge", help="add this run's rows to the rows of a results JSON")
     parser.add_argument("--quick", action="store_true", help="stacked only, 100 runs, 10 epochs")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "bench_export_results.json"))
     parser.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"))
@@ -418,6 +421,13 @@ def main(argv=None):
         "accuracy": [],
     }
     json_path = pathlib.Path(args.json)
+    if args.merge:
+        previous = json.loads(pathlib.Path(args.merge).read_text())
+        results["rows"], results["accuracy"] = previous["rows"], previous["accuracy"]
+        results["meta"]["command"] = previous["meta"]["command"] + "` then `" + results["meta"]["command"]
+        results["meta"]["epochs"] = args.epochs
+        for key in ("date", "load", "runs"):
+            results["meta"][key] = previous["meta"][key]
 
     def save():
         json_path.write_text(json.dumps(results, indent=1, default=float))
@@ -427,7 +437,7 @@ def main(argv=None):
         save()
 
     with tempfile.TemporaryDirectory(prefix="gru_zoo_bench_") as workdir:
-        for variant in variants:
+        for variant in variants if not args.accuracy_only else []:
             results["rows"].extend(bench_variant(variant, modes, args.runs, workdir, log))
         if not args.no_accuracy:
             accuracy_rows(variants, modes, workdir, log, args.epochs, results["accuracy"])

@@ -283,3 +283,36 @@ def test_read_metadata_of_a_file_without_it(float32_export, tmp_path):
     assert op_report(plain)["builtin"] == op_report(path)["builtin"]
     with pytest.raises(FileNotFoundError):
         read_metadata(tmp_path / "none.tflite")
+
+
+def test_representative_data_from_a_tf_data_dataset():
+    import tensorflow as tf
+
+    x = sequences(10)
+    y = np.arange(10)
+    batched = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    array = exporter._as_array("representative_data", batched, (TIME, FEATURES), "float32",
+                               limit=7)
+    np.testing.assert_array_equal(array, x[:7])
+    unbatched = tf.data.Dataset.from_tensor_slices(x)
+    np.testing.assert_array_equal(
+        exporter._as_array("representative_data", unbatched, (TIME, FEATURES), "float32",
+                           limit=100), x)
+    with pytest.raises(ValueError, match=r"representative_data.*\(samples,\) \+ \(6, 3\)"):
+        exporter._as_array("representative_data", tf.data.Dataset.from_tensor_slices(
+            np.zeros((3, 5, 2), np.float32)), (TIME, FEATURES), "float32", limit=10)
+    with pytest.raises(ValueError, match="finite"):
+        exporter._as_array("representative_data", np.full((2, TIME, FEATURES), np.nan),
+                           (TIME, FEATURES), "float32", limit=10)
+
+
+def test_op_audit_finds_flex_and_custom_ops(float32_export):
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    _, path = float32_export
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
+    model.operatorCodes[0].customCode = "FlexTensorListReserve"
+    model.operatorCodes[1].customCode = "MyCustomOp"
+    report = op_report(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+    assert report["flex"] == ["FlexTensorListReserve"]
+    assert report["custom"] == ["MyCustomOp"]
