@@ -155,11 +155,16 @@ def train_from_args(args, out_dir, epochs=None):
     dataset = load_dataset(args.dataset, **_dataset_kwargs(args))
     config = model_config(args, dataset)
     recommended = RECOMMENDED.get(dataset.name, {})
-    epochs = epochs or args.epochs or recommended.get("epochs", 100)
-    batch_size = args.batch_size or recommended.get("batch_size", 32)
-    lr_decay = args.lr_decay or recommended.get("lr_decay", "plateau")
-    fit_on = args.fit_on or recommended.get("fit_on", "train")
-    patience = args.patience if args.patience is not None else recommended.get("patience", 40)
+
+    def choose(flag, key, default):
+        """A flag given on the command line wins over the dataset's recipe."""
+        return flag if flag is not None else recommended.get(key, default)
+
+    epochs = epochs if epochs is not None else choose(args.epochs, "epochs", 100)
+    batch_size = choose(args.batch_size, "batch_size", 32)
+    lr_decay = choose(args.lr_decay, "lr_decay", "plateau")
+    fit_on = choose(args.fit_on, "fit_on", "train")
+    patience = choose(args.patience, "patience", 40)
     set_seed(args.seed)
     model = build_gru(input_shape=dataset.input_shape, num_outputs=dataset.num_outputs,
                       task=dataset.task, **config)
@@ -229,7 +234,7 @@ def cmd_run(args):
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     print(f"[1] train: {args.dataset}")
-    epochs = 30 if args.quick else None
+    epochs = 30 if args.quick and args.epochs is None else None
     dataset, config, result = train_from_args(args, out / "train", epochs=epochs)
     summary = {
         "dataset": dataset.name,
