@@ -149,8 +149,8 @@ def bench_variant(variant, modes, runs, workdir, log):
     calibration = rng.standard_normal((100, TIME, FEATURES)).astype(np.float32)
     x = calibration[:1]
     keras_out = np.asarray(model.predict(x, verbose=0))
-    keras_us = median_us(lambda: model.predict(x, verbose=0), max(20, runs // 10), warmup=3)
-    keras_call_us = median_us(lambda: model(x, training=False), max(20, runs // 10), warmup=3)
+    keras_us = median_us(lambda: model.predict(x, verbose=0), 20, warmup=3)
+    keras_call_us = median_us(lambda: model(x, training=False), 10, warmup=2)
     peer = None
     if variant in ("stacked", "bidirectional"):
         peer = onnxruntime_peer(model, variant, x, runs, workdir)

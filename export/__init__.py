@@ -18,7 +18,7 @@ from export.errors import (
     VerificationError,
 )
 from export.exporter import DEFAULT_TOLERANCES, RECIPE_CHOICES, ExportResult, to_tflite, write_c_array
-from export.metadata import add_metadata, list_ops, op_report, read_metadata
+from export.metadata import add_metadata, list_ops, op_report, read_metadata, strip_tensor_names
 from export.runtime import LiteModel
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "list_ops",
     "op_report",
     "read_metadata",
+    "strip_tensor_names",
     "to_tflite",
     "write_c_array",
 ]

@@ -61,7 +61,7 @@ def _step_calibration(model, sequences, seed=0):
 
 def convert_job(job):
     from export import converter, recipes
-    from export.metadata import add_metadata, op_report
+    from export.metadata import add_metadata, op_report, strip_tensor_names
     from export.runtime import LiteModel
 
     recipe = job["recipe"]
@@ -92,6 +92,8 @@ def convert_job(job):
         allow_select_tf_ops=job["allow_select_tf_ops"],
     )
     convert_seconds = time.perf_counter() - start
+    if job.get("strip_tensor_names", True):
+        content = strip_tensor_names(content)
     content = add_metadata(content, job["metadata"])
     ops = op_report(content)
     result = {"ok": True, "convert_seconds": convert_seconds, "ops": ops, "size": len(content)}

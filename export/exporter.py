@@ -373,6 +373,7 @@ def to_tflite(
     tflm_arena_size=None,
     c_array=False,
     calibration_samples=100,
+    strip_tensor_names=True,
     timeout=900,
 ):
     """Converts a Keras model to a verified TFLite file.
@@ -418,6 +419,9 @@ def to_tflite(
         c_array: `False`, `True` (writes `<path>.cc`/`.h`) or a `.cc` path: the file as
             a C array for firmware.
         calibration_samples: int, how many samples of `representative_data` to use.
+        strip_tensor_names: bool, drop the names of intermediate tensors (a third of
+            an unrolled file); inputs, outputs and signatures keep theirs. Defaults
+            to `True`.
         timeout: seconds allowed to each child process.
 
     Returns:
@@ -609,6 +613,7 @@ def to_tflite(
                 "sequence_length": sequence_length,
                 "allow_select_tf_ops": allow_select_tf_ops,
                 "allow_custom_ops": allow_custom_ops,
+                "strip_tensor_names": bool(strip_tensor_names),
                 "data_path": data_path,
                 "metadata": dict(base_metadata, recipe=attempt),
                 "out_path": out_path,
