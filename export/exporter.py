@@ -299,7 +299,9 @@ def _recipes_to_try(recipe, quantization, streaming, fallback):
         return ["loop", "unrolled"] if fallback else ["loop"]
     if not fallback:
         return [recipe]
-    return [recipe] + [other for other in ("loop", "unrolled") if other != recipe]
+    # A calibrated loop crashes the converter: never fall back to it.
+    others = ("unrolled",) if quantization in CALIBRATED else ("loop", "unrolled")
+    return [recipe] + [other for other in others if other != recipe]
 
 
 def write_c_array(tflite_path, c_path=None, *, variable_name=None):
