@@ -316,3 +316,19 @@ def test_op_audit_finds_flex_and_custom_ops(float32_export):
     report = op_report(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
     assert report["flex"] == ["FlexTensorListReserve"]
     assert report["custom"] == ["MyCustomOp"]
+
+
+@pytest.mark.parametrize(
+    "recipe, quantization, streaming, fallback, expected",
+    [
+        ("auto", None, False, True, ["loop", "unrolled"]),
+        ("auto", "dynamic", False, False, ["loop"]),
+        ("auto", "int8", False, True, ["unrolled"]),  # a calibrated loop crashes (fact 5)
+        ("loop", "int8", False, True, ["loop", "unrolled"]),
+        ("unrolled", "int16x8", False, True, ["unrolled"]),
+        ("unrolled", None, False, True, ["unrolled", "loop"]),
+        ("auto", "int8", True, True, ["step"]),
+    ],
+)
+def test_recipe_choice(recipe, quantization, streaming, fallback, expected):
+    assert exporter._recipes_to_try(recipe, quantization, streaming, fallback) == expected
