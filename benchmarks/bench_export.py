@@ -141,7 +141,7 @@ def reference_model(variant, seed=0):
                          units=UNITS, num_layers=LAYERS, conv_filters=64, compile=False)
 
 
-def bench_variant(variant, modes, runs, workdir, log):
+def bench_variant(variant, modes, runs, workdir, log, extra_only=False):
     from export import LiteModel, to_tflite
 
     model = reference_model(variant)
@@ -157,17 +157,23 @@ def bench_variant(variant, modes, runs, workdir, log):
         if "output" in peer:
             peer["max_abs_vs_keras"] = float(np.abs(peer["output"] - keras_out).max())
     rows = []
-    plans = [(mode, False) for mode in modes]
+    plans = [(mode, False, "auto") for mode in modes]
     if variant == "stacked":
-        plans += [(mode, True) for mode in ("float32", "int8", "int16x8") if mode in modes]
-    for mode, streaming in plans:
+        plans += [(mode, True, "auto") for mode in ("float32", "int8", "int16x8") if mode in modes]
+        # The unrolled float32 file: bigger, but the faster float32 form.
+        extra = [("float32", False, "unrolled")] if "float32" in modes else []
+        plans = extra if extra_only else plans + extra
+    elif extra_only:
+        plans = []
+    for mode, streaming, recipe in plans:
         quantization = None if mode == "float32" else mode
-        path = os.path.join(workdir, f"{variant}_{mode}{'_step' if streaming else ''}.tflite")
+        path = os.path.join(workdir, f"{variant}_{mode}_{recipe}{'_step' if streaming else ''}.tflite")
         row = {"variant": variant, "mode": mode, "streaming": streaming}
         try:
             result = to_tflite(model, path, quantization=quantization,
                                representative_data=calibration, streaming=streaming,
-                               verification_data=calibration[:4])
+                               verification_data=calibration[:4], recipe=recipe,
+                               fallback=recipe == "auto")
         except Exception as error:  # noqa: BLE001 (a failed cell is a result too)
             row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
             rows.append(row)
@@ -380,6 +386,8 @@ def main(argv=None):
     parser.add_argument("--no-accuracy", action="store_true")
     parser.add_argument("--accuracy-only", action="store_true",
                         help="only the ItalyPowerDemand accuracy rows")
+    parser.add_argument("--extra-only", action="store_true",
+                        help="only the extra rows (stacked float32 with the unrolled recipe)")
     parser.add_argument("--merge", help="add this run's rows to the rows of a results JSON")
     parser.add_argument("--quick", action="store_true", help="stacked only, 100 runs, 10 epochs")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "bench_export_results.json"))
@@ -438,7 +446,8 @@ def main(argv=None):
 
     with tempfile.TemporaryDirectory(prefix="gru_zoo_bench_") as workdir:
         for variant in variants if not args.accuracy_only else []:
-            results["rows"].extend(bench_variant(variant, modes, args.runs, workdir, log))
+            results["rows"].extend(bench_variant(variant, modes, args.runs, workdir, log,
+                                                 extra_only=args.extra_only))
         if not args.no_accuracy:
             accuracy_rows(variants, modes, workdir, log, args.epochs, results["accuracy"])
     save()
