@@ -1,0 +1,205 @@
+"""Pretrained presets: the best model found for each embedded dataset, shipped in `zoo/presets/`.
+
+A preset is two package files: `<name>.json` (the dataset, the `build_gru` arguments,
+the training recipe, the measured test metrics and the exact command that trained it)
+and `<name>.weights.h5` (the weights). `load_preset(name)` rebuilds the model with
+`build_gru` and loads the weights:
+
+>>> model = zoo.load_preset("gunpoint")
+>>> model, info = zoo.load_preset("gunpoint", return_metadata=True)
+>>> info["test_metrics"]["accuracy"], info["command"]
+
+`save_preset(run_dir, name)` turns a run directory written by `gru-zoo train` (or
+`gru-zoo compare`) into a preset; `evaluate_preset(name)` re-measures its test metrics.
+"""
+
+import datetime
+import importlib.resources
+import json
+import pathlib
+
+import numpy as np
+
+# Published reference numbers (test accuracy, Fawaz et al. 2019, best deep model).
+PUBLISHED = {
+    "gunpoint": {"accuracy": 1.00, "source": "Fawaz et al. 2019 (UCR, best deep model)"},
+    "italy_power_demand": {"accuracy": 0.97,
+                           "source": "Fawaz et al. 2019 (UCR, best deep model)"},
+}
+
+_METADATA_SUFFIX = ".json"
+_WEIGHTS_SUFFIX = ".weights.h5"
+
+
+def _package_dir():
+    return importlib.resources.files("zoo").joinpath("presets")
+
+
+def _directory(directory):
+    return pathlib.Path(directory) if directory is not None else _package_dir()
+
+
+def list_presets(directory=None):
+    """Sorted names of the presets in `directory` (default: the packaged presets)."""
+    root = _directory(directory)
+    if not root.is_dir():
+        return []
+    return sorted(entry.name[: -len(_METADATA_SUFFIX)] for entry in root.iterdir()
+                  if entry.name.endswith(_METADATA_SUFFIX))
+
+
+def preset_metadata(name, directory=None):
+    """The metadata dict of a preset (see the module docstring)."""
+    names = list_presets(directory)
+    if name not in names:
+        raise ValueError(f"`name` must be one of the presets {names}. Received: name={name!r}")
+    return json.loads(_directory(directory).joinpath(name + _METADATA_SUFFIX).read_text())
+
+
+def _headline(metadata):
+    metric = metadata["metric"]
+    return metric, metadata["test_metrics"][metric]
+
+
+def describe_presets(directory=None):
+    """Name → one-line description of each preset (used by `gru-zoo list`)."""
+    descriptions = {}
+    for name in list_presets(directory):
+        info = preset_metadata(name, directory)
+        build = info["build"]
+        metric, value = _headline(info)
+        published = info.get("published") or {}
+        reference = (f" (published {published[metric]:.2f})" if metric in published else "")
+        shown = "MSE" if metric == "loss" else metric
+        descriptions[name] = (
+            f"{info['dataset']}: {build['variant']}/{build.get('cell', 'gru')}, "
+            f"{info['params']} parameters, test {shown} {value:.4g}{reference}"
+        )
+    return descriptions
+
+
+def load_preset(name, *, return_metadata=False, compile=True, directory=None):
+    """Builds a preset's model and loads its trained weights.
+
+    Args:
+        name: str, a preset name (`list_presets()`, `gru-zoo list`).
+        return_metadata: bool, also return the metadata dict. Defaults to `False`.
+        compile: bool, compile the model as `build_gru` does. Defaults to `True`.
+        directory: where the preset files are. Defaults to the packaged presets.
+
+    Returns:
+        The `keras.Model`, or `(model, metadata)` with `return_metadata=True`. The
+        model expects inputs normalized as `metadata["normalization"]` says
+        (`zoo.load_dataset(metadata["dataset"])` returns them so).
+    """
+    import keras
+
+    from zoo.builders import build_gru, default_loss_and_metrics
+
+    info = preset_metadata(name, directory)
+    build = dict(info["build"])
+    model = build_gru(input_shape=tuple(info["input_shape"]), num_outputs=info["num_outputs"],
+                      task=info["task"], compile=False, **build)
+    weights = _directory(directory).joinpath(name + _WEIGHTS_SUFFIX)
+    with importlib.resources.as_file(weights) as path:
+        model.load_weights(path)
+    if compile:
+        # As `build_gru(..., compile=True)` compiles; after loading, so that the file's
+        # (absent) optimizer state is not matched against a fresh optimizer.
+        loss, metrics = default_loss_and_metrics(info["task"], info["num_outputs"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=build.get("learning_rate", 1e-3),
+                                            clipnorm=build.get("clipnorm", 1.0)),
+            loss=loss, metrics=metrics)
+    return (model, info) if return_metadata else model
+
+
+def evaluate_preset(name, directory=None):
+    """Loads the preset's dataset and returns its metrics on the test split (a dict)."""
+    from zoo.datasets import load_dataset
+
+    model, info = load_preset(name, return_metadata=True, directory=directory)
+    data = load_dataset(info["dataset"], **info.get("dataset_kwargs", {}))
+    metrics = model.evaluate(data.x_test, data.y_test, batch_size=256, verbose=0,
+                             return_dict=True)
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def save_preset(run_dir, name=None, *, directory=None, description=None):
+    """Turns a training run directory into a preset (`<name>.json` + `<name>.weights.h5`).
+
+    Args:
+        run_dir: a directory written by `zoo.train` through `gru-zoo train` or
+            `gru-zoo compare` (it holds `model.keras`, `config.json`, `metrics.json`).
+        name: the preset name. Defaults to the dataset name.
+        directory: where to write. Defaults to the package's `zoo/presets/`.
+        description: optional free text stored in the metadata.
+
+    Returns:
+        The path of the metadata file. The preset is reloaded with `load_preset` and
+        must reproduce the run's predictions before this returns.
+    """
+    import keras
+
+    import zoo.layers  # noqa: F401  (registers the custom layers for load_model)
+
+    run_dir = pathlib.Path(run_dir)
+    missing = [f for f in ("model.keras", "config.json", "metrics.json")
+               if not (run_dir / f).exists()]
+    if missing:
+        raise ValueError(f"`run_dir` must be a training run directory holding model.keras, "
+                         f"config.json and metrics.json (missing {missing}). "
+                         f"Received: run_dir={str(run_dir)!r}")
+    config = json.loads((run_dir / "config.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    dataset = config["dataset"]
+    name = name or dataset["name"]
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"`name` must be letters, digits and underscores. Received: name={name!r}")
+    task = dataset["task"]
+    metric = "accuracy" if task == "classification" else "loss"
+    dataset_kwargs = {}
+    if dataset["name"] == "adding":
+        dataset_kwargs["length"] = dataset["input_shape"][0]
+    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    info = {
+        "name": name,
+        "dataset": dataset["name"],
+        "dataset_kwargs": dataset_kwargs,
+        "task": task,
+        "input_shape": dataset["input_shape"],
+        "num_outputs": dataset["num_outputs"],
+        "label_names": dataset.get("label_names"),
+        "normalization": dataset.get("normalization"),
+        "build": config["build"],
+        "train": config.get("train"),
+        "params": int(model.count_params()),
+        "metric": metric,
+        "test_metrics": metrics["test"],
+        "best_epoch": metrics.get("best_epoch"),
+        "epochs_run": metrics.get("epochs_run"),
+        "train_seconds": metrics.get("train_seconds"),
+        "published": {k: v for k, v in PUBLISHED.get(dataset["name"], {}).items()
+                      if k == metric or k == "source"},
+        "command": config.get("command"),
+        "citation": dataset.get("citation"),
+        "description": description,
+        "created": datetime.date.today().isoformat(),
+        "keras_version": keras.__version__,
+    }
+    out = _directory(directory) if directory is not None else pathlib.Path(
+        str(_package_dir()))
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_weights(out / (name + _WEIGHTS_SUFFIX))
+    (out / (name + _METADATA_SUFFIX)).write_text(json.dumps(info, indent=2) + "\n")
+
+    # The preset must rebuild the very model that was trained.
+    rebuilt = load_preset(name, directory=out, compile=False)
+    probe = np.random.default_rng(0).normal(size=(4, *dataset["input_shape"])).astype("float32")
+    expected = model.predict(probe, verbose=0)
+    got = rebuilt.predict(probe, verbose=0)
+    if not np.allclose(expected, got, atol=1e-5):
+        raise ValueError(f"The preset {name!r} does not reproduce the run's model "
+                         f"(max difference {np.max(np.abs(expected - got)):.3g}). "
+                         f"Received: run_dir={str(run_dir)!r}")
+    return out / (name + _METADATA_SUFFIX)
