@@ -474,7 +474,7 @@ def retrain(hypermodel, hp, dataset, epochs, verbose=0):
     return model, test
 
 
-def _default_best_epoch(config, hypermodel, dataset, objective):
+def default_best_epoch(config, hypermodel, dataset, objective):
     """Trains the default configuration like a trial; returns its best epoch (1-based)."""
     hp = keras_tuner.HyperParameters()
     model = hypermodel.build(hp)
@@ -539,7 +539,7 @@ def write_results(config, tuner, dataset, hypermodel, objective, search_seconds=
                       f"{epochs} epochs, test " +
                       ", ".join(f"{k}={v:.4g}" for k, v in test.items()), ""]
             if config.retrain["compare_default"]:
-                default_epoch, default_val = _default_best_epoch(
+                default_epoch, default_val = default_best_epoch(
                     config, hypermodel, dataset, objective)
                 default_hp = keras_tuner.HyperParameters()
                 default_model, default_test = retrain(hypermodel, default_hp, dataset,
