@@ -41,25 +41,25 @@ BUILD_ARGS = ("variant", "cell", "units", "num_layers", "dropout", "recurrent_dr
               "learning_rate", "clipnorm", "embedding_dim")
 
 
-def _int_list(text):
-    """`64` → 64, `64,32` → [64, 32] (one value per layer)."""
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an int or a comma-separated list of ints, got {text!r}"
-        ) from None
-    return values[0] if len(values) == 1 else values
+def _per_layer_type(kind):
+    """argparse type for a value or a comma-separated list (one value per layer)."""
+    name = kind.__name__
+
+    def parse(text):
+        try:
+            values = [kind(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a {name} or a comma-separated list of {name}s, got {text!r}"
+            ) from None
+        return values[0] if len(values) == 1 else values
+
+    parse.__name__ = f"{name}_list"
+    return parse
 
 
-def _float_list(text):
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a float or a comma-separated list of floats, got {text!r}"
-        ) from None
-    return values[0] if len(values) == 1 else values
+_int_list = _per_layer_type(int)
+_float_list = _per_layer_type(float)
 
 
 def _plugins(group):
