@@ -44,13 +44,14 @@ BUILD_ARGS = ("variant", "cell", "units", "num_layers", "dropout", "recurrent_dr
 def _per_layer_type(kind):
     """argparse type for a value or a comma-separated list (one value per layer)."""
     name = kind.__name__
+    article = "an" if name[0] in "aeiou" else "a"
 
     def parse(text):
         try:
             values = [kind(v) for v in text.split(",")]
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"expected a {name} or a comma-separated list of {name}s, got {text!r}"
+                f"expected {article} {name} or a comma-separated list of {name}s, got {text!r}"
             ) from None
         return values[0] if len(values) == 1 else values
 
