@@ -87,7 +87,12 @@ def cmd_tune(args):
             reset_output(config)  # here, before any process writes into it
         return launch(args.config, args.workers, extra_args=_passthrough(args))
     role = "chief" if args.chief else "worker" if args.worker else None
-    summary = run_job(config, role=role, tuner_id=args.tuner_id, overwrite=args.overwrite)
+    try:
+        summary = run_job(config, role=role, tuner_id=args.tuner_id, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        print(f"\ngru-zoo tune: interrupted. Completed trials are saved in "
+              f"{config.output_dir / 'search'}; run the same command to resume.")
+        return 130
     if role == "worker":
         return 0
     _print_summary(config, summary)
