@@ -21,8 +21,9 @@ def register(subparsers):
                       help="serve the oracle of a distributed search ([distributed] ip:port)")
     role.add_argument("--worker", action="store_true",
                       help="run trials for a distributed search's chief")
-    role.add_argument("--workers", type=int, metavar="N",
-                      help="launch a chief and N workers on this machine")
+    role.add_argument("--workers", type=int, metavar="N", nargs="?", const=0,
+                      help="launch a chief and N workers on this machine (N defaults to "
+                      "[distributed] workers)")
     p.add_argument("--tuner-id", help="a worker's id (default tuner0)")
     p.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     p.add_argument("--check", action="store_true",
@@ -85,7 +86,8 @@ def cmd_tune(args):
         check_job(config)  # fail here, not in N+1 processes
         if args.overwrite:
             reset_output(config)  # here, before any process writes into it
-        return launch(args.config, args.workers, extra_args=_passthrough(args))
+        workers = args.workers or config.distributed["workers"]
+        return launch(args.config, workers, extra_args=_passthrough(args))
     role = "chief" if args.chief else "worker" if args.worker else None
     try:
         summary = run_job(config, role=role, tuner_id=args.tuner_id, overwrite=args.overwrite)
