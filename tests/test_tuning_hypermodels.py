@@ -5,7 +5,7 @@ import keras_tuner
 import pytest
 
 import zoo
-from tuning.hypermodels import DEFAULT_SPACE, GRUHyperModel, default_hyperparameters
+from tuning.hypermodels import DEFAULT_SPACE, HYPERMODELS, GRUHyperModel, default_hyperparameters
 
 SHAPE = (12, 1)
 
@@ -172,3 +172,13 @@ def test_every_space_name_is_used_somewhere():
     registered = {p.name.rsplit("_", 1)[0] if p.name[-1].isdigit() else p.name
                   for p in hp.space}
     assert registered == set(DEFAULT_SPACE)
+
+
+@pytest.mark.parametrize("name", sorted(HYPERMODELS))
+def test_registry_has_one_hypermodel_per_variant(name):
+    hypermodel = HYPERMODELS[name](input_shape=SHAPE, num_outputs=2,
+                                   space={"units": [4], "num_layers": 1})
+    model = hypermodel.build(keras_tuner.HyperParameters())
+    expected = "stacked" if name == "any" else name
+    assert model.name == f"{expected}_gru"
+    assert set(HYPERMODELS) == set(zoo.VARIANTS) | {"any"}

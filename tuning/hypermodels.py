@@ -16,6 +16,7 @@ Example:
 >>> model = hypermodel.build(keras_tuner.HyperParameters())
 """
 
+import functools
 import numbers
 
 import keras
@@ -372,6 +373,11 @@ class GRUHyperModel(keras_tuner.HyperModel):
         if self.seed is not None:
             keras.utils.set_random_seed(self.seed)
         return model.fit(*args, **kwargs)
+
+
+# One hypermodel per zoo variant, plus "any" (searches the variant and the cell too).
+HYPERMODELS = {name: functools.partial(GRUHyperModel, name) for name in VARIANTS}
+HYPERMODELS["any"] = functools.partial(GRUHyperModel, None)
 
 
 def default_hyperparameters(hypermodel):
