@@ -17,6 +17,7 @@ Example:
 """
 
 import functools
+import inspect
 import numbers
 
 import keras
@@ -50,12 +51,10 @@ DEFAULT_SPACE = {
 
 # Builder arguments the hypermodel owns: they cannot be given in `fixed`.
 _RESERVED = ("input_shape", "num_outputs", "task", "compile", "name")
-_BUILDER_ARGS = (
-    "cell", "units", "num_layers", "dropout", "recurrent_dropout", "reset_after", "unroll",
-    "use_cudnn", "vocab_size", "embedding_dim", "mask_value", "attention", "attention_heads",
-    "attention_units", "conv_filters", "conv_kernel_size", "conv_layers", "pool_size",
-    "dense_units", "head_dropout", "batch_size", "learning_rate", "clipnorm", "optimizer",
-    "loss", "metrics",
+# Derived from the builder's signature so that a new `build_gru` argument is usable here.
+_BUILDER_ARGS = tuple(
+    name for name in inspect.signature(build_gru).parameters
+    if name not in _RESERVED and name != "variant"
 )
 # Hyperparameter names (per-layer ones are `units_0`, `conv_filters_1`, ...).
 SPACE_NAMES = tuple(DEFAULT_SPACE)
