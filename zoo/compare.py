@@ -31,14 +31,14 @@ import time
 import numpy as np
 
 BUDGETS = {
-    # `epochs`: the cap on the dataset's recommended epochs (None: no cap);
-    # `patience`: early-stopping patience; `max_samples`: cap on each split's size
-    # (None: all); `adding`: the adding-problem sizes and epochs.
+    # `epochs`, `patience`: caps on the dataset's recipe (`zoo.cli.RECOMMENDED`; None:
+    # no cap); `max_samples`: cap on each split's size (None: all); `adding`: the
+    # adding-problem sizes and epochs.
     "tiny": dict(epochs=1, patience=1, max_samples=64,
                  adding=dict(num_train=64, num_val=32, num_test=32, epochs=1)),
     "quick": dict(epochs=40, patience=15, max_samples=None,
                   adding=dict(num_train=2000, num_val=500, num_test=500, epochs=10)),
-    "full": dict(epochs=None, patience=40, max_samples=None,
+    "full": dict(epochs=None, patience=None, max_samples=None,
                  adding=dict(num_train=10000, num_val=1000, num_test=1000, epochs=30)),
 }
 
@@ -48,7 +48,10 @@ ADDING_BASELINE_MSE = 1.0 / 6.0  # Var(U1 + U2) for two independent U(0, 1) valu
 # recurrent networks"), adding problem T=600, test MSE.
 ADDING_PUBLISHED_T600 = {"gru": 5.3e-5, "lstm": 0.164, "rnn": 0.177}
 
-TRAIN_ARGS = ("epochs", "batch_size", "patience", "lr_decay", "class_weight")
+TRAIN_ARGS = ("epochs", "batch_size", "patience", "lr_decay", "fit_on", "class_weight")
+# The training recipe when the dataset's entry of `zoo.cli.RECOMMENDED` does not set it.
+TRAIN_DEFAULTS = dict(epochs=100, batch_size=32, patience=40, lr_decay="plateau",
+                      fit_on="train", class_weight=None)
 # `build_gru` arguments that compare sets itself (from the data) or never varies.
 _NOT_OVERRIDABLE = ("variant", "cell", "input_shape", "num_outputs", "task", "compile",
                     "optimizer", "loss", "metrics", "name", "batch_size")
@@ -435,9 +438,10 @@ def compare(
             uses the dataset's recommended variant.
         seeds: int N (seeds 0..N-1) or a list of seeds. Defaults to `3`.
         budget: `"tiny"` (1 epoch, 64 samples per split: a smoke test), `"quick"`
-            (at most 40 epochs, patience 15; adding problem 2000 sequences and 10
-            epochs) or `"full"` (the recommended epochs, patience 40; adding problem
-            10000 sequences and 30 epochs). Defaults to `"quick"`.
+            (the dataset's recipe capped at 40 epochs and patience 15; adding problem
+            2000 sequences and 10 epochs) or `"full"` (the dataset's recipe from
+            `zoo.cli.RECOMMENDED`: epochs, batch size, patience, decay, `fit_on`;
+            adding problem 10000 sequences and 30 epochs). Defaults to `"quick"`.
         out_dir: directory for the tables, plots and run directories, or `None`
             (nothing written).
         dataset_kwargs: dict of `zoo.load_dataset` options (e.g. `{"length": 600}`).
@@ -446,8 +450,8 @@ def compare(
         stream: where progress goes. Defaults to `sys.stderr`.
         **overrides: builder arguments (`units`, `num_layers`, `dropout`,
             `learning_rate`, ...) and training arguments (`epochs`, `batch_size`,
-            `patience`, `lr_decay`, `class_weight`) applied to every model; `epochs`
-            and `patience` here beat the budget.
+            `patience`, `lr_decay`, `fit_on`, `class_weight`) applied to every model;
+            `epochs` and `patience` here beat the budget.
 
     Returns:
         A `Comparison`.
@@ -476,15 +480,12 @@ def compare(
     variants = _parse_names("variants", variants or default_variants(name), VARIANTS)
     metric, _ = _headline(data.task)
     recommended = RECOMMENDED.get(name, {})
+    train_kwargs = {k: recommended.get(k, v) for k, v in TRAIN_DEFAULTS.items()}
     if name == "adding":
-        epochs = budget_spec["adding"]["epochs"]
-    else:
-        epochs = recommended.get("epochs", 100)
-        if budget_spec["epochs"] is not None:
-            epochs = min(epochs, budget_spec["epochs"])
-    train_kwargs = dict(epochs=epochs, batch_size=recommended.get("batch_size", 32),
-                        patience=budget_spec["patience"], lr_decay="plateau",
-                        class_weight=None)
+        train_kwargs["epochs"] = budget_spec["adding"]["epochs"]
+    for key in ("epochs", "patience"):
+        if budget_spec[key] is not None:
+            train_kwargs[key] = min(train_kwargs[key], budget_spec[key])
     train_kwargs.update(train_overrides)
     budget_used = {"name": budget_name, **train_kwargs,
                    "train": len(data.x_train), "val": len(data.x_val),
