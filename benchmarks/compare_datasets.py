@@ -33,31 +33,46 @@ def run(dataset, budget, seeds, cells, variants, out):
 
     result = compare(dataset, cells=cells, variants=variants, seeds=seeds, budget=budget,
                      out_dir=out / dataset)
-    target = RESULTS / f"compare_{dataset}"
-    target.mkdir(parents=True, exist_ok=True)
-    for name in COPIED:
-        shutil.copy(out / dataset / name, target / name)
     command = (f"gru-zoo compare --dataset {dataset} --cells {','.join(cells)} "
                f"--seeds {len(seeds) if isinstance(seeds, list) else seeds} "
-               f"--budget {budget} --out runs/compare/{dataset}"
+               f"--budget {budget} --out {out / dataset}"
                + (f" --variants {','.join(variants)}" if variants else ""))
-    (target / "run.json").write_text(json.dumps({
-        "command": command,
-        "script": "python benchmarks/compare_datasets.py " + " ".join(sys.argv[1:]),
-        "budget": result.budget,
-        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores (shared), "
-                   f"Python {platform.python_version()}",
-    }, indent=2, default=str) + "\n")
+    report(dataset, out / dataset, command, result.budget)
     print(result.to_markdown())
     return result
 
 
+def report(dataset, source, command, budget):
+    """Copies one comparison's tables and plots into benchmarks/results/."""
+    target = RESULTS / f"compare_{dataset}"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in COPIED:
+        shutil.copy(pathlib.Path(source) / name, target / name)
+    (target / "run.json").write_text(json.dumps({
+        "command": command,
+        "budget": budget,
+        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores (shared), "
+                   f"Python {platform.python_version()}",
+    }, indent=2, default=str) + "\n")
+
+
+def budget_from_runs(source):
+    """The budget of a finished `gru-zoo compare` directory, read from its runs."""
+    source = pathlib.Path(source)
+    configs = [json.loads(p.read_text()) for p in sorted(source.glob("runs/*/config.json"))]
+    first = configs[0]
+    return {"name": first["budget"], **{k: v for k, v in first["train"].items() if k != "seed"},
+            "train": first["dataset"]["train"], "val": first["dataset"]["val"],
+            "test": first["dataset"]["test"],
+            "seeds": sorted({c["train"]["seed"] for c in configs})}, first["command"]
+
 def section():
     parts = [
-        "Every model gets the dataset's recommended configuration (`zoo.cli.RECOMMENDED`) "
-        "with only the cell swapped, the same data split, the same recipe (`zoo.train`: "
-        "Adam with clipnorm 1.0, plateau decay, early stopping on validation loss that "
-        "restores the best weights) and the same budget; mean ± std over seeds. Test "
+        "Every model gets the dataset's recommended configuration and recipe "
+        "(`zoo.cli.RECOMMENDED`, trained by `zoo.train`: Adam with clipnorm 1.0, the "
+        "decay and data split named under each table, early stopping that restores the "
+        "best weights) with only the cell swapped, and the same budget; mean ± std over "
+        "seeds. Test "
         "accuracy is on the UCR test split; airline test MSE is on the normalized log "
         "series (last 24 months). Training times were measured on a CPU shared with other "
         "jobs: compare them within a table, not across tables.",
@@ -72,7 +87,9 @@ def section():
             f"### {dataset}\n\n"
             f"`{meta['command']}`  \n"
             f"Budget `{budget['name']}`: at most {budget['epochs']} epochs, patience "
-            f"{budget['patience']}, batch {budget['batch_size']}, seeds {budget['seeds']}; "
+            f"{budget['patience']}, batch {budget['batch_size']}, decay "
+            f"`{budget.get('lr_decay')}`, fit on `{budget.get('fit_on', 'train')}`, seeds "
+            f"{budget['seeds']}; "
             f"{budget['train']} train / {budget['val']} validation / {budget['test']} test "
             f"samples. {meta['machine']}.\n\n"
             + (target / "comparison.md").read_text().strip() + "\n\n"
@@ -91,7 +108,14 @@ def main(argv=None):
     parser.add_argument("--budget", default="full")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default="runs/compare")
+    parser.add_argument("--from", dest="source", help="report a finished "
+                        "`gru-zoo compare` directory (with --datasets naming its dataset)")
     args = parser.parse_args(argv)
+    if args.source:
+        budget, command = budget_from_runs(args.source)
+        report(args.datasets, args.source, command, budget)
+        print(f"Updated {write_section(TITLE, section())}")
+        return
     cells = args.cells.split(",")
     variants = args.variants.split(",") if args.variants else None
     for dataset in args.datasets.split(","):

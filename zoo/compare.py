@@ -580,8 +580,14 @@ def compare(
 
 
 def _command_line():
-    if sys.argv and pathlib.Path(sys.argv[0]).name == "gru-zoo":
+    """The command that started this process, as a user would retype it."""
+    if not sys.argv or not sys.argv[0]:
+        return None
+    program = pathlib.Path(sys.argv[0]).name
+    if program == "gru-zoo":
         return " ".join(["gru-zoo"] + sys.argv[1:])
+    if program.endswith(".py"):
+        return " ".join(["python", sys.argv[0]] + sys.argv[1:])
     return None
 
 
