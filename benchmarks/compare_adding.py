@@ -31,8 +31,12 @@ TITLE = "Adding problem"
 def copy_results(source, command):
     source = pathlib.Path(source)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    for name in ("adding.md", "adding.csv", "adding.png"):
+    for name in ("adding.csv", "adding.png"):
         shutil.copy(source / name, RESULTS / name)
+    from zoo.compare import ADDING_BASELINE_MSE, adding_markdown, read_rows
+
+    (RESULTS / "adding.md").write_text(
+        adding_markdown(read_rows(RESULTS / "adding.csv"), ADDING_BASELINE_MSE))
     budgets = {}
     for folder in sorted(source.glob("T*")):
         runs = folder / "runs"

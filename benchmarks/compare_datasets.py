@@ -48,6 +48,12 @@ def report(dataset, source, command, budget):
     target.mkdir(parents=True, exist_ok=True)
     for name in COPIED:
         shutil.copy(pathlib.Path(source) / name, target / name)
+    # The table again from the CSV, with the current formatting.
+    from zoo.compare import comparison_markdown, read_rows
+
+    rows = read_rows(target / "comparison.csv")
+    metric = "accuracy" if "test_accuracy_mean" in rows[0] else "mse"
+    (target / "comparison.md").write_text(comparison_markdown(rows, metric))
     (target / "run.json").write_text(json.dumps({
         "command": command,
         "budget": budget,

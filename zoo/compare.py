@@ -299,13 +299,39 @@ def _fmt(value, digits=4):
         return "n/a"
     if isinstance(value, (int, np.integer)):
         return str(value)
-    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
-        return f"{value:.{digits - 1}e}"
-    return f"{value:.{digits}g}" if abs(value) >= 1 else f"{value:.{digits}f}"
+    if value == 0:
+        return "0"
+    if abs(value) < 1e-3 or abs(value) >= 1e5:
+        return f"{value:.{max(digits - 1, 1)}e}"
+    return f"{value:.{digits}g}"
+
+
+def read_rows(path):
+    """Reads `comparison.csv` or `adding.csv` back into rows (numbers as numbers)."""
+    rows = []
+    with open(path, newline="") as f:
+        for record in csv.DictReader(f):
+            row = {}
+            for key, text in record.items():
+                if text == "":
+                    row[key] = None
+                    continue
+                try:
+                    row[key] = int(text)
+                except ValueError:
+                    try:
+                        row[key] = float(text)
+                    except ValueError:
+                        row[key] = text
+            rows.append(row)
+    return rows
 
 
 def _pm(row, field, digits=4):
-    return f"{_fmt(row[f'{field}_mean'], digits)} ± {_fmt(row[f'{field}_std'], 2)}"
+    mean = _fmt(row[f"{field}_mean"], digits)
+    if row.get("seeds", 2) == 1:
+        return mean  # one seed: no spread to show
+    return f"{mean} ± {_fmt(row[f'{field}_std'], 2)}"
 
 
 def comparison_markdown(rows, metric):
