@@ -1,4 +1,4 @@
-"""Resume: a job killed with SIGKILL mid-search, started again with the same command."""
+"""Resume: a job killed (SIGKILL, Ctrl-C) mid-search, started again with the same command."""
 
 import json
 import os
@@ -62,13 +62,20 @@ def trial_states(project):
     return states
 
 
-def test_sigkill_mid_search_then_resume(tmp_path):
+def default_signals():
+    # A shell's background jobs start with SIGINT ignored: give the job a real Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("kill_signal", [signal.SIGKILL, signal.SIGINT],
+                         ids=["SIGKILL", "SIGINT"])
+def test_killed_mid_search_then_resume(tmp_path, kill_signal):
     out = tmp_path / "out"
     config = tmp_path / "job.toml"
     config.write_text(job_toml(out))
     command = [sys.executable, "-m", "zoo.cli", "tune", str(config)]
     proc = subprocess.Popen(command, env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=default_signals)
     project = out / "search"
     deadline = time.monotonic() + 300
     killed_during = None
@@ -77,14 +84,18 @@ def test_sigkill_mid_search_then_resume(tmp_path):
         done = [t for t, s in states.items() if s["status"] == "COMPLETED"]
         running = [t for t, s in states.items() if s["status"] == "RUNNING"]
         if done and running:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            proc.send_signal(kill_signal)
+            proc.wait(timeout=60)  # Ctrl-C ends the job at once, like SIGKILL
             killed_during = running[0]
             break
         time.sleep(0.05)
     output = proc.stdout.read()
     assert killed_during is not None, f"the search ended before it could be killed:\n{output}"
-    assert proc.returncode == -signal.SIGKILL
+    if kill_signal == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    else:
+        assert proc.returncode == 128 + signal.SIGINT
+        assert "interrupted" in output and "run the same command to resume" in output
 
     before = trial_states(project)
     completed = {t: s for t, s in before.items() if s["status"] == "COMPLETED"}

@@ -5,7 +5,10 @@ points (setup.cfg).
 """
 
 import json
+import os
 import pathlib
+import signal
+import threading
 
 
 def register(subparsers):
@@ -66,7 +69,41 @@ def _passthrough(args):
     return flags
 
 
+def _exit_on_interrupt(message):
+    """Ctrl-C / SIGTERM end the process at once, the way SIGKILL would.
+
+    A KeyboardInterrupt raised inside a running TensorFlow op can leave TensorFlow
+    hung, and keras-tuner saves its state after every trial event anyway. So the
+    signals get a no-op Python handler and a wakeup fd: Python's C-level handler
+    writes the signal number to the fd from whichever thread receives it, and a
+    watcher thread prints `message` and exits. The search then resumes from its saved
+    state, exactly as after a SIGKILL. Signals that were ignored (a shell's background
+    job ignores SIGINT) stay ignored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    handled = [s for s in (signal.SIGINT, signal.SIGTERM)
+               if signal.getsignal(s) is not signal.SIG_IGN]
+    if not handled:
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    for number in handled:
+        signal.signal(number, lambda *args: None)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+
+    def watch():
+        received = os.read(read_fd, 1)
+        print(message, flush=True)
+        os._exit(128 + received[0])
+
+    threading.Thread(target=watch, daemon=True, name="interrupt").start()
+
+
 def cmd_tune(args):
+    if not args.check and args.workers is None:  # the launcher cleans up its children
+        _exit_on_interrupt("\ngru-zoo tune: interrupted. Completed trials are saved; run the "
+                           "same command to resume.")
     from tuning.config import load_config
     from tuning.job import check_job, run_job
 
@@ -89,12 +126,7 @@ def cmd_tune(args):
         workers = args.workers or config.distributed["workers"]
         return launch(args.config, workers, extra_args=_passthrough(args))
     role = "chief" if args.chief else "worker" if args.worker else None
-    try:
-        summary = run_job(config, role=role, tuner_id=args.tuner_id, overwrite=args.overwrite)
-    except KeyboardInterrupt:
-        print(f"\ngru-zoo tune: interrupted. Completed trials are saved in "
-              f"{config.output_dir / 'search'}; run the same command to resume.")
-        return 130
+    summary = run_job(config, role=role, tuner_id=args.tuner_id, overwrite=args.overwrite)
     if role == "worker":
         return 0
     _print_summary(config, summary)
