@@ -199,7 +199,10 @@ def main(argv=None):
         "",
         "One search seed per strategy: the trial counts are one draw each, not averages; "
         "validation has only "
-        f"{len(dataset.x_val)} series, so validation losses are noisy.",
+        f"{len(dataset.x_val)} series, so validation losses are noisy. keras-tuner's random, "
+        "Bayesian and Hyperband oracles draw their random points from the same generator, "
+        "so with one seed they start from the same first trials (Bayesian: its first "
+        f"{STRATEGY_OPTIONS['bayesian']['num_initial_points']} trials are random).",
         "",
     ])
     print()
