@@ -421,6 +421,7 @@ def plot_search(records, objective, path, front=()):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     xs = [int(r["trial_id"]) for r in records if r["score"] is not None]
@@ -432,6 +433,7 @@ def plot_search(records, objective, path, front=()):
             running = y
         best.append(running)
     left.step(xs, best, where="post", color="C1", label="best so far")
+    left.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     left.set_xlabel("trial")
     left.set_ylabel(objective.name)
     left.grid(alpha=0.3)
