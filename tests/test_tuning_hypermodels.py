@@ -182,3 +182,14 @@ def test_registry_has_one_hypermodel_per_variant(name):
     expected = "stacked" if name == "any" else name
     assert model.name == f"{expected}_gru"
     assert set(HYPERMODELS) == set(zoo.VARIANTS) | {"any"}
+
+
+def test_fixed_conv_layer_count_declares_every_layer():
+    """A fixed `conv_layers` (the main job's GunPoint recipe) builds without a scope."""
+    hm = GRUHyperModel(variant="cnn_gru", input_shape=(20, 1), num_outputs=2,
+                       fixed={"conv_layers": 2})
+    hp = keras_tuner.HyperParameters()
+    model = hm.build(hp)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv1D)]
+    assert len(convs) == 2
+    assert {"conv_filters_0", "conv_filters_1"} <= set(hp.values)

@@ -295,10 +295,13 @@ class GRUHyperModel(keras_tuner.HyperModel):
             filters, kernels = [], []
             for index in range(max_conv):
                 scope = list(range(index + 1, max_conv + 1))
-                if index == 0:
-                    f = None if "conv_filters" in self.fixed else self._hp(hp, "conv_filters_0")
+                if index == 0 or "conv_layers" in self.fixed:
+                    # Always present: the first layer, or every layer of a fixed count
+                    # (a conditional scope needs `conv_layers` to be a hyperparameter).
+                    f = (None if "conv_filters" in self.fixed
+                         else self._hp(hp, f"conv_filters_{index}"))
                     k = (None if "conv_kernel_size" in self.fixed
-                         else self._hp(hp, "conv_kernel_size_0"))
+                         else self._hp(hp, f"conv_kernel_size_{index}"))
                 else:
                     with hp.conditional_scope("conv_layers", scope):
                         f = (None if "conv_filters" in self.fixed
