@@ -360,7 +360,35 @@ def render(results):
                          f"| {row['change']:+.4f} | {row['max_abs_error']:.2g} |")
     lines.append("")
     lines.append(targets(results))
+    lines.append("")
+    lines.append(NOTES)
     return "\n".join(lines)
+
+
+NOTES = """What stands between us and the targets (read from the rows above):
+
+- float32 vs ONNX Runtime: the `loop` file runs the recurrence as a TFLite `WHILE` loop
+  whose body is ~20 small interpreted ops per layer and step; ONNX Runtime runs one fused
+  `GRU` kernel. The unrolled float32 file removes the loop (row `float32 / unrolled`) at
+  the cost of size. A fused kernel (TFLite has none for GRU) or a hand-written
+  `UNIDIRECTIONAL_SEQUENCE_*`-style op would be needed to reach 1.0x.
+- int8 size: calibrated quantization only works on the unrolled graph (a calibrated
+  `WHILE` loop crashes the converter, DESIGN.md fact 5), and the unrolled file holds one
+  set of tensors and quantization parameters per time step, so it is larger than the
+  float32 loop file even after intermediate tensor names are stripped. The int8
+  streaming step file holds the weights once and is the small int8 artefact (see
+  `int8 step`).
+- int16x8 runs on reference kernels in LiteRT (no XNNPACK path): 10-30x slower than
+  int8 here. On the trained ItalyPowerDemand model the unrolled 16x8 file failed
+  verification (max error 0.47 on softmax outputs); the 16x8 step file passed.
+- Streaming per-frame latencies are measured from Python through the signature runner,
+  so each frame carries the Python call overhead (a few µs); a C++ loop on a device
+  avoids it.
+- Conversion time: the converter itself takes 2-6 s for loop and step files and
+  17-74 s for unrolled int8/16x8 files; the whole `to_tflite` call adds a child process
+  (TensorFlow import), verification against Keras and, for streaming, the TFLM check.
+  This machine had a load average of ~8-10 on 2 cores during the run.
+"""
 
 
 def targets(results):
