@@ -367,9 +367,9 @@ def render(results):
 
 NOTES = """What stands between us and the targets (read from the rows above):
 
-- float32 vs ONNX Runtime: the `loop` file runs the recurrence as a TFLite `WHILE` loop
-  whose body is ~20 small interpreted ops per layer and step; ONNX Runtime runs one fused
-  `GRU` kernel. The unrolled float32 file removes the loop (row `float32 / unrolled`) at
+- float32 vs ONNX Runtime: the `loop` file runs each GRU layer as a TFLite `WHILE` loop
+  whose body has 21-28 small ops per step (counted in a converted 2-layer file), plus a
+  3-op condition subgraph; ONNX Runtime runs one fused `GRU` kernel. The unrolled float32 file removes the loop (row `float32 / unrolled`) at
   the cost of size. A fused kernel (TFLite has none for GRU) or a hand-written
   `UNIDIRECTIONAL_SEQUENCE_*`-style op would be needed to reach 1.0x.
 - int8 size: calibrated quantization only works on the unrolled graph (a calibrated
@@ -378,8 +378,8 @@ NOTES = """What stands between us and the targets (read from the rows above):
   float32 loop file even after intermediate tensor names are stripped. The int8
   streaming step file holds the weights once and is the small int8 artefact (see
   `int8 step`).
-- int16x8 runs on reference kernels in LiteRT (no XNNPACK path): 10-30x slower than
-  int8 here. On the trained ItalyPowerDemand model the unrolled 16x8 file failed
+- int16x8 files ran 10-30x slower than int8 ones here (LiteRT showed no fast path
+  for 16x8 activations on this CPU). On the trained ItalyPowerDemand model the unrolled 16x8 file failed
   verification (max error 0.47 on softmax outputs); the 16x8 step file passed.
 - Streaming per-frame latencies are measured from Python through the signature runner,
   so each frame carries the Python call overhead (a few µs); a C++ loop on a device
