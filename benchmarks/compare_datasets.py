@@ -103,6 +103,9 @@ def section():
             f"![metric vs time](benchmarks/results/compare_{dataset}/metric_vs_time.png)  \n"
             f"Per-seed numbers: [runs.csv](benchmarks/results/compare_{dataset}/runs.csv)."
         )
+    notes = RESULTS / "compare_notes.md"
+    if notes.exists():
+        parts.append(notes.read_text().strip())
     return "\n\n".join(parts)
 
 
