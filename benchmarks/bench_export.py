@@ -320,7 +320,7 @@ def render(results):
                                               row.get("ort_vs_keras"), row.get("ort_vs_tflite")))
     lines.append("")
     lines.append("Peers (batch 1, one thread): Keras `predict_on_batch` (the compiled path), "
-                 "Keras `predict` (measured here at 0.1-0.4 s per batch-1 call for every variant, "
+                 "Keras `predict` (tens to hundreds of ms per batch-1 call here for every variant, "
                  "far above `predict_on_batch`: per-call overhead, not the model), an eager "
                  "call `model(x)`, and ONNX Runtime (PyTorch `nn.GRU` twin with the Keras "
                  "weights, fused ONNX `GRU` op; its outputs are checked against Keras and the "
@@ -369,8 +369,8 @@ NOTES = """What stands between us and the targets (read from the rows above):
 
 - float32 vs ONNX Runtime: the `loop` file runs each GRU layer as a TFLite `WHILE` loop
   whose body has 21-28 small ops per step (counted in a converted 2-layer file), plus a
-  3-op condition subgraph; ONNX Runtime runs one fused `GRU` kernel. The unrolled float32 file removes the loop (row `float32 / unrolled`) at
-  the cost of size. A fused kernel (TFLite has none for GRU) or a hand-written
+  3-op condition subgraph; ONNX Runtime runs one fused `GRU` kernel. The unrolled float32
+  file removes the loop (row `float32 / unrolled`) at the cost of size. A fused kernel (TFLite has none for GRU) or a hand-written
   `UNIDIRECTIONAL_SEQUENCE_*`-style op would be needed to reach 1.0x.
 - int8 size: calibrated quantization only works on the unrolled graph (a calibrated
   `WHILE` loop crashes the converter, DESIGN.md fact 5), and the unrolled file holds one
@@ -379,8 +379,9 @@ NOTES = """What stands between us and the targets (read from the rows above):
   streaming step file holds the weights once and is the small int8 artefact (see
   `int8 step`).
 - int16x8 files ran 10-30x slower than int8 ones here (LiteRT showed no fast path
-  for 16x8 activations on this CPU). On the trained ItalyPowerDemand model the unrolled 16x8 file failed
-  verification (max error 0.47 on softmax outputs); the 16x8 step file passed.
+  for 16x8 activations on this CPU). On the trained ItalyPowerDemand model the unrolled
+  16x8 file failed verification (max error 0.47 on softmax outputs), so `to_tflite`
+  refused to write it; the 16x8 step file passed.
 - Streaming per-frame latencies are measured from Python through the signature runner,
   so each frame carries the Python call overhead (a few µs); a C++ loop on a device
   avoids it.
