@@ -158,3 +158,22 @@ def test_bad_strategy_arguments(call, fragment):
     with pytest.raises(ValueError) as info:
         call()
     assert fragment in str(info.value)
+
+
+def test_bayesian_never_repeats_a_trial(tmp_path):
+    """keras-tuner's GP oracle alone re-proposes its best point on discrete spaces."""
+    hp = keras_tuner.HyperParameters()
+    hp.Int("k", 1, 6)
+    hp.Choice("shape", ["a", "b"])
+    oracle = make_oracle("bayesian", objective=keras_tuner.Objective("f", "min"), max_trials=10,
+                         seed=0, hyperparameters=hp, num_initial_points=2)
+
+    class Tuner(keras_tuner.Tuner):
+        def run_trial(self, trial, *args, **kwargs):
+            v = trial.hyperparameters.values
+            return {"f": (v["k"] - 4) ** 2 + (v["shape"] == "a")}
+
+    Tuner(oracle=oracle, directory=str(tmp_path), project_name="b").search(verbose=0)
+    values = [json.dumps(t.hyperparameters.values, sort_keys=True)
+              for t in oracle.trials.values()]
+    assert len(values) == 10 and len(set(values)) == 10

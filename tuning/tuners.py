@@ -7,7 +7,7 @@ that runs trials). Strategies:
 | name        | oracle                                          | options                          |
 |-------------|-------------------------------------------------|----------------------------------|
 | `random`    | `keras_tuner.oracles.RandomSearchOracle`        | -                                |
-| `bayesian`  | `keras_tuner.oracles.BayesianOptimizationOracle`| num_initial_points, alpha, beta  |
+| `bayesian`  | `tuning.oracles.UniqueBayesianOptimizationOracle` (keras-tuner's, never repeating a trial) | num_initial_points, alpha, beta |
 | `hyperband` | `keras_tuner.oracles.HyperbandOracle`           | factor, hyperband_iterations     |
 | `grid`      | `keras_tuner.oracles.GridSearchOracle`          | -                                |
 | `genetic`   | `tuning.oracles.GeneticOracle`                  | population_size, mutation_rate, mutation_scale, crossover_rate, tournament_size |
@@ -19,7 +19,12 @@ Hyperband sizes its own brackets from `max_epochs` and ignores `max_trials`.
 
 import keras_tuner
 
-from tuning.oracles import GeneticOracle, ParticleSwarmOracle, with_time_budget
+from tuning.oracles import (
+    GeneticOracle,
+    ParticleSwarmOracle,
+    UniqueBayesianOptimizationOracle,
+    with_time_budget,
+)
 
 STRATEGY_OPTIONS = {
     "random": (),
@@ -34,7 +39,7 @@ STRATEGIES = tuple(STRATEGY_OPTIONS)
 
 _ORACLE_CLASSES = {
     "random": keras_tuner.oracles.RandomSearchOracle,
-    "bayesian": keras_tuner.oracles.BayesianOptimizationOracle,
+    "bayesian": UniqueBayesianOptimizationOracle,
     "hyperband": keras_tuner.oracles.HyperbandOracle,
     "grid": keras_tuner.oracles.GridSearchOracle,
     "genetic": GeneticOracle,
