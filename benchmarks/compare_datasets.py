@@ -91,7 +91,9 @@ def section():
         budget = meta["budget"]
         parts.append(
             f"### {dataset}\n\n"
-            f"`{meta['command']}`  \n"
+            + (f"`{meta['script']}`, which runs the equivalent of " if meta.get("script")
+               else "")
+            + f"`{meta['command']}`  \n"
             f"Budget `{budget['name']}`: at most {budget['epochs']} epochs, patience "
             f"{budget['patience']}, batch {budget['batch_size']}, decay "
             f"`{budget.get('lr_decay')}`, fit on `{budget.get('fit_on', 'train')}`, seeds "
