@@ -5,8 +5,9 @@ the training recipe, the measured test metrics and the exact command that traine
 and `<name>.weights.h5` (the weights). `load_preset(name)` rebuilds the model with
 `build_gru` and loads the weights:
 
->>> model = zoo.load_preset("gunpoint")
->>> model, info = zoo.load_preset("gunpoint", return_metadata=True)
+>>> from zoo.presets import load_preset
+>>> model = load_preset("gunpoint")
+>>> model, info = load_preset("gunpoint", return_metadata=True)
 >>> info["test_metrics"]["accuracy"], info["command"]
 
 `save_preset(run_dir, name)` turns a run directory written by `gru-zoo train` (or
