@@ -375,7 +375,9 @@ NOTES = """What stands between us and the targets (read from the rows above):
 - int8 size: calibrated quantization only works on the unrolled graph (a calibrated
   `WHILE` loop crashes the converter, DESIGN.md fact 5), and the unrolled file holds one
   set of tensors and quantization parameters per time step, so it is larger than the
-  float32 loop file even after intermediate tensor names are stripped. The int8
+  float32 loop file even after intermediate tensor names are stripped. Measured on the
+  stacked int8 file (276 KB): 40 KB of int8 weights, 33 KB of quantization parameters,
+  and ~200 KB of graph structure for 1689 operators and 2000 tensors. The int8
   streaming step file holds the weights once and is the small int8 artefact (see
   `int8 step`).
 - int16x8 files ran 10-30x slower than int8 ones here (LiteRT showed no fast path
