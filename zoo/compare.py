@@ -828,6 +828,9 @@ def cmd_compare(args):
     overrides = {k: getattr(args, k) for k in BUILD_ARGS
                  if k not in ("variant", "cell") and getattr(args, k, None) is not None}
     overrides.update(parse_settings(args.settings))
+    if args.tensorboard:
+        _raise("tensorboard", True, "off for compare (each run writes history.json and "
+               "curves.png; use `gru-zoo train --tensorboard` for one model)")
     for key in TRAIN_ARGS:
         value = getattr(args, key, None)
         if value is not None:
