@@ -67,8 +67,10 @@ def default_signals():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-@pytest.mark.parametrize("kill_signal", [signal.SIGKILL, signal.SIGINT],
-                         ids=["SIGKILL", "SIGINT"])
+@pytest.mark.parametrize("kill_signal", [
+    signal.SIGKILL,
+    pytest.param(signal.SIGINT, marks=pytest.mark.slow),  # same saved state as SIGKILL
+], ids=["SIGKILL", "SIGINT"])
 def test_killed_mid_search_then_resume(tmp_path, kill_signal):
     out = tmp_path / "out"
     config = tmp_path / "job.toml"
