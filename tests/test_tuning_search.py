@@ -175,12 +175,17 @@ def test_run_step_of_the_main_job(tmp_path):
 
     dataset = zoo.load_dataset("italy_power_demand")
     dataset.x_train, dataset.y_train = dataset.x_train[:16], dataset.y_train[:16]
+    trained = zoo.build_gru(input_shape=dataset.input_shape, num_outputs=2, units=8, num_layers=1)
+    (tmp_path / "train").mkdir()
+    trained.save(tmp_path / "train" / "model.keras")
     context = {"run_dir": tmp_path, "model_path": tmp_path / "train" / "model.keras",
                "dataset": dataset, "quick": True, "seed": 0,
                "model_config": {"variant": "stacked", "units": 8, "num_layers": 1}}
     result = run_step(context)
     assert result["trials"] == result["completed"] == 2
     assert result["best_val_loss"] > 0
+    assert result["trained_model_val_loss"] == pytest.approx(
+        trained.evaluate(dataset.x_val, dataset.y_val, verbose=0, return_dict=True)["loss"])
     assert set(result["best_hyperparameters"]) >= {"units_0", "learning_rate", "num_layers"}
     assert 0.0 <= result["test"]["accuracy"] <= 1.0
     assert (tmp_path / "tune" / "trials.csv").exists()

@@ -159,10 +159,11 @@ _STEP_SEARCHED = ("units", "num_layers", "learning_rate", "dropout")
 def run_step(context):
     """A short search around the main job's model: a few trials, few epochs.
 
-    Searches units, layers, dropout and learning rate of the trained model's variant
-    (the rest of its configuration is kept) with random search, writes a full job
-    under `run_dir / "tune"` and returns the best hyperparameters, the best
-    validation loss, the number of trials and the retrained model's test metrics.
+    Searches units, layers, dropout, learning rate and batch size of the trained
+    model's variant (the rest of its configuration is kept) with random search,
+    writes a full job under `run_dir / "tune"` and returns the best hyperparameters,
+    the best validation loss (and the trained model's, for comparison), the number of
+    trials and the retrained model's test metrics.
     """
     from tuning.config import parse_config
     from tuning.job import run_job
@@ -183,6 +184,8 @@ def run_step(context):
             "space": {"units": {"min": 8, "max": 64, "step": 8, "default": 32},
                       "num_layers": [1, 2],
                       "dropout": [0.0, 0.2],
+                      "recurrent_dropout": 0.0,
+                      "batch_size": [8, 16],
                       "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log",
                                         "default": 3e-3}},
         },
@@ -194,11 +197,21 @@ def run_step(context):
     }
     config = parse_config(raw, path="gru-zoo run (tune step)")
     summary = run_job(config, overwrite=True, dataset=dataset)
+    baseline = None
+    model_path = context.get("model_path")
+    if model_path and pathlib.Path(model_path).exists() and len(dataset.x_val):
+        import keras
+
+        trained = keras.saving.load_model(model_path)
+        baseline = float(trained.evaluate(dataset.x_val, dataset.y_val, verbose=0,
+                                          return_dict=True)["loss"])
     return {
         "strategy": summary["strategy"],
         "trials": summary["trials"],
         "completed": summary["completed"],
         "best_val_loss": summary.get("best_score"),
+        # The main job's trained model on the same validation data, for comparison.
+        "trained_model_val_loss": baseline,
         "best_hyperparameters": summary.get("best_hyperparameters"),
         "test": summary.get("retrain", {}).get("test"),
         "output_dir": str(run_dir / "tune"),
