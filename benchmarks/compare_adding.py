@@ -31,12 +31,12 @@ TITLE = "Adding problem"
 def copy_results(source, command):
     source = pathlib.Path(source)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    for name in ("adding.csv", "adding.png"):
-        shutil.copy(source / name, RESULTS / name)
+    shutil.copy(source / "adding.csv", RESULTS / "adding.csv")
     from zoo.compare import ADDING_BASELINE_MSE, adding_markdown, read_rows
 
-    (RESULTS / "adding.md").write_text(
-        adding_markdown(read_rows(RESULTS / "adding.csv"), ADDING_BASELINE_MSE))
+    rows = read_rows(RESULTS / "adding.csv")
+    (RESULTS / "adding.md").write_text(adding_markdown(rows, ADDING_BASELINE_MSE))
+    replot(source, rows, RESULTS / "adding.png")
     budgets = {}
     for folder in sorted(source.glob("T*")):
         runs = folder / "runs"
@@ -51,6 +51,24 @@ def copy_results(source, command):
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores (shared), "
                    f"Python {platform.python_version()}",
     }, indent=2) + "\n")
+
+
+def replot(source, rows, path):
+    """Draws the study's plot again from its saved runs (no training)."""
+    from zoo.compare import ADDING_BASELINE_MSE, AddingStudy, Comparison, plot_adding_study
+
+    lengths = sorted({row["length"] for row in rows})
+    comparisons = {}
+    for length in lengths:
+        histories = {}
+        for run in sorted((pathlib.Path(source) / f"T{length}" / "runs").iterdir()):
+            build = json.loads((run / "config.json").read_text())["build"]
+            key = (build["variant"], build["cell"])
+            histories.setdefault(key, []).append(json.loads((run / "history.json").read_text()))
+        comparisons[length] = Comparison(dataset="adding", task="regression", metric="mse",
+                                         runs=[], rows=[], histories=histories, budget={})
+    plot_adding_study(AddingStudy(lengths=lengths, comparisons=comparisons, rows=rows,
+                                  baseline_mse=ADDING_BASELINE_MSE), path)
 
 
 def section():

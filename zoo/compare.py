@@ -671,15 +671,20 @@ def plot_adding_study(study, path):
     with the trivial baseline drawn."""
     plt = _pyplot()
     lengths = study.lengths
-    fig, axes = plt.subplots(1, 1 + len(lengths), figsize=(5 * (1 + len(lengths)), 4),
-                             squeeze=False)
-    ax = axes[0][0]
+    # Top: test MSE against T; bottom: one panel of validation curves per length.
+    columns = max(2, len(lengths))
+    fig = plt.figure(figsize=(4.5 * columns, 8))
+    grid = fig.add_gridspec(2, columns)
+    ax = fig.add_subplot(grid[0, :])
     keys = sorted({(r["variant"], r["cell"]) for r in study.rows})
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = {key: cycle[i % len(cycle)] for i, key in enumerate(keys)}  # same in all panels
     for variant, cell in keys:
         rows = sorted((r for r in study.rows if (r["variant"], r["cell"]) == (variant, cell)),
                       key=lambda r: r["length"])
         ax.errorbar([r["length"] for r in rows], [r["test_mse_mean"] for r in rows],
                     yerr=[r["test_mse_std"] for r in rows], marker="o", capsize=3,
+                    color=colors[(variant, cell)],
                     label=f"{variant}/{cell}" if len(keys) > len({k[1] for k in keys})
                     else cell)
     ax.axhline(study.baseline_mse, color="black", linestyle=":",
@@ -693,11 +698,13 @@ def plot_adding_study(study, path):
     ax.set_title("adding problem")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    for ax, length in zip(axes[0][1:], lengths):
+    for column, length in enumerate(lengths):
+        ax = fig.add_subplot(grid[1, column])
         comparison = study.comparisons[length]
         for (variant, cell), runs in comparison.histories.items():
             val = _mean_curve([h["val_loss"] if "val_loss" in h else h["loss"] for h in runs])
-            ax.plot(np.arange(1, len(val) + 1), val, marker=".", label=f"{variant}/{cell}")
+            ax.plot(np.arange(1, len(val) + 1), val, marker=".", label=f"{variant}/{cell}",
+                    color=colors.get((variant, cell)))
         ax.axhline(study.baseline_mse, color="black", linestyle=":", label="baseline")
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
