@@ -10,7 +10,6 @@ import pytest
 
 import zoo
 from tuning.config import parse_config
-from tuning.hypermodels import GRUHyperModel
 from tuning.job import check_job, run_job
 from tuning.objectives import ModelCostCallback, Objective, measure_model, pareto_front
 
