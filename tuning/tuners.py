@@ -4,14 +4,15 @@
 `make_tuner(strategy, hypermodel, ...)` wires it to a keras-tuner `Tuner` (the part
 that runs trials). Strategies:
 
-| name        | oracle                                          | options                          |
-|-------------|-------------------------------------------------|----------------------------------|
-| `random`    | `keras_tuner.oracles.RandomSearchOracle`        | -                                |
-| `bayesian`  | `tuning.oracles.UniqueBayesianOptimizationOracle` (keras-tuner's, never repeating a trial) | num_initial_points, alpha, beta |
-| `hyperband` | `keras_tuner.oracles.HyperbandOracle`           | factor, hyperband_iterations     |
-| `grid`      | `keras_tuner.oracles.GridSearchOracle`          | -                                |
-| `genetic`   | `tuning.oracles.GeneticOracle`                  | population_size, mutation_rate, mutation_scale, crossover_rate, tournament_size |
-| `pso`       | `tuning.oracles.ParticleSwarmOracle`            | swarm_size, inertia, cognitive, social, max_velocity |
+- `random`: `keras_tuner.oracles.RandomSearchOracle`; no options.
+- `bayesian`: `tuning.oracles.UniqueBayesianOptimizationOracle` (keras-tuner's Gaussian
+  process, never repeating a tried configuration); num_initial_points, alpha, beta.
+- `hyperband`: `keras_tuner.oracles.HyperbandOracle`; factor, hyperband_iterations.
+- `grid`: `keras_tuner.oracles.GridSearchOracle`; no options.
+- `genetic`: `tuning.oracles.GeneticOracle`; population_size, mutation_rate,
+  mutation_scale, crossover_rate, tournament_size.
+- `pso`: `tuning.oracles.ParticleSwarmOracle`; swarm_size, inertia, cognitive, social,
+  max_velocity.
 
 Every oracle also takes `max_time` (seconds; see `oracles.with_time_budget`).
 Hyperband sizes its own brackets from `max_epochs` and ignores `max_trials`.
