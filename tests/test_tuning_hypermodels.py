@@ -193,3 +193,12 @@ def test_fixed_conv_layer_count_declares_every_layer():
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv1D)]
     assert len(convs) == 2
     assert {"conv_filters_0", "conv_filters_1"} <= set(hp.values)
+
+
+def test_fixed_layer_count_declares_every_layer():
+    hm = GRUHyperModel("stacked", input_shape=(20, 1), num_outputs=2,
+                       fixed={"num_layers": 2}, space={"units": [4, 8]})
+    hp = keras_tuner.HyperParameters()
+    model = hm.build(hp)
+    assert [l.units for l in recurrent_layers(model)] == [4, 4]
+    assert {"units_0", "units_1"} <= set(hp.values) and "num_layers" not in hp.values

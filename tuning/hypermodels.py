@@ -244,8 +244,10 @@ class GRUHyperModel(keras_tuner.HyperModel):
             units = []
             for index in range(max_layers):
                 # `units_i` exists only when the stack has more than i layers.
-                if index == 0:
-                    value = self._hp(hp, "units_0")
+                if index == 0 or "num_layers" in self.fixed:
+                    # The first layer, or every layer of a fixed count (a conditional
+                    # scope needs `num_layers` to be a hyperparameter).
+                    value = self._hp(hp, f"units_{index}")
                 else:
                     with hp.conditional_scope("num_layers",
                                               list(range(index + 1, max_layers + 1))):
