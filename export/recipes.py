@@ -27,6 +27,9 @@ RECURRENT_CLASSES = ("GRU", "LSTM", "SimpleRNN")
 PER_STEP_LAYERS = (
     keras.layers.Dense,
     keras.layers.Dropout,
+    # Regularizers that are the identity at inference (zoo's `input_noise`).
+    keras.layers.GaussianNoise,
+    keras.layers.GaussianDropout,
     keras.layers.Activation,
     keras.layers.LayerNormalization,
     keras.layers.BatchNormalization,
@@ -154,7 +157,8 @@ def streaming_plan(model):
                 "streaming=True needs layers that work one frame at a time; layer "
                 f"{layer.name!r} ({type(layer).__name__}) needs the whole sequence "
                 "(attention, convolution or pooling over time). Allowed: GRU, LSTM, "
-                "SimpleRNN, Dense, Dropout, Activation, LayerNormalization, "
+                "SimpleRNN, Dense, Dropout, GaussianNoise, GaussianDropout, Activation, "
+                "LayerNormalization, "
                 "BatchNormalization, Embedding, Masking. Export it with streaming=False."
             )
         if layer.input is not previous:

@@ -332,3 +332,20 @@ def test_op_audit_finds_flex_and_custom_ops(float32_export):
 )
 def test_recipe_choice(recipe, quantization, streaming, fallback, expected):
     assert exporter._recipes_to_try(recipe, quantization, streaming, fallback) == expected
+
+
+def test_step_model_skips_inference_identity_regularizers():
+    """`input_noise` (GaussianNoise) is the identity at inference: it does not block streaming."""
+    import numpy as np
+
+    from export.recipes import build_step_model
+    from zoo import build_gru
+
+    model = build_gru("stacked", input_shape=(6, 3), num_outputs=2, units=4, input_noise=0.3)
+    step = build_step_model(model)
+    x = np.random.default_rng(0).normal(size=(1, 6, 3)).astype("float32")
+    states = {name: np.zeros((1, 4), "float32") for name in step.input if name != "frame"}
+    for t in range(6):
+        out = step({"frame": x[:, t], **states})
+        states = {name: np.asarray(out[f"new_{name}"]) for name in states}
+    np.testing.assert_allclose(np.asarray(out["output"]), np.asarray(model(x)), atol=1e-5)
