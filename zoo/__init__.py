@@ -19,3 +19,4 @@ from zoo.builders import (
 from zoo.datasets import DATASETS, Dataset, adding_problem, describe_datasets, load_dataset
 from zoo.layers import AttentionPooling, MultiHeadAttentionPooling
 from zoo.training import TrainResult, plot_curves, set_seed, train
+from zoo.presets import describe_presets, list_presets, load_preset
