@@ -27,8 +27,12 @@ RECOMMENDED = {
                      conv_batchnorm=True, pool_size=2, head_dropout=0.3, input_noise=0.1,
                      epochs=300, batch_size=8, patience=300, lr_decay="cosine",
                      fit_on="train+val"),
+    # ItalyPowerDemand (67 training series, 14 for validation): the same train+val cosine
+    # protocol measured 0.9666 +- 0.0012 over 3 seeds against 0.964 +- 0.005 with
+    # validation early stopping and plateau decay (BENCHMARKS.md).
     "italy_power_demand": dict(variant="stacked", units=32, num_layers=2, epochs=150,
-                               batch_size=8),
+                               batch_size=8, patience=150, lr_decay="cosine",
+                               fit_on="train+val"),
     "airline_passengers": dict(variant="stacked", units=32, num_layers=1, epochs=300,
                                batch_size=8),
     "adding": dict(variant="stacked", units=64, num_layers=1, epochs=30, batch_size=64),
