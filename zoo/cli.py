@@ -198,6 +198,7 @@ def _format_metrics(metrics):
 def cmd_list(args):
     from zoo.builders import CELLS, TASKS, VARIANTS
     from zoo.datasets import describe_datasets
+    from zoo.presets import describe_presets
 
     sections = [
         ("Variants", {name: v.description for name, v in VARIANTS.items()}),
@@ -205,12 +206,7 @@ def cmd_list(args):
         ("Tasks", TASKS),
         ("Datasets", describe_datasets()),
     ]
-    try:
-        from zoo.presets import describe_presets
-    except ImportError:
-        describe_presets = None
-    if describe_presets is not None:
-        sections.append(("Presets", describe_presets()))
+    sections.append(("Presets", describe_presets()))
     for title, entries in sections:
         print(f"{title}:")
         width = max(len(n) for n in entries)
@@ -276,6 +272,7 @@ def build_parser():
         description="Build, train, tune and export GRU models to verified TFLite files.",
     )
     from zoo import __version__
+    from zoo.compare import register as register_compare
 
     parser.add_argument("--version", action="version", version=f"gru-zoo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -298,12 +295,7 @@ def build_parser():
     p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
     p.set_defaults(func=cmd_run)
 
-    try:  # `compare` and presets live in zoo/compare.py and zoo/presets.py
-        from zoo.compare import register as register_compare
-    except ImportError:
-        register_compare = None
-    if register_compare is not None:
-        register_compare(sub)
+    register_compare(sub)
 
     for name, register in _plugins("gru_zoo.commands"):
         register(sub)

@@ -118,8 +118,8 @@ def _json_default(value):
         return float(value)
     if isinstance(value, np.ndarray):
         return value.tolist()
-    if isinstance(value, (pathlib.Path, tuple)):
-        return str(value) if isinstance(value, pathlib.Path) else list(value)
+    if isinstance(value, pathlib.Path):
+        return str(value)
     return repr(value)
 
 
