@@ -3,10 +3,12 @@
 Reference size (issue 3): 2 x GRU(64), 50 steps, 8 features, 4 classes, batch 1, one
 thread. For each variant and mode: file size, conversion time, median latency on the
 LiteRT interpreter, max error vs Keras; streaming step files: per-frame latency x 50.
-In the same run: Keras `predict` and, for the stacked and bidirectional GRU, ONNX
-Runtime on a PyTorch `nn.GRU` twin with the Keras weights copied (same equations as
-`reset_after=True`; its outputs are checked against Keras). Latency ratios are ours
-divided by the peer's, measured in this process, on this machine.
+In the same run: Keras `predict` and, for every variant, ONNX Runtime on a PyTorch twin
+with the Keras weights copied (`benchmarks/torch_twins.py`: `nn.GRU` has the same
+equations as `reset_after=True`; Conv1D and attention pooling are written out; its
+outputs are checked against Keras). Latency ratios are ours divided by the peer's,
+measured in this process, on this machine; ONNX Runtime is timed in alternating blocks
+with each file, so both see the same load.
 
 Accuracy change: each variant (same 2 x GRU(64) body) is trained briefly on the embedded
 ItalyPowerDemand set (UCR; 24 steps, 1 feature, 2 classes) and exported in every mode;
@@ -17,6 +19,8 @@ Run:
     python benchmarks/bench_export.py            # everything, writes BENCHMARKS.md
     python benchmarks/bench_export.py --quick    # stacked variant only, fewer runs
     python benchmarks/bench_export.py --render results.json   # rewrite the table only
+    # latency rows again, keeping the accuracy rows of the committed results:
+    python benchmarks/bench_export.py --no-accuracy --merge benchmarks/bench_export_results.json
 """
 
 import argparse
@@ -36,10 +40,12 @@ import numpy as np  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "benchmarks"))  # torch_twins
 
 TIME, FEATURES, UNITS, LAYERS, CLASSES = 50, 8, 64, 2, 4
 MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
 BEGIN, END = "<!-- export-benchmark:begin -->", "<!-- export-benchmark:end -->"
+PEER_TOLERANCE = 1e-5  # float32 twins match Keras to ~1e-7; more means the twin is wrong
 
 
 def median_us(function, runs, warmup=10):
@@ -56,74 +62,55 @@ def median_us(function, runs, warmup=10):
 # === Peers ===
 
 
-def _torch_twin(model, bidirectional):
-    """A PyTorch nn.GRU twin of a stacked (or bidirectional) zoo GRU, weights copied."""
-    import torch
+def paired_median_us(first, second, runs, blocks=5, warmup=10):
+    """Median µs of two functions measured in alternating blocks of runs.
 
-    class Twin(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.gru = torch.nn.GRU(FEATURES, UNITS, num_layers=LAYERS, batch_first=True,
-                                    bidirectional=bidirectional)
-            self.out = torch.nn.Linear(UNITS * (2 if bidirectional else 1), CLASSES)
-
-        def forward(self, x):
-            y, h = self.gru(x)
-            if bidirectional:
-                # Keras concatenates the forward state after the last step and the
-                # backward state after the first step.
-                last = torch.cat([h[-2], h[-1]], dim=-1)
-            else:
-                last = y[:, -1]
-            return torch.softmax(self.out(last), dim=-1)
-
-    def reorder(weights):  # Keras gates [z, r, h] -> PyTorch [r, z, n]
-        z, r, h = np.split(weights, 3, axis=-1)
-        return np.concatenate([r, z, h], axis=-1)
-
-    twin = Twin()
-    with torch.no_grad():
-        for i in range(LAYERS):
-            if bidirectional:
-                wrapper = model.get_layer(f"bidirectional_gru_{i}")
-                directions = [(wrapper.forward_layer, ""), (wrapper.backward_layer, "_reverse")]
-            else:
-                directions = [(model.get_layer(f"gru_{i}"), "")]
-            for layer, suffix in directions:
-                kernel, recurrent, bias = layer.get_weights()
-                getattr(twin.gru, f"weight_ih_l{i}{suffix}").copy_(torch.tensor(reorder(kernel).T))
-                getattr(twin.gru, f"weight_hh_l{i}{suffix}").copy_(torch.tensor(reorder(recurrent).T))
-                getattr(twin.gru, f"bias_ih_l{i}{suffix}").copy_(torch.tensor(reorder(bias[0])))
-                getattr(twin.gru, f"bias_hh_l{i}{suffix}").copy_(torch.tensor(reorder(bias[1])))
-        weight, bias = model.get_layer("output").get_weights()
-        twin.out.weight.copy_(torch.tensor(weight.T))
-        twin.out.bias.copy_(torch.tensor(bias))
-    return twin.eval()
+    On a shared machine the load drifts; alternating blocks give both functions the
+    same conditions, so their ratio is steadier than that of two separate runs.
+    """
+    for _ in range(warmup):
+        first()
+        second()
+    times = ([], [])
+    per_block = max(1, runs // blocks)
+    for _ in range(blocks):
+        for function, out in zip((first, second), times):
+            for _ in range(per_block):
+                start = time.perf_counter()
+                function()
+                out.append(time.perf_counter() - start)
+    return statistics.median(times[0]) * 1e6, statistics.median(times[1]) * 1e6
 
 
-def onnxruntime_peer(model, variant, x, runs, workdir):
-    """Latency and outputs of ONNX Runtime (fused GRU op) on the PyTorch twin."""
+def onnxruntime_peer(model, variant, inputs, workdir):
+    """ONNX Runtime on the PyTorch twin (`benchmarks/torch_twins.py`) of `model`.
+
+    Returns the session runner for batch-1 latency, the outputs on every sequence of
+    `inputs` (run one at a time, batch 1) and the twin's own outputs, or `{"error"}`.
+    """
     try:
-        import onnxruntime
+        import onnxruntime  # noqa: F401
         import torch
+
+        import torch_twins
     except ImportError as error:
         return {"error": f"{error} (pip install -e '.[bench]')"}
-    twin = _torch_twin(model, bidirectional=variant == "bidirectional")
-    path = os.path.join(workdir, f"{variant}.onnx")
-    torch.onnx.export(twin, (torch.tensor(x),), path, input_names=["inputs"],
-                      output_names=["output"], dynamo=False)
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    output = session.run(None, {"inputs": x})[0]
+    try:
+        twin = torch_twins.torch_twin(model)
+    except NotImplementedError as error:
+        return {"error": f"no PyTorch twin: {error}"}
+    path = torch_twins.export_onnx(twin, inputs[:1], os.path.join(workdir, f"{variant}.onnx"))
+    session = torch_twins.ort_session(path)
+    outputs = np.concatenate([session.run(None, {"inputs": inputs[i:i + 1]})[0]
+                              for i in range(len(inputs))])
     with torch.no_grad():
-        torch_output = twin(torch.tensor(x)).numpy()
+        torch_outputs = twin(torch.tensor(inputs)).numpy()
+    x = inputs[:1]
     return {
-        "median_us": median_us(lambda: session.run(None, {"inputs": x}), runs),
-        "output": output,
-        "torch_vs_keras": None,
-        "torch_output": torch_output,
+        "run": lambda: session.run(None, {"inputs": x}),
+        "outputs": outputs,
+        "torch_outputs": torch_outputs,
+        "ops": torch_twins.onnx_op_counts(path),
         "size": os.path.getsize(path),
     }
 
@@ -160,7 +147,8 @@ def update_keras_peers(rows, variants):
                 row.update(keras_us=keras_us, keras_batch_us=batch_us, keras_call_us=call_us)
 
 
-def bench_variant(variant, modes, runs, workdir, log, extra_only=False):
+def bench_variant(variant, modes, runs, workdir, log, rows, extra_only=False):
+    """Appends one row per (mode, streaming, recipe) plan of `variant` to `rows`."""
     from export import LiteModel, to_tflite
 
     model = reference_model(variant)
@@ -168,13 +156,22 @@ def bench_variant(variant, modes, runs, workdir, log, extra_only=False):
     calibration = rng.standard_normal((100, TIME, FEATURES)).astype(np.float32)
     x = calibration[:1]
     keras_out = np.asarray(model.predict(x, verbose=0))
+    keras_all = np.asarray(model.predict(calibration, verbose=0))
     keras_us, keras_batch_us, keras_call_us = keras_peer(model, x)
-    peer = None
-    if variant in ("stacked", "bidirectional"):
-        peer = onnxruntime_peer(model, variant, x, runs, workdir)
-        if "output" in peer:
-            peer["max_abs_vs_keras"] = float(np.abs(peer["output"] - keras_out).max())
-    rows = []
+    # ONNX Runtime: parity on all 100 calibration sequences (batch 1 each); its latency
+    # is measured beside each file's, in alternating blocks (`paired_median_us`).
+    peer = onnxruntime_peer(model, variant, calibration, workdir)
+    if "outputs" in peer:
+        peer["max_abs_vs_keras"] = float(np.abs(peer["outputs"] - keras_all).max())
+        peer["torch_vs_keras"] = float(np.abs(peer["torch_outputs"] - keras_all).max())
+        if peer["max_abs_vs_keras"] > PEER_TOLERANCE:  # a wrong twin gives no ratio
+            peer = {"error": f"the ONNX twin differs from Keras: max abs error "
+                             f"{peer['max_abs_vs_keras']:.2g} > {PEER_TOLERANCE:g}"}
+    if "outputs" in peer:
+        log({"variant": variant, "peer": "onnxruntime", "ort_vs_keras": peer["max_abs_vs_keras"],
+             "torch_vs_keras": peer["torch_vs_keras"], "onnx_ops": peer["ops"]}, save_now=False)
+    else:
+        log({"variant": variant, "peer": "onnxruntime", **peer}, save_now=False)
     plans = [(mode, False, "auto") for mode in modes]
     if variant == "stacked":
         plans += [(mode, True, "auto") for mode in ("float32", "int8", "int16x8") if mode in modes]
@@ -186,7 +183,7 @@ def bench_variant(variant, modes, runs, workdir, log, extra_only=False):
     for mode, streaming, recipe in plans:
         quantization = None if mode == "float32" else mode
         path = os.path.join(workdir, f"{variant}_{mode}_{recipe}{'_step' if streaming else ''}.tflite")
-        row = {"variant": variant, "mode": mode, "streaming": streaming}
+        row = {"variant": variant, "mode": mode, "streaming": streaming, "plan": recipe}
         try:
             result = to_tflite(model, path, quantization=quantization,
                                representative_data=calibration, streaming=streaming,
@@ -198,6 +195,7 @@ def bench_variant(variant, modes, runs, workdir, log, extra_only=False):
             log(row)
             continue
         lite = LiteModel(path, num_threads=1)
+        ort_us = None
         if streaming:
             feed = dict(lite.initial_states(), frame=x[0, :1])
             runner = lite.runner()
@@ -205,16 +203,22 @@ def bench_variant(variant, modes, runs, workdir, log, extra_only=False):
             from export.runtime import _quantize
 
             feed = {k: _quantize(v, details[k]) for k, v in feed.items()}
-            step_us = median_us(lambda: runner(**feed), runs)
+            if "run" in peer:
+                step_us, ort_us = paired_median_us(lambda: runner(**feed), peer["run"], runs)
+            else:
+                step_us = median_us(lambda: runner(**feed), runs)
             latency = step_us * TIME
             row["step_us"] = step_us
-            tflite_out = lite.predict(x)
         else:
             name = lite.input_names[0]
             runner = lite.runner()
             feed = {name: x}
-            latency = median_us(lambda: runner(**feed), runs)
-            tflite_out = lite.predict(x)
+            if "run" in peer:
+                latency, ort_us = paired_median_us(lambda: runner(**feed), peer["run"], runs)
+            else:
+                latency = median_us(lambda: runner(**feed), runs)
+        tflite_all = lite.predict(calibration)
+        tflite_out = tflite_all[:1]
         row.update(
             size=result.size,
             recipe=result.recipe,
@@ -228,10 +232,13 @@ def bench_variant(variant, modes, runs, workdir, log, extra_only=False):
             keras_call_us=keras_call_us,
             tflm=result.tflm,
         )
-        if peer and "median_us" in peer:
-            row["ort_us"] = peer["median_us"]
+        if ort_us is not None:
+            row["ort_us"] = ort_us
             row["ort_vs_keras"] = peer["max_abs_vs_keras"]
-            row["ort_vs_tflite"] = float(np.abs(peer["output"] - tflite_out).max())
+            row["torch_vs_keras"] = peer["torch_vs_keras"]
+            row["ort_vs_tflite"] = float(np.abs(peer["outputs"] - tflite_all).max())
+        elif "error" in peer:
+            row["ort_error"] = peer["error"]
         rows.append(row)
         log(row)
     return rows
@@ -288,14 +295,26 @@ def _ratio(value, peer, spec=".2f"):
 def render(results):
     lines = []
     meta = results["meta"]
-    lines.append(f"Command: `{meta['command']}`  ")
+    accuracy_command = meta.get("accuracy_command", meta["command"])
+    if results.get("accuracy") and accuracy_command != meta["command"]:
+        lines.append(f"Command: `{meta['command']}` ({meta['date']}: the export and peer "
+                     "tables); the accuracy rows come from "
+                     f"`{accuracy_command}` ({meta.get('accuracy_date', '?')}) and were kept by "
+                     "`--merge`. A plain `python benchmarks/bench_export.py` runs all of it, "
+                     "with accuracy rows for every variant.  ")
+    else:
+        lines.append(f"Command: `{meta['command']}`  ")
+    load_end = f", at the end {meta['load_end']}" if meta.get("load_end") else ""
     lines.append(f"Machine: {meta['machine']}; {meta['date']}; load average at start "
-                 f"{meta['load']}. Batch 1, one thread everywhere (LiteRT `num_threads=1`, "
+                 f"{meta['load']}{load_end}. Batch 1, one thread everywhere (LiteRT `num_threads=1`, "
                  "ONNX Runtime intra/inter-op 1, TensorFlow intra/inter-op 1).  ")
     lines.append(f"Reference model: {LAYERS} x GRU({UNITS}), {TIME} steps, {FEATURES} features, "
-                 f"{CLASSES} classes, untrained weights; calibration and verification on random "
-                 "normal inputs. Latency: median of "
-                 f"{meta['runs']} runs. Streaming rows: per-frame latency x {TIME}.")
+                 f"{CLASSES} classes, untrained weights (CNN variants: one Conv1D(64, 5), "
+                 "attention variants: additive attention pooling); calibration and "
+                 "verification on random normal inputs. Latency: median of "
+                 f"{meta['runs']} runs; each file's latency and ONNX Runtime's are measured "
+                 "together, in alternating blocks of runs, and \"vs ORT\" is their ratio. "
+                 f"Streaming rows: per-frame latency x {TIME}.")
     lines.append("")
     lines.append("| variant | mode | recipe | size (KB) | convert (s) | total (s) | latency (µs) "
                  "| vs ORT | vs Keras predict_on_batch | vs Keras predict | max err vs Keras |")
@@ -315,23 +334,31 @@ def render(results):
     peers = {}
     for row in results["rows"]:
         if "keras_us" in row:
+            ort_us = row.get("ort_us")
+            if ort_us is None and row.get("ort_error"):
+                ort_us = f"failed: {row['ort_error'][:120]}"
             peers.setdefault(row["variant"], (row["keras_us"], row.get("keras_batch_us"),
-                                              row.get("keras_call_us"), row.get("ort_us"),
+                                              row.get("keras_call_us"), ort_us,
                                               row.get("ort_vs_keras"), row.get("ort_vs_tflite")))
     lines.append("")
     lines.append("Peers (batch 1, one thread): Keras `predict_on_batch` (the compiled path), "
                  "Keras `predict` (tens to hundreds of ms per batch-1 call here for every variant, "
                  "far above `predict_on_batch`: per-call overhead, not the model), an eager "
-                 "call `model(x)`, and ONNX Runtime (PyTorch `nn.GRU` twin with the Keras "
-                 "weights, fused ONNX `GRU` op; its outputs are checked against Keras and the "
-                 "float32 TFLite file).")
+                 "call `model(x)`, and ONNX Runtime on a PyTorch twin of each variant with the "
+                 "Keras weights copied (`benchmarks/torch_twins.py`: `nn.GRU` per layer, exported "
+                 "as the fused ONNX `GRU` op; `nn.Conv1d` with ReLU; the attention pooling "
+                 "written out as matmul, tanh, softmax over time and a weighted sum). ONNX "
+                 "Runtime's latency here is the one measured beside the float32 file; its "
+                 "outputs are checked against Keras and the float32 TFLite file on the 100 "
+                 "calibration sequences.")
     lines.append("")
     lines.append("| variant | Keras predict_on_batch (µs) | Keras predict (µs) | Keras model(x) (µs) "
                  "| ONNX Runtime (µs) | max abs ORT vs Keras | max abs ORT vs TFLite float32 |")
     lines.append("|---|---:|---:|---:|---:|---:|---:|")
     for variant, (keras_us, batch_us, call_us, ort_us, ort_keras, ort_tflite) in peers.items():
         lines.append(f"| {variant} | {_fmt(batch_us, '.0f')} | {keras_us:.0f} | {_fmt(call_us, '.0f')} "
-                     f"| {_fmt(ort_us, '.0f')} | {_fmt(ort_keras, '.2g')} | {_fmt(ort_tflite, '.2g')} |")
+                     f"| {ort_us if isinstance(ort_us, str) else _fmt(ort_us, '.0f')} "
+                     f"| {_fmt(ort_keras, '.2g')} | {_fmt(ort_tflite, '.2g')} |")
     tflm = [row for row in results["rows"] if row.get("tflm")]
     if tflm:
         lines.append("")
@@ -443,6 +470,63 @@ def write_markdown(text, path):
         path.write_text("# Benchmarks\n\n" + section)
 
 
+def _row_key(row):
+    """A latency row's identity: variant, mode, streaming and the recipe asked for."""
+    plan = row.get("plan")
+    if plan is None:  # rows written before "plan" existed: only the extra row forced a recipe
+        forced = row.get("recipe") == "unrolled" and row["mode"] == "float32" and not row["streaming"]
+        plan = "unrolled" if forced else "auto"
+    return row["variant"], row["mode"], row["streaming"], plan
+
+
+def _accuracy_key(row):
+    return row["variant"], row["mode"], row["streaming"]
+
+
+def _merge_rows(old, new, key):
+    """`old` with each row replaced by the `new` row of the same key; other new rows appended."""
+    replacements = {key(row): row for row in new}
+    old_keys = {key(row) for row in old}
+    return ([replacements.get(key(row), row) for row in old]
+            + [row for row in new if key(row) not in old_keys])
+
+
+def merge_results(previous, meta, new_rows, new_accuracy):
+    """This run's rows merged into `previous` results (same-key rows replaced).
+
+    The latency meta (command, date, load, runs) becomes this run's when this run
+    replaced every previous latency row; the accuracy meta (`accuracy_command`,
+    `accuracy_date`, epochs) likewise for the accuracy rows. A partial run is recorded
+    as "previous command` then `this command" and keeps the previous date and load.
+    """
+    old_meta = dict(previous["meta"])
+    old_meta.setdefault("accuracy_command", old_meta["command"])
+    old_meta.setdefault("accuracy_date", old_meta["date"])
+    merged = dict(old_meta)
+    old_keys = {_row_key(row) for row in previous["rows"]}
+    if new_rows:
+        if old_keys <= {_row_key(row) for row in new_rows}:
+            for key in ("command", "machine", "date", "load", "load_end", "runs"):
+                merged.pop(key, None)
+                if key in meta:
+                    merged[key] = meta[key]
+        else:
+            merged["command"] = old_meta["command"] + "` then `" + meta["command"]
+    old_accuracy = {_accuracy_key(row) for row in previous["accuracy"]}
+    if new_accuracy:
+        if old_accuracy <= {_accuracy_key(row) for row in new_accuracy}:
+            merged.update(accuracy_command=meta["command"], accuracy_date=meta["date"],
+                          epochs=meta["epochs"])
+        else:
+            merged["accuracy_command"] = old_meta["accuracy_command"] + "` then `" + meta["command"]
+            merged["epochs"] = meta["epochs"]
+    return {
+        "meta": merged,
+        "rows": _merge_rows(previous["rows"], new_rows, _row_key),
+        "accuracy": _merge_rows(previous["accuracy"], new_accuracy, _accuracy_key),
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", default=None, help="comma-separated (default: all)")
@@ -456,7 +540,8 @@ def main(argv=None):
                         help="only the extra rows (stacked float32 with the unrolled recipe)")
     parser.add_argument("--keras-peers-only", action="store_true",
                         help="re-measure the Keras peers of the merged rows, nothing else")
-    parser.add_argument("--merge", help="add this run's rows to the rows of a results JSON")
+    parser.add_argument("--merge", help="merge this run's rows into a results JSON: rows of "
+                        "the same variant, mode and recipe are replaced, the others kept")
     parser.add_argument("--quick", action="store_true", help="stacked only, 100 runs, 10 epochs")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "bench_export_results.json"))
     parser.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"))
@@ -497,34 +582,40 @@ def main(argv=None):
         "accuracy": [],
     }
     json_path = pathlib.Path(args.json)
-    if args.merge:
-        previous = json.loads(pathlib.Path(args.merge).read_text())
-        results["rows"], results["accuracy"] = previous["rows"], previous["accuracy"]
-        results["meta"]["command"] = previous["meta"]["command"] + "` then `" + results["meta"]["command"]
-        results["meta"]["epochs"] = args.epochs
-        for key in ("date", "load", "runs"):
-            results["meta"][key] = previous["meta"][key]
+    previous = json.loads(pathlib.Path(args.merge).read_text()) if args.merge else None
+    new_rows, new_accuracy = [], []
+
+    def current():
+        if previous is None:
+            return dict(results, rows=new_rows, accuracy=new_accuracy)
+        return merge_results(previous, results["meta"], new_rows, new_accuracy)
 
     def save():
-        json_path.write_text(json.dumps(results, indent=1, default=float))
+        json_path.write_text(json.dumps(current(), indent=1, default=float))
 
-    def log(row):
+    def log(row, save_now=True):
         print(json.dumps({k: v for k, v in row.items() if k != "tflm"}, default=float), flush=True)
-        save()
+        if save_now:
+            save()
 
     if args.keras_peers_only:
-        update_keras_peers(results["rows"], variants)
-        results["meta"]["command"] += " (Keras peers re-measured)"
+        if previous is None:
+            parser.error("--keras-peers-only needs --merge RESULTS_JSON")
+        update_keras_peers(previous["rows"], variants)
+        previous["meta"]["command"] += " (Keras peers re-measured)"
         variants = []
         args.no_accuracy = True
     with tempfile.TemporaryDirectory(prefix="gru_zoo_bench_") as workdir:
         for variant in variants if not args.accuracy_only else []:
-            results["rows"].extend(bench_variant(variant, modes, args.runs, workdir, log,
-                                                 extra_only=args.extra_only))
+            bench_variant(variant, modes, args.runs, workdir, log, new_rows,
+                          extra_only=args.extra_only)
         if not args.no_accuracy:
-            accuracy_rows(variants, modes, workdir, log, args.epochs, results["accuracy"])
-    save()
-    text = render(results)
+            accuracy_rows(variants, modes, workdir, log, args.epochs, new_accuracy)
+    if new_rows:
+        results["meta"]["load_end"] = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    final = current()
+    json_path.write_text(json.dumps(final, indent=1, default=float))
+    text = render(final)
     print(text)
     if not args.no_write:
         write_markdown(text, pathlib.Path(args.markdown))
