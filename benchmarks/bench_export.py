@@ -570,7 +570,9 @@ def main(argv=None):
     modes = args.modes.split(",")
     results = {
         "meta": {
-            "command": "python " + " ".join(["benchmarks/bench_export.py"] + (argv or sys.argv[1:])),
+            # --no-write changes no result: leave it out of the command to reproduce.
+            "command": "python " + " ".join(["benchmarks/bench_export.py"] + [
+                a for a in (argv or sys.argv[1:]) if a != "--no-write"]),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
                        f"{platform.python_version()}, TF {tf.__version__}",
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
