@@ -62,7 +62,7 @@ def median_us(function, runs, warmup=10):
 # === Peers ===
 
 
-def paired_median_us(first, second, runs, blocks=5, warmup=10):
+def paired_median_us(first, second, runs, blocks=25, warmup=10):
     """Median µs of two functions measured in alternating blocks of runs.
 
     On a shared machine the load drifts; alternating blocks give both functions the
@@ -331,10 +331,15 @@ def render(results):
             f"| {_ratio(row['latency_us'], ort)} | {_ratio(row['latency_us'], row.get('keras_batch_us'))} "
             f"| {_ratio(row['latency_us'], row['keras_us'], '.4f')} | {row['max_abs_error']:.2g} |"
         )
+    ort_by_variant = {}
+    for row in results["rows"]:
+        if row.get("ort_us"):
+            ort_by_variant.setdefault(row["variant"], []).append(row["ort_us"])
     peers = {}
     for row in results["rows"]:
         if "keras_us" in row:
-            ort_us = row.get("ort_us")
+            ort_us = (statistics.median(ort_by_variant[row["variant"]])
+                      if row["variant"] in ort_by_variant else None)
             if ort_us is None and row.get("ort_error"):
                 ort_us = f"failed: {row['ort_error'][:120]}"
             peers.setdefault(row["variant"], (row["keras_us"], row.get("keras_batch_us"),
@@ -348,7 +353,8 @@ def render(results):
                  "Keras weights copied (`benchmarks/torch_twins.py`: `nn.GRU` per layer, exported "
                  "as the fused ONNX `GRU` op; `nn.Conv1d` with ReLU; the attention pooling "
                  "written out as matmul, tanh, softmax over time and a weighted sum). ONNX "
-                 "Runtime's latency here is the one measured beside the float32 file; its "
+                 "Runtime's latency here is the median of its latencies measured beside each "
+                 "of the variant's files (the \"vs ORT\" ratios use the one beside each file); its "
                  "outputs are checked against Keras and the float32 TFLite file on the 100 "
                  "calibration sequences.")
     lines.append("")
