@@ -84,19 +84,22 @@ def convert_job(job):
             representative = _step_calibration(model, calibration)
         else:
             representative = [{"inputs": calibration[i : i + 1]} for i in range(len(calibration))]
+    notes = []
     content = converter.convert(
         export_model,
         quantization=job["quantization"],
         io_type=job["io_type"],
         representative=representative,
         allow_select_tf_ops=job["allow_select_tf_ops"],
+        notes=notes,
     )
     convert_seconds = time.perf_counter() - start
     if job.get("strip_tensor_names", True):
         content = strip_tensor_names(content)
     content = add_metadata(content, job["metadata"])
     ops = op_report(content)
-    result = {"ok": True, "convert_seconds": convert_seconds, "ops": ops, "size": len(content)}
+    result = {"ok": True, "convert_seconds": convert_seconds, "ops": ops, "size": len(content),
+              "notes": notes}
     with open(job["out_path"], "wb") as handle:
         handle.write(content)
     if (ops["flex"] and not job["allow_select_tf_ops"]) or (

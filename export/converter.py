@@ -64,6 +64,7 @@ def convert(
     io_type="float32",
     representative=None,
     allow_select_tf_ops=False,
+    notes=None,
 ):
     """Converts a recipe model to `.tflite` bytes.
 
@@ -75,6 +76,8 @@ def convert(
         representative: for calibrated modes, a list of dicts `{input name: array with
             batch 1}`.
         allow_select_tf_ops: bool, let the converter fall back to TensorFlow (Flex) ops.
+        notes: optional list; what the conversion had to repair is appended to it
+            (see `export.quantization` for int16x8).
     """
     import tensorflow as tf
 
@@ -102,12 +105,25 @@ def convert(
                 builtins = tf.lite.OpsSet.TFLITE_BUILTINS_INT8
             else:
                 builtins = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
-            if io_type != "float32":
-                io_dtype = tf.int8 if io_type == "int8" else tf.int16
-                converter.inference_input_type = io_dtype
-                converter.inference_output_type = io_dtype
+            if io_type == "int8":
+                # (int16x8 io types are set by `quantize_int16x8`.)
+                converter.inference_input_type = tf.int8
+                converter.inference_output_type = tf.int8
         supported = [builtins]
         if allow_select_tf_ops:
             supported.append(tf.lite.OpsSet.SELECT_TF_OPS)
         converter.target_spec.supported_ops = supported
+        if quantization == "int16x8":
+            # A bias shared by the unrolled time steps needs care in 16x8
+            # (export.quantization explains the root cause and the fix).
+            from export.quantization import quantize_int16x8
+
+            content, repairs = quantize_int16x8(
+                converter,
+                io_dtype=tf.int16 if io_type == "int16" else tf.float32,
+                allow_float=allow_select_tf_ops,
+            )
+            if notes is not None:
+                notes.extend(repairs)
+            return content
         return converter.convert()

@@ -7,7 +7,10 @@ What it does, in order:
    the value received and what is allowed.
 2. Picks the recipes to try (`export.recipes`): `"loop"` then `"unrolled"` for float32,
    float16 and dynamic-range files; `"unrolled"` for calibrated int8/16x8 (the loop
-   form crashes the converter, DESIGN.md fact 5); `"step"` for streaming.
+   form crashes the converter, DESIGN.md fact 5); `"step"` for streaming. Every
+   recipe builds the inference graph with recurrent dropout 0 (`export.recipes`), and
+   int16x8 handles biases shared by unrolled time steps (`export.quantization`); what
+   was repaired is listed in `ExportResult.notes`.
 3. Runs each conversion in a child process (`export._worker`); a crash or an error
    moves on to the next recipe when `fallback=True`, and every attempt is reported.
 4. Audits the ops (Flex and custom ops refused unless allowed), runs the file with
@@ -79,6 +82,9 @@ class ExportResult:
         tflm: streaming files: `{"runs", "arena_bytes", "max_abs_error", ...}`.
         c_array_path: the C source file, when asked for.
         metadata: the metadata embedded in the file.
+        warnings: what the caller was warned about.
+        notes: what the conversion repaired on the way (e.g. int16x8 biases shared
+            by unrolled time steps, see `export.quantization`); empty when nothing.
     """
 
     path: str
@@ -103,6 +109,7 @@ class ExportResult:
     c_array_path: str | None
     metadata: dict
     warnings: list
+    notes: list = dataclasses.field(default_factory=list)
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -727,6 +734,7 @@ def to_tflite(
             c_array_path=c_array_path,
             metadata=read_metadata(path),
             warnings=result_warnings,
+            notes=list(result.get("notes", [])),
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

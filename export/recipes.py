@@ -45,6 +45,24 @@ def load_model(model):
     return keras.saving.load_model(str(model), compile=False)
 
 
+def _drop_dropout(layer_config):
+    """Sets a recurrent layer's (or cell's) dropout rates to 0, in place.
+
+    Dropout is the identity at inference, but a Keras 3 recurrent layer with
+    `dropout > 0` draws its dropout masks on every call, training or not
+    (`RNN._maybe_config_dropout_masks`). The masks are unused and pruned, but the
+    seed generator's state update stays in the traced graph: `VAR_HANDLE`,
+    `READ_VARIABLE`, an int32 `ADD`, `ASSIGN_VARIABLE` and a `CALL_ONCE`. TFLite's
+    16x8 quantizer then fails on that int32 `ADD` ("Max and min for dynamic tensors
+    should be recorded during calibration: ... gru_0_1/Add", the trained GunPoint
+    cnn_gru with `dropout=0.2`). Without dropout the graph computes the same outputs
+    and holds no variables.
+    """
+    for key in ("dropout", "recurrent_dropout"):
+        if key in layer_config:
+            layer_config[key] = 0.0
+
+
 def _patch_config(config, *, batch_shape, unroll):
     """Sets the input batch shape and the recurrent settings in a model config, in place."""
     if isinstance(config, dict):
@@ -55,6 +73,7 @@ def _patch_config(config, *, batch_shape, unroll):
             if "use_cudnn" in layer_config:
                 # A cuDNN kernel in the traced graph cannot convert (DESIGN.md, fact 8).
                 layer_config["use_cudnn"] = False
+            _drop_dropout(layer_config)
         if config.get("class_name") == "InputLayer" and isinstance(config.get("config"), dict):
             config["config"]["batch_shape"] = list(batch_shape)
         for value in config.values():
@@ -212,6 +231,7 @@ def build_step_model(model, *, batch_size=1):
         if kind == "recurrent":
             cell_config = layer.cell.get_config()
             cell_config["name"] = f"{layer.name}_cell"
+            _drop_dropout(cell_config)
             cell = type(layer.cell).from_config(cell_config)
             names = state_names(index, layer)
             states = [
