@@ -305,7 +305,8 @@ def render(results):
     else:
         lines.append(f"Command: `{meta['command']}`  ")
     load_end = f", at the end {meta['load_end']}" if meta.get("load_end") else ""
-    lines.append(f"Machine: {meta['machine']}; {meta['date']}; load average at start "
+    code = f"; code at commit {meta['code']}" if meta.get("code") else ""
+    lines.append(f"Machine: {meta['machine']}; {meta['date']}{code}; load average at start "
                  f"{meta['load']}{load_end}. Batch 1, one thread everywhere (LiteRT `num_threads=1`, "
                  "ONNX Runtime intra/inter-op 1, TensorFlow intra/inter-op 1).  ")
     lines.append(f"Reference model: {LAYERS} x GRU({UNITS}), {TIME} steps, {FEATURES} features, "
@@ -394,17 +395,97 @@ def render(results):
     lines.append("")
     lines.append(targets(results))
     lines.append("")
-    lines.append(NOTES)
+    lines.append(notes(results))
     return "\n".join(lines)
 
 
-NOTES = """What stands between us and the targets (read from the rows above):
+def _range(values, spec=".1f"):
+    low, high = min(values), max(values)
+    return format(low, spec) if format(low, spec) == format(high, spec) else (
+        f"{format(low, spec)}-{format(high, spec)}")
+
+
+def _vs_ort_notes(results):
+    """The float32-vs-ONNX Runtime bullet's numbers, read from the rows."""
+    first = {}
+    for row in results["rows"]:
+        if "error" not in row and not row["streaming"]:
+            first.setdefault((row["variant"], row["mode"]), row)
+    f32 = {v: r for (v, m), r in first.items() if m == "float32" and r.get("ort_us")}
+    int8 = [r["latency_us"] / r["ort_us"] for (v, m), r in first.items()
+            if m == "int8" and r.get("ort_us")]
+    if not f32:
+        return ""
+    ort = {}
+    for row in results["rows"]:
+        if row.get("ort_us"):
+            ort.setdefault(row["variant"], []).append(row["ort_us"])
+    ort = {v: statistics.median(t) for v, t in ort.items()}
+    ratios = ", ".join(f"{v} {r['latency_us'] / r['ort_us']:.2f}x" for v, r in f32.items())
+    text = (f"\n  Across variants the float32 loop files run at {ratios} the latency of ONNX "
+            "Runtime on the same architecture.")
+    if "stacked" in f32 and "attention" in f32:
+        text += (
+            " The attention variants are the furthest behind: their second GRU layer also "
+            "returns its sequence (the pooling reads every state), and a `WHILE` loop that "
+            "returns its sequence writes each step's state by slicing the (50, 1, 64) output "
+            "buffer around step t and concatenating it back (7 more ops per step: 28 instead "
+            "of 21, with sizes known only at run time). The float32 attention file took "
+            f"{f32['attention']['latency_us'] - f32['stacked']['latency_us']:.0f} µs more than "
+            "the stacked one, ONNX Runtime's attention twin "
+            f"{ort['attention'] - ort['stacked']:.0f} µs more than its stacked twin. Measured "
+            "separately (same session, alternating runs): the stacked model with its second "
+            "layer returning its sequence and keeping the last step (the same function) ran "
+            "681 µs against 454 µs for the stacked file and 707 µs for the attention file, "
+            "so the sequence output, not the pooling's few ops, is the gap.")
+    if "stacked" in f32 and "cnn_gru" in f32:
+        text += (" The Conv1D front (cnn_gru minus stacked) cost "
+                 f"{f32['cnn_gru']['latency_us'] - f32['stacked']['latency_us']:.0f} µs in "
+                 f"TFLite and {ort['cnn_gru'] - ort['stacked']:.0f} µs in ONNX Runtime.")
+    if int8:
+        text += (f" The int8 files (unrolled, no loop) ran at {_range(int8, '.2f')}x ONNX "
+                 "Runtime's float32 latency across the variants.")
+    return text
+
+
+def notes(results):
+    """What stands between us and the targets; the numbers are read from `results`."""
+    first = {}
+    for row in results["rows"]:
+        if "error" not in row:
+            first.setdefault((row["variant"], row["mode"], row["streaming"]), row)
+    slow16 = [r["latency_us"] / first[(v, "int8", s)]["latency_us"]
+              for (v, m, s), r in first.items() if m == "int16x8" and (v, "int8", s) in first]
+    loop = [r["convert_s"] for r in results["rows"] if r.get("recipe") in ("loop", "step")]
+    unrolled = [r["convert_s"] for r in results["rows"]
+                if r.get("recipe") == "unrolled" and r["mode"] in ("int8", "int16x8")]
+    ort = {}
+    for row in results["rows"]:
+        if row.get("ort_us"):
+            ort.setdefault(row["variant"], []).append(row["ort_us"])
+    busy = [f"{row['variant']} {row['mode']}{' step' if row['streaming'] else ''}"
+            f"{' unrolled' if row.get('plan') == 'unrolled' else ''} (ONNX Runtime "
+            f"{row['ort_us']:.0f} µs against a median of {statistics.median(ort[row['variant']]):.0f})"
+            for row in results["rows"]
+            if row.get("ort_us") and row["ort_us"] > 1.15 * statistics.median(ort[row["variant"]])]
+    busy_note = ""
+    if busy:
+        busy_note = ("\n- Load: ONNX Runtime is timed beside every file, so its time shows the "
+                     "load each row ran under. These rows ran while the machine was busier than "
+                     "for the rest of their variant (ONNX Runtime over 15% above the variant's "
+                     "median), so their absolute latencies read high (their vs-ORT ratios, timed in "
+                     "alternating blocks, absorb part of it): " + "; ".join(busy) + ".")
+    meta = results["meta"]
+    load = f"{meta['load'].split()[0]} at the start"
+    if meta.get("load_end"):
+        load += f" and {meta['load_end'].split()[0]} at the end"
+    return f"""What stands between us and the targets (read from the rows above):
 
 - float32 vs ONNX Runtime: the `loop` file runs each GRU layer as a TFLite `WHILE` loop
   whose body has 21-28 small ops per step (counted in a converted 2-layer file), plus a
   3-op condition subgraph; ONNX Runtime runs one fused `GRU` kernel. The unrolled float32
   file removes the loop (row `float32 / unrolled`) at the cost of size. A fused kernel (TFLite has none for GRU) or a hand-written
-  `UNIDIRECTIONAL_SEQUENCE_*`-style op would be needed to reach 1.0x.
+  `UNIDIRECTIONAL_SEQUENCE_*`-style op would be needed to reach 1.0x.{_vs_ort_notes(results)}
 - int8 size: calibrated quantization only works on the unrolled graph (a calibrated
   `WHILE` loop crashes the converter, DESIGN.md fact 5), and the unrolled file holds one
   set of tensors and quantization parameters per time step, so it is larger than the
@@ -413,17 +494,17 @@ NOTES = """What stands between us and the targets (read from the rows above):
   and ~200 KB of graph structure for 1689 operators and 2000 tensors. The int8
   streaming step file holds the weights once and is the small int8 artefact (see
   `int8 step`).
-- int16x8 files ran 10-30x slower than int8 ones here (LiteRT showed no fast path
+- int16x8 files ran {_range(slow16, '.0f')}x slower than int8 ones here (LiteRT showed no fast path
   for 16x8 activations on this CPU). On the trained ItalyPowerDemand model the unrolled
   16x8 file failed verification (max error 0.47 on softmax outputs), so `to_tflite`
   refused to write it; the 16x8 step file passed.
 - Streaming per-frame latencies are measured from Python through the signature runner,
   so each frame carries the Python call overhead (a few µs); a C++ loop on a device
   avoids it.
-- Conversion time: the converter itself takes 2-6 s for loop and step files and
-  17-74 s for unrolled int8/16x8 files; the whole `to_tflite` call adds a child process
+- Conversion time: the converter itself takes {_range(loop) if loop else "?"} s for loop and step files and
+  {_range(unrolled) if unrolled else "?"} s for unrolled int8/16x8 files; the whole `to_tflite` call adds a child process
   (TensorFlow import), verification against Keras and, for streaming, the TFLM check.
-  This machine had a load average of ~8-10 on 2 cores during the run.
+  This machine had a load average of {load} (2 cores, shared with other jobs).{busy_note}
 """
 
 
@@ -512,7 +593,7 @@ def merge_results(previous, meta, new_rows, new_accuracy):
     old_keys = {_row_key(row) for row in previous["rows"]}
     if new_rows:
         if old_keys <= {_row_key(row) for row in new_rows}:
-            for key in ("command", "machine", "date", "load", "load_end", "runs"):
+            for key in ("command", "machine", "date", "load", "load_end", "code", "runs"):
                 merged.pop(key, None)
                 if key in meta:
                     merged[key] = meta[key]
@@ -531,6 +612,20 @@ def merge_results(previous, meta, new_rows, new_accuracy):
         "rows": _merge_rows(previous["rows"], new_rows, _row_key),
         "accuracy": _merge_rows(previous["accuracy"], new_accuracy, _accuracy_key),
     }
+
+
+def code_version():
+    """The commit of the code measured, and whether `export/` or `zoo/` had local changes."""
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                                capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "export", "zoo"],
+                               cwd=ROOT, text=True, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + (" with uncommitted changes in export/ or zoo/" if dirty.strip() else "")
 
 
 def main(argv=None):
@@ -583,6 +678,7 @@ def main(argv=None):
                        f"{platform.python_version()}, TF {tf.__version__}",
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "load": " ".join(f"{v:.1f}" for v in os.getloadavg()),
+            "code": code_version(),
             "runs": args.runs,
             "epochs": args.epochs,
         },
