@@ -115,6 +115,27 @@ def test_conv_batchnorm_blocks():
     assert model.get_layer("conv1d_0").get_config()["activation"] == "linear"
 
 
+def test_gru_fcn_has_a_recurrent_and_a_pooled_convolutional_branch():
+    # The published GRU-FCN configuration (Elsayed et al. 2018).
+    model = build_gru("gru_fcn", input_shape=(TIME, 1), num_outputs=2, units=8, num_layers=1,
+                      conv_layers=3, conv_filters=[128, 256, 128], conv_kernel_size=[8, 5, 3],
+                      conv_batchnorm=True)
+    branches = model.get_layer("branches")
+    assert isinstance(branches, keras.layers.Concatenate)
+    parents = {node.operation.name for node in branches._inbound_nodes[0].parent_nodes}
+    assert parents == {"branch_dropout", "global_average_pool"}
+    assert branches.output.shape == (None, 8 + 128)
+    assert model.get_layer("branch_dropout").rate == 0.8
+    # Conv weights 1*8*128 + 128*5*256 + 256*3*128 (+ biases), batch norm 4 per channel,
+    # GRU(8) on 1 feature 3*(8 + 64 + 16), softmax head 136*2 + 2.
+    assert model.count_params() == (1024 + 128 + 163840 + 256 + 98304 + 128
+                                    + 4 * (128 + 256 + 128) + 264 + 274)
+    # Per-step tasks keep both branches per step.
+    labels = build_gru("gru_fcn", input_shape=(TIME, 3), num_outputs=2, units=4,
+                       conv_filters=3, task="sequence_labeling")
+    assert labels.get_layer("branches").output.shape == (None, TIME, 4 + 3)
+
+
 def test_unrolled_and_static_batch():
     model = build_gru("stacked", input_shape=(TIME, 3), num_outputs=2, units=4, unroll=True,
                       batch_size=1)
@@ -165,6 +186,7 @@ BAD_ARGUMENTS = [
     (dict(batch_size=0), "batch_size", "batch_size=0"),
     (dict(input_noise=-0.1), "input_noise", "input_noise=-0.1"),
     (dict(variant="cnn_gru", conv_batchnorm=1), "conv_batchnorm", "conv_batchnorm=1"),
+    (dict(variant="gru_fcn", branch_dropout=1.0), "branch_dropout", "branch_dropout=1.0"),
 ]
 
 

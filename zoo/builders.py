@@ -192,6 +192,26 @@ def _cnn_gru_attention_body(x, spec, mask):
     return _attention_body(x, spec, mask)
 
 
+def _gru_fcn_body(x, spec, mask):
+    """GRU-FCN (Elsayed et al. 2018; LSTM-FCN, Karim et al. 2017): two branches side by side.
+
+    The recurrent branch reads the raw sequence (with its mask) and ends in a heavy
+    dropout; the fully convolutional branch (FCN, Wang et al. 2017) ends in global
+    average pooling over time. Their features are concatenated. For per-step tasks
+    both branches keep one vector per step (no pooling). Unlike the papers, the
+    recurrent branch runs over time rather than over a "dimension shuffle" of the
+    input, so masks and variable-length inputs keep working.
+    """
+    recurrent = _stacked_body(x, spec, mask)
+    if spec["branch_dropout"] > 0:
+        recurrent = keras.layers.Dropout(spec["branch_dropout"], name="branch_dropout")(recurrent)
+    conv, conv_mask = _conv_stack(x, spec, mask)
+    if not spec["sequence_output"]:
+        conv = keras.layers.GlobalAveragePooling1D(name="global_average_pool")(
+            conv, mask=conv_mask)
+    return keras.layers.Concatenate(name="branches")([recurrent, conv])
+
+
 VARIANTS = {
     v.name: v
     for v in [
@@ -209,6 +229,9 @@ VARIANTS = {
         Variant("cnn_gru_attention", "Conv1D feature extractor, recurrent stack and "
                 "attention pooling.", _cnn_gru_attention_body, uses_conv=True,
                 uses_attention=True),
+        Variant("gru_fcn", "GRU-FCN: a recurrent branch beside a fully convolutional branch "
+                "with global average pooling, concatenated (Elsayed et al. 2018).",
+                _gru_fcn_body, uses_conv=True),
     ]
 }
 
@@ -269,6 +292,7 @@ def build_gru(
     conv_layers=1,
     conv_batchnorm=False,
     pool_size=1,
+    branch_dropout=0.8,
     dense_units=None,
     head_dropout=0.0,
     batch_size=None,
@@ -314,6 +338,10 @@ def build_gru(
         conv_batchnorm: bool, batch normalization after each convolution (FCN-style
             blocks). Defaults to `False`.
         pool_size: int, max-pooling factor after the convolutions (`1`: none).
+        branch_dropout: float, `gru_fcn` only: dropout on the recurrent branch's output.
+            Defaults to `0.8` (Karim et al. 2017). The published GRU-FCN also uses
+            `conv_layers=3, conv_filters=[128, 256, 128], conv_kernel_size=[8, 5, 3],
+            conv_batchnorm=True` and a small recurrent layer (`units=8, num_layers=1`).
         dense_units: int or `None`, a hidden ReLU layer before the output.
         head_dropout: float, dropout before the output layer. Defaults to `0.0`.
         batch_size: int or `None`, a static batch size (export rebuilds with 1).
@@ -398,6 +426,10 @@ def build_gru(
             _raise("pool_size", pool_size, f"1 for the per-step task {task!r} (pooling "
                    "would shorten the output sequence)")
         spec["pool_size"] = pool_size
+    if variant == "gru_fcn":
+        if not _rate(branch_dropout):
+            _raise("branch_dropout", branch_dropout, "a float in [0, 1)")
+        spec["branch_dropout"] = branch_dropout
     if dense_units is not None and not _positive_int(dense_units):
         _raise("dense_units", dense_units, "a positive int or None")
     if not _rate(head_dropout):
