@@ -434,14 +434,10 @@ def _vs_ort_notes(results):
             f"{f32['attention']['latency_us'] - f32['stacked']['latency_us']:.0f} µs more than "
             "the stacked one, ONNX Runtime's attention twin "
             f"{ort['attention'] - ort['stacked']:.0f} µs more than its stacked twin. Measured "
-            "separately (same session, alternating runs): the stacked model with its second "
+            "separately (2026-11-25, alternating runs): the stacked model with its second "
             "layer returning its sequence and keeping the last step (the same function) ran "
             "681 µs against 454 µs for the stacked file and 707 µs for the attention file, "
             "so the sequence output, not the pooling's few ops, is the gap.")
-    if "stacked" in f32 and "cnn_gru" in f32:
-        text += (" The Conv1D front (cnn_gru minus stacked) cost "
-                 f"{f32['cnn_gru']['latency_us'] - f32['stacked']['latency_us']:.0f} µs in "
-                 f"TFLite and {ort['cnn_gru'] - ort['stacked']:.0f} µs in ONNX Runtime.")
     if int8:
         text += (f" The int8 files (unrolled, no loop) ran at {_range(int8, '.2f')}x ONNX "
                  "Runtime's float32 latency across the variants.")
@@ -454,8 +450,13 @@ def notes(results):
     for row in results["rows"]:
         if "error" not in row:
             first.setdefault((row["variant"], row["mode"], row["streaming"]), row)
-    slow16 = [r["latency_us"] / first[(v, "int8", s)]["latency_us"]
-              for (v, m, s), r in first.items() if m == "int16x8" and (v, "int8", s) in first]
+    slow16 = {streaming: [r["latency_us"] / first[(v, "int8", s)]["latency_us"]
+                          for (v, m, s), r in first.items()
+                          if m == "int16x8" and s == streaming and (v, "int8", s) in first]
+              for streaming in (False, True)}
+    slow16_text = " and ".join(
+        f"{_range(ratios, '.0f')}x ({'step files' if streaming else 'full-sequence files'})"
+        for streaming, ratios in slow16.items() if ratios) or "?"
     loop = [r["convert_s"] for r in results["rows"] if r.get("recipe") in ("loop", "step")]
     unrolled = [r["convert_s"] for r in results["rows"]
                 if r.get("recipe") == "unrolled" and r["mode"] in ("int8", "int16x8")]
@@ -494,7 +495,7 @@ def notes(results):
   and ~200 KB of graph structure for 1689 operators and 2000 tensors. The int8
   streaming step file holds the weights once and is the small int8 artefact (see
   `int8 step`).
-- int16x8 files ran {_range(slow16, '.0f')}x slower than int8 ones here (LiteRT showed no fast path
+- int16x8 files ran {slow16_text} slower than int8 ones here (LiteRT showed no fast path
   for 16x8 activations on this CPU). On the trained ItalyPowerDemand model the unrolled
   16x8 file failed verification (max error 0.47 on softmax outputs), so `to_tflite`
   refused to write it; the 16x8 step file passed.
