@@ -1,6 +1,6 @@
 """PyTorch twins of zoo models, with the Keras weights copied, for the ONNX Runtime peer.
 
-`torch_twin(model)` walks the layers of a `zoo.build_gru` model (float inputs, no mask)
+`torch_twin(model)` walks the graph of a `zoo.build_gru` model (float inputs, no mask)
 and builds a `torch.nn.Module` that computes the same function:
 
 - `Conv1D` (`padding="same"` or `"valid"`, stride 1): `nn.Conv1d`; "same" pads like
@@ -17,9 +17,11 @@ and builds a `torch.nn.Module` that computes the same function:
   sum of the states: plain matmul/tanh/softmax/sum, no approximation;
 - `MultiHeadAttentionPooling` (zoo): Keras `MultiHeadAttention` written out (query, key,
   value and output projections, query scaled by 1/sqrt(key_dim), softmax over time);
+- `GlobalAveragePooling1D` (mean over time), `Concatenate` (the `gru_fcn` branches);
 - `Dense` (with its activation), `Activation`, `Dropout`/`GaussianNoise` (identity at
   inference).
 
+The twin follows the model's functional graph (`model.operations`), so branches work.
 Anything else (masking, embeddings, per-step tasks' self-attention) raises
 `NotImplementedError` rather than building a twin that computes something else.
 """
@@ -94,7 +96,10 @@ def _copy_gru(gru, layer, suffix=""):
 
 
 def _blocks(model):
-    """Torch modules, one per Keras layer, in order; each maps (batch, time, features)."""
+    """The model's graph as torch modules: `([(module, input keys, output key)], in, out)`.
+
+    Walks `model.operations` (topological order); a module of `None` is the identity.
+    """
     import torch
 
     class Conv(torch.nn.Module):
@@ -261,44 +266,77 @@ def _blocks(model):
         def forward(self, x):
             return self.activation(x)
 
-    blocks = []
-    time = model.input_shape[1]
-    for layer in model.layers:
-        kind = type(layer).__name__
+    class GlobalAveragePool(torch.nn.Module):
+        def forward(self, x):
+            return torch.mean(x, dim=1)
+
+    class Concatenate(torch.nn.Module):
+        def __init__(self, layer):
+            super().__init__()
+            self.axis = layer.axis
+
+        def forward(self, *xs):
+            return torch.cat(xs, dim=self.axis)
+
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise NotImplementedError("only one input and one output")
+    if len(model.input_shape) != 3 or model.inputs[0].dtype != "float32":
+        raise NotImplementedError("only float (batch, time, features) inputs")
+    steps = {_key(model.inputs[0]): model.input_shape[1]}  # time steps of each tensor
+    nodes = []  # (module or None for the identity, input keys, output key)
+    for operation in model.operations:
+        kind = type(operation).__name__
         if kind == "InputLayer":
-            if len(model.input_shape) != 3 or model.inputs[0].dtype != "float32":
-                raise NotImplementedError("only float (batch, time, features) inputs")
             continue
+        if len(operation._inbound_nodes) != 1:
+            raise NotImplementedError(f"{operation.name!r} is called more than once")
+        inputs = _flat(operation.input)
+        if kind in ("Masking", "Embedding") or getattr(inputs[0], "_keras_mask", None) is not None:
+            raise NotImplementedError(f"{operation.name!r}: masks have no twin")
+        keys = [_key(t) for t in inputs]
+        if any(k not in steps for k in keys):
+            raise NotImplementedError(f"{operation.name!r} reads a tensor this walk did not make")
+        time = steps[keys[0]]
+        layer = operation
         if kind in ("Dropout", "GaussianNoise", "GaussianDropout", "SpatialDropout1D"):
-            continue  # the identity at inference
-        if kind == "Conv1D":
-            blocks.append(Conv(layer))
+            block = None  # the identity at inference
+        elif kind == "Conv1D":
+            block = Conv(layer)
             if layer.padding == "valid":
                 time = time - layer.kernel_size[0] + 1
         elif kind == "BatchNormalization":
-            blocks.append(BatchNorm(layer))
+            block = BatchNorm(layer)
         elif kind == "MaxPooling1D":
-            blocks.append(MaxPool(layer, time))
+            block = MaxPool(layer, time)
             time = layer.compute_output_shape((1, time, 1))[1]
         elif kind in ("GRU", "Bidirectional"):
-            blocks.append(Recurrent(layer))
+            block = Recurrent(layer)
         elif kind == "AttentionPooling":
-            blocks.append(AdditivePooling(layer))
+            block = AdditivePooling(layer)
         elif kind == "MultiHeadAttentionPooling":
-            blocks.append(MultiHeadPooling(layer))
+            block = MultiHeadPooling(layer)
+        elif kind == "GlobalAveragePooling1D":
+            if layer.data_format != "channels_last" or layer.keepdims:
+                raise NotImplementedError(f"{layer.name!r}: channels_last, keepdims=False only")
+            block = GlobalAveragePool()
+        elif kind == "Concatenate":
+            block = Concatenate(layer)
         elif kind == "Dense":
-            blocks.append(Dense(layer))
+            block = Dense(layer)
         elif kind == "Activation":
-            blocks.append(Activation(layer))
+            block = Activation(layer)
         else:
-            raise NotImplementedError(f"layer {layer.name!r} ({kind}) has no PyTorch twin")
-    # The walk assumes a chain: every layer's input is the previous layer's output.
-    for previous, layer in zip(model.layers, model.layers[1:]):
-        inbound = [t._keras_history.operation for t in _flat(layer.input)]
-        if inbound != [previous]:
-            raise NotImplementedError(f"{layer.name!r} does not follow {previous.name!r}: "
-                                      "only a chain of layers has a twin")
-    return blocks
+            raise NotImplementedError(f"layer {operation.name!r} ({kind}) has no PyTorch twin")
+        output = _key(operation.output)
+        steps[output] = time
+        nodes.append((block, keys, output))
+    return nodes, _key(model.inputs[0]), _key(model.outputs[0])
+
+
+def _key(tensor):
+    """A Keras tensor's place in the functional graph: (operation, node, index)."""
+    operation, node_index, tensor_index = tensor._keras_history
+    return operation.name, node_index, tensor_index
 
 
 def _flat(value):
@@ -310,16 +348,24 @@ def torch_twin(model):
     import torch
 
     class Twin(torch.nn.Module):
-        def __init__(self, blocks):
+        def __init__(self, nodes, input_key, output_key):
             super().__init__()
-            self.blocks = torch.nn.ModuleList(blocks)
+            self.blocks = torch.nn.ModuleList([b for b, _, _ in nodes if b is not None])
+            self.wiring = []  # (index in blocks or None, input keys, output key)
+            index = 0
+            for block, keys, output in nodes:
+                self.wiring.append((None if block is None else index, keys, output))
+                index += block is not None
+            self.input_key, self.output_key = input_key, output_key
 
         def forward(self, x):
-            for block in self.blocks:
-                x = block(x)
-            return x
+            values = {self.input_key: x}
+            for index, keys, output in self.wiring:
+                args = [values[k] for k in keys]
+                values[output] = args[0] if index is None else self.blocks[index](*args)
+            return values[self.output_key]
 
-    return Twin(_blocks(model)).eval()
+    return Twin(*_blocks(model)).eval()
 
 
 def export_onnx(twin, x, path):
