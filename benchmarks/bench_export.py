@@ -353,7 +353,8 @@ def render(results):
                  "call `model(x)`, and ONNX Runtime on a PyTorch twin of each variant with the "
                  "Keras weights copied (`benchmarks/torch_twins.py`: `nn.GRU` per layer, exported "
                  "as the fused ONNX `GRU` op; `nn.Conv1d` with ReLU; the attention pooling "
-                 "written out as matmul, tanh, softmax over time and a weighted sum). ONNX "
+                 "written out as matmul, tanh, softmax over time and a weighted sum; "
+                 "`gru_fcn`'s branches joined by a mean over time and a concatenation). ONNX "
                  "Runtime's latency here is the median of its latencies measured beside each "
                  "of the variant's files (the \"vs ORT\" ratios use the one beside each file); its "
                  "outputs are checked against Keras and the float32 TFLite file on the 100 "
@@ -585,7 +586,8 @@ def merge_results(previous, meta, new_rows, new_accuracy):
     The latency meta (command, date, load, runs) becomes this run's when this run
     replaced every previous latency row; the accuracy meta (`accuracy_command`,
     `accuracy_date`, epochs) likewise for the accuracy rows. A partial run is recorded
-    as "previous command` then `this command" and keeps the previous date and load.
+    as "previous command` then `this command" (date and commit likewise "A then B") and
+    keeps the previous load averages.
     """
     old_meta = dict(previous["meta"])
     old_meta.setdefault("accuracy_command", old_meta["command"])
@@ -600,6 +602,9 @@ def merge_results(previous, meta, new_rows, new_accuracy):
                     merged[key] = meta[key]
         else:
             merged["command"] = old_meta["command"] + "` then `" + meta["command"]
+            for key in ("date", "code"):  # rows from two runs: say so
+                if old_meta.get(key) and meta.get(key) and old_meta[key] != meta[key]:
+                    merged[key] = f"{old_meta[key]} then {meta[key]}"
     old_accuracy = {_accuracy_key(row) for row in previous["accuracy"]}
     if new_accuracy:
         if old_accuracy <= {_accuracy_key(row) for row in new_accuracy}:
