@@ -586,8 +586,8 @@ def merge_results(previous, meta, new_rows, new_accuracy):
     The latency meta (command, date, load, runs) becomes this run's when this run
     replaced every previous latency row; the accuracy meta (`accuracy_command`,
     `accuracy_date`, epochs) likewise for the accuracy rows. A partial run is recorded
-    as "previous command` then `this command" (date and commit likewise "A then B") and
-    keeps the previous load averages.
+    as "previous command` then `this command" (date, commit and load averages
+    likewise "A then B").
     """
     old_meta = dict(previous["meta"])
     old_meta.setdefault("accuracy_command", old_meta["command"])
@@ -602,7 +602,7 @@ def merge_results(previous, meta, new_rows, new_accuracy):
                     merged[key] = meta[key]
         else:
             merged["command"] = old_meta["command"] + "` then `" + meta["command"]
-            for key in ("date", "code"):  # rows from two runs: say so
+            for key in ("date", "code", "load", "load_end"):  # rows from two runs: say so
                 if old_meta.get(key) and meta.get(key) and old_meta[key] != meta[key]:
                     merged[key] = f"{old_meta[key]} then {meta[key]}"
     old_accuracy = {_accuracy_key(row) for row in previous["accuracy"]}
