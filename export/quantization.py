@@ -7,11 +7,16 @@ ONE constant tensor each, shared by all those ops. The step inputs `h_{t-1}` are
 calibrated one by one, so each op gets its own input scale. TFLite's quantizer for
 16-bit activations (the "legacy" quantizer, which the converter still uses for
 `int16x8`; int8 goes through the MLIR quantizer, which duplicates shared constants)
-quantizes the shared int64 bias ONCE, with `input_scale * weight_scale` of one of the
-ops. The kernels add the stored integers as they are, so every other step adds its
-bias scaled by `its input scale / that op's input scale` (measured on the trained
-ItalyPowerDemand model: factors up to 3.6x). The error builds up over the steps:
-max 0.99 on softmax outputs, test accuracy 0.969 -> 0.849.
+quantizes the shared int64 bias ONCE, with `input_scale * weight_scale` of the first
+op (`QuantizeBiases` in tensorflow/lite/tools/optimize/quantize_model.cc skips a bias
+that is already quantized; it makes per-op copies only in some graphs, e.g. when the
+constant also feeds another op). The kernels add the stored integers as they are, so
+every other step adds its bias scaled by `its input scale / the first op's input
+scale` (measured on Keras's unrolled GRU of the trained ItalyPowerDemand model:
+factors up to 3.6x). The error builds up over the steps: max 0.99 on softmax outputs,
+test accuracy 0.969 -> 0.849. The unrolled recipe's own GRU graph
+(`export.recipes.HoistedGRU`) happens to get per-op copies; LSTM and SimpleRNN layers
+(Keras's unrolled graph) do not.
 
 The fix, in the order `quantize_int16x8` applies it:
 
@@ -228,8 +233,8 @@ def quantize_int16x8(converter, *, io_dtype, allow_float):
             notes.append(
                 f"int16x8: {info['shared_biases']} bias tensor(s) shared by "
                 f"{info['ops']} ops (unrolled time steps); their inputs were given one "
-                f"common calibrated range ({info['inputs_widened']} widened), because "
-                "TFLite's 16x8 quantizer stores a shared bias with one op's scale"
+                f"common calibrated range ({info['inputs_widened']} widened): TFLite's "
+                "16x8 quantizer may store a shared bias with one op's scale"
             )
     except Exception as error:  # noqa: BLE001 (private hooks: the plain path + repair below)
         notes.append(f"int16x8: calibrate-then-quantize path unavailable "
