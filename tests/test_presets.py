@@ -45,7 +45,9 @@ def test_preset_files_are_small_and_packaged(name):
     patterns = [p.strip() for p in cfg["options.package_data"]["zoo"].split(",")]
     for suffix in (".json", ".weights.h5"):
         path = ROOT / "zoo" / "presets" / f"{name}{suffix}"
-        assert path.stat().st_size < 200 * 1024
+        # The wheel carries every preset; the largest is GunPoint's GRU-FCN (266k
+        # parameters, 1.1 MB of float32 weights, its published size).
+        assert path.stat().st_size < 1280 * 1024
         relative = f"presets/{path.name}"
         assert any(fnmatch.fnmatch(relative, p) for p in patterns), relative
 

@@ -195,6 +195,8 @@ def model_config(dataset_name, variant, cell, overrides):
     if not VARIANTS[variant].uses_attention:
         for key in ("attention", "attention_heads"):
             config.pop(key, None)
+    if variant != "gru_fcn":
+        config.pop("branch_dropout", None)
     return config
 
 
