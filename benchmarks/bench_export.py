@@ -118,6 +118,31 @@ def onnxruntime_peer(model, variant, inputs, workdir):
 # === Benchmark ===
 
 
+def file_structure(path):
+    """Operators, tensors and constant bytes of a `.tflite` file, per subgraph and in all.
+
+    `subgraph_ops` lists the operator count of each subgraph (a `loop` file: the main
+    graph, then each `WHILE` loop's condition and body); `weight_bytes` is the size of
+    the constant buffers, `quant_params` the number of scale/zero-point pairs.
+    """
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(pathlib.Path(path).read_bytes())
+    quant_params = 0
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors or []:
+            q = tensor.quantization
+            if q is not None and q.scale is not None:
+                quant_params += len(q.scale)
+    return {
+        "subgraph_ops": [len(s.operators or []) for s in model.subgraphs],
+        "operators": sum(len(s.operators or []) for s in model.subgraphs),
+        "tensors": sum(len(s.tensors or []) for s in model.subgraphs),
+        "weight_bytes": sum(len(b.data) for b in model.buffers if b.data is not None),
+        "quant_params": quant_params,
+    }
+
+
 def reference_model(variant, seed=0):
     import keras
 
@@ -231,7 +256,10 @@ def bench_variant(variant, modes, runs, workdir, log, rows, extra_only=False):
             keras_batch_us=keras_batch_us,
             keras_call_us=keras_call_us,
             tflm=result.tflm,
+            structure=file_structure(path),
         )
+        if result.notes:
+            row["notes"] = list(result.notes)
         if ort_us is not None:
             row["ort_us"] = ort_us
             row["ort_vs_keras"] = peer["max_abs_vs_keras"]
@@ -273,7 +301,10 @@ def accuracy_rows(variants, modes, workdir, log, epochs, rows):
                                    check_tflm=False)
                 row.update(keras=result.evaluation["keras"], tflite=result.evaluation["tflite"],
                            change=result.evaluation["change"], samples=result.evaluation["samples"],
-                           max_abs_error=result.max_abs_error)
+                           max_abs_error=result.max_abs_error, recipe=result.recipe,
+                           size=result.size)
+                if result.notes:
+                    row["notes"] = list(result.notes)
             except Exception as error:  # noqa: BLE001
                 row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
             rows.append(row)
@@ -704,7 +735,8 @@ def main(argv=None):
         json_path.write_text(json.dumps(current(), indent=1, default=float))
 
     def log(row, save_now=True):
-        print(json.dumps({k: v for k, v in row.items() if k != "tflm"}, default=float), flush=True)
+        print(json.dumps({k: v for k, v in row.items() if k not in ("tflm", "structure")},
+                         default=float), flush=True)
         if save_now:
             save()
 
