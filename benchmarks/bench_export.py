@@ -457,12 +457,15 @@ def _vs_ort_notes(results):
     text = (f"\n  Across variants the float32 loop files run at {ratios} the latency of ONNX "
             "Runtime on the same architecture.")
     if "stacked" in f32 and "attention" in f32:
+        bodies = sorted(set(_loop_bodies(f32["stacked"])[0] + _loop_bodies(f32["attention"])[0]))
+        seq_ops = (f"{bodies[-1] - bodies[0]} more ops per step: {bodies[-1]} instead of {bodies[0]}"
+                   if len(bodies) == 2 else "7 more ops per step: 28 instead of 21")
         text += (
             " The attention variants are the furthest behind: their second GRU layer also "
             "returns its sequence (the pooling reads every state), and a `WHILE` loop that "
             "returns its sequence writes each step's state by slicing the (50, 1, 64) output "
-            "buffer around step t and concatenating it back (7 more ops per step: 28 instead "
-            "of 21, with sizes known only at run time). The float32 attention file took "
+            f"buffer around step t and concatenating it back ({seq_ops}, with sizes known only "
+            "at run time). The float32 attention file took "
             f"{f32['attention']['latency_us'] - f32['stacked']['latency_us']:.0f} µs more than "
             "the stacked one, ONNX Runtime's attention twin "
             f"{ort['attention'] - ort['stacked']:.0f} µs more than its stacked twin. Measured "
@@ -476,12 +479,65 @@ def _vs_ort_notes(results):
     return text
 
 
+def _loop_bodies(row):
+    """Op counts of the `WHILE` bodies of a `loop` file (subgraphs after the main one
+    with more than a condition's few ops) and of its conditions."""
+    ops = (row or {}).get("structure", {}).get("subgraph_ops", [])[1:]
+    return [n for n in ops if n > 3], [n for n in ops if n <= 3]
+
+
+def _per_step(row):
+    """Operators per recurrent layer and time step of an unrolled stacked file."""
+    return row["structure"]["operators"] / (LAYERS * TIME)
+
+
+def _accuracy_notes(results):
+    """The accuracy bullet: change per mode across variants, failures with their error."""
+    accuracy = results.get("accuracy") or []
+    if not accuracy:
+        return ""
+    variants = list(dict.fromkeys(r["variant"] for r in accuracy))
+    by_mode = {}
+    for row in accuracy:
+        mode = row["mode"] + (" step" if row["streaming"] else "")
+        by_mode.setdefault(mode, []).append(row)
+    parts = []
+    for mode, rows in by_mode.items():
+        changes = [r["change"] for r in rows if "error" not in r]
+        if changes:
+            low, high = min(changes), max(changes)
+            span = f"{low:+.4f}" if f"{low:+.4f}" == f"{high:+.4f}" else f"{low:+.4f} to {high:+.4f}"
+            parts.append(f"{mode} {span} ({len(changes)} of {len(rows)} files)")
+        else:
+            parts.append(f"{mode}: no file ({len(rows)} failed)")
+    failed = [r for r in accuracy if "error" not in r and r["change"] < 0]
+    if failed:
+        worst = min(failed, key=lambda r: r["change"])
+        parts.append(f"largest drop {worst['variant']} {worst['mode']}"
+                     f"{' step' if worst['streaming'] else ''} {worst['change']:+.4f} (max error vs "
+                     f"Keras {worst['max_abs_error']:.2g})")
+    failed = [r for r in accuracy if "error" in r]
+    text = (f"\n- Accuracy on ItalyPowerDemand ({len(variants)} variants, {len(accuracy)} files): "
+            "test accuracy change, TFLite minus Keras, per mode: " + "; ".join(parts) + ". ")
+    samples = accuracy[0].get("samples")
+    if samples:
+        text += f"One test sequence is {1 / samples:.4f}. "
+    if failed:
+        text += ("These did not export: " + "; ".join(
+            f"{r['variant']} {r['mode']}{' step' if r['streaming'] else ''} ({r['error'].rstrip('.')})"
+            for r in failed) + ".")
+    else:
+        text += "Every file converted and passed verification against Keras."
+    return text
+
+
 def notes(results):
     """What stands between us and the targets; the numbers are read from `results`."""
     first = {}
     for row in results["rows"]:
         if "error" not in row:
             first.setdefault((row["variant"], row["mode"], row["streaming"]), row)
+    variants = list(dict.fromkeys(r["variant"] for r in results["rows"]))
     slow16 = {streaming: [r["latency_us"] / first[(v, "int8", s)]["latency_us"]
                           for (v, m, s), r in first.items()
                           if m == "int16x8" and s == streaming and (v, "int8", s) in first]
@@ -492,6 +548,12 @@ def notes(results):
     loop = [r["convert_s"] for r in results["rows"] if r.get("recipe") in ("loop", "step")]
     unrolled = [r["convert_s"] for r in results["rows"]
                 if r.get("recipe") == "unrolled" and r["mode"] in ("int8", "int16x8")]
+    unrolled_f32 = next((r for r in results["rows"] if r.get("recipe") == "unrolled"
+                         and r["mode"] == "float32" and r["variant"] == "stacked"
+                         and "error" not in r), None)
+    totals = [r["total_s"] for r in results["rows"] if "total_s" in r]
+    slow_convert = [f"{r['variant']} {r['mode']}{' step' if r['streaming'] else ''} "
+                    f"{r['convert_s']:.1f} s" for r in results["rows"] if r.get("convert_s", 0) > 10]
     ort = {}
     for row in results["rows"]:
         if row.get("ort_us"):
@@ -512,31 +574,118 @@ def notes(results):
     load = f"{meta['load'].split()[0]} at the start"
     if meta.get("load_end"):
         load += f" and {meta['load_end'].split()[0]} at the end"
+
+    # float32: the loop bodies and the unrolled float32 file.
+    f32 = first.get(("stacked", "float32", False))
+    bodies, conds = _loop_bodies(f32)
+    att_bodies, _ = _loop_bodies(first.get(("attention", "float32", False)))
+    if bodies:
+        loop_text = (f"whose body has {_range(bodies + att_bodies, '.0f')} small ops per step "
+                     f"(stacked: {' and '.join(map(str, bodies))} for its two layers; attention: "
+                     f"{' and '.join(map(str, att_bodies)) or '?'}), plus a "
+                     f"{_range(conds, '.0f')}-op condition subgraph")
+    else:
+        loop_text = "whose body has 21-28 small ops per step, plus a 3-op condition subgraph"
+    unrolled_text = "The unrolled float32 file removes the loop (row `float32 / unrolled`)"
+    if unrolled_f32 and f32:
+        unrolled_text += (f": {unrolled_f32['latency_us'] / unrolled_f32['ort_us']:.2f}x ONNX Runtime "
+                          if unrolled_f32.get("ort_us") else ": ")
+        unrolled_text += (f"at {unrolled_f32['size'] / f32['size']:.2f}x the loop file's size "
+                          f"({unrolled_f32['size'] / 1024:.0f} KB against {f32['size'] / 1024:.0f} KB)")
+        if "structure" in unrolled_f32:
+            unrolled_text += (f", {unrolled_f32['structure']['operators']} operators "
+                              f"({_per_step(unrolled_f32):.1f} per layer and step: the input "
+                              "projection is computed once for all steps, see int8 below)")
+    unrolled_text += "."
+
+    # int8: size, structure, per-variant ratios.
+    i8 = first.get(("stacked", "int8", False))
+    i8_step = first.get(("stacked", "int8", True))
+    size_ratios = {v: first[(v, "int8", False)]["size"] / first[(v, "float32", False)]["size"]
+                   for v in variants if (v, "int8", False) in first and (v, "float32", False) in first}
+    speed_ratios = {v: first[(v, "int8", False)]["latency_us"] / first[(v, "float32", False)]["latency_us"]
+                    for v in size_ratios}
+    int8_text = ""
+    if i8 and "structure" in i8:
+        s = i8["structure"]
+        int8_text = (
+            f" Since the unrolled recipe computes each GRU layer's input projection once for all "
+            f"steps (two `FULLY_CONNECTED` ops before the steps, `HoistedGRU`), each step keeps the "
+            f"recurrent projection and the gates: the stacked int8 file has {s['operators']} "
+            f"operators ({_per_step(i8):.1f} per layer and step) and {s['tensors']} tensors. Its "
+            f"{i8['size'] / 1024:.0f} KB hold {s['weight_bytes'] / 1024:.0f} KB of constant buffers "
+            f"(int8 weights, int32 biases), {s['quant_params']} scale/zero-point pairs "
+            f"(~{s['quant_params'] * 12 / 1024:.0f} KB as float32 scales and int64 zero points) "
+            f"and, for the rest (~{(i8['size'] - s['weight_bytes'] - 12 * s['quant_params']) / 1024:.0f} "
+            "KB), the graph structure.")
+    if size_ratios:
+        int8_text += (" int8 size / float32 loop size per variant: "
+                      + ", ".join(f"{v} {r:.2f}x" for v, r in size_ratios.items()) + ".")
+        if all(r > 1 for r in size_ratios.values()):
+            int8_text += " Every unrolled int8 file is still larger than its float32 loop file."
+    if i8_step and f32:
+        int8_text += (f" The int8 streaming step file holds the weights once and is the small int8 "
+                      f"artefact: {i8_step['size'] / 1024:.0f} KB, {i8_step['size'] / f32['size']:.2f}x "
+                      "the float32 loop file (row `int8 step`).")
+    speed_text = ""
+    if speed_ratios:
+        speed_text = ("\n- int8 latency / float32 loop latency per variant: "
+                      + ", ".join(f"{v} {r:.2f}x" for v, r in speed_ratios.items())
+                      + " (target <= 0.5x).")
+
+    # int16x8: speed, the trained-model rows and the repairs.
+    acc16 = [r for r in results.get("accuracy") or [] if r["mode"] == "int16x8"]
+    acc16_ok = [r for r in acc16 if "error" not in r]
+    acc16_failed = [r for r in acc16 if "error" in r]
+    repaired = [r for r in results["rows"] + (results.get("accuracy") or [])
+                if r.get("notes") and r["mode"] == "int16x8"]
+    int16_text = ""
+    if acc16:
+        int16_text = (f" On the trained ItalyPowerDemand models {len(acc16_ok)} of {len(acc16)} "
+                      "int16x8 files converted and passed verification")
+        if acc16_ok:
+            changes = [r["change"] for r in acc16_ok]
+            errors = [r["max_abs_error"] for r in acc16_ok]
+            int16_text += (f" (accuracy change {min(changes):+.4f} to {max(changes):+.4f}, max "
+                           f"error vs Keras {min(errors):.2g} to {max(errors):.2g})")
+        int16_text += "."
+        if acc16_failed:
+            int16_text += " Failed (the error is quoted under Accuracy below): " + ", ".join(
+                f"{r['variant']} {r['mode']}{' step' if r['streaming'] else ''}"
+                for r in acc16_failed) + "."
+    if repaired:
+        def tally(rows):
+            files = [r for r in rows if r["mode"] == "int16x8" and "error" not in r]
+            return sum(bool(r.get("notes")) for r in files), len(files)
+
+        trained, trained_all = tally(results.get("accuracy") or [])
+        reference, reference_all = tally(results["rows"])
+        example = next((r for r in repaired if r["variant"] == "stacked"), repaired[0])
+        int16_text += (f" `to_tflite` reported a repair (`ExportResult.notes`) for {trained} of the "
+                       f"{trained_all} int16x8 files of the trained models and {reference} of the "
+                       f"{reference_all} of the untrained reference models (whose GRU biases are "
+                       f"still zero); for {example['variant']}: \"{example['notes'][0]}\".")
+
     return f"""What stands between us and the targets (read from the rows above):
 
 - float32 vs ONNX Runtime: the `loop` file runs each GRU layer as a TFLite `WHILE` loop
-  whose body has 21-28 small ops per step (counted in a converted 2-layer file), plus a
-  3-op condition subgraph; ONNX Runtime runs one fused `GRU` kernel. The unrolled float32
-  file removes the loop (row `float32 / unrolled`) at the cost of size. A fused kernel (TFLite has none for GRU) or a hand-written
+  {loop_text}; ONNX Runtime runs one fused `GRU` kernel. {unrolled_text}
+  A fused kernel (TFLite has none for GRU) or a hand-written
   `UNIDIRECTIONAL_SEQUENCE_*`-style op would be needed to reach 1.0x.{_vs_ort_notes(results)}
 - int8 size: calibrated quantization only works on the unrolled graph (a calibrated
   `WHILE` loop crashes the converter, DESIGN.md fact 5), and the unrolled file holds one
-  set of tensors and quantization parameters per time step, so it is larger than the
-  float32 loop file even after intermediate tensor names are stripped. Measured on the
-  stacked int8 file (276 KB): 40 KB of int8 weights, 33 KB of quantization parameters,
-  and ~200 KB of graph structure for 1689 operators and 2000 tensors. The int8
-  streaming step file holds the weights once and is the small int8 artefact (see
-  `int8 step`).
+  set of tensors and quantization parameters per time step, so it is larger than a
+  single copy of the weights even after intermediate tensor names are stripped.{int8_text}{speed_text}
 - int16x8 files ran {slow16_text} slower than int8 ones here (LiteRT showed no fast path
-  for 16x8 activations on this CPU). On the trained ItalyPowerDemand model the unrolled
-  16x8 file failed verification (max error 0.47 on softmax outputs), so `to_tflite`
-  refused to write it; the 16x8 step file passed.
+  for 16x8 activations on this CPU).{int16_text}{_accuracy_notes(results)}
 - Streaming per-frame latencies are measured from Python through the signature runner,
   so each frame carries the Python call overhead (a few µs); a C++ loop on a device
   avoids it.
-- Conversion time: the converter itself takes {_range(loop) if loop else "?"} s for loop and step files and
-  {_range(unrolled) if unrolled else "?"} s for unrolled int8/16x8 files; the whole `to_tflite` call adds a child process
+- Conversion time: the converter itself takes {_range(loop) if loop else "?"} s for loop and step files,
+  {_range(unrolled) if unrolled else "?"} s for unrolled int8/16x8 files{f" and {unrolled_f32['convert_s']:.1f} s for the unrolled float32 file" if unrolled_f32 else ""}; the whole `to_tflite` call
+  ({_range(totals) if totals else "?"} s; {sum(t > 10 for t in totals)} of {len(totals)} over 10 s) adds a child process
   (TensorFlow import), verification against Keras and, for streaming, the TFLM check.
+  Converter times over 10 s: {"; ".join(slow_convert) or "none"}.
   This machine had a load average of {load} (2 cores, shared with other jobs).{busy_note}
 """
 
@@ -565,8 +714,14 @@ def targets(results):
                    "(target <= 0.5x)")
         out.append(f"- int8 size / float32 size: {i8['size'] / f32['size']:.2f}x (target <= 0.3x)")
     if f32 and step:
-        out.append(f"- streaming per-step latency x {TIME} / full-sequence: "
-                   f"{step['latency_us'] / f32['latency_us']:.2f}x (target <= 1.5x)")
+        line = (f"- streaming per-step latency x {TIME} / full-sequence: "
+                f"{step['latency_us'] / f32['latency_us']:.2f}x (target <= 1.5x)")
+        if step.get("ort_us") and f32.get("ort_us"):
+            line += (f"; through their vs-ORT ratios, which absorb the load each row ran under "
+                     f"(ONNX Runtime {step['ort_us']:.0f} µs beside the step file, "
+                     f"{f32['ort_us']:.0f} µs beside the loop file): "
+                     f"{(step['latency_us'] / step['ort_us']) / (f32['latency_us'] / f32['ort_us']):.2f}x")
+        out.append(line)
     converts = [r["convert_s"] for r in results["rows"] if "convert_s" in r]
     totals = [r["total_s"] for r in results["rows"] if "total_s" in r]
     if converts:
