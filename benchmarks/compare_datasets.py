@@ -72,6 +72,37 @@ def budget_from_runs(source):
             "test": first["dataset"]["test"],
             "seeds": sorted({c["train"]["seed"] for c in configs})}, first["command"]
 
+def merge(sources, out):
+    """Joins finished `gru-zoo compare` directories run with the same budget (e.g. the
+    GRU in one command, the other cells in another) into one comparison under `out`."""
+    from zoo.compare import (_aggregate, _write_csv, plot_comparison_curves,
+                             plot_metric_vs_time, comparison_markdown, read_rows)
+
+    runs, histories, keys = [], {}, []
+    for source in sources:
+        for row in read_rows(pathlib.Path(source) / "runs.csv"):
+            runs.append(row)
+            key = (row["variant"], row["cell"])
+            if key not in keys:
+                keys.append(key)
+        for run in sorted((pathlib.Path(source) / "runs").iterdir()):
+            build = json.loads((run / "config.json").read_text())["build"]
+            histories.setdefault((build["variant"], build["cell"]), []).append(
+                json.loads((run / "history.json").read_text()))
+    order = {"rnn": 0, "lstm": 1, "gru": 2}
+    keys.sort(key=lambda k: (k[0], order.get(k[1], 9)))
+    metric = "accuracy" if "test_accuracy" in runs[0] else "mse"
+    rows = _aggregate(runs, metric, keys)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "comparison.md").write_text(comparison_markdown(rows, metric))
+    _write_csv(out / "comparison.csv", rows)
+    _write_csv(out / "runs.csv", runs)
+    title = f"{runs[0]['dataset']} ({len({r['seed'] for r in runs})} seed(s))"
+    plot_comparison_curves(histories, out / "curves.png", metric, title=title)
+    plot_metric_vs_time(rows, out / "metric_vs_time.png", metric, title=title)
+    return out
+
+
 def section():
     parts = [
         "Every model gets the dataset's recommended configuration and recipe "
@@ -120,11 +151,16 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default="runs/compare")
     parser.add_argument("--from", dest="source", help="report a finished "
-                        "`gru-zoo compare` directory (with --datasets naming its dataset)")
+                        "`gru-zoo compare` directory (with --datasets naming its dataset); "
+                        "several, comma-separated, are merged into --out first")
     args = parser.parse_args(argv)
     if args.source:
-        budget, command = budget_from_runs(args.source)
-        report(args.datasets, args.source, command, budget)
+        sources = args.source.split(",")
+        source = sources[0] if len(sources) == 1 else merge(sources, pathlib.Path(args.out))
+        budget, command = budget_from_runs(sources[0])
+        if len(sources) > 1:
+            command = " and ".join(f"`{budget_from_runs(s)[1]}`" for s in sources).strip("`")
+        report(args.datasets, source, command, budget)
         print(f"Updated {write_section(TITLE, section())}")
         return
     cells = args.cells.split(",")
