@@ -24,7 +24,7 @@ RECOMMENDED = {
     # the lowest training loss (Fawaz et al. 2019). Measured: BENCHMARKS.md.
     "gunpoint": dict(variant="gru_fcn", units=8, num_layers=1, branch_dropout=0.8,
                      conv_layers=3, conv_filters=[128, 256, 128], conv_kernel_size=[8, 5, 3],
-                     conv_batchnorm=True, epochs=300, batch_size=8, patience=300,
+                     conv_batchnorm=True, pool_size=1, epochs=300, batch_size=8, patience=300,
                      lr_decay="cosine", fit_on="train+val"),
     # ItalyPowerDemand (67 training series, 14 for validation): the same train+val cosine
     # protocol measured 0.9666 +- 0.0012 over 3 seeds against 0.964 +- 0.005 with
