@@ -82,6 +82,24 @@ def test_every_variant_builds_with_its_own_parameters(variant):
         spec.bidirectional
 
 
+def test_branch_dropout_is_searched_only_for_gru_fcn():
+    own = GRUHyperModel("gru_fcn", input_shape=SHAPE, num_outputs=2,
+                        space={"units": [4], "num_layers": 1, "conv_filters": [4]})
+    hp = keras_tuner.HyperParameters()
+    own.declare_hyperparameters(hp)
+    assert hp.get("branch_dropout") == pytest.approx(0.8)  # build_gru's default
+    assert own.build(fixed_hp(branch_dropout=0.3)).get_layer("branch_dropout").rate == \
+        pytest.approx(0.3)
+    # Searching the variant: active only where the variant is gru_fcn.
+    searching = GRUHyperModel(None, input_shape=SHAPE, num_outputs=2,
+                              space={"units": [4], "num_layers": 1, "conv_filters": [4]})
+    for variant in ("gru_fcn", "cnn_gru"):
+        hp = fixed_hp(variant=variant)
+        searching.declare_hyperparameters(hp)
+        assert hp.is_active("branch_dropout") == (variant == "gru_fcn")
+        assert ("branch_dropout" in searching.build_kwargs(hp)) == (variant == "gru_fcn")
+
+
 def test_attention_heads_only_for_multihead():
     hypermodel = GRUHyperModel("attention", input_shape=SHAPE, num_outputs=2,
                                space={"units": [4], "num_layers": 1})

@@ -45,6 +45,7 @@ DEFAULT_SPACE = {
     "pool_size": ("choice", dict(values=[1, 2, 4], default=1)),
     "attention": ("choice", dict(values=["additive", "multihead"], default="additive")),
     "attention_heads": ("choice", dict(values=[1, 2, 4], default=4)),
+    "branch_dropout": ("float", dict(min_value=0.0, max_value=0.9, step=0.1, default=0.8)),
     "variant": ("choice", dict(values=sorted(VARIANTS), default="stacked")),
     "cell": ("choice", dict(values=sorted(CELLS), default="gru")),
 }
@@ -338,6 +339,16 @@ class GRUHyperModel(keras_tuner.HyperModel):
                         values["attention_heads"] = heads
             return values
 
+        # gru_fcn's own knob: dropout on its recurrent branch.
+        if "branch_dropout" not in self.fixed:
+            if searching:
+                if "gru_fcn" in conv_variants:
+                    with hp.conditional_scope("variant", ["gru_fcn"]):
+                        branch_dropout = self._hp(hp, "branch_dropout")
+                    if variant == "gru_fcn":
+                        kwargs["branch_dropout"] = branch_dropout
+            elif variant == "gru_fcn":
+                kwargs["branch_dropout"] = self._hp(hp, "branch_dropout")
         if searching:
             if conv_variants:
                 with hp.conditional_scope("variant", conv_variants):
