@@ -80,7 +80,7 @@ def section():
         "and a marker channel with one marker in each half; the target is the sum of the "
         "two marked values. Always predicting 1.0 gives MSE 1/6 ≈ 0.167 (dotted line). "
         "Published reference at T=600 (Bai, Kolter & Koltun 2018): GRU 5.3e-5, LSTM 0.164, "
-        "RNN 0.177 — their budget was far larger than ours (see below).",
+        "RNN 0.177 (the budgets differ per table; see below).",
         f"`{meta['command']}`  \n"
         f"Budget per length and cell: {data['train']} training / {data['val']} validation "
         f"/ {data['test']} test sequences, at most {train['epochs']} epochs of batch "

@@ -34,7 +34,12 @@ RECOMMENDED = {
                                fit_on="train+val"),
     "airline_passengers": dict(variant="stacked", units=32, num_layers=1, epochs=300,
                                batch_size=8),
-    "adding": dict(variant="stacked", units=64, num_layers=1, epochs=30, batch_size=64),
+    # Adding problem: a GRU(64) at T=600 leaves the baseline after ~1000 updates and then
+    # needs a high learning rate for long; batch 128 costs ~15 % more per update than 64
+    # on CPU for twice the data. 20 epochs of 50000 sequences with cosine decay from 3e-3
+    # reached test MSE below the published 5.3e-5 (BENCHMARKS.md, "Adding problem").
+    "adding": dict(variant="stacked", units=64, num_layers=1, learning_rate=3e-3, epochs=20,
+                   batch_size=128, patience=20, lr_decay="cosine"),
 }
 
 BUILD_ARGS = ("variant", "cell", "units", "num_layers", "dropout", "recurrent_dropout",

@@ -39,7 +39,7 @@ BUDGETS = {
     "quick": dict(epochs=40, patience=15, max_samples=None,
                   adding=dict(num_train=2000, num_val=500, num_test=500, epochs=10)),
     "full": dict(epochs=None, patience=None, max_samples=None,
-                 adding=dict(num_train=10000, num_val=1000, num_test=1000, epochs=30)),
+                 adding=dict(num_train=50000, num_val=1000, num_test=1000, epochs=20)),
 }
 
 ADDING_LENGTHS = (100, 200, 600, 1000)
@@ -469,7 +469,7 @@ def compare(
             (the dataset's recipe capped at 40 epochs and patience 15; adding problem
             2000 sequences and 10 epochs) or `"full"` (the dataset's recipe from
             `zoo.cli.RECOMMENDED`: epochs, batch size, patience, decay, `fit_on`;
-            adding problem 10000 sequences and 30 epochs). Defaults to `"quick"`.
+            adding problem 50000 sequences and 20 epochs). Defaults to `"quick"`.
         out_dir: directory for the tables, plots and run directories, or `None`
             (nothing written).
         dataset_kwargs: dict of `zoo.load_dataset` options (e.g. `{"length": 600}`).
@@ -739,7 +739,7 @@ def adding_study(
             `(100, 200, 600, 1000)`.
         cells, variants, seeds, budget, progress, stream, **overrides: as `compare`.
             The budget sets the number of sequences (`quick`: 2000 train / 500 val /
-            500 test, 10 epochs; `full`: 10000 / 1000 / 1000, 30 epochs);
+            500 test, 10 epochs; `full`: 50000 / 1000 / 1000, 20 epochs);
             `dataset_kwargs` (e.g. `{"num_train": 5000}`) and `epochs=` override it.
         out_dir: directory; each length gets `T<length>/` (a full `compare` output)
             and the study writes `adding.md`, `adding.csv` and `adding.png`.
