@@ -75,8 +75,7 @@ def budget_from_runs(source):
 def merge(sources, out):
     """Joins finished `gru-zoo compare` directories run with the same budget (e.g. the
     GRU in one command, the other cells in another) into one comparison under `out`."""
-    from zoo.compare import (_aggregate, _write_csv, plot_comparison_curves,
-                             plot_metric_vs_time, comparison_markdown, read_rows)
+    from zoo.compare import _aggregate, read_rows, write_comparison
 
     runs, histories, keys = [], {}, []
     for source in sources:
@@ -94,12 +93,8 @@ def merge(sources, out):
     metric = "accuracy" if "test_accuracy" in runs[0] else "mse"
     rows = _aggregate(runs, metric, keys)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.md").write_text(comparison_markdown(rows, metric))
-    _write_csv(out / "comparison.csv", rows)
-    _write_csv(out / "runs.csv", runs)
     title = f"{runs[0]['dataset']} ({len({r['seed'] for r in runs})} seed(s))"
-    plot_comparison_curves(histories, out / "curves.png", metric, title=title)
-    plot_metric_vs_time(rows, out / "metric_vs_time.png", metric, title=title)
+    write_comparison(out, runs, rows, histories, metric, title)
     return out
 
 

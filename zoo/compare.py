@@ -591,20 +591,30 @@ def compare(
                             histories=histories, budget=budget_used, out_dir=out_dir)
     if out_dir is not None:
         title = f"{name} ({budget_name} budget, {len(seeds)} seed(s))"
-        files = {
-            "markdown": out_dir / "comparison.md",
-            "csv": out_dir / "comparison.csv",
-            "runs_csv": out_dir / "runs.csv",
-            "curves": out_dir / "curves.png",
-            "metric_vs_time": out_dir / "metric_vs_time.png",
-        }
-        files["markdown"].write_text(comparison.to_markdown())
-        _write_csv(files["csv"], rows)
-        _write_csv(files["runs_csv"], runs)
-        plot_comparison_curves(histories, files["curves"], metric, title=title)
-        plot_metric_vs_time(rows, files["metric_vs_time"], metric, title=title)
-        comparison.files = files
+        comparison.files = write_comparison(out_dir, runs, rows, histories, metric, title)
     return comparison
+
+
+def write_comparison(out_dir, runs, rows, histories, metric, title):
+    """Writes a comparison's tables and plots to `out_dir`; returns their paths.
+
+    `comparison.md`/`.csv` (the aggregated `rows`), `runs.csv` (one row per run),
+    `curves.png` (the `histories` per model) and `metric_vs_time.png`.
+    """
+    out_dir = pathlib.Path(out_dir)
+    files = {
+        "markdown": out_dir / "comparison.md",
+        "csv": out_dir / "comparison.csv",
+        "runs_csv": out_dir / "runs.csv",
+        "curves": out_dir / "curves.png",
+        "metric_vs_time": out_dir / "metric_vs_time.png",
+    }
+    files["markdown"].write_text(comparison_markdown(rows, metric))
+    _write_csv(files["csv"], rows)
+    _write_csv(files["runs_csv"], runs)
+    plot_comparison_curves(histories, files["curves"], metric, title=title)
+    plot_metric_vs_time(rows, files["metric_vs_time"], metric, title=title)
+    return files
 
 
 def _command_line():
