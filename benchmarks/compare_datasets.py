@@ -51,9 +51,14 @@ def report(dataset, source, command, budget):
     # The table again from the CSV, with the current formatting.
     from zoo.compare import comparison_markdown, read_rows
 
+    import zoo
+
     rows = read_rows(target / "comparison.csv")
     metric = "accuracy" if "test_accuracy_mean" in rows[0] else "mse"
-    (target / "comparison.md").write_text(comparison_markdown(rows, metric))
+    baselines = zoo.load_dataset(dataset).forecast_baselines("test")
+    if baselines:
+        budget = {**budget, "baselines": baselines}
+    (target / "comparison.md").write_text(comparison_markdown(rows, metric, baselines))
     (target / "run.json").write_text(json.dumps({
         "command": command,
         "budget": budget,
@@ -91,10 +96,13 @@ def merge(sources, out):
     order = {"rnn": 0, "lstm": 1, "gru": 2}
     keys.sort(key=lambda k: (k[0], order.get(k[1], 9)))
     metric = "accuracy" if "test_accuracy" in runs[0] else "mse"
+    import zoo
+
     rows = _aggregate(runs, metric, keys)
     out.mkdir(parents=True, exist_ok=True)
     title = f"{runs[0]['dataset']} ({len({r['seed'] for r in runs})} seed(s))"
-    write_comparison(out, runs, rows, histories, metric, title)
+    baselines = zoo.load_dataset(runs[0]["dataset"]).forecast_baselines("test")
+    write_comparison(out, runs, rows, histories, metric, title, baselines=baselines)
     return out
 
 

@@ -266,10 +266,10 @@ def streaming_plan(model):
             raise ValueError(
                 "streaming=True needs layers that work one frame at a time; layer "
                 f"{layer.name!r} ({type(layer).__name__}) needs the whole sequence "
-                "(attention, convolution or pooling over time). Allowed: GRU, LSTM, "
-                "SimpleRNN, Dense, Dropout, GaussianNoise, GaussianDropout, Activation, "
-                "LayerNormalization, "
-                "BatchNormalization, Embedding, Masking. Export it with streaming=False."
+                "(attention, convolution, pooling or window statistics over time). "
+                "Allowed: GRU, LSTM, SimpleRNN, Dense, Dropout, GaussianNoise, "
+                "GaussianDropout, Activation, LayerNormalization, BatchNormalization, "
+                "Embedding, Masking. Export it with streaming=False."
             )
         if layer.input is not previous:
             raise ValueError(

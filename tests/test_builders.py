@@ -107,6 +107,37 @@ def test_input_noise_acts_in_training_only():
     assert model.get_layer("input_noise").stddev == 0.5
 
 
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_window_norm_moves_the_forecast_with_the_window(variant, tmp_path):
+    """With `window_norm="mean"` a forecast follows the level of its window exactly:
+    the property that lets a trending series be forecast beyond the training levels."""
+    model = run_model_test(variant, task="regression", window_norm="mean",
+                           window_norm_channel=1, tmp_path=tmp_path)
+    x = sample_inputs((TIME, 3))
+    shift = np.array([0.0, 5.0, -2.0], "float32")  # feature 1 is the forecast one
+    np.testing.assert_allclose(np.asarray(model(x + shift)), np.asarray(model(x)) + 5.0,
+                               atol=1e-4)
+    assert type(model.get_layer("window_norm")).__name__ == "WindowNormalization"
+    assert model.get_layer("output").channel == 1
+
+
+def test_window_norm_meanstd_and_classification():
+    x = sample_inputs((TIME, 3))
+    forecaster = build_gru("stacked", input_shape=(TIME, 3), num_outputs=2, units=4,
+                           task="sequence_regression", window_norm="meanstd")
+    np.testing.assert_allclose(np.asarray(forecaster(3.0 * x + 7.0)),
+                               3.0 * np.asarray(forecaster(x)) + 7.0, atol=1e-4)
+    # Classification only normalizes the inputs: a level shift changes nothing.
+    classifier = build_gru("stacked", input_shape=(TIME, 3), num_outputs=2, units=4,
+                           window_norm="mean")
+    assert classifier.get_layer("output").get_config()["activation"] == "softmax"
+    np.testing.assert_allclose(np.asarray(classifier(x + 4.0)), np.asarray(classifier(x)),
+                               atol=1e-6)
+    plain = build_gru("stacked", input_shape=(TIME, 3), num_outputs=2, units=4,
+                      task="regression")  # guard: without it, a shift changes the forecast
+    assert not np.allclose(np.asarray(plain(x + 5.0)), np.asarray(plain(x)) + 5.0, atol=1e-3)
+
+
 def test_conv_batchnorm_blocks():
     model = build_gru("cnn_gru", input_shape=(TIME, 3), num_outputs=2, units=4, conv_layers=2,
                       conv_filters=3, conv_batchnorm=True)
@@ -187,6 +218,11 @@ BAD_ARGUMENTS = [
     (dict(input_noise=-0.1), "input_noise", "input_noise=-0.1"),
     (dict(variant="cnn_gru", conv_batchnorm=1), "conv_batchnorm", "conv_batchnorm=1"),
     (dict(variant="gru_fcn", branch_dropout=1.0), "branch_dropout", "branch_dropout=1.0"),
+    (dict(window_norm="median"), "window_norm", "window_norm='median'"),
+    (dict(window_norm="mean", mask_value=0.0), "window_norm", "mask_value=0.0"),
+    (dict(input_shape=(5,), vocab_size=VOCAB, window_norm="mean"), "window_norm", "'mean'"),
+    (dict(window_norm="mean", window_norm_channel=3), "window_norm_channel",
+     "window_norm_channel=3"),
 ]
 
 

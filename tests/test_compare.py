@@ -97,6 +97,10 @@ def test_regression_comparison_reports_mse(tmp_path):
     run = result.runs[0]
     assert run["test_mse"] == pytest.approx(run["test_loss"])
     assert "test MSE" in result.to_markdown()
+    # A forecast comparison shows the forecasts any model must beat.
+    seasonal = data.forecast_baselines()["seasonal naive"]
+    assert result.budget["baselines"]["seasonal naive"] == seasonal
+    assert "seasonal naive MSE" in result.to_markdown()
 
 
 def test_seeds_make_runs_repeatable(small_italy):

@@ -50,6 +50,22 @@ def test_airline_windows_are_chronological():
     assert len(ds.y_test) == 24 and len(ds.y_val) == 12
 
 
+def test_forecast_baselines_are_computed_on_the_split():
+    ds = load_dataset("airline_passengers", window=24, horizon=18)
+    assert ds.season == 12
+    x, y = ds.x_test[..., 0], ds.y_test
+    # Seasonal naive: month h of the horizon repeats the same month of the last year.
+    seasonal = np.concatenate([x[:, -12:], x[:, -12:-6]], axis=1)
+    baselines = ds.forecast_baselines("test")
+    assert baselines["seasonal naive"] == pytest.approx(float(np.mean((seasonal - y) ** 2)))
+    assert baselines["last value"] == pytest.approx(float(np.mean((x[:, -1:] - y) ** 2)))
+    assert baselines["seasonal naive"] < baselines["last value"]  # a seasonal series
+    assert ds.forecast_baselines("val") != baselines
+    assert load_dataset("italy_power_demand").forecast_baselines() == {}
+    with pytest.raises(ValueError, match="split='dev'"):
+        ds.forecast_baselines("dev")
+
+
 def test_adding_problem_statistics():
     x, y = adding_problem(2000, 100, seed=3)
     assert x.shape == (2000, 100, 2) and y.shape == (2000, 1)

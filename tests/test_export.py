@@ -127,6 +127,24 @@ def test_int8_export_uses_unrolled_recipe_and_int8_io(model, data, tmp_path):
     assert 0 < result.max_abs_error <= result.tolerance
 
 
+@pytest.mark.parametrize("quantization", [None, "int8"])
+def test_window_norm_forecaster_exports_and_follows_the_level(data, tmp_path, quantization):
+    """`window_norm` adds MEAN/SUB/ADD around the network; the file must keep the
+    forecast moving with the window's level, as the Keras model does (int8: within the
+    calibrated input range, so calibration covers both levels)."""
+    model = tiny_model("stacked", task="regression", window_norm="mean")
+    path = tmp_path / f"window_norm_{quantization}.tflite"
+    levels = np.concatenate([data, data + np.float32(3.0)])
+    result = to_tflite(model, path, quantization=quantization,
+                       representative_data=levels if quantization else None)
+    assert {"MEAN", "SUB", "ADD"} <= set(result.ops)
+    bound = 1e-5 if quantization is None else 0.05
+    assert tflite_vs_keras(path, model, data) <= bound
+    lite = LiteModel(path)
+    shifted = lite.predict(data[:4] + np.float32(3.0))
+    np.testing.assert_allclose(shifted, lite.predict(data[:4]) + 3.0, atol=bound + 1e-4)
+
+
 # === Streaming ===
 
 
@@ -267,11 +285,14 @@ def test_missing_model_file_and_wrong_model_type(tmp_path, no_worker):
     ("bidirectional", "Bidirectional"),
     ("attention", "AttentionPooling"),
     ("cnn_gru", "Conv1D"),
+    ("window_norm", "WindowNormalization"),
 ])
 def test_streaming_a_non_causal_model_is_refused_before_work(tmp_path, no_worker, variant,
                                                               layer):
+    model = (tiny_model("stacked", task="regression", window_norm="mean")
+             if variant == "window_norm" else tiny_model(variant))
     with pytest.raises(ValueError, match=f"streaming=True.*{layer}"):
-        to_tflite(tiny_model(variant), tmp_path / "x.tflite", streaming=True)
+        to_tflite(model, tmp_path / "x.tflite", streaming=True)
 
 
 def test_read_metadata_of_a_file_without_it(float32_export, tmp_path):

@@ -50,3 +50,56 @@ def test_config_round_trip(layer):
 def test_bad_arguments(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_window_normalization_centres_and_scales_each_window():
+    from zoo import WindowNormalization
+
+    x = np.random.default_rng(3).normal(loc=5.0, scale=2.0, size=(4, 9, 2)).astype("float32")
+    centred, mean = (np.asarray(t) for t in WindowNormalization("mean")(x))
+    np.testing.assert_allclose(mean, x.mean(axis=1, keepdims=True), rtol=1e-6)
+    np.testing.assert_allclose(centred, x - x.mean(axis=1, keepdims=True), atol=1e-5)
+    scaled, mean, std = (np.asarray(t) for t in WindowNormalization("meanstd")(x))
+    np.testing.assert_allclose(std[:, 0], x.std(axis=1), rtol=1e-4)
+    np.testing.assert_allclose(scaled.mean(axis=1), 0.0, atol=1e-5)
+    np.testing.assert_allclose(scaled.std(axis=1), 1.0, rtol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["mean", "meanstd"])
+def test_window_denormalization_inverts_the_normalization_of_its_channel(mode):
+    from zoo import WindowDenormalization, WindowNormalization
+
+    x = np.random.default_rng(4).normal(loc=-3.0, scale=4.0, size=(3, 7, 2)).astype("float32")
+    normalized, *stats = WindowNormalization(mode)(x)
+    for channel in (0, 1):
+        restore = WindowDenormalization(channel)
+        per_step = np.asarray(restore([normalized[..., channel:channel + 1], *stats]))
+        np.testing.assert_allclose(per_step[..., 0], x[..., channel], atol=1e-4)
+        # A 2-D forecast (batch, outputs) gets the same statistics.
+        flat = np.asarray(restore([normalized[:, :, channel], *stats]))
+        np.testing.assert_allclose(flat, x[..., channel], atol=1e-4)
+
+
+def test_window_layers_round_trip_their_config():
+    from zoo import WindowDenormalization, WindowNormalization
+
+    inputs = keras.Input((5, 2))
+    normalized, mean, std = WindowNormalization("meanstd", epsilon=1e-3)(inputs)
+    outputs = WindowDenormalization(1)([keras.layers.Dense(3)(normalized[:, -1]), mean, std])
+    model = keras.Model(inputs, outputs)
+    clone = keras.Model.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    x = np.random.default_rng(5).normal(size=(2, 5, 2)).astype("float32")
+    np.testing.assert_allclose(np.asarray(clone(x)), np.asarray(model(x)), atol=1e-6)
+    assert clone.get_layer(model.layers[1].name).get_config()["epsilon"] == 1e-3
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [(lambda: __import__("zoo").WindowNormalization("median"), "mode='median'"),
+     (lambda: __import__("zoo").WindowNormalization(epsilon=0), "epsilon=0"),
+     (lambda: __import__("zoo").WindowDenormalization(-1), "channel=-1")],
+)
+def test_window_layers_bad_arguments(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

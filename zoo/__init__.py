@@ -17,6 +17,11 @@ from zoo.builders import (
     default_loss_and_metrics,
 )
 from zoo.datasets import DATASETS, Dataset, adding_problem, describe_datasets, load_dataset
-from zoo.layers import AttentionPooling, MultiHeadAttentionPooling
+from zoo.layers import (
+    AttentionPooling,
+    MultiHeadAttentionPooling,
+    WindowDenormalization,
+    WindowNormalization,
+)
 from zoo.training import TrainResult, plot_curves, set_seed, train
 from zoo.presets import describe_presets, list_presets, load_preset

@@ -12,7 +12,13 @@ import typing
 
 import keras
 
-from zoo.layers import AttentionPooling, MultiHeadAttentionPooling
+from zoo.layers import (
+    WINDOW_NORM_MODES,
+    AttentionPooling,
+    MultiHeadAttentionPooling,
+    WindowDenormalization,
+    WindowNormalization,
+)
 
 CELLS = {
     "gru": "Gated recurrent unit (Cho et al. 2014); `reset_after` selects the variant.",
@@ -248,13 +254,13 @@ def _validate_input_shape(input_shape):
     return tuple(input_shape)
 
 
-def _head(x, task, num_outputs):
+def _head(x, task, num_outputs, name="output"):
     # Dense acts on the last axis, so a 3-D input gives one output per time step.
     if task in ("classification", "sequence_labeling"):
         activation = "sigmoid" if num_outputs == 1 else "softmax"
     else:
         activation = None
-    return keras.layers.Dense(num_outputs, activation=activation, name="output")(x)
+    return keras.layers.Dense(num_outputs, activation=activation, name=name)(x)
 
 
 def default_loss_and_metrics(task, num_outputs):
@@ -284,6 +290,8 @@ def build_gru(
     embedding_dim=64,
     mask_value=None,
     input_noise=0.0,
+    window_norm=None,
+    window_norm_channel=0,
     attention="additive",
     attention_heads=4,
     attention_units=None,
@@ -329,6 +337,17 @@ def build_gru(
             equal this value are padding and are masked. Defaults to `None`.
         input_noise: float, standard deviation of Gaussian noise added to float inputs
             during training only (a regularizer for small datasets). Defaults to `0.0`.
+        window_norm: `None`, `"mean"` or `"meanstd"`: normalize each input window by
+            its own mean over time (and standard deviation), per feature
+            (`zoo.WindowNormalization`, the input half of RevIN, Kim et al. 2022). For
+            `regression` and `sequence_regression` the outputs are forecasts of input
+            feature `window_norm_channel` and get that window's statistics back
+            (`zoo.WindowDenormalization`), so adding a constant to a window adds it to
+            the forecast. For trending series, whose later windows lie outside the
+            training levels. Float inputs without `mask_value` only; models with it
+            cannot stream. Defaults to `None`.
+        window_norm_channel: int, the input feature the regression outputs forecast
+            (with `window_norm`). Defaults to `0`.
         attention: `"additive"` or `"multihead"`, for attention variants.
         attention_heads: int, heads of multi-head attention. Defaults to `4`.
         attention_units: int or `None`, hidden size of additive attention scoring.
@@ -456,6 +475,18 @@ def build_gru(
         not isinstance(mask_value, numbers.Real) or isinstance(mask_value, bool)
     ):
         _raise("mask_value", mask_value, "a float or None")
+    if window_norm is not None:
+        if window_norm not in WINDOW_NORM_MODES:
+            _raise("window_norm", window_norm, f"None or one of {list(WINDOW_NORM_MODES)}")
+        if tokens:
+            _raise("window_norm", window_norm, "None for token inputs "
+                   f"(input_shape={input_shape!r} means token ids)")
+        if mask_value is not None:
+            _raise("window_norm", window_norm, "None with `mask_value` (the window "
+                   f"statistics would include the padding; mask_value={mask_value!r})")
+        if not _is_int(window_norm_channel) or not 0 <= window_norm_channel < input_shape[1]:
+            _raise("window_norm_channel", window_norm_channel,
+                   f"an int in [0, {input_shape[1]}) (an input feature)")
 
     # === Inputs ===
     inputs = keras.Input(
@@ -478,6 +509,9 @@ def build_gru(
             mask = keras.ops.any(keras.ops.not_equal(inputs, float(mask_value)), axis=-1)
     else:
         x = inputs
+    window_stats = None
+    if window_norm is not None:
+        x, *window_stats = WindowNormalization(window_norm, name="window_norm")(x)
     if input_noise:
         x = keras.layers.GaussianNoise(float(input_noise), name="input_noise")(x)
 
@@ -489,7 +523,13 @@ def build_gru(
         x = keras.layers.Dense(dense_units, activation="relu", name="dense_hidden")(x)
     if head_dropout > 0:
         x = keras.layers.Dropout(head_dropout, name="head_dropout")(x)
-    outputs = _head(x, task, num_outputs)
+    if window_stats is not None and task in ("regression", "sequence_regression"):
+        # The head forecasts in the window's normalized units; put its level back.
+        outputs = _head(x, task, num_outputs, name="output_normalized")
+        outputs = WindowDenormalization(window_norm_channel, name="output")(
+            [outputs, *window_stats])
+    else:
+        outputs = _head(x, task, num_outputs)
     model = keras.Model(inputs, outputs, name=name or f"{variant}_{cell}")
 
     if compile:

@@ -103,7 +103,7 @@ class Comparison:
 
     def to_markdown(self):
         """The comparison table as Markdown (the content of `comparison.md`)."""
-        return comparison_markdown(self.rows, self.metric)
+        return comparison_markdown(self.rows, self.metric, self.budget.get("baselines"))
 
 
 def _parse_names(argument, value, allowed):
@@ -336,8 +336,9 @@ def _pm(row, field, digits=4):
     return f"{mean} ± {_fmt(row[f'{field}_std'], 2)}"
 
 
-def comparison_markdown(rows, metric):
-    """A Markdown table of aggregated rows (see `Comparison.rows`)."""
+def comparison_markdown(rows, metric, baselines=None):
+    """A Markdown table of aggregated rows (see `Comparison.rows`), followed by the
+    reference forecasts' test MSE when `baselines` (name → MSE) is given."""
     headline = "test accuracy" if metric == "accuracy" else "test MSE"
     columns = ["variant", "cell", "params", "seeds", headline, "test loss",
                "final train loss", "best epoch", "train time (s)", "s/epoch"]
@@ -354,6 +355,10 @@ def comparison_markdown(rows, metric):
         if with_tflite:
             cells.append(_fmt(row.get("tflite_kb"), 3))
         lines.append("| " + " | ".join(cells) + " |")
+    if baselines:
+        lines.append("")
+        lines.append("Reference forecasts on the same test split (no training): " + "; ".join(
+            f"{name} MSE {_fmt(value)}" for name, value in baselines.items()) + ".")
     return "\n".join(lines) + "\n"
 
 
@@ -417,14 +422,17 @@ def plot_comparison_curves(histories, path, metric, title=None):
     plt.close(fig)
 
 
-def plot_metric_vs_time(rows, path, metric, title=None):
-    """Test metric (mean ± std over seeds) against training time, one point per model."""
+def plot_metric_vs_time(rows, path, metric, title=None, baselines=None):
+    """Test metric (mean ± std over seeds) against training time, one point per model;
+    reference forecasts (`baselines`, name → MSE) as horizontal lines."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in rows:
         ax.errorbar(row["train_seconds_mean"], row[f"test_{metric}_mean"],
                     xerr=row["train_seconds_std"], yerr=row[f"test_{metric}_std"],
                     fmt="o", capsize=3, label=f"{row['variant']}/{row['cell']}")
+    for (name, value), style in zip((baselines or {}).items(), (":", "--", "-.")):
+        ax.axhline(value, color="black", linestyle=style, linewidth=1, label=name)
     ax.set_xlabel("training time (s, mean over seeds)")
     ax.set_ylabel("test accuracy" if metric == "accuracy" else "test MSE")
     if metric == "mse":
@@ -518,6 +526,9 @@ def compare(
     budget_used = {"name": budget_name, **train_kwargs,
                    "train": len(data.x_train), "val": len(data.x_val),
                    "test": len(data.x_test), "seeds": seeds}
+    baselines = data.forecast_baselines("test") if hasattr(data, "forecast_baselines") else {}
+    if baselines:
+        budget_used["baselines"] = baselines
     if name == "adding":
         budget_used["length"] = int(data.input_shape[0])
         # The trivial model predicts the mean target 1.0; its MSE on this test split.
@@ -591,15 +602,17 @@ def compare(
                             histories=histories, budget=budget_used, out_dir=out_dir)
     if out_dir is not None:
         title = f"{name} ({budget_name} budget, {len(seeds)} seed(s))"
-        comparison.files = write_comparison(out_dir, runs, rows, histories, metric, title)
+        comparison.files = write_comparison(out_dir, runs, rows, histories, metric, title,
+                                            baselines=baselines)
     return comparison
 
 
-def write_comparison(out_dir, runs, rows, histories, metric, title):
+def write_comparison(out_dir, runs, rows, histories, metric, title, baselines=None):
     """Writes a comparison's tables and plots to `out_dir`; returns their paths.
 
-    `comparison.md`/`.csv` (the aggregated `rows`), `runs.csv` (one row per run),
-    `curves.png` (the `histories` per model) and `metric_vs_time.png`.
+    `comparison.md`/`.csv` (the aggregated `rows`, and the reference forecasts'
+    `baselines` when given), `runs.csv` (one row per run), `curves.png` (the
+    `histories` per model) and `metric_vs_time.png`.
     """
     out_dir = pathlib.Path(out_dir)
     files = {
@@ -609,11 +622,11 @@ def write_comparison(out_dir, runs, rows, histories, metric, title):
         "curves": out_dir / "curves.png",
         "metric_vs_time": out_dir / "metric_vs_time.png",
     }
-    files["markdown"].write_text(comparison_markdown(rows, metric))
+    files["markdown"].write_text(comparison_markdown(rows, metric, baselines))
     _write_csv(files["csv"], rows)
     _write_csv(files["runs_csv"], runs)
     plot_comparison_curves(histories, files["curves"], metric, title=title)
-    plot_metric_vs_time(rows, files["metric_vs_time"], metric, title=title)
+    plot_metric_vs_time(rows, files["metric_vs_time"], metric, title=title, baselines=baselines)
     return files
 
 

@@ -57,6 +57,9 @@ class Dataset:
     vocabulary: list = None
     citation: str = ""
     description: str = ""
+    # Forecasting windows: the period of the series' seasonality, in steps (None: none).
+    # Regression outputs are then the next values of input feature 0.
+    season: int = None
 
     def as_tf_data(self, split="train", batch_size=32, shuffle=None, seed=0):
         """Returns one split as a batched `tf.data.Dataset` of `(x, y)` pairs."""
@@ -85,7 +88,33 @@ class Dataset:
             "label_names": self.label_names,
             "normalization": self.normalization,
             "citation": self.citation,
+            "season": self.season,
         }
+
+    def forecast_baselines(self, split="test"):
+        """Test MSE of the forecasts a forecaster must beat, for forecasting datasets.
+
+        `"seasonal naive"` repeats the window's last season (the last `season` values)
+        and `"last value"` repeats its last value, over the whole horizon (Hyndman &
+        Athanasopoulos, *Forecasting: Principles and Practice*, section 5.2). Returns
+        `{}` when the dataset is not a forecasting one (`season` is None).
+        """
+        if self.season is None:
+            return {}
+        if split not in ("train", "val", "test"):
+            raise ValueError(
+                f"`split` must be one of ['train', 'val', 'test']. Received: split={split!r}"
+            )
+        x, y = getattr(self, f"x_{split}"), np.asarray(getattr(self, f"y_{split}"))
+        if not len(x):
+            return {}
+        series = np.asarray(x)[..., 0]
+        horizon = y.shape[-1]
+        repeats = -(-horizon // self.season)
+        seasonal = np.tile(series[:, -self.season:], (1, repeats))[:, :horizon]
+        last = np.repeat(series[:, -1:], horizon, axis=1)
+        return {"seasonal naive": float(np.mean((seasonal - y) ** 2)),
+                "last value": float(np.mean((last - y) ** 2))}
 
 
 def _check_fraction(argument, value):
@@ -205,6 +234,7 @@ def load_airline_passengers(window=24, horizon=12, test_months=24, val_months=12
         normalization={"mean": [mean], "std": [std], "transform": "log"} if normalize else None,
         citation=AIRLINE_CITATION,
         description="Monthly airline passengers 1949-1960, log scale: multi-step forecasting.",
+        season=12,
     )
 
 

@@ -1,9 +1,11 @@
-"""Custom layers of the zoo: attention pooling over recurrent states.
+"""Custom layers of the zoo: attention pooling over recurrent states, window normalization.
 
 Keras ships attention between a query and a value sequence (`AdditiveAttention`,
 `MultiHeadAttention`) but no layer that pools a sequence of states into one vector
 with learned attention weights, which is what sequence-level heads need. These two
 layers fill that gap; both honour the Keras mask so that padded steps get no weight.
+`WindowNormalization` and `WindowDenormalization` normalize each window by its own
+statistics and put them back on the forecast (see their docstrings).
 """
 
 import keras
@@ -129,4 +131,108 @@ class MultiHeadAttentionPooling(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"num_heads": self.num_heads, "key_dim": self.key_dim})
+        return config
+
+
+WINDOW_NORM_MODES = ("mean", "meanstd")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class WindowNormalization(keras.layers.Layer):
+    """Normalizes each input window by its own statistics over time.
+
+    Instance normalization of a sequence (the input half of RevIN, Kim et al. 2022):
+    each sample's window is centred on its own mean over time, per feature (and, with
+    `mode="meanstd"`, divided by its own standard deviation). A forecaster then sees
+    the shape of the window rather than its level, so a trending series whose test
+    windows lie above every training level (airline passengers) is no longer an
+    extrapolation. `keras.layers.Normalization` uses statistics of the whole training
+    set, not of each window, which is why this layer exists.
+    `WindowDenormalization` puts the statistics back on the forecast.
+
+    Args:
+        mode: `"mean"` (subtract the window mean) or `"meanstd"` (also divide by the
+            window standard deviation). Defaults to `"mean"`.
+        epsilon: float added to the variance in `"meanstd"` mode. Defaults to `1e-5`.
+
+    Call arguments:
+        inputs: float tensor `(batch, time, features)`.
+
+    Returns a tuple: the normalized inputs `(batch, time, features)`, the means
+    `(batch, 1, features)` and, in `"meanstd"` mode, the standard deviations
+    `(batch, 1, features)`.
+    """
+
+    def __init__(self, mode="mean", epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in WINDOW_NORM_MODES:
+            raise ValueError(
+                f"`mode` must be one of {list(WINDOW_NORM_MODES)}. Received: mode={mode!r}"
+            )
+        if not isinstance(epsilon, (int, float)) or isinstance(epsilon, bool) or epsilon <= 0:
+            raise ValueError(f"`epsilon` must be a positive float. Received: epsilon={epsilon!r}")
+        self.mode = mode
+        self.epsilon = float(epsilon)
+
+    def call(self, inputs):
+        mean = ops.mean(inputs, axis=1, keepdims=True)
+        centred = inputs - mean
+        if self.mode == "mean":
+            return centred, mean
+        std = ops.sqrt(ops.mean(ops.square(centred), axis=1, keepdims=True) + self.epsilon)
+        return centred / std, mean, std
+
+    def compute_output_shape(self, input_shape):
+        stats = (input_shape[0], 1, input_shape[-1])
+        if self.mode == "mean":
+            return tuple(input_shape), stats
+        return tuple(input_shape), stats, stats
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"mode": self.mode, "epsilon": self.epsilon})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class WindowDenormalization(keras.layers.Layer):
+    """Puts the window statistics of `WindowNormalization` back on a forecast.
+
+    `output * std[channel] + mean[channel]`: the forecast is made in the normalized
+    units of input feature `channel` and returned in its original units.
+
+    Args:
+        channel: int, the input feature the outputs are forecasts of. Defaults to `0`.
+
+    Call arguments:
+        inputs: a list `[outputs, mean]` or `[outputs, mean, std]`: outputs
+            `(batch, outputs)` or `(batch, time, outputs)`, statistics
+            `(batch, 1, features)` as `WindowNormalization` returns them.
+
+    Returns a tensor shaped like `outputs`.
+    """
+
+    def __init__(self, channel=0, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(channel, int) or isinstance(channel, bool) or channel < 0:
+            raise ValueError(f"`channel` must be an int >= 0. Received: channel={channel!r}")
+        self.channel = channel
+
+    def call(self, inputs):
+        outputs, *stats = inputs
+
+        def pick(statistic):
+            statistic = statistic[:, :, self.channel : self.channel + 1]  # (batch, 1, 1)
+            return statistic[:, 0, :] if len(outputs.shape) == 2 else statistic
+
+        if len(stats) == 2:
+            outputs = outputs * pick(stats[1])
+        return outputs + pick(stats[0])
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"channel": self.channel})
         return config
