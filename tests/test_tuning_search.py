@@ -189,3 +189,6 @@ def test_run_step_of_the_main_job(tmp_path):
     assert 0.0 <= result["test"]["accuracy"] <= 1.0
     assert (tmp_path / "tune" / "trials.csv").exists()
     json.dumps(result)  # a small JSON-able dict for summary.json
+    # A model fitted on train+val has seen the validation split: no flattering number.
+    again = run_step({**context, "fit_on": "train+val", "run_dir": tmp_path / "again"})
+    assert again["trained_model_val_loss"] is None and again["best_val_loss"] > 0

@@ -199,7 +199,10 @@ def run_step(context):
     summary = run_job(config, overwrite=True, dataset=dataset)
     baseline = None
     model_path = context.get("model_path")
-    if model_path and pathlib.Path(model_path).exists() and len(dataset.x_val):
+    # A model fitted on train+val has seen the validation split: its validation loss
+    # would flatter it against the trials, so none is reported.
+    seen_val = context.get("fit_on") == "train+val"
+    if model_path and pathlib.Path(model_path).exists() and len(dataset.x_val) and not seen_val:
         import keras
 
         trained = keras.saving.load_model(model_path)
@@ -210,7 +213,8 @@ def run_step(context):
         "trials": summary["trials"],
         "completed": summary["completed"],
         "best_val_loss": summary.get("best_score"),
-        # The main job's trained model on the same validation data, for comparison.
+        # The main job's trained model on the same validation data, for comparison
+        # (None when it was fitted on train+val and so has seen that data).
         "trained_model_val_loss": baseline,
         "best_hyperparameters": summary.get("best_hyperparameters"),
         "test": summary.get("retrain", {}).get("test"),

@@ -265,7 +265,9 @@ def cmd_run(args):
           f"({result.model.count_params()} parameters, {result.train_seconds:.1f} s)")
     context = {"run_dir": out, "model_path": out / "train" / "model.keras",
                "dataset": dataset, "quick": args.quick, "model_config": config,
-               "seed": args.seed}
+               "seed": args.seed,
+               "fit_on": json.loads((out / "train" / "config.json").read_text())
+               ["train"]["fit_on"]}
     for index, (name, step) in enumerate(_plugins("gru_zoo.run_steps"), start=2):
         label = name.split("_", 1)[-1]
         if label in args.skip:
