@@ -28,6 +28,21 @@ def test_train_writes_a_run_directory(tmp_path, capsys):
     assert "Test: " in capsys.readouterr().out
 
 
+def test_train_airline_uses_its_window_norm_recipe_and_the_flag_overrides_it(tmp_path):
+    out = tmp_path / "airline"
+    assert main(["train", "--dataset", "airline_passengers", "--epochs", "1", "--units", "4",
+                 "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "config.json").read_text())["build"]["window_norm"] == "mean"
+    import keras
+
+    model = keras.saving.load_model(out / "model.keras")
+    assert type(model.get_layer("window_norm")).__name__ == "WindowNormalization"
+    assert main(["train", "--dataset", "airline_passengers", "--epochs", "1", "--units", "4",
+                 "--window-norm", "meanstd", "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    build = json.loads((tmp_path / "b" / "config.json").read_text())["build"]
+    assert build["window_norm"] == "meanstd"
+
+
 def test_run_main_job_quick(tmp_path, capsys):
     out = tmp_path / "main"
     code = main(["run", "--dataset", "italy_power_demand", "--units", "4", "--epochs", "1",
@@ -45,7 +60,9 @@ def test_run_main_job_quick(tmp_path, capsys):
     "argv, message",
     [(["train", "--dataset", "nope", "--epochs", "1"], "name='nope'"),
      (["train", "--dataset", "gunpoint", "--units", "0", "--epochs", "1"], "units=0"),
-     (["train", "--dataset", "gunpoint", "--epochs", "0"], "epochs=0")],
+     (["train", "--dataset", "gunpoint", "--epochs", "0"], "epochs=0"),
+     (["train", "--dataset", "gunpoint", "--window-norm", "mean", "--window-norm-channel", "2",
+       "--epochs", "1"], "window_norm_channel=2")],
 )
 def test_bad_input_is_one_clear_line(argv, message, capsys, tmp_path):
     assert main(argv + ["--out", str(tmp_path / "x")]) == 2
