@@ -49,9 +49,8 @@ def report(dataset, source, command, budget):
     for name in COPIED:
         shutil.copy(pathlib.Path(source) / name, target / name)
     # The table again from the CSV, with the current formatting.
-    from zoo.compare import comparison_markdown, read_rows
-
     import zoo
+    from zoo.compare import comparison_markdown, read_rows
 
     rows = read_rows(target / "comparison.csv")
     metric = "accuracy" if "test_accuracy_mean" in rows[0] else "mse"
@@ -80,6 +79,7 @@ def budget_from_runs(source):
 def merge(sources, out):
     """Joins finished `gru-zoo compare` directories run with the same budget (e.g. the
     GRU in one command, the other cells in another) into one comparison under `out`."""
+    import zoo
     from zoo.compare import _aggregate, read_rows, write_comparison
 
     runs, histories, keys = [], {}, []
@@ -96,8 +96,6 @@ def merge(sources, out):
     order = {"rnn": 0, "lstm": 1, "gru": 2}
     keys.sort(key=lambda k: (k[0], order.get(k[1], 9)))
     metric = "accuracy" if "test_accuracy" in runs[0] else "mse"
-    import zoo
-
     rows = _aggregate(runs, metric, keys)
     out.mkdir(parents=True, exist_ok=True)
     title = f"{runs[0]['dataset']} ({len({r['seed'] for r in runs})} seed(s))"

@@ -2,7 +2,12 @@ import keras
 import numpy as np
 import pytest
 
-from zoo import AttentionPooling, MultiHeadAttentionPooling
+from zoo import (
+    AttentionPooling,
+    MultiHeadAttentionPooling,
+    WindowDenormalization,
+    WindowNormalization,
+)
 
 
 @pytest.mark.parametrize("layer_class", [AttentionPooling, MultiHeadAttentionPooling])
@@ -53,8 +58,6 @@ def test_bad_arguments(make, message):
 
 
 def test_window_normalization_centres_and_scales_each_window():
-    from zoo import WindowNormalization
-
     x = np.random.default_rng(3).normal(loc=5.0, scale=2.0, size=(4, 9, 2)).astype("float32")
     centred, mean = (np.asarray(t) for t in WindowNormalization("mean")(x))
     np.testing.assert_allclose(mean, x.mean(axis=1, keepdims=True), rtol=1e-6)
@@ -67,8 +70,6 @@ def test_window_normalization_centres_and_scales_each_window():
 
 @pytest.mark.parametrize("mode", ["mean", "meanstd"])
 def test_window_denormalization_inverts_the_normalization_of_its_channel(mode):
-    from zoo import WindowDenormalization, WindowNormalization
-
     x = np.random.default_rng(4).normal(loc=-3.0, scale=4.0, size=(3, 7, 2)).astype("float32")
     normalized, *stats = WindowNormalization(mode)(x)
     for channel in (0, 1):
@@ -81,8 +82,6 @@ def test_window_denormalization_inverts_the_normalization_of_its_channel(mode):
 
 
 def test_window_layers_round_trip_their_config():
-    from zoo import WindowDenormalization, WindowNormalization
-
     inputs = keras.Input((5, 2))
     normalized, mean, std = WindowNormalization("meanstd", epsilon=1e-3)(inputs)
     outputs = WindowDenormalization(1)([keras.layers.Dense(3)(normalized[:, -1]), mean, std])
@@ -96,9 +95,9 @@ def test_window_layers_round_trip_their_config():
 
 @pytest.mark.parametrize(
     "make, message",
-    [(lambda: __import__("zoo").WindowNormalization("median"), "mode='median'"),
-     (lambda: __import__("zoo").WindowNormalization(epsilon=0), "epsilon=0"),
-     (lambda: __import__("zoo").WindowDenormalization(-1), "channel=-1")],
+    [(lambda: WindowNormalization("median"), "mode='median'"),
+     (lambda: WindowNormalization(epsilon=0), "epsilon=0"),
+     (lambda: WindowDenormalization(-1), "channel=-1")],
 )
 def test_window_layers_bad_arguments(make, message):
     with pytest.raises(ValueError, match=message):

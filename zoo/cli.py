@@ -170,7 +170,12 @@ def model_config(args, dataset):
 
 
 def train_from_args(args, out_dir, epochs=None):
-    """Loads the data, builds and trains one model; returns (dataset, config, result)."""
+    """Loads the data, builds and trains one model.
+
+    Returns `(dataset, config, result, run_config)`: the builder arguments, the
+    `TrainResult` and what the run directory's `config.json` holds (the training
+    recipe actually used, e.g. `run_config["train"]["fit_on"]`).
+    """
     from zoo.builders import build_gru
     from zoo.datasets import load_dataset
     from zoo.training import set_seed, train
@@ -206,7 +211,7 @@ def train_from_args(args, out_dir, epochs=None):
         config=run_config, tensorboard=args.tensorboard,
         verbose=2 if getattr(args, "quiet", False) else "auto",
     )
-    return dataset, config, result
+    return dataset, config, result, run_config
 
 
 def _format_metrics(metrics):
@@ -236,7 +241,7 @@ def cmd_list(args):
 
 def cmd_train(args):
     out = pathlib.Path(args.out)
-    dataset, config, result = train_from_args(args, out)
+    dataset, config, result, _ = train_from_args(args, out)
     print(f"Trained {result.model.name} ({result.model.count_params()} parameters) on "
           f"{dataset.name}: best epoch {result.best_epoch}/{result.epochs_run}, "
           f"{result.train_seconds:.1f} s")
@@ -254,7 +259,7 @@ def cmd_run(args):
     started = time.perf_counter()
     print(f"[1] train: {args.dataset}")
     epochs = 30 if args.quick and args.epochs is None else None
-    dataset, config, result = train_from_args(args, out / "train", epochs=epochs)
+    dataset, config, result, run_config = train_from_args(args, out / "train", epochs=epochs)
     summary = {
         "dataset": dataset.name,
         "model": config,
@@ -266,9 +271,7 @@ def cmd_run(args):
           f"({result.model.count_params()} parameters, {result.train_seconds:.1f} s)")
     context = {"run_dir": out, "model_path": out / "train" / "model.keras",
                "dataset": dataset, "quick": args.quick, "model_config": config,
-               "seed": args.seed,
-               "fit_on": json.loads((out / "train" / "config.json").read_text())
-               ["train"]["fit_on"]}
+               "seed": args.seed, "fit_on": run_config["train"]["fit_on"]}
     for index, (name, step) in enumerate(_plugins("gru_zoo.run_steps"), start=2):
         label = name.split("_", 1)[-1]
         if label in args.skip:
