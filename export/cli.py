@@ -18,14 +18,39 @@ def _quantization(name):
     return None if name in (None, "float32") else name
 
 
-def _load_data(spec):
-    """`--data`: a `.npz`/`.npy` file of inputs, or a gru-zoo dataset name.
+_DATA_SUFFIXES = (".ts", ".csv", ".tsv", ".txt")
+
+
+def _training_data_source(model_path):
+    """The data file and loader options the model was trained on, from the `config.json`
+    that `zoo.train` writes beside `model.keras`, or `(None, {})`."""
+    config_path = pathlib.Path(model_path).parent / "config.json"
+    try:
+        source = json.loads(config_path.read_text())["dataset"].get("source") or {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None, {}
+    path = source.get("path")
+    return (path, dict(source.get("options") or {})) if path else (None, {})
+
+
+def _load_data(spec, model_path=None):
+    """`--data`: the data to calibrate and verify with.
+
+    A `.ts`/`.csv` file, or a `.npz` that the model was trained on (its run's
+    `config.json` names it), is loaded as training loaded it (`zoo.load_dataset`: the
+    same normalization, label names and splits); another `.npz`/`.npy` holds inputs as
+    the model takes them; a name is an embedded dataset. Without `--data`, the file the
+    run's `config.json` names is used when it still exists.
 
     Returns `(calibration_x, validation (x, y) or None, labels, normalization)`.
     """
+    trained_on, options = _training_data_source(model_path) if model_path else (None, {})
     if spec is None:
-        return None, None, None, None
-    if os.path.isfile(spec):
+        if trained_on is None or not os.path.isfile(trained_on):
+            return None, None, None, None
+        spec = trained_on
+    if os.path.isfile(spec) and not spec.lower().endswith(_DATA_SUFFIXES) and not (
+            trained_on and os.path.samefile(spec, trained_on)):
         if spec.endswith(".npy"):
             return np.load(spec), None, None, None
         arrays = np.load(spec)
@@ -42,9 +67,12 @@ def _load_data(spec):
         elif "y" in keys:
             validation = (arrays[x_key], arrays["y"])
         return arrays[x_key], validation, None, None
+    if not os.path.isfile(spec) and spec.lower().endswith((*_DATA_SUFFIXES, ".npz", ".npy")):
+        raise FileNotFoundError(f"`--data` file {spec!r} does not exist")
     from zoo import load_dataset
 
-    dataset = load_dataset(spec)
+    same = trained_on is not None and os.path.isfile(spec) and os.path.samefile(spec, trained_on)
+    dataset = load_dataset(spec, **(options if same else {}))
     return (dataset.x_train, (dataset.x_test, dataset.y_test), dataset.label_names,
             dataset.normalization)
 
@@ -58,7 +86,7 @@ def _jsonable(normalization):
 def cmd_export(args):
     from export import to_tflite
 
-    calibration, validation, labels, normalization = _load_data(args.data)
+    calibration, validation, labels, normalization = _load_data(args.data, args.model)
     result = to_tflite(
         args.model,
         args.out,

@@ -45,6 +45,10 @@ _SCHEMA = {
     },
     "data": {
         "dataset": (lambda v: isinstance(v, str) and v != "", "a dataset name", "gunpoint"),
+        # The user's own file (.ts, .csv, .npz), relative to the config file's folder;
+        # `options` then holds the loader's options (e.g. `label`, `window`).
+        "path": (lambda v: v is None or (isinstance(v, str) and v != ""),
+                 "a path string to a .ts, .csv or .npz file", None),
         "options": (lambda v: isinstance(v, dict), "a table of `load_dataset` options", {}),
         "max_train_samples": (lambda v: v is None or (_is_int(v) and v > 0),
                               "a positive int", None),
@@ -121,6 +125,10 @@ class JobConfig:
         decisive.pop("retrain")
         decisive.pop("distributed")
         decisive["job"].pop("verbose", None)
+        if self.data.get("path"):
+            # The data's content decides the trials too: a changed file is a new job.
+            decisive["data"]["sha256"] = hashlib.sha256(
+                pathlib.Path(self.data["path"]).read_bytes()).hexdigest()
         text = json.dumps(decisive, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -163,6 +171,20 @@ def parse_config(raw, path="<config>", overrides=None):
         if not check(value):
             raise _error("command line", section, key, value, allowed)
         sections[section][key] = value
+    data = sections["data"]
+    if data["path"] is not None:
+        if "dataset" in raw.get("data", {}):
+            raise ValueError(f"{path}: [data] takes `dataset` (a name) or `path` (a file), not "
+                             f"both. Received: dataset={data['dataset']!r}, "
+                             f"path={data['path']!r}")
+        file = pathlib.Path(data["path"]).expanduser()
+        if not file.is_absolute():
+            file = pathlib.Path(path).parent / file if pathlib.Path(path).is_file() else file
+        if not file.is_file():
+            raise FileNotFoundError(f"{path}: [data] path {data['path']!r} is not a file "
+                                    f"(looked for {file})")
+        data["path"] = str(file.resolve())
+        data["dataset"] = None
     if sections["job"]["output_dir"] is None:
         sections["job"]["output_dir"] = str(pathlib.Path("runs") / "tune" / sections["job"]["name"])
     search = sections["search"]

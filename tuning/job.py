@@ -58,7 +58,7 @@ def load_job_data(config):
 
     data = config.data
     try:
-        dataset = load_dataset(data["dataset"], **data["options"])
+        dataset = load_dataset(data.get("path") or data["dataset"], **data["options"])
     except ValueError as error:
         raise _prefixed("data", error) from None
     limit = data["max_train_samples"]

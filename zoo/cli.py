@@ -16,37 +16,6 @@ import time
 # Before TensorFlow is first imported: keep its C++ start-up chatter off the terminal.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-RECOMMENDED = {
-    # The main job's recipe per dataset (builder and training arguments). GunPoint has
-    # 50 training series: GRU-FCN (Elsayed et al. 2018), a small GRU beside FCN conv
-    # blocks with global average pooling, as published; its 10-series validation split
-    # cannot pick an epoch, so it trains on train+val with a cosine schedule and keeps
-    # the lowest training loss (Fawaz et al. 2019). Measured: BENCHMARKS.md.
-    "gunpoint": dict(variant="gru_fcn", units=8, num_layers=1, branch_dropout=0.8,
-                     conv_layers=3, conv_filters=[128, 256, 128], conv_kernel_size=[8, 5, 3],
-                     conv_batchnorm=True, pool_size=1, epochs=300, batch_size=8, patience=300,
-                     lr_decay="cosine", fit_on="train+val"),
-    # ItalyPowerDemand (67 training series, 14 for validation): the same train+val cosine
-    # protocol (0.9666 +- 0.0012 over 3 seeds with two GRU(32) layers, against 0.964 +-
-    # 0.005 with validation early stopping and plateau decay); one GRU(32) layer reached
-    # 0.9705 on seeds 0-2 and 0.9702 on seeds 3-5 (BENCHMARKS.md).
-    "italy_power_demand": dict(variant="stacked", units=32, num_layers=1, epochs=150,
-                               batch_size=8, patience=150, lr_decay="cosine",
-                               fit_on="train+val"),
-    # Airline passengers trend upwards: the test windows lie above every training level,
-    # so each window is centred on its own mean and the forecast gets it back
-    # (`window_norm="mean"`). Without it every cell lost to repeating the last 12 months
-    # (seasonal naive, test MSE 0.086): GRU 0.19, RNN 0.14 (BENCHMARKS.md).
-    "airline_passengers": dict(variant="stacked", units=32, num_layers=1, window_norm="mean",
-                               epochs=300, batch_size=8),
-    # Adding problem: a GRU(64) at T=600 leaves the baseline after ~1000 updates and then
-    # needs a high learning rate for long; batch 128 costs ~15 % more per update than 64
-    # on CPU for twice the data. 20 epochs of 50000 sequences with cosine decay from 3e-3
-    # reached test MSE below the published 5.3e-5 (BENCHMARKS.md, "Adding problem").
-    "adding": dict(variant="stacked", units=64, num_layers=1, learning_rate=3e-3, epochs=20,
-                   batch_size=128, patience=20, lr_decay="cosine"),
-}
-
 BUILD_ARGS = ("variant", "cell", "units", "num_layers", "dropout", "recurrent_dropout",
               "reset_after", "attention", "attention_heads", "conv_filters",
               "conv_kernel_size", "conv_layers", "conv_batchnorm", "pool_size", "dense_units",
@@ -141,25 +110,90 @@ def add_model_arguments(parser):
     group.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     group.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs")
     group = parser.add_argument_group("data")
-    group.add_argument("--dataset", default="gunpoint",
-                       help="dataset name (see `gru-zoo list`; default gunpoint)")
+    group.add_argument("--dataset", default=None,
+                       help="an embedded dataset name (see `gru-zoo list`; default gunpoint) "
+                            "or a data file, as --data")
+    group.add_argument("--data", metavar="PATH",
+                       help="your own data: a UCR/UEA .ts file (its *_TEST.ts sibling is the "
+                            "test split), a .csv (wide, long or one series) or a .npz with "
+                            "x_train/y_train[/x_test/y_test]")
+    group.add_argument("--test-data", metavar="PATH", help="the test split's file, when not "
+                       "the *_TEST sibling of --data")
+    group.add_argument("--layout", choices=["auto", "wide", "long", "series"],
+                       help="CSV layout (default auto: from the header)")
+    group.add_argument("--label-column", help="CSV: the label column (default 'label')")
+    group.add_argument("--id-column", help="long CSV: the series-id column (default 'id')")
+    group.add_argument("--time-column", help="long CSV: the column to order steps by")
+    group.add_argument("--window", type=int, help="CSV series: input window, in steps")
+    group.add_argument("--horizon", type=int, help="CSV series: steps to forecast")
+    group.add_argument("--season", type=int, help="CSV series: seasonal period, in steps "
+                       "(for the seasonal-naive baseline)")
+    group.add_argument("--streaming", action="store_true", default=None,
+                       help="the model must run one frame at a time on the device: the "
+                            "recipe picks a variant that streams")
     group.add_argument("--data-dir", help="local TFDS data_dir for TFDS datasets")
     group.add_argument("--length", type=int, help="sequence length (adding problem)")
 
 
-def _dataset_kwargs(args):
+# Data flags → loader options, for files (`zoo.load_dataset(path, ...)`).
+_FILE_OPTIONS = {"test_data": "test_path", "layout": "layout", "label_column": "label",
+                 "id_column": "id_column", "time_column": "time_column", "window": "window",
+                 "horizon": "horizon", "season": "season"}
+
+
+def data_spec(args):
+    """`(name_or_path, loader kwargs)` from the data flags; checks them first."""
+    data, name = getattr(args, "data", None), getattr(args, "dataset", None)
+    if data is not None and name is not None:
+        raise ValueError(f"give `--data` (a file) or `--dataset` (a name), not both. "
+                         f"Received: --data={data!r}, --dataset={name!r}")
+    if data is None and name is not None and _looks_like_path(name):
+        data, name = name, None  # `--dataset ArrowHead_TRAIN.ts`: a file after all
     kwargs = {}
-    if args.data_dir:
+    if data is not None:
+        if not os.path.exists(data):
+            raise FileNotFoundError(f"`--data` file {data!r} does not exist")
+        for flag, option in _FILE_OPTIONS.items():
+            value = getattr(args, flag, None)
+            if value is not None:
+                kwargs[option] = value
+        return data, kwargs
+    given = [f"--{flag.replace('_', '-')}" for flag in _FILE_OPTIONS
+             if getattr(args, flag, None) is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} read(s) a data file: give it with `--data "
+                         f"PATH`. Received: --dataset={name or 'gunpoint'!r}")
+    if getattr(args, "data_dir", None):
         kwargs["data_dir"] = args.data_dir
-    if args.length:
+    if getattr(args, "length", None) is not None:
         kwargs["length"] = args.length
-    return kwargs
+    return name or "gunpoint", kwargs
 
 
-def model_config(args, dataset):
-    """The builder keyword arguments: recommended defaults, overridden by the flags."""
-    config = {k: v for k, v in RECOMMENDED.get(dataset.name, {}).items() if k in BUILD_ARGS}
-    config.setdefault("variant", "stacked")
+def _looks_like_path(name):
+    return os.path.sep in name or os.path.exists(name) or name.lower().endswith(
+        (".ts", ".csv", ".tsv", ".txt", ".npz"))
+
+
+def load_data(args):
+    """Loads the dataset the flags name (nothing is written before this succeeds)."""
+    from zoo.datasets import load_dataset
+
+    spec, kwargs = data_spec(args)
+    dataset = load_dataset(spec, **kwargs)
+    if isinstance(getattr(dataset, "source", None), dict):
+        # `gru-zoo export` reloads the same file the same way from the run's config.json.
+        dataset.source.setdefault("options", kwargs)
+    return dataset
+
+
+def model_config(args, dataset, recipe=None):
+    """The builder keyword arguments: the recipe's, overridden by the flags."""
+    from zoo.recipes import choose_recipe
+
+    recipe = recipe or choose_recipe(dataset, variant=getattr(args, "variant", None),
+                                     streaming=bool(getattr(args, "streaming", None)))
+    config = dict(recipe.build)
     for name in BUILD_ARGS:
         value = getattr(args, name, None)
         if value is not None:
@@ -169,46 +203,62 @@ def model_config(args, dataset):
     return config
 
 
-def train_from_args(args, out_dir, epochs=None):
-    """Loads the data, builds and trains one model.
+def training_config(args, recipe, epochs=None):
+    """The `zoo.train` arguments: the recipe's, overridden by the flags."""
+    chosen = dict(recipe.train)
+    for key in ("epochs", "batch_size", "patience", "lr_decay", "fit_on", "class_weight"):
+        value = getattr(args, key, None)
+        if value is not None:
+            chosen[key] = value
+    if epochs is not None:
+        chosen["epochs"] = epochs
+    if chosen["fit_on"] == "train+val" and getattr(args, "patience", None) is None:
+        chosen["patience"] = chosen["epochs"]  # a fixed schedule: nothing to stop on
+    return chosen
+
+
+def train_from_args(args, out_dir, epochs=None, dataset=None):
+    """Loads the data, chooses the recipe, builds and trains one model.
 
     Returns `(dataset, config, result, run_config)`: the builder arguments, the
-    `TrainResult` and what the run directory's `config.json` holds (the training
-    recipe actually used, e.g. `run_config["train"]["fit_on"]`).
+    `TrainResult` and what the run directory's `config.json` holds (the data, the
+    recipe with its reasons, the training arguments actually used, e.g.
+    `run_config["train"]["fit_on"]`).
     """
     from zoo.builders import build_gru
-    from zoo.datasets import load_dataset
+    from zoo.recipes import choose_recipe
     from zoo.training import set_seed, train
 
-    dataset = load_dataset(args.dataset, **_dataset_kwargs(args))
-    config = model_config(args, dataset)
-    recommended = RECOMMENDED.get(dataset.name, {})
-
-    def choose(flag, key, default):
-        """A flag given on the command line wins over the dataset's recipe."""
-        return flag if flag is not None else recommended.get(key, default)
-
-    epochs = epochs if epochs is not None else choose(args.epochs, "epochs", 100)
-    batch_size = choose(args.batch_size, "batch_size", 32)
-    lr_decay = choose(args.lr_decay, "lr_decay", "plateau")
-    fit_on = choose(args.fit_on, "fit_on", "train")
-    patience = choose(args.patience, "patience", 40)
+    dataset = dataset if dataset is not None else load_data(args)
+    recipe = choose_recipe(dataset, variant=getattr(args, "variant", None),
+                           streaming=bool(getattr(args, "streaming", None)))
+    config = model_config(args, dataset, recipe)
+    chosen = training_config(args, recipe, epochs)
+    overridden = sorted(k for k in [*BUILD_ARGS, *chosen]
+                        if getattr(args, k, None) is not None and k != "variant")
+    log = getattr(args, "log", print)
+    log(f"    recipe ({recipe.name}): {config['variant']}, " + ", ".join(
+        f"{k}={v}" for k, v in chosen.items() if v is not None))
+    for reason in recipe.reasons:
+        log(f"      - {reason}")
+    if overridden:
+        log(f"      - overridden by flags: {', '.join(overridden)}")
     set_seed(args.seed)
     model = build_gru(input_shape=dataset.input_shape, num_outputs=dataset.num_outputs,
                       task=dataset.task, **config)
     run_config = {
         "dataset": dataset.summary(),
+        "recipe": {**recipe.to_dict(), "overridden_by_flags": overridden},
         "build": config,
-        "train": {"epochs": epochs, "batch_size": batch_size, "patience": patience,
-                  "lr_decay": lr_decay, "fit_on": fit_on, "seed": args.seed,
-                  "class_weight": args.class_weight},
+        "train": {**chosen, "seed": args.seed},
         "command": " ".join(["gru-zoo"] + sys.argv[1:]),
     }
     result = train(
-        model, dataset, epochs=epochs, batch_size=batch_size, patience=patience,
-        lr_decay=None if lr_decay == "none" else lr_decay, fit_on=fit_on,
-        class_weight=args.class_weight, seed=args.seed, run_dir=out_dir,
-        config=run_config, tensorboard=args.tensorboard,
+        model, dataset, epochs=chosen["epochs"], batch_size=chosen["batch_size"],
+        patience=chosen["patience"],
+        lr_decay=None if chosen["lr_decay"] == "none" else chosen["lr_decay"],
+        fit_on=chosen["fit_on"], class_weight=chosen["class_weight"], seed=args.seed,
+        run_dir=out_dir, config=run_config, tensorboard=args.tensorboard,
         verbose=2 if getattr(args, "quiet", False) else "auto",
     )
     return dataset, config, result, run_config
@@ -239,29 +289,62 @@ def cmd_list(args):
     return 0
 
 
+def _write_report(out, dataset, result, run_config, exports=None, tune=None):
+    """`report.md` beside the run; a report that fails is a warning, not a lost run."""
+    try:
+        from zoo.report import write_report
+
+        return write_report(out, dataset, model=result.model,
+                            test_metrics=result.test_metrics, history=result.history,
+                            recipe=run_config["recipe"] | {"build": run_config["build"],
+                                                           "train": run_config["train"]},
+                            exports=exports, tune=tune)
+    except Exception as error:  # noqa: BLE001 (the model and metrics are already saved)
+        print(f"gru-zoo: warning: report.md not written: {type(error).__name__}: {error}",
+              file=sys.stderr)
+        return None
+
+
 def cmd_train(args):
     out = pathlib.Path(args.out)
-    dataset, config, result, _ = train_from_args(args, out)
+    dataset = load_data(args)
+    print(f"Data: {_describe(dataset)}")
+    dataset, config, result, run_config = train_from_args(args, out, dataset=dataset)
     print(f"Trained {result.model.name} ({result.model.count_params()} parameters) on "
           f"{dataset.name}: best epoch {result.best_epoch}/{result.epochs_run}, "
           f"{result.train_seconds:.1f} s")
     if result.test_metrics:
         print(f"Test: {_format_metrics(result.test_metrics)}")
+    report = _write_report(out, dataset, result, run_config)
     print(f"Run directory: {out} (model.keras, history.json, config.json, metrics.json, "
-          "curves.png)")
+          f"curves.png{', report.md' if report else ''})")
     return 0
 
 
+def _describe(dataset):
+    source = getattr(dataset, "source", None) or {}
+    where = f" from {source['path']}" if source.get("path") else " (embedded)"
+    return (f"{dataset.name}{where}: {dataset.task}, {len(dataset.x_train)}/"
+            f"{len(dataset.x_val)}/{len(dataset.x_test)} train/val/test series of shape "
+            f"{tuple(dataset.input_shape)}"
+            + (f", {dataset.num_outputs} classes" if dataset.task == "classification" else ""))
+
+
 def cmd_run(args):
-    """The main job: train on the embedded default dataset, then every plugin step."""
+    """The main job: train on the data (embedded GunPoint by default), then every plugin
+    step (tune, export), then `report.md` with every exported file."""
     out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    print(f"[1] train: {args.dataset}")
+    dataset = load_data(args)  # before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"[1] train: {_describe(dataset)}")
     epochs = 30 if args.quick and args.epochs is None else None
-    dataset, config, result, run_config = train_from_args(args, out / "train", epochs=epochs)
+    dataset, config, result, run_config = train_from_args(args, out / "train", epochs=epochs,
+                                                          dataset=dataset)
     summary = {
         "dataset": dataset.name,
+        "source": getattr(dataset, "source", None),
+        "recipe": run_config["recipe"]["name"],
         "model": config,
         "params": result.model.count_params(),
         "train": {"test": result.test_metrics, "best_epoch": result.best_epoch,
@@ -271,7 +354,9 @@ def cmd_run(args):
           f"({result.model.count_params()} parameters, {result.train_seconds:.1f} s)")
     context = {"run_dir": out, "model_path": out / "train" / "model.keras",
                "dataset": dataset, "quick": args.quick, "model_config": config,
-               "seed": args.seed, "fit_on": run_config["train"]["fit_on"]}
+               "seed": args.seed, "fit_on": run_config["train"]["fit_on"],
+               "train": run_config["train"]}
+    failed = []
     for index, (name, step) in enumerate(_plugins("gru_zoo.run_steps"), start=2):
         label = name.split("_", 1)[-1]
         if label in args.skip:
@@ -282,11 +367,39 @@ def cmd_run(args):
         step_summary = step(context) or {}
         step_summary["seconds"] = round(time.perf_counter() - step_started, 1)
         summary[label] = step_summary
-        print(f"    {json.dumps(step_summary, default=str)}")
+        if label == "export":
+            from zoo.report import format_export_table
+
+            files = {k: v for k, v in step_summary.items() if isinstance(v, dict)}
+            failed += [k for k, v in files.items() if "error" in v]
+            print(format_export_table(files))
+        else:
+            print(f"    {json.dumps(step_summary, default=str)}")
     summary["seconds"] = round(time.perf_counter() - started, 1)
+    exports = {k: v for k, v in summary.get("export", {}).items() if isinstance(v, dict)}
+    report = _write_report(out, dataset, result, run_config, exports=exports or None,
+                           tune=summary.get("tune"))
+    summary["failed"] = failed
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    print(f"Done in {summary['seconds']} s. Summary: {out / 'summary.json'}")
+    print(f"Done in {summary['seconds']} s. Summary: {out / 'summary.json'}"
+          + (f", report: {report}" if report else ""))
+    if failed:
+        print(f"gru-zoo run: error: export failed for {', '.join(failed)} (see "
+              f"{out / 'summary.json'})", file=sys.stderr)
+        return 1
     return 0
+
+
+_STEPS = ("tune", "export")
+
+
+def _skip_list(text):
+    steps = [x.strip() for x in text.split(",") if x.strip()]
+    bad = [s for s in steps if s not in _STEPS]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"steps must be among {list(_STEPS)}, got {', '.join(map(repr, bad))}")
+    return steps
 
 
 def build_parser():
@@ -298,6 +411,8 @@ def build_parser():
     from zoo.compare import register as register_compare
 
     parser.add_argument("--version", action="version", version=f"gru-zoo {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("list", help="list variants, cells, tasks, datasets and presets")
@@ -313,8 +428,8 @@ def build_parser():
     add_model_arguments(p)
     p.add_argument("--out", default="runs/main", help="output directory (default runs/main)")
     p.add_argument("--quick", action="store_true", help="a fast version (fewer epochs)")
-    p.add_argument("--skip", default="", type=lambda s: [x for x in s.split(",") if x],
-                   help="comma-separated steps to skip, e.g. tune,export")
+    p.add_argument("--skip", default=[], type=_skip_list,
+                   help="comma-separated steps to skip: tune, export")
     p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
     p.set_defaults(func=cmd_run)
 
@@ -333,10 +448,21 @@ def main(argv=None):
         return 2
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as error:
-        # Bad input: a clear one-line message, not a traceback.
-        print(f"gru-zoo {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"gru-zoo {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 (one line for the user; --debug shows it)
+        if args.debug:
+            raise
+        # Bad input (ValueError and its subclasses, a missing file): exit 2, as argparse
+        # does; anything else is a failure of the run: exit 1. Both one line, no traceback.
+        bad_input = isinstance(error, (ValueError, FileNotFoundError))
+        kind = "error" if bad_input else f"failed ({type(error).__name__})"
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"gru-zoo {args.command}: {kind}: {message} (--debug shows the traceback)"
+              if not bad_input else f"gru-zoo {args.command}: {kind}: {message}",
+              file=sys.stderr)
+        return 2 if bad_input else 1
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 BUDGETS = {
-    # `epochs`, `patience`: caps on the dataset's recipe (`zoo.cli.RECOMMENDED`; None:
+    # `epochs`, `patience`: caps on the dataset's recipe (`zoo.recipes.choose_recipe`; None:
     # no cap); `max_samples`: cap on each split's size (None: all); `adding`: the
     # adding-problem sizes and epochs.
     "tiny": dict(epochs=1, patience=1, max_samples=64,
@@ -49,9 +49,6 @@ ADDING_BASELINE_MSE = 1.0 / 6.0  # Var(U1 + U2) for two independent U(0, 1) valu
 ADDING_PUBLISHED_T600 = {"gru": 5.3e-5, "lstm": 0.164, "rnn": 0.177}
 
 TRAIN_ARGS = ("epochs", "batch_size", "patience", "lr_decay", "fit_on", "class_weight")
-# The training recipe when the dataset's entry of `zoo.cli.RECOMMENDED` does not set it.
-TRAIN_DEFAULTS = dict(epochs=100, batch_size=32, patience=40, lr_decay="plateau",
-                      fit_on="train", class_weight=None)
 # `build_gru` arguments that compare sets itself (from the data) or never varies.
 _NOT_OVERRIDABLE = ("variant", "cell", "input_shape", "num_outputs", "task", "compile",
                     "optimizer", "loss", "metrics", "name", "batch_size")
@@ -177,34 +174,24 @@ def _load(dataset, budget_spec, dataset_kwargs):
     return data
 
 
-def model_config(dataset_name, variant, cell, overrides):
-    """Builder kwargs of one compared model: the dataset's recommended config with the
-    variant and cell swapped in, then `overrides` (same for every model)."""
-    from zoo.builders import VARIANTS
-    from zoo.cli import RECOMMENDED
+def model_config(dataset, variant, cell, overrides):
+    """Builder kwargs of one compared model: the recipe `zoo.recipes.choose_recipe`
+    picks for the dataset with this variant, the cell swapped in, then `overrides`
+    (the same for every model)."""
+    from zoo.recipes import choose_recipe
 
-    allowed = build_arguments()
-    config = {k: v for k, v in RECOMMENDED.get(dataset_name, {}).items() if k in allowed}
+    config = dict(choose_recipe(dataset, variant=variant).build)
     config.update(overrides)
     config["variant"] = variant
     config["cell"] = cell
-    if not VARIANTS[variant].uses_conv:
-        for key in ("conv_filters", "conv_kernel_size", "conv_layers", "conv_batchnorm",
-                    "pool_size"):
-            config.pop(key, None)
-    if not VARIANTS[variant].uses_attention:
-        for key in ("attention", "attention_heads"):
-            config.pop(key, None)
-    if variant != "gru_fcn":
-        config.pop("branch_dropout", None)
     return config
 
 
-def default_variants(dataset_name):
-    """The dataset's recommended variant (`zoo.cli.RECOMMENDED`), else `stacked`."""
-    from zoo.cli import RECOMMENDED
+def default_variants(dataset):
+    """The variant `zoo.recipes.choose_recipe` picks for the dataset."""
+    from zoo.recipes import choose_recipe
 
-    return [RECOMMENDED.get(dataset_name, {}).get("variant", "stacked")]
+    return [choose_recipe(dataset).build["variant"]]
 
 
 def _headline(task):
@@ -462,7 +449,7 @@ def compare(
 ):
     """Trains each (variant, cell) with the same recipe over several seeds and tabulates.
 
-    Every model gets the dataset's recommended configuration (`zoo.cli.RECOMMENDED`)
+    Every model gets the dataset's recommended configuration (`zoo.recipes.choose_recipe`)
     with only the variant and the cell swapped, the same data, the same training
     recipe (`zoo.train`) and the same budget; `zoo.set_seed(seed)` before each build
     makes every run repeatable.
@@ -476,7 +463,7 @@ def compare(
         budget: `"tiny"` (1 epoch, 64 samples per split: a smoke test), `"quick"`
             (the dataset's recipe capped at 40 epochs and patience 15; adding problem
             2000 sequences and 10 epochs) or `"full"` (the dataset's recipe from
-            `zoo.cli.RECOMMENDED`: epochs, batch size, patience, decay, `fit_on`;
+            `zoo.recipes.choose_recipe`: epochs, batch size, patience, decay, `fit_on`;
             adding problem 50000 sequences and 20 epochs). Defaults to `"quick"`.
         out_dir: directory for the tables, plots and run directories, or `None`
             (nothing written).
@@ -494,7 +481,7 @@ def compare(
     """
     import zoo
     from zoo.builders import CELLS, VARIANTS
-    from zoo.cli import RECOMMENDED
+    from zoo.recipes import choose_recipe
 
     stream = stream or sys.stderr
     budget_name, budget_spec = _resolve_budget(budget)
@@ -513,10 +500,9 @@ def compare(
 
     data = _load(dataset, budget_spec, dataset_kwargs)
     name = data.name
-    variants = _parse_names("variants", variants or default_variants(name), VARIANTS)
+    variants = _parse_names("variants", variants or default_variants(data), VARIANTS)
     metric, _ = _headline(data.task)
-    recommended = RECOMMENDED.get(name, {})
-    train_kwargs = {k: recommended.get(k, v) for k, v in TRAIN_DEFAULTS.items()}
+    train_kwargs = dict(choose_recipe(data).train)
     if name == "adding":
         train_kwargs["epochs"] = budget_spec["adding"]["epochs"]
     for key in ("epochs", "patience"):
@@ -545,7 +531,7 @@ def compare(
     started = time.perf_counter()
     done = 0
     for variant, cell in keys:
-        config = model_config(name, variant, cell, build_overrides)
+        config = model_config(data, variant, cell, build_overrides)
         tflite_bytes = None
         for seed in seeds:
             label = f"{name} {variant}/{cell} seed {seed}"
@@ -855,7 +841,10 @@ def parse_settings(settings):
 
 
 def cmd_compare(args):
-    from zoo.cli import BUILD_ARGS
+    from zoo.cli import BUILD_ARGS, data_spec
+
+    # `--data PATH` (the user's file) or `--dataset NAME`; file options come with the path.
+    args.dataset, dataset_kwargs = data_spec(args)
 
     overrides = {k: getattr(args, k) for k in BUILD_ARGS
                  if k not in ("variant", "cell") and getattr(args, k, None) is not None}
@@ -872,9 +861,6 @@ def cmd_compare(args):
     seeds = parse_seeds(args.seeds)
     if len(seeds) and "," not in args.seeds:
         seeds = [args.seed + s for s in seeds]
-    dataset_kwargs = {}
-    if args.data_dir:
-        dataset_kwargs["data_dir"] = args.data_dir
     if args.num_train is not None:
         if args.dataset != "adding":
             _raise("num_train", args.num_train, "given only with --dataset adding")
@@ -890,8 +876,6 @@ def cmd_compare(args):
         print(study.to_markdown())
         print(f"Written: {', '.join(str(p) for p in study.files.values())}")
         return 0
-    if args.length is not None:
-        dataset_kwargs["length"] = args.length
     comparison = compare(args.dataset, cells=cells, variants=variants, seeds=seeds,
                          budget=args.budget, out_dir=args.out,
                          dataset_kwargs=dataset_kwargs, tflite=not args.no_tflite,
