@@ -7,6 +7,7 @@ cell or the variant changes nothing else.
 """
 
 import dataclasses
+import inspect
 import numbers
 import typing
 
@@ -242,6 +243,73 @@ VARIANTS = {
 }
 
 
+# Options only some variants use: name -> (which variants use it, check, what is allowed).
+# `build_gru` validates an option for the variants that use it; given to another variant
+# (not `None`, not the default) it must still be valid, and the error says which variants
+# use it.
+_VARIANT_OPTIONS = {
+    "attention": ("uses_attention", lambda v: v in ATTENTION_TYPES,
+                  f"one of {list(ATTENTION_TYPES)}"),
+    "attention_heads": ("uses_attention", _positive_int, "a positive int"),
+    "attention_units": ("uses_attention", _positive_int, "a positive int or None"),
+    "conv_filters": ("uses_conv", None, "a positive int or a list of positive ints"),
+    "conv_kernel_size": ("uses_conv", None, "a positive int or a list of positive ints"),
+    "conv_layers": ("uses_conv", _positive_int, "a positive int"),
+    "conv_batchnorm": ("uses_conv", lambda v: isinstance(v, bool), "True or False"),
+    "pool_size": ("uses_conv", _positive_int, "a positive int"),
+    "branch_dropout": ("gru_fcn", _rate, "a float in [0, 1)"),
+}
+
+
+def _uses(variant, option):
+    owner = _VARIANT_OPTIONS[option][0]
+    return variant.name == owner if owner in VARIANTS else getattr(variant, owner)
+
+
+def _same(value, default):
+    try:
+        return type(value) is type(default) and bool(value == default)
+    except (TypeError, ValueError):  # e.g. an array compared elementwise
+        return False
+
+
+def _check_unused_options(variant, given):
+    """Options of other variants: `None` or the default means "not given"."""
+    defaults = {name: parameter.default for name, parameter in
+                inspect.signature(build_gru).parameters.items()}
+    for option, value in given.items():
+        if _uses(variant, option) or value is None or _same(value, defaults[option]):
+            continue
+        _, check, allowed = _VARIANT_OPTIONS[option]
+        if check is None:  # a per-layer list: any length, the conv stack is not built
+            values = value if isinstance(value, (list, tuple)) and value else [value]
+            valid = all(_positive_int(v) for v in values)
+        else:
+            valid = check(value)
+        if not valid:
+            users = [name for name, v in VARIANTS.items() if _uses(v, option)]
+            raise ValueError(
+                f"`{option}` must be {allowed}, and it is an option of the variants "
+                f"{users}, not of {variant.name!r} (which does not use it: leave it out, "
+                f"or choose one of those variants). Received: {option}={value!r} with "
+                f"variant={variant.name!r}"
+            )
+
+
+def _check_compile_argument(argument, value, getter, allowed, special=(), received=None):
+    """`loss`, `metrics` and `optimizer` go through Keras's own getters at build time,
+    so a typo fails here, naming the argument, instead of inside `fit`."""
+    if value is None or (isinstance(value, str) and value.lower() in special):
+        return
+    try:
+        getter(value)
+    except (ValueError, TypeError) as error:
+        received = value if received is None else received
+        raise ValueError(
+            f"`{argument}` must be {allowed}. Received: {argument}={received!r} ({error})"
+        ) from None
+
+
 def _validate_input_shape(input_shape):
     allowed = "(time, features) or (time,) for token ids, with time None or a positive int"
     if not isinstance(input_shape, (list, tuple)) or len(input_shape) not in (1, 2):
@@ -393,6 +461,10 @@ def build_gru(
     if not _positive_int(num_layers):
         _raise("num_layers", num_layers, "a positive int")
     spec_variant = VARIANTS[variant]
+    _check_unused_options(spec_variant, dict(
+        attention=attention, attention_heads=attention_heads, attention_units=attention_units,
+        conv_filters=conv_filters, conv_kernel_size=conv_kernel_size, conv_layers=conv_layers,
+        conv_batchnorm=conv_batchnorm, pool_size=pool_size, branch_dropout=branch_dropout))
     sequence_output = task in SEQUENCE_TASKS
     spec = dict(
         cell=cell,
@@ -465,6 +537,10 @@ def build_gru(
             _raise("embedding_dim", embedding_dim, "a positive int")
         if mask_value is not None:
             _raise("mask_value", mask_value, "None for token inputs (id 0 is the padding)")
+    elif vocab_size is not None:
+        _raise("vocab_size", vocab_size, "None for float inputs: token ids need "
+               f"input_shape=(time,), and input_shape={input_shape!r} means (time, "
+               "features) floats")
     if not isinstance(input_noise, numbers.Real) or isinstance(input_noise, bool) or (
         input_noise < 0
     ):
@@ -533,6 +609,26 @@ def build_gru(
     model = keras.Model(inputs, outputs, name=name or f"{variant}_{cell}")
 
     if compile:
+        _check_compile_argument(
+            "loss", loss, keras.losses.get, "None, a Keras loss name (e.g. 'mse', "
+            "'sparse_categorical_crossentropy'), a keras.losses.Loss or a callable",
+            special=("crossentropy", "ce"))
+        if metrics is not None:
+            if isinstance(metrics, (str, keras.metrics.Metric)) or callable(metrics) or \
+                    not isinstance(metrics, (list, tuple, dict)):
+                _raise("metrics", metrics, "None or a list of Keras metric names, "
+                       "keras.metrics.Metric objects or callables")
+            items = metrics.values() if isinstance(metrics, dict) else metrics
+            for item in items:
+                for metric in (item if isinstance(item, (list, tuple)) else [item]):
+                    _check_compile_argument(
+                        "metrics", metric, keras.metrics.get, "a list of Keras metric "
+                        "names (e.g. 'accuracy', 'mae'), keras.metrics.Metric objects or "
+                        "callables", special=("accuracy", "acc"), received=metrics)
+        _check_compile_argument(
+            "optimizer", optimizer, keras.optimizers.get, "None (Adam with `learning_rate` "
+            "and `clipnorm`), a Keras optimizer name (e.g. 'adam', 'sgd') or a "
+            "keras.optimizers.Optimizer")
         default_loss, default_metrics = default_loss_and_metrics(task, num_outputs)
         if optimizer is None:
             if not isinstance(learning_rate, numbers.Real) or learning_rate <= 0:
