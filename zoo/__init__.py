@@ -23,5 +23,5 @@ from zoo.layers import (
     WindowDenormalization,
     WindowNormalization,
 )
-from zoo.training import TrainResult, plot_curves, set_seed, train
+from zoo.training import TrainingDivergedError, TrainResult, plot_curves, set_seed, train
 from zoo.presets import describe_presets, list_presets, load_preset
