@@ -91,7 +91,10 @@ def cmd_export(args):
         args.model,
         args.out,
         quantization=_quantization(args.quantize),
-        representative_data=calibration,
+        # Calibration for the integer modes; otherwise only as verification inputs
+        # when there is no validation split.
+        representative_data=calibration if (
+            args.quantize in ("int8", "int16x8") or validation is None) else None,
         streaming=args.streaming,
         recipe=args.recipe,
         io_type=args.io_type,
@@ -330,7 +333,11 @@ def run_step(context):
     common = dict(
         labels=list(dataset.label_names) if dataset.label_names is not None else None,
         normalization=_jsonable(dataset.normalization),
-        metadata={"dataset": dataset.name, "builder": context.get("model_config") or {}},
+        metadata={"dataset": dataset.name, "builder": context.get("model_config") or {},
+                  # Where the data came from (path, format, sha256) and the padding value
+                  # of variable-length series, so a device pads its input the same way.
+                  "source": getattr(dataset, "source", None),
+                  "mask_value": getattr(dataset, "mask_value", None)},
         validation_data=validation,
     )
     model_path = str(context["model_path"])
