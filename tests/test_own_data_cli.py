@@ -117,3 +117,52 @@ def test_a_broken_file_is_one_line_naming_it_and_nothing_is_written(tmp_path, ca
     err = capsys.readouterr().err
     assert "Broken_TRAIN.ts" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def _write_wide_csv(path, x, labels):
+    header = "label," + ",".join(f"t{i}" for i in range(x.shape[1]))
+    rows = [f"{label}," + ",".join(f"{v:.5f}" for v in series[:, 0])
+            for series, label in zip(x, labels)]
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+
+
+def test_tune_job_reads_its_data_path_relative_to_the_toml(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    labels = np.array(["a", "b"] * 10)
+    x = rng.normal(size=(20, 12, 1))
+    _write_wide_csv(tmp_path / "mine.csv", x, labels)
+    job = tmp_path / "job.toml"
+    job.write_text('[job]\noutput_dir = "out"\n[data]\npath = "mine.csv"\n'
+                   '[search]\nmax_trials = 1\nepochs = 1\n')
+    assert main(["tune", str(job), "--check"]) == 0
+    assert "OK" in capsys.readouterr().out
+    from tuning.config import load_config
+    from tuning.job import load_job_data
+
+    config = load_config(job)
+    assert config.data["path"] == str((tmp_path / "mine.csv").resolve())
+    dataset = load_job_data(config)
+    assert dataset.label_names == ["a", "b"] and dataset.input_shape == (12, 1)
+    fingerprint = config.fingerprint()
+    _write_wide_csv(tmp_path / "mine.csv", x[::-1], labels)  # changed data: a new job
+    assert load_config(job).fingerprint() != fingerprint
+    both = tmp_path / "both.toml"
+    both.write_text('[data]\npath = "mine.csv"\ndataset = "gunpoint"\n')
+    assert main(["tune", str(both), "--check"]) == 2
+    assert "not both" in capsys.readouterr().err
+    missing = tmp_path / "missing.toml"
+    missing.write_text('[data]\npath = "nope.csv"\n')
+    assert main(["tune", str(missing), "--check"]) == 2
+    assert "nope.csv" in capsys.readouterr().err
+
+
+def test_compare_takes_a_data_file(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    labels = np.array(["a", "b"] * 12)
+    _write_wide_csv(tmp_path / "mine.csv", rng.normal(size=(24, 10, 1)), labels)
+    out = tmp_path / "cmp"
+    assert main(["compare", "--data", str(tmp_path / "mine.csv"), "--cells", "gru",
+                 "--seeds", "1", "--budget", "tiny", "--no-tflite", "--units", "4",
+                 "--out", str(out), "--quiet"]) == 0
+    runs = (out / "runs.csv").read_text()
+    assert "stacked" in runs and "gru" in runs  # length 10 < 64: the short-series recipe
