@@ -7,6 +7,9 @@ that export can write them into the model file.
 
 Embedded data (package files, no download): GunPoint and ItalyPowerDemand from the
 UCR time-series archive, and the airline-passengers series (Box & Jenkins 1976).
+
+Your own data: `load_dataset(path)` reads a UCR/UEA `.ts` file, a CSV file or a `.npz`
+archive (`zoo.loaders`), and `Dataset.from_arrays(x, y)` takes arrays in memory.
 """
 
 import dataclasses
@@ -40,6 +43,7 @@ class Dataset:
 
     Arrays are `(samples, time, features)` float32 for series and `(samples, time)`
     int32 for token ids. Labels are int class indices (classification) or float targets.
+    Series of different lengths are padded at the end with `mask_value`.
     """
 
     name: str
@@ -60,6 +64,12 @@ class Dataset:
     # Forecasting windows: the period of the series' seasonality, in steps (None: none).
     # Regression outputs are then the next values of input feature 0.
     season: int = None
+    # Variable-length series: the value of every feature at the padded steps after a
+    # series' end (`build_gru(mask_value=...)` masks them). None: all the same length.
+    mask_value: float = None
+    # File data: {"path", "format", "sha256"} of the file read (with "test_path" and one
+    # sha256 per file, training file first, when a second file gave the test split).
+    source: dict = None
 
     def as_tf_data(self, split="train", batch_size=32, shuffle=None, seed=0):
         """Returns one split as a batched `tf.data.Dataset` of `(x, y)` pairs."""
@@ -89,7 +99,98 @@ class Dataset:
             "normalization": self.normalization,
             "citation": self.citation,
             "season": self.season,
+            "mask_value": self.mask_value,
+            "source": self.source,
         }
+
+    def decode_labels(self, indices):
+        """Class names for class indices (or for predicted probabilities).
+
+        Args:
+            indices: an int, a sequence or array of ints `(samples,)`, or model outputs
+                `(samples, num_outputs)`: softmax probabilities (their argmax is taken)
+                or, with one output, sigmoid probabilities (thresholded at 0.5).
+
+        Returns:
+            A str for an int, else a list of str: `label_names[i]` for each index.
+        """
+        if self.task not in ("classification", "sequence_labeling") or not self.label_names:
+            raise ValueError(
+                f"`decode_labels` needs a classification dataset with label names; "
+                f"{self.name!r} has task={self.task!r}, label_names={self.label_names!r}"
+            )
+        names = self.label_names
+        if isinstance(indices, (int, np.integer)) and not isinstance(indices, bool):
+            if not 0 <= int(indices) < len(names):
+                raise ValueError(f"`indices` must be class indices in [0, {len(names)}). "
+                                 f"Received: indices={indices!r}")
+            return names[int(indices)]
+        values = np.asarray(indices)
+        if values.ndim == 2 and values.dtype.kind == "f":
+            values = (values[:, 0] > 0.5).astype(np.int64) if values.shape[1] == 1 \
+                else values.argmax(axis=-1)
+        if values.ndim != 1 or values.dtype.kind not in "iuf" or (
+                values.dtype.kind == "f" and not np.all(np.mod(values, 1) == 0)):
+            raise ValueError(
+                "`indices` must be an int, a 1-D sequence of ints (samples,) or "
+                f"probabilities (samples, {len(names)}). Received: indices with shape "
+                f"{values.shape} and dtype {values.dtype}"
+            )
+        values = values.astype(np.int64)
+        bad = values[(values < 0) | (values >= len(names))]
+        if len(bad):
+            raise ValueError(f"`indices` must be class indices in [0, {len(names)}). "
+                             f"Received: {int(bad[0])} among indices")
+        return [names[i] for i in values]
+
+    @classmethod
+    def from_arrays(cls, x_train, y_train, x_test=None, y_test=None, *, task=None,
+                    validation_split=0.2, seed=0, normalize=True, name="arrays",
+                    label_names=None, test_split=0.2):
+        """A `Dataset` from arrays in memory (your own data, no file).
+
+        Args:
+            x_train: the training series: an array `(samples, time, features)` or
+                `(samples, time)` (one feature), a list of them, a list of series of
+                different lengths (each `(time,)` or `(time, features)`: padded at the
+                end, `mask_value` set), or a pandas DataFrame in wide form (one row per
+                series, columns = time steps). NaN marks a missing value: filled by
+                linear interpolation along time (the nearest value at the edges).
+            y_train: the labels `(samples,)`: strings or ints (classification), floats
+                (regression, `(samples,)` or `(samples, outputs)`); a list, an array or
+                a pandas Series.
+            x_test: the test series, like `x_train`, or `None`. Defaults to `None`: a
+                stratified `test_split` of the training data is cut as the test split.
+            y_test: the test labels, like `y_train`; required with `x_test`.
+            task: str or `None`, one of "classification", "regression",
+                "sequence_labeling", "sequence_regression". `None` (the default) infers
+                it: strings, or integers with few distinct values, are classification;
+                floats with non-integer values (or several columns) are regression.
+            validation_split: float in (0, 1), the part of the training data kept for
+                validation, stratified by class for classification (random
+                otherwise). Defaults to `0.2`.
+            seed: int, the seed of the splits. Defaults to `0`.
+            normalize: bool, standardize each feature with the mean and standard
+                deviation of the training part (after the validation split), applied to
+                every split. Defaults to `True`.
+            name: str, the dataset's name. Defaults to `"arrays"`.
+            label_names: list of str or `None`: the class names, in index order. Labels
+                that are these names are mapped in this order; labels that are ints
+                0..K-1 are kept as indices. `None` (the default): the distinct labels,
+                sorted (numerically when they are numbers).
+            test_split: float in (0, 1), the part of the training data cut as the test
+                split when `x_test` is `None`. Defaults to `0.2`.
+
+        Returns:
+            A `Dataset` whose `label_names[i]` is the label of class index `i`
+            (`decode_labels` maps predictions back).
+        """
+        from zoo.loaders import dataset_from_arrays
+
+        return dataset_from_arrays(
+            x_train, y_train, x_test, y_test, task=task, validation_split=validation_split,
+            seed=seed, normalize=normalize, name=name, label_names=label_names,
+            test_split=test_split)
 
     def forecast_baselines(self, split="test"):
         """Test MSE of the forecasts a forecaster must beat, for forecasting datasets.
@@ -130,6 +231,47 @@ def _load_npz(filename):
             return {key: data[key] for key in data.files}
 
 
+def _split_indices(y, task, fraction, seed, num_classes=None):
+    """`(keep, cut)` index arrays: `fraction` of the samples cut off, seeded.
+
+    Classification (`y` class indices, `num_classes` classes) is stratified: each class
+    gives `round(fraction * members)` samples, at least one, but never its last one, so
+    every class with two or more members is on both sides. Other tasks cut at random.
+    Both index arrays are shuffled.
+    """
+    rng = np.random.default_rng(seed)
+    if task == "classification":
+        keep, cut = [], []
+        for label in range(num_classes):
+            members = rng.permutation(np.flatnonzero(y == label))
+            n_cut = min(max(1, int(round(len(members) * fraction))), max(len(members) - 1, 0))
+            cut.extend(members[:n_cut])
+            keep.extend(members[n_cut:])
+        keep, cut = rng.permutation(keep), rng.permutation(cut)
+    else:
+        n = len(y)
+        order = rng.permutation(n)
+        n_cut = min(max(1, int(round(n * fraction))), max(n - 1, 0))
+        cut, keep = order[:n_cut], order[n_cut:]
+    return np.asarray(keep, dtype=np.int64), np.asarray(cut, dtype=np.int64)
+
+
+def _normalize_splits(x_train, *others):
+    """Standardizes every split per feature with the training split's statistics.
+
+    Padded steps (NaN in every feature) are left out of the statistics and stay NaN.
+    Returns `([x_train, *others] normalized, {"mean": [...], "std": [...]})`.
+    """
+    if np.isnan(x_train).any() or any(np.isnan(x).any() for x in others):
+        real = x_train[~np.isnan(x_train).all(axis=-1)]
+        mean, std = real.mean(axis=0), real.std(axis=0) + 1e-8
+    else:
+        mean = x_train.mean(axis=(0, 1))
+        std = x_train.std(axis=(0, 1)) + 1e-8
+    normalized = [(x - mean) / std for x in (x_train, *others)]
+    return normalized, {"mean": mean.tolist(), "std": std.tolist()}
+
+
 def _ucr(filename, display_name, description, validation_split, seed, normalize):
     data = _load_npz(filename)
     label_names = sorted(set(data["y_train"].tolist()) | set(data["y_test"].tolist()))
@@ -140,22 +282,13 @@ def _ucr(filename, display_name, description, validation_split, seed, normalize)
     x_test = data["x_test"].astype(np.float32)
     # UCR train splits are ordered by class: a stratified shuffle keeps every class in
     # both the training and the validation part of these tiny sets.
-    rng = np.random.default_rng(seed)
-    train_idx, val_idx = [], []
-    for label in range(len(label_names)):
-        members = rng.permutation(np.flatnonzero(y_train == label))
-        n_val = max(1, int(round(len(members) * validation_split)))
-        val_idx.extend(members[:n_val])
-        train_idx.extend(members[n_val:])
-    train_idx, val_idx = rng.permutation(train_idx), rng.permutation(val_idx)
+    train_idx, val_idx = _split_indices(y_train, "classification", validation_split, seed,
+                                        num_classes=len(label_names))
     x_val, y_val = x_train[val_idx], y_train[val_idx]
     x_train, y_train = x_train[train_idx], y_train[train_idx]
     normalization = None
     if normalize:
-        mean = x_train.mean(axis=(0, 1))
-        std = x_train.std(axis=(0, 1)) + 1e-8
-        x_train, x_val, x_test = [(x - mean) / std for x in (x_train, x_val, x_test)]
-        normalization = {"mean": mean.tolist(), "std": std.tolist()}
+        (x_train, x_val, x_test), normalization = _normalize_splits(x_train, x_val, x_test)
     return Dataset(
         name=display_name,
         task="classification",
@@ -397,26 +530,48 @@ def describe_datasets():
         "adding": "Synthetic adding problem; `length=` sets the sequence length (generated).",
         "imdb_reviews": "IMDB reviews via TFDS from a local data_dir (never downloaded).",
         "tfds:<name>": "Any TFDS text-classification dataset from a local data_dir.",
+        "<path>": "Your own data: a UCR/UEA .ts file, a CSV (wide, long or one series) or a "
+        ".npz with x_train/y_train (zoo.loaders).",
     }
 
 
+def _is_path(name):
+    """Whether `load_dataset` reads `name` as a file rather than a dataset name."""
+    from zoo.loaders import SUFFIXES
+
+    if isinstance(name, os.PathLike):
+        return True
+    if not isinstance(name, str) or name in DATASETS or name.startswith("tfds:"):
+        return False
+    return os.path.isfile(name) or name.lower().endswith(tuple(SUFFIXES))
+
+
 def load_dataset(name, **kwargs):
-    """Loads a dataset by name; keyword arguments go to its loader.
+    """Loads a dataset by name, or your own data from a file; keyword arguments go to its loader.
 
     Args:
-        name: str, a key of `zoo.DATASETS` or `"tfds:<name>"` for any TFDS
-            text-classification dataset prepared in a local `data_dir`.
+        name: str or path-like: a key of `zoo.DATASETS`, `"tfds:<name>"` for any TFDS
+            text-classification dataset prepared in a local `data_dir`, or a data file
+            (an existing file, or a path ending in `.ts`, `.csv`, `.tsv`, `.txt` or
+            `.npz`), read by `zoo.loaders.load_file`.
         **kwargs: loader options, e.g. `validation_split`, `seed` (UCR),
-            `window`, `horizon` (airline), `length` (adding), `data_dir` (TFDS).
+            `window`, `horizon` (airline), `length` (adding), `data_dir` (TFDS);
+            for files those of `zoo.loaders.load_ts`, `load_csv` or `load_npz`
+            (e.g. `test_path`, `layout`, `label`).
 
     Returns:
         A `Dataset`.
     """
+    if _is_path(name):
+        from zoo.loaders import load_file
+
+        return load_file(name, **kwargs)
     if isinstance(name, str) and name.startswith("tfds:"):
         return load_tfds_text(name[len("tfds:"):], **kwargs)
     if name not in DATASETS:
         raise ValueError(
-            f"`name` must be one of {sorted(DATASETS)} or 'tfds:<name>'. Received: name={name!r}"
+            f"`name` must be one of {sorted(DATASETS)}, 'tfds:<name>' or a data file "
+            f"(.ts, .csv, .tsv, .txt, .npz). Received: name={name!r}"
         )
     loader = DATASETS[name]
     import inspect

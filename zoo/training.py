@@ -5,6 +5,10 @@ cosine), gradient clipping (set on the optimizer), optional class weights, seeds
 progress bar, optional TensorBoard logs, and a run directory holding the model
 (`model.keras`), the history (`history.json`), the config (`config.json`), the test
 metrics (`metrics.json`) and a PNG of the training curves (`curves.png`).
+
+Bad data is one clear `ValueError` before anything trains (`check_training_data`, per
+split); a run whose loss, metrics or weights become NaN or inf raises
+`TrainingDivergedError` and writes no `model.keras` or `metrics.json`.
 """
 
 import dataclasses
