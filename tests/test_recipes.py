@@ -137,3 +137,13 @@ def test_bad_arguments_name_the_value():
         choose_recipe(data, variant="gru")
     with pytest.raises(ValueError, match="streaming='yes'"):
         choose_recipe(data, streaming="yes")
+
+
+def test_zoo_train_defaults_are_the_one_set_of_training_defaults():
+    import inspect
+
+    import zoo
+
+    parameters = inspect.signature(zoo.train).parameters
+    for key, value in TRAIN_DEFAULTS.items():
+        assert parameters[key].default == value, key

@@ -932,20 +932,25 @@ def _read_long(table, label, id_column, time_column, features):
     for key, group in groups.items():
         rows = group["rows"]
         if time_index is not None:
-            times = [fields[time_index] for _, fields in rows]
-            keys = _sort_key(times)
-            order = sorted(range(len(rows)), key=keys.__getitem__)
-            for a, b in zip(order, order[1:]):
-                if keys[a] == keys[b]:
-                    raise ValueError(f"{name} line {rows[b][0]}, column {time_column!r}: time "
-                                     f"{times[b]!r} appears twice in series {key!r} (also "
-                                     f"line {rows[a][0]}); expected one row per time step")
-            rows = [rows[i] for i in order]
+            rows = _order_by_time(rows, time_index, time_column, name, f" in series {key!r}")
         series.append(np.stack([_row_numbers(fields, columns, table, line)
                                 for line, fields in rows]))
         labels.append(group["label"])
         places.append(f"{name} series {key!r} (line {group['line']})")
     return series, labels, places, len(columns)
+
+
+def _order_by_time(rows, time_index, time_column, name, where=""):
+    """`(line, fields)` rows sorted by their time column; a time given twice is an error."""
+    times = [fields[time_index] for _, fields in rows]
+    keys = _sort_key(times)
+    order = sorted(range(len(rows)), key=keys.__getitem__)
+    for a, b in zip(order, order[1:]):
+        if keys[a] == keys[b]:
+            raise ValueError(f"{name} line {rows[b][0]}, column {time_column!r}: time "
+                             f"{times[b]!r} appears twice{where} (also line {rows[a][0]}); "
+                             "expected one row per time step")
+    return [rows[i] for i in order]
 
 
 def _read_series_layout(table, label, time_column, features):
@@ -957,15 +962,7 @@ def _read_series_layout(table, label, time_column, features):
     columns = [target] + [j for j in columns if j != target]
     rows = data
     if time_index is not None:
-        times = [fields[time_index] for _, fields in rows]
-        keys = _sort_key(times)
-        order = sorted(range(len(rows)), key=keys.__getitem__)
-        for a, b in zip(order, order[1:]):
-            if keys[a] == keys[b]:
-                raise ValueError(f"{name} line {rows[b][0]}, column {time_column!r}: time "
-                                 f"{times[b]!r} appears twice (also line {rows[a][0]}); "
-                                 "expected one row per time step")
-        rows = [rows[i] for i in order]
+        rows = _order_by_time(rows, time_index, time_column, name)
     values = np.stack([_row_numbers(fields, columns, table, line) for line, fields in rows])
     return values, [header[j] for j in columns]
 

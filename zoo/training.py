@@ -22,6 +22,8 @@ import time
 import keras
 import numpy as np
 
+from zoo.recipes import TRAIN_DEFAULTS
+
 LR_DECAYS = ("plateau", "cosine", None)
 FIT_ON = ("train", "train+val")
 SPLITS = {"train": "training", "val": "validation", "test": "test"}
@@ -570,16 +572,16 @@ def train(
     *,
     validation_data=None,
     test_data=None,
-    fit_on="train",
-    epochs=200,
-    batch_size=16,
-    patience=40,
+    fit_on=TRAIN_DEFAULTS["fit_on"],
+    epochs=TRAIN_DEFAULTS["epochs"],
+    batch_size=TRAIN_DEFAULTS["batch_size"],
+    patience=TRAIN_DEFAULTS["patience"],
     monitor="val_loss",
-    lr_decay="plateau",
+    lr_decay=TRAIN_DEFAULTS["lr_decay"],
     lr_decay_factor=0.5,
     lr_decay_patience=10,
     min_learning_rate=1e-5,
-    class_weight=None,
+    class_weight=TRAIN_DEFAULTS["class_weight"],
     seed=0,
     run_dir=None,
     config=None,
@@ -602,8 +604,9 @@ def train(
             with a few dozen series) whose validation split is too small to pick an
             epoch, train on both splits and keep the weights of the lowest training
             loss, the protocol of Fawaz et al. 2019. The test split stays unseen.
-        epochs: int, maximum epochs. Defaults to `200`.
-        batch_size: int. Defaults to `16`.
+        epochs: int, maximum epochs. Defaults to `100` (`zoo.recipes.TRAIN_DEFAULTS`, the
+            one set of defaults the CLI and `compare` share).
+        batch_size: int. Defaults to `32`.
         patience: int, epochs without improvement before stopping. Defaults to `40`.
         monitor: str, the quantity watched by early stopping. Defaults to `"val_loss"`.
         lr_decay: `"plateau"` (halve on plateau), `"cosine"` (cosine to 1% over
