@@ -418,6 +418,12 @@ BAD_FILES = [
     ("longlabel.csv", "id,v,label\n1,0.5,a\n1,0.7,a\n1,0.9,b\n2,1,b\n", {},
      r"longlabel\.csv line 4, column 'label': label 'b' differs from 'a' given for series "
      r"'1' on line 2"),
+    ("twice.csv", "id,t,v,label\n1,0,0.5,a\n1,1,0.7,a\n1,0,0.9,a\n2,0,1,b\n",
+     {"time_column": "t"},
+     r"twice\.csv line 4, column 't': time '0' appears twice in series '1' \(also line 2\)"),
+    ("twice_series.csv", "month,y\n1,5\n2,6\n2,7\n3,8\n",
+     {"layout": "series", "time_column": "month", "window": 1, "horizon": 1},
+     r"twice_series\.csv line 4, column 'month': time '2' appears twice \(also line 3\)"),
     ("noheader.csv", "1,2,3\n4,5,6\n", {},
      r"noheader\.csv line 1: expected a header row naming the columns"),
     ("short.csv", "y\n" + "".join(f"{i}\n" for i in range(10)), {"window": 8, "horizon": 5},
