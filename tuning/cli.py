@@ -114,6 +114,14 @@ def cmd_tune(args):
         dataset, hypermodel, objective = check_job(config)
         print(f"{config.path}: OK (dataset {dataset.name}, {len(dataset.x_train)} training "
               f"samples, strategy {config.search['strategy']}, objective {objective.name})")
+        if config.cv["enabled"]:
+            from tuning.cv import describe_settings
+            from tuning.job import cv_settings
+
+            print(describe_settings(cv_settings(config, dataset)))
+        else:
+            print("cv off: each trial trains once on the training split and is scored on the "
+                  "validation split (add a [cv] section for cross-validated trials)")
         return 0
     if args.workers is not None:
         from tuning.launcher import launch
@@ -137,7 +145,17 @@ def _print_summary(config, summary):
     out = config.output_dir
     print(f"{summary['completed']}/{summary['trials']} trials completed "
           f"({summary['failed']} failed), strategy {summary['strategy']}.")
-    if "best_trial" in summary:
+    if "default_cv" in summary:
+        default = summary["default_cv"]
+        print(f"Cross-validated ({summary['cv']['folds']} folds, {summary['pruned']} trials "
+              f"pruned): default configuration {summary['objective']}="
+              f"{default['score']:.4g} +- {default['std']:.2g}")
+        if summary["best_is_default"]:
+            print("No trial beat the default configuration: it is the best.")
+        else:
+            print(f"Best trial {summary['best_trial']}: {summary['objective']}="
+                  f"{summary['best_score']:.4g} +- {summary['best_std']:.2g}")
+    elif "best_trial" in summary:
         print(f"Best trial {summary['best_trial']}: {summary['objective']}="
               f"{summary['best_score']:.4g}")
         print(f"Best hyperparameters: {json.dumps(summary['best_hyperparameters'])}")

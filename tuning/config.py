@@ -21,7 +21,8 @@ import tomllib
 from tuning.tuners import STRATEGIES, STRATEGY_OPTIONS
 
 # section -> {key: (check, allowed description, default)}
-_SECTIONS = ("job", "data", "hypermodel", "search", "objective", "retrain", "distributed")
+_SECTIONS = ("job", "data", "hypermodel", "search", "objective", "retrain", "distributed",
+             "cv")
 
 
 def _is_int(v):
@@ -34,6 +35,10 @@ def _is_number(v):
 
 def _any(v):
     return True
+
+
+def _number_or_auto(v):
+    return v == "auto" or (_is_number(v) and v >= 0)
 
 
 _SCHEMA = {
@@ -94,6 +99,27 @@ _SCHEMA = {
         "worker_timeout": (lambda v: _is_number(v) and v > 0,
                            "a positive number of seconds", 60),
     },
+    # Cross-validated trials (tuning.cv): on when the section is given.
+    "cv": {
+        "enabled": (lambda v: isinstance(v, bool), "true or false", None),
+        "folds": (lambda v: _is_int(v) and v >= 2, "an int >= 2", 5),
+        "repeats": (lambda v: _is_int(v) and v >= 1,
+                    "a positive int (repeated k-fold, reshuffled)", 1),
+        "prune": (lambda v: isinstance(v, bool), "true or false", True),
+        "prune_after": (lambda v: _is_int(v) and v >= 1,
+                        "a positive int (folds before a trial may be pruned)", 2),
+        "prune_margin": (_number_or_auto, "a number >= 0 (in the objective's units) or "
+                         "'auto' (the best trial's fold standard deviation)", "auto"),
+        "max_time_s": (lambda v: v is None or (_is_number(v) and v > 0),
+                       "a positive number of seconds", None),
+        "cache": (lambda v: isinstance(v, bool), "true or false", True),
+        "epochs": (lambda v: v is None or (_is_int(v) and v > 0),
+                   "a positive int (default: the recipe's epochs)", None),
+        "gap": (lambda v: v == "auto" or (_is_int(v) and v >= 0),
+                "a non-negative int or 'auto' (forecasting: horizon - 1)", "auto"),
+        "min_improvement": (lambda v: _is_number(v) and v >= 0,
+                            "a number >= 0 (how much a trial must beat the default by)", 0.0),
+    },
 }
 
 
@@ -109,6 +135,7 @@ class JobConfig:
     objective: dict
     retrain: dict
     distributed: dict
+    cv: dict
 
     @property
     def output_dir(self):
@@ -124,6 +151,10 @@ class JobConfig:
             decisive["search"].pop(key, None)
         decisive.pop("retrain")
         decisive.pop("distributed")
+        if self.cv["enabled"]:
+            decisive["cv"].pop("max_time_s", None)  # a budget: may be raised on resume
+        else:
+            decisive.pop("cv")  # non-CV jobs keep the fingerprints they always had
         decisive["job"].pop("verbose", None)
         if self.data.get("path"):
             # The data's content decides the trials too: a changed file is a new job.
@@ -171,6 +202,24 @@ def parse_config(raw, path="<config>", overrides=None):
         if not check(value):
             raise _error("command line", section, key, value, allowed)
         sections[section][key] = value
+    cv = sections["cv"]
+    if cv["enabled"] is None:
+        cv["enabled"] = "cv" in raw  # a [cv] section turns cross-validation on
+    if cv["enabled"]:
+        search = sections["search"]
+        if search["max_time"] is not None and cv["max_time_s"] is not None:
+            raise ValueError(
+                f"{path}: give one time budget, [cv] max_time_s or [search] max_time. "
+                f"Received: max_time_s={cv['max_time_s']!r}, max_time={search['max_time']!r}")
+        if search["executions_per_trial"] != 1:
+            raise _error(path, "search", "executions_per_trial",
+                         search["executions_per_trial"],
+                         "1 with [cv] (use [cv] repeats for repeated k-fold)")
+        metric = sections["objective"]["metric"]
+        if not metric.startswith("val_"):
+            raise _error(path, "objective", "metric", metric,
+                         "a held-out metric with [cv] (val_loss, val_accuracy, ...): each "
+                         "fold is scored on the data it did not train on")
     data = sections["data"]
     if data["path"] is not None:
         if "dataset" in raw.get("data", {}):

@@ -438,3 +438,30 @@ def with_time_budget(oracle_class):
     TimeBudgetOracle.__name__ = f"TimeBudget{oracle_class.__name__}"
     TimeBudgetOracle.__qualname__ = TimeBudgetOracle.__name__
     return TimeBudgetOracle
+
+
+def with_default_first(oracle_class):
+    """Returns a subclass of `oracle_class` whose first trial is the default configuration.
+
+    Every hyperparameter at its default (the hypermodel's defaults: `build_gru`'s, or the
+    recipe's where a job sets them), so that a search always measures what it must beat.
+    Later trials are the oracle's own. keras-tuner's grid search already starts there;
+    Hyperband cannot (its brackets own every trial's values and epochs). Wrap it inside
+    `with_time_budget` (`with_time_budget(with_default_first(cls))`) so that a spent
+    budget stops the first trial too.
+    """
+
+    class DefaultFirstOracle(oracle_class):
+        def populate_space(self, trial_id):
+            if not self.trials:
+                hps = keras_tuner.HyperParameters()
+                for hp in self.hyperparameters.space:
+                    hps.merge([hp])
+                    if hps.is_active(hp):
+                        hps.values[hp.name] = hp.default
+                return {"status": _RUNNING, "values": hps.values}
+            return super().populate_space(trial_id)
+
+    DefaultFirstOracle.__name__ = f"DefaultFirst{oracle_class.__name__}"
+    DefaultFirstOracle.__qualname__ = DefaultFirstOracle.__name__
+    return DefaultFirstOracle
