@@ -227,3 +227,111 @@ def test_a_cross_validated_tuner_refuses_executions_per_trial():
     with pytest.raises(ValueError, match="executions_per_trial"):
         CrossValidatedTuner(keras_tuner.oracles.RandomSearchOracle(max_trials=1), None,
                             objective=None, protocol={}, executions_per_trial=2)
+
+
+# === Device budgets ===
+def budget_raw(tmp_path, units, budget, **retrain):
+    raw = cv_raw(tmp_path, "grid")
+    raw["hypermodel"]["space"].update(units=units, learning_rate=[0.01])
+    raw["search"]["max_trials"] = len(units)
+    raw["budget"] = budget
+    raw["retrain"] = dict({"enabled": False}, **retrain)
+    return raw
+
+
+@pytest.mark.parametrize("budget, match", [
+    ({"flash_kb": -1}, r"\[budget\] flash_kb must be a positive number of KiB. "
+                       r"Received: flash_kb=-1"),
+    ({"flash_kb": 64, "quantization": "int4"}, r"\[budget\] quantization .*'int4'"),
+    ({"ram_kb": "64"}, r"\[budget\] ram_kb .*'64'"),
+    ({"flash_kb": 64, "streaming": "yes"}, r"\[budget\] streaming .*'yes'"),
+    ({"quantization": "int8"}, r"\[budget\] must be a table with at least one of flash_kb"),
+    ({"flash_kb": 64, "flash": 1}, r"\[budget\] unknown key\(s\) \['flash'\]"),
+])
+def test_bad_budget_values_name_the_key_and_the_value(tmp_path, budget, match):
+    with pytest.raises(ValueError, match=match):
+        parse_config(budget_raw(tmp_path, [4], budget))
+
+
+def test_a_budget_needs_cross_validation(tmp_path):
+    raw = budget_raw(tmp_path, [4], {"flash_kb": 64})
+    del raw["cv"]
+    with pytest.raises(ValueError, match=r"\[budget\] needs cross-validated trials"):
+        parse_config(raw)
+
+
+def test_device_budget_refuses_bad_arguments():
+    from tuning.budget import DeviceBudget
+
+    with pytest.raises(ValueError, match=r"`latency_ms` must be a positive number or None. "
+                                         r"Received: latency_ms=nan"):
+        DeviceBudget(latency_ms=float("nan"))
+    with pytest.raises(ValueError, match=r"at least one of"):
+        DeviceBudget()
+
+
+def test_the_budget_measures_what_the_trained_model_exports_to(tmp_path):
+    """Size before training == the trained file's size; the RAM estimate is a lower bound."""
+    import keras
+
+    import zoo
+    from export import to_tflite
+    from tuning.budget import DeviceBudget, activation_peak_bytes
+    from zoo.builders import build_gru
+
+    data = zoo.load_dataset("italy_power_demand")
+    kwargs = dict(input_shape=data.input_shape, num_outputs=2, units=4, num_layers=1)
+    budget = DeviceBudget(flash_kb=512, quantization="int8", streaming=True)
+    keras.utils.set_random_seed(0)
+    before = budget.measure(build_gru("stacked", **kwargs), data.x_train[:32])
+    keras.utils.set_random_seed(1)
+    model = build_gru("stacked", **kwargs)
+    zoo.train(model, data, epochs=2, verbose=0)
+    weights = [w.copy() for w in model.get_weights()]
+    result = to_tflite(model, tmp_path / "trained.tflite", "int8", data.x_train,
+                       streaming=True)
+    assert before["flash_bytes"] == result.size  # the file that ships
+    assert before["ram_source"] == "tflm" and before["ram_bytes"] == result.tflm["arena_bytes"]
+    assert activation_peak_bytes(result.path) <= result.tflm["arena_bytes"]
+    assert activation_peak_bytes(result.path) > 0
+    budget.measure(model, data.x_train[:32])  # measuring leaves the weights alone
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
+
+
+def test_models_over_the_budget_never_train_and_the_chosen_one_ships(tmp_path):
+    # units 4 fits in 60 KiB as an int8 step file; units 128 (50k weights) cannot.
+    budget = {"flash_kb": 60, "quantization": "int8", "streaming": True}
+    config = parse_config(budget_raw(tmp_path, [128, 4], budget, enabled=True, epochs=1))
+    summary = run_job(config)
+    rows = {r["hp:units_0"]: r for r in read_csv(config.output_dir / "trials.csv")}
+    assert rows["128"]["status"] == "INFEASIBLE"
+    assert float(rows["128"]["cv_folds"]) == 0  # never trained
+    assert float(rows["128"]["size_bytes"]) > 60 * 1024
+    assert rows["4"]["status"] == "COMPLETED" and float(rows["4"]["size_bytes"]) <= 60 * 1024
+    assert summary["cv"]["trainings"] == 2  # only the feasible trial's two folds
+    assert summary["budget"]["infeasible"] == [rows["128"]["trial_id"]]
+    assert not summary["default_cv"]["feasible"]  # the default (128) is over the budget
+    assert summary["best_trial"] == rows["4"]["trial_id"]
+    exported = summary["retrain"]["export"]
+    assert exported["within_budget"] and exported["flash_bytes"] <= 60 * 1024
+    from export import LiteModel
+
+    import keras
+
+    dataset, _, _ = check_job(config)
+    keras_model = keras.saving.load_model(config.output_dir / "best_model.keras")
+    expected = keras_model.predict(dataset.x_test[:1], verbose=0)[0]
+    frames = LiteModel(exported["path"]).stream(dataset.x_test[0])  # the shipped file runs
+    np.testing.assert_allclose(frames[-1], expected, atol=0.1)  # int8: within quantization
+    assert "(over the budget)" in (config.output_dir / "summary.md").read_text()
+
+
+def test_no_configuration_within_the_budget_is_a_failure(tmp_path, capsys):
+    from tuning.cli import _print_summary
+
+    config = parse_config(budget_raw(tmp_path, [4], {"flash_kb": 1}))
+    summary = run_job(config)
+    assert summary["budget"]["no_feasible"] and summary["best_trial"] is None
+    assert not (config.output_dir / "best_model.keras").exists()
+    assert _print_summary(config, summary) == 1
+    assert "no configuration fits the budget (flash <= 1 KiB" in capsys.readouterr().err

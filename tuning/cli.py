@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import signal
+import sys
 import threading
 
 
@@ -137,37 +138,57 @@ def cmd_tune(args):
     summary = run_job(config, role=role, tuner_id=args.tuner_id, overwrite=args.overwrite)
     if role == "worker":
         return 0
-    _print_summary(config, summary)
-    return 0
+    return _print_summary(config, summary)
 
 
 def _print_summary(config, summary):
+    """Prints a finished job's outcome; returns the exit code (1: nothing fits the budget)."""
     out = config.output_dir
     print(f"{summary['completed']}/{summary['trials']} trials completed "
           f"({summary['failed']} failed), strategy {summary['strategy']}.")
     if "default_cv" in summary:
         default = summary["default_cv"]
+        over = "" if default["feasible"] else " (over the device budget)"
         print(f"Cross-validated ({summary['cv']['folds']} folds, {summary['pruned']} trials "
-              f"pruned): default configuration {summary['objective']}="
-              f"{default['score']:.4g} +- {default['std']:.2g}")
+              f"pruned, {summary['infeasible']} over the device budget): default "
+              f"configuration {summary['objective']}="
+              + (f"{default['score']:.4g} +- {default['std']:.2g}" if default["folds"]
+                 else "not trained") + over)
+        if summary.get("budget", {}).get("no_feasible"):
+            print(f"gru-zoo tune: no configuration fits the budget "
+                  f"({config.device_budget.describe()}); see {out / 'summary.md'}",
+                  file=sys.stderr)
+            return 1
         if summary["best_is_default"]:
-            print("No trial beat the default configuration: it is the best.")
+            print("Chosen: the default configuration.")
         else:
-            print(f"Best trial {summary['best_trial']}: {summary['objective']}="
+            print(f"Chosen: trial {summary['best_trial']}: {summary['objective']}="
                   f"{summary['best_score']:.4g} +- {summary['best_std']:.2g}")
     elif "best_trial" in summary:
         print(f"Best trial {summary['best_trial']}: {summary['objective']}="
               f"{summary['best_score']:.4g}")
         print(f"Best hyperparameters: {json.dumps(summary['best_hyperparameters'])}")
     if "retrain" in summary:
-        test = summary["retrain"]["test"]
-        print("Retrained on train+validation: test " +
-              ", ".join(f"{k}={v:.4g}" for k, v in test.items()))
-    if "default" in summary:
-        print("Default configuration: test " +
-              ", ".join(f"{k}={v:.4g}" for k, v in summary["default"]["test"].items()))
+        retrain = summary["retrain"]
+        print("Retrained on the full data: test " +
+              ", ".join(f"{k}={v:.4g}" for k, v in retrain["test"].items()))
+        if "export" in retrain:
+            exported = retrain["export"]
+            print(f"Exported {exported['form']}: {exported['path']} "
+                  f"({exported['flash_bytes'] / 1024.0:.1f} KiB flash, "
+                  f"{exported['ram_bytes'] / 1024.0:.1f} KiB RAM, "
+                  f"{exported['latency_ms']:.3f} ms)"
+                  + ("" if exported["within_budget"] else
+                     f" OVER THE BUDGET: {'; '.join(exported['violations'])}"))
+    for label in ("default", "recipe"):
+        if label in summary:
+            verdict = summary.get("retrain", {}).get(f"vs_{label}")
+            print(f"{label.capitalize()} configuration, same training: test " +
+                  ", ".join(f"{k}={v:.4g}" for k, v in summary[label]["test"].items())
+                  + (f" (the chosen model is {verdict})" if verdict else ""))
     print(f"Results: {out} (trials.csv, trials.json, summary.md, search.png, pareto.csv, "
           "best_model.keras, best.json)")
+    return 0
 
 
 # Searched in the main job's step; the rest of the trained model's config stays fixed.

@@ -22,7 +22,7 @@ from tuning.tuners import STRATEGIES, STRATEGY_OPTIONS
 
 # section -> {key: (check, allowed description, default)}
 _SECTIONS = ("job", "data", "hypermodel", "search", "objective", "retrain", "distributed",
-             "cv")
+             "cv", "budget")
 
 
 def _is_int(v):
@@ -35,6 +35,9 @@ def _is_number(v):
 
 def _any(v):
     return True
+
+
+_BUDGET_QUANTIZATIONS = ("int8", "int16x8", "dynamic", "float16", "float32")
 
 
 def _number_or_auto(v):
@@ -89,6 +92,8 @@ _SCHEMA = {
     "retrain": {
         "enabled": (lambda v: isinstance(v, bool), "true or false", True),
         "compare_default": (lambda v: isinstance(v, bool), "true or false", False),
+        # With [cv]: also train the dataset's recipe model (zoo.recipes) the same way.
+        "compare_recipe": (lambda v: isinstance(v, bool), "true or false", False),
         "epochs": (lambda v: v is None or (_is_int(v) and v > 0),
                    "a positive int (default: the best trial's best epoch)", None),
     },
@@ -119,6 +124,23 @@ _SCHEMA = {
                 "a non-negative int or 'auto' (forecasting: horizon - 1)", "auto"),
         "min_improvement": (lambda v: _is_number(v) and v >= 0,
                             "a number >= 0 (how much a trial must beat the default by)", 0.0),
+        "select": (lambda v: v in ("best", "smallest"),
+                   "'best' (the best CV score) or 'smallest' (the smallest model within "
+                   "select_within of the default's CV score)", "best"),
+        "select_within": (lambda v: _is_number(v) and v >= 0,
+                          "a number >= 0 in the objective's units (0.01 = one point of "
+                          "accuracy)", 0.01),
+    },
+    # A device budget (tuning.budget): every trial's model exported in this form and
+    # measured before it trains; needs [cv].
+    "budget": {
+        "flash_kb": (lambda v: _is_number(v) and v > 0, "a positive number of KiB", None),
+        "ram_kb": (lambda v: _is_number(v) and v > 0, "a positive number of KiB", None),
+        "latency_ms": (lambda v: _is_number(v) and v > 0,
+                       "a positive number of milliseconds", None),
+        "quantization": (lambda v: v in _BUDGET_QUANTIZATIONS,
+                         f"one of {list(_BUDGET_QUANTIZATIONS)}", "int8"),
+        "streaming": (lambda v: isinstance(v, bool), "true or false", False),
     },
 }
 
@@ -136,6 +158,20 @@ class JobConfig:
     retrain: dict
     distributed: dict
     cv: dict
+    budget: dict
+
+    @property
+    def device_budget_given(self):
+        return any(self.budget[k] is not None for k in ("flash_kb", "ram_kb", "latency_ms"))
+
+    @property
+    def device_budget(self):
+        """The job's `tuning.budget.DeviceBudget`, or `None` without `[budget]` limits."""
+        if not self.device_budget_given:
+            return None
+        from tuning.budget import DeviceBudget
+
+        return DeviceBudget(**self.budget)
 
     @property
     def output_dir(self):
@@ -153,8 +189,12 @@ class JobConfig:
         decisive.pop("distributed")
         if self.cv["enabled"]:
             decisive["cv"].pop("max_time_s", None)  # a budget: may be raised on resume
+            for key in ("select", "select_within", "min_improvement"):
+                decisive["cv"].pop(key, None)  # the choice after the search, not the trials
         else:
             decisive.pop("cv")  # non-CV jobs keep the fingerprints they always had
+        if not self.device_budget_given:
+            decisive.pop("budget")  # jobs without one keep the fingerprints they had
         decisive["job"].pop("verbose", None)
         if self.data.get("path"):
             # The data's content decides the trials too: a changed file is a new job.
@@ -220,6 +260,16 @@ def parse_config(raw, path="<config>", overrides=None):
             raise _error(path, "objective", "metric", metric,
                          "a held-out metric with [cv] (val_loss, val_accuracy, ...): each "
                          "fold is scored on the data it did not train on")
+    budget = sections["budget"]
+    if "budget" in raw:
+        if all(budget[k] is None for k in ("flash_kb", "ram_kb", "latency_ms")):
+            raise _error(path, "budget", None, raw["budget"],
+                         "a table with at least one of flash_kb, ram_kb, latency_ms")
+        if not cv["enabled"]:
+            raise ValueError(
+                f"{path}: [budget] needs cross-validated trials: add a [cv] section (the "
+                "budget is checked before each trial's folds train). Received: [budget] "
+                "without [cv]")
     data = sections["data"]
     if data["path"] is not None:
         if "dataset" in raw.get("data", {}):

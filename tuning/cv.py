@@ -66,6 +66,8 @@ import keras_tuner
 import numpy as np
 
 CACHE_NAME = "cv_cache.json"
+# Inputs that calibrate an untrained model's int8 export when a budget measures it.
+CALIBRATION_SAMPLES = 32
 CV_KEYS = ("enabled", "folds", "repeats", "prune", "prune_after", "prune_margin",
            "max_time_s", "cache", "epochs", "gap", "min_improvement")
 # keras-tuner's Hyperband bookkeeping values: not part of a model's configuration.
@@ -379,6 +381,13 @@ class CrossValidatedTuner(keras_tuner.Tuner):
         seed: int, seeds the folds and every fold's weights and shuffling.
         min_improvement: float >= 0, how much better than the default configuration's
             CV score a trial must be to replace it (`choose_best`).
+        budget: a `tuning.budget.DeviceBudget` or `None`. With one, every trial's model
+            is exported in the budget's form and measured before it trains; a model over
+            the budget is infeasible: it never trains, its trial completes at once with
+            a score worse than any feasible one (so every oracle learns to avoid it) and
+            `budget_feasible = 0`; `size_bytes` is then the budget form's file size.
+        final_protocol: the `zoo.train` arguments of the final training of the chosen
+            configuration (`final_fit_protocol`); defaults to `protocol`.
         **kwargs: `keras_tuner.Tuner` arguments (directory, project_name, overwrite).
     """
 
@@ -386,7 +395,7 @@ class CrossValidatedTuner(keras_tuner.Tuner):
                  time_ordered=False, folds=5, repeats=1, gap=0, test_size=None,
                  inner_fraction=0.2, prune=True, prune_after=2, prune_margin="auto",
                  max_time_s=None, cache=True, use_export=True, seed=0, min_improvement=0.0,
-                 **kwargs):
+                 budget=None, final_protocol=None, **kwargs):
         self.protocol = _check_protocol(protocol)
         if not _positive_int(folds) or folds < 2:
             _raise("folds", folds, "an int >= 2")
@@ -424,6 +433,10 @@ class CrossValidatedTuner(keras_tuner.Tuner):
         self.use_export = use_export
         self.seed = int(seed)
         self.min_improvement = float(min_improvement)
+        self.budget = budget
+        # The final training's protocol: the recipe's full epochs, when `protocol` is
+        # a cheaper one for the search (`[cv] epochs`).
+        self.final_protocol = _check_protocol(final_protocol or protocol)
         if cache is True:
             cache = os.path.join(self.directory, CACHE_NAME)
         self.cache = FoldCache(cache) if cache else None
@@ -488,6 +501,15 @@ class CrossValidatedTuner(keras_tuner.Tuner):
                 min(int(protocol["patience"]), epochs)
         return protocol
 
+    def final_fit_protocol(self, hp, epochs=None):
+        """The final training's arguments: the trial's batch size with `final_protocol`'s
+        epochs and patience (`epochs` replaces them, as `[retrain] epochs` does)."""
+        protocol = self.fit_protocol(hp)
+        protocol["epochs"] = int(epochs or self.final_protocol["epochs"])
+        protocol["patience"] = protocol["epochs"] if protocol["fit_on"] == "train+val" else \
+            min(int(self.final_protocol["patience"]), protocol["epochs"])
+        return protocol
+
     def _model_kwargs(self, hp):
         kwargs = self.hypermodel.build_kwargs(hp)
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()}
@@ -531,17 +553,48 @@ class CrossValidatedTuner(keras_tuner.Tuner):
                 "best_epoch": int(result.best_epoch), "epochs_run": int(result.epochs_run),
                 "seconds": round(float(result.train_seconds), 3)}
 
-    def _costs(self, model_kwargs):
-        """Size (and latency) of the trial's model, limits checked before any training."""
+    def _costs(self, model_kwargs, x):
+        """Size (and latency) of the trial's model, limits checked before any training.
+
+        Returns `(costs, violations)`: with a device budget, `costs` holds the budget
+        form's measurements (`flash_bytes`, `ram_bytes`, ...; `size_bytes` is the
+        flash) and `violations` what is over the budget.
+        """
         from zoo.builders import build_gru
 
         from tuning.objectives import ModelCostCallback
 
         keras.utils.set_random_seed(self.seed)
+        model = build_gru(**model_kwargs)
         callback = ModelCostCallback(self.objective, use_export=self.use_export)
-        callback.set_model(build_gru(**model_kwargs))
+        callback.set_model(model)
         callback.on_train_begin()  # raises FailedTrialError over a hard limit
-        return dict(callback.costs)
+        costs = dict(callback.costs)
+        if self.budget is None:
+            return costs, []
+        measured = self.budget.measure(model, x[:CALIBRATION_SAMPLES])
+        costs.update({k: float(v) for k, v in measured.items() if isinstance(v, (int, float))})
+        if "flash_bytes" in measured:
+            costs["size_bytes"] = float(measured["flash_bytes"])
+            costs["size_from_tflite"] = float(measured.get("flash_source") == "tflite")
+        violations = self.budget.violations(measured)
+        costs["budget_feasible"] = float(not violations)
+        costs["budget_overshoot"] = float(self.budget.overshoot(measured))
+        return costs, violations
+
+    def _infeasible(self, costs, violations):
+        """Metrics of a trial over the device budget: no fold trained, the worst score."""
+        name = self.objective.name
+        overshoot = costs["budget_overshoot"]
+        if self.objective.direction == "max":
+            worst = -1.0 - overshoot  # below any accuracy-like score
+        else:
+            scores = [float(t.score) for t in self.oracle.trials.values()
+                      if t.score is not None and finite(t.score)]
+            worst = (max([abs(s) for s in scores] + [1.0])) * (2.0 + overshoot)
+        print(f"tuning: over the budget ({'; '.join(violations)}): not trained", flush=True)
+        return dict(costs, **{name: worst, "cv_folds": 0.0, "cv_pruned": 0.0,
+                              "cv_cached": 0.0})
 
     def _fold_value(self, record, costs):
         metric = self.objective.metric
@@ -594,7 +647,9 @@ class CrossValidatedTuner(keras_tuner.Tuner):
         x, y = np.asarray(x), np.asarray(y)
         model_kwargs = self._model_kwargs(hp)
         protocol = self.fit_protocol(hp)
-        costs = self._costs(model_kwargs)
+        costs, violations = self._costs(model_kwargs, x)
+        if violations:
+            return self._infeasible(costs, violations)
         fingerprint = self._fingerprint(x, y)
         reference = self._reference() if prune else None
         values, records, cached = [], [], 0
@@ -778,6 +833,9 @@ def job_settings(config, dataset):
         "cache": cv["cache"], "n": n,
         "fold_sizes": [len(f.held_out) for f in folds if f.repeat == 0],
         "min_improvement": cv["min_improvement"],
+        "budget": config.device_budget,
+        "final_protocol": recipe_protocol(dataset, variant=None if variant == "any"
+                                          else variant),
     }
 
 
@@ -791,12 +849,14 @@ def describe_settings(settings):
              if settings["prune"] else "no pruning")
     budget = (f"{settings['max_time_s']:g} s" if settings["max_time_s"] is not None
               else "no time limit")
+    device = settings.get("budget")
+    device = f"; device budget {device.describe()}" if device is not None else ""
     return (f"cv {settings['folds']}-fold {kind}{repeats} over {settings['n']} "
             f"train+validation samples (held-out {settings['fold_sizes']}{gap}); protocol "
             f"epochs {p['epochs']}, batch {p['batch_size']} (a batch_size hyperparameter "
             f"overrides it), patience {p['patience']}, decay {p['lr_decay']}, fit_on "
             f"{p['fit_on']}, class_weight {p['class_weight']}; {prune}; {budget}; cache "
-            f"{'on' if settings['cache'] else 'off'}")
+            f"{'on' if settings['cache'] else 'off'}{device}")
 
 
 def make_job_tuner(config, hypermodel, objective, settings, overwrite=False):
@@ -809,6 +869,8 @@ def make_job_tuner(config, hypermodel, objective, settings, overwrite=False):
                                         "prune_margin", "cache", "min_improvement")}
     options["time_ordered"] = settings["time_ordered"]
     options["use_export"] = config.objective["use_export"]
+    options["budget"] = settings["budget"]
+    options["final_protocol"] = settings["final_protocol"]
     return make_cv_tuner(
         search["strategy"], hypermodel, objective=objective, protocol=settings["protocol"],
         max_trials=search["max_trials"], seed=config.job["seed"],
@@ -848,20 +910,40 @@ def retrain_with_protocol(hypermodel, hp, dataset, protocol, seed=0):
     return model, dict(result.test_metrics), result
 
 
-def _trial_cv(trial, name):
+def _metric(trial, name):
+    """A trial's last value of a metric, or `None` when it never logged it."""
     metrics = trial.metrics
-    total = int(metrics.get_last_value("cv_folds") or 0)
-    return {"score": float(trial.score), "std": metrics.get_last_value(f"{name}_std"),
-            "folds": [metrics.get_last_value(f"cv_fold_{i}") for i in range(total)]}
+    return metrics.get_last_value(name) if metrics.exists(name) else None
 
 
-def choose_best(tuner, hypermodel, x, y):
-    """The best configuration of a finished CV search, against the default configuration.
+def _trial_cv(trial, name):
+    total = int(_metric(trial, "cv_folds") or 0)
+    return {"score": float(trial.score), "std": _metric(trial, f"{name}_std"),
+            "folds": [_metric(trial, f"cv_fold_{i}") for i in range(total)]}
 
-    Returns a dict: `default` (`hp`, `trial_id` or `None`, `score`, `std`, `folds`),
-    `best` (the same for the best trial that ran every fold, or the default), and
-    `best_is_default`: true when no trial beat the default's CV score by more than
-    `[cv] min_improvement` (`tuner.min_improvement`).
+
+def _trial_info(trial, name):
+    size = _metric(trial, "size_bytes")
+    return {"hp": trial.hyperparameters, "trial_id": trial.trial_id,
+            "size_bytes": None if size is None else float(size),
+            "feasible": _metric(trial, "budget_feasible") != 0.0,
+            **_trial_cv(trial, name)}
+
+
+def choose_best(tuner, hypermodel, x, y, *, select="best", within=0.0):
+    """The chosen configuration of a finished CV search, against the default one.
+
+    `select="best"`: the trial with the best CV score, when it beats the default's by
+    more than `tuner.min_improvement` (`[cv] min_improvement`), else the default.
+    `select="smallest"`: the smallest model (`size_bytes`) whose CV score is within
+    `within` (objective units, e.g. 0.01 = one point of accuracy) of the default's;
+    ties go to the better score. With a device budget only feasible configurations
+    count, and when the default is over the budget, the best (or smallest within
+    `within` of the best) feasible trial is chosen.
+
+    Returns a dict: `default` and `best` (`hp`, `trial_id` or `None`, `score`, `std`,
+    `folds`, `size_bytes`, `feasible`; `best` is `None` when no configuration is
+    within the budget), `best_is_default`, and `select`.
     """
     objective = tuner.objective
     name = objective.name
@@ -873,31 +955,47 @@ def choose_best(tuner, hypermodel, x, y):
         if trial.status != "COMPLETED" or trial.score is None or not finite(trial.score):
             continue
         metrics = trial.metrics
+        full_budget = int(trial.hyperparameters.values.get(
+            "tuner/epochs", tuner.protocol["epochs"])) == int(tuner.protocol["epochs"])
+        is_default = full_budget and same_configuration(trial.hyperparameters.values,
+                                                        default.values)
+        if _metric(trial, "budget_feasible") == 0.0:
+            if is_default and default_info is None:
+                default_info = _trial_info(trial, name)
+            continue
         if metrics.get_last_value("cv_pruned") or \
                 int(metrics.get_last_value("cv_folds") or 0) != total:
             continue
         finished.append(trial)
-        full_budget = int(trial.hyperparameters.values.get(
-            "tuner/epochs", tuner.protocol["epochs"])) == int(tuner.protocol["epochs"])
-        if default_info is None and full_budget and \
-                same_configuration(trial.hyperparameters.values, default.values):
-            default_info = {"hp": trial.hyperparameters, "trial_id": trial.trial_id,
-                            **_trial_cv(trial, name)}
+        if default_info is None and is_default:
+            default_info = _trial_info(trial, name)
     if default_info is None:  # Hyperband, or a search stopped before its first trial ended
         metrics = tuner.cross_validate(default, x, y, prune=False, label="default")
         values = [metrics[f"cv_fold_{i}"] for i in range(int(metrics["cv_folds"]))]
         default_info = {"hp": default, "trial_id": None, "score": float(metrics[name]),
-                        "std": metrics[f"{name}_std"], "folds": values}
+                        "std": metrics.get(f"{name}_std"), "folds": values,
+                        "size_bytes": metrics.get("size_bytes"),
+                        "feasible": metrics.get("budget_feasible") != 0.0}
     sign = 1.0 if objective.direction == "max" else -1.0
-    best_info = default_info
-    if finished:
-        top = max(finished, key=lambda t: sign * float(t.score))
-        improvement = sign * (float(top.score) - default_info["score"])
-        if improvement > float(getattr(tuner, "min_improvement", 0.0)) and \
-                top.trial_id != default_info["trial_id"]:
-            best_info = {"hp": top.hyperparameters, "trial_id": top.trial_id,
-                         **_trial_cv(top, name)}
-    return {"default": default_info, "best": best_info,
+    candidates = [_trial_info(t, name) for t in finished
+                  if t.trial_id != default_info["trial_id"]]
+    if default_info["feasible"]:
+        reference = default_info
+    else:
+        reference = max(candidates, key=lambda c: sign * c["score"], default=None)
+    best_info = reference
+    if reference is not None and select == "smallest":
+        pool = [c for c in candidates + ([default_info] if default_info["feasible"] else [])
+                if sign * (c["score"] - reference["score"]) >= -float(within)]
+        best_info = min(pool, key=lambda c: (c["size_bytes"] if c["size_bytes"] is not None
+                                             else math.inf, -sign * c["score"]))
+    elif reference is not None and candidates:
+        top = max(candidates, key=lambda c: sign * c["score"])
+        margin = float(getattr(tuner, "min_improvement", 0.0)) if reference is default_info \
+            else 0.0
+        if sign * (top["score"] - reference["score"]) > margin:
+            best_info = top
+    return {"default": default_info, "best": best_info, "select": select,
             "best_is_default": best_info is default_info}
 
 
@@ -905,48 +1003,90 @@ def _fmt(value):
     return "" if value is None else f"{value:.4g}"
 
 
-def write_cv_results(config, tuner, dataset, hypermodel, objective, summary, lines):
-    """The best-configuration part of a CV job's results (`tuning.job.write_results`).
+def _row(label, info):
+    trained = bool(info["folds"])
+    folds = ", ".join(_fmt(v) for v in info["folds"]) if trained else "not trained"
+    size = "" if info.get("size_bytes") is None else f"{info['size_bytes'] / 1024.0:.1f}"
+    over = "" if info.get("feasible", True) else " (over the budget)"
+    return (f"| {label}{over} | {_fmt(info['score']) if trained else ''} | "
+            f"{_fmt(info['std']) if trained else ''} | {size} | {folds} |")
 
-    Adds to `summary` (and `summary.md`'s `lines`): `cv` (folds, protocol, pruned trials,
-    folds trained, cache size, whether the time budget stopped the search),
-    `default_cv` and the best configuration's CV score with its spread and folds
-    (`best_is_default` when no trial beat the default), and with `[retrain]` the best
-    configuration trained by the recipe on the full data (`best_model.keras`) with its
-    test metrics, beside the default's when `compare_default` is set.
+
+def export_in_budget_form(model, budget, dataset, path):
+    """Exports a trained model in a budget's form, verified on the test data.
+
+    Returns a dict: `path`, `form`, `flash_bytes`, `ram_bytes` (`ram_source`),
+    `latency_ms`, `evaluation` (Keras and TFLite test metrics), `within_budget` and
+    `violations`.
+    """
+    from export import LiteModel, to_tflite
+
+    from tuning.budget import activation_peak_bytes
+    from tuning.objectives import _litert_latency_ms
+
+    quantization = None if budget.quantization == "float32" else budget.quantization
+    x_fit = np.concatenate([dataset.x_train, dataset.x_val]) if len(dataset.x_val) \
+        else dataset.x_train
+    validation = (dataset.x_test, dataset.y_test) if len(dataset.x_test) else None
+    result = to_tflite(model, path, quantization=quantization,
+                       representative_data=x_fit if budget.quantization in ("int8", "int16x8")
+                       else None, validation_data=validation, streaming=budget.streaming)
+    measured = {"flash_bytes": int(result.size)}
+    if result.tflm is not None and result.tflm.get("arena_bytes"):
+        measured.update(ram_bytes=int(result.tflm["arena_bytes"]), ram_source="tflm")
+    else:
+        measured.update(ram_bytes=activation_peak_bytes(result.path), ram_source="estimate")
+    measured["latency_ms"] = _litert_latency_ms(LiteModel, result.path)
+    violations = budget.violations(measured)
+    return dict(measured, path=str(result.path), form=budget.form,
+                evaluation=result.evaluation, within_budget=not violations,
+                violations=violations)
+
+
+def write_cv_results(config, tuner, dataset, hypermodel, objective, summary, lines):
+    """The chosen-configuration part of a CV job's results (`tuning.job.write_results`).
+
+    Adds to `summary` (and `summary.md`'s `lines`): `cv` (folds, protocol, pruned
+    trials, folds trained, cache size, whether the time budget stopped the search),
+    `default_cv` and the chosen configuration's CV score with its spread and folds
+    (`best_is_default` when it is the default; `[cv] select` says how it was chosen),
+    `budget` (with `[budget]`: the limits, the infeasible trials and `no_feasible`,
+    true when nothing fits, in which case no model is chosen), and with `[retrain]`
+    the chosen configuration trained by the recipe on the full data
+    (`best_model.keras`; with a budget also `best_model.tflite` in its form, verified
+    and measured) with its test metrics, beside the default's (`compare_default`) and
+    the dataset recipe's (`compare_recipe`), each trained the same way.
     """
     from zoo.training import save_model_atomically
 
     out = config.output_dir
     x, y = search_data(dataset)
     name = objective.name
+    budget = tuner.budget
     summary["cv"] = {
         "folds": tuner.folds, "repeats": tuner.repeats, "time_ordered": tuner.time_ordered,
         "gap": tuner.gap, "protocol": dict(tuner.protocol), "prune": tuner.prune,
         "trainings": tuner.trainings,
         "cache_entries": len(tuner.cache) if tuner.cache is not None else None,
         "stopped_by_time": bool(getattr(tuner, "stopped_by_time", False)),
+        "select": config.cv["select"], "select_within": config.cv["select_within"],
     }
-    budget, tuner.max_time_s = tuner.max_time_s, None  # the default is always measured
+    time_budget, tuner.max_time_s = tuner.max_time_s, None  # the default is always measured
     try:
-        choice = choose_best(tuner, hypermodel, x, y)
+        choice = choose_best(tuner, hypermodel, x, y, select=config.cv["select"],
+                             within=config.cv["select_within"])
     finally:
-        tuner.max_time_s = budget
+        tuner.max_time_s = time_budget
     default, best = choice["default"], choice["best"]
-    summary["default_cv"] = {k: default[k] for k in ("trial_id", "score", "std", "folds")}
-    summary["best_is_default"] = choice["best_is_default"]
-    summary["best_trial"] = best["trial_id"]
-    summary["best_score"] = best["score"]
-    summary["best_std"] = best["std"]
-    summary["best_fold_scores"] = best["folds"]
-    summary["best_hyperparameters"] = {k: v for k, v in best["hp"].values.items()
-                                       if k not in _TUNER_HPS}
-    summary["best_build_kwargs"] = {
-        k: (list(v) if isinstance(v, tuple) else v)
-        for k, v in hypermodel.build_kwargs(best["hp"]).items()}
-    protocol = tuner.fit_protocol(best["hp"])
-    summary["cv"]["best_protocol"] = protocol
+    summary["default_cv"] = {k: default[k] for k in ("trial_id", "score", "std", "folds",
+                                                    "size_bytes", "feasible")}
+    if budget is not None:
+        infeasible = sorted((t.trial_id for t in tuner.oracle.trials.values()
+                             if _metric(t, "budget_feasible") == 0.0), key=int)
+        summary["budget"] = dict(budget.to_dict(), form=budget.form, infeasible=infeasible,
+                                 no_feasible=best is None)
     kind = "time-ordered expanding-window" if tuner.time_ordered else "stratified"
+    protocol = tuner.fit_protocol(best["hp"] if best is not None else default["hp"])
     lines += [
         f"Cross-validation: {tuner.folds}-fold {kind}"
         + (f" x {tuner.repeats} repeats" if tuner.repeats > 1 else "")
@@ -957,24 +1097,48 @@ def write_cv_results(config, tuner, dataset, hypermodel, objective, summary, lin
           f"{summary['cv']['trainings']} folds trained by this run, "
           f"{summary['cv']['cache_entries']} in the cache"
         + ("; the time budget ended the search" if summary["cv"]["stopped_by_time"] else "")
-        + ".", "",
-        f"| configuration | {name} (mean of folds) | std | folds |", "|---|---|---|---|",
-        f"| default{'' if default['trial_id'] is None else ' (trial ' + default['trial_id'] + ')'}"
-        f" | {_fmt(default['score'])} | {_fmt(default['std'])} | "
-        + ", ".join(_fmt(v) for v in default["folds"]) + " |",
-    ]
+        + ".", ""]
+    if budget is not None:
+        lines += [f"Device budget: {budget.describe()}; "
+                  f"{len(summary['budget']['infeasible'])} trials over it, never trained.", ""]
+    lines += [f"| configuration | {name} (mean of folds) | std | size KiB | folds |",
+              "|---|---|---|---|---|",
+              _row("default" + ("" if default["trial_id"] is None
+                                else f" (trial {default['trial_id']})"), default)]
+    if best is None:
+        lines += ["", f"No configuration fits the budget ({budget.describe()}): no model "
+                  "is chosen. Widen the budget or search smaller models.", ""]
+        summary["best_trial"] = None
+        return
     if not choice["best_is_default"]:
-        lines.append(f"| best (trial {best['trial_id']}) | {_fmt(best['score'])} | "
-                     f"{_fmt(best['std'])} | " + ", ".join(_fmt(v) for v in best["folds"]) + " |")
-    lines += ["", "No trial beat the default configuration's CV score"
-              + (f" by more than {tuner.min_improvement:g}" if tuner.min_improvement else "")
-              + ": the default is the best configuration." if choice["best_is_default"]
-              else f"Best: trial {best['trial_id']}.", ""]
+        lines.append(_row(f"chosen (trial {best['trial_id']})", best))
+    summary["best_is_default"] = choice["best_is_default"]
+    summary["best_trial"] = best["trial_id"]
+    summary["best_score"] = best["score"]
+    summary["best_std"] = best["std"]
+    summary["best_fold_scores"] = best["folds"]
+    summary["best_size_bytes"] = best["size_bytes"]
+    summary["best_hyperparameters"] = {k: v for k, v in best["hp"].values.items()
+                                       if k not in _TUNER_HPS}
+    summary["best_build_kwargs"] = {
+        k: (list(v) if isinstance(v, tuple) else v)
+        for k, v in hypermodel.build_kwargs(best["hp"]).items()}
+    summary["cv"]["best_protocol"] = protocol
+    if config.cv["select"] == "smallest":
+        why = (f"the smallest configuration within {config.cv['select_within']:g} of the "
+               f"{'default' if default['feasible'] else 'best feasible'} configuration's "
+               "CV score")
+    elif choice["best_is_default"]:
+        why = ("no trial beat the default configuration's CV score"
+               + (f" by more than {tuner.min_improvement:g}" if tuner.min_improvement else ""))
+    else:
+        why = "the best CV score" + ("" if default["feasible"] else
+                                     "; the default is over the budget")
+    chosen = "the default configuration" if choice["best_is_default"] \
+        else f"trial {best['trial_id']}"
+    lines += ["", f"Chosen: {chosen} ({why}).", ""]
     if config.retrain["enabled"]:
-        if config.retrain["epochs"]:
-            protocol = dict(protocol, epochs=config.retrain["epochs"])
-            if protocol["fit_on"] == "train+val":
-                protocol["patience"] = protocol["epochs"]
+        protocol = tuner.final_fit_protocol(best["hp"], config.retrain["epochs"])
         seed = config.job["seed"]
         model, test, result = retrain_with_protocol(hypermodel, best["hp"], dataset, protocol,
                                                     seed)
@@ -983,24 +1147,87 @@ def write_cv_results(config, tuner, dataset, hypermodel, objective, summary, lin
                               "best_epoch": result.best_epoch, "test": test,
                               "params": int(model.count_params()),
                               "model": str(out / "best_model.keras")}
-        lines += [f"{'Default' if choice['best_is_default'] else 'Best'} configuration "
+        lines += [f"{'Default' if choice['best_is_default'] else 'Chosen'} configuration "
                   f"trained by the recipe on the full data ({protocol['fit_on']}, "
                   f"{protocol['epochs']} epochs): test "
-                  + ", ".join(f"{k}={v:.4g}" for k, v in test.items()), ""]
+                  + ", ".join(f"{k}={v:.4g}" for k, v in test.items())
+                  + f", {int(model.count_params())} parameters.", ""]
+        if budget is not None:
+            exported = export_in_budget_form(model, budget, dataset, out / "best_model.tflite")
+            summary["retrain"]["export"] = exported
+            lines += [_export_line(exported), ""]
+        references = []
         if config.retrain["compare_default"]:
-            if choice["best_is_default"]:
-                default_test, params = test, int(model.count_params())
+            references.append("default")
+        if config.retrain["compare_recipe"]:
+            references.append("recipe")
+        for label in references:
+            if label == "default" and choice["best_is_default"]:
+                reference_test, params = test, int(model.count_params())
             else:
-                default_protocol = tuner.fit_protocol(default["hp"])
-                if config.retrain["epochs"]:
-                    default_protocol["epochs"] = protocol["epochs"]
-                    default_protocol["patience"] = protocol["patience"]
-                default_model, default_test, _ = retrain_with_protocol(
-                    hypermodel, default["hp"], dataset, default_protocol, seed)
-                params = int(default_model.count_params())
-                lines += ["Default configuration, same training: test "
-                          + ", ".join(f"{k}={v:.4g}" for k, v in default_test.items()), ""]
-            summary["default"] = {"epochs": protocol["epochs"], "cv_score": default["score"],
-                                  "test": default_test, "params": params}
-    lines += ["Best hyperparameters:", "", "```json",
+                reference_test, params = _train_reference(
+                    label, default["hp"], hypermodel, dataset, protocol, tuner, config, seed)
+                lines += [f"{label.capitalize()} configuration, same training: test "
+                          + ", ".join(f"{k}={v:.4g}" for k, v in reference_test.items())
+                          + f", {params} parameters.", ""]
+            summary[label] = {"epochs": protocol["epochs"], "test": reference_test,
+                              "params": params}
+            summary["retrain"][f"vs_{label}"] = compare_test(objective, test, reference_test)
+            if label == "default":
+                summary[label]["cv_score"] = default["score"]
+    lines += ["Chosen hyperparameters:", "", "```json",
               json.dumps(summary["best_hyperparameters"], indent=2, default=str), "```", ""]
+
+
+def _export_line(exported):
+    evaluation = exported.get("evaluation") or {}
+    text = (f"Exported as {exported['form']}: `best_model.tflite`, "
+            f"{exported['flash_bytes'] / 1024.0:.1f} KiB flash, "
+            f"{exported['ram_bytes'] / 1024.0:.1f} KiB RAM ({exported['ram_source']}), "
+            f"{exported['latency_ms']:.3f} ms per inference (LiteRT, one thread)")
+    if evaluation:
+        text += (f"; test {evaluation['metric']} Keras {evaluation['keras']:.4g}, file "
+                 f"{evaluation['tflite']:.4g} (change {evaluation['change']:+.4g})")
+    if not exported["within_budget"]:
+        text += f"; OVER THE BUDGET after training: {'; '.join(exported['violations'])}"
+    return text + "."
+
+
+def compare_test(objective, test, reference):
+    """`"better"`, `"equal"` or `"worse"`: a test metric against a reference's.
+
+    The metric is the objective's without `val_` (`val_accuracy` -> `accuracy`);
+    `None` when either side lacks it.
+    """
+    metric = objective.metric[len("val_"):] if objective.metric.startswith("val_") \
+        else objective.metric
+    if metric not in test or metric not in reference:
+        return None
+    sign = 1.0 if objective.direction == "max" else -1.0
+    difference = sign * (float(test[metric]) - float(reference[metric]))
+    return "better" if difference > 0 else "equal" if difference == 0 else "worse"
+
+
+def _train_reference(label, hp, hypermodel, dataset, protocol, tuner, config, seed):
+    """Trains the default configuration or the dataset's recipe model the same way."""
+    if label == "default":
+        reference_protocol = tuner.final_fit_protocol(hp, config.retrain["epochs"])
+        model, test, _ = retrain_with_protocol(hypermodel, hp, dataset, reference_protocol, seed)
+        return test, int(model.count_params())
+    import zoo
+    from zoo.builders import build_gru
+    from zoo.recipes import choose_recipe
+
+    recipe = choose_recipe(dataset)
+    keras.utils.set_random_seed(seed)
+    model = build_gru(input_shape=dataset.input_shape, num_outputs=dataset.num_outputs,
+                      task=dataset.task, **recipe.build)
+    train = dict(recipe.train)
+    if config.retrain["epochs"]:
+        train["epochs"] = protocol["epochs"]
+        if train["fit_on"] == "train+val":
+            train["patience"] = protocol["epochs"]
+    if not len(dataset.x_val):
+        train["fit_on"] = "train"
+    result = zoo.train(model, dataset, seed=seed, verbose=0, **train)
+    return dict(result.test_metrics), int(model.count_params())

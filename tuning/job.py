@@ -382,7 +382,10 @@ def trial_records(oracle, objective):
     for trial_id in sorted(oracle.trials, key=lambda t: int(t)):
         trial = oracle.trials[trial_id]
         status = trial.status
-        if status == "COMPLETED" and trial.metrics.exists("cv_pruned") and \
+        if status == "COMPLETED" and trial.metrics.exists("budget_feasible") and \
+                not trial.metrics.get_last_value("budget_feasible"):
+            status = "INFEASIBLE"  # over the device budget: never trained
+        elif status == "COMPLETED" and trial.metrics.exists("cv_pruned") and \
                 trial.metrics.get_last_value("cv_pruned"):
             status = "PRUNED"  # cross-validation stopped it after its first folds
         elif status == "RUNNING":
@@ -544,6 +547,7 @@ def write_results(config, tuner, dataset, hypermodel, objective, search_seconds=
         "completed": len(completed),
         "failed": sum(r["status"] in ("FAILED", "INVALID") for r in records),
         "pruned": sum(r["status"] == "PRUNED" for r in records),
+        "infeasible": sum(r["status"] == "INFEASIBLE" for r in records),
         "search_seconds": None if search_seconds is None else round(search_seconds, 1),
         "pareto_trials": [records[i]["trial_id"] for i in front],
     }
