@@ -171,9 +171,14 @@ def test_report_of_a_classifier(tmp_path):
     recipe = {"name": "rules", "build": {"variant": "stacked", "units": 4},
               "train": {"epochs": 1, "fit_on": "train+val"},
               "reasons": ["only 6 training series: train+val", "two steps: one layer"]}
-    tune = {"strategy": "random", "trials": 4, "completed": 3, "best_val_loss": 0.125,
-            "trained_model_val_loss": 0.25, "best_hyperparameters": {"units": 48},
-            "test": {"accuracy": 0.875}, "seconds": 2.5}
+    tune = {"strategy": "random", "trials": 4, "completed": 3, "pruned": 1, "infeasible": 0,
+            "cv": "3-fold, 100 epochs per fold", "objective": "val_accuracy",
+            "default_cv": {"score": 0.75}, "seconds": 2.5,
+            "trained": {"params": 4000, "test": {"accuracy": 0.875}},
+            "chosen": {"trial": "2", "is_trained_config": False, "cv_score": 0.7421875,
+                       "params": 1000, "hyperparameters": {"units_0": 16},
+                       "test": {"accuracy": 0.8125}},
+            "verdict": "trial 2: 4.0x fewer parameters, WORSE on test"}
     path = report.write_report(
         tmp_path, dataset, model=argmax_classifier(2, 3),
         test_metrics={"loss": 0.75, "accuracy": 5 / 9},
@@ -220,9 +225,11 @@ def test_report_of_a_classifier(tmp_path):
     assert "skipped: gru_fcn does not stream" in text
     assert "error: ValueError: the converter said no" in text
     # Tuning.
-    assert "| units | 48 |" in text and "| accuracy | 0.875 |" in text
-    assert "**Trials:** 4 (3 completed)" in text
-    assert "**Best validation loss:** 0.125" in text
+    assert "**Verdict:** trial 2: 4.0x fewer parameters, WORSE on test." in text
+    assert "random, 4 trials (3 completed, 1 pruned, 0 over the device budget)" in text
+    assert "| trained model (the default configuration) | 0.75 | 4000 | accuracy 0.875 |" in text
+    assert "| chosen (trial 2) | 0.7422 | 1000 | accuracy 0.8125 |" in text
+    assert "| units_0 | 16 |" in text
     assert not list(tmp_path.glob(".*tmp"))
 
 

@@ -170,25 +170,50 @@ def test_measure_model_uses_the_exported_tflite_file():
 
 
 def test_run_step_of_the_main_job(tmp_path):
+    """A short CV search for a smaller model than the trained one, honestly compared."""
     from tuning.cli import run_step
 
     dataset = zoo.load_dataset("italy_power_demand")
-    dataset.x_train, dataset.y_train = dataset.x_train[:16], dataset.y_train[:16]
-    trained = zoo.build_gru(input_shape=dataset.input_shape, num_outputs=2, units=8, num_layers=1)
+    dataset.x_train, dataset.y_train = dataset.x_train[:24], dataset.y_train[:24]
+    trained = zoo.build_gru(input_shape=dataset.input_shape, num_outputs=2, units=16,
+                            num_layers=1)
     (tmp_path / "train").mkdir()
     trained.save(tmp_path / "train" / "model.keras")
+    trained_test = {"accuracy": 0.5, "loss": 0.69}
     context = {"run_dir": tmp_path, "model_path": tmp_path / "train" / "model.keras",
                "dataset": dataset, "quick": True, "seed": 0,
-               "model_config": {"variant": "stacked", "units": 8, "num_layers": 1}}
+               "model_config": {"variant": "stacked", "units": 16, "num_layers": 1,
+                                "learning_rate": 0.01},
+               "test_metrics": trained_test, "params": int(trained.count_params()),
+               "train": {"epochs": 3, "fit_on": "train+val"}}
     result = run_step(context)
-    assert result["trials"] == result["completed"] == 2
-    assert result["best_val_loss"] > 0
-    assert result["trained_model_val_loss"] == pytest.approx(
-        trained.evaluate(dataset.x_val, dataset.y_val, verbose=0, return_dict=True)["loss"])
-    assert set(result["best_hyperparameters"]) >= {"units_0", "learning_rate", "num_layers"}
-    assert 0.0 <= result["test"]["accuracy"] <= 1.0
-    assert (tmp_path / "tune" / "trials.csv").exists()
+    assert 1 <= result["trials"] <= 3
+    assert result["default_cv"]["trial_id"] == "0"  # the trained configuration comes first
+    rows = read_csv(tmp_path / "tune" / "trials.csv")
+    assert rows[0]["hp:units_0"] == "16" and rows[0]["hp:learning_rate"] == "0.01"
+    assert {row["hp:units_0"] for row in rows} <= {"16", "8", "4"}  # only narrower models
+    chosen = result["chosen"]
+    assert result["trained"]["test"] == trained_test
+    if chosen["is_trained_config"]:
+        assert "the trained model stays" in result["verdict"]
+    else:  # smaller, within one point of the trained configuration in CV
+        assert chosen["params"] < result["trained"]["params"]
+        assert chosen["cv_score"] >= result["default_cv"]["score"] - 0.01
+        worse = chosen["test"]["accuracy"] < trained_test["accuracy"]
+        assert ("WORSE on test" in result["verdict"]) == worse
+    assert 0.0 <= chosen["test"]["accuracy"] <= 1.0
     json.dumps(result)  # a small JSON-able dict for summary.json
-    # A model fitted on train+val has seen the validation split: no flattering number.
-    again = run_step({**context, "fit_on": "train+val", "run_dir": tmp_path / "again"})
-    assert again["trained_model_val_loss"] is None and again["best_val_loss"] > 0
+
+
+def test_run_refuses_a_bad_budget_before_training(tmp_path, capsys):
+    from zoo.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "--dataset", "italy_power_demand", "--flash-kb", "-1",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["gru-zoo run: error: --flash-kb must be a positive number. "
+                   "Received: --flash-kb -1"]
+    assert not out.exists()
+
+

@@ -40,6 +40,16 @@ def _any(v):
 _BUDGET_QUANTIZATIONS = ("int8", "int16x8", "dynamic", "float16", "float32")
 
 
+def _is_percent(v):
+    """A string like '1%' or '2.5%' (a non-negative percentage)."""
+    if not isinstance(v, str) or not v.endswith("%"):
+        return False
+    try:
+        return float(v[:-1]) >= 0
+    except ValueError:
+        return False
+
+
 def _number_or_auto(v):
     return v == "auto" or (_is_number(v) and v >= 0)
 
@@ -127,9 +137,9 @@ _SCHEMA = {
         "select": (lambda v: v in ("best", "smallest"),
                    "'best' (the best CV score) or 'smallest' (the smallest model within "
                    "select_within of the default's CV score)", "best"),
-        "select_within": (lambda v: _is_number(v) and v >= 0,
+        "select_within": (lambda v: (_is_number(v) and v >= 0) or _is_percent(v),
                           "a number >= 0 in the objective's units (0.01 = one point of "
-                          "accuracy)", 0.01),
+                          "accuracy) or a percentage of the reference score ('1%')", 0.01),
     },
     # A device budget (tuning.budget): every trial's model exported in this form and
     # measured before it trains; needs [cv].

@@ -985,6 +985,8 @@ def choose_best(tuner, hypermodel, x, y, *, select="best", within=0.0):
         reference = max(candidates, key=lambda c: sign * c["score"], default=None)
     best_info = reference
     if reference is not None and select == "smallest":
+        if isinstance(within, str):  # "1%": a share of the reference's score
+            within = abs(reference["score"]) * float(within.rstrip("%")) / 100.0
         pool = [c for c in candidates + ([default_info] if default_info["feasible"] else [])
                 if sign * (c["score"] - reference["score"]) >= -float(within)]
         best_info = min(pool, key=lambda c: (c["size_bytes"] if c["size_bytes"] is not None
@@ -1125,7 +1127,9 @@ def write_cv_results(config, tuner, dataset, hypermodel, objective, summary, lin
         for k, v in hypermodel.build_kwargs(best["hp"]).items()}
     summary["cv"]["best_protocol"] = protocol
     if config.cv["select"] == "smallest":
-        why = (f"the smallest configuration within {config.cv['select_within']:g} of the "
+        within = config.cv["select_within"]
+        within = within if isinstance(within, str) else f"{within:g}"
+        why = (f"the smallest configuration within {within} of the "
                f"{'default' if default['feasible'] else 'best feasible'} configuration's "
                "CV score")
     elif choice["best_is_default"]:

@@ -46,6 +46,10 @@ DEFAULT_SPACE = {
     "attention": ("choice", dict(values=["additive", "multihead"], default="additive")),
     "attention_heads": ("choice", dict(values=[1, 2, 4], default=4)),
     "branch_dropout": ("float", dict(min_value=0.0, max_value=0.9, step=0.1, default=0.8)),
+    # A width multiplier of every convolution's filters (searched or fixed), like
+    # MobileNet's alpha: shrinks a fixed architecture for a device. Opt-in: registered
+    # only when the space names it.
+    "conv_width": ("choice", dict(values=[1.0, 0.5, 0.25, 0.125], default=1.0)),
     "variant": ("choice", dict(values=sorted(VARIANTS), default="stacked")),
     "cell": ("choice", dict(values=sorted(CELLS), default="gru")),
 }
@@ -260,8 +264,14 @@ class GRUHyperModel(keras_tuner.HyperModel):
             if name not in self.fixed:
                 kwargs[name] = self._hp(hp, name)
         self._variant_parameters(hp, variant, kwargs)
+        width = kwargs.pop("conv_width", None)
         # `batch_size` is a fit argument here (build_gru's is a static batch size).
         kwargs.update({k: v for k, v in self.fixed.items() if k != "batch_size"})
+        if width is not None:
+            filters = kwargs.get("conv_filters", 64)  # build_gru's default
+            scale = lambda f: max(1, int(round(f * float(width))))  # noqa: E731
+            kwargs["conv_filters"] = ([scale(f) for f in filters]
+                                      if isinstance(filters, (list, tuple)) else scale(filters))
         return kwargs
 
     def _max(self, hp, name, current):
@@ -315,6 +325,8 @@ class GRUHyperModel(keras_tuner.HyperModel):
                     filters.append(f)
                     kernels.append(k)
             values["conv_layers"] = conv_layers
+            if "conv_width" in self.space:
+                values["conv_width"] = self._hp(hp, "conv_width")
             if "conv_filters" not in self.fixed:
                 values["conv_filters"] = filters[0] if len(filters) == 1 else filters
             if "conv_kernel_size" not in self.fixed:

@@ -335,6 +335,7 @@ def cmd_run(args):
     step (tune, export), then `report.md` with every exported file."""
     out = pathlib.Path(args.out)
     started = time.perf_counter()
+    budget = _device_budget(args)  # checked before any work
     dataset = load_data(args)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     print(f"[1] train: {_describe(dataset)}")
@@ -355,7 +356,8 @@ def cmd_run(args):
     context = {"run_dir": out, "model_path": out / "train" / "model.keras",
                "dataset": dataset, "quick": args.quick, "model_config": config,
                "seed": args.seed, "fit_on": run_config["train"]["fit_on"],
-               "train": run_config["train"]}
+               "train": run_config["train"], "test_metrics": result.test_metrics,
+               "params": int(result.model.count_params()), "budget": budget}
     failed = []
     for index, (name, step) in enumerate(_plugins("gru_zoo.run_steps"), start=2):
         label = name.split("_", 1)[-1]
@@ -391,6 +393,26 @@ def cmd_run(args):
 
 
 _STEPS = ("tune", "export")
+
+
+def _device_budget(args):
+    """The `--flash-kb/--ram-kb/--latency-ms` budget as a plain dict, or `None`.
+
+    The tune step turns it into a `tuning.budget.DeviceBudget` (zoo does not import
+    tuning); the values are checked here so a bad one stops the run before training.
+    """
+    limits = {"flash_kb": args.flash_kb, "ram_kb": args.ram_kb, "latency_ms": args.latency_ms}
+    for name, value in limits.items():
+        if value is not None and not (value > 0 and value != float("inf")):
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive number. "
+                             f"Received: --{name.replace('_', '-')} {value:g}")
+    if all(v is None for v in limits.values()):
+        return None
+    if "tune" in args.skip:
+        raise ValueError("a device budget (--flash-kb/--ram-kb/--latency-ms) is for the tune "
+                         "step. Received: --skip tune with a budget")
+    return dict(limits, quantization=args.budget_quantization,
+                streaming=bool(getattr(args, "streaming", None)))
 
 
 def _skip_list(text):
@@ -431,6 +453,17 @@ def build_parser():
     p.add_argument("--skip", default=[], type=_skip_list,
                    help="comma-separated steps to skip: tune, export")
     p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    budget = p.add_argument_group(
+        "device budget", "limits for the tune step's search: models over them never train, "
+        "and the chosen model is exported in the budget's form (int8 full-sequence unless "
+        "--budget-quantization / --streaming say otherwise)")
+    budget.add_argument("--flash-kb", type=float, help="KiB the exported file may take")
+    budget.add_argument("--ram-kb", type=float, help="KiB of tensor arena the file may need")
+    budget.add_argument("--latency-ms", type=float,
+                        help="median LiteRT invoke time, one thread, batch 1")
+    budget.add_argument("--budget-quantization", default="int8",
+                        choices=["int8", "int16x8", "dynamic", "float16", "float32"],
+                        help="the budget's export quantization (default int8)")
     p.set_defaults(func=cmd_run)
 
     register_compare(sub)

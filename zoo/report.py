@@ -595,48 +595,61 @@ def _exports_section(run_dir, exports):
     return lines
 
 
-_TUNE_KNOWN = ("strategy", "trials", "completed", "best_val_loss", "trained_model_val_loss",
-               "best_hyperparameters", "test", "output_dir", "seconds")
+_TUNE_KNOWN = ("strategy", "trials", "completed", "pruned", "infeasible", "cv", "objective",
+               "default_cv", "budget", "trained", "chosen", "verdict", "output_dir",
+               "seconds")
 
 
 def _tune_section(tune):
+    """The main job's tuning step (`tuning.cli.run_step`'s summary) as Markdown."""
     lines = ["## Tuning", ""]
     if tune is None:
         lines += ["No tuning step in this run.", ""]
         return lines
-    if not isinstance(tune, dict) or not any(k in tune for k in _TUNE_KNOWN[:7]):
+    if not isinstance(tune, dict) or "verdict" not in tune:
         lines += [_json_block(tune), ""]
         return lines
+    lines += [f"**Verdict:** {tune['verdict']}.", ""]
     facts = []
-    if tune.get("strategy"):
-        facts.append(f"- **Strategy:** {tune['strategy']}")
     if tune.get("trials") is not None:
-        done = f" ({tune['completed']} completed)" if tune.get("completed") is not None else ""
-        facts.append(f"- **Trials:** {tune['trials']}{done}")
-    if tune.get("best_val_loss") is not None:
-        facts.append(f"- **Best validation loss:** {_fmt(tune['best_val_loss'])}")
-    if "trained_model_val_loss" in tune:
-        value = tune["trained_model_val_loss"]
-        facts.append("- **Trained model's validation loss:** " + (
-            _fmt(value) if value is not None
-            else "not reported (it was fitted on train+val, so it has seen that data)"))
+        facts.append(f"- **Search:** {tune.get('strategy')}, {tune['trials']} trials "
+                     f"({tune.get('completed')} completed, {tune.get('pruned', 0)} pruned, "
+                     f"{tune.get('infeasible', 0)} over the device budget)")
+    if tune.get("cv"):
+        facts.append(f"- **Cross-validation:** {tune['cv']}")
+    budget = tune.get("budget")
+    if isinstance(budget, dict):
+        limits = ", ".join(f"{k} {budget[k]:g}" for k in ("flash_kb", "ram_kb", "latency_ms")
+                           if budget.get(k) is not None)
+        facts.append(f"- **Device budget:** {limits} ({budget.get('form')})")
     if tune.get("seconds") is not None:
         facts.append(f"- **Time:** {_fmt(tune['seconds'])} s")
     if tune.get("output_dir"):
         facts.append(f"- **Job directory:** `{tune['output_dir']}`")
     lines += facts + [""]
-    best = tune.get("best_hyperparameters")
-    if isinstance(best, dict) and best:
-        lines += ["Best hyperparameters:", "",
+    trained, chosen = tune.get("trained") or {}, tune.get("chosen") or {}
+    default_cv = tune.get("default_cv") or {}
+    objective = tune.get("objective", "CV score")
+    rows = [["trained model (the default configuration)", _fmt(default_cv.get("score")),
+             _fmt(trained.get("params")),
+             ", ".join(f"{k} {_fmt(v)}" for k, v in (trained.get("test") or {}).items())]]
+    if chosen and not chosen.get("is_trained_config"):
+        rows.append([f"chosen (trial {chosen.get('trial')})", _fmt(chosen.get("cv_score")),
+                     _fmt(chosen.get("params")),
+                     ", ".join(f"{k} {_fmt(v)}" for k, v in (chosen.get("test") or {}).items())])
+    lines += [_md_table(["Model", f"{objective} (CV)", "Parameters", "Test"], rows), ""]
+    export = chosen.get("export") if chosen else None
+    if isinstance(export, dict):
+        lines += [f"The chosen model as {export.get('form')}: `{export.get('path')}`, "
+                  f"{_fmt(export.get('flash_bytes', 0) / 1024.0)} KiB flash, "
+                  f"{_fmt(export.get('ram_bytes', 0) / 1024.0)} KiB RAM, "
+                  f"{_fmt(export.get('latency_ms'))} ms"
+                  + ("" if export.get("within_budget") else " (OVER THE BUDGET)") + ".", ""]
+    best = chosen.get("hyperparameters") if chosen else None
+    if isinstance(best, dict) and best and not chosen.get("is_trained_config"):
+        lines += ["Chosen hyperparameters:", "",
                   _md_table(["Hyperparameter", "Value"],
                             [[k, json.dumps(_jsonable(v))] for k, v in best.items()]), ""]
-    test = tune.get("test")
-    if isinstance(test, dict) and test:
-        lines += ["Test metrics of the best trial, retrained:", "",
-                  _md_table(["Metric", "Value"], [[k, _fmt(v)] for k, v in test.items()]), ""]
-    rest = {k: v for k, v in tune.items() if k not in _TUNE_KNOWN}
-    if rest:
-        lines += [_json_block(rest), ""]
     return lines
 
 
