@@ -100,3 +100,42 @@ def test_chief_and_two_workers_survive_a_killed_worker(tmp_path):
     assert best["completed"] == MAX_TRIALS
     assert (out / "best_model.keras").exists()
     assert read_heartbeat(out, "tuner0") is not None
+
+
+CV_TRIALS = 4
+
+
+def cv_job_toml(out_dir, port):
+    """A cross-validated job: 2 folds of 2 epochs; a fold cache shared by the workers."""
+    return job_toml(out_dir, port).replace(
+        f"max_trials = {MAX_TRIALS}", f"max_trials = {CV_TRIALS}").replace(
+        'metric = "val_loss"', 'metric = "val_accuracy"') + """
+[cv]
+folds = 2
+epochs = 2
+"""
+
+
+@pytest.mark.slow
+def test_cross_validated_search_with_a_chief_and_two_workers(tmp_path):
+    out = tmp_path / "out"
+    config = tmp_path / "job.toml"
+    config.write_text(cv_job_toml(out, free_port()))
+    done = subprocess.run(
+        [sys.executable, "-m", "zoo.cli", "tune", str(config), "--workers", "2"],
+        env=env(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    trials = [json.loads(p.read_text()) for p in (out / "search").glob("trial_*/trial.json")]
+    assert len(trials) == CV_TRIALS
+    assert all(t["status"] == "COMPLETED" for t in trials), [t["status"] for t in trials]
+    for trial in trials:  # every trial is the mean of its two held-out folds
+        metrics = trial["metrics"]["metrics"]
+        folds = [metrics[f"cv_fold_{i}"]["observations"][0]["value"][0] for i in range(2)]
+        score = metrics["val_accuracy"]["observations"][0]["value"][0]
+        assert score == pytest.approx(sum(folds) / 2)
+    best = json.loads((out / "best.json").read_text())
+    assert best["default_cv"]["trial_id"] == "0" and len(best["default_cv"]["folds"]) == 2
+    # the workers shared one fold cache: each trial's folds were trained once
+    cache = json.loads((out / "cv_cache.json").read_text())
+    assert len(cache) == 2 * CV_TRIALS
+    assert (out / "best_model.keras").exists()
