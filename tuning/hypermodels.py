@@ -208,7 +208,7 @@ class GRUHyperModel(keras_tuner.HyperModel):
         build_gru(**self.build_kwargs(keras_tuner.HyperParameters()))
 
     # === Hyperparameters ===
-    def _hp(self, hp, name, *, store_as=None, parent=None):
+    def _hp(self, hp, name):
         """Registers `name` (with the space override, if any) and returns its value."""
         base = name.rsplit("_", 1)[0] if name[-1].isdigit() else name
         kind, kwargs = self.space.get(base) or DEFAULT_SPACE[base]

@@ -26,7 +26,6 @@ trial left over itself, so a killed worker never stops the search.
 
 import csv
 import json
-import math
 import os
 import pathlib
 import shutil
@@ -599,14 +598,3 @@ def write_results(config, tuner, dataset, hypermodel, objective, search_seconds=
     (out / "best.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
-
-def best_so_far(records, direction):
-    """Best score after each trial (for convergence studies)."""
-    best, running = [], None
-    for r in sorted(records, key=lambda r: int(r["trial_id"])):
-        score = r["score"] if r["status"] == "COMPLETED" else None
-        if score is not None and math.isfinite(score):
-            if running is None or (score > running if direction == "max" else score < running):
-                running = score
-        best.append(running)
-    return best

@@ -129,16 +129,29 @@ class _UnitCubeOracle(keras_tuner.Oracle):
         return sorted(trials, key=lambda t: t.score, reverse=self.objective.direction == "max")
 
     def _propose(self, trial_id, number, make_position):
-        """Draws positions until their values are new; STOPPED when none is."""
+        """Draws positions until their values are new; STOPPED when none is.
+
+        Args:
+            trial_id, number: the trial's id and its number (seeds the draws).
+            make_position: `make_position(rng, attempt)` returns `(position, extra)`:
+                a candidate position and what the strategy computed with it (PSO's
+                velocity; `None` for the genetic algorithm).
+
+        Returns:
+            `(response, extra)`: the oracle's response for the trial, and the `extra`
+            of the last `make_position` call (the accepted candidate, or the last one
+            tried before falling back to random points).
+        """
         tried = tried_values(self)
+        extra = None
         for attempt in range(_MAX_COLLISIONS + 1):
             rng = self._rng(number, attempt)
-            position = make_position(rng, attempt)
+            position, extra = make_position(rng, attempt)
             position = {k: float(np.clip(v, 0.0, _TOP)) for k, v in position.items()}
             values = self._values(position, rng)
             if _key(values) not in tried:
                 self.positions[trial_id] = position
-                return {"status": _RUNNING, "values": values}
+                return {"status": _RUNNING, "values": values}, extra
         # The neighbourhood is exhausted: fall back to random points.
         for attempt in range(_MAX_COLLISIONS + 1):
             rng = self._rng(number, 1000 + attempt)
@@ -146,8 +159,8 @@ class _UnitCubeOracle(keras_tuner.Oracle):
             values = self._values(position, rng)
             if _key(values) not in tried:
                 self.positions[trial_id] = position
-                return {"status": _RUNNING, "values": values}
-        return {"status": _STOPPED, "values": None}
+                return {"status": _RUNNING, "values": values}, extra
+        return {"status": _STOPPED, "values": None}, extra
 
     def get_state(self):
         state = super().get_state()
@@ -168,8 +181,7 @@ class GeneticOracle(_UnitCubeOracle):
     then each coordinate mutates with probability `mutation_rate` (a Gaussian step
     of `mutation_scale` in the unit cube). Children are proposed as soon as a worker
     asks, so the algorithm never waits for a generation to finish (which keeps
-    distributed workers busy); `generation(trial_id)` is the trial's number divided
-    by `population_size`.
+    distributed workers busy).
 
     Args:
         objective, max_trials, seed, hyperparameters, allow_new_entries,
@@ -212,9 +224,6 @@ class GeneticOracle(_UnitCubeOracle):
         self.crossover_rate = float(crossover_rate)
         self.tournament_size = tournament_size
 
-    def generation(self, trial_id):
-        return int(trial_id) // self.population_size
-
     def _tournament(self, pool, rng):
         picks = rng.choice(len(pool), size=min(self.tournament_size, len(pool)), replace=False)
         best = pool[picks[0]]
@@ -227,7 +236,9 @@ class GeneticOracle(_UnitCubeOracle):
         number = int(trial_id)
         completed = self._completed()
         if number < self.population_size or len(completed) < 2:
-            return self._propose(trial_id, number, lambda rng, attempt: self._random_position(rng))
+            response, _ = self._propose(
+                trial_id, number, lambda rng, attempt: (self._random_position(rng), None))
+            return response
         pool = self._sorted(completed)[: self.population_size]
 
         def child(rng, attempt):
@@ -247,9 +258,10 @@ class GeneticOracle(_UnitCubeOracle):
                     gene = gene + rng.normal(0.0, self.mutation_scale)
                     gene = gene % 1.0  # wrap around: keeps the mutation unbiased
                 position[name] = float(gene)
-            return position
+            return position, None
 
-        return self._propose(trial_id, number, child)
+        response, _ = self._propose(trial_id, number, child)
+        return response
 
     def get_state(self):
         state = super().get_state()
@@ -316,14 +328,14 @@ class ParticleSwarmOracle(_UnitCubeOracle):
         if number < self.swarm_size:
             def first(rng, attempt):
                 position = self._random_position(rng)
-                self._next_velocity = {
+                velocity = {
                     n: float(rng.uniform(-self.max_velocity, self.max_velocity) / 2)
                     for n in names
                 }
-                return position
+                return position, velocity
 
-            response = self._propose(trial_id, number, first)
-            self.velocities[trial_id] = getattr(self, "_next_velocity", {})
+            response, velocity = self._propose(trial_id, number, first)
+            self.velocities[trial_id] = velocity
             return response
 
         mine = [t for t in self.trials.values() if self.particle(t.trial_id) == particle]
@@ -356,11 +368,10 @@ class ParticleSwarmOracle(_UnitCubeOracle):
                     vi = -vi
                 position[name] = float(np.clip(xi, 0.0, _TOP))
                 velocity[name] = vi
-            self._next_velocity = velocity
-            return position
+            return position, velocity
 
-        response = self._propose(trial_id, number, move)
-        self.velocities[trial_id] = getattr(self, "_next_velocity", {})
+        response, velocity = self._propose(trial_id, number, move)
+        self.velocities[trial_id] = velocity
         return response
 
     def get_state(self):
