@@ -21,7 +21,7 @@ from export import (
 )
 from export import exporter
 from export._worker import SIMULATE_CRASH_ENV
-from tests.export_helpers import FEATURES, TIME, sequences, tflite_vs_keras, tiny_model
+from helpers import FEATURES, TIME, sequences, tflite_vs_keras, tiny_model
 
 
 @pytest.fixture(scope="module")

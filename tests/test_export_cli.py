@@ -8,7 +8,7 @@ import pytest
 
 from export import LiteModel, read_metadata
 from export.cli import register, run_step
-from tests.export_helpers import FEATURES, TIME, sequences, tiny_model
+from helpers import FEATURES, TIME, sequences, tiny_model
 
 
 def _parser():

@@ -10,7 +10,7 @@ import pytest
 
 import zoo
 from export import DEFAULT_TOLERANCES, LiteModel, to_tflite
-from tests.export_helpers import TIME, sequences, tflite_vs_keras, tiny_model
+from helpers import TIME, sequences, tflite_vs_keras, tiny_model
 
 CELL_LAYERS = {"gru": "GRU", "lstm": "LSTM", "rnn": "SimpleRNN"}
 

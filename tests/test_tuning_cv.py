@@ -5,6 +5,7 @@ import json
 import keras_tuner
 import numpy as np
 import pytest
+from helpers import STRATEGY_OPTIONS, read_csv, tiny_raw
 
 from tuning.config import parse_config
 from tuning.cv import (
@@ -18,8 +19,6 @@ from tuning.cv import (
     stratified_folds,
 )
 from tuning.job import check_job, run_job
-
-from test_tuning_search import read_csv, tiny_raw
 
 
 def cv_raw(tmp_path, strategy="random", cv=None, **sections):
@@ -117,14 +116,7 @@ def test_the_test_split_never_enters_a_fold(tmp_path):
 
 
 # === Searches ===
-@pytest.mark.parametrize("strategy, options", [
-    ("random", {}),
-    ("bayesian", {"num_initial_points": 1}),
-    ("hyperband", {"factor": 3}),
-    ("grid", {}),
-    ("genetic", {"population_size": 2}),
-    ("pso", {"swarm_size": 2}),
-])
+@pytest.mark.parametrize("strategy, options", STRATEGY_OPTIONS)
 def test_a_cross_validated_search_per_strategy(tmp_path, strategy, options):
     search = {"options": options}
     cv = {}

@@ -1,12 +1,12 @@
 """Tiny real searches: every strategy, results files, retrain, size objectives, run step."""
 
-import csv
 import json
 
 import keras
 import keras_tuner
 import numpy as np
 import pytest
+from helpers import STRATEGY_OPTIONS, read_csv, tiny_raw
 
 import zoo
 from tuning.config import parse_config
@@ -14,37 +14,7 @@ from tuning.job import check_job, run_job
 from tuning.objectives import ModelCostCallback, Objective, measure_model, pareto_front
 
 
-def tiny_raw(tmp_path, strategy="random", **sections):
-    """A job of a few seconds: 16 ItalyPowerDemand series, units 4-8, 1 epoch."""
-    raw = {
-        "job": {"name": "tiny", "output_dir": str(tmp_path / "out"), "seed": 0},
-        "data": {"dataset": "italy_power_demand", "max_train_samples": 16},
-        "hypermodel": {"variant": "stacked",
-                       "space": {"units": [4, 8], "num_layers": [1], "batch_size": [8],
-                                 "learning_rate": [0.01, 0.003], "dropout": [0.0],
-                                 "recurrent_dropout": [0.0]}},
-        "search": {"strategy": strategy, "max_trials": 2, "epochs": 1},
-        "objective": {"metric": "val_loss"},
-        "retrain": {"enabled": True},
-    }
-    for section, values in sections.items():
-        raw.setdefault(section, {}).update(values)
-    return raw
-
-
-def read_csv(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
-
-
-@pytest.mark.parametrize("strategy, options", [
-    ("random", {}),
-    ("bayesian", {"num_initial_points": 1}),
-    ("hyperband", {"factor": 3}),
-    ("grid", {}),
-    ("genetic", {"population_size": 2}),
-    ("pso", {"swarm_size": 2}),
-])
+@pytest.mark.parametrize("strategy, options", STRATEGY_OPTIONS)
 def test_one_tiny_search_per_strategy(tmp_path, strategy, options):
     search = {"options": options}
     if strategy == "hyperband":
@@ -122,14 +92,18 @@ def test_size_limit_fails_large_models_before_training(tmp_path):
     assert all(float(r["size_bytes"]) / 1024 <= 0.8 for r in rows if r["status"] == "COMPLETED")
 
 
-def test_cost_callback_logs_size_and_score():
-    objective = Objective(metric="val_accuracy", size_weight=1.0)
+def _one_epoch_with_costs(objective):
+    """One epoch of a tiny model with the cost callback: `(model, logs of the epoch)`."""
     model = zoo.build_gru(input_shape=(6, 1), num_outputs=2, units=4, num_layers=1)
     x = np.zeros((4, 6, 1), "float32")
     y = np.array([0, 1, 0, 1])
     history = model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0,
                         callbacks=[ModelCostCallback(objective, use_export=False)])
-    logs = {k: v[0] for k, v in history.history.items()}
+    return model, {k: v[0] for k, v in history.history.items()}
+
+
+def test_cost_callback_logs_size_and_score():
+    model, logs = _one_epoch_with_costs(Objective(metric="val_accuracy", size_weight=1.0))
     assert logs["size_bytes"] == 4 * model.count_params()
     assert logs["score"] == pytest.approx(logs["val_accuracy"] - logs["size_bytes"] / 1024)
 
@@ -137,12 +111,7 @@ def test_cost_callback_logs_size_and_score():
 def test_latency_term_enters_the_score():
     objective = Objective(metric="val_loss", latency_weight=2.0)
     assert objective.name == "score" and objective.direction == "min"
-    model = zoo.build_gru(input_shape=(6, 1), num_outputs=2, units=4, num_layers=1)
-    x = np.zeros((4, 6, 1), "float32")
-    y = np.array([0, 1, 0, 1])
-    history = model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0,
-                        callbacks=[ModelCostCallback(objective, use_export=False)])
-    logs = {k: v[0] for k, v in history.history.items()}
+    _, logs = _one_epoch_with_costs(objective)
     assert logs["latency_ms"] > 0
     assert logs["score"] == pytest.approx(logs["val_loss"] + 2.0 * logs["latency_ms"])
 
