@@ -4,7 +4,8 @@ Imported as `from helpers import ...` (pytest puts `tests/` on the path).
 
 - Tiny models and data: `TINY`, `TIME`, `FEATURES`, `BATCH`, `VOCAB`, `tiny_model`,
   `sample_inputs`, `sequences`, `sample_targets`, `recurrent_layers`.
-- `run_model_test`: what every zoo model must do.
+- `run_model_test`: what every zoo model must do; `run_layer_test`: what every custom
+  layer must do.
 - `tflite_vs_keras`: a `.tflite` file run here, apart from `to_tflite`, against Keras.
 - Tuning jobs: `STRATEGY_OPTIONS`, `tiny_raw` (a job of a few seconds, run in the test
   process), `child_job` / `write_job` / `child_env` (a small job run by `gru-zoo tune`
@@ -128,6 +129,108 @@ def run_model_test(variant, *, cell="gru", task="classification", num_outputs=3,
     np.testing.assert_allclose(np.asarray(loaded(x, training=False)), predictions,
                                rtol=1e-6, atol=1e-6)
     assert loaded.get_config()["name"] == model.get_config()["name"]
+    return model
+
+
+def _as_list(value):
+    """A list of shapes or tensors: `value` itself if it is a list or a tuple of them."""
+    if isinstance(value, list) or (isinstance(value, tuple) and value
+                                   and not isinstance(value[0], (int, type(None)))):
+        return list(value)
+    return [value]
+
+
+def run_layer_test(layer_class, init_kwargs, *, input_shapes, expected_output_shapes,
+                   expected_trainable_weights, tmp_path, seed=0):
+    """Checks what every custom layer must do, in the spirit of Keras's `run_layer_test`.
+
+    1. Config: every constructor argument is in `get_config()` with its value, and
+       `from_config(get_config())` gives the same config.
+    2. Build and call: the built layer has `expected_trainable_weights` trainable
+       weights; a symbolic call and an eager call give `expected_output_shapes`, with
+       finite values; `compute_output_shape` agrees.
+    3. One training step of a model `Dense -> layer` (one `Dense` per input): the loss is
+       finite, the `Dense` before the layer learns (gradients flow through the layer) and,
+       if the layer has trainable weights, at least one of them changes.
+    4. Save/load: the model rebuilt from its config with the same weights, and the model
+       saved to and loaded from a `.keras` file, give the same outputs; the loaded layer
+       has the same class and config.
+
+    Args:
+        layer_class: the layer class.
+        init_kwargs: dict, constructor arguments.
+        input_shapes: the input shape with the batch axis, e.g. `(2, 5, 4)`, or a list
+            of them for a layer called on a list of tensors.
+        expected_output_shapes: the output shape with the batch axis, or a list of them
+            for a layer that returns several tensors.
+        expected_trainable_weights: int, how many trainable weights the built layer has.
+        tmp_path: a folder for the `.keras` file.
+
+    Returns:
+        The trained model (inputs, one `Dense` per input, the layer).
+    """
+    # === Config ===
+    layer = layer_class(**init_kwargs)
+    config = layer.get_config()
+    for name, value in init_kwargs.items():
+        assert config[name] == value, (name, config[name], value)
+    assert layer_class.from_config(config).get_config() == config
+
+    # === Build and call ===
+    several_inputs = isinstance(input_shapes, list)
+    several_outputs = isinstance(expected_output_shapes, list)
+    shapes = _as_list(input_shapes)
+    expected = [tuple(shape) for shape in _as_list(expected_output_shapes)]
+    rng = np.random.default_rng(seed)
+    data = [rng.normal(size=shape).astype("float32") for shape in shapes]
+    inputs = [keras.Input(shape[1:]) for shape in shapes]
+    # A trainable Dense before the layer: the training step shows that gradients pass.
+    pre = [keras.layers.Dense(shape[-1], name=f"pre_{i}")(tensor)
+           for i, (tensor, shape) in enumerate(zip(inputs, shapes))]
+    layer = layer_class(**init_kwargs)
+    outputs = layer(pre if several_inputs else pre[0])
+    assert len(layer.trainable_weights) == expected_trainable_weights, layer.trainable_weights
+    symbolic = _as_list(outputs)
+    assert len(symbolic) == len(expected)
+    for tensor, shape in zip(symbolic, expected):
+        assert tuple(tensor.shape) == (None,) + shape[1:], (tensor.shape, shape)
+    computed = layer.compute_output_shape([tuple(x.shape) for x in _as_list(pre)]
+                                          if several_inputs else tuple(pre[0].shape))
+    computed = list(computed) if several_outputs else [computed]
+    assert [tuple(shape)[1:] for shape in computed] == [shape[1:] for shape in expected]
+    eager = _as_list(layer_class(**init_kwargs)(data if several_inputs else data[0]))
+    assert [tuple(np.shape(x)) for x in eager] == expected
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in eager)
+
+    # === One training step ===
+    model = keras.Model(inputs if several_inputs else inputs[0], outputs)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    targets = [rng.normal(size=shape).astype("float32") for shape in expected]
+    dense_before = [model.get_layer(f"pre_{i}").get_weights()[0] for i in range(len(shapes))]
+    layer_before = [np.array(w) for w in layer.trainable_weights]
+    loss = model.train_on_batch(data if several_inputs else data[0],
+                                targets if several_outputs else targets[0])
+    assert np.all(np.isfinite(loss))
+    dense_after = [model.get_layer(f"pre_{i}").get_weights()[0] for i in range(len(shapes))]
+    assert any(not np.allclose(a, b) for a, b in zip(dense_before, dense_after))
+    if layer_before:
+        layer_after = [np.array(w) for w in layer.trainable_weights]
+        assert any(not np.allclose(a, b) for a, b in zip(layer_before, layer_after))
+
+    # === Save and load ===
+    feed = data if several_inputs else data[0]
+    reference = [np.asarray(x) for x in _as_list(model(feed))]
+    clone = keras.Model.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    path = tmp_path / f"{layer_class.__name__}.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    for other in (clone, loaded):
+        for got, want in zip(_as_list(other(feed)), reference):
+            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6, atol=1e-6)
+    restored = loaded.get_layer(layer.name)
+    assert type(restored) is layer_class
+    assert restored.get_config() == layer.get_config()
     return model
 
 
