@@ -232,7 +232,7 @@ def test_failed_verification_writes_nothing(model, tmp_path):
 
 @pytest.mark.slow
 def test_real_converter_segfault_is_contained(model, data, tmp_path):
-    """Calibrating a GRU WHILE loop really kills the converter (DESIGN.md, fact 5)."""
+    """Calibrating a GRU WHILE loop really kills the converter (docs/tflite-facts.md, F5)."""
     with pytest.raises(ConversionCrashError, match="SIGSEGV"):
         to_tflite(model, tmp_path / "x.tflite", quantization="int8",
                   representative_data=data, recipe="loop", fallback=False)
@@ -344,7 +344,7 @@ def test_op_audit_finds_flex_and_custom_ops(float32_export):
     [
         ("auto", None, False, True, ["loop", "unrolled"]),
         ("auto", "dynamic", False, False, ["loop"]),
-        ("auto", "int8", False, True, ["unrolled"]),  # a calibrated loop crashes (fact 5)
+        ("auto", "int8", False, True, ["unrolled"]),  # a calibrated loop crashes (F5)
         ("loop", "int8", False, True, ["loop", "unrolled"]),
         ("unrolled", "int16x8", False, True, ["unrolled"]),
         ("unrolled", None, False, True, ["unrolled", "loop"]),

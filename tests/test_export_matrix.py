@@ -101,14 +101,3 @@ def test_non_causal_variants_refuse_streaming(tmp_path, variant):
         to_tflite(tiny_model(variant), tmp_path / "x.tflite", streaming=True)
     assert not (tmp_path / "x.tflite").exists()
 
-
-@pytest.mark.slow
-def test_design_fact_1_dynamic_batch_gru_does_not_convert_to_builtins():
-    """Why the recipes exist: the model as built (batch None) fails with builtin ops."""
-    from export import converter, recipes
-
-    model = tiny_model("stacked")
-    with pytest.raises(Exception, match="TensorListReserve|element_shape|static"):
-        converter.convert(model)
-    # The loop recipe of the same model converts (DESIGN.md, fact 3).
-    assert len(converter.convert(recipes.rebuild(model, unroll=False))) > 0
