@@ -10,11 +10,57 @@ import argparse
 import json
 import os
 import pathlib
+import re
 import sys
+import tempfile
 import time
 
 # Before TensorFlow is first imported: keep its C++ start-up chatter off the terminal.
+# (Most of it is printed before absl's logging reads this setting; see
+# `import_tensorflow_quietly`.)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# What TensorFlow's native libraries print while loading and looking for devices: absl
+# log lines ("I0000 00:00:... port.cc:153] oneDNN custom operations are on", "cuInit"),
+# absl's banner and the CPU-feature notice's second line.
+_STARTUP_NOISE = re.compile(
+    r"^(?:[IWE]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w./-]+:\d+\] "
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|To enable the following instructions: )")
+
+
+def import_tensorflow_quietly(show=False):
+    """Imports TensorFlow and Keras with their start-up logging filtered out.
+
+    TensorFlow's native libraries write 6-9 log lines to file descriptor 2 while they
+    load (before `TF_CPP_MIN_LOG_LEVEL` is read), including an "E0000 ... failed call
+    to cuInit" line on machines without a GPU that reads like an error. Python cannot
+    silence C code's writes, so descriptor 2 goes to a temporary file during the
+    import and the device scan, and every line but that start-up noise is replayed
+    (all of them with `show=True`, or when the import fails).
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    failed = True
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow as tf
+            import keras  # noqa: F401
+
+            tf.config.list_physical_devices()  # the device scan logs (cuInit) here
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", "replace")
+            for line in text.splitlines():
+                if show or failed or not _STARTUP_NOISE.match(line):
+                    print(line, file=sys.stderr)
 
 BUILD_ARGS = ("variant", "cell", "units", "num_layers", "dropout", "recurrent_dropout",
               "reset_after", "attention", "attention_heads", "conv_filters",
@@ -62,7 +108,7 @@ def _plugins(group):
 
 def add_model_arguments(parser):
     """Adds the builder and training options shared by `train`, `run` and others."""
-    from zoo.builders import ATTENTION_TYPES, CELLS, VARIANTS
+    from zoo.catalog import ATTENTION_TYPES, CELLS, VARIANT_DESCRIPTIONS as VARIANTS
 
     group = parser.add_argument_group("model")
     group.add_argument("--variant", choices=sorted(VARIANTS), help="zoo variant")
@@ -269,12 +315,12 @@ def _format_metrics(metrics):
 
 
 def cmd_list(args):
-    from zoo.builders import CELLS, TASKS, VARIANTS
+    from zoo.catalog import CELLS, TASKS, VARIANT_DESCRIPTIONS
     from zoo.datasets import describe_datasets
     from zoo.presets import describe_presets
 
     sections = [
-        ("Variants", {name: v.description for name, v in VARIANTS.items()}),
+        ("Variants", VARIANT_DESCRIPTIONS),
         ("Cells", CELLS),
         ("Tasks", TASKS),
         ("Datasets", describe_datasets()),
@@ -402,8 +448,20 @@ def _skip_list(text):
     return steps
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: the message and where help is, not the usage text.
+
+    Subcommand parsers are of the same class (argparse creates them with
+    `type(parent)`), so `gru-zoo train --units many` is one line too.
+    """
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} "
+                     f"(`{self.prog} --help` lists the options)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="gru-zoo",
         description="Build, train, tune and export GRU models to verified TFLite files.",
     )
@@ -416,7 +474,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("list", help="list variants, cells, tasks, datasets and presets")
-    p.set_defaults(func=cmd_list)
+    p.set_defaults(func=cmd_list, uses_tensorflow=False)
 
     p = sub.add_parser("train", help="train one model and write a run directory")
     add_model_arguments(p)
@@ -447,6 +505,8 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
+        if getattr(args, "uses_tensorflow", True):
+            import_tensorflow_quietly(show=args.debug)
         return args.func(args)
     except KeyboardInterrupt:
         print(f"gru-zoo {args.command}: interrupted", file=sys.stderr)
