@@ -44,6 +44,7 @@ from export.errors import (
 )
 from export.runtime import trust
 from zoo.fileio import new_file_mode
+from zoo.quiet import strip_startup_noise
 
 RECIPE_CHOICES = ("auto", "loop", "unrolled", "step")
 # Max abs error allowed against Keras, relative to max(1, max |Keras output|). float32
@@ -395,14 +396,17 @@ def _run_worker(command, job, workdir, timeout):
         with open(job["result_path"]) as handle:
             return json.load(handle), None
     with open(log_path, "rb") as handle:
-        tail = handle.read()[-1500:].decode("utf-8", "replace")
+        # The last lines the child printed, without TensorFlow's start-up logging.
+        tail = strip_startup_noise(handle.read().decode("utf-8", "replace"))[-1500:]
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        return None, f"the child process was killed by {name}; last output:\n{tail}"
-    return None, f"the child process exited with code {returncode}; last output:\n{tail}"
+        return None, f"the child process was killed by {name}" + (
+            f"; last output:\n{tail}" if tail.strip() else " (no other output)")
+    return None, f"the child process exited with code {returncode}" + (
+        f"; last output:\n{tail}" if tail.strip() else " (no other output)")
 
 
 def _recipes_to_try(recipe, quantization, streaming, fallback):

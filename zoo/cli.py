@@ -10,57 +10,13 @@ import argparse
 import json
 import os
 import pathlib
-import re
 import sys
-import tempfile
 import time
 
 # Before TensorFlow is first imported: keep its C++ start-up chatter off the terminal.
 # (Most of it is printed before absl's logging reads this setting; see
-# `import_tensorflow_quietly`.)
+# `zoo.quiet.import_tensorflow_quietly`.)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-# What TensorFlow's native libraries print while loading and looking for devices: absl
-# log lines ("I0000 00:00:... port.cc:153] oneDNN custom operations are on", "cuInit"),
-# absl's banner and the CPU-feature notice's second line.
-_STARTUP_NOISE = re.compile(
-    r"^(?:[IWE]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w./-]+:\d+\] "
-    r"|WARNING: All log messages before absl::InitializeLog\(\) is called"
-    r"|To enable the following instructions: )")
-
-
-def import_tensorflow_quietly(show=False):
-    """Imports TensorFlow and Keras with their start-up logging filtered out.
-
-    TensorFlow's native libraries write 6-9 log lines to file descriptor 2 while they
-    load (before `TF_CPP_MIN_LOG_LEVEL` is read), including an "E0000 ... failed call
-    to cuInit" line on machines without a GPU that reads like an error. Python cannot
-    silence C code's writes, so descriptor 2 goes to a temporary file during the
-    import and the device scan, and every line but that start-up noise is replayed
-    (all of them with `show=True`, or when the import fails).
-    """
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    failed = True
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            import tensorflow as tf
-            import keras  # noqa: F401
-
-            tf.config.list_physical_devices()  # the device scan logs (cuInit) here
-            failed = False
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            text = capture.read().decode("utf-8", "replace")
-            for line in text.splitlines():
-                if show or failed or not _STARTUP_NOISE.match(line):
-                    print(line, file=sys.stderr)
 
 BUILD_ARGS = ("variant", "cell", "units", "num_layers", "dropout", "recurrent_dropout",
               "reset_after", "attention", "attention_heads", "conv_filters",
@@ -506,6 +462,8 @@ def main(argv=None):
         return 2
     try:
         if getattr(args, "uses_tensorflow", True):
+            from zoo.quiet import import_tensorflow_quietly
+
             import_tensorflow_quietly(show=args.debug)
         return args.func(args)
     except KeyboardInterrupt:
@@ -514,9 +472,12 @@ def main(argv=None):
     except Exception as error:  # noqa: BLE001 (one line for the user; --debug shows it)
         if args.debug:
             raise
-        # Bad input (ValueError and its subclasses, a missing file): exit 2, as argparse
-        # does; anything else is a failure of the run: exit 1. Both one line, no traceback.
-        bad_input = isinstance(error, (ValueError, FileNotFoundError))
+        # Bad input (ValueError and its subclasses, a path that is missing, taken, of
+        # the wrong kind or not ours): exit 2, as argparse does; anything else is a
+        # failure of the run: exit 1. Both one line, no traceback.
+        bad_input = isinstance(error, (ValueError, FileNotFoundError, FileExistsError,
+                                       IsADirectoryError, NotADirectoryError,
+                                       PermissionError))
         kind = "error" if bad_input else f"failed ({type(error).__name__})"
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"gru-zoo {args.command}: {kind}: {message} (--debug shows the traceback)"
