@@ -159,6 +159,7 @@ TO_TFLITE_CASES = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:`representative_data` is not used")
 @pytest.mark.parametrize("model_key, kwargs, fragments",
                          [case[1:] for case in TO_TFLITE_CASES],
                          ids=[case[0] for case in TO_TFLITE_CASES])
@@ -240,12 +241,14 @@ def test_lite_model_checks_its_inputs(files, key, method, argument, fragments):
 def test_stream_checks_the_states(files):
     lite = LiteModel(files["step"])
     frames = sequences(1)[0]
-    with pytest.raises(ValueError, match=pattern("`states`", "['state_0']",
+    assert lite.state_names == ["state_0", "state_1"]  # two GRU layers of 4 units
+    with pytest.raises(ValueError, match=pattern("`states`", "['state_0', 'state_1']",
                                                  "states with keys ['bogus']")):
         lite.stream(frames, states={"bogus": np.zeros((1, 4))})
-    with pytest.raises(ValueError, match=pattern("`states['state_0']` must have shape (1, 4)",
+    states = dict(lite.initial_states(), state_1=np.zeros((1, 5)))
+    with pytest.raises(ValueError, match=pattern("`states['state_1']` must have shape (1, 4)",
                                                  "with shape (1, 5)")):
-        lite.stream(frames, states={"state_0": np.zeros((1, 5))})
+        lite.stream(frames, states=states)
     # Valid input still runs: the streamed outputs match the full-sequence file's.
     full = LiteModel(files["full"]).predict(frames[None])[0]
     np.testing.assert_allclose(lite.stream(frames)[-1], full, atol=1e-5)
