@@ -90,6 +90,8 @@ COMMAND_CASES = [
     ("bench_empty", ["bench", "{tmp}/empty.tflite"], ["gru-zoo bench: error:",
                                                      "empty.tflite", "is empty"]),
     ("tune_missing", ["tune", "{tmp}/none.toml", "--check"], ["none.toml"]),
+    ("run_out_is_a_file", ["run", "--out", "{tmp}/random.tflite", "--epochs", "1"],
+     ["gru-zoo run: error:", "`--out` must be a directory", "random.tflite", "existing file"]),
 ]
 
 

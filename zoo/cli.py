@@ -336,6 +336,9 @@ def cmd_run(args):
     """The main job: train on the data (embedded GunPoint by default), then every plugin
     step (tune, export), then `report.md` with every exported file."""
     out = pathlib.Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"`--out` must be a directory (created if missing). "
+                         f"Received: --out {args.out!r}, an existing file")
     started = time.perf_counter()
     dataset = load_data(args)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
