@@ -523,12 +523,14 @@ def to_tflite(
             inputs of the model's shape (reported in `result.verification`).
         validation_data: `(x, y)` labelled data: the result reports the Keras and TFLite
             accuracy (classification) or MSE (regression) and their change.
-        tolerance: float, max abs error allowed vs Keras, relative to
+        tolerance: a finite positive float, max abs error allowed vs Keras, relative to
             `max(1, max |output|)`. Defaults by mode (`DEFAULT_TOLERANCES`): 1e-5
             float32, 1e-2 float16, 0.1 dynamic, 0.25 int16x8, 1.0 int8 (a sanity
             bound: judge quantized files by the reported error and accuracy change).
-        labels: list of class names, stored in the metadata.
-        normalization: `{"mean": [...], "std": [...]}` of the inputs, stored in the metadata.
+        labels: list of distinct class names (one per class: 2 for a one-sigmoid
+            binary model; for regression, one name per output), stored in the metadata.
+        normalization: `{"mean": [...], "std": [...]}` of the inputs (one value, or one
+            per input feature; std > 0), stored in the metadata.
         metadata: dict of extra JSON-serializable metadata (e.g. the builder arguments).
         allow_select_tf_ops: bool, allow Flex ops (the file then needs the Select TF ops
             delegate; a warning is issued). Defaults to `False`.
@@ -544,7 +546,7 @@ def to_tflite(
         strip_tensor_names: bool, drop the names of intermediate tensors (a third of
             an unrolled file); inputs, outputs and signatures keep theirs. Defaults
             to `True`.
-        timeout: seconds allowed to each child process.
+        timeout: a positive number, seconds allowed to each child process.
 
     Returns:
         An `ExportResult`.
