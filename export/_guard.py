@@ -13,10 +13,14 @@ of loading the file.
 
 import json
 import os
-import resource
 import signal
 import sys
 import time
+
+try:
+    import resource
+except ImportError:  # not POSIX: only the parent's time limit applies
+    resource = None
 
 SIMULATE_ENV = "GRU_ZOO_GUARD_SIMULATE"
 
@@ -60,7 +64,8 @@ def main(argv):
     # ranges that are not memory the model uses.
     if interpreter_kind != "tensorflow":
         import ai_edge_litert.interpreter  # noqa: F401
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    if resource is not None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     try:
         if simulate == "hang":
             time.sleep(3600)

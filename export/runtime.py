@@ -58,7 +58,7 @@ def _guard(content, name, interpreter):
     try:
         stdout, stderr = process.communicate(content, timeout=GUARD_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        process.kill()  # its own session: nothing else is in its group
         process.communicate()
         raise ValueError(f"{name} is damaged or not a model this interpreter runs: its first "
                          f"inference did not finish within {GUARD_TIMEOUT_S:g} s "
