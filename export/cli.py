@@ -152,11 +152,13 @@ def cmd_export(args):
 def describe(path):
     """A dict describing a `.tflite` file: size, signatures, ops, metadata."""
     from export import LiteModel, op_report
+    from zoo.quiet import startup_noise_filtered
 
-    lite = LiteModel(path)
+    with startup_noise_filtered():  # the interpreter's notice on its CPU delegate
+        lite = LiteModel(path)
+        runners = {key: lite.runner(key) for key in lite.signatures}
     signatures = {}
-    for key in lite.signatures:
-        runner = lite.runner(key)
+    for key, runner in runners.items():
         signatures[key] = {
             kind: {
                 name: {
@@ -230,8 +232,11 @@ def bench(path, *, runs=200, warmup=20, num_threads=1, sequence_length=None, see
             raise ValueError(f"`{argument}` must be an int >= {minimum}. "
                              f"Received: {argument}={value!r}")
 
-    lite = LiteModel(path, num_threads=num_threads)
-    runner = lite.runner()
+    from zoo.quiet import startup_noise_filtered
+
+    with startup_noise_filtered():
+        lite = LiteModel(path, num_threads=num_threads)
+        runner = lite.runner()
     details = runner.get_input_details()
     rng = np.random.default_rng(seed)
     feed = {}
