@@ -93,7 +93,8 @@ def test_lite_model_predicts_any_batch_size(float32_export, model):
         np.testing.assert_allclose(lite.predict(x), model.predict(x, verbose=0), atol=1e-5)
     with pytest.raises(ValueError, match="num_threads"):
         LiteModel(path, num_threads=0)
-    with pytest.raises(ValueError, match=r"shape \(batch,\)"):
+    with pytest.raises(ValueError,
+                       match=r"shape \(batch, 6, 3\).*Received: x with shape \(2, 6\)"):
         lite.predict(np.zeros((2, TIME), np.float32))
     with pytest.raises(ValueError, match="streaming"):
         lite.stream(np.zeros((TIME, FEATURES), np.float32))

@@ -324,7 +324,13 @@ def load_config(path, overrides=None):
     if not path.is_file():
         raise FileNotFoundError(f"Config file not found: {path}")
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not a TOML file: byte {error.start} is not UTF-8 text "
+                         f"({error.object[error.start:error.start + 1]!r}); a tuning job is a "
+                         "TOML text file (see tuning/configs/gunpoint.toml)") from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: not valid TOML: {error}") from None
     return parse_config(raw, path=path, overrides=overrides)

@@ -87,6 +87,10 @@ def make_oracle(strategy, *, objective, max_trials=10, max_epochs=None, seed=Non
         **options: strategy options (see the module table).
     """
     check_strategy(strategy, options)
+    if not isinstance(max_trials, int) or isinstance(max_trials, bool) or max_trials < 1:
+        # keras-tuner runs no trial, without a word, for max_trials <= 0.
+        raise ValueError(f"`max_trials` must be a positive int. Received: "
+                         f"max_trials={max_trials!r}")
     if seed is not None and strategy not in ("genetic", "pso"):
         # keras-tuner's oracles read a seed of 0 as "no seed": shift by one.
         seed = seed + 1

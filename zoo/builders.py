@@ -13,6 +13,8 @@ import typing
 
 import keras
 
+# The names live in `zoo.catalog` (no Keras there, for the command line); re-exported here.
+from zoo.catalog import ATTENTION_TYPES, CELLS, SEQUENCE_TASKS, TASKS, VARIANT_DESCRIPTIONS
 from zoo.layers import (
     WINDOW_NORM_MODES,
     AttentionPooling,
@@ -20,24 +22,6 @@ from zoo.layers import (
     WindowDenormalization,
     WindowNormalization,
 )
-
-CELLS = {
-    "gru": "Gated recurrent unit (Cho et al. 2014); `reset_after` selects the variant.",
-    "lstm": "Long short-term memory (Hochreiter & Schmidhuber 1997), forget bias 1.",
-    "rnn": "Vanilla (Elman) recurrent layer with tanh activation.",
-}
-
-TASKS = {
-    "classification": "One class per sequence: softmax over `num_outputs` classes, or one "
-    "sigmoid when `num_outputs=1` (binary).",
-    "regression": "`num_outputs` real values per sequence (e.g. a multi-step forecast).",
-    "sequence_labeling": "One class per time step (softmax, or sigmoid when `num_outputs=1`).",
-    "sequence_regression": "`num_outputs` real values per time step.",
-}
-
-ATTENTION_TYPES = ("additive", "multihead")
-
-SEQUENCE_TASKS = ("sequence_labeling", "sequence_regression")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,27 +203,20 @@ def _gru_fcn_body(x, spec, mask):
     return keras.layers.Concatenate(name="branches")([recurrent, conv])
 
 
+_BODIES = {
+    # name -> (body builder, flags); the descriptions are `zoo.catalog`'s.
+    "stacked": (_stacked_body, {}),
+    "bidirectional": (_stacked_body, dict(bidirectional=True)),
+    "attention": (_attention_body, dict(uses_attention=True)),
+    "bidirectional_attention": (_attention_body, dict(uses_attention=True,
+                                                      bidirectional=True)),
+    "cnn_gru": (_cnn_gru_body, dict(uses_conv=True)),
+    "cnn_gru_attention": (_cnn_gru_attention_body, dict(uses_conv=True, uses_attention=True)),
+    "gru_fcn": (_gru_fcn_body, dict(uses_conv=True)),
+}
 VARIANTS = {
-    v.name: v
-    for v in [
-        Variant("stacked", "N recurrent layers stacked, the last one summarises the sequence.",
-                _stacked_body),
-        Variant("bidirectional", "N bidirectional recurrent layers (forward and backward "
-                "states concatenated).", _stacked_body, bidirectional=True),
-        Variant("attention", "Recurrent stack whose states are pooled by learned attention "
-                "(additive or multi-head).", _attention_body, uses_attention=True),
-        Variant("bidirectional_attention", "Bidirectional recurrent stack with attention "
-                "pooling (BiGRU-attention).", _attention_body, uses_attention=True,
-                bidirectional=True),
-        Variant("cnn_gru", "Conv1D feature extractor (optional max pooling), then the "
-                "recurrent stack.", _cnn_gru_body, uses_conv=True),
-        Variant("cnn_gru_attention", "Conv1D feature extractor, recurrent stack and "
-                "attention pooling.", _cnn_gru_attention_body, uses_conv=True,
-                uses_attention=True),
-        Variant("gru_fcn", "GRU-FCN: a recurrent branch beside a fully convolutional branch "
-                "with global average pooling, concatenated (Elsayed et al. 2018).",
-                _gru_fcn_body, uses_conv=True),
-    ]
+    name: Variant(name, description, _BODIES[name][0], **_BODIES[name][1])
+    for name, description in VARIANT_DESCRIPTIONS.items()
 }
 
 

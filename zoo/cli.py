@@ -14,6 +14,8 @@ import sys
 import time
 
 # Before TensorFlow is first imported: keep its C++ start-up chatter off the terminal.
+# (Most of it is printed before absl's logging reads this setting; see
+# `zoo.quiet.import_tensorflow_quietly`.)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 BUILD_ARGS = ("variant", "cell", "units", "num_layers", "dropout", "recurrent_dropout",
@@ -62,7 +64,7 @@ def _plugins(group):
 
 def add_model_arguments(parser):
     """Adds the builder and training options shared by `train`, `run` and others."""
-    from zoo.builders import ATTENTION_TYPES, CELLS, VARIANTS
+    from zoo.catalog import ATTENTION_TYPES, CELLS, VARIANT_DESCRIPTIONS as VARIANTS
 
     group = parser.add_argument_group("model")
     group.add_argument("--variant", choices=sorted(VARIANTS), help="zoo variant")
@@ -269,12 +271,12 @@ def _format_metrics(metrics):
 
 
 def cmd_list(args):
-    from zoo.builders import CELLS, TASKS, VARIANTS
+    from zoo.catalog import CELLS, TASKS, VARIANT_DESCRIPTIONS
     from zoo.datasets import describe_datasets
     from zoo.presets import describe_presets
 
     sections = [
-        ("Variants", {name: v.description for name, v in VARIANTS.items()}),
+        ("Variants", VARIANT_DESCRIPTIONS),
         ("Cells", CELLS),
         ("Tasks", TASKS),
         ("Datasets", describe_datasets()),
@@ -334,6 +336,9 @@ def cmd_run(args):
     """The main job: train on the data (embedded GunPoint by default), then every plugin
     step (tune, export), then `report.md` with every exported file."""
     out = pathlib.Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"`--out` must be a directory (created if missing). "
+                         f"Received: --out {args.out!r}, an existing file")
     started = time.perf_counter()
     budget = _device_budget(args)  # checked before any work
     dataset = load_data(args)  # before anything is written
@@ -424,8 +429,20 @@ def _skip_list(text):
     return steps
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: the message and where help is, not the usage text.
+
+    Subcommand parsers are of the same class (argparse creates them with
+    `type(parent)`), so `gru-zoo train --units many` is one line too.
+    """
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} "
+                     f"(`{self.prog} --help` lists the options)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="gru-zoo",
         description="Build, train, tune and export GRU models to verified TFLite files.",
     )
@@ -438,7 +455,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("list", help="list variants, cells, tasks, datasets and presets")
-    p.set_defaults(func=cmd_list)
+    p.set_defaults(func=cmd_list, uses_tensorflow=False)
 
     p = sub.add_parser("train", help="train one model and write a run directory")
     add_model_arguments(p)
@@ -480,6 +497,10 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
+        if getattr(args, "uses_tensorflow", True):
+            from zoo.quiet import import_tensorflow_quietly
+
+            import_tensorflow_quietly(show=args.debug)
         return args.func(args)
     except KeyboardInterrupt:
         print(f"gru-zoo {args.command}: interrupted", file=sys.stderr)
@@ -487,9 +508,12 @@ def main(argv=None):
     except Exception as error:  # noqa: BLE001 (one line for the user; --debug shows it)
         if args.debug:
             raise
-        # Bad input (ValueError and its subclasses, a missing file): exit 2, as argparse
-        # does; anything else is a failure of the run: exit 1. Both one line, no traceback.
-        bad_input = isinstance(error, (ValueError, FileNotFoundError))
+        # Bad input (ValueError and its subclasses, a path that is missing, taken, of
+        # the wrong kind or not ours): exit 2, as argparse does; anything else is a
+        # failure of the run: exit 1. Both one line, no traceback.
+        bad_input = isinstance(error, (ValueError, FileNotFoundError, FileExistsError,
+                                       IsADirectoryError, NotADirectoryError,
+                                       PermissionError))
         kind = "error" if bad_input else f"failed ({type(error).__name__})"
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"gru-zoo {args.command}: {kind}: {message} (--debug shows the traceback)"

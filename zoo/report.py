@@ -20,6 +20,8 @@ import tempfile
 
 import numpy as np
 
+from zoo.fileio import new_file_mode
+
 PREDICT_BATCH_SIZE = 256
 _SEQUENCE_TASKS = ("sequence_labeling", "sequence_regression")
 
@@ -254,6 +256,7 @@ def _save_figure(fig, path):
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=100, format="png")
+        os.chmod(tmp, new_file_mode())  # mkstemp's 0600 -> the user's umask
         os.replace(tmp, path)
     finally:
         plt.close(fig)
@@ -698,6 +701,7 @@ def write_report(run_dir, dataset, *, model, test_metrics, history=None, recipe=
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, new_file_mode())  # mkstemp's 0600 -> the user's umask
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
