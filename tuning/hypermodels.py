@@ -101,6 +101,8 @@ BUILD_ALLOWED = {
     "attention": (lambda v: v in ATTENTION_TYPES, f"one of {list(ATTENTION_TYPES)}"),
     "attention_heads": (_positive_int, "a positive int"),
     "branch_dropout": (_rate, "a float in [0, 1)"),
+    # Not a `build_gru` argument: the hypermodel multiplies `conv_filters` by it.
+    "conv_width": (_positive, "a positive float (a multiplier of `conv_filters`)"),
     "variant": (lambda v: v in VARIANTS, f"one of {sorted(VARIANTS)}"),
     "cell": (lambda v: v in CELLS, f"one of {sorted(CELLS)}"),
 }
