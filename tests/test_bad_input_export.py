@@ -21,7 +21,7 @@ import pytest
 import zoo
 from export import LiteModel, read_metadata, runtime, to_tflite
 from export._guard import SIMULATE_ENV
-from tests.export_helpers import FEATURES, TIME, sequences, tiny_model
+from helpers import FEATURES, TIME, sequences, tiny_model
 
 X = sequences(8)
 Y3 = np.arange(8) % 3
