@@ -257,9 +257,9 @@ def run_strategies(args):
         notes = (f"Variant `{args.variant}` on `{args.dataset}`, space "
                  f"`{json.dumps(STRATEGY_SPACE)}` (the first value of each is the default: "
                  f"trial 0 of random, genetic and PSO alike). Each strategy: {args.trials} "
-                 f"trials, {args.folds}-fold CV with the dataset recipe's protocol at "
-                 f"{args.cv_epochs} epochs, pruning after 2 folds; the chosen configuration "
-                 "(best CV score) retrained with the recipe's full protocol and tested. "
+                 f"trials, {args.folds}-fold CV with the dataset recipe's protocol "
+                 f"({_epochs(args)}), pruning after 2 folds; the chosen configuration "
+                 "(the default unless a trial wins clearly) retrained with the recipe's full protocol and tested. "
                  "Mean ± sd over search seeds.\n\n")
         write_section("Tuning with cross-validation: genetic and PSO against random search",
                       _header(args, "strategies") + notes + table + "\n")
