@@ -78,7 +78,7 @@ def vs_recipe_job(dataset, recipe, seed, out, args):
                    "max_retries_per_trial": 0},
         "objective": {"metric": metric},
         "retrain": {"enabled": True, "compare_default": True},
-        "cv": {"folds": args.folds, "epochs": args.cv_epochs},
+        "cv": {"folds": args.folds, "epochs": args.cv_epochs or None},
     }
 
 
@@ -193,7 +193,9 @@ def _vs_recipe_notes(args):
     return (f"Each search: {args.strategy} search, {args.trials} trials, {args.folds}-fold "
             f"cross-validation over train+validation (stratified; time-ordered expanding "
             f"windows for forecasting), every fold trained by `zoo.train` with the dataset "
-            f"recipe's protocol but {args.cv_epochs} epochs, pruning after 2 folds. The space "
+            f"recipe's protocol ({_epochs(args)}), pruning after 2 folds; a trial replaces "
+            "the recipe only when its paired fold differences clear two standard errors "
+            "(`[cv] min_improvement = \"auto\"`). The space "
             "is the recipe's neighbourhood (units, layers, learning rate, dropout; for "
             "GRU-FCN the filter width and branch dropout) with the recipe's own values as "
             "the defaults, so the first trial is the recipe. The chosen configuration (best "
@@ -201,6 +203,10 @@ def _vs_recipe_notes(args):
             "full protocol; the recipe and `build_gru`'s default model of the same variant "
             "are trained the same way with the same seed. Test metrics, mean ± sd over "
             "search seeds (each seed also seeds the weights).\n\n")
+
+
+def _epochs(args):
+    return f"{args.cv_epochs} epochs per fold" if args.cv_epochs else "the recipe's epochs"
 
 
 def run_strategies(args):
@@ -251,9 +257,9 @@ def run_strategies(args):
         notes = (f"Variant `{args.variant}` on `{args.dataset}`, space "
                  f"`{json.dumps(STRATEGY_SPACE)}` (the first value of each is the default: "
                  f"trial 0 of random, genetic and PSO alike). Each strategy: {args.trials} "
-                 f"trials, {args.folds}-fold CV with the dataset recipe's protocol at "
-                 f"{args.cv_epochs} epochs, pruning after 2 folds; the chosen configuration "
-                 "(best CV score) retrained with the recipe's full protocol and tested. "
+                 f"trials, {args.folds}-fold CV with the dataset recipe's protocol "
+                 f"({_epochs(args)}), pruning after 2 folds; the chosen configuration "
+                 "(the default unless a trial wins clearly) retrained with the recipe's full protocol and tested. "
                  "Mean ± sd over search seeds.\n\n")
         write_section("Tuning with cross-validation: genetic and PSO against random search",
                       _header(args, "strategies") + notes + table + "\n")
@@ -329,7 +335,7 @@ def run_budgets(args):
                         "objective": {"metric": "val_accuracy" if key == "accuracy"
                                       else "val_loss"},
                         "retrain": {"enabled": True},
-                        "cv": {"folds": args.folds, "epochs": args.cv_epochs},
+                        "cv": {"folds": args.folds, "epochs": args.cv_epochs or None},
                         "budget": {"flash_kb": flash, "quantization": "int8",
                                    "streaming": args.streaming},
                     }
@@ -372,8 +378,7 @@ def run_budgets(args):
                       + f"Form: {form}. Per dataset, budget and seed: a random search of "
                         f"{args.trials} trials of small models of the recipe's variant (and of "
                         "a recurrent-only `stacked` head when the recipe has convolutions), "
-                        f"{args.folds}-fold CV with the recipe's protocol at {args.cv_epochs} "
-                        "epochs; every trial's model exported as the budget's int8 file and "
+                        f"{args.folds}-fold CV with the recipe's protocol ({_epochs(args)}); every trial's model exported as the budget's int8 file and "
                         "measured before training (over the budget: never trained). The most "
                         "accurate feasible configuration by CV is retrained with the recipe's "
                         "full protocol, exported, verified and measured again.\n\n"
@@ -414,7 +419,8 @@ def main(argv=None):
     parser.add_argument("--variant", default="cnn_gru_attention", help="strategies part")
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--folds", type=int, default=3)
-    parser.add_argument("--cv-epochs", type=int, default=50)
+    parser.add_argument("--cv-epochs", type=int, default=0,
+                        help="epochs per fold (default 0: the recipe's own)")
     parser.add_argument("--budgets", default="16,64,256")
     parser.add_argument("--streaming", action="store_true")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/bench_tuning_cv"))

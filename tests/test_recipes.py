@@ -147,3 +147,22 @@ def test_zoo_train_defaults_are_the_one_set_of_training_defaults():
     parameters = inspect.signature(zoo.train).parameters
     for key, value in TRAIN_DEFAULTS.items():
         assert parameters[key].default == value, key
+
+
+def test_series_of_very_different_scales_are_normalized_one_by_one():
+    data = _classification(n_train=40, length=30, n_val=10)
+    scales = np.geomspace(1e-2, 1e3, len(data.x_train)).astype(np.float32)  # 5 decades
+    data.x_train = data.x_train * scales[:, None, None]
+    recipe = choose_recipe(data)
+    assert profile(data)["scale_spread"] > 100
+    assert recipe.build["window_norm"] == "meanstd"
+    assert any("normalized on its own" in r for r in recipe.reasons)
+    model = zoo.build_gru(input_shape=data.input_shape, num_outputs=2, **recipe.build)
+    x = data.x_train[-2:]  # scales near 1e3: far above the normalization's epsilon
+    np.testing.assert_allclose(model.predict(x, verbose=0), model.predict(x * 10, verbose=0),
+                               rtol=1e-4, atol=1e-5)  # a series' gain no longer matters
+    assert "window_norm" not in choose_recipe(data, streaming=True).build
+    # Equal scales (every embedded set is per-series normalized): the rule stays off.
+    assert profile(_classification(n_train=40, length=30))["scale_spread"] < 2
+    for name in ("gunpoint", "italy_power_demand"):
+        assert "window_norm" not in choose_recipe(zoo.load_dataset(name)).build

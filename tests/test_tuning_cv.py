@@ -327,3 +327,14 @@ def test_no_configuration_within_the_budget_is_a_failure(tmp_path, capsys):
     assert not (config.output_dir / "best_model.keras").exists()
     assert _print_summary(config, summary) == 1
     assert "no configuration fits the budget (flash <= 1 KiB" in capsys.readouterr().err
+
+
+def test_a_trial_replaces_the_default_only_with_a_clear_paired_win():
+    from tuning.cv import clear_win
+
+    default = [0.80, 0.82, 0.81, 0.79]
+    assert clear_win([0.90, 0.91, 0.92, 0.90], default)  # better on every fold
+    assert not clear_win([0.95, 0.70, 0.90, 0.80], default)  # a higher mean, by chance
+    assert not clear_win(default, default)
+    assert clear_win([0.10, 0.11, 0.09, 0.10], [0.20, 0.22, 0.19, 0.21], sign=-1.0)  # losses
+    assert not clear_win([0.9], [0.8])  # one fold: no spread to judge by

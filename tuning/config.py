@@ -132,8 +132,10 @@ _SCHEMA = {
                    "a positive int (default: the recipe's epochs)", None),
         "gap": (lambda v: v == "auto" or (_is_int(v) and v >= 0),
                 "a non-negative int or 'auto' (forecasting: horizon - 1)", "auto"),
-        "min_improvement": (lambda v: _is_number(v) and v >= 0,
-                            "a number >= 0 (how much a trial must beat the default by)", 0.0),
+        "min_improvement": (lambda v: v == "auto" or (_is_number(v) and v >= 0),
+                            "a number >= 0 (how much a trial's CV score must beat the "
+                            "default's by) or 'auto' (its paired fold differences must clear "
+                            "two standard errors)", "auto"),
         "select": (lambda v: v in ("best", "smallest"),
                    "'best' (the best CV score) or 'smallest' (the smallest model within "
                    "select_within of the default's CV score)", "best"),

@@ -46,6 +46,15 @@ The rules, in the order they are applied:
    so this rule is standard practice, not a measurement of this project.
 7. **Variable length**: the padding value of the data (`dataset.mask_value`) is masked
    in every variant (`build_gru(mask_value=...)`), so padding never changes a prediction.
+8. **Scale spread** (classification of float series): when the series' own scales (their
+   standard deviation over time) differ by more than `SCALE_SPREAD` (100) times between
+   the 10th and the 90th percentile of the training series, one normalization for the
+   whole dataset leaves most series flat near zero beside a few huge ones, so each
+   series is normalized on its own inside the model (`window_norm="meanstd"`, the
+   per-series z-normalization the UCR archive applies to most of its sets; a device
+   gets the same numbers because the model does it). Every embedded set has a spread
+   of 1 (already per-series normalized); the rule exists for recordings of different
+   gains or units, such as counts from sources of very different sizes.
 
 Named exceptions (`EXCEPTIONS`), each with the measurement that justifies it, cover what
 the rules do not: the adding problem, a synthetic long-memory task that needs a high
@@ -70,6 +79,7 @@ SMALL_TRAIN = 200
 MAX_UPDATES = 8000
 IMBALANCE = 3.0
 LEVEL_DRIFT = 1.0
+SCALE_SPREAD = 100.0
 
 # GRU-FCN as published (Elsayed et al. 2018; LSTM-FCN, Karim et al. 2017).
 GRU_FCN = dict(variant="gru_fcn", units=8, num_layers=1, branch_dropout=0.8, conv_layers=3,
@@ -149,6 +159,10 @@ def profile(dataset):
         present = [c for c in counts if c > 0]
         result["class_counts"] = counts
         result["imbalance"] = round(max(present) / min(present), 3) if present else None
+    if not tokens and len(x) >= 2:
+        scales = x.std(axis=1).mean(axis=-1)  # each series' spread over time
+        low, high = np.percentile(scales, [10, 90])
+        result["scale_spread"] = round(float(high / max(low, 1e-6 * max(high, 1e-12))), 3)
     source = getattr(dataset, "source", None) or {}
     forecasting = dataset.task == "regression" and (
         dataset.season is not None or source.get("format") == "csv-series")
@@ -288,6 +302,19 @@ def choose_recipe(dataset, *, variant=None, streaming=False):
         build = _rule_build(p, variant, streaming, reasons)
         train = _rule_train(p, build, reasons)
         name = "rules"
+    spread = p.get("scale_spread")
+    if p["task"] == "classification" and spread is not None and spread > SCALE_SPREAD:
+        if streaming:
+            reasons.append(f"series scales differ {spread:.0f}x (> {SCALE_SPREAD:.0f}x), but "
+                           "per-series normalization needs the whole series: not applied "
+                           "for streaming")
+        else:
+            build["window_norm"] = "meanstd"
+            reasons.append(
+                f"the training series' own scales differ {spread:.0f}x between the 10th and "
+                f"90th percentile (> {SCALE_SPREAD:.0f}x): each series is normalized on its "
+                "own inside the model (window_norm='meanstd'), as the UCR archive normalizes "
+                "its series")
     mask_value = getattr(dataset, "mask_value", None)
     if mask_value is not None:
         build["mask_value"] = float(mask_value)
