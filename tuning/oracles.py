@@ -23,6 +23,43 @@ import time
 import keras_tuner
 import numpy as np
 
+def _atomic_state_writes():
+    """Makes keras-tuner write its state files (oracle.json, trial.json, ...) atomically.
+
+    keras-tuner 1.4 writes each state file in place through one function,
+    `keras_tuner.src.utils.save_json`; a process killed during that write leaves a
+    truncated file, and the project can no longer be resumed ("Expecting value: line 1
+    column 1", seen when a test SIGKILLed a search). Its public API has no hook for the
+    writer, so that one function is replaced here by one that writes a temporary file
+    beside the target and renames it over the target (`os.replace`, atomic on POSIX):
+    a reader sees the old or the new file, never half of one. Same signature and the
+    same bytes; paths that are not local files keep keras-tuner's writer.
+    """
+    import os
+
+    from keras_tuner.src import utils
+
+    original = getattr(utils.save_json, "__wrapped__", utils.save_json)
+
+    def save_json(path, obj):
+        path = str(path)
+        if "://" in path:  # remote storage (gs://, ...): keras-tuner's own writer
+            return original(path, obj)
+        text = json.dumps(obj)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        return text
+
+    save_json.__wrapped__ = original
+    utils.save_json = save_json
+
+
+_atomic_state_writes()
+
 _RUNNING = "RUNNING"
 _STOPPED = "STOPPED"
 _COMPLETED = "COMPLETED"
