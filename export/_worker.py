@@ -41,7 +41,8 @@ def _step_calibration(model, sequences, seed=0):
     state_inputs = [name for name in step.input if name != "frame"]
     batch = sequences.shape[0]
     states = {
-        name: np.zeros((batch, step.input[name].shape[-1]), np.float32) for name in state_inputs
+        name: np.zeros((batch,) + tuple(step.input[name].shape[1:]), np.float32)
+        for name in state_inputs
     }
     pairs = []
     for t in range(sequences.shape[1]):

@@ -601,7 +601,7 @@ def to_tflite(
             "sequence_shape": [window] + list(input_shape[1:]),
             "window_length": window,
             "output_shape": list(keras_model.outputs[0].shape[1:]),
-            "states": [{"name": name, "shape": [1, units]} for name, units in states],
+            "states": states,
             "labels": list(labels) if labels is not None else None,
             "normalization": normalization,
             "layers": _layer_summary(keras_model),

@@ -195,14 +195,21 @@ class WindowNormalization(keras.layers.Layer):
         return centred / std, mean, std
 
     def _call_causal(self, inputs):
+        # Statistics of the steps so far, computed on the offsets from the first step:
+        # the same values, but the variance (mean of squares minus squared mean) no
+        # longer cancels the level of the series, so it keeps its precision (and a
+        # running version, one frame at a time, agrees with it to float rounding).
+        first = inputs[:, :1]
+        offsets = inputs - first
         counts = ops.cumsum(ops.ones_like(inputs[..., :1]), axis=1)  # 1, 2, ..., time
-        mean = ops.cumsum(inputs, axis=1) / counts
-        centred = inputs - mean
+        mean_offset = ops.cumsum(offsets, axis=1) / counts
+        centred = offsets - mean_offset
+        mean = first + mean_offset
         if self.mode == "mean":
             return centred, mean
-        # Variance of the steps so far: mean of squares minus squared mean (>= 0 up to
-        # rounding, hence the relu).
-        variance = ops.relu(ops.cumsum(ops.square(inputs), axis=1) / counts - ops.square(mean))
+        # >= 0 up to rounding, hence the relu.
+        variance = ops.relu(ops.cumsum(ops.square(offsets), axis=1) / counts
+                            - ops.square(mean_offset))
         std = ops.sqrt(variance + self.epsilon)
         return centred / std, mean, std
 
