@@ -372,6 +372,8 @@ def _commit(commit, new, old):
     """
     if commit is None:
         return new
+    while len(commit.shape) < len(new.shape):  # (batch, 1) against (batch, ..., n)
+        commit = ops.expand_dims(commit, -1)
     return old + commit * (new - old)
 
 
