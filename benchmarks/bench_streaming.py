@@ -67,12 +67,16 @@ def _load(part):
 # === Accuracy: causal=True against causal=False ===
 
 
-def accuracy(seeds):
+ACCURACY_PLANS = [("gunpoint", "gru_fcn"), ("italy_power_demand", "gru_fcn"),
+                  ("italy_power_demand", "stacked"), ("airline_passengers", "stacked")]
+
+
+def accuracy(seeds, datasets=None):
     from zoo.compare import compare
 
-    rows = []
-    plans = [("gunpoint", "gru_fcn"), ("italy_power_demand", "gru_fcn"),
-             ("italy_power_demand", "stacked")]
+    saved = _load("accuracy") or {"rows": []}
+    rows = saved["rows"]
+    plans = [plan for plan in ACCURACY_PLANS if datasets is None or plan[0] in datasets]
     for dataset, variant in plans:
         for causal in (True, False):
             out = RUNS / f"{dataset}_{variant}_{'causal' if causal else 'centred'}"
@@ -82,10 +86,13 @@ def accuracy(seeds):
             result = compare(dataset, cells=["gru"], variants=[variant], seeds=seeds,
                              budget="full", out_dir=out, tflite=False, causal=causal)
             seconds = time.perf_counter() - started
-            scores = [run["test_accuracy"] for run in result.runs]
+            metric = result.metric
+            scores = [run[f"test_{metric}"] for run in result.runs]
+            rows = [r for r in rows if (r["dataset"], r["variant"], r["causal"])
+                    != (dataset, variant, causal)]
             rows.append({
                 "dataset": dataset, "variant": variant, "causal": causal,
-                "seeds": list(range(seeds)), "accuracy": scores,
+                "seeds": list(range(seeds)), "metric": metric, "scores": scores,
                 "mean": float(np.mean(scores)), "std": float(np.std(scores)),
                 "epochs": result.budget["epochs"], "seconds_per_run": seconds / seeds,
                 "call": (f"compare({dataset!r}, cells=['gru'], variants=[{variant!r}], "
@@ -150,9 +157,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("part", choices=["accuracy", "files", "drift", "render"])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--datasets", default=None,
+                        help="accuracy: comma-separated datasets (default: all)")
     args = parser.parse_args(argv)
     if args.part == "accuracy":
-        accuracy(args.seeds)
+        accuracy(args.seeds, args.datasets.split(",") if args.datasets else None)
     render()
 
 

@@ -108,8 +108,13 @@ def _as_list(value):
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def _data_inputs(layer):
+    """The tensors a layer reads as data: its inputs but the boolean masks."""
+    return [t for t in _as_list(layer.input) if str(t.dtype) != "bool"]
+
+
 def _features(layer):
-    return int(_as_list(layer.input)[0].shape[-1])
+    return int(_data_inputs(layer)[0].shape[-1])
 
 
 def _check_recurrent(layer):
@@ -160,8 +165,16 @@ def plan(model):
     input_spec(model)  # exactly one input
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     names = {layer.name for layer in layers}
+    # Keras records the masks of `Masking` and `Embedding(mask_zero=True)` as operations
+    # outside layers (NotEqual, Any) whose boolean outputs reach layers only as masks:
+    # streaming takes every frame as valid and leaves them out. An operation whose
+    # output a layer reads as data is part of the computation and cannot be left out.
+    layer_inputs = {id(t) for layer in layers for t in _data_inputs(layer)}
+    layer_inputs.add(id(model.outputs[0]))
     for operation in getattr(model, "operations", []):
-        if operation.name not in names and not isinstance(operation, keras.layers.InputLayer):
+        if operation.name in names or isinstance(operation, keras.layers.InputLayer):
+            continue
+        if any(id(t) in layer_inputs for t in _as_list(operation.output)):
             _refuse(
                 "needs a graph of layers, but the model applies the operation "
                 f"{operation.name!r} ({type(operation).__name__}) outside a layer (e.g. the "
@@ -172,7 +185,7 @@ def plan(model):
     padded = {}  # id(tensor) -> the end padding (frames) a ZeroPadding1D added
     recurrent_index = 0
     for layer in layers:
-        inputs = _as_list(layer.input)
+        inputs = _data_inputs(layer)
         rank = len(inputs[0].shape)
         if any(id(t) in padded for t in inputs) and not isinstance(
                 layer, keras.layers.MaxPooling1D):
@@ -231,8 +244,6 @@ def plan(model):
                     "keepdims"):
                 _refuse(f"needs GlobalAveragePooling1D over time without keepdims; layer "
                         f"{layer.name!r} has {config}.")
-            if len(inputs) > 1:
-                _refuse(f"takes every frame as valid; layer {layer.name!r} pools with a mask.")
             node = StepNode(layer, "global_average", [
                 _state(f"state_{layer.name}_mean", (_features(layer),), "running_mean", layer),
                 _state(f"state_{layer.name}_count", (1,), "frame_count", layer)])
@@ -636,7 +647,7 @@ def build_step_model(model, *, batch_size=1):
     values = {id(model.inputs[0]): _Frame(frame)}
     for node in nodes:
         layer = node.layer
-        frames = [values[id(t)] for t in _as_list(layer.input)]
+        frames = [values[id(t)] for t in _data_inputs(layer)]
         states = {}
         for state in node.states:
             states[state["name"]] = keras.Input(

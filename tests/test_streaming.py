@@ -195,6 +195,22 @@ def test_attention_pooling_streams_without_causal():
                                atol=2e-6)
 
 
+@pytest.mark.parametrize("kwargs", [
+    dict(mask_value=-5.0), dict(input_shape=(None,), vocab_size=9, embedding_dim=3)])
+def test_masked_models_stream_taking_every_frame_as_valid(kwargs):
+    """The masks of Masking and Embedding(mask_zero) are left out: a device feeds the
+    frames of a sequence, never its padding."""
+    model = zoo.build_gru("attention", num_outputs=2, units=4, causal=True,
+                          **{"input_shape": (None, FEATURES), **kwargs})
+    step = streaming.build_step_model(model, batch_size=None)
+    if "vocab_size" in kwargs:
+        x = np.random.default_rng(0).integers(1, 9, size=(2, 6)).astype("int32")
+    else:
+        x = sequences(2, time=6)
+    np.testing.assert_allclose(stream_step_model(step, x), per_frame_reference(model, x),
+                               atol=2e-6)
+
+
 # === The whole matrix (slow) ===
 
 
