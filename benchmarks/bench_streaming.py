@@ -103,6 +103,176 @@ def accuracy(seeds, datasets=None):
     return rows
 
 
+# === Step files: size, TFLite Micro arena, per-frame latency ===
+
+TIME, FEATURES, CLASSES = 50, 8, 4
+# Reference sizes: the export benchmark's 2 x GRU(64) body with the builder's defaults
+# (one Conv1D of 64 filters, kernel 5; additive attention), and the GunPoint recipe.
+FILE_MODELS = {
+    "stacked": dict(variant="stacked"),
+    "attention": dict(variant="attention"),
+    "cnn_gru": dict(variant="cnn_gru"),
+    "cnn_gru, pool 2": dict(variant="cnn_gru", pool_size=2),
+    "cnn_gru_attention": dict(variant="cnn_gru_attention"),
+    "gru_fcn": dict(variant="gru_fcn"),
+    "gru_fcn, GunPoint recipe": dict(
+        variant="gru_fcn", units=8, num_layers=1, conv_layers=3, conv_filters=[128, 256, 128],
+        conv_kernel_size=[8, 5, 3], conv_batchnorm=True, input_shape=(150, 1), num_outputs=2),
+}
+MODES = (None, "int8", "int16x8")
+
+
+def median_us(function, runs=2000, warmup=200):
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
+
+
+def python_invoke_us(path):
+    """Median µs of one `invoke()` of the step file in the Python LiteRT interpreter
+    (inputs set once: a frame costs the same whatever the values)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    return median_us(interpreter.invoke)
+
+
+def cpp_invoke_us(path, runs=5000):
+    """Mean and median µs per run of the `litert-benchmark` console script (ai-edge-litert:
+    the compiled model run by the C++ runtime, one thread). Its JSON rounds times to
+    10 µs; the mean is recovered from its throughput (input bytes / mean time, rounded
+    to 0.01 MB/s, so to 0.1 % here)."""
+    from export import LiteModel
+
+    binary = shutil.which("litert-benchmark") or str(pathlib.Path(sys.executable).parent
+                                                     / "litert-benchmark")
+    with tempfile.TemporaryDirectory() as scratch:
+        out = pathlib.Path(scratch) / "result.json"
+        subprocess.run([binary, "--model", str(path), "--num_threads", "1", "--num_runs",
+                        str(runs), "--warmup_runs", "200", "--result_json", str(out)],
+                       check=True, capture_output=True)
+        report = json.loads(out.read_text())
+    inputs = LiteModel(path).input_details()
+    megabytes = sum(int(np.prod(d["shape"])) * np.dtype(d["dtype"]).itemsize
+                    for d in inputs.values()) / (1024 * 1024)
+    mean_us = megabytes / report["throughput_mb_s"] * 1e6 if report["throughput_mb_s"] else None
+    return mean_us, report["latency"]["median_ms"] * 1e3
+
+
+def files():
+    import zoo
+    from export import to_tflite
+
+    rows = []
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, options in FILE_MODELS.items():
+            options = dict(options)
+            shape = options.pop("input_shape", (TIME, FEATURES))
+            classes = options.pop("num_outputs", CLASSES)
+            zoo.set_seed(0)
+            model = zoo.build_gru(input_shape=shape, num_outputs=classes, causal=True,
+                                  **options)
+            x = rng.standard_normal((64,) + tuple(shape)).astype(np.float32)
+            for mode in MODES:
+                path = pathlib.Path(scratch) / f"{len(rows)}.tflite"
+                result = to_tflite(model, path, streaming=True, quantization=mode,
+                                   representative_data=x if mode else None,
+                                   verification_data=x[:8])
+                python_us = python_invoke_us(path)
+                cpp_mean, cpp_median = cpp_invoke_us(path)
+                rows.append({
+                    "model": name, "mode": mode or "float32", "params": model.count_params(),
+                    "time": shape[0], "states": len(result.metadata["states"]),
+                    "state_values": int(sum(np.prod(s["shape"])
+                                            for s in result.metadata["states"])),
+                    "size": result.size, "arena": result.tflm["arena_bytes"],
+                    "tflm_runs": result.tflm["runs"], "max_error": result.max_abs_error,
+                    "tflm_max_error": result.tflm["max_abs_error"],
+                    "python_us": python_us, "cpp_mean_us": cpp_mean,
+                    "cpp_median_us": cpp_median,
+                })
+                print(rows[-1])
+                _save("files", {"rows": rows})
+    return rows
+
+
+# === Drift of quantized step files on real data ===
+
+
+def _keras_per_frame(model, x):
+    """The float Keras step model streamed over `x`: the output after every frame."""
+    from export import streaming
+
+    step = streaming.build_step_model(model, batch_size=None)
+    states = {name: np.zeros((len(x),) + tuple(step.input[name].shape[1:]), np.float32)
+              for name in step.input if name != "frame"}
+    outputs = []
+    for t in range(x.shape[1]):
+        result = step({"frame": x[:, t], **states}, training=False)
+        states = {name: np.asarray(result[f"new_{name}"]) for name in states}
+        outputs.append(np.asarray(result["output"]))
+    return np.stack(outputs, axis=1)
+
+
+def drift():
+    import keras
+
+    import zoo
+    from export import LiteModel, to_tflite
+
+    model = keras.saving.load_model(DRIFT_MODEL, compile=False)
+    data = zoo.load_dataset("gunpoint")
+    x_cal = np.concatenate([data.x_train, data.x_val]).astype(np.float32)
+    x_test, y_test = np.asarray(data.x_test, np.float32), np.asarray(data.y_test)
+    reference = _keras_per_frame(model, x_test)          # (series, frames, classes)
+    full = np.asarray(model.predict(x_test, verbose=0))
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for mode in (None, "int8", "int16x8"):
+            path = pathlib.Path(scratch) / f"{mode or 'float32'}.tflite"
+            result = to_tflite(model, path, streaming=True, quantization=mode,
+                               representative_data=x_cal if mode else None,
+                               verification_data=x_test[:8],
+                               validation_data=(x_test, y_test), tolerance=10.0)
+            lite = LiteModel(path)
+            start = time.perf_counter()
+            streamed = np.stack([lite.stream(series) for series in x_test])
+            seconds = time.perf_counter() - start
+            error = np.abs(streamed - reference)          # per series, frame, class
+            per_frame_max = error.max(axis=(0, 2))
+            per_frame_mean = error.mean(axis=(0, 2))
+            accuracy = float(np.mean(np.argmax(streamed[:, -1], -1) == y_test))
+            rows.append({
+                "mode": mode or "float32", "size": result.size,
+                "arena": result.tflm["arena_bytes"] if result.tflm else None,
+                "tflm_runs": bool(result.tflm and result.tflm["runs"]),
+                "max_error_vs_full": float(np.abs(streamed[:, -1] - full).max()),
+                "per_frame_max": per_frame_max.tolist(),
+                "per_frame_mean": per_frame_mean.tolist(),
+                "accuracy": accuracy,
+                "keras_accuracy": float(np.mean(np.argmax(full, -1) == y_test)),
+                "python_us_per_frame": seconds / x_test.size * 1e6 * x_test.shape[-1],
+            })
+            print({k: v for k, v in rows[-1].items() if not k.startswith("per_frame")})
+    _save("drift", {"rows": rows, "series": len(x_test), "frames": int(x_test.shape[1]),
+                    "calibration_series": len(x_cal),
+                    "model": str(DRIFT_MODEL.relative_to(ROOT)),
+                    "params": int(model.count_params())})
+
+
+def _kb(value):
+    return "-" if value is None else f"{value / 1024:.1f}"
+
+
 def render():
     sections = ["## Streaming (`benchmarks/bench_streaming.py`)", ""]
     sections.append(
@@ -116,30 +286,82 @@ def render():
     sections.append("")
     acc = _load("accuracy")
     if acc:
-        sections += ["### Accuracy: `causal=True` vs `causal=False`", "",
-                     "`python benchmarks/bench_streaming.py accuracy --seeds "
-                     f"{len(acc['rows'][0]['seeds'])}` ({acc['machine']}, {acc['date']}). "
-                     "Each row is `zoo.compare.compare(dataset, variants=[variant], "
-                     "budget='full', causal=...)`: the dataset's recipe with only `causal` "
-                     "changed, test accuracy over seeds " + str(acc["rows"][0]["seeds"]) + ".",
-                     "",
-                     "| dataset | variant | causal=False | causal=True | change | epochs | s per run |",
-                     "|---|---|---:|---:|---:|---:|---:|"]
+        seeds = acc["rows"][0]["seeds"]
+        sections += [
+            "### Accuracy: `causal=True` vs `causal=False`", "",
+            f"`python benchmarks/bench_streaming.py accuracy --seeds {len(seeds)}` "
+            f"({acc['machine']}, {acc['date']}). Each row is `zoo.compare.compare(dataset, "
+            "cells=['gru'], variants=[variant], budget='full', causal=...)`: the dataset's "
+            "recipe with only `causal` changed (GRU-FCN is the GunPoint recipe, also run on "
+            f"ItalyPowerDemand), test metric over seeds {seeds}, mean ± std.", "",
+            "| dataset | variant | metric | causal=False | causal=True | change | epochs "
+            "| s per run |",
+            "|---|---|---|---:|---:|---:|---:|---:|"]
         by_key = {(r["dataset"], r["variant"], r["causal"]): r for r in acc["rows"]}
         for (dataset, variant, causal), row in by_key.items():
-            if causal:
-                continue
-            other = by_key.get((dataset, variant, True))
-            if other is None:
+            other = by_key.get((dataset, variant, not causal))
+            if causal or other is None:
                 continue
             sections.append(
-                f"| {dataset} | {variant} | {row['mean']:.4f} ± {row['std']:.4f} | "
-                f"{other['mean']:.4f} ± {other['std']:.4f} | {other['mean'] - row['mean']:+.4f} | "
-                f"{row['epochs']} | {0.5 * (row['seconds_per_run'] + other['seconds_per_run']):.0f} |")
+                f"| {dataset} | {variant} | {row['metric']} | {row['mean']:.4f} ± "
+                f"{row['std']:.4f} | {other['mean']:.4f} ± {other['std']:.4f} | "
+                f"{other['mean'] - row['mean']:+.4f} | {row['epochs']} | "
+                f"{0.5 * (row['seconds_per_run'] + other['seconds_per_run']):.0f} |")
         sections.append("")
-        notes = acc.get("notes")
-        if notes:
-            sections += [notes, ""]
+        if acc.get("notes"):
+            sections += [acc["notes"], ""]
+    found = _load("files")
+    if found:
+        sections += [
+            "### Step files: size, TFLite Micro arena, per-frame latency", "",
+            f"`python benchmarks/bench_streaming.py files` ({found['machine']}, "
+            f"{found['date']}). Untrained `causal=True` models, {FEATURES} features and "
+            f"{CLASSES} classes at the export benchmark's size (2 x GRU(64); Conv1D 64 "
+            "filters, kernel 5; additive attention) and the GunPoint recipe (1 feature, "
+            "T=150). Latency of one frame, one thread: the Python LiteRT interpreter's "
+            "`invoke()` (median) and the `litert-benchmark` console script of "
+            "ai-edge-litert (C++ runtime; mean from its throughput, its median is rounded to "
+            "10 µs). Arena: TFLite Micro's allocation for the file. Max error: the file "
+            "streamed against the full-sequence Keras model.", "",
+            "| model | mode | params | states (values) | size (KB) | TFLM arena (KB) | "
+            "max error | Python µs/frame | C++ µs/frame | C++ median |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in found["rows"]:
+            cpp = "-" if r["cpp_mean_us"] is None else f"{r['cpp_mean_us']:.1f}"
+            sections.append(
+                f"| {r['model']} | {r['mode']} | {r['params']} | {r['states']} "
+                f"({r['state_values']}) | {_kb(r['size'])} | {_kb(r['arena'])} | "
+                f"{r['max_error']:.2g} | {r['python_us']:.1f} | {cpp} | "
+                f"{r['cpp_median_us']:.0f} |")
+        sections.append("")
+    drifted = _load("drift")
+    if drifted:
+        frames = drifted["frames"]
+        marks = [1, 10, 50, 100, frames]
+        sections += [
+            "### Drift over 150 frames on GunPoint", "",
+            f"`python benchmarks/bench_streaming.py drift` ({drifted['machine']}, "
+            f"{drifted['date']}). The causal GRU-FCN trained by the accuracy part (seed 0, "
+            f"{drifted['params']} parameters), exported with `streaming=True`; int8 and "
+            f"int16x8 calibrated on float rollouts of the {drifted['calibration_series']} "
+            "training series. Each file streams the "
+            f"{drifted['series']} test series of {frames} frames; the error is |file - Keras "
+            "step model| of the class probabilities after each frame (max over series and "
+            "classes); accuracy from the output after the last frame.", "",
+            "| mode | size (KB) | TFLM arena (KB) | accuracy (Keras) | "
+            + " | ".join(f"max error @{m}" for m in marks)
+            + " | max over frames | mean | LiteModel.stream µs/frame |",
+            "|---|---:|---:|---:|" + "---:|" * (len(marks) + 3)]
+        for r in drifted["rows"]:
+            sections.append(
+                f"| {r['mode']} | {_kb(r['size'])} | {_kb(r['arena'])} | "
+                f"{r['accuracy']:.4f} ({r['keras_accuracy']:.4f}) | "
+                + " | ".join(f"{r['per_frame_max'][m - 1]:.2g}" for m in marks)
+                + f" | {max(r['per_frame_max']):.2g} | "
+                f"{float(np.mean(r['per_frame_mean'])):.2g} | {r['python_us_per_frame']:.0f} |")
+        sections.append("")
+        if drifted.get("notes"):
+            sections += [drifted["notes"], ""]
     text = "\n".join(sections).rstrip() + "\n"
     path = ROOT / "BENCHMARKS.md"
     content = path.read_text()
@@ -162,6 +384,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.part == "accuracy":
         accuracy(args.seeds, args.datasets.split(",") if args.datasets else None)
+    elif args.part == "drift":
+        drift()
+    elif args.part == "files":
+        files()
     render()
 
 
