@@ -34,6 +34,7 @@ statistics over the whole window, masks built from ops outside layers.
 import dataclasses
 
 import keras
+import numpy as np
 from keras import ops
 
 import zoo.layers
@@ -79,7 +80,8 @@ class StepNode:
         kind: `"recurrent"`, `"conv"`, `"end_padding"`, `"max_pool"`,
             `"global_average"`, `"attention_pooling"`, `"multihead_pooling"`,
             `"window_norm"`, `"window_denorm"`, `"skip"` (Masking: every frame given is
-            a valid step) or `"per_step"`.
+            a valid step; a batch norm folded into the convolution before it) or
+            `"per_step"`.
         states: list of dicts `{"name", "shape" (without the batch axis), "kind",
             "layer"}`.
     """
@@ -87,6 +89,7 @@ class StepNode:
     layer: object
     kind: str
     states: list = dataclasses.field(default_factory=list)
+    fold: object = None  # conv: the BatchNormalization folded into it
 
 
 def _refuse(message):
@@ -182,6 +185,10 @@ def plan(model):
                 "streaming takes every frame as valid, so build it without a mask)."
             )
     nodes = []
+    produced_by = {}  # id(tensor) -> the node of the layer that outputs it
+    readers = {}      # id(tensor) -> how many layers read it (and the model output)
+    for t in [t for layer in layers for t in _data_inputs(layer)] + [model.outputs[0]]:
+        readers[id(t)] = readers.get(id(t), 0) + 1
     padded = {}  # id(tensor) -> the end padding (frames) a ZeroPadding1D added
     recurrent_index = 0
     for layer in layers:
@@ -288,6 +295,16 @@ def plan(model):
             if isinstance(layer, _AXIS_LAYERS):
                 _check_last_axis(layer, rank)
             node = StepNode(layer, "per_step")
+            conv = produced_by.get(id(inputs[0]))
+            if (isinstance(layer, keras.layers.BatchNormalization) and conv is not None
+                    and conv.kind == "conv" and conv.fold is None
+                    and readers[id(inputs[0])] == 1
+                    and conv.layer.get_config()["activation"] == "linear"):
+                # Folded into the convolution's kernel and bias: per output channel, so
+                # it keeps per-channel int8 weights (applied after the convolution, its
+                # scale vector would be one per-tensor int8 constant).
+                conv.fold = layer
+                node = StepNode(layer, "skip")
         elif isinstance(layer, (keras.layers.AdditiveAttention, keras.layers.Attention,
                                 keras.layers.MultiHeadAttention)):
             _refuse(
@@ -305,6 +322,8 @@ def plan(model):
                 f"Allowed: {ALLOWED}."
             )
         nodes.append(node)
+        for tensor in _as_list(layer.output):
+            produced_by[id(tensor)] = node
     if not any(node.kind in ("recurrent", "conv", "global_average", "attention_pooling",
                              "multihead_pooling") for node in nodes):
         _refuse("needs at least one layer over time (recurrent, convolution or pooling); "
@@ -396,7 +415,15 @@ def _with_commit(name, function, commit, *tensors):
 
 
 def _reciprocal(count):
-    """1 / count for count >= 1, as rsqrt(count)^2: int16x8 quantization has no DIV."""
+    """1 / count for count >= 1, as rsqrt(count)^2: int16x8 quantization has no DIV.
+
+    Exact enough in float32 (integer counts, one rounding). Quantized, a count needs the
+    range 0 .. frames, and LiteRT's int16 `RSQRT` (a table over the input's whole range)
+    is coarse near 1: 1/sqrt(1) came out 0.94 on a GunPoint model. Tried instead: the
+    count kept as n / (n + 1) (rsqrt of 1 .. 2 only), which fixed the first frames but
+    accumulated float32 rounding over 150 frames (4e-5 against Keras) and did not lower
+    the quantized files' error, which comes from the int8 convolution weights.
+    """
     root = ops.rsqrt(count)
     return root * root
 
@@ -439,15 +466,33 @@ def _recurrent_step(node, frames, states):
     return [_Frame(output, commit if layer.return_sequences else None)], new_states
 
 
+def _folded_weights(conv, norm):
+    """Kernel and bias of `conv` followed by `norm` (inference mode) as one convolution."""
+    kernel = keras.ops.convert_to_numpy(conv.kernel)
+    bias = (keras.ops.convert_to_numpy(conv.bias) if conv.use_bias
+            else np.zeros(kernel.shape[-1], kernel.dtype))
+    mean = keras.ops.convert_to_numpy(norm.moving_mean)
+    scale = 1.0 / np.sqrt(keras.ops.convert_to_numpy(norm.moving_variance) + norm.epsilon)
+    if norm.gamma is not None:
+        scale = scale * keras.ops.convert_to_numpy(norm.gamma)
+    shift = keras.ops.convert_to_numpy(norm.beta) if norm.beta is not None else 0.0
+    return [(kernel * scale).astype(kernel.dtype),
+            ((bias - mean) * scale + shift).astype(kernel.dtype)]
+
+
 def _conv_step(node, frames, states):
     layer, frame = node.layer, frames[0]
-    clone = _clone(layer, padding="valid", name=f"{layer.name}_step")
+    clone = _clone(layer, padding="valid", name=f"{layer.name}_step",
+                   use_bias=layer.use_bias or node.fold is not None)
     x = ops.expand_dims(frame.tensor, 1)
-    if not node.states:  # kernel_size 1: no history
-        return [_Frame(_call_clone(layer, clone, x)[:, 0, :], frame.commit)], {}
-    name = node.states[0]["name"]
-    window = ops.concatenate([states[name], x], axis=1)  # oldest frame first
-    output = _call_clone(layer, clone, window)[:, 0, :]
+    name = node.states[0]["name"] if node.states else None
+    # Oldest frame first; kernel_size 1 keeps no history.
+    window = ops.concatenate([states[name], x], axis=1) if name else x
+    output = clone(window)[:, 0, :]
+    clone.set_weights(_folded_weights(layer, node.fold) if node.fold is not None
+                      else layer.get_weights())
+    if not name:
+        return [_Frame(output, frame.commit)], {}
     history = window[:, 1:, :]
     if frame.commit is not None:
         history = _math(f"{layer.name}_commit", _commit, frame.commit, history, states[name])
