@@ -235,7 +235,7 @@ def drift():
     x_test, y_test = np.asarray(data.x_test, np.float32), np.asarray(data.y_test)
     reference = _keras_per_frame(model, x_test)          # (series, frames, classes)
     full = np.asarray(model.predict(x_test, verbose=0))
-    rows = []
+    rows, peers = [], []
     with tempfile.TemporaryDirectory() as scratch:
         for mode in (None, "int8", "int16x8"):
             path = pathlib.Path(scratch) / f"{mode or 'float32'}.tflite"
@@ -263,7 +263,22 @@ def drift():
                 "python_us_per_frame": seconds / x_test.size * 1e6 * x_test.shape[-1],
             })
             print({k: v for k, v in rows[-1].items() if not k.startswith("per_frame")})
-    _save("drift", {"rows": rows, "series": len(x_test), "frames": int(x_test.shape[1]),
+        # The full-sequence file of the same mode and calibration, as the peer: how much
+        # of the error is quantization itself rather than state carried over frames.
+        for mode in ("int8", "int16x8"):
+            path = pathlib.Path(scratch) / f"full_{mode}.tflite"
+            result = to_tflite(model, path, quantization=mode, representative_data=x_cal,
+                               verification_data=x_test[:8],
+                               validation_data=(x_test, y_test), tolerance=10.0)
+            outputs = LiteModel(path).predict(x_test)
+            peers.append({
+                "mode": mode, "recipe": result.recipe, "size": result.size,
+                "max_error_vs_full": float(np.abs(outputs - full).max()),
+                "mean_error_vs_full": float(np.abs(outputs - full).mean()),
+                "accuracy": float(np.mean(np.argmax(outputs, -1) == y_test)),
+            })
+            print(peers[-1])
+    _save("drift", {"rows": rows, "peers": peers, "series": len(x_test), "frames": int(x_test.shape[1]),
                     "calibration_series": len(x_cal),
                     "model": str(DRIFT_MODEL.relative_to(ROOT)),
                     "params": int(model.count_params())})
@@ -360,6 +375,18 @@ def render():
                 + f" | {max(r['per_frame_max']):.2g} | "
                 f"{float(np.mean(r['per_frame_mean'])):.2g} | {r['python_us_per_frame']:.0f} |")
         sections.append("")
+        if drifted.get("peers"):
+            sections += [
+                "The full-sequence files (recipe `unrolled`) of the same model, modes and "
+                "calibration, as the peer: error of the class probabilities against Keras on "
+                "the same test series.", "",
+                "| full-sequence mode | size (KB) | accuracy | max error | mean error |",
+                "|---|---:|---:|---:|---:|"]
+            for r in drifted["peers"]:
+                sections.append(f"| {r['mode']} | {_kb(r['size'])} | {r['accuracy']:.4f} | "
+                                f"{r['max_error_vs_full']:.2g} | "
+                                f"{r['mean_error_vs_full']:.2g} |")
+            sections.append("")
         if drifted.get("notes"):
             sections += [drifted["notes"], ""]
     text = "\n".join(sections).rstrip() + "\n"
