@@ -6,8 +6,9 @@ states, gives exactly the outputs of the whole sequence, and a device that recei
 sensor frame at a time needs neither the window in memory nor a latency spike at its end.
 
 Each layer of the trained model becomes its one-frame form, built from Keras layers with
-the trained weights copied (clones made with `from_config`), plus a few `keras.ops` for
-the running statistics, which Keras has no layer for:
+the trained weights copied (clones made with `from_config`), plus the arithmetic of the
+running statistics, which Keras has no layer for, in `keras.layers.Lambda` layers (see
+`_math` for why not in `keras.ops` on the symbolic tensors):
 
 | layer | one frame | states (zeros at the start) |
 |---|---|---|
@@ -18,6 +19,7 @@ the running statistics, which Keras has no layer for:
 | AttentionPooling | running softmax-weighted mean | `state_<layer>_value`, `state_<layer>_max` (running max score), `state_<layer>_denominator` (sum of exp(score - max)) |
 | MultiHeadAttentionPooling | the same, per head | as above, one per head |
 | WindowNormalization, `causal=True` | running mean (and mean of squares) of the offsets from the first frame | `state_<layer>_first`, `_mean`, `_square` (`"meanstd"`), `_count` |
+| BatchNormalization after a Conv1D | folded into the convolution's kernel and bias | none |
 | Dense, BatchNormalization, LayerNormalization, Activation, Dropout, Concatenate, ... | the layer on the frame (inference mode) | none |
 
 Every output of the step model at frame t equals the full model's output on frames
@@ -28,7 +30,9 @@ means (not sums) and the attention value already divided by its denominator.
 Refused, with the reason: bidirectional layers, convolutions with `padding="same"` (they
 see later frames), pooling whose windows depend on the sequence length, self-attention
 of per-step tasks (each step would need every earlier frame as state), window
-statistics over the whole window, masks built from ops outside layers.
+statistics over the whole window, computations outside layers (the masks that the
+convolutional variants build for padded inputs). The masks Keras records for `Masking` and
+`Embedding(mask_zero=True)` are left out: every frame given is a valid step.
 """
 
 import dataclasses
@@ -136,7 +140,8 @@ def _check_conv(layer):
     config = layer.get_config()
     kernel = config["kernel_size"][0]
     if config["padding"] != "causal" and kernel > 1:
-        ahead = (kernel - 1) // 2 if config["padding"] == "same" else None
+        # "same" pads (kernel - 1) // 2 frames before and the rest after.
+        ahead = kernel // 2 if config["padding"] == "same" else None
         looks = (f"sees {ahead} later frame(s)" if ahead is not None
                  else "shortens the sequence (its outputs are not aligned with the frames)")
         _refuse(
@@ -300,9 +305,9 @@ def plan(model):
                     and conv.kind == "conv" and conv.fold is None
                     and readers[id(inputs[0])] == 1
                     and conv.layer.get_config()["activation"] == "linear"):
-                # Folded into the convolution's kernel and bias: per output channel, so
-                # it keeps per-channel int8 weights (applied after the convolution, its
-                # scale vector would be one per-tensor int8 constant).
+                # Folded into the convolution's kernel and bias (per output channel, so
+                # the int8 weights stay per channel): the int8 step file of GunPoint's
+                # GRU-FCN went from 0.96 to 0.993 test accuracy.
                 conv.fold = layer
                 node = StepNode(layer, "skip")
         elif isinstance(layer, (keras.layers.AdditiveAttention, keras.layers.Attention,
