@@ -85,6 +85,21 @@ def test_step_model_equals_the_full_model_after_every_frame(variant, cell, task,
                                atol=2e-6)
 
 
+def test_dilated_causal_convolution_keeps_kernel_minus_one_times_dilation_frames():
+    import keras
+
+    inputs = keras.Input((None, FEATURES))
+    x = keras.layers.Conv1D(4, 3, dilation_rate=2, padding="causal", activation="relu")(inputs)
+    x = keras.layers.GRU(4)(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    (state,) = streaming.state_specs(model)[:1]
+    assert state["shape"] == [1, 4, FEATURES] and state["kind"] == "conv_frames"
+    step = streaming.build_step_model(model, batch_size=None)
+    x = sequences(2, time=9)
+    np.testing.assert_allclose(stream_step_model(step, x), per_frame_reference(model, x),
+                               atol=2e-6)
+
+
 def test_step_model_of_meanstd_window_normalization():
     model = causal_model("stacked", task="sequence_regression", window_norm="meanstd")
     step = streaming.build_step_model(model, batch_size=None)
