@@ -292,8 +292,8 @@ def drift():
                 "accuracy": float(np.mean(np.argmax(outputs, -1) == y_test)),
             })
             print(peers[-1])
-    _save("drift", {"rows": rows, "peers": peers, "series": len(x_test), "frames": int(x_test.shape[1]),
-                    "calibration_series": len(x_cal),
+    _save("drift", {"rows": rows, "peers": peers, "series": len(x_test),
+                    "frames": int(x_test.shape[1]), "calibration_series": len(x_cal),
                     "model": str(DRIFT_MODEL.relative_to(ROOT)),
                     "params": int(model.count_params())})
 
