@@ -53,6 +53,11 @@ DRIFT_MODEL = RUNS / "gunpoint_causal" / "runs" / "gru_fcn_gru_seed0" / "model.k
 
 def _save(part, payload):
     RESULTS.mkdir(parents=True, exist_ok=True)
+    previous = _load(part) or {}
+    if "notes" in previous and "notes" not in payload:
+        # The reading of the numbers, written by hand in the JSON file: kept across
+        # reruns (check it still matches the new numbers).
+        payload = dict(payload, notes=previous["notes"])
     payload = dict(payload, machine=f"{platform.machine()} CPU, {os.cpu_count()} cores "
                    f"(shared), Python {platform.python_version()}",
                    date=time.strftime("%Y-%m-%d"))
