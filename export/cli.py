@@ -373,7 +373,10 @@ def run_step(context):
 
     Writes `export/*.tflite` (and the streaming model as C source) into the run
     directory, each verified against Keras, and returns sizes, errors and the test
-    accuracy (or MSE) of every file.
+    accuracy (or MSE) of every file. The streaming files (float32, int8 and, unless
+    quick, int16x8) are written whenever the model streams (`export.streaming`: a model
+    built with `causal=True`, as `--streaming` asks the recipe for, or a recurrent-only
+    one); otherwise their entries say why not.
     """
     from export import recipes, to_tflite
 
@@ -401,6 +404,9 @@ def run_step(context):
         plans.insert(1, ("float16", "float16", False))
         plans.insert(2, ("dynamic", "dynamic", False))
         plans.insert(4, ("int16x8", "int16x8", False))
+        # Running statistics (means, softmax denominators) over many frames keep their
+        # precision in int16 (BENCHMARKS.md, "Streaming": GunPoint's causal GRU-FCN).
+        plans.append(("streaming_int16x8", "int16x8", True))
     try:
         recipes.streaming_plan(recipes.load_model(model_path))
         streaming_reason = None

@@ -511,7 +511,10 @@ def to_tflite(
             `(inputs, targets)`; required by `"int8"` and `"int16x8"` (it calibrates
             the activation ranges; gru-zoo does not calibrate on random noise).
         streaming: bool, export a one-time-step model (inputs `frame` and each state,
-            outputs `output` and `new_<state>`) instead of the full-sequence model.
+            outputs `output` and `new_<state>`) instead of the full-sequence model. Any
+            model whose layers read no later frame streams (`export.streaming`: built
+            with `build_gru(..., causal=True)` or recurrent-only); the states' names,
+            shapes and kinds are in the metadata's `"states"`.
         recipe: `"auto"`, `"loop"`, `"unrolled"` or `"step"` (see `export.recipes`).
         io_type: `"float32"`; `"int8"` with `quantization="int8"` or `"int16"` with
             `"int16x8"` for integer inputs and outputs.
@@ -724,7 +727,7 @@ def to_tflite(
             "sequence_shape": [window] + list(input_shape[1:]),
             "window_length": window,
             "output_shape": list(keras_model.outputs[0].shape[1:]),
-            "states": [{"name": name, "shape": [1, units]} for name, units in states],
+            "states": states,
             "labels": list(labels) if labels is not None else None,
             "normalization": normalization,
             "layers": _layer_summary(keras_model),

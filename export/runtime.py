@@ -236,7 +236,11 @@ class LiteModel:
         return {name: _dequantize(value, output_details[name]) for name, value in outputs.items()}
 
     def initial_states(self):
-        """Zero states of a streaming file: `{state name: (1, units) float32}`."""
+        """Zero states of a streaming file: `{state name: float32 zeros of its shape}`.
+
+        Every state starts at zero: recurrent states, convolution frame buffers (the
+        causal padding), running means, counts and pooling phases.
+        """
         self._require_streaming("initial_states")
         details = self.input_details()
         return {

@@ -174,8 +174,8 @@ def test_streaming_gru_matches_full_sequence_and_runs_on_tflm(model, data, tmp_p
     assert source.count("0x") == result.size
     assert os.path.exists(result.c_array_path[:-3] + ".h")
     assert read_metadata(path)["states"] == [
-        {"name": "state_0", "shape": [1, 4]},
-        {"name": "state_1", "shape": [1, 4]},
+        {"name": "state_0", "shape": [1, 4], "kind": "recurrent", "layer": "gru_0"},
+        {"name": "state_1", "shape": [1, 4], "kind": "recurrent", "layer": "gru_1"},
     ]
 
 
@@ -284,14 +284,18 @@ def test_missing_model_file_and_wrong_model_type(tmp_path, no_worker):
 
 @pytest.mark.parametrize("variant, layer", [
     ("bidirectional", "Bidirectional"),
-    ("attention", "AttentionPooling"),
+    ("attention", "AdditiveAttention"),
     ("cnn_gru", "Conv1D"),
     ("window_norm", "WindowNormalization"),
 ])
 def test_streaming_a_non_causal_model_is_refused_before_work(tmp_path, no_worker, variant,
                                                               layer):
-    model = (tiny_model("stacked", task="regression", window_norm="mean")
-             if variant == "window_norm" else tiny_model(variant))
+    if variant == "window_norm":
+        model = tiny_model("stacked", task="regression", window_norm="mean")
+    elif variant == "attention":  # self-attention of a per-step task
+        model = tiny_model("attention", task="sequence_labeling")
+    else:
+        model = tiny_model(variant)
     with pytest.raises(ValueError, match=f"streaming=True.*{layer}"):
         to_tflite(model, tmp_path / "x.tflite", streaming=True)
 

@@ -95,6 +95,18 @@ def test_window_normalization_centres_and_scales_each_window():
 
 
 @pytest.mark.parametrize("mode", ["mean", "meanstd"])
+def test_causal_window_normalization_uses_the_steps_so_far(mode):
+    x = np.random.default_rng(6).normal(loc=2.0, scale=3.0, size=(2, 8, 3)).astype("float32")
+    causal = [np.asarray(t) for t in WindowNormalization(mode, causal=True)(x)]
+    for t in range(1, 9):
+        window = [np.asarray(v) for v in WindowNormalization(mode)(x[:, :t])]
+        # Step t-1 is normalized exactly as the last step of the window x[:, :t] is.
+        for got, expected in zip(causal, window):
+            expected = expected[:, -1] if expected.shape[1] == t else expected[:, 0]
+            np.testing.assert_allclose(got[:, t - 1], expected, atol=2e-4)
+
+
+@pytest.mark.parametrize("mode", ["mean", "meanstd"])
 def test_window_denormalization_inverts_the_normalization_of_its_channel(mode):
     x = np.random.default_rng(4).normal(loc=-3.0, scale=4.0, size=(3, 7, 2)).astype("float32")
     normalized, *stats = WindowNormalization(mode)(x)
@@ -110,7 +122,7 @@ def test_window_denormalization_inverts_the_normalization_of_its_channel(mode):
 def test_window_layers_round_trip_together():
     """Normalization, a head and denormalization in one model survive a `.keras` file."""
     inputs = keras.Input((5, 2))
-    normalized, mean, std = WindowNormalization("meanstd", epsilon=1e-3)(inputs)
+    normalized, mean, std = WindowNormalization("meanstd", epsilon=1e-3, causal=True)(inputs)
     outputs = WindowDenormalization(1)([keras.layers.Dense(3)(normalized[:, -1]), mean, std])
     model = keras.Model(inputs, outputs)
     x = np.random.default_rng(5).normal(size=(2, 5, 2)).astype("float32")
@@ -118,12 +130,14 @@ def test_window_layers_round_trip_together():
     clone.set_weights(model.get_weights())
     np.testing.assert_allclose(np.asarray(clone(x)), np.asarray(model(x)), atol=1e-6)
     assert clone.get_layer(model.layers[1].name).get_config()["epsilon"] == 1e-3
+    assert clone.get_layer(model.layers[1].name).causal is True
 
 
 @pytest.mark.parametrize(
     "make, message",
     [(lambda: WindowNormalization("median"), "mode='median'"),
      (lambda: WindowNormalization(epsilon=0), "epsilon=0"),
+     (lambda: WindowNormalization(causal="yes"), "causal='yes'"),
      (lambda: WindowDenormalization(-1), "channel=-1")],
 )
 def test_window_layers_bad_arguments(make, message):
