@@ -14,7 +14,7 @@ import pytest
 import zoo
 from export import DEFAULT_TOLERANCES, LiteModel, read_metadata, to_tflite
 from export import exporter, streaming
-from tests.export_helpers import FEATURES, sequences, tiny_model
+from tests.helpers import FEATURES, sequences, tiny_model
 
 STREAMING_VARIANTS = sorted(name for name, v in zoo.VARIANTS.items() if not v.bidirectional)
 CELL_LAYERS = {"gru": "GRU", "lstm": "LSTM", "rnn": "SimpleRNN"}
@@ -109,7 +109,7 @@ def test_step_model_of_meanstd_window_normalization():
 
 
 def test_state_specs_name_every_state_with_its_shape_and_kind():
-    model = causal_model("cnn_gru_attention", cell="lstm", num_layers=1)
+    model = causal_model("cnn_gru_attention", cell="lstm", num_layers=1, conv_filters=4)
     specs = {s["name"]: (s["shape"], s["kind"], s["layer"])
              for s in streaming.state_specs(model)}
     assert specs == {
@@ -181,7 +181,7 @@ def no_worker(monkeypatch):
 
 
 @pytest.mark.parametrize("variant, kwargs, pattern", [
-    ("cnn_gru", {}, r"conv1d_0.*padding='same'.*sees 2 later frame.*causal=True"),
+    ("cnn_gru", {}, r"conv1d_0.*padding='same'.*sees 1 later frame.*causal=True"),
     ("gru_fcn", {}, r"padding='same'.*causal=True"),
     ("cnn_gru", dict(causal=False, conv_kernel_size=1, pool_size=2),
      r"max_pool.*'same' padding centres its windows.*causal=True"),
