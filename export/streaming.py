@@ -18,6 +18,7 @@ running statistics, which Keras has no layer for, in `keras.layers.Lambda` layer
 | GlobalAveragePooling1D | running mean | `state_<layer>_mean`, `state_<layer>_count` |
 | AttentionPooling | running softmax-weighted mean | `state_<layer>_value`, `state_<layer>_max` (running max score), `state_<layer>_denominator` (sum of exp(score - max)) |
 | MultiHeadAttentionPooling | the same, per head | as above, one per head |
+| Attention, AdditiveAttention, MultiHeadAttention, `use_causal_mask=True` (per-step tasks of the attention variants) | the frame's query against a cache of the keys and values of the last `length` frames (the model's fixed sequence length, or the layer's `sliding_window`); softmax over the filled slots | `state_<layer>_keys` (MultiHeadAttention: projected, `(heads, length, key_dim)`; the others: only when the key is not the value), `state_<layer>_values` (`(heads, length, value_dim)`, or the input frames `(length, features)`), `state_<layer>_valid` (`(length,)`: 1 for a filled slot); shift buffers, oldest first |
 | WindowNormalization, `causal=True` | running mean (and mean of squares) of the offsets from the first frame | `state_<layer>_first`, `_mean`, `_square` (`"meanstd"`), `_count` |
 | BatchNormalization after a Conv1D | folded into the convolution's kernel and bias | none |
 | Dense, BatchNormalization, LayerNormalization, Activation, Dropout, Concatenate, ... | the layer on the frame (inference mode) | none |
@@ -27,11 +28,15 @@ Every output of the step model at frame t equals the full model's output on fram
 integer quantization can give them a fixed range: the running means are stored as
 means (not sums) and the attention value already divided by its denominator.
 
+Self-attention needs a bound on the frames it keeps: a model with `time=None` (and no
+`sliding_window`) is refused, and a model with a fixed length T attends, after T
+frames, over the last T (the full model takes no more than T).
+
 Refused, with the reason: bidirectional layers, convolutions with `padding="same"` (they
 see later frames), pooling whose windows depend on the sequence length, self-attention
-of per-step tasks (each step would need every earlier frame as state), window
-statistics over the whole window, computations outside layers (the masks that the
-convolutional variants build for padded inputs). The masks Keras records for `Masking` and
+without the causal mask (each step would read later frames) or without a fixed length,
+window statistics over the whole window, computations outside layers (the masks that
+the convolutional variants build for padded inputs). The masks Keras records for `Masking` and
 `Embedding(mask_zero=True)` are left out: every frame given is a valid step.
 """
 
@@ -69,7 +74,9 @@ _AXIS_LAYERS = (keras.layers.LayerNormalization, keras.layers.BatchNormalization
                 keras.layers.Concatenate)
 ALLOWED = ("GRU, LSTM, SimpleRNN, Conv1D with padding='causal', MaxPooling1D after "
            "end padding (build_gru(causal=True)), GlobalAveragePooling1D, AttentionPooling, "
-           "MultiHeadAttentionPooling, WindowNormalization(causal=True), "
+           "MultiHeadAttentionPooling, causal self-attention of a fixed length "
+           "(Attention, AdditiveAttention, MultiHeadAttention with use_causal_mask=True), "
+           "WindowNormalization(causal=True), "
            "WindowDenormalization, Masking and per-step layers (Dense, Dropout, "
            "GaussianNoise, Activation, LayerNormalization, BatchNormalization, Embedding, "
            "Concatenate, Add, ...)")
@@ -83,17 +90,20 @@ class StepNode:
         layer: the trained layer.
         kind: `"recurrent"`, `"conv"`, `"end_padding"`, `"max_pool"`,
             `"global_average"`, `"attention_pooling"`, `"multihead_pooling"`,
-            `"window_norm"`, `"window_denorm"`, `"skip"` (Masking: every frame given is
-            a valid step; a batch norm folded into the convolution before it) or
-            `"per_step"`.
+            `"self_attention"`, `"window_norm"`, `"window_denorm"`, `"skip"`
+            (Masking: every frame given is a valid step; a batch norm folded into the
+            convolution before it) or `"per_step"`.
         states: list of dicts `{"name", "shape" (without the batch axis), "kind",
             "layer"}`.
+        fold: conv: the BatchNormalization folded into it, or `None`.
+        roles: self-attention: `{"query", "value", "key"}` -> the tensor it reads.
     """
 
     layer: object
     kind: str
     states: list = dataclasses.field(default_factory=list)
-    fold: object = None  # conv: the BatchNormalization folded into it
+    fold: object = None
+    roles: dict = None
 
 
 def _refuse(message):
@@ -163,6 +173,107 @@ def _check_last_axis(layer, rank):
                 f"({type(layer).__name__}) has axis={axis!r}, which mixes time steps.")
 
 
+def _call_of(model, layer):
+    """`(args, kwargs)` of the one call of `layer` in `model`, as the model's config
+    records them (tensors as `{"class_name": "__keras_tensor__", ...}`)."""
+    entry = next(e for e in model.get_config()["layers"] if e["name"] == layer.name)
+    calls = entry.get("inbound_nodes") or []
+    if len(calls) != 1:
+        _refuse(f"needs each layer called once; layer {layer.name!r} is called "
+                f"{len(calls)} times.")
+    return calls[0].get("args", []), calls[0].get("kwargs", {})
+
+
+def _is_tensor(value):
+    return isinstance(value, dict) and value.get("class_name") == "__keras_tensor__"
+
+
+def _tensor_of(model, serialized):
+    """The model's tensor that a serialized tensor of its config names."""
+    name, _, index = serialized["config"]["keras_history"]
+    return _as_list(model.get_layer(name).output)[index]
+
+
+def _self_attention_node(model, layer, *, after_pooling):
+    """The plan of a self-attention layer (`Attention`, `AdditiveAttention`,
+    `MultiHeadAttention`): a cache of the keys and values of the last frames.
+
+    Each step attends from its frame to every earlier frame, so those frames' keys and
+    values are states: a shift buffer of `length` frames (the sequence length, or the
+    layer's `sliding_window` when smaller), oldest first, and `_valid`, 1 where a slot
+    holds a frame and 0 where it is still empty (the states start at zeros).
+    """
+    name, kind = layer.name, type(layer).__name__
+    args, kwargs = _call_of(model, layer)
+    if not kwargs.get("use_causal_mask"):
+        _refuse(
+            f"cannot stream self-attention over every step: layer {name!r} ({kind}) gives "
+            "each step a weighted sum over all the steps, later ones too. Build the model "
+            "with build_gru(..., causal=True) (use_causal_mask=True: each step attends to "
+            "itself and earlier steps only) and train it."
+        )
+    if kwargs.get("return_attention_scores"):
+        _refuse(f"needs attention layers without return_attention_scores; layer {name!r} "
+                "returns its scores.")
+    multihead = isinstance(layer, keras.layers.MultiHeadAttention)
+    if multihead:
+        roles = dict(zip(("query", "value", "key"), args))
+        roles.update({role: kwargs[role] for role in ("query", "value", "key")
+                      if role in kwargs})
+        others = sorted(k for k, v in kwargs.items() if _is_tensor(v) and k not in roles)
+        if others:
+            _refuse(f"needs attention whose only mask is the causal one; layer {name!r} "
+                    f"(MultiHeadAttention) is also given {others}.")
+        config = layer.get_config()
+        if config.get("use_gate"):
+            _refuse(f"cannot stream the gated MultiHeadAttention {name!r} (use_gate=True): "
+                    "Keras keeps its gate projection private.")
+        if tuple(_as_list(config.get("attention_axes") or (1,))) not in ((1,), (-2,)):
+            _refuse(f"needs attention over the time axis; layer {name!r} has "
+                    f"attention_axes={config['attention_axes']!r}.")
+        window = config.get("sliding_window")
+    else:
+        roles = dict(zip(("query", "value", "key"), args[0]))
+        window = None
+    roles.setdefault("key", roles["value"])
+    if not all(_is_tensor(v) for v in roles.values()):
+        _refuse(f"needs attention between tensors of the model; layer {name!r} ({kind}) "
+                "reads a constant.")
+    roles = {role: _tensor_of(model, value) for role, value in roles.items()}
+    if after_pooling:
+        _refuse(f"cannot stream self-attention after max pooling (layer {name!r}).")
+    length = roles["value"].shape[1]
+    if window is not None:
+        length = window if length is None else min(window, length)
+    if length is None:
+        _refuse(
+            f"needs a fixed sequence length for the causal self-attention layer {name!r} "
+            f"({kind}): each frame attends to every earlier frame, so the step form keeps "
+            "their keys and values in a cache of a fixed number of frames, and the model's "
+            "time dimension is None. Build the model with a fixed length, e.g. "
+            "build_gru(..., input_shape=(time_steps, features), causal=True), and train it."
+        )
+    if multihead:
+        heads = layer.num_heads
+        key_dim, value_dim = layer.key_dim, layer.value_dim or layer.key_dim
+        cache = [_state(f"state_{name}_keys", (heads, length, key_dim), "attention_keys",
+                        layer),
+                 _state(f"state_{name}_values", (heads, length, value_dim),
+                        "attention_values", layer)]
+    else:
+        # Attention and AdditiveAttention have no projections: their keys and values
+        # are their inputs (one cache when the key is the value, as in self-attention).
+        cache = []
+        if roles["key"] is not roles["value"]:
+            cache.append(_state(f"state_{name}_keys",
+                                (length, int(roles["key"].shape[-1])), "attention_keys",
+                                layer))
+        cache.append(_state(f"state_{name}_values", (length, int(roles["value"].shape[-1])),
+                            "attention_values", layer))
+    cache.append(_state(f"state_{name}_valid", (length,), "attention_valid", layer))
+    return StepNode(layer, "self_attention", cache, roles=roles)
+
+
 def plan(model):
     """Checks that `model` can run one frame at a time; returns its `StepNode`s.
 
@@ -195,6 +306,7 @@ def plan(model):
     for t in [t for layer in layers for t in _data_inputs(layer)] + [model.outputs[0]]:
         readers[id(t)] = readers.get(id(t), 0) + 1
     padded = {}  # id(tensor) -> the end padding (frames) a ZeroPadding1D added
+    pooled = set()  # ids of the tensors computed from a max pooling's output
     recurrent_index = 0
     for layer in layers:
         inputs = _data_inputs(layer)
@@ -310,15 +422,10 @@ def plan(model):
                 # GRU-FCN went from 0.96 to 0.993 test accuracy.
                 conv.fold = layer
                 node = StepNode(layer, "skip")
-        elif isinstance(layer, (keras.layers.AdditiveAttention, keras.layers.Attention,
-                                keras.layers.MultiHeadAttention)):
-            _refuse(
-                f"cannot stream self-attention over the steps: layer {layer.name!r} "
-                f"({type(layer).__name__}) gives each step a weighted sum over the other "
-                "steps, so each frame would need every earlier frame as state (and without "
-                "causal=True every later one). Per-step tasks with attention do not stream; "
-                "sequence-level attention pooling does."
-            )
+        elif isinstance(layer, (keras.layers.Attention, keras.layers.MultiHeadAttention)):
+            # keras.layers.AdditiveAttention is a keras.layers.Attention.
+            node = _self_attention_node(model, layer, after_pooling=any(
+                id(t) in pooled for t in inputs))
         else:
             _refuse(
                 f"needs layers that work one frame at a time; layer {layer.name!r} "
@@ -329,8 +436,10 @@ def plan(model):
         nodes.append(node)
         for tensor in _as_list(layer.output):
             produced_by[id(tensor)] = node
+            if node.kind == "max_pool" or any(id(t) in pooled for t in inputs):
+                pooled.add(id(tensor))
     if not any(node.kind in ("recurrent", "conv", "global_average", "attention_pooling",
-                             "multihead_pooling") for node in nodes):
+                             "multihead_pooling", "self_attention") for node in nodes):
         _refuse("needs at least one layer over time (recurrent, convolution or pooling); "
                 "the model has none.")
     return nodes
@@ -610,6 +719,141 @@ def _multihead_pooling_step(node, frames, states):
     return [_Frame(output)], dict(zip(names, new))
 
 
+# Scores of empty cache slots, before the renormalization that removes them (see
+# `_masked_softmax`): low enough that the slots take little of the softmax, high enough
+# that the scores keep a range integer quantization resolves.
+EMPTY_SLOT_SCORE = -8.0
+
+
+def _shift_in(buffer, new, axis):
+    """The shift buffer `buffer` (oldest first along `axis`) with `new` appended and
+    its oldest entry dropped (backend tensors)."""
+    if buffer.shape[axis] == 1:
+        return new
+    kept = buffer[(slice(None),) * axis + (slice(1, None),)]
+    return ops.concatenate([kept, new], axis=axis)
+
+
+def _sum(x, axis):
+    """`sum(x, axis)` as the mean times the count (backend tensors).
+
+    Quantized, `SUM` keeps its input's scale for its output: a sum of attention
+    weights times values, larger than any of its terms, was clipped to the terms' range
+    (int16x8 error 0.36 on the scores of a tiny model). `MEAN` has its own output scale.
+    """
+    return ops.mean(x, axis=axis) * float(x.shape[axis])
+
+
+def _masked_softmax(scores, valid):
+    """Softmax of `scores` over the slots where `valid` is 1 (backend tensors).
+
+    Keras masks a score by subtracting 1e9 from it; a tensor holding -1e9 would leave
+    integer quantization no resolution for the real scores. Here empty slots get the
+    score `EMPTY_SLOT_SCORE`, the softmax (`SOFTMAX`, which TFLite Micro also runs in
+    int8 and int16, unlike `EXP`) is taken over every slot, and the empty slots'
+    weights are set to 0 and the rest renormalized: exactly the softmax over the valid
+    slots, whatever the empty slots' score. The renormalization's reciprocal is
+    `_reciprocal`'s rsqrt squared (int16x8 has no DIV).
+    """
+    masked = valid * scores + (1.0 - valid) * EMPTY_SLOT_SCORE
+    weights = ops.softmax(masked, axis=-1) * valid
+    return weights * _reciprocal(ops.expand_dims(_sum(weights, axis=-1), -1))
+
+
+def _attention_scores(layer):
+    """The scores of a Keras `Attention`/`AdditiveAttention` layer as a function of one
+    query `(batch, 1, features)` and the cached keys `(batch, length, features)`,
+    with its trained scale weights as constants (backend tensors, `(batch, length)`)."""
+    def constant(weight):
+        return None if weight is None else keras.ops.convert_to_numpy(weight)
+
+    scale = constant(layer.scale)
+    if isinstance(layer, keras.layers.AdditiveAttention):
+        def scores(query, keys):
+            hidden = ops.tanh(query + keys)
+            return _sum(hidden if scale is None else scale * hidden, axis=-1)
+    elif layer.score_mode == "dot":
+        def scores(query, keys):
+            dot = _sum(query * keys, axis=-1)
+            return dot if scale is None else dot * scale
+    else:  # "concat"
+        weight = constant(layer.concat_score_weight)
+
+        def scores(query, keys):
+            total = query + keys
+            return weight * _sum(ops.tanh(total if scale is None else scale * total),
+                                    axis=-1)
+    return scores
+
+
+def _self_attention_step(node, frames, states):
+    """One frame of causal self-attention over the key/value cache.
+
+    The frame's key and value go into the caches first (a frame attends to itself),
+    then its query attends over the cache: the output equals the full causal layer's
+    output at this frame. Keras' attention layers take whole sequences; a query of one
+    frame against cached, already projected keys and values is the attention core
+    alone, which Keras does not expose, so it is written here (as in
+    `MultiHeadAttention`: query scaled by 1/sqrt(key_dim), dot products, softmax,
+    weighted sum of the values; the projections are clones of the layer's own).
+    """
+    layer = node.layer
+    query, value, key = (frames[role] for role in ("query", "value", "key"))
+    names = {s["kind"]: s["name"] for s in node.states}
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        dense = {}
+        for part in ("query_dense", "key_dense", "value_dense", "output_dense"):
+            original = getattr(layer, part)
+            dense[part] = (original, _clone(original, name=f"{layer.name}_{part}"))
+
+        def project(part, frame):  # (batch, features) -> (batch, heads, dim)
+            return _call_clone(*dense[part], ops.expand_dims(frame.tensor, 1))[:, 0]
+
+        inverse_sqrt_key_dim = 1.0 / float(layer.key_dim) ** 0.5
+
+        def attend(q, k, v, keys, values, valid):
+            # Caches (batch, heads, length, dim), head-major so that the scores come
+            # out as (batch, heads, length) and the softmax is over the last axis.
+            keys = _shift_in(keys, ops.expand_dims(k, 2), axis=2)
+            values = _shift_in(values, ops.expand_dims(v, 2), axis=2)
+            valid = _shift_in(valid, ops.ones_like(valid[:, :1]), axis=1)
+            q = q * inverse_sqrt_key_dim
+            scores = _sum(ops.expand_dims(q, 2) * keys, axis=-1)
+            weights = _masked_softmax(scores, ops.expand_dims(valid, 1))
+            attended = _sum(ops.expand_dims(weights, -1) * values, axis=2)
+            return attended, keys, values, valid
+
+        attended, keys, values, valid = _math(
+            f"{layer.name}_attend", attend, project("query_dense", query),
+            project("key_dense", key), project("value_dense", value),
+            states[names["attention_keys"]], states[names["attention_values"]],
+            states[names["attention_valid"]])
+        output = _call_clone(*dense["output_dense"], ops.expand_dims(attended, 1))[:, 0]
+        new = {names["attention_keys"]: keys, names["attention_values"]: values,
+               names["attention_valid"]: valid}
+        return [_Frame(output)], new
+
+    scores = _attention_scores(layer)
+    separate_keys = "attention_keys" in names
+
+    def attend(q, v, values, valid, k=None, keys=None):
+        values = _shift_in(values, ops.expand_dims(v, 1), axis=1)
+        keys = values if k is None else _shift_in(keys, ops.expand_dims(k, 1), axis=1)
+        valid = _shift_in(valid, ops.ones_like(valid[:, :1]), axis=1)
+        weights = _masked_softmax(scores(ops.expand_dims(q, 1), keys), valid)
+        attended = _sum(ops.expand_dims(weights, -1) * values, axis=1)
+        return (attended, values, valid) + ((keys,) if k is not None else ())
+
+    inputs = [query.tensor, value.tensor, states[names["attention_values"]],
+              states[names["attention_valid"]]]
+    if separate_keys:
+        inputs += [key.tensor, states[names["attention_keys"]]]
+    output, *new = _math(f"{layer.name}_attend", attend, *inputs)
+    kinds = ["attention_values", "attention_valid"] + (
+        ["attention_keys"] if separate_keys else [])
+    return [_Frame(output)], {names[kind]: t for kind, t in zip(kinds, new)}
+
+
 def _window_norm_step(node, frames, states):
     # As `WindowNormalization(causal=True)` computes them: on the offsets from the
     # first frame (which the `_first` state keeps), running means over the frames so far.
@@ -663,8 +907,31 @@ def _window_denorm_step(node, frames):
     return [_Frame(output, _one_commit(frames))]
 
 
+def _layer_norm_step(layer, frame):
+    """LayerNormalization over the features of one frame, as Keras computes it, but
+    `(x - mean) * inv` where Keras writes `x * inv + (-mean * inv)`: its `-mean` is a
+    `NEG`, which int16x8 quantization does not have (the layer norm after per-step
+    self-attention made every int16x8 conversion of those models fail)."""
+    def constant(weight):
+        return None if weight is None else keras.ops.convert_to_numpy(weight)
+
+    gamma, beta, epsilon = constant(layer.gamma), constant(layer.beta), layer.epsilon
+
+    def normalize(x):
+        mean = ops.mean(x, axis=-1, keepdims=True)
+        centred = x - mean
+        inv = ops.rsqrt(ops.mean(centred * centred, axis=-1, keepdims=True) + epsilon)
+        if gamma is not None:
+            inv = inv * gamma
+        return centred * inv if beta is None else centred * inv + beta
+
+    return _math(f"{layer.name}_step", normalize, frame)
+
+
 def _per_step(node, frames):
     layer = node.layer
+    if isinstance(layer, keras.layers.LayerNormalization) and not layer.rms_scaling:
+        return [_Frame(_layer_norm_step(layer, frames[0].tensor), frames[0].commit)]
     changes = {"name": f"{layer.name}_step"}
     if isinstance(layer, _AXIS_LAYERS):
         changes["axis"] = -1
@@ -720,6 +987,9 @@ def build_step_model(model, *, batch_size=1):
             results, new_states = _attention_pooling_step(node, frames, states)
         elif node.kind == "multihead_pooling":
             results, new_states = _multihead_pooling_step(node, frames, states)
+        elif node.kind == "self_attention":
+            by_role = {role: values[id(t)] for role, t in node.roles.items()}
+            results, new_states = _self_attention_step(node, by_role, states)
         elif node.kind == "window_norm":
             results, new_states = _window_norm_step(node, frames, states)
         elif node.kind == "window_denorm":
