@@ -115,16 +115,26 @@ def test_streaming_variable_length_series_fall_back_to_the_recurrent_recipe():
         choose_recipe(data, variant="gru_fcn", streaming=True)
 
 
-@pytest.mark.parametrize("variant, task, reason", [
-    ("bidirectional", "classification", "backward direction"),
-    ("bidirectional_attention", "classification", "backward direction"),
-    ("attention", "sequence_labeling", "attends to every earlier frame"),
+@pytest.mark.parametrize("variant, task, length, reason", [
+    ("bidirectional", "classification", 30, "backward direction"),
+    ("bidirectional_attention", "classification", 30, "backward direction"),
+    ("attention", "sequence_labeling", None, "attends to every earlier frame.*no fixed length"),
 ])
-def test_streaming_refuses_a_variant_that_cannot_stream(variant, task, reason):
+def test_streaming_refuses_a_variant_that_cannot_stream(variant, task, length, reason):
     data = _classification(n_train=40, length=30)
-    data.task = task
+    data.task, data.input_shape = task, (length, 1)
     with pytest.raises(ValueError, match=f"{reason}.*variant='{variant}', streaming=True"):
         choose_recipe(data, variant=variant, streaming=True)
+
+
+def test_streaming_attention_of_a_per_step_task_with_a_fixed_length():
+    """Its self-attention streams with a cache of the series' 30 frames."""
+    data = _classification(n_train=40, length=30)
+    data.task = "sequence_labeling"
+    recipe = choose_recipe(data, variant="attention", streaming=True)
+    assert recipe.build["causal"] is True
+    model = _streams(recipe, data)
+    assert model.get_layer("self_attention") is not None
 
 
 def test_a_variant_asked_for_keeps_only_its_own_options():

@@ -18,9 +18,10 @@ The rules, in the order they are applied:
    but there the short-series rule picks one GRU(32) layer, which `causal` leaves
    unchanged (0.9705); airline passengers with causal window normalization: see the
    benchmark. Variants that cannot stream are refused: bidirectional ones (the backward
-   direction reads every later frame), attention variants of per-step tasks (each step
-   attends to every earlier frame) and convolutional variants of variable-length data
-   (their mask is built outside the layers); for the last, the rules fall back to the
+   direction reads every later frame), attention variants of per-step tasks without a
+   fixed series length (each step attends to every earlier frame, kept in a cache of
+   the series' length) and convolutional variants of variable-length data (their mask
+   is built outside the layers); for the last, the rules fall back to the
    recurrent-only GRU(32) when no variant was asked for.
 2. **Classification of float series**:
    - length >= `LONG_SERIES` (64): GRU-FCN as published (Elsayed et al. 2018: a GRU(8)
@@ -275,7 +276,7 @@ def _rule_train(p, build, reasons):
     return train
 
 
-def _check_streams(variant, p, mask_value):
+def _check_streams(variant, p, mask_value, time_steps):
     """Refuses a variant asked for together with `streaming=True` that cannot stream."""
     from zoo.builders import SEQUENCE_TASKS, VARIANTS
 
@@ -283,17 +284,18 @@ def _check_streams(variant, p, mask_value):
     reason = None
     if spec.bidirectional:
         reason = "its backward direction reads every later frame"
-    elif spec.uses_attention and p["task"] in SEQUENCE_TASKS:
+    elif spec.uses_attention and p["task"] in SEQUENCE_TASKS and time_steps is None:
         reason = (f"in the per-step task {p['task']!r} each step attends to every earlier "
-                  "frame")
+                  "frame, which a stream keeps in a cache of the series' length, and the "
+                  "series have no fixed length (input_shape[0] is None)")
     elif spec.uses_conv and mask_value is not None:
         reason = (f"the series have different lengths (mask_value={mask_value!r}) and the "
                   "convolutional variants build their mask outside their layers")
     if reason:
         streams = sorted(name for name, v in VARIANTS.items() if not v.bidirectional)
         raise ValueError(
-            f"`variant` must be a variant that streams when streaming=True ({streams}, "
-            f"attention variants for sequence-level tasks only): {reason}. Received: "
+            f"`variant` must be a variant that streams when streaming=True ({streams}; "
+            f"attention variants of per-step tasks with a fixed length): {reason}. Received: "
             f"variant={variant!r}, streaming=True")
 
 
@@ -324,7 +326,7 @@ def choose_recipe(dataset, *, variant=None, streaming=False):
     p = profile(dataset)
     mask_value = getattr(dataset, "mask_value", None)
     if streaming and variant is not None:
-        _check_streams(variant, p, mask_value)
+        _check_streams(variant, p, mask_value, tuple(dataset.input_shape)[0])
     source = getattr(dataset, "source", None)
     exception = EXCEPTIONS.get(dataset.name) if source is None else None
     reasons = []
