@@ -734,16 +734,6 @@ def _shift_in(buffer, new, axis):
     return ops.concatenate([kept, new], axis=axis)
 
 
-def _sum(x, axis):
-    """`sum(x, axis)` as the mean times the count (backend tensors).
-
-    Quantized, `SUM` keeps its input's scale for its output: a sum of attention
-    weights times values, larger than any of its terms, was clipped to the terms' range
-    (int16x8 error 0.36 on the scores of a tiny model). `MEAN` has its own output scale.
-    """
-    return ops.mean(x, axis=axis) * float(x.shape[axis])
-
-
 def _masked_softmax(scores, valid):
     """Softmax of `scores` over the slots where `valid` is 1 (backend tensors).
 
@@ -753,36 +743,53 @@ def _masked_softmax(scores, valid):
     int8 and int16, unlike `EXP`) is taken over every slot, and the empty slots'
     weights are set to 0 and the rest renormalized: exactly the softmax over the valid
     slots, whatever the empty slots' score. The renormalization's reciprocal is
-    `_reciprocal`'s rsqrt squared (int16x8 has no DIV).
+    `_reciprocal`'s rsqrt squared (int16x8 has no DIV); the total is a product with a
+    vector of ones (see `_attention_scores` for why not a sum).
     """
     masked = valid * scores + (1.0 - valid) * EMPTY_SLOT_SCORE
     weights = ops.softmax(masked, axis=-1) * valid
-    return weights * _reciprocal(ops.expand_dims(_sum(weights, axis=-1), -1))
+    ones = np.ones((weights.shape[-1], 1), np.float32)
+    return weights * _reciprocal(ops.matmul(weights, ones))
 
 
 def _attention_scores(layer):
     """The scores of a Keras `Attention`/`AdditiveAttention` layer as a function of one
     query `(batch, 1, features)` and the cached keys `(batch, length, features)`,
-    with its trained scale weights as constants (backend tensors, `(batch, length)`)."""
+    with its trained scale weights as constants (backend tensors, `(batch, length)`).
+
+    Every sum over features or frames is a matrix product (`FULLY_CONNECTED`,
+    `BATCH_MATMUL`): quantized, those accumulate in 32 bits and have their own output
+    scale. Not `SUM`: int16x8 `SUM` keeps its input's scale, so a score (a sum of 64
+    terms) was clipped to the range of one term (error 0.36 on a tiny model's scores).
+    Not the mean times the count either: int8 gave the `MEAN` the scale of the product
+    with the count, leaving the mean a few levels (int8 error 0.25 against 0.06 for
+    the full-sequence file of a 2 x GRU(64) model).
+    """
     def constant(weight):
         return None if weight is None else keras.ops.convert_to_numpy(weight)
 
     scale = constant(layer.scale)
+
+    def total(x, weights=None):  # sum over the last axis, weighted: (..., n) -> (...)
+        if weights is None:
+            weights = np.ones(x.shape[-1], np.float32)
+        column = np.reshape(weights, (-1, 1)).astype(np.float32)
+        return ops.matmul(x, column)[..., 0]
+
     if isinstance(layer, keras.layers.AdditiveAttention):
         def scores(query, keys):
-            hidden = ops.tanh(query + keys)
-            return _sum(hidden if scale is None else scale * hidden, axis=-1)
+            return total(ops.tanh(query + keys), scale)
     elif layer.score_mode == "dot":
         def scores(query, keys):
-            dot = _sum(query * keys, axis=-1)
+            # (batch, length, features) x (batch, features, 1): one dot per frame.
+            dot = ops.matmul(keys, ops.expand_dims(query[:, 0], -1))[..., 0]
             return dot if scale is None else dot * scale
     else:  # "concat"
         weight = constant(layer.concat_score_weight)
 
         def scores(query, keys):
-            total = query + keys
-            return weight * _sum(ops.tanh(total if scale is None else scale * total),
-                                    axis=-1)
+            summed = query + keys
+            return weight * total(ops.tanh(summed if scale is None else scale * summed))
     return scores
 
 
@@ -818,9 +825,11 @@ def _self_attention_step(node, frames, states):
             values = _shift_in(values, ops.expand_dims(v, 2), axis=2)
             valid = _shift_in(valid, ops.ones_like(valid[:, :1]), axis=1)
             q = q * inverse_sqrt_key_dim
-            scores = _sum(ops.expand_dims(q, 2) * keys, axis=-1)
+            # Products, not sums (see `_attention_scores`): (b, h, length, key) x
+            # (b, h, key, 1) and (b, h, 1, length) x (b, h, length, value).
+            scores = ops.matmul(keys, ops.expand_dims(q, -1))[..., 0]
             weights = _masked_softmax(scores, ops.expand_dims(valid, 1))
-            attended = _sum(ops.expand_dims(weights, -1) * values, axis=2)
+            attended = ops.matmul(ops.expand_dims(weights, 2), values)[:, :, 0]
             return attended, keys, values, valid
 
         attended, keys, values, valid = _math(
@@ -841,7 +850,7 @@ def _self_attention_step(node, frames, states):
         keys = values if k is None else _shift_in(keys, ops.expand_dims(k, 1), axis=1)
         valid = _shift_in(valid, ops.ones_like(valid[:, :1]), axis=1)
         weights = _masked_softmax(scores(ops.expand_dims(q, 1), keys), valid)
-        attended = _sum(ops.expand_dims(weights, -1) * values, axis=1)
+        attended = ops.matmul(ops.expand_dims(weights, 1), values)[:, 0]
         return (attended, values, valid) + ((keys,) if k is not None else ())
 
     inputs = [query.tensor, value.tensor, states[names["attention_values"]],
