@@ -20,7 +20,7 @@ rewrites the section "Streaming" of BENCHMARKS.md from all saved parts.
 
 Run:
     python benchmarks/bench_streaming.py accuracy --seeds 3   # trains (CPU minutes)
-    python benchmarks/bench_streaming.py files
+    python benchmarks/bench_streaming.py files [--models "attention, per-step" ...]
     python benchmarks/bench_streaming.py drift
     python benchmarks/bench_streaming.py render               # rewrite the section only
 """
@@ -120,6 +120,12 @@ FILE_MODELS = {
     "cnn_gru, pool 2": dict(variant="cnn_gru", pool_size=2),
     "cnn_gru_attention": dict(variant="cnn_gru_attention"),
     "gru_fcn": dict(variant="gru_fcn"),
+    # Per-step tasks: causal self-attention with a key/value cache of the T=50 frames.
+    "attention, per-step": dict(variant="attention", task="sequence_labeling"),
+    "attention multihead, per-step": dict(variant="attention", attention="multihead",
+                                          task="sequence_labeling"),
+    "cnn_gru_attention, per-step": dict(variant="cnn_gru_attention",
+                                        task="sequence_labeling"),
     "gru_fcn, GunPoint recipe": dict(
         variant="gru_fcn", units=8, num_layers=1, conv_layers=3, conv_filters=[128, 256, 128],
         conv_kernel_size=[8, 5, 3], conv_batchnorm=True, input_shape=(150, 1), num_outputs=2),
@@ -186,14 +192,32 @@ def cpp_invoke_us(path, runs=3000):
     return median, report["latency"]["median_ms"] * 1e3
 
 
-def files():
+def files(models=None):
+    """Exports and measures the `FILE_MODELS` (only those named in `models`, the saved
+    rows of the others kept), saving after each file."""
     import zoo
     from export import to_tflite
 
+    unknown = sorted(set(models or ()) - set(FILE_MODELS))
+    if unknown:
+        raise SystemExit(f"--models: unknown {unknown}; choose from {list(FILE_MODELS)}")
+    saved = _load("files") or {"rows": []}
+    # Rows saved before rows had a date of their own were measured on the file's date.
+    kept = [dict(r, date=r.get("date", saved.get("date"))) for r in saved["rows"]
+            if models is not None and r["model"] not in models]
     rows = []
+
+    def save():
+        order = list(FILE_MODELS)
+        merged = sorted(kept + rows, key=lambda r: (order.index(r["model"])
+                                                   if r["model"] in order else len(order)))
+        _save("files", {"rows": merged})
+
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as scratch:
         for name, options in FILE_MODELS.items():
+            if models is not None and name not in models:
+                continue
             options = dict(options)
             shape = options.pop("input_shape", (TIME, FEATURES))
             classes = options.pop("num_outputs", CLASSES)
@@ -217,10 +241,10 @@ def files():
                     "tflm_runs": result.tflm["runs"], "max_error": result.max_abs_error,
                     "tflm_max_error": result.tflm["max_abs_error"],
                     "python_us": python_us, "cpp_us": cpp_median,
-                    "script_median_us": script_median,
+                    "script_median_us": script_median, "date": time.strftime("%Y-%m-%d"),
                 })
                 print(rows[-1])
-                _save("files", {"rows": rows})
+                save()
     return rows
 
 
@@ -314,7 +338,8 @@ def render():
         "`to_tflite(model, path, streaming=True)` writes a step file whose inputs are the "
         "frame and named states (each causal convolution's last `(kernel_size - 1) * "
         "dilation` input frames, the running mean of global average pooling, the running "
-        "softmax of attention pooling, the recurrent states, the max-pooling window), "
+        "softmax of attention pooling, the recurrent states, the max-pooling window, the "
+        "key/value cache of per-step causal self-attention), "
         "verified frame by frame against the full-sequence Keras model in LiteRT and in "
         "TFLite Micro.")
     sections.append("")
@@ -349,10 +374,13 @@ def render():
         sections += [
             "### Step files: size, TFLite Micro arena, per-frame latency", "",
             f"`python benchmarks/bench_streaming.py files` ({found['machine']}, "
-            f"{found['date']}). Untrained `causal=True` models, {FEATURES} features and "
+            f"{', '.join(sorted({r.get('date', found['date']) for r in found['rows']}))}"
+            f"; `--models` reruns some rows). Untrained `causal=True` models, {FEATURES} "
+            "features and "
             f"{CLASSES} classes at the export benchmark's size (2 x GRU(64); Conv1D 64 "
-            "filters, kernel 5; additive attention) and the GunPoint recipe (1 feature, "
-            "T=150). Latency of one frame, one thread, median: the Python LiteRT "
+            f"filters, kernel 5; additive attention; T={TIME}: the per-step rows cache "
+            f"{TIME} frames) and the GunPoint recipe (1 feature, T=150). Latency of one "
+            "frame, one thread, median: the Python LiteRT "
             "interpreter's `invoke()` and the C++ runtime through ai-edge-litert's "
             "`CompiledModel` (what its `litert-benchmark` console script runs; the "
             "script's own median, rounded to 10 µs in its JSON, in the last column). Arena: "
@@ -427,13 +455,16 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--datasets", default=None,
                         help="accuracy: comma-separated datasets (default: all)")
+    parser.add_argument("--models", action="append", default=None,
+                        help="files: a FILE_MODELS name to rerun (repeatable; default: "
+                        "all); the other saved rows are kept")
     args = parser.parse_args(argv)
     if args.part == "accuracy":
         accuracy(args.seeds, args.datasets.split(",") if args.datasets else None)
     elif args.part == "drift":
         drift()
     elif args.part == "files":
-        files()
+        files(args.models)
     render()
 
 
