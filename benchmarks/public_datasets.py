@@ -127,7 +127,7 @@ def main(argv=None):
         all_seeds = sorted({int(s) for e in results.values() for s in e["runs"]})
         command = (f"python benchmarks/public_datasets.py --data-dir DIR --seeds "
                    f"{','.join(map(str, all_seeds))} --datasets {','.join(sorted(results))}")
-        write_section(TITLE, section_text(table, command))
+        write_section(TITLE, section_text(table, command, results))
 
 
 PUBLISHED = {
@@ -162,7 +162,30 @@ def format_table(results):
     return "\n".join(lines)
 
 
-def section_text(table, command):
+def reading(results):
+    """One line per dataset: the recipe against the peer (and the published figure)."""
+    lines = []
+    for name, entry in sorted(results.items()):
+        runs = [r for r in entry["runs"].values() if "test" in r]
+        if not runs:
+            lines.append(f"- {name}: every run failed.")
+            continue
+        regression = entry["profile"].get("task") == "regression"
+        key = "rmse" if regression else "accuracy"
+        mean = float(np.mean([r["test"][key] for r in runs]))
+        peer = entry["peer"][key]
+        a, b = round(mean, 3), round(peer, 3)
+        verdict = "equal to" if a == b else "better than" if (a < b if regression else a > b) \
+            else "worse than"
+        text = (f"- {name}: {key} {mean:.3f} over {len(runs)} seed(s), {verdict} the peer "
+                f"({peer:.3f})")
+        if name in PUBLISHED:
+            text += f"; published best deep model {PUBLISHED[name].split(' ')[0]}"
+        lines.append(text + ".")
+    return "\n".join(lines)
+
+
+def section_text(table, command, results=None):
     return f"""Command: `{command}` (DIR: the UCR/UEA files, see the script's docstring), on
 {platform.machine()} with {os.cpu_count()} cores, one `gru-zoo train --data` process per dataset and
 seed. The recipe is the one `zoo.recipes.choose_recipe` picks from the data; none of these
@@ -173,6 +196,8 @@ training mean (regression). "published" is the best deep model reported for the 
 cited reviews (means over their runs), typed in by hand.
 
 {table}
+
+{reading(results) if results else ""}
 """
 
 

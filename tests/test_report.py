@@ -298,7 +298,11 @@ def test_report_of_a_forecaster_has_the_plot_and_the_baselines(tmp_path):
     # A sine of period 4: repeating the last season beats a constant, the constant does
     # not beat it.
     assert baselines["seasonal naive"] < expected_mse
-    assert f"| seasonal naive | {baselines['seasonal naive']:.4g} | no |" in text
+    assert f"| seasonal naive | {baselines['seasonal naive']:.4g} | **no** |" in text
+    assert "**The model does not beat seasonal naive" in text  # said plainly
+    train_mean = np.concatenate([dataset.y_train, dataset.y_val]).mean(axis=0)
+    mean_mse = float(np.mean((train_mean - dataset.y_test) ** 2))
+    assert f"| training mean | {mean_mse:.4g} | " in text  # every regression gets it
     assert "| float32 | 2.0 |" in text and "TFLite mse" in text
     assert "![Forecast](forecast.png)" in text
     assert "Classes (" not in text
@@ -315,7 +319,10 @@ def test_single_output_regression_has_no_forecast_plot(tmp_path):
     mse = float(np.mean((model.predict(x, verbose=0) - y) ** 2))
     text = report.write_report(tmp_path, dataset, model=model, test_metrics={}).read_text()
     assert "## Predictions" in text and f"Test MSE {mse:.4g}" in text
-    assert "Baselines" not in text and "forecast.png" not in text
+    assert "seasonal naive" not in text and "forecast.png" not in text  # not a forecast
+    train_mean_mse = float(np.mean((y.mean() - y) ** 2))
+    beats = "yes" if mse < train_mean_mse else "**no**"
+    assert f"| training mean | {train_mean_mse:.4g} | {beats} |" in text
     assert not (tmp_path / "forecast.png").exists()
 
 

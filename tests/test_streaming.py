@@ -16,7 +16,7 @@ import pytest
 import zoo
 from export import DEFAULT_TOLERANCES, LiteModel, read_metadata, to_tflite
 from export import exporter, streaming
-from tests.helpers import FEATURES, sequences, tiny_model
+from helpers import FEATURES, sequences, tiny_model
 
 STREAMING_VARIANTS = sorted(name for name, v in zoo.VARIANTS.items() if not v.bidirectional)
 CELL_LAYERS = {"gru": "GRU", "lstm": "LSTM", "rnn": "SimpleRNN"}
@@ -29,7 +29,8 @@ def causal_model(variant, *, cell="gru", task="classification", time=None, **kwa
     options = dict(causal=True, cell=cell, task=task, time=time)
     spec = zoo.VARIANTS[variant]
     if spec.uses_conv:
-        options.update(conv_layers=2, conv_kernel_size=[3, 4], conv_batchnorm=True)
+        options.update(conv_layers=2, conv_filters=4, conv_kernel_size=[3, 4],
+                       conv_batchnorm=True)
         if variant != "gru_fcn" and task in ("classification", "regression"):
             options["pool_size"] = 2
     if task in ("regression", "sequence_regression"):
@@ -260,7 +261,8 @@ def no_worker(monkeypatch):
 
 
 @pytest.mark.parametrize("variant, kwargs, pattern", [
-    ("cnn_gru", {}, r"conv1d_0.*padding='same'.*sees 1 later frame.*causal=True"),
+    ("cnn_gru", {"conv_kernel_size": 5},
+     r"conv1d_0.*padding='same'.*sees 2 later frame.*causal=True"),
     ("gru_fcn", {}, r"padding='same'.*causal=True"),
     ("cnn_gru", dict(causal=False, conv_kernel_size=1, pool_size=2),
      r"max_pool.*'same' padding centres its windows.*causal=True"),

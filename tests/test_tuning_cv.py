@@ -338,3 +338,20 @@ def test_a_trial_replaces_the_default_only_with_a_clear_paired_win():
     assert not clear_win(default, default)
     assert clear_win([0.10, 0.11, 0.09, 0.10], [0.20, 0.22, 0.19, 0.21], sign=-1.0)  # losses
     assert not clear_win([0.9], [0.8])  # one fold: no spread to judge by
+
+
+def test_cv_trials_train_with_the_recipes_batch_size_unless_it_is_searched(tmp_path):
+    import zoo
+    from tuning.job import make_hypermodel
+    from zoo.recipes import choose_recipe
+
+    config = parse_config(cv_raw(tmp_path))
+    del config.hypermodel["space"]["batch_size"]
+    dataset = zoo.load_dataset("italy_power_demand")
+    hypermodel = make_hypermodel(config, dataset)
+    assert hypermodel.fixed["batch_size"] == choose_recipe(dataset).train["batch_size"] == 8
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare_hyperparameters(hp)
+    assert "batch_size" not in hp.values  # not a hyperparameter any more
+    config = parse_config(cv_raw(tmp_path))  # the space searches it: kept
+    assert "batch_size" not in make_hypermodel(config, dataset).fixed

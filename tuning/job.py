@@ -72,6 +72,14 @@ def make_hypermodel(config, dataset):
     fixed = dict(hm["fixed"])
     if dataset.vocabulary is not None:
         fixed.setdefault("vocab_size", len(dataset.vocabulary))
+    if config.cv["enabled"] and "batch_size" not in hm["space"]:
+        # Cross-validated trials train with the recipe's protocol: its batch size, not
+        # the generic space's default of 16 (which made the "default" trial a different
+        # training from the recipe it stands for).
+        from tuning.cv import recipe_protocol
+
+        variant = None if hm["variant"] == "any" else hm["variant"]
+        fixed.setdefault("batch_size", int(recipe_protocol(dataset, variant)["batch_size"]))
     try:
         return GRUHyperModel(
             None if hm["variant"] == "any" else hm["variant"],

@@ -546,12 +546,22 @@ def _regression_section(run_dir, dataset, predictions):
                  + (" (normalized units)." if dataset.normalization else "."))
     lines.append("")
     baselines = dataset.forecast_baselines() if hasattr(dataset, "forecast_baselines") else {}
+    baselines = dict(baselines)
+    seen = [np.asarray(y).reshape(len(y), -1) for y in (dataset.y_train, dataset.y_val)
+            if y is not None and len(y)]
+    if seen:  # a model that cannot beat the training targets' mean has learnt nothing
+        mean = np.concatenate(seen).mean(axis=0)
+        baselines["training mean"] = float(np.mean((mean[None, :] - y_true) ** 2))
     if baselines:
         rows = [["this model", _fmt(mse), "-"]]
-        rows += [[name, _fmt(value), "yes" if mse < value else "no"]
+        rows += [[name, _fmt(value), "yes" if mse < value else "**no**"]
                  for name, value in baselines.items()]
-        lines += ["Baselines a forecaster must beat (test MSE, same units):", "",
-                  _md_table(["Forecast", "Test MSE", "Model beats it"], rows), ""]
+        lines += ["Baselines the model must beat (test MSE, same units):", "",
+                  _md_table(["Prediction", "Test MSE", "Model beats it"], rows), ""]
+        beaten = [name for name, value in baselines.items() if mse >= value]
+        if beaten:
+            lines += [f"**The model does not beat {', '.join(beaten)}**: treat it as a failed "
+                      "fit, not as a result.", ""]
     if dataset.season is not None or dataset.num_outputs > 1:
         plot_forecast(dataset.x_test, y_true, y_pred, run_dir / "forecast.png")
         lines += ["![Forecast](forecast.png)", ""]
