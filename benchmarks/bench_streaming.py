@@ -1,6 +1,6 @@
 """Streaming benchmark: what `causal=True` costs in accuracy and what the step files cost.
 
-Three parts, each saving its numbers under `benchmarks/results/streaming/`; every run
+Four parts, each saving its numbers under `benchmarks/results/streaming/`; every run
 rewrites the section "Streaming" of BENCHMARKS.md from all saved parts.
 
 - `accuracy`: GRU-FCN (the GunPoint recipe, also run on ItalyPowerDemand) and each
@@ -17,11 +17,16 @@ rewrites the section "Streaming" of BENCHMARKS.md from all saved parts.
 - `drift`: the trained causal GRU-FCN's step files (int8, int16x8) streamed over the
   150 frames of every GunPoint test series: error against Keras per frame (max and
   mean over series), and the test accuracy of the last frame's output.
+- `kv_drift`: per-step causal self-attention (`task="sequence_labeling"`, additive
+  attention, untrained, T=150: a key/value cache of 150 frames) streamed over every
+  GunPoint test series in float32, int8 and int16x8 (calibrated on the training
+  series): error against the full-sequence Keras model per frame, as the cache fills.
 
 Run:
     python benchmarks/bench_streaming.py accuracy --seeds 3   # trains (CPU minutes)
     python benchmarks/bench_streaming.py files [--models "attention, per-step" ...]
     python benchmarks/bench_streaming.py drift
+    python benchmarks/bench_streaming.py kv_drift
     python benchmarks/bench_streaming.py render               # rewrite the section only
 """
 
@@ -327,6 +332,44 @@ def drift():
                     "params": int(model.count_params())})
 
 
+def kv_drift():
+    """Per-step self-attention's key/value cache over 150 real frames: does the error
+    of the quantized step files grow as the cache fills? (Untrained weights: no
+    per-step task ships with the project; the error against Keras is what is measured.)"""
+    import zoo
+    from export import LiteModel, to_tflite
+
+    data = zoo.load_dataset("gunpoint")
+    x_cal = np.concatenate([data.x_train, data.x_val]).astype(np.float32)
+    x_test = np.asarray(data.x_test, np.float32)
+    zoo.set_seed(0)
+    model = zoo.build_gru("attention", input_shape=x_test.shape[1:], num_outputs=2,
+                          causal=True, task="sequence_labeling")
+    reference = np.asarray(model.predict(x_test, verbose=0))  # (series, frames, classes)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for mode in MODES:
+            path = pathlib.Path(scratch) / f"{mode or 'float32'}.tflite"
+            result = to_tflite(model, path, streaming=True, quantization=mode,
+                               representative_data=x_cal if mode else None,
+                               verification_data=x_test[:8], tolerance=10.0)
+            lite = LiteModel(path)
+            streamed = np.stack([lite.stream(series) for series in x_test])
+            error = np.abs(streamed - reference)
+            rows.append({
+                "mode": mode or "float32", "size": result.size,
+                "arena": result.tflm["arena_bytes"], "tflm_runs": result.tflm["runs"],
+                "tflm_max_error": result.tflm["max_abs_error"],
+                "per_frame_max": error.max(axis=(0, 2)).tolist(),
+                "per_frame_mean": error.mean(axis=(0, 2)).tolist(),
+            })
+            print({k: v for k, v in rows[-1].items() if not k.startswith("per_frame")})
+    _save("kv_drift", {"rows": rows, "series": len(x_test), "frames": int(x_test.shape[1]),
+                       "calibration_series": len(x_cal),
+                       "params": int(model.count_params()),
+                       "states": result.metadata["states"]})
+
+
 def _kb(value):
     return "-" if value is None else f"{value / 1024:.1f}"
 
@@ -436,6 +479,35 @@ def render():
             sections.append("")
         if drifted.get("notes"):
             sections += [drifted["notes"], ""]
+    cached = _load("kv_drift")
+    if cached:
+        frames = cached["frames"]
+        marks = [1, 10, 50, 100, frames]
+        cache = {s["kind"]: s["shape"] for s in cached["states"]}
+        sections += [
+            f"### Key/value cache over {frames} frames on GunPoint", "",
+            f"`python benchmarks/bench_streaming.py kv_drift` ({cached['machine']}, "
+            f"{cached['date']}). Per-step causal self-attention: `build_gru('attention', "
+            f"task='sequence_labeling', causal=True)` on GunPoint's shape ({frames} frames, "
+            f"1 feature; {cached['params']} parameters, untrained), whose step file keeps "
+            f"a cache of {cache['attention_values'][1]} frames (values "
+            f"{cache['attention_values']}, validity {cache['attention_valid']}); int8 and "
+            f"int16x8 calibrated on float rollouts of the {cached['calibration_series']} "
+            f"training series. Each file streams the {cached['series']} test series; the "
+            "error is |file - full-sequence Keras model| of the per-frame class "
+            "probabilities (max over series and classes).", "",
+            "| mode | size (KB) | TFLM arena (KB) | "
+            + " | ".join(f"max error @{m}" for m in marks) + " | max over frames | mean |",
+            "|---|---:|---:|" + "---:|" * (len(marks) + 2)]
+        for r in cached["rows"]:
+            sections.append(
+                f"| {r['mode']} | {_kb(r['size'])} | {_kb(r['arena'])} | "
+                + " | ".join(f"{r['per_frame_max'][m - 1]:.2g}" for m in marks)
+                + f" | {max(r['per_frame_max']):.2g} | "
+                f"{float(np.mean(r['per_frame_mean'])):.2g} |")
+        sections.append("")
+        if cached.get("notes"):
+            sections += [cached["notes"], ""]
     text = "\n".join(sections).rstrip() + "\n"
     path = ROOT / "BENCHMARKS.md"
     content = path.read_text()
@@ -451,7 +523,7 @@ def render():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("part", choices=["accuracy", "files", "drift", "render"])
+    parser.add_argument("part", choices=["accuracy", "files", "drift", "kv_drift", "render"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--datasets", default=None,
                         help="accuracy: comma-separated datasets (default: all)")
@@ -463,6 +535,8 @@ def main(argv=None):
         accuracy(args.seeds, args.datasets.split(",") if args.datasets else None)
     elif args.part == "drift":
         drift()
+    elif args.part == "kv_drift":
+        kv_drift()
     elif args.part == "files":
         files(args.models)
     render()
