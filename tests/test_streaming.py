@@ -345,14 +345,14 @@ def test_every_streaming_variant_quantizes(tmp_path, variant, quantization):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("quantization, bound", [("int8", 0.15), ("int16x8", 0.05)])
+@pytest.mark.parametrize("quantization, bound", [("int8", 0.1), ("int16x8", 0.02)])
 @pytest.mark.parametrize("attention", ["additive", "multihead"])
 @pytest.mark.parametrize("variant", ["attention", "cnn_gru_attention"])
 def test_self_attention_step_files_quantize(tmp_path, variant, attention, quantization,
                                             bound):
     """Calibrated from float rollouts, whose caches fill frame by frame. Bounds: the
-    errors measured on these tiny models (int8 <= 0.09, int16x8 <= 0.024 on class
-    probabilities over 8 frames), with a margin."""
+    errors measured on these tiny models (int8 <= 0.057, int16x8 <= 0.0066 on class
+    probabilities over 8 frames, in LiteRT and TFLite Micro), with a margin."""
     import keras
 
     keras.utils.set_random_seed(0)
