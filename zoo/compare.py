@@ -30,6 +30,9 @@ import time
 
 import numpy as np
 
+from zoo.checks import fail, is_int
+from zoo.fileio import write_csv
+
 BUDGETS = {
     # `epochs`, `patience`: caps on the dataset's recipe (`zoo.recipes.choose_recipe`; None:
     # no cap); `max_samples`: cap on each split's size (None: all); `adding`: the
@@ -62,14 +65,6 @@ def build_arguments():
 
     return tuple(k for k in inspect.signature(build_gru).parameters
                  if k not in _NOT_OVERRIDABLE)
-
-
-def _raise(argument, value, allowed):
-    raise ValueError(f"`{argument}` must be {allowed}. Received: {argument}={value!r}")
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass
@@ -107,12 +102,12 @@ def _parse_names(argument, value, allowed):
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, (list, tuple)) or not value:
-        _raise(argument, value, f"a non-empty list of names from {sorted(allowed)}")
+        fail(argument, value, f"a non-empty list of names from {sorted(allowed)}")
     for name in value:
         if name not in allowed:
-            _raise(argument, value, f"a non-empty list of names from {sorted(allowed)}")
+            fail(argument, value, f"a non-empty list of names from {sorted(allowed)}")
     if len(set(value)) != len(value):
-        _raise(argument, value, "a list without repeated names")
+        fail(argument, value, "a list without repeated names")
     return list(value)
 
 
@@ -123,25 +118,25 @@ def parse_seeds(seeds):
         try:
             parts = [int(s) for s in seeds.split(",") if s.strip()]
         except ValueError:
-            _raise("seeds", seeds, allowed)
+            fail("seeds", seeds, allowed)
         seeds = parts[0] if len(parts) == 1 and "," not in seeds else parts
-    if _is_int(seeds):
+    if is_int(seeds):
         if seeds < 1:
-            _raise("seeds", seeds, allowed)
+            fail("seeds", seeds, allowed)
         return list(range(int(seeds)))
     if not isinstance(seeds, (list, tuple, range)) or not seeds:
-        _raise("seeds", seeds, allowed)
-    if not all(_is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        _raise("seeds", seeds, allowed)
+        fail("seeds", seeds, allowed)
+    if not all(is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        fail("seeds", seeds, allowed)
     return [int(s) for s in seeds]
 
 
 def _resolve_budget(budget):
     if isinstance(budget, str):
         if budget not in BUDGETS:
-            _raise("budget", budget, f"one of {list(BUDGETS)}")
+            fail("budget", budget, f"one of {list(BUDGETS)}")
         return budget, BUDGETS[budget]
-    _raise("budget", budget, f"one of {list(BUDGETS)}")
+    fail("budget", budget, f"one of {list(BUDGETS)}")
 
 
 def _cap(x, y, limit):
@@ -160,10 +155,10 @@ def _load(dataset, budget_spec, dataset_kwargs):
         data = zoo.load_dataset(dataset, **kwargs)
     elif hasattr(dataset, "x_train"):
         if dataset_kwargs:
-            _raise("dataset_kwargs", dataset_kwargs, "empty when `dataset` is a loaded Dataset")
+            fail("dataset_kwargs", dataset_kwargs, "empty when `dataset` is a loaded Dataset")
         data = dataset
     else:
-        _raise("dataset", dataset, "a dataset name (see `zoo.DATASETS`) or a zoo Dataset")
+        fail("dataset", dataset, "a dataset name (see `zoo.DATASETS`) or a zoo Dataset")
     limit = budget_spec["max_samples"]
     if limit is not None:
         x_train, y_train = _cap(data.x_train, data.y_train, limit)
@@ -348,17 +343,6 @@ def comparison_markdown(rows, metric, baselines=None):
         lines.append("Reference forecasts on the same test split (no training): " + "; ".join(
             f"{name} MSE {_fmt(value)}" for name, value in baselines.items()) + ".")
     return "\n".join(lines) + "\n"
-
-
-def _write_csv(path, records):
-    fields = list(records[0])
-    for record in records[1:]:
-        fields.extend(k for k in record if k not in fields)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for record in records:
-            writer.writerow({k: ("" if v is None else v) for k, v in record.items()})
 
 
 def _pyplot():
@@ -610,8 +594,8 @@ def write_comparison(out_dir, runs, rows, histories, metric, title, baselines=No
         "metric_vs_time": out_dir / "metric_vs_time.png",
     }
     files["markdown"].write_text(comparison_markdown(rows, metric, baselines))
-    _write_csv(files["csv"], rows)
-    _write_csv(files["runs_csv"], runs)
+    write_csv(files["csv"], rows)
+    write_csv(files["runs_csv"], runs)
     plot_comparison_curves(histories, files["curves"], metric, title=title)
     plot_metric_vs_time(rows, files["metric_vs_time"], metric, title=title, baselines=baselines)
     return files
@@ -635,11 +619,11 @@ def _parse_lengths(lengths):
         try:
             lengths = [int(v) for v in lengths.split(",") if v.strip()]
         except ValueError:
-            _raise("lengths", lengths, allowed)
+            fail("lengths", lengths, allowed)
     if not isinstance(lengths, (list, tuple)) or not lengths:
-        _raise("lengths", lengths, allowed)
-    if not all(_is_int(v) and v >= 2 for v in lengths) or len(set(lengths)) != len(lengths):
-        _raise("lengths", lengths, allowed)
+        fail("lengths", lengths, allowed)
+    if not all(is_int(v) and v >= 2 for v in lengths) or len(set(lengths)) != len(lengths):
+        fail("lengths", lengths, allowed)
     return [int(v) for v in lengths]
 
 
@@ -759,7 +743,7 @@ def adding_study(
     """
     lengths = _parse_lengths(lengths)
     if dataset_kwargs is not None and "length" in dataset_kwargs:
-        _raise("dataset_kwargs", dataset_kwargs, "a dict without `length` (use `lengths=`)")
+        fail("dataset_kwargs", dataset_kwargs, "a dict without `length` (use `lengths=`)")
     out_dir = pathlib.Path(out_dir) if out_dir is not None else None
     comparisons, rows = {}, []
     for length in lengths:
@@ -779,7 +763,7 @@ def adding_study(
         files = {"markdown": out_dir / "adding.md", "csv": out_dir / "adding.csv",
                  "plot": out_dir / "adding.png"}
         files["markdown"].write_text(study.to_markdown())
-        _write_csv(files["csv"], rows)
+        write_csv(files["csv"], rows)
         plot_adding_study(study, files["plot"])
         study.files = files
     return study
@@ -829,7 +813,7 @@ def parse_settings(settings):
     for item in settings:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            _raise("set", item, "KEY=VALUE with VALUE in JSON (e.g. conv_batchnorm=true)")
+            fail("set", item, "KEY=VALUE with VALUE in JSON (e.g. conv_batchnorm=true)")
         try:
             parsed[key.strip()] = json.loads(text)
         except json.JSONDecodeError:
@@ -837,7 +821,7 @@ def parse_settings(settings):
     allowed = build_arguments()
     bad = [k for k in parsed if k not in allowed]
     if bad:
-        _raise("set", settings, f"KEY=VALUE pairs whose KEY is one of {list(allowed)}")
+        fail("set", settings, f"KEY=VALUE pairs whose KEY is one of {list(allowed)}")
     return parsed
 
 
@@ -851,8 +835,8 @@ def cmd_compare(args):
                  if k not in ("variant", "cell") and getattr(args, k, None) is not None}
     overrides.update(parse_settings(args.settings))
     if args.tensorboard:
-        _raise("tensorboard", True, "off for compare (each run writes history.json and "
-               "curves.png; use `gru-zoo train --tensorboard` for one model)")
+        fail("tensorboard", True, "off for compare (each run writes history.json and "
+             "curves.png; use `gru-zoo train --tensorboard` for one model)")
     for key in TRAIN_ARGS:
         value = getattr(args, key, None)
         if value is not None:
@@ -864,12 +848,12 @@ def cmd_compare(args):
         seeds = [args.seed + s for s in seeds]
     if args.num_train is not None:
         if args.dataset != "adding":
-            _raise("num_train", args.num_train, "given only with --dataset adding")
+            fail("num_train", args.num_train, "given only with --dataset adding")
         dataset_kwargs["num_train"] = args.num_train
     progress = not args.quiet
     if args.lengths or (args.dataset == "adding" and args.length is None):
         if args.dataset != "adding":
-            _raise("lengths", args.lengths, "given only with --dataset adding")
+            fail("lengths", args.lengths, "given only with --dataset adding")
         study = adding_study(args.lengths or ADDING_LENGTHS, cells=cells,
                              variants=variants or ("stacked",), seeds=seeds,
                              budget=args.budget, out_dir=args.out,
