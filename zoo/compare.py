@@ -17,7 +17,7 @@ seed, and writes into `out_dir`:
 problem (Hochreiter & Schmidhuber 1997) at each sequence length and plots the test MSE
 against the length with the trivial baseline (predicting 1.0, MSE = 1/6 ≈ 0.167).
 
-The command line is `gru-zoo compare` (see `register`).
+The command line `gru-zoo compare` (`zoo.cli`) is a thin wrapper over these two.
 """
 
 import csv
@@ -193,18 +193,9 @@ def _headline(task):
     return ("accuracy", True) if task == "classification" else ("mse", False)
 
 
-def _tflite_size(model, workdir):
-    """Size in bytes of the model's verified fp32 TFLite file, or `None` when `export`
-    is absent.
-
-    `export` is an optional sibling package (`zoo` does not depend on it: see the
-    import rules in docs/architecture.md);
-    a conversion failure is reported as `nan` rather than stopping the comparison.
-    """
-    try:
-        from export import to_tflite
-    except ImportError:
-        return None
+def _tflite_size(to_tflite, model, workdir):
+    """Size in bytes of the model's verified fp32 TFLite file written by `to_tflite`;
+    a conversion failure is reported as `nan` rather than stopping the comparison."""
     pathlib.Path(workdir).mkdir(parents=True, exist_ok=True)
     try:
         return int(to_tflite(model, pathlib.Path(workdir) / f"{model.name}.tflite").size)
@@ -212,15 +203,6 @@ def _tflite_size(model, workdir):
         print(f"gru-zoo compare: warning: TFLite export of {model.name} failed: {error}",
               file=sys.stderr)
         return float("nan")
-
-
-def export_available():
-    """True when the `export` package (and its `to_tflite`) can be imported."""
-    try:
-        from export import to_tflite  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _progress_callback(label, epochs, stream):
@@ -427,7 +409,7 @@ def compare(
     budget="quick",
     out_dir=None,
     dataset_kwargs=None,
-    tflite=True,
+    tflite=None,
     progress=True,
     stream=None,
     **overrides,
@@ -453,7 +435,11 @@ def compare(
         out_dir: directory for the tables, plots and run directories, or `None`
             (nothing written).
         dataset_kwargs: dict of `zoo.load_dataset` options (e.g. `{"length": 600}`).
-        tflite: bool, measure the fp32 TFLite size when `export` is installed.
+        tflite: the converter for the TFLite-size column, called as
+            `tflite(model, path)` and returning a result with the file's `size` in bytes
+            (`export.to_tflite`), or `None`/`False` to leave the column out (the
+            default). `zoo` does not import `export` (docs/architecture.md), so the
+            caller passes it: `gru-zoo compare` does when `export` is installed.
         progress: bool, print one line per run (and a live epoch line on a terminal).
         stream: where progress goes. Defaults to `sys.stderr`.
         **overrides: builder arguments (`units`, `num_layers`, `dropout`,
@@ -472,6 +458,10 @@ def compare(
     budget_name, budget_spec = _resolve_budget(budget)
     cells = _parse_names("cells", cells, CELLS)
     seeds = parse_seeds(seeds)
+    if not (tflite is None or tflite is False or callable(tflite)):
+        fail("tflite", tflite, "a converter such as `export.to_tflite` (called as "
+             "`tflite(model, path)`), or None/False for no TFLite-size column")
+    measure_tflite = callable(tflite)
     build_args = build_arguments()
     bad = sorted(set(overrides) - set(build_args) - set(TRAIN_ARGS))
     if bad:
@@ -508,7 +498,6 @@ def compare(
     out_dir = pathlib.Path(out_dir) if out_dir is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    measure_tflite = tflite and export_available()
 
     keys = [(v, c) for v in variants for c in cells]
     total = len(keys) * len(seeds)
@@ -538,7 +527,7 @@ def compare(
             if measure_tflite and tflite_bytes is None:
                 with tempfile.TemporaryDirectory() as scratch:
                     tflite_bytes = _tflite_size(
-                        result.model, (run_dir if run_dir is not None else scratch))
+                        tflite, result.model, (run_dir if run_dir is not None else scratch))
             history = result.history
             run = {
                 "dataset": name, "variant": variant, "cell": cell, "seed": seed,
@@ -767,105 +756,3 @@ def adding_study(
         plot_adding_study(study, files["plot"])
         study.files = files
     return study
-
-
-def register(subparsers):
-    """Adds `gru-zoo compare` to the CLI's subparsers."""
-    from zoo.cli import add_model_arguments
-
-    p = subparsers.add_parser(
-        "compare",
-        help="RNN vs LSTM vs GRU (and variants) with one recipe over several seeds",
-        description="Trains each (variant, cell) with the same recipe and budget over "
-        "several seeds; writes comparison.md/.csv, runs.csv, curves.png and "
-        "metric_vs_time.png. With --dataset adding --lengths 100,200,600,1000 it runs "
-        "the long-dependency study (adding.md/.csv/.png).",
-    )
-    p.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells "
-                   "(default rnn,lstm,gru)")
-    p.add_argument("--variants", help="comma-separated variants (default: the dataset's "
-                   "recommended one; adding: stacked)")
-    p.add_argument("--seeds", default="3", help="number of seeds (from --seed) or a "
-                   "comma-separated list (default 3)")
-    p.add_argument("--budget", choices=list(BUDGETS), default="quick",
-                   help="tiny (smoke test), quick (minutes) or full (default quick)")
-    p.add_argument("--lengths", help="adding problem: comma-separated sequence lengths, "
-                   "e.g. 100,200,600,1000 (the long-dependency study)")
-    p.add_argument("--num-train", type=int, help="adding problem: training sequences "
-                   "(overrides the budget)")
-    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other build_gru argument, value as JSON (repeatable), e.g. "
-                   "--set conv_batchnorm=true --set conv_filters=[32,64,32]")
-    p.add_argument("--no-tflite", action="store_true", help="skip the TFLite size column")
-    p.add_argument("--out", default="runs/compare", help="output directory "
-                   "(default runs/compare)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    add_model_arguments(p)
-    # The budget chooses patience and the decay unless the flags are given.
-    p.set_defaults(func=cmd_compare, patience=None, lr_decay=None)
-
-
-def parse_settings(settings):
-    """`["conv_batchnorm=true", "units=[32,16]"]` → `{"conv_batchnorm": True, ...}`."""
-    import json
-
-    parsed = {}
-    for item in settings:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            fail("set", item, "KEY=VALUE with VALUE in JSON (e.g. conv_batchnorm=true)")
-        try:
-            parsed[key.strip()] = json.loads(text)
-        except json.JSONDecodeError:
-            parsed[key.strip()] = text  # a bare word is a string: --set attention=additive
-    allowed = build_arguments()
-    bad = [k for k in parsed if k not in allowed]
-    if bad:
-        fail("set", settings, f"KEY=VALUE pairs whose KEY is one of {list(allowed)}")
-    return parsed
-
-
-def cmd_compare(args):
-    from zoo.cli import BUILD_ARGS, data_spec
-
-    # `--data PATH` (the user's file) or `--dataset NAME`; file options come with the path.
-    args.dataset, dataset_kwargs = data_spec(args)
-
-    overrides = {k: getattr(args, k) for k in BUILD_ARGS
-                 if k not in ("variant", "cell") and getattr(args, k, None) is not None}
-    overrides.update(parse_settings(args.settings))
-    if args.tensorboard:
-        fail("tensorboard", True, "off for compare (each run writes history.json and "
-             "curves.png; use `gru-zoo train --tensorboard` for one model)")
-    for key in TRAIN_ARGS:
-        value = getattr(args, key, None)
-        if value is not None:
-            overrides[key] = None if value == "none" else value
-    cells = args.cells if args.cell is None else args.cell
-    variants = args.variants or args.variant
-    seeds = parse_seeds(args.seeds)
-    if len(seeds) and "," not in args.seeds:
-        seeds = [args.seed + s for s in seeds]
-    if args.num_train is not None:
-        if args.dataset != "adding":
-            fail("num_train", args.num_train, "given only with --dataset adding")
-        dataset_kwargs["num_train"] = args.num_train
-    progress = not args.quiet
-    if args.lengths or (args.dataset == "adding" and args.length is None):
-        if args.dataset != "adding":
-            fail("lengths", args.lengths, "given only with --dataset adding")
-        study = adding_study(args.lengths or ADDING_LENGTHS, cells=cells,
-                             variants=variants or ("stacked",), seeds=seeds,
-                             budget=args.budget, out_dir=args.out,
-                             dataset_kwargs=dataset_kwargs, progress=progress, **overrides)
-        print(study.to_markdown())
-        print(f"Written: {', '.join(str(p) for p in study.files.values())}")
-        return 0
-    comparison = compare(args.dataset, cells=cells, variants=variants, seeds=seeds,
-                         budget=args.budget, out_dir=args.out,
-                         dataset_kwargs=dataset_kwargs, tflite=not args.no_tflite,
-                         progress=progress, **overrides)
-    print(f"{comparison.dataset}: {comparison.budget}")
-    print(comparison.to_markdown())
-    print(f"Written: {', '.join(str(p) for p in comparison.files.values())}")
-    return 0
