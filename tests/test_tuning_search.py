@@ -161,6 +161,7 @@ def test_run_step_of_the_main_job(tmp_path):
     rows = read_csv(tmp_path / "tune" / "trials.csv")
     assert rows[0]["hp:units_0"] == "16" and rows[0]["hp:learning_rate"] == "0.01"
     assert {row["hp:units_0"] for row in rows} <= {"16", "8", "4"}  # only narrower models
+    assert {row["hp:dropout"] for row in rows} == {"0.0"}  # the recipe is not searched
     chosen = result["chosen"]
     assert result["trained"]["test"] == trained_test
     if chosen["is_trained_config"]:
@@ -186,3 +187,29 @@ def test_run_refuses_a_bad_budget_before_training(tmp_path, capsys):
     assert not out.exists()
 
 
+
+
+@pytest.mark.parametrize("variant", ["gru_fcn", "cnn_gru_attention", "attention"])
+def test_the_main_jobs_step_searches_only_size(variant):
+    """Only widths and depth vary; every other hyperparameter is the trained model's."""
+    from tuning.cli import step_space
+    from tuning.config import parse_config
+    from tuning.hypermodels import GRUHyperModel
+
+    model_config = {"variant": variant, "units": 32, "num_layers": 1, "dropout": 0.1}
+    variant, cell, space, fixed = step_space(model_config)
+    searched = {name for name, value in space.items() if isinstance(value, list)}
+    assert searched <= {"units", "num_layers", "conv_width"}
+    assert space["dropout"] == 0.1 and space["learning_rate"] == 1e-3
+    config = parse_config({"job": {"name": "x", "output_dir": "/tmp/x"},
+                           "data": {"dataset": "italy_power_demand"},
+                           "hypermodel": {"variant": variant, "cells": [cell],
+                                          "fixed": fixed, "space": space}}, path="step")
+    hm = config.hypermodel
+    hypermodel = GRUHyperModel(variant, input_shape=(24, 1), num_outputs=2,
+                               cells=hm["cells"], space=hm["space"], fixed=hm["fixed"])
+    hp = keras_tuner.HyperParameters()
+    hypermodel.build_kwargs(hp)
+    varying = {h.name.rsplit("_", 1)[0] if h.name[-1].isdigit() else h.name
+               for h in hp.space if type(h).__name__ != "Fixed"}
+    assert varying <= {"units", "num_layers", "conv_width"}, varying

@@ -210,6 +210,7 @@ def step_space(model_config):
     looks for a smaller model as accurate as the trained one, not a different recipe.
     Returns `(variant, cell, space, fixed)`.
     """
+    from tuning.hypermodels import DEFAULT_SPACE
     from zoo.builders import VARIANTS
 
     config = dict(model_config)
@@ -229,9 +230,20 @@ def step_space(model_config):
         space["conv_width"] = [1.0, 0.5, 0.25, 0.125]
         config.setdefault("conv_filters", 64)
         config.setdefault("conv_layers", 1)
-    for name in ("dropout", "recurrent_dropout", "learning_rate"):
-        if name in config:
-            space[name] = config.pop(name)  # a scalar: fixed at the trained value
+    # Everything else the hypermodel would search stays at the trained value, or at
+    # build_gru's default where the trained configuration left it unset.
+    kept = ["dropout", "recurrent_dropout", "learning_rate"]
+    if VARIANTS[variant].uses_conv:
+        kept += ["conv_kernel_size", "pool_size"]
+    if variant == "gru_fcn":
+        kept.append("branch_dropout")
+    if VARIANTS[variant].uses_attention:
+        kept += ["attention", "attention_heads"]
+    for name in kept:
+        value = config.get(name, DEFAULT_SPACE[name][1].get("default"))
+        if not isinstance(value, (list, tuple)):  # per-layer lists stay in `fixed`
+            config.pop(name, None)
+            space[name] = value  # a scalar: a fixed hyperparameter
     config.pop("batch_size", None)
     return variant, cell, space, config
 
