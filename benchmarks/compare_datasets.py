@@ -29,10 +29,11 @@ EMBEDDED = ("gunpoint", "italy_power_demand", "airline_passengers")
 
 
 def run(dataset, budget, seeds, cells, variants, out):
+    from export import to_tflite
     from zoo.compare import compare
 
     result = compare(dataset, cells=cells, variants=variants, seeds=seeds, budget=budget,
-                     out_dir=out / dataset)
+                     out_dir=out / dataset, tflite=to_tflite)
     command = (f"gru-zoo compare --dataset {dataset} --cells {','.join(cells)} "
                f"--seeds {len(seeds) if isinstance(seeds, list) else seeds} "
                f"--budget {budget} --out {out / dataset}"

@@ -1,6 +1,7 @@
 """`gru-zoo export | inspect | bench` and the export step of `gru-zoo run`.
 
-Found by `zoo.cli` through the `gru_zoo.commands` and `gru_zoo.run_steps` entry points.
+Found by `zoo.cli` through the `gru_zoo.commands` and `gru_zoo.run_steps` entry points;
+`register` also gives zoo's `gru-zoo compare` its TFLite converter.
 """
 
 import argparse
@@ -347,6 +348,20 @@ def register(subparsers):
                    help="interpreter threads (default 1)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench, uses_tensorflow=False)
+
+    # zoo's `gru-zoo compare` has a TFLite-size column but does not import `export`
+    # (docs/architecture.md): this package hands it the converter.
+    compare = subparsers.choices.get("compare")
+    if compare is not None:
+        compare.set_defaults(tflite_converter=_compare_converter)
+
+
+def _compare_converter(model, path):
+    """`to_tflite(model, path)` for `gru-zoo compare` (imported on first use, so that
+    building the parser does not load TensorFlow)."""
+    from export import to_tflite
+
+    return to_tflite(model, path)
 
 
 def _summary(result):

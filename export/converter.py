@@ -3,7 +3,8 @@
 `convert(model, recipe=..., quantization=...)` turns a recipe's Keras model (see
 `export.recipes`) into `.tflite` bytes. It is called in a child process by
 `export.to_tflite` (see `export._worker`): some settings crash the converter
-(DESIGN.md, fact 5) and must never take the caller's process down.
+(calibrated quantization of a `WHILE` loop: docs/tflite-facts.md, F5) and must never
+take the caller's process down.
 """
 
 import tempfile
@@ -37,7 +38,8 @@ def save_for_conversion(model, directory):
     """Writes `model` as a SavedModel with one endpoint of named inputs and outputs.
 
     `keras.export.ExportArchive` with named `tf.TensorSpec`s gives stable signature
-    names (DESIGN.md, fact 8); the weights are frozen by the converter.
+    names (a `tf.Module` saved as it is keeps its weights as variables the file cannot
+    read: docs/tflite-facts.md, F8c); the weights are frozen by the converter.
     """
     import keras
 

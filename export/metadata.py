@@ -4,7 +4,7 @@ The metadata is a JSON document stored in a buffer of the flatbuffer and listed 
 model's `metadata` table under the name `"gru_zoo"` (the TFLite schema's own place for
 extra data; `ai_edge_litert.tools.flatbuffer_utils` edits it without touching the
 graph or the signatures). The `tflite-support` metadata writers need protobuf<4 and
-cannot be installed beside TF 2.21 (DESIGN.md, fact 8).
+cannot be installed beside TF 2.21 (docs/tflite-facts.md, F8d).
 """
 
 import json

@@ -1,7 +1,7 @@
 """16x8 quantization that stays correct when a bias is shared by several ops.
 
-Root cause of the failed 16x8 unrolled files (issue 3). In an unrolled recurrent
-layer every time step runs its own `FULLY_CONNECTED` for the recurrent matmul
+Why unrolled int16x8 files failed verification without this module. In an unrolled
+recurrent layer every time step runs its own `FULLY_CONNECTED` for the recurrent matmul
 `h_{t-1} @ U + b`, and the converter folds the recurrent kernel `U` and bias `b` into
 ONE constant tensor each, shared by all those ops. The step inputs `h_{t-1}` are
 calibrated one by one, so each op gets its own input scale. TFLite's quantizer for

@@ -2,6 +2,8 @@
 
 import csv
 import dataclasses
+import pathlib
+import types
 
 import matplotlib.image
 import numpy as np
@@ -77,9 +79,10 @@ def test_compare_end_to_end_writes_tables_and_plots(small_italy, tmp_path):
 
 @pytest.mark.slow  # converts a model in a child process (tens of seconds)
 def test_tflite_size_column_when_export_is_installed(small_italy, tmp_path):
+    from export import to_tflite
+
     result = compare(small_italy, cells=["gru"], seeds=[0, 1], budget="tiny",
-                     out_dir=tmp_path, progress=False, **TINY)
-    assert compare_module.export_available()  # the repository ships `export`
+                     out_dir=tmp_path, progress=False, tflite=to_tflite, **TINY)
     header = (tmp_path / "comparison.md").read_text().splitlines()[0]
     assert "TFLite (KB)" in header
     sizes = {run["tflite_bytes"] for run in result.runs}
@@ -87,6 +90,30 @@ def test_tflite_size_column_when_export_is_installed(small_italy, tmp_path):
     size = sizes.pop()
     assert size == (tmp_path / "runs" / "stacked_gru_seed0" / "stacked_gru.tflite").stat().st_size
     assert result.rows[0]["tflite_kb"] == pytest.approx(size / 1024)
+
+
+def test_tflite_size_column_from_the_converter_passed_in(small_italy, tmp_path):
+    """`zoo` does not import `export`: the column comes from the converter the caller
+    passes, called once per model (its seeds share the size)."""
+    calls = []
+
+    def converter(model, path):
+        calls.append(pathlib.Path(path))
+        pathlib.Path(path).write_bytes(b"x" * 2048)
+        return types.SimpleNamespace(size=2048)
+
+    result = compare(small_italy, cells=["gru"], seeds=[0, 1], budget="tiny",
+                     out_dir=tmp_path, progress=False, tflite=converter, **TINY)
+    assert calls == [tmp_path / "runs" / "stacked_gru_seed0" / "stacked_gru.tflite"]
+    assert [run["tflite_bytes"] for run in result.runs] == [2048, 2048]
+    assert result.rows[0]["tflite_kb"] == pytest.approx(2.0)
+    assert "TFLite (KB)" in (tmp_path / "comparison.md").read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize("bad", [True, "export", 1])
+def test_tflite_must_be_a_converter_or_none(bad):
+    with pytest.raises(ValueError, match=r"`tflite`.*to_tflite.*Received: tflite="):
+        compare("italy_power_demand", tflite=bad, progress=False)
 
 
 def test_regression_comparison_reports_mse(tmp_path):
@@ -200,6 +227,26 @@ def test_cli_compare(tmp_path, capsys):
     assert (tmp_path / "comparison.csv").exists() and (tmp_path / "curves.png").exists()
 
 
+@pytest.mark.parametrize("flags, converter", [([], "export"), (["--no-tflite"], None)])
+def test_cli_compare_passes_exports_converter(monkeypatch, flags, converter):
+    """`gru-zoo compare` measures TFLite sizes with the converter `export` registers
+    (zoo itself never imports `export`); `--no-tflite` passes none."""
+    import export.cli
+    from zoo.cli import main
+
+    received = {}
+
+    def spy(dataset, **kwargs):
+        received.update(kwargs)
+        raise SystemExit(0)  # stop before training: only the wiring is under test
+
+    monkeypatch.setattr(compare_module, "compare", spy)
+    with pytest.raises(SystemExit):
+        main(["compare", "--dataset", "italy_power_demand", "--quiet", *flags])
+    expected = export.cli._compare_converter if converter else None
+    assert received["tflite"] is expected
+
+
 def test_cli_compare_bad_cells(tmp_path, capsys):
     from zoo.cli import main
 
@@ -210,7 +257,7 @@ def test_cli_compare_bad_cells(tmp_path, capsys):
 
 
 def test_parse_settings():
-    from zoo.compare import parse_settings
+    from zoo.cli import parse_settings
 
     assert parse_settings(["conv_batchnorm=true", "conv_filters=[8,16]",
                            "attention=additive"]) == {

@@ -30,11 +30,12 @@ and never trains (`tuning.cv.CrossValidatedTuner`).
 
 import dataclasses
 import json
-import math
 import os
 import tempfile
 
 import numpy as np
+
+from zoo.checks import check, is_bool, is_positive_number
 
 QUANTIZATIONS = ("int8", "int16x8", "dynamic", "float16", "float32")
 # Bytes per stored weight: what the weights alone take in a file of each quantization.
@@ -45,10 +46,7 @@ BUDGET_KEYS = ("flash_kb", "ram_kb", "latency_ms", "quantization", "streaming")
 def _limit(name, value):
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not math.isfinite(value) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive number or None. "
-                         f"Received: {name}={value!r}")
+    check(name, value, is_positive_number(value), "a positive number or None")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,9 +74,10 @@ class DeviceBudget:
         if self.quantization not in QUANTIZATIONS:
             raise ValueError(f"`quantization` must be one of {list(QUANTIZATIONS)}. "
                              f"Received: quantization={self.quantization!r}")
-        if not isinstance(self.streaming, bool):
+        if not is_bool(self.streaming):
             raise ValueError(f"`streaming` must be true or false. "
                              f"Received: streaming={self.streaming!r}")
+        object.__setattr__(self, "streaming", bool(self.streaming))  # NumPy's bool too
         if self.flash_kb is None and self.ram_kb is None and self.latency_ms is None:
             raise ValueError("A budget needs at least one of `flash_kb`, `ram_kb`, "
                              "`latency_ms`. Received: none")

@@ -14,23 +14,15 @@ import copy
 import dataclasses
 import hashlib
 import json
-import numbers
 import pathlib
 import tomllib
 
 from tuning.tuners import STRATEGIES, STRATEGY_OPTIONS
+from zoo.checks import is_int, is_number
 
 # section -> {key: (check, allowed description, default)}
 _SECTIONS = ("job", "data", "hypermodel", "search", "objective", "retrain", "distributed",
              "cv", "budget")
-
-
-def _is_int(v):
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_number(v):
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 def _any(v):
@@ -51,15 +43,15 @@ def _is_percent(v):
 
 
 def _number_or_auto(v):
-    return v == "auto" or (_is_number(v) and v >= 0)
+    return v == "auto" or (is_number(v) and v >= 0)
 
 
 _SCHEMA = {
     "job": {
         "name": (lambda v: isinstance(v, str) and v != "", "a non-empty string", "tune"),
         "output_dir": (lambda v: isinstance(v, str) and v != "", "a path string", None),
-        "seed": (lambda v: _is_int(v) and v >= 0, "a non-negative int", 0),
-        "verbose": (lambda v: _is_int(v) and v in (0, 1, 2), "0, 1 or 2", 0),
+        "seed": (lambda v: is_int(v) and v >= 0, "a non-negative int", 0),
+        "verbose": (lambda v: is_int(v) and v in (0, 1, 2), "0, 1 or 2", 0),
     },
     "data": {
         "dataset": (lambda v: isinstance(v, str) and v != "", "a dataset name", "gunpoint"),
@@ -68,7 +60,7 @@ _SCHEMA = {
         "path": (lambda v: v is None or (isinstance(v, str) and v != ""),
                  "a path string to a .ts, .csv or .npz file", None),
         "options": (lambda v: isinstance(v, dict), "a table of `load_dataset` options", {}),
-        "max_train_samples": (lambda v: v is None or (_is_int(v) and v > 0),
+        "max_train_samples": (lambda v: v is None or (is_int(v) and v > 0),
                               "a positive int", None),
     },
     "hypermodel": {
@@ -80,23 +72,23 @@ _SCHEMA = {
     },
     "search": {
         "strategy": (lambda v: v in STRATEGIES, f"one of {list(STRATEGIES)}", "random"),
-        "max_trials": (lambda v: _is_int(v) and v > 0, "a positive int", 10),
-        "epochs": (lambda v: _is_int(v) and v > 0, "a positive int", 20),
-        "patience": (lambda v: v is None or (_is_int(v) and v >= 0),
+        "max_trials": (lambda v: is_int(v) and v > 0, "a positive int", 10),
+        "epochs": (lambda v: is_int(v) and v > 0, "a positive int", 20),
+        "patience": (lambda v: v is None or (is_int(v) and v >= 0),
                      "a non-negative int (early-stopping patience)", None),
-        "max_time": (lambda v: _is_number(v) and v > 0, "a positive number of seconds", None),
-        "executions_per_trial": (lambda v: _is_int(v) and v > 0, "a positive int", 1),
-        "max_retries_per_trial": (lambda v: _is_int(v) and v >= 0, "a non-negative int", 1),
-        "max_consecutive_failed_trials": (lambda v: _is_int(v) and v > 0, "a positive int", 5),
+        "max_time": (lambda v: is_number(v) and v > 0, "a positive number of seconds", None),
+        "executions_per_trial": (lambda v: is_int(v) and v > 0, "a positive int", 1),
+        "max_retries_per_trial": (lambda v: is_int(v) and v >= 0, "a non-negative int", 1),
+        "max_consecutive_failed_trials": (lambda v: is_int(v) and v > 0, "a positive int", 5),
         "options": (lambda v: isinstance(v, dict), "a table of strategy options", {}),
     },
     "objective": {
         "metric": (lambda v: isinstance(v, str) and v != "", "a metric name", "val_loss"),
         "direction": (lambda v: v in ("max", "min"), "'max' or 'min'", None),
-        "size_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0", 0.0),
-        "latency_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0", 0.0),
-        "max_size_kb": (lambda v: _is_number(v) and v > 0, "a positive number", None),
-        "max_latency_ms": (lambda v: _is_number(v) and v > 0, "a positive number", None),
+        "size_weight": (lambda v: is_number(v) and v >= 0, "a number >= 0", 0.0),
+        "latency_weight": (lambda v: is_number(v) and v >= 0, "a number >= 0", 0.0),
+        "max_size_kb": (lambda v: is_number(v) and v > 0, "a positive number", None),
+        "max_latency_ms": (lambda v: is_number(v) and v > 0, "a positive number", None),
         "use_export": (lambda v: isinstance(v, bool), "true or false", True),
     },
     "retrain": {
@@ -104,51 +96,51 @@ _SCHEMA = {
         "compare_default": (lambda v: isinstance(v, bool), "true or false", False),
         # With [cv]: also train the dataset's recipe model (zoo.recipes) the same way.
         "compare_recipe": (lambda v: isinstance(v, bool), "true or false", False),
-        "epochs": (lambda v: v is None or (_is_int(v) and v > 0),
+        "epochs": (lambda v: v is None or (is_int(v) and v > 0),
                    "a positive int (default: the best trial's best epoch)", None),
     },
     "distributed": {
         "ip": (lambda v: isinstance(v, str) and v != "", "an IP address string", "127.0.0.1"),
-        "port": (lambda v: _is_int(v) and 0 < v < 65536, "a port number in 1..65535", 8470),
-        "workers": (lambda v: _is_int(v) and v > 0, "a positive int", 2),
-        "worker_timeout": (lambda v: _is_number(v) and v > 0,
+        "port": (lambda v: is_int(v) and 0 < v < 65536, "a port number in 1..65535", 8470),
+        "workers": (lambda v: is_int(v) and v > 0, "a positive int", 2),
+        "worker_timeout": (lambda v: is_number(v) and v > 0,
                            "a positive number of seconds", 60),
     },
     # Cross-validated trials (tuning.cv): on when the section is given.
     "cv": {
         "enabled": (lambda v: isinstance(v, bool), "true or false", None),
-        "folds": (lambda v: _is_int(v) and v >= 2, "an int >= 2", 5),
-        "repeats": (lambda v: _is_int(v) and v >= 1,
+        "folds": (lambda v: is_int(v) and v >= 2, "an int >= 2", 5),
+        "repeats": (lambda v: is_int(v) and v >= 1,
                     "a positive int (repeated k-fold, reshuffled)", 1),
         "prune": (lambda v: isinstance(v, bool), "true or false", True),
-        "prune_after": (lambda v: _is_int(v) and v >= 1,
+        "prune_after": (lambda v: is_int(v) and v >= 1,
                         "a positive int (folds before a trial may be pruned)", 2),
         "prune_margin": (_number_or_auto, "a number >= 0 (in the objective's units) or "
                          "'auto' (the best trial's fold standard deviation)", "auto"),
-        "max_time_s": (lambda v: v is None or (_is_number(v) and v > 0),
+        "max_time_s": (lambda v: v is None or (is_number(v) and v > 0),
                        "a positive number of seconds", None),
         "cache": (lambda v: isinstance(v, bool), "true or false", True),
-        "epochs": (lambda v: v is None or (_is_int(v) and v > 0),
+        "epochs": (lambda v: v is None or (is_int(v) and v > 0),
                    "a positive int (default: the recipe's epochs)", None),
-        "gap": (lambda v: v == "auto" or (_is_int(v) and v >= 0),
+        "gap": (lambda v: v == "auto" or (is_int(v) and v >= 0),
                 "a non-negative int or 'auto' (forecasting: horizon - 1)", "auto"),
-        "min_improvement": (lambda v: v == "auto" or (_is_number(v) and v >= 0),
+        "min_improvement": (lambda v: v == "auto" or (is_number(v) and v >= 0),
                             "a number >= 0 (how much a trial's CV score must beat the "
                             "default's by) or 'auto' (its paired fold differences must clear "
                             "two standard errors)", "auto"),
         "select": (lambda v: v in ("best", "smallest"),
                    "'best' (the best CV score) or 'smallest' (the smallest model within "
                    "select_within of the default's CV score)", "best"),
-        "select_within": (lambda v: (_is_number(v) and v >= 0) or _is_percent(v),
+        "select_within": (lambda v: (is_number(v) and v >= 0) or _is_percent(v),
                           "a number >= 0 in the objective's units (0.01 = one point of "
                           "accuracy) or a percentage of the reference score ('1%')", 0.01),
     },
     # A device budget (tuning.budget): every trial's model exported in this form and
     # measured before it trains; needs [cv].
     "budget": {
-        "flash_kb": (lambda v: _is_number(v) and v > 0, "a positive number of KiB", None),
-        "ram_kb": (lambda v: _is_number(v) and v > 0, "a positive number of KiB", None),
-        "latency_ms": (lambda v: _is_number(v) and v > 0,
+        "flash_kb": (lambda v: is_number(v) and v > 0, "a positive number of KiB", None),
+        "ram_kb": (lambda v: is_number(v) and v > 0, "a positive number of KiB", None),
+        "latency_ms": (lambda v: is_number(v) and v > 0,
                        "a positive number of milliseconds", None),
         "quantization": (lambda v: v in _BUDGET_QUANTIZATIONS,
                          f"one of {list(_BUDGET_QUANTIZATIONS)}", "int8"),

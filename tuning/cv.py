@@ -65,6 +65,16 @@ import keras
 import keras_tuner
 import numpy as np
 
+from zoo.checks import (
+    fail,
+    is_bool,
+    is_fraction,
+    is_non_negative_int,
+    is_number,
+    is_positive_int,
+)
+from zoo.fileio import write_json
+
 CACHE_NAME = "cv_cache.json"
 # Inputs that calibrate an untrained model's int8 export when a budget measures it.
 CALIBRATION_SAMPLES = 32
@@ -94,14 +104,6 @@ class Fold:
                 f"held_out={len(self.held_out)})")
 
 
-def _raise(argument, value, allowed):
-    raise ValueError(f"`{argument}` must be {allowed}. Received: {argument}={value!r}")
-
-
-def _positive_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
-
-
 def class_labels(y):
     """Class indices of classification targets (indices, one-hot rows or 0/1 columns)."""
     y = np.asarray(y)
@@ -121,9 +123,9 @@ def stratified_folds(y, folds, *, seed=0, repeats=1):
     labels = class_labels(y)
     counts = np.bincount(labels)
     smallest = int(counts[counts > 0].min()) if len(labels) else 0
-    if not _positive_int(folds) or folds < 2 or folds > smallest:
-        _raise("folds", folds, f"an int from 2 to {smallest} (the smallest class has "
-               f"{smallest} samples, and every fold needs one of each class)")
+    if not is_positive_int(folds) or folds < 2 or folds > smallest:
+        fail("folds", folds, f"an int from 2 to {smallest} (the smallest class has "
+             f"{smallest} samples, and every fold needs one of each class)")
     result = []
     for repeat in range(repeats):
         splitter = StratifiedKFold(n_splits=folds, shuffle=True,
@@ -138,8 +140,8 @@ def shuffled_folds(n, folds, *, seed=0, repeats=1):
     """Plain shuffled k-fold for tasks without classes or time order."""
     from sklearn.model_selection import KFold
 
-    if not _positive_int(folds) or folds < 2 or folds > n:
-        _raise("folds", folds, f"an int from 2 to {n} (the number of samples)")
+    if not is_positive_int(folds) or folds < 2 or folds > n:
+        fail("folds", folds, f"an int from 2 to {n} (the number of samples)")
     result = []
     for repeat in range(repeats):
         splitter = KFold(n_splits=folds, shuffle=True, random_state=int(seed) * 7919 + repeat)
@@ -157,10 +159,10 @@ def expanding_window_folds(n, folds, *, gap=0, test_size=None):
     """
     from sklearn.model_selection import TimeSeriesSplit
 
-    if not isinstance(gap, (int, np.integer)) or isinstance(gap, bool) or gap < 0:
-        _raise("gap", gap, "a non-negative int (samples left out before each held-out block)")
-    if not _positive_int(folds) or folds < 2:
-        _raise("folds", folds, "an int >= 2")
+    if not is_non_negative_int(gap):
+        fail("gap", gap, "a non-negative int (samples left out before each held-out block)")
+    if not is_positive_int(folds) or folds < 2:
+        fail("folds", folds, "an int >= 2")
     if test_size is None:
         test_size = (n - gap) // (folds + 1)
     first_train = n - folds * test_size - gap
@@ -180,13 +182,13 @@ def expanding_window_folds(n, folds, *, gap=0, test_size=None):
 def make_folds(y, *, task="classification", time_ordered=False, folds=5, repeats=1, seed=0,
                gap=0, test_size=None):
     """The folds of `search(x, y)`'s data for a task (see the module docstring)."""
-    if not _positive_int(repeats):
-        _raise("repeats", repeats, "a positive int")
+    if not is_positive_int(repeats):
+        fail("repeats", repeats, "a positive int")
     n = len(y)
     if time_ordered:
         if repeats != 1:
-            _raise("repeats", repeats, "1 for time-ordered (forecasting) folds: they are "
-                   "fixed by the time order, so a repeat would train the same folds again")
+            fail("repeats", repeats, "1 for time-ordered (forecasting) folds: they are "
+                 "fixed by the time order, so a repeat would train the same folds again")
         return expanding_window_folds(n, folds, gap=gap, test_size=test_size)
     if task == "classification":
         return stratified_folds(y, folds, seed=seed, repeats=repeats)
@@ -270,11 +272,11 @@ _PROTOCOL_KEYS = ("epochs", "batch_size", "patience", "lr_decay", "fit_on", "cla
 
 def _check_protocol(protocol):
     if not isinstance(protocol, dict):
-        _raise("protocol", protocol, f"a dict of zoo.train arguments {list(_PROTOCOL_KEYS)}")
+        fail("protocol", protocol, f"a dict of zoo.train arguments {list(_PROTOCOL_KEYS)}")
     unknown = sorted(set(protocol) - set(_PROTOCOL_KEYS))
     if unknown:
-        _raise("protocol", protocol, f"a dict with keys from {list(_PROTOCOL_KEYS)} "
-               f"(unknown: {unknown})")
+        fail("protocol", protocol, f"a dict with keys from {list(_PROTOCOL_KEYS)} "
+             f"(unknown: {unknown})")
     full = {"epochs": 100, "batch_size": 32, "patience": 40, "lr_decay": "plateau",
             "fit_on": "train", "class_weight": None}
     try:
@@ -285,7 +287,7 @@ def _check_protocol(protocol):
         pass
     full.update(protocol)
     if full["fit_on"] not in ("train", "train+val"):
-        _raise("protocol['fit_on']", full["fit_on"], "'train' or 'train+val'")
+        fail("protocol['fit_on']", full["fit_on"], "'train' or 'train+val'")
     return full
 
 
@@ -333,9 +335,7 @@ class FoldCache:
         with self._locked():
             entries = self._read()
             entries[key] = value
-            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(entries, indent=1, sort_keys=True, default=str))
-            os.replace(tmp, self.path)
+            write_json(self.path, entries, indent=1, sort_keys=True)
 
     def __len__(self):
         return len(self._read())
@@ -399,26 +399,23 @@ class CrossValidatedTuner(keras_tuner.Tuner):
                  max_time_s=None, cache=True, use_export=True, seed=0, min_improvement=0.0,
                  budget=None, final_protocol=None, **kwargs):
         self.protocol = _check_protocol(protocol)
-        if not _positive_int(folds) or folds < 2:
-            _raise("folds", folds, "an int >= 2")
-        if not _positive_int(repeats):
-            _raise("repeats", repeats, "a positive int")
-        if not isinstance(prune, bool):
-            _raise("prune", prune, "true or false")
-        if not _positive_int(prune_after):
-            _raise("prune_after", prune_after, "a positive int")
-        if not (prune_margin == "auto" or (isinstance(prune_margin, (int, float))
-                                           and not isinstance(prune_margin, bool)
-                                           and prune_margin >= 0)):
-            _raise("prune_margin", prune_margin, "a number >= 0 or 'auto'")
-        if max_time_s is not None and (not isinstance(max_time_s, (int, float))
-                                       or isinstance(max_time_s, bool) or max_time_s <= 0):
-            _raise("max_time_s", max_time_s, "a positive number of seconds or None")
-        if not (isinstance(inner_fraction, float) and 0 < inner_fraction < 1):
-            _raise("inner_fraction", inner_fraction, "a float in (0, 1)")
+        if not is_positive_int(folds) or folds < 2:
+            fail("folds", folds, "an int >= 2")
+        if not is_positive_int(repeats):
+            fail("repeats", repeats, "a positive int")
+        if not is_bool(prune):
+            fail("prune", prune, "true or false")
+        if not is_positive_int(prune_after):
+            fail("prune_after", prune_after, "a positive int")
+        if not (prune_margin == "auto" or (is_number(prune_margin) and prune_margin >= 0)):
+            fail("prune_margin", prune_margin, "a number >= 0 or 'auto'")
+        if max_time_s is not None and not (is_number(max_time_s) and max_time_s > 0):
+            fail("max_time_s", max_time_s, "a positive number of seconds or None")
+        if not is_fraction(inner_fraction):
+            fail("inner_fraction", inner_fraction, "a float in (0, 1)")
         if kwargs.get("executions_per_trial", 1) != 1:
-            _raise("executions_per_trial", kwargs["executions_per_trial"],
-                   "1 with cross-validation (use `repeats` for repeated k-fold)")
+            fail("executions_per_trial", kwargs["executions_per_trial"],
+                 "1 with cross-validation (use `repeats` for repeated k-fold)")
         super().__init__(oracle, hypermodel, **kwargs)
         self.objective = objective
         self.task = task or getattr(hypermodel, "task", "classification")
@@ -428,7 +425,7 @@ class CrossValidatedTuner(keras_tuner.Tuner):
         self.gap = int(gap)
         self.test_size = test_size
         self.inner_fraction = float(inner_fraction)
-        self.prune = prune
+        self.prune = bool(prune)
         self.prune_after = int(prune_after)
         self.prune_margin = prune_margin
         self.max_time_s = max_time_s
@@ -746,7 +743,7 @@ def same_configuration(values, other):
 
 
 def finite(value):
-    return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
+    return is_number(value) and math.isfinite(value)
 
 
 def make_cv_tuner(strategy, hypermodel, *, objective, protocol, max_trials=10, seed=0,

@@ -18,13 +18,20 @@ Example:
 
 import functools
 import inspect
-import math
-import numbers
 
 import keras
 import keras_tuner
 
 from zoo.builders import ATTENTION_TYPES, CELLS, TASKS, VARIANTS, build_gru
+from zoo.checks import (
+    fail,
+    is_int,
+    is_non_negative_int,
+    is_number,
+    is_positive_int,
+    is_positive_number,
+    is_rate,
+)
 
 # The largest stacks and conv front ends the default space explores.
 MAX_LAYERS = 3
@@ -66,43 +73,26 @@ _BUILDER_ARGS = tuple(
 SPACE_NAMES = tuple(DEFAULT_SPACE)
 
 
-def _raise(argument, value, allowed):
-    raise ValueError(f"`{argument}` must be {allowed}. Received: {argument}={value!r}")
-
-
-def _positive_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0
-
-
-def _rate(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value < 1
-
-
-def _positive(value):
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-            and math.isfinite(value) and value > 0)
-
-
 # What `build_gru` accepts for each searchable argument (`batch_size`: `fit`). Every value
 # a range or a list can take must be accepted, or the search would fail trial by trial
 # (or, for a dropout of 1.0 or more, train nothing); tests check this table against
 # `build_gru` itself.
 BUILD_ALLOWED = {
-    "num_layers": (_positive_int, "a positive int"),
-    "units": (_positive_int, "a positive int"),
-    "dropout": (_rate, "a float in [0, 1)"),
-    "recurrent_dropout": (_rate, "a float in [0, 1)"),
-    "learning_rate": (_positive, "a positive float"),
-    "batch_size": (_positive_int, "a positive int"),
-    "conv_layers": (_positive_int, "a positive int"),
-    "conv_filters": (_positive_int, "a positive int"),
-    "conv_kernel_size": (_positive_int, "a positive int"),
-    "pool_size": (_positive_int, "a positive int"),
+    "num_layers": (is_positive_int, "a positive int"),
+    "units": (is_positive_int, "a positive int"),
+    "dropout": (is_rate, "a float in [0, 1)"),
+    "recurrent_dropout": (is_rate, "a float in [0, 1)"),
+    "learning_rate": (is_positive_number, "a positive float"),
+    "batch_size": (is_positive_int, "a positive int"),
+    "conv_layers": (is_positive_int, "a positive int"),
+    "conv_filters": (is_positive_int, "a positive int"),
+    "conv_kernel_size": (is_positive_int, "a positive int"),
+    "pool_size": (is_positive_int, "a positive int"),
     "attention": (lambda v: v in ATTENTION_TYPES, f"one of {list(ATTENTION_TYPES)}"),
-    "attention_heads": (_positive_int, "a positive int"),
-    "branch_dropout": (_rate, "a float in [0, 1)"),
+    "attention_heads": (is_positive_int, "a positive int"),
+    "branch_dropout": (is_rate, "a float in [0, 1)"),
     # Not a `build_gru` argument: the hypermodel multiplies `conv_filters` by it.
-    "conv_width": (_positive, "a positive float (a multiplier of `conv_filters`)"),
+    "conv_width": (is_positive_number, "a positive float (a multiplier of `conv_filters`)"),
     "variant": (lambda v: v in VARIANTS, f"one of {sorted(VARIANTS)}"),
     "cell": (lambda v: v in CELLS, f"one of {sorted(CELLS)}"),
 }
@@ -124,8 +114,8 @@ def _check_space_entry(name, spec):
     check, allowed = BUILD_ALLOWED[name]
     bad = [value for value in values if not check(value)]
     if bad:
-        _raise(f"space[{name!r}]", spec, f"a range or values that `build_gru` accepts for "
-               f"`{name}`: {allowed} (not {bad[0]!r})")
+        fail(f"space[{name!r}]", spec, f"a range or values that `build_gru` accepts for "
+             f"`{name}`: {allowed} (not {bad[0]!r})")
     return kind, kwargs
 
 
@@ -134,41 +124,39 @@ def _parse_space_entry(name, spec):
     argument = f"space[{name!r}]"
     if isinstance(spec, (list, tuple)):
         if not spec:
-            _raise(argument, spec, "a non-empty list of values")
+            fail(argument, spec, "a non-empty list of values")
         if kind == "choice" and name in ("variant", "cell", "attention"):
             allowed = default_spec["values"]
             bad = [v for v in spec if v not in allowed]
             if bad:
-                _raise(argument, spec, f"a list of values from {allowed}")
+                fail(argument, spec, f"a list of values from {allowed}")
         return ("choice", dict(values=list(spec), default=spec[0]))
     if isinstance(spec, dict):
         if kind == "choice" and "values" not in spec:
-            _raise(argument, spec, "a list of values or {values = [...]}")
+            fail(argument, spec, "a list of values or {values = [...]}")
         allowed_keys = {"min", "max", "step", "sampling", "default", "values"}
         unknown = sorted(set(spec) - allowed_keys)
         if unknown:
-            _raise(argument, spec, f"a dict with keys from {sorted(allowed_keys)} "
-                   f"(unknown: {unknown})")
+            fail(argument, spec, f"a dict with keys from {sorted(allowed_keys)} "
+                 f"(unknown: {unknown})")
         if "values" in spec:
             return _parse_space_entry(name, list(spec["values"]))
         low, high = spec.get("min"), spec.get("max")
         numeric = kind in ("int", "float")
         if not numeric or low is None or high is None:
-            _raise(argument, spec, "a dict with `min` and `max` (numeric parameters only)")
-        check = (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)) \
-            if kind == "int" else \
-            (lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool))
+            fail(argument, spec, "a dict with `min` and `max` (numeric parameters only)")
+        check = is_int if kind == "int" else is_number
         if not check(low) or not check(high) or low > high:
-            _raise(argument, spec, f"`min` <= `max`, both {kind}s")
+            fail(argument, spec, f"`min` <= `max`, both {kind}s")
         sampling = spec.get("sampling", "linear")
         if sampling not in ("linear", "log", "reverse_log"):
-            _raise(argument, spec, "a `sampling` of 'linear', 'log' or 'reverse_log'")
+            fail(argument, spec, "a `sampling` of 'linear', 'log' or 'reverse_log'")
         if sampling != "linear" and low <= 0:
-            _raise(argument, spec, f"`min` > 0 for sampling={sampling!r}")
+            fail(argument, spec, f"`min` > 0 for sampling={sampling!r}")
         kwargs = dict(min_value=low, max_value=high, sampling=sampling)
         if "step" in spec:
             if not check(spec["step"]) or spec["step"] <= 0:
-                _raise(argument, spec, f"a positive {kind} `step`")
+                fail(argument, spec, f"a positive {kind} `step`")
             kwargs["step"] = spec["step"]
         elif kind == "int":
             kwargs["step"] = 1
@@ -179,9 +167,9 @@ def _parse_space_entry(name, spec):
         return (kind, kwargs)
     # A scalar fixes the parameter.
     if name in ("variant", "cell", "attention") and spec not in default_spec["values"]:
-        _raise(argument, spec, f"one of {default_spec['values']}")
-    if isinstance(spec, bool) or not isinstance(spec, (numbers.Real, str)):
-        _raise(argument, spec, "a value, a list of values or a {min, max} dict")
+        fail(argument, spec, f"one of {default_spec['values']}")
+    if not (is_number(spec) or isinstance(spec, str)):
+        fail(argument, spec, "a value, a list of values or a {min, max} dict")
     return ("fixed", dict(value=spec))
 
 
@@ -212,48 +200,45 @@ class GRUHyperModel(keras_tuner.HyperModel):
                  task="classification", cells=None, space=None, fixed=None, seed=None,
                  name=None):
         if variant is not None and variant not in VARIANTS:
-            _raise("variant", variant, f"one of {sorted(VARIANTS)} or None (search variants)")
+            fail("variant", variant, f"one of {sorted(VARIANTS)} or None (search variants)")
         if task not in TASKS:
-            _raise("task", task, f"one of {sorted(TASKS)}")
+            fail("task", task, f"one of {sorted(TASKS)}")
         if (not isinstance(input_shape, (list, tuple)) or len(input_shape) not in (1, 2)
-                or any(d is not None and (not isinstance(d, numbers.Integral) or d <= 0)
-                       for d in input_shape)
+                or any(d is not None and not is_positive_int(d) for d in input_shape)
                 or (len(input_shape) == 2 and input_shape[1] is None)):
-            _raise("input_shape", input_shape,
-                   "(time, features) or (time,) with positive ints (time may be None)")
-        if (not isinstance(num_outputs, numbers.Integral) or isinstance(num_outputs, bool)
-                or num_outputs <= 0):
-            _raise("num_outputs", num_outputs, "a positive int")
+            fail("input_shape", input_shape,
+                 "(time, features) or (time,) with positive ints (time may be None)")
+        if not is_positive_int(num_outputs):
+            fail("num_outputs", num_outputs, "a positive int")
         if cells is None:
             cells = ["gru"] if variant is not None else sorted(CELLS)
         if (not isinstance(cells, (list, tuple)) or not cells
                 or any(c not in CELLS for c in cells)):
-            _raise("cells", cells, f"a non-empty list of cells from {sorted(CELLS)}")
+            fail("cells", cells, f"a non-empty list of cells from {sorted(CELLS)}")
         space = dict(space or {})
         unknown = sorted(set(space) - set(SPACE_NAMES))
         if unknown:
-            _raise("space", space, f"a dict keyed by hyperparameter names from "
-                   f"{list(SPACE_NAMES)} (unknown: {unknown})")
+            fail("space", space, f"a dict keyed by hyperparameter names from "
+                 f"{list(SPACE_NAMES)} (unknown: {unknown})")
         if "variant" in space and variant is not None:
-            _raise("space", space, "without a 'variant' entry when `variant` is fixed "
-                   f"(variant={variant!r}); pass variant=None to search variants")
+            fail("space", space, "without a 'variant' entry when `variant` is fixed "
+                 f"(variant={variant!r}); pass variant=None to search variants")
         if "cell" in space:
-            _raise("space", space, "without a 'cell' entry; use `cells=[...]`")
+            fail("space", space, "without a 'cell' entry; use `cells=[...]`")
         fixed = dict(fixed or {})
         for key in fixed:
             if key in _RESERVED:
-                _raise("fixed", fixed, f"without {key!r}: it is a hypermodel argument")
+                fail("fixed", fixed, f"without {key!r}: it is a hypermodel argument")
             if key not in _BUILDER_ARGS:
-                _raise("fixed", fixed, f"a dict of `build_gru` arguments from "
-                       f"{sorted(_BUILDER_ARGS)} (unknown: {key!r})")
+                fail("fixed", fixed, f"a dict of `build_gru` arguments from "
+                     f"{sorted(_BUILDER_ARGS)} (unknown: {key!r})")
         both = sorted(set(fixed) & set(space))
         if both:
-            _raise("fixed", fixed, f"disjoint from `space` (both set: {both})")
+            fail("fixed", fixed, f"disjoint from `space` (both set: {both})")
         if "cell" in fixed:
-            _raise("fixed", fixed, "without 'cell'; use `cells=[...]`")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
-                                 or seed < 0):
-            _raise("seed", seed, "a non-negative int or None")
+            fail("fixed", fixed, "without 'cell'; use `cells=[...]`")
+        if seed is not None and not is_non_negative_int(seed):
+            fail("seed", seed, "a non-negative int or None")
         super().__init__(name=name or f"gru_{variant or 'any'}", tunable=True)
         self.variant = variant
         self.input_shape = tuple(input_shape)
@@ -262,7 +247,7 @@ class GRUHyperModel(keras_tuner.HyperModel):
         self.cells = list(cells)
         self.space = {name: _check_space_entry(name, spec) for name, spec in space.items()}
         self.fixed = fixed
-        self.seed = seed
+        self.seed = None if seed is None else int(seed)
         # Fail now, not in the first trial: the builder validates every fixed argument.
         build_gru(**self.build_kwargs(keras_tuner.HyperParameters()))
 

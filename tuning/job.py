@@ -24,7 +24,6 @@ a worker silent for `worker_timeout` seconds to another worker, and finishes any
 trial left over itself, so a killed worker never stops the search.
 """
 
-import csv
 import json
 import os
 import pathlib
@@ -40,6 +39,7 @@ from tuning.config import JobConfig
 from tuning.hypermodels import GRUHyperModel
 from tuning.objectives import ModelCostCallback, Objective, pareto_front
 from tuning.tuners import make_tuner
+from zoo.fileio import write_csv, write_json, write_text
 
 PROJECT = "search"
 HEARTBEAT_SECONDS = 2.0
@@ -188,9 +188,7 @@ def _start_heartbeat(out_dir, tuner_id):
     stop = threading.Event()
 
     def write():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"time": time.time(), "pid": os.getpid()}))
-        os.replace(tmp, path)
+        write_text(path, json.dumps({"time": time.time(), "pid": os.getpid()}))
 
     def beat():
         while not stop.wait(HEARTBEAT_SECONDS):
@@ -302,8 +300,7 @@ def _check_resume(config, overwrite):
                 f"this config {config.fingerprint()}): use another [job] output_dir or "
                 "--overwrite. Received: output_dir=" + repr(str(out)))
     out.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps({"fingerprint": config.fingerprint(),
-                                 "config": config.as_dict()}, indent=2, default=str))
+    write_json(stamp, {"fingerprint": config.fingerprint(), "config": config.as_dict()})
 
 
 def _search(tuner, config, dataset, objective):
@@ -407,19 +404,6 @@ def trial_records(oracle, objective):
             record[f"hp:{name}"] = value
         records.append(record)
     return records
-
-
-def _write_csv(path, records):
-    columns = []
-    for record in records:
-        for key in record:
-            if key not in columns:
-                columns.append(key)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        for record in records:
-            writer.writerow({k: "" if record.get(k) is None else record.get(k) for k in columns})
 
 
 def _fmt(value):
@@ -537,12 +521,12 @@ def write_results(config, tuner, dataset, hypermodel, objective, search_seconds=
     out = config.output_dir
     oracle = tuner.oracle
     records = trial_records(oracle, objective)
-    (out / "trials.json").write_text(json.dumps(records, indent=2, default=str))
-    _write_csv(out / "trials.csv", records)
+    write_json(out / "trials.json", records)
+    write_csv(out / "trials.csv", records)
     points = [(r.get(objective.metric), r.get("size_bytes"))
               if r["status"] == "COMPLETED" else (None, None) for r in records]
     front = pareto_front(points, objective.direction)
-    _write_csv(out / "pareto.csv", [records[i] for i in front])
+    write_csv(out / "pareto.csv", [records[i] for i in front])
     plot_search(records, objective, out / "search.png", front)
 
     completed = [r for r in records if r["status"] == "COMPLETED" and r["score"] is not None]
@@ -602,7 +586,7 @@ def write_results(config, tuner, dataset, hypermodel, objective, search_seconds=
                           ", ".join(f"{k}={v:.4g}" for k, v in default_test.items()), ""]
         lines += ["Best hyperparameters:", "", "```json",
                   json.dumps(summary["best_hyperparameters"], indent=2), "```", ""]
-    (out / "summary.md").write_text("\n".join(lines))
-    (out / "best.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_text(out / "summary.md", "\n".join(lines))
+    write_json(out / "best.json", summary)
     return summary
 

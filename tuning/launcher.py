@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 
+from zoo.checks import check, is_positive_int
+
 
 def free_port(ip="127.0.0.1"):
     """A TCP port that is free on `ip` right now."""
@@ -41,8 +43,8 @@ def launch(config_path, workers=2, *, extra_args=(), log_dir=None, poll_seconds=
         poll_seconds: how often the processes are checked.
         grace_seconds: how long workers may take to exit after the chief.
     """
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ValueError(f"`workers` must be a positive int. Received: workers={workers!r}")
+    check("workers", workers, is_positive_int(workers), "a positive int")
+    workers = int(workers)
     logs = []
 
     def start(name, args):

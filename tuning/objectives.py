@@ -35,6 +35,8 @@ import keras
 import keras_tuner
 import numpy as np
 
+from zoo.checks import check, is_number
+
 # Metric name fragments whose direction is "min"; everything else is maximized.
 _MIN_HINTS = ("loss", "error", "mse", "mae", "rmse", "mape", "msle", "hinge",
               "crossentropy", "divergence")
@@ -78,14 +80,11 @@ class Objective:
                 f"`direction` must be 'max', 'min' or None. Received: direction={self.direction!r}")
         for name in ("size_weight", "latency_weight"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"`{name}` must be a float >= 0. Received: {name}={value!r}")
+            check(name, value, is_number(value) and value >= 0, "a float >= 0")
         for name in ("max_size_kb", "max_latency_ms"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, (int, float))
-                                      or isinstance(value, bool) or value <= 0):
-                raise ValueError(
-                    f"`{name}` must be a positive number or None. Received: {name}={value!r}")
+            check(name, value, value is None or (is_number(value) and value > 0),
+                  "a positive number or None")
 
     @property
     def measures_latency(self):

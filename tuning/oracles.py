@@ -23,6 +23,10 @@ import time
 import keras_tuner
 import numpy as np
 
+from zoo.checks import check, is_non_negative_int, is_number, is_positive_int
+from zoo.fileio import write_text
+
+
 def _atomic_state_writes():
     """Makes keras-tuner write its state files (oracle.json, trial.json, ...) atomically.
 
@@ -35,8 +39,6 @@ def _atomic_state_writes():
     a reader sees the old or the new file, never half of one. Same signature and the
     same bytes; paths that are not local files keep keras-tuner's writer.
     """
-    import os
-
     from keras_tuner.src import utils
 
     original = getattr(utils.save_json, "__wrapped__", utils.save_json)
@@ -46,12 +48,7 @@ def _atomic_state_writes():
         if "://" in path:  # remote storage (gs://, ...): keras-tuner's own writer
             return original(path, obj)
         text = json.dumps(obj)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_text(path, text, sync=True)
         return text
 
     save_json.__wrapped__ = original
@@ -86,28 +83,17 @@ def random_values(oracle, rng):
     return hps.values
 
 
-def _check(argument, value, ok, allowed):
-    if not ok:
-        raise ValueError(f"`{argument}` must be {allowed}. Received: {argument}={value!r}")
-
-
-def _positive_int(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 class _UnitCubeOracle(keras_tuner.Oracle):
     """Shared machinery: vectors in [0, 1)^d <-> hyperparameter values, scores."""
 
     def __init__(self, objective=None, max_trials=20, seed=None, hyperparameters=None,
                  allow_new_entries=True, tune_new_entries=True, max_retries_per_trial=0,
                  max_consecutive_failed_trials=3):
-        _check("max_trials", max_trials, _positive_int(max_trials), "a positive int")
-        _check("seed", seed, seed is None or (isinstance(seed, int) and seed >= 0),
-               "a non-negative int or None")
+        check("max_trials", max_trials, is_positive_int(max_trials), "a positive int")
+        check("seed", seed, seed is None or is_non_negative_int(seed),
+              "a non-negative int or None")
+        max_trials = int(max_trials)
+        seed = None if seed is None else int(seed)
         super().__init__(
             objective=objective,
             max_trials=max_trials,
@@ -240,26 +226,26 @@ class GeneticOracle(_UnitCubeOracle):
                  mutation_scale=0.15, crossover_rate=0.9, tournament_size=2, seed=None,
                  hyperparameters=None, allow_new_entries=True, tune_new_entries=True,
                  max_retries_per_trial=0, max_consecutive_failed_trials=3):
-        _check("population_size", population_size,
-               _positive_int(population_size) and population_size >= 2, "an int >= 2")
+        check("population_size", population_size,
+              is_positive_int(population_size) and population_size >= 2, "an int >= 2")
         for name, value in (("mutation_rate", mutation_rate),
                             ("crossover_rate", crossover_rate)):
-            _check(name, value, _number(value) and 0 <= value <= 1, "a float in [0, 1]")
-        _check("mutation_scale", mutation_scale, _number(mutation_scale) and mutation_scale > 0,
-               "a positive float")
-        _check("tournament_size", tournament_size, _positive_int(tournament_size),
-               "a positive int")
+            check(name, value, is_number(value) and 0 <= value <= 1, "a float in [0, 1]")
+        check("mutation_scale", mutation_scale, is_number(mutation_scale) and mutation_scale > 0,
+              "a positive float")
+        check("tournament_size", tournament_size, is_positive_int(tournament_size),
+              "a positive int")
         super().__init__(objective=objective, max_trials=max_trials, seed=seed,
                          hyperparameters=hyperparameters,
                          allow_new_entries=allow_new_entries,
                          tune_new_entries=tune_new_entries,
                          max_retries_per_trial=max_retries_per_trial,
                          max_consecutive_failed_trials=max_consecutive_failed_trials)
-        self.population_size = population_size
+        self.population_size = int(population_size)
         self.mutation_rate = float(mutation_rate)
         self.mutation_scale = float(mutation_scale)
         self.crossover_rate = float(crossover_rate)
-        self.tournament_size = tournament_size
+        self.tournament_size = int(tournament_size)
 
     def _tournament(self, pool, rng):
         picks = rng.choice(len(pool), size=min(self.tournament_size, len(pool)), replace=False)
@@ -336,18 +322,18 @@ class ParticleSwarmOracle(_UnitCubeOracle):
                  social=1.5, max_velocity=0.3, seed=None, hyperparameters=None,
                  allow_new_entries=True, tune_new_entries=True, max_retries_per_trial=0,
                  max_consecutive_failed_trials=3):
-        _check("swarm_size", swarm_size, _positive_int(swarm_size), "a positive int")
+        check("swarm_size", swarm_size, is_positive_int(swarm_size), "a positive int")
         for name, value in (("inertia", inertia), ("cognitive", cognitive), ("social", social)):
-            _check(name, value, _number(value) and value >= 0, "a float >= 0")
-        _check("max_velocity", max_velocity, _number(max_velocity) and max_velocity > 0,
-               "a positive float")
+            check(name, value, is_number(value) and value >= 0, "a float >= 0")
+        check("max_velocity", max_velocity, is_number(max_velocity) and max_velocity > 0,
+              "a positive float")
         super().__init__(objective=objective, max_trials=max_trials, seed=seed,
                          hyperparameters=hyperparameters,
                          allow_new_entries=allow_new_entries,
                          tune_new_entries=tune_new_entries,
                          max_retries_per_trial=max_retries_per_trial,
                          max_consecutive_failed_trials=max_consecutive_failed_trials)
-        self.swarm_size = swarm_size
+        self.swarm_size = int(swarm_size)
         self.inertia = float(inertia)
         self.cognitive = float(cognitive)
         self.social = float(social)
@@ -458,8 +444,8 @@ def with_time_budget(oracle_class):
 
     class TimeBudgetOracle(oracle_class):
         def __init__(self, *args, max_time=None, **kwargs):
-            _check("max_time", max_time, max_time is None or (_number(max_time) and max_time > 0),
-                   "a positive number of seconds or None")
+            check("max_time", max_time, max_time is None or (is_number(max_time) and max_time > 0),
+                  "a positive number of seconds or None")
             super().__init__(*args, **kwargs)
             self.max_time = max_time
             self._elapsed_before = 0.0

@@ -27,6 +27,7 @@ from tuning.oracles import (
     with_default_first,
     with_time_budget,
 )
+from zoo.checks import check, is_positive_int
 
 STRATEGY_OPTIONS = {
     "random": (),
@@ -87,10 +88,9 @@ def make_oracle(strategy, *, objective, max_trials=10, max_epochs=None, seed=Non
         **options: strategy options (see the module table).
     """
     check_strategy(strategy, options)
-    if not isinstance(max_trials, int) or isinstance(max_trials, bool) or max_trials < 1:
-        # keras-tuner runs no trial, without a word, for max_trials <= 0.
-        raise ValueError(f"`max_trials` must be a positive int. Received: "
-                         f"max_trials={max_trials!r}")
+    # keras-tuner runs no trial, without a word, for max_trials <= 0.
+    check("max_trials", max_trials, is_positive_int(max_trials), "a positive int")
+    max_trials = int(max_trials)
     if seed is not None and strategy not in ("genetic", "pso"):
         # keras-tuner's oracles read a seed of 0 as "no seed": shift by one.
         seed = seed + 1
@@ -99,10 +99,9 @@ def make_oracle(strategy, *, objective, max_trials=10, max_epochs=None, seed=Non
                   max_consecutive_failed_trials=max_consecutive_failed_trials,
                   max_time=max_time, **options)
     if strategy == "hyperband":
-        if not isinstance(max_epochs, int) or max_epochs < 1:
-            raise ValueError("`max_epochs` must be a positive int for strategy 'hyperband'. "
-                             f"Received: max_epochs={max_epochs!r}")
-        kwargs["max_epochs"] = max_epochs
+        check("max_epochs", max_epochs, is_positive_int(max_epochs),
+              "a positive int for strategy 'hyperband'")
+        kwargs["max_epochs"] = int(max_epochs)
     else:
         kwargs["max_trials"] = max_trials
     if default_first:

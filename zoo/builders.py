@@ -15,6 +15,7 @@ import keras
 
 # The names live in `zoo.catalog` (no Keras there, for the command line); re-exported here.
 from zoo.catalog import ATTENTION_TYPES, CELLS, SEQUENCE_TASKS, TASKS, VARIANT_DESCRIPTIONS
+from zoo.checks import fail, is_int, is_positive_int, is_rate
 from zoo.layers import (
     WINDOW_NORM_MODES,
     AttentionPooling,
@@ -39,14 +40,6 @@ class Variant:
         return build_gru(self.name, **kwargs)
 
 
-def _raise(argument, value, allowed):
-    raise ValueError(f"`{argument}` must be {allowed}. Received: {argument}={value!r}")
-
-
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _per_layer(argument, value, num_layers, check, allowed):
     """Expands a single value or a per-layer list into a list of `num_layers` values."""
     if isinstance(value, (list, tuple)):
@@ -61,16 +54,8 @@ def _per_layer(argument, value, num_layers, check, allowed):
         values = [value] * num_layers
     for item in values:
         if not check(item):
-            _raise(argument, value, f"{allowed} or a list of {num_layers} such values")
+            fail(argument, value, f"{allowed} or a list of {num_layers} such values")
     return values
-
-
-def _positive_int(value):
-    return _is_int(value) and value > 0
-
-
-def _rate(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value < 1
 
 
 def _recurrent_layer(spec, index, *, return_sequences):
@@ -244,14 +229,14 @@ VARIANTS = {
 _VARIANT_OPTIONS = {
     "attention": ("uses_attention", lambda v: v in ATTENTION_TYPES,
                   f"one of {list(ATTENTION_TYPES)}"),
-    "attention_heads": ("uses_attention", _positive_int, "a positive int"),
-    "attention_units": ("uses_attention", _positive_int, "a positive int or None"),
+    "attention_heads": ("uses_attention", is_positive_int, "a positive int"),
+    "attention_units": ("uses_attention", is_positive_int, "a positive int or None"),
     "conv_filters": ("uses_conv", None, "a positive int or a list of positive ints"),
     "conv_kernel_size": ("uses_conv", None, "a positive int or a list of positive ints"),
-    "conv_layers": ("uses_conv", _positive_int, "a positive int"),
+    "conv_layers": ("uses_conv", is_positive_int, "a positive int"),
     "conv_batchnorm": ("uses_conv", lambda v: isinstance(v, bool), "True or False"),
-    "pool_size": ("uses_conv", _positive_int, "a positive int"),
-    "branch_dropout": ("gru_fcn", _rate, "a float in [0, 1)"),
+    "pool_size": ("uses_conv", is_positive_int, "a positive int"),
+    "branch_dropout": ("gru_fcn", is_rate, "a float in [0, 1)"),
 }
 
 
@@ -277,7 +262,7 @@ def _check_unused_options(variant, given):
         _, check, allowed = _VARIANT_OPTIONS[option]
         if check is None:  # a per-layer list: any length, the conv stack is not built
             values = value if isinstance(value, (list, tuple)) and value else [value]
-            valid = all(_positive_int(v) for v in values)
+            valid = all(is_positive_int(v) for v in values)
         else:
             valid = check(value)
         if not valid:
@@ -307,12 +292,12 @@ def _check_compile_argument(argument, value, getter, allowed, special=(), receiv
 def _validate_input_shape(input_shape):
     allowed = "(time, features) or (time,) for token ids, with time None or a positive int"
     if not isinstance(input_shape, (list, tuple)) or len(input_shape) not in (1, 2):
-        _raise("input_shape", input_shape, allowed)
+        fail("input_shape", input_shape, allowed)
     time = input_shape[0]
-    if time is not None and not _positive_int(time):
-        _raise("input_shape", input_shape, allowed)
-    if len(input_shape) == 2 and not _positive_int(input_shape[1]):
-        _raise("input_shape", input_shape, allowed)
+    if time is not None and not is_positive_int(time):
+        fail("input_shape", input_shape, allowed)
+    if len(input_shape) == 2 and not is_positive_int(input_shape[1]):
+        fail("input_shape", input_shape, allowed)
     return tuple(input_shape)
 
 
@@ -456,16 +441,16 @@ def build_gru(
     (None, 3)
     """
     if variant not in VARIANTS:
-        _raise("variant", variant, f"one of {sorted(VARIANTS)}")
+        fail("variant", variant, f"one of {sorted(VARIANTS)}")
     if cell not in CELLS:
-        _raise("cell", cell, f"one of {sorted(CELLS)}")
+        fail("cell", cell, f"one of {sorted(CELLS)}")
     if task not in TASKS:
-        _raise("task", task, f"one of {sorted(TASKS)}")
+        fail("task", task, f"one of {sorted(TASKS)}")
     input_shape = _validate_input_shape(input_shape)
-    if not _positive_int(num_outputs):
-        _raise("num_outputs", num_outputs, "a positive int")
-    if not _positive_int(num_layers):
-        _raise("num_layers", num_layers, "a positive int")
+    if not is_positive_int(num_outputs):
+        fail("num_outputs", num_outputs, "a positive int")
+    if not is_positive_int(num_layers):
+        fail("num_layers", num_layers, "a positive int")
     spec_variant = VARIANTS[variant]
     _check_unused_options(spec_variant, dict(
         attention=attention, attention_heads=attention_heads, attention_units=attention_units,
@@ -475,10 +460,10 @@ def build_gru(
     spec = dict(
         cell=cell,
         num_layers=num_layers,
-        units=_per_layer("units", units, num_layers, _positive_int, "a positive int"),
-        dropout=_per_layer("dropout", dropout, num_layers, _rate, "a float in [0, 1)"),
+        units=_per_layer("units", units, num_layers, is_positive_int, "a positive int"),
+        dropout=_per_layer("dropout", dropout, num_layers, is_rate, "a float in [0, 1)"),
         recurrent_dropout=_per_layer(
-            "recurrent_dropout", recurrent_dropout, num_layers, _rate, "a float in [0, 1)"
+            "recurrent_dropout", recurrent_dropout, num_layers, is_rate, "a float in [0, 1)"
         ),
         reset_after=reset_after,
         unroll=unroll,
@@ -491,91 +476,91 @@ def build_gru(
         causal=causal,
     )
     if not isinstance(causal, bool):
-        _raise("causal", causal, "True or False")
+        fail("causal", causal, "True or False")
     if causal and spec_variant.bidirectional:
-        _raise("causal", causal, f"False for the variant {variant!r} (its backward direction "
-               "reads every later frame before the first output, so it cannot be causal; "
-               "use 'stacked' or 'attention' for a causal model)")
+        fail("causal", causal, f"False for the variant {variant!r} (its backward direction "
+             "reads every later frame before the first output, so it cannot be causal; "
+             "use 'stacked' or 'attention' for a causal model)")
     if not isinstance(reset_after, bool):
-        _raise("reset_after", reset_after, "True or False")
+        fail("reset_after", reset_after, "True or False")
     if not isinstance(unroll, bool):
-        _raise("unroll", unroll, "True or False")
+        fail("unroll", unroll, "True or False")
     if unroll and input_shape[0] is None:
-        _raise("unroll", unroll, "False when the time dimension of `input_shape` is None "
-               f"(an unrolled loop needs a fixed length; input_shape={input_shape!r})")
+        fail("unroll", unroll, "False when the time dimension of `input_shape` is None "
+             f"(an unrolled loop needs a fixed length; input_shape={input_shape!r})")
     if use_cudnn not in ("auto", True, False):
-        _raise("use_cudnn", use_cudnn, "'auto', True or False")
+        fail("use_cudnn", use_cudnn, "'auto', True or False")
     if spec_variant.uses_attention:
         if attention not in ATTENTION_TYPES:
-            _raise("attention", attention, f"one of {list(ATTENTION_TYPES)}")
-        if not _positive_int(attention_heads):
-            _raise("attention_heads", attention_heads, "a positive int")
-        if attention_units is not None and not _positive_int(attention_units):
-            _raise("attention_units", attention_units, "a positive int or None")
+            fail("attention", attention, f"one of {list(ATTENTION_TYPES)}")
+        if not is_positive_int(attention_heads):
+            fail("attention_heads", attention_heads, "a positive int")
+        if attention_units is not None and not is_positive_int(attention_units):
+            fail("attention_units", attention_units, "a positive int or None")
     if spec_variant.uses_conv:
-        if not _positive_int(conv_layers):
-            _raise("conv_layers", conv_layers, "a positive int")
+        if not is_positive_int(conv_layers):
+            fail("conv_layers", conv_layers, "a positive int")
         spec["conv_filters"] = _per_layer(
-            "conv_filters", conv_filters, conv_layers, _positive_int, "a positive int"
+            "conv_filters", conv_filters, conv_layers, is_positive_int, "a positive int"
         )
         spec["conv_kernel_size"] = _per_layer(
-            "conv_kernel_size", conv_kernel_size, conv_layers, _positive_int, "a positive int"
+            "conv_kernel_size", conv_kernel_size, conv_layers, is_positive_int, "a positive int"
         )
         if not isinstance(conv_batchnorm, bool):
-            _raise("conv_batchnorm", conv_batchnorm, "True or False")
+            fail("conv_batchnorm", conv_batchnorm, "True or False")
         spec["conv_batchnorm"] = conv_batchnorm
-        if not _positive_int(pool_size):
-            _raise("pool_size", pool_size, "a positive int")
+        if not is_positive_int(pool_size):
+            fail("pool_size", pool_size, "a positive int")
         if sequence_output and pool_size != 1:
-            _raise("pool_size", pool_size, f"1 for the per-step task {task!r} (pooling "
-                   "would shorten the output sequence)")
+            fail("pool_size", pool_size, f"1 for the per-step task {task!r} (pooling "
+                 "would shorten the output sequence)")
         spec["pool_size"] = pool_size
     if variant == "gru_fcn":
-        if not _rate(branch_dropout):
-            _raise("branch_dropout", branch_dropout, "a float in [0, 1)")
+        if not is_rate(branch_dropout):
+            fail("branch_dropout", branch_dropout, "a float in [0, 1)")
         spec["branch_dropout"] = branch_dropout
-    if dense_units is not None and not _positive_int(dense_units):
-        _raise("dense_units", dense_units, "a positive int or None")
-    if not _rate(head_dropout):
-        _raise("head_dropout", head_dropout, "a float in [0, 1)")
-    if batch_size is not None and not _positive_int(batch_size):
-        _raise("batch_size", batch_size, "a positive int or None")
+    if dense_units is not None and not is_positive_int(dense_units):
+        fail("dense_units", dense_units, "a positive int or None")
+    if not is_rate(head_dropout):
+        fail("head_dropout", head_dropout, "a float in [0, 1)")
+    if batch_size is not None and not is_positive_int(batch_size):
+        fail("batch_size", batch_size, "a positive int or None")
 
     tokens = len(input_shape) == 1
     if tokens:
-        if not _positive_int(vocab_size) or vocab_size < 2:
-            _raise("vocab_size", vocab_size, "an int >= 2 for token inputs "
-                   f"(input_shape={input_shape!r} means token ids)")
-        if not _positive_int(embedding_dim):
-            _raise("embedding_dim", embedding_dim, "a positive int")
+        if not is_positive_int(vocab_size) or vocab_size < 2:
+            fail("vocab_size", vocab_size, "an int >= 2 for token inputs "
+                 f"(input_shape={input_shape!r} means token ids)")
+        if not is_positive_int(embedding_dim):
+            fail("embedding_dim", embedding_dim, "a positive int")
         if mask_value is not None:
-            _raise("mask_value", mask_value, "None for token inputs (id 0 is the padding)")
+            fail("mask_value", mask_value, "None for token inputs (id 0 is the padding)")
     elif vocab_size is not None:
-        _raise("vocab_size", vocab_size, "None for float inputs: token ids need "
-               f"input_shape=(time,), and input_shape={input_shape!r} means (time, "
-               "features) floats")
+        fail("vocab_size", vocab_size, "None for float inputs: token ids need "
+             f"input_shape=(time,), and input_shape={input_shape!r} means (time, "
+             "features) floats")
     if not isinstance(input_noise, numbers.Real) or isinstance(input_noise, bool) or (
         input_noise < 0
     ):
-        _raise("input_noise", input_noise, "a float >= 0")
+        fail("input_noise", input_noise, "a float >= 0")
     if tokens and input_noise:
-        _raise("input_noise", input_noise, "0.0 for token inputs")
+        fail("input_noise", input_noise, "0.0 for token inputs")
     elif mask_value is not None and (
         not isinstance(mask_value, numbers.Real) or isinstance(mask_value, bool)
     ):
-        _raise("mask_value", mask_value, "a float or None")
+        fail("mask_value", mask_value, "a float or None")
     if window_norm is not None:
         if window_norm not in WINDOW_NORM_MODES:
-            _raise("window_norm", window_norm, f"None or one of {list(WINDOW_NORM_MODES)}")
+            fail("window_norm", window_norm, f"None or one of {list(WINDOW_NORM_MODES)}")
         if tokens:
-            _raise("window_norm", window_norm, "None for token inputs "
-                   f"(input_shape={input_shape!r} means token ids)")
+            fail("window_norm", window_norm, "None for token inputs "
+                 f"(input_shape={input_shape!r} means token ids)")
         if mask_value is not None:
-            _raise("window_norm", window_norm, "None with `mask_value` (the window "
-                   f"statistics would include the padding; mask_value={mask_value!r})")
-        if not _is_int(window_norm_channel) or not 0 <= window_norm_channel < input_shape[1]:
-            _raise("window_norm_channel", window_norm_channel,
-                   f"an int in [0, {input_shape[1]}) (an input feature)")
+            fail("window_norm", window_norm, "None with `mask_value` (the window "
+                 f"statistics would include the padding; mask_value={mask_value!r})")
+        if not is_int(window_norm_channel) or not 0 <= window_norm_channel < input_shape[1]:
+            fail("window_norm_channel", window_norm_channel,
+                 f"an int in [0, {input_shape[1]}) (an input feature)")
 
     # === Inputs ===
     inputs = keras.Input(
@@ -630,8 +615,8 @@ def build_gru(
         if metrics is not None:
             if isinstance(metrics, (str, keras.metrics.Metric)) or callable(metrics) or \
                     not isinstance(metrics, (list, tuple, dict)):
-                _raise("metrics", metrics, "None or a list of Keras metric names, "
-                       "keras.metrics.Metric objects or callables")
+                fail("metrics", metrics, "None or a list of Keras metric names, "
+                     "keras.metrics.Metric objects or callables")
             items = metrics.values() if isinstance(metrics, dict) else metrics
             for item in items:
                 for metric in (item if isinstance(item, (list, tuple)) else [item]):
@@ -646,9 +631,9 @@ def build_gru(
         default_loss, default_metrics = default_loss_and_metrics(task, num_outputs)
         if optimizer is None:
             if not isinstance(learning_rate, numbers.Real) or learning_rate <= 0:
-                _raise("learning_rate", learning_rate, "a positive float")
+                fail("learning_rate", learning_rate, "a positive float")
             if clipnorm is not None and (not isinstance(clipnorm, numbers.Real) or clipnorm <= 0):
-                _raise("clipnorm", clipnorm, "a positive float or None")
+                fail("clipnorm", clipnorm, "a positive float or None")
             optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
         model.compile(
             optimizer=optimizer,

@@ -1,9 +1,10 @@
 """The `gru-zoo` command line: thin wrappers over `zoo`, `tuning` and `export`.
 
-`zoo` owns `list`, `train` and the main job `run`. The `tuning` and `export` packages
-add their subcommands, and their steps of the main job, through the entry-point
-groups `gru_zoo.commands` and `gru_zoo.run_steps` (see setup.cfg), so `zoo` never
-imports them.
+`zoo` owns `list`, `train`, `compare` (over `zoo.compare`) and the main job `run`. The
+`tuning` and `export` packages add their subcommands, and their steps of the main
+job, through the entry-point groups `gru_zoo.commands` and `gru_zoo.run_steps` (see
+setup.cfg), so `zoo` never imports them. `export`'s `register` also hands `compare` its
+TFLite converter (the `tflite_converter` default of the `compare` subcommand).
 """
 
 import argparse
@@ -12,6 +13,8 @@ import os
 import pathlib
 import sys
 import time
+
+from zoo.checks import fail
 
 # Before TensorFlow is first imported: keep its C++ start-up chatter off the terminal.
 # (Most of it is printed before absl's logging reads this setting; see
@@ -397,6 +400,111 @@ def cmd_run(args):
     return 0
 
 
+def _add_compare_parser(subparsers):
+    """`gru-zoo compare`: the command line of `zoo.compare`."""
+    from zoo.compare import BUDGETS
+
+    p = subparsers.add_parser(
+        "compare",
+        help="RNN vs LSTM vs GRU (and variants) with one recipe over several seeds",
+        description="Trains each (variant, cell) with the same recipe and budget over "
+        "several seeds; writes comparison.md/.csv, runs.csv, curves.png and "
+        "metric_vs_time.png. With --dataset adding --lengths 100,200,600,1000 it runs "
+        "the long-dependency study (adding.md/.csv/.png).",
+    )
+    p.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells "
+                   "(default rnn,lstm,gru)")
+    p.add_argument("--variants", help="comma-separated variants (default: the dataset's "
+                   "recommended one; adding: stacked)")
+    p.add_argument("--seeds", default="3", help="number of seeds (from --seed) or a "
+                   "comma-separated list (default 3)")
+    p.add_argument("--budget", choices=list(BUDGETS), default="quick",
+                   help="tiny (smoke test), quick (minutes) or full (default quick)")
+    p.add_argument("--lengths", help="adding problem: comma-separated sequence lengths, "
+                   "e.g. 100,200,600,1000 (the long-dependency study)")
+    p.add_argument("--num-train", type=int, help="adding problem: training sequences "
+                   "(overrides the budget)")
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other build_gru argument, value as JSON (repeatable), e.g. "
+                   "--set conv_batchnorm=true --set conv_filters=[32,64,32]")
+    p.add_argument("--no-tflite", action="store_true", help="skip the TFLite size column")
+    p.add_argument("--out", default="runs/compare", help="output directory "
+                   "(default runs/compare)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_model_arguments(p)
+    # The budget chooses patience and the decay unless the flags are given. The TFLite
+    # size column needs a converter; `export`'s `register` sets `tflite_converter`
+    # when that package is installed (zoo does not import it), else the column is left out.
+    p.set_defaults(func=cmd_compare, patience=None, lr_decay=None, tflite_converter=None)
+
+
+def parse_settings(settings):
+    """`["conv_batchnorm=true", "units=[32,16]"]` → `{"conv_batchnorm": True, ...}`."""
+    from zoo.compare import build_arguments
+
+    parsed = {}
+    for item in settings:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            fail("set", item, "KEY=VALUE with VALUE in JSON (e.g. conv_batchnorm=true)")
+        try:
+            parsed[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            parsed[key.strip()] = text  # a bare word is a string: --set attention=additive
+    allowed = build_arguments()
+    bad = [k for k in parsed if k not in allowed]
+    if bad:
+        fail("set", settings, f"KEY=VALUE pairs whose KEY is one of {list(allowed)}")
+    return parsed
+
+
+def cmd_compare(args):
+    from zoo.compare import ADDING_LENGTHS, TRAIN_ARGS, adding_study, compare, parse_seeds
+
+    # `--data PATH` (the user's file) or `--dataset NAME`; file options come with the path.
+    args.dataset, dataset_kwargs = data_spec(args)
+
+    overrides = {k: getattr(args, k) for k in BUILD_ARGS
+                 if k not in ("variant", "cell") and getattr(args, k, None) is not None}
+    overrides.update(parse_settings(args.settings))
+    if args.tensorboard:
+        fail("tensorboard", True, "off for compare (each run writes history.json and "
+             "curves.png; use `gru-zoo train --tensorboard` for one model)")
+    for key in TRAIN_ARGS:
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides[key] = None if value == "none" else value
+    cells = args.cells if args.cell is None else args.cell
+    variants = args.variants or args.variant
+    seeds = parse_seeds(args.seeds)
+    if len(seeds) and "," not in args.seeds:
+        seeds = [args.seed + s for s in seeds]
+    if args.num_train is not None:
+        if args.dataset != "adding":
+            fail("num_train", args.num_train, "given only with --dataset adding")
+        dataset_kwargs["num_train"] = args.num_train
+    progress = not args.quiet
+    if args.lengths or (args.dataset == "adding" and args.length is None):
+        if args.dataset != "adding":
+            fail("lengths", args.lengths, "given only with --dataset adding")
+        study = adding_study(args.lengths or ADDING_LENGTHS, cells=cells,
+                             variants=variants or ("stacked",), seeds=seeds,
+                             budget=args.budget, out_dir=args.out,
+                             dataset_kwargs=dataset_kwargs, progress=progress, **overrides)
+        print(study.to_markdown())
+        print(f"Written: {', '.join(str(p) for p in study.files.values())}")
+        return 0
+    comparison = compare(args.dataset, cells=cells, variants=variants, seeds=seeds,
+                         budget=args.budget, out_dir=args.out,
+                         dataset_kwargs=dataset_kwargs,
+                         tflite=None if args.no_tflite else args.tflite_converter,
+                         progress=progress, **overrides)
+    print(f"{comparison.dataset}: {comparison.budget}")
+    print(comparison.to_markdown())
+    print(f"Written: {', '.join(str(p) for p in comparison.files.values())}")
+    return 0
+
+
 _STEPS = ("tune", "export")
 
 
@@ -447,7 +555,6 @@ def build_parser():
         description="Build, train, tune and export GRU models to verified TFLite files.",
     )
     from zoo import __version__
-    from zoo.compare import register as register_compare
 
     parser.add_argument("--version", action="version", version=f"gru-zoo {__version__}")
     parser.add_argument("--debug", action="store_true",
@@ -483,7 +590,7 @@ def build_parser():
                         help="the budget's export quantization (default int8)")
     p.set_defaults(func=cmd_run)
 
-    register_compare(sub)
+    _add_compare_parser(sub)
 
     for name, register in _plugins("gru_zoo.commands"):
         register(sub)

@@ -17,7 +17,7 @@ seed, and writes into `out_dir`:
 problem (Hochreiter & Schmidhuber 1997) at each sequence length and plots the test MSE
 against the length with the trivial baseline (predicting 1.0, MSE = 1/6 ≈ 0.167).
 
-The command line is `gru-zoo compare` (see `register`).
+The command line `gru-zoo compare` (`zoo.cli`) is a thin wrapper over these two.
 """
 
 import csv
@@ -29,6 +29,9 @@ import tempfile
 import time
 
 import numpy as np
+
+from zoo.checks import fail, is_int
+from zoo.fileio import write_csv
 
 BUDGETS = {
     # `epochs`, `patience`: caps on the dataset's recipe (`zoo.recipes.choose_recipe`; None:
@@ -62,14 +65,6 @@ def build_arguments():
 
     return tuple(k for k in inspect.signature(build_gru).parameters
                  if k not in _NOT_OVERRIDABLE)
-
-
-def _raise(argument, value, allowed):
-    raise ValueError(f"`{argument}` must be {allowed}. Received: {argument}={value!r}")
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass
@@ -107,12 +102,12 @@ def _parse_names(argument, value, allowed):
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, (list, tuple)) or not value:
-        _raise(argument, value, f"a non-empty list of names from {sorted(allowed)}")
+        fail(argument, value, f"a non-empty list of names from {sorted(allowed)}")
     for name in value:
         if name not in allowed:
-            _raise(argument, value, f"a non-empty list of names from {sorted(allowed)}")
+            fail(argument, value, f"a non-empty list of names from {sorted(allowed)}")
     if len(set(value)) != len(value):
-        _raise(argument, value, "a list without repeated names")
+        fail(argument, value, "a list without repeated names")
     return list(value)
 
 
@@ -123,25 +118,25 @@ def parse_seeds(seeds):
         try:
             parts = [int(s) for s in seeds.split(",") if s.strip()]
         except ValueError:
-            _raise("seeds", seeds, allowed)
+            fail("seeds", seeds, allowed)
         seeds = parts[0] if len(parts) == 1 and "," not in seeds else parts
-    if _is_int(seeds):
+    if is_int(seeds):
         if seeds < 1:
-            _raise("seeds", seeds, allowed)
+            fail("seeds", seeds, allowed)
         return list(range(int(seeds)))
     if not isinstance(seeds, (list, tuple, range)) or not seeds:
-        _raise("seeds", seeds, allowed)
-    if not all(_is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        _raise("seeds", seeds, allowed)
+        fail("seeds", seeds, allowed)
+    if not all(is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        fail("seeds", seeds, allowed)
     return [int(s) for s in seeds]
 
 
 def _resolve_budget(budget):
     if isinstance(budget, str):
         if budget not in BUDGETS:
-            _raise("budget", budget, f"one of {list(BUDGETS)}")
+            fail("budget", budget, f"one of {list(BUDGETS)}")
         return budget, BUDGETS[budget]
-    _raise("budget", budget, f"one of {list(BUDGETS)}")
+    fail("budget", budget, f"one of {list(BUDGETS)}")
 
 
 def _cap(x, y, limit):
@@ -160,10 +155,10 @@ def _load(dataset, budget_spec, dataset_kwargs):
         data = zoo.load_dataset(dataset, **kwargs)
     elif hasattr(dataset, "x_train"):
         if dataset_kwargs:
-            _raise("dataset_kwargs", dataset_kwargs, "empty when `dataset` is a loaded Dataset")
+            fail("dataset_kwargs", dataset_kwargs, "empty when `dataset` is a loaded Dataset")
         data = dataset
     else:
-        _raise("dataset", dataset, "a dataset name (see `zoo.DATASETS`) or a zoo Dataset")
+        fail("dataset", dataset, "a dataset name (see `zoo.DATASETS`) or a zoo Dataset")
     limit = budget_spec["max_samples"]
     if limit is not None:
         x_train, y_train = _cap(data.x_train, data.y_train, limit)
@@ -198,18 +193,9 @@ def _headline(task):
     return ("accuracy", True) if task == "classification" else ("mse", False)
 
 
-def _tflite_size(model, workdir):
-    """Size in bytes of the model's verified fp32 TFLite file, or `None` when `export`
-    is absent.
-
-    `export` is an optional sibling package (`zoo` does not depend on it: see the
-    import rules in docs/architecture.md);
-    a conversion failure is reported as `nan` rather than stopping the comparison.
-    """
-    try:
-        from export import to_tflite
-    except ImportError:
-        return None
+def _tflite_size(to_tflite, model, workdir):
+    """Size in bytes of the model's verified fp32 TFLite file written by `to_tflite`;
+    a conversion failure is reported as `nan` rather than stopping the comparison."""
     pathlib.Path(workdir).mkdir(parents=True, exist_ok=True)
     try:
         return int(to_tflite(model, pathlib.Path(workdir) / f"{model.name}.tflite").size)
@@ -217,15 +203,6 @@ def _tflite_size(model, workdir):
         print(f"gru-zoo compare: warning: TFLite export of {model.name} failed: {error}",
               file=sys.stderr)
         return float("nan")
-
-
-def export_available():
-    """True when the `export` package (and its `to_tflite`) can be imported."""
-    try:
-        from export import to_tflite  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _progress_callback(label, epochs, stream):
@@ -350,17 +327,6 @@ def comparison_markdown(rows, metric, baselines=None):
     return "\n".join(lines) + "\n"
 
 
-def _write_csv(path, records):
-    fields = list(records[0])
-    for record in records[1:]:
-        fields.extend(k for k in record if k not in fields)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for record in records:
-            writer.writerow({k: ("" if v is None else v) for k, v in record.items()})
-
-
 def _pyplot():
     import matplotlib
 
@@ -443,7 +409,7 @@ def compare(
     budget="quick",
     out_dir=None,
     dataset_kwargs=None,
-    tflite=True,
+    tflite=None,
     progress=True,
     stream=None,
     **overrides,
@@ -469,7 +435,11 @@ def compare(
         out_dir: directory for the tables, plots and run directories, or `None`
             (nothing written).
         dataset_kwargs: dict of `zoo.load_dataset` options (e.g. `{"length": 600}`).
-        tflite: bool, measure the fp32 TFLite size when `export` is installed.
+        tflite: the converter for the TFLite-size column, called as
+            `tflite(model, path)` and returning a result with the file's `size` in bytes
+            (`export.to_tflite`), or `None`/`False` to leave the column out (the
+            default). `zoo` does not import `export` (docs/architecture.md), so the
+            caller passes it: `gru-zoo compare` does when `export` is installed.
         progress: bool, print one line per run (and a live epoch line on a terminal).
         stream: where progress goes. Defaults to `sys.stderr`.
         **overrides: builder arguments (`units`, `num_layers`, `dropout`,
@@ -488,6 +458,10 @@ def compare(
     budget_name, budget_spec = _resolve_budget(budget)
     cells = _parse_names("cells", cells, CELLS)
     seeds = parse_seeds(seeds)
+    if not (tflite is None or tflite is False or callable(tflite)):
+        fail("tflite", tflite, "a converter such as `export.to_tflite` (called as "
+             "`tflite(model, path)`), or None/False for no TFLite-size column")
+    measure_tflite = callable(tflite)
     build_args = build_arguments()
     bad = sorted(set(overrides) - set(build_args) - set(TRAIN_ARGS))
     if bad:
@@ -524,7 +498,6 @@ def compare(
     out_dir = pathlib.Path(out_dir) if out_dir is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    measure_tflite = tflite and export_available()
 
     keys = [(v, c) for v in variants for c in cells]
     total = len(keys) * len(seeds)
@@ -554,7 +527,7 @@ def compare(
             if measure_tflite and tflite_bytes is None:
                 with tempfile.TemporaryDirectory() as scratch:
                     tflite_bytes = _tflite_size(
-                        result.model, (run_dir if run_dir is not None else scratch))
+                        tflite, result.model, (run_dir if run_dir is not None else scratch))
             history = result.history
             run = {
                 "dataset": name, "variant": variant, "cell": cell, "seed": seed,
@@ -610,8 +583,8 @@ def write_comparison(out_dir, runs, rows, histories, metric, title, baselines=No
         "metric_vs_time": out_dir / "metric_vs_time.png",
     }
     files["markdown"].write_text(comparison_markdown(rows, metric, baselines))
-    _write_csv(files["csv"], rows)
-    _write_csv(files["runs_csv"], runs)
+    write_csv(files["csv"], rows)
+    write_csv(files["runs_csv"], runs)
     plot_comparison_curves(histories, files["curves"], metric, title=title)
     plot_metric_vs_time(rows, files["metric_vs_time"], metric, title=title, baselines=baselines)
     return files
@@ -635,11 +608,11 @@ def _parse_lengths(lengths):
         try:
             lengths = [int(v) for v in lengths.split(",") if v.strip()]
         except ValueError:
-            _raise("lengths", lengths, allowed)
+            fail("lengths", lengths, allowed)
     if not isinstance(lengths, (list, tuple)) or not lengths:
-        _raise("lengths", lengths, allowed)
-    if not all(_is_int(v) and v >= 2 for v in lengths) or len(set(lengths)) != len(lengths):
-        _raise("lengths", lengths, allowed)
+        fail("lengths", lengths, allowed)
+    if not all(is_int(v) and v >= 2 for v in lengths) or len(set(lengths)) != len(lengths):
+        fail("lengths", lengths, allowed)
     return [int(v) for v in lengths]
 
 
@@ -759,7 +732,7 @@ def adding_study(
     """
     lengths = _parse_lengths(lengths)
     if dataset_kwargs is not None and "length" in dataset_kwargs:
-        _raise("dataset_kwargs", dataset_kwargs, "a dict without `length` (use `lengths=`)")
+        fail("dataset_kwargs", dataset_kwargs, "a dict without `length` (use `lengths=`)")
     out_dir = pathlib.Path(out_dir) if out_dir is not None else None
     comparisons, rows = {}, []
     for length in lengths:
@@ -779,109 +752,7 @@ def adding_study(
         files = {"markdown": out_dir / "adding.md", "csv": out_dir / "adding.csv",
                  "plot": out_dir / "adding.png"}
         files["markdown"].write_text(study.to_markdown())
-        _write_csv(files["csv"], rows)
+        write_csv(files["csv"], rows)
         plot_adding_study(study, files["plot"])
         study.files = files
     return study
-
-
-def register(subparsers):
-    """Adds `gru-zoo compare` to the CLI's subparsers."""
-    from zoo.cli import add_model_arguments
-
-    p = subparsers.add_parser(
-        "compare",
-        help="RNN vs LSTM vs GRU (and variants) with one recipe over several seeds",
-        description="Trains each (variant, cell) with the same recipe and budget over "
-        "several seeds; writes comparison.md/.csv, runs.csv, curves.png and "
-        "metric_vs_time.png. With --dataset adding --lengths 100,200,600,1000 it runs "
-        "the long-dependency study (adding.md/.csv/.png).",
-    )
-    p.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells "
-                   "(default rnn,lstm,gru)")
-    p.add_argument("--variants", help="comma-separated variants (default: the dataset's "
-                   "recommended one; adding: stacked)")
-    p.add_argument("--seeds", default="3", help="number of seeds (from --seed) or a "
-                   "comma-separated list (default 3)")
-    p.add_argument("--budget", choices=list(BUDGETS), default="quick",
-                   help="tiny (smoke test), quick (minutes) or full (default quick)")
-    p.add_argument("--lengths", help="adding problem: comma-separated sequence lengths, "
-                   "e.g. 100,200,600,1000 (the long-dependency study)")
-    p.add_argument("--num-train", type=int, help="adding problem: training sequences "
-                   "(overrides the budget)")
-    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other build_gru argument, value as JSON (repeatable), e.g. "
-                   "--set conv_batchnorm=true --set conv_filters=[32,64,32]")
-    p.add_argument("--no-tflite", action="store_true", help="skip the TFLite size column")
-    p.add_argument("--out", default="runs/compare", help="output directory "
-                   "(default runs/compare)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    add_model_arguments(p)
-    # The budget chooses patience and the decay unless the flags are given.
-    p.set_defaults(func=cmd_compare, patience=None, lr_decay=None)
-
-
-def parse_settings(settings):
-    """`["conv_batchnorm=true", "units=[32,16]"]` → `{"conv_batchnorm": True, ...}`."""
-    import json
-
-    parsed = {}
-    for item in settings:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            _raise("set", item, "KEY=VALUE with VALUE in JSON (e.g. conv_batchnorm=true)")
-        try:
-            parsed[key.strip()] = json.loads(text)
-        except json.JSONDecodeError:
-            parsed[key.strip()] = text  # a bare word is a string: --set attention=additive
-    allowed = build_arguments()
-    bad = [k for k in parsed if k not in allowed]
-    if bad:
-        _raise("set", settings, f"KEY=VALUE pairs whose KEY is one of {list(allowed)}")
-    return parsed
-
-
-def cmd_compare(args):
-    from zoo.cli import BUILD_ARGS, data_spec
-
-    # `--data PATH` (the user's file) or `--dataset NAME`; file options come with the path.
-    args.dataset, dataset_kwargs = data_spec(args)
-
-    overrides = {k: getattr(args, k) for k in BUILD_ARGS
-                 if k not in ("variant", "cell") and getattr(args, k, None) is not None}
-    overrides.update(parse_settings(args.settings))
-    if args.tensorboard:
-        _raise("tensorboard", True, "off for compare (each run writes history.json and "
-               "curves.png; use `gru-zoo train --tensorboard` for one model)")
-    for key in TRAIN_ARGS:
-        value = getattr(args, key, None)
-        if value is not None:
-            overrides[key] = None if value == "none" else value
-    cells = args.cells if args.cell is None else args.cell
-    variants = args.variants or args.variant
-    seeds = parse_seeds(args.seeds)
-    if len(seeds) and "," not in args.seeds:
-        seeds = [args.seed + s for s in seeds]
-    if args.num_train is not None:
-        if args.dataset != "adding":
-            _raise("num_train", args.num_train, "given only with --dataset adding")
-        dataset_kwargs["num_train"] = args.num_train
-    progress = not args.quiet
-    if args.lengths or (args.dataset == "adding" and args.length is None):
-        if args.dataset != "adding":
-            _raise("lengths", args.lengths, "given only with --dataset adding")
-        study = adding_study(args.lengths or ADDING_LENGTHS, cells=cells,
-                             variants=variants or ("stacked",), seeds=seeds,
-                             budget=args.budget, out_dir=args.out,
-                             dataset_kwargs=dataset_kwargs, progress=progress, **overrides)
-        print(study.to_markdown())
-        print(f"Written: {', '.join(str(p) for p in study.files.values())}")
-        return 0
-    comparison = compare(args.dataset, cells=cells, variants=variants, seeds=seeds,
-                         budget=args.budget, out_dir=args.out,
-                         dataset_kwargs=dataset_kwargs, tflite=not args.no_tflite,
-                         progress=progress, **overrides)
-    print(f"{comparison.dataset}: {comparison.budget}")
-    print(comparison.to_markdown())
-    print(f"Written: {', '.join(str(p) for p in comparison.files.values())}")
-    return 0

@@ -18,6 +18,8 @@ import os
 
 import numpy as np
 
+from zoo.checks import check, is_bool, is_fraction, is_int, is_non_negative_int, is_positive_int
+
 UCR_CITATION = (
     "H. A. Dau, A. Bagnall, K. Kamgar, C.-C. M. Yeh, Y. Zhu, S. Gharghabi, "
     "C. A. Ratanamahatana, E. Keogh, \"The UCR Time Series Archive\", IEEE/CAA Journal of "
@@ -120,7 +122,7 @@ class Dataset:
                 f"{self.name!r} has task={self.task!r}, label_names={self.label_names!r}"
             )
         names = self.label_names
-        if isinstance(indices, (int, np.integer)) and not isinstance(indices, bool):
+        if is_int(indices):
             if not 0 <= int(indices) < len(names):
                 raise ValueError(f"`indices` must be class indices in [0, {len(names)}). "
                                  f"Received: indices={indices!r}")
@@ -219,21 +221,16 @@ class Dataset:
 
 
 def _check_fraction(argument, value):
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
-        raise ValueError(
-            f"`{argument}` must be a float in (0, 1). Received: {argument}={value!r}"
-        )
+    check(argument, value, is_fraction(value), "a float in (0, 1)")
 
 
 def _check_seed(value):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"`seed` must be an int >= 0. Received: seed={value!r}")
+    check("seed", value, is_non_negative_int(value), "an int >= 0")
 
 
 def _check_bool(argument, value):
     # `normalize="no"` is truthy: without this check it would normalize.
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"`{argument}` must be True or False. Received: {argument}={value!r}")
+    check(argument, value, is_bool(value), "True or False")
 
 
 def _load_npz(filename):
@@ -344,10 +341,9 @@ def load_airline_passengers(window=24, horizon=12, test_months=24, val_months=12
     """
     for argument, value in (("window", window), ("horizon", horizon),
                             ("test_months", test_months), ("val_months", val_months)):
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(
-                f"`{argument}` must be a positive int. Received: {argument}={value!r}"
-            )
+        check(argument, value, is_positive_int(value), "a positive int")
+    window, horizon, test_months, val_months = (
+        int(window), int(horizon), int(test_months), int(val_months))
     _check_bool("normalize", normalize)
     series = np.log(_load_npz("AirlinePassengers.npz")["values"].astype(np.float64))
     n = len(series)
@@ -396,12 +392,9 @@ def adding_problem(num_samples, length, seed=0):
     Returns:
         `(x, y)`: x `(num_samples, length, 2)` float32, y `(num_samples, 1)` float32.
     """
-    if not isinstance(length, int) or isinstance(length, bool) or length < 2:
-        raise ValueError(f"`length` must be an int >= 2. Received: length={length!r}")
-    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples <= 0:
-        raise ValueError(
-            f"`num_samples` must be a positive int. Received: num_samples={num_samples!r}"
-        )
+    check("length", length, is_int(length) and length >= 2, "an int >= 2")
+    check("num_samples", num_samples, is_positive_int(num_samples), "a positive int")
+    length, num_samples = int(length), int(num_samples)
     rng = np.random.default_rng(seed)
     values = rng.uniform(0.0, 1.0, size=(num_samples, length)).astype(np.float32)
     half = length // 2
@@ -418,14 +411,12 @@ def adding_problem(num_samples, length, seed=0):
 
 def load_adding(length=100, num_train=10000, num_val=1000, num_test=1000, seed=0):
     """The adding problem as a regression `Dataset` (independent seeds per split)."""
-    if not isinstance(length, int) or isinstance(length, bool) or length < 2:
-        raise ValueError(f"`length` must be an int >= 2. Received: length={length!r}")
+    check("length", length, is_int(length) and length >= 2, "an int >= 2")
     for argument, value in (("num_train", num_train), ("num_val", num_val),
                             ("num_test", num_test)):
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(
-                f"`{argument}` must be a positive int. Received: {argument}={value!r}")
+        check(argument, value, is_positive_int(value), "a positive int")
     _check_seed(seed)
+    length, seed = int(length), int(seed)
     x_train, y_train = adding_problem(num_train, length, seed=seed)
     x_val, y_val = adding_problem(num_val, length, seed=seed + 1)
     x_test, y_test = adding_problem(num_test, length, seed=seed + 2)

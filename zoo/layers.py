@@ -11,6 +11,8 @@ statistics and put them back on the forecast (see their docstrings).
 import keras
 from keras import ops
 
+from zoo.checks import check, is_bool, is_non_negative_int, is_number, is_positive_int
+
 PACKAGE = "gru_zoo"
 
 
@@ -34,14 +36,10 @@ class AttentionPooling(keras.layers.Layer):
 
     def __init__(self, attention_units=None, **kwargs):
         super().__init__(**kwargs)
-        if attention_units is not None and (
-            not isinstance(attention_units, int) or attention_units <= 0
-        ):
-            raise ValueError(
-                "`attention_units` must be a positive int or None. "
-                f"Received: attention_units={attention_units!r}"
-            )
-        self.attention_units = attention_units
+        check("attention_units", attention_units,
+              attention_units is None or is_positive_int(attention_units),
+              "a positive int or None")
+        self.attention_units = None if attention_units is None else int(attention_units)
         self.supports_masking = True
 
     def build(self, input_shape):
@@ -89,16 +87,11 @@ class MultiHeadAttentionPooling(keras.layers.Layer):
 
     def __init__(self, num_heads=4, key_dim=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(num_heads, int) or num_heads <= 0:
-            raise ValueError(
-                f"`num_heads` must be a positive int. Received: num_heads={num_heads!r}"
-            )
-        if key_dim is not None and (not isinstance(key_dim, int) or key_dim <= 0):
-            raise ValueError(
-                f"`key_dim` must be a positive int or None. Received: key_dim={key_dim!r}"
-            )
-        self.num_heads = num_heads
-        self.key_dim = key_dim
+        check("num_heads", num_heads, is_positive_int(num_heads), "a positive int")
+        check("key_dim", key_dim, key_dim is None or is_positive_int(key_dim),
+              "a positive int or None")
+        self.num_heads = int(num_heads)
+        self.key_dim = None if key_dim is None else int(key_dim)
         self.supports_masking = True
 
     def build(self, input_shape):
@@ -176,13 +169,11 @@ class WindowNormalization(keras.layers.Layer):
             raise ValueError(
                 f"`mode` must be one of {list(WINDOW_NORM_MODES)}. Received: mode={mode!r}"
             )
-        if not isinstance(epsilon, (int, float)) or isinstance(epsilon, bool) or epsilon <= 0:
-            raise ValueError(f"`epsilon` must be a positive float. Received: epsilon={epsilon!r}")
-        if not isinstance(causal, bool):
-            raise ValueError(f"`causal` must be True or False. Received: causal={causal!r}")
+        check("epsilon", epsilon, is_number(epsilon) and epsilon > 0, "a positive float")
+        check("causal", causal, is_bool(causal), "True or False")
         self.mode = mode
         self.epsilon = float(epsilon)
-        self.causal = causal
+        self.causal = bool(causal)
 
     def call(self, inputs):
         if self.causal:
@@ -249,9 +240,8 @@ class WindowDenormalization(keras.layers.Layer):
 
     def __init__(self, channel=0, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(channel, int) or isinstance(channel, bool) or channel < 0:
-            raise ValueError(f"`channel` must be an int >= 0. Received: channel={channel!r}")
-        self.channel = channel
+        check("channel", channel, is_non_negative_int(channel), "an int >= 0")
+        self.channel = int(channel)
 
     def call(self, inputs):
         outputs, *stats = inputs

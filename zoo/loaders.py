@@ -40,6 +40,7 @@ import os
 
 import numpy as np
 
+from zoo.checks import check, is_bool, is_int, is_non_negative_int
 from zoo.datasets import Dataset, _check_fraction, _normalize_splits, _split_indices
 
 SUFFIXES = {".ts": "ts", ".csv": "csv", ".tsv": "csv", ".txt": "csv", ".npz": "npz"}
@@ -78,20 +79,17 @@ def _check_path(path, argument="path"):
 def _check_int(argument, value, minimum=1, allow_none=False):
     if value is None and allow_none:
         return
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ValueError(f"`{argument}` must be {kind}{' or None' if allow_none else ''}. "
-                         f"Received: {argument}={value!r}")
+    kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    check(argument, value, is_int(value) and value >= minimum,
+          kind + (" or None" if allow_none else ""))
 
 
 def _check_common(validation_split, seed, normalize, test_split=None):
     _check_fraction("validation_split", validation_split)
     if test_split is not None:
         _check_fraction("test_split", test_split)
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"`seed` must be an int >= 0. Received: seed={seed!r}")
-    if not isinstance(normalize, bool):
-        raise ValueError(f"`normalize` must be a bool. Received: normalize={normalize!r}")
+    check("seed", seed, is_non_negative_int(seed), "an int >= 0")
+    check("normalize", normalize, is_bool(normalize), "a bool")
 
 
 def _read_text(path, expected):
@@ -142,7 +140,8 @@ def _stem(path):
     return stem
 
 
-def _is_number(text):
+def _parses_as_number(text):
+    """Whether a table cell's text reads as a number."""
     try:
         float(text)
         return True
@@ -153,7 +152,7 @@ def _is_number(text):
 def _label_order(labels):
     """Distinct labels sorted: numerically when every one is a number, else as text."""
     distinct = set(labels)
-    if all(_is_number(v) for v in distinct):
+    if all(_parses_as_number(v) for v in distinct):
         return sorted(distinct, key=lambda v: (float(v), v))
     return sorted(distinct)
 
@@ -161,7 +160,7 @@ def _label_order(labels):
 def _infer_task(labels):
     """`(task, reason)` from labels given as strings (files) or numbers (arrays)."""
     values = list(labels)
-    if not all(_is_number(v) for v in values):
+    if not all(_parses_as_number(v) for v in values):
         return "classification", "the labels are not all numbers"
     numbers = np.asarray([float(v) for v in values], dtype=np.float64)
     if not np.all(np.isfinite(numbers)):
@@ -797,7 +796,7 @@ def _read_table(path, delimiter):
     except csv.Error as error:
         raise ValueError(f"{name} line {reader.line_num}: not valid CSV ({error})") from None
     header_line, header = rows[0]
-    if all(_is_number(h) or not h for h in header):
+    if all(_parses_as_number(h) or not h for h in header):
         raise ValueError(f"{name} line {header_line}: expected a header row naming the "
                          f"columns, found {_show(delimiter.join(header))}; add one (e.g. "
                          "'label,t1,t2,...' for one series per row)")
@@ -896,7 +895,7 @@ def _read_wide(table, label, id_column, time_column, features):
 
 
 def _sort_key(values):
-    if all(_is_number(v) for v in values):
+    if all(_parses_as_number(v) for v in values):
         return [float(v) for v in values]
     return list(values)
 

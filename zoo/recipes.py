@@ -79,6 +79,8 @@ import dataclasses
 
 import numpy as np
 
+from zoo.checks import check, is_bool
+
 # The one set of training defaults (zoo.train's signature, the CLI and compare use it).
 TRAIN_DEFAULTS = dict(epochs=100, batch_size=32, patience=40, lr_decay="plateau",
                       fit_on="train", class_weight=None)
@@ -321,8 +323,8 @@ def choose_recipe(dataset, *, variant=None, streaming=False):
     if variant is not None and variant not in VARIANTS:
         raise ValueError(f"`variant` must be one of {sorted(VARIANTS)}. "
                          f"Received: variant={variant!r}")
-    if not isinstance(streaming, bool):
-        raise ValueError(f"`streaming` must be a bool. Received: streaming={streaming!r}")
+    check("streaming", streaming, is_bool(streaming), "a bool")
+    streaming = bool(streaming)
     p = profile(dataset)
     mask_value = getattr(dataset, "mask_value", None)
     if streaming and variant is not None:

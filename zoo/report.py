@@ -16,11 +16,10 @@ import datetime
 import json
 import os
 import pathlib
-import tempfile
 
 import numpy as np
 
-from zoo.fileio import new_file_mode
+from zoo.fileio import atomic_output, write_text
 
 PREDICT_BATCH_SIZE = 256
 _SEQUENCE_TASKS = ("sequence_labeling", "sequence_regression")
@@ -252,16 +251,11 @@ def _save_figure(fig, path):
     plt = _pyplot()
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100, format="png")
-        os.chmod(tmp, new_file_mode())  # mkstemp's 0600 -> the user's umask
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 
@@ -707,13 +701,5 @@ def write_report(run_dir, dataset, *, model, test_metrics, history=None, recipe=
     text = "\n".join(lines).rstrip() + "\n"
 
     path = run_dir / "report.md"
-    fd, tmp = tempfile.mkstemp(prefix=".report.md.", suffix=".tmp", dir=run_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, new_file_mode())  # mkstemp's 0600 -> the user's umask
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_text(path, text)
     return path

@@ -12,17 +12,15 @@ split); a run whose loss, metrics or weights become NaN or inf raises
 """
 
 import dataclasses
-import json
 import math
-import os
 import pathlib
-import tempfile
 import time
 
 import keras
 import numpy as np
 
-from zoo.fileio import new_file_mode
+from zoo.checks import check, is_fraction, is_int, is_non_negative_int
+from zoo.fileio import atomic_output, write_json
 from zoo.recipes import TRAIN_DEFAULTS
 
 LR_DECAYS = ("plateau", "cosine", None)
@@ -141,9 +139,8 @@ class TrainResult:
 
 def set_seed(seed):
     """Seeds Python, NumPy and TensorFlow (weights, shuffling, dropout)."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"`seed` must be a non-negative int. Received: seed={seed!r}")
-    keras.utils.set_random_seed(seed)
+    check("seed", seed, is_non_negative_int(seed), "a non-negative int")
+    keras.utils.set_random_seed(int(seed))
 
 
 def _describe(value):
@@ -250,10 +247,11 @@ def _model_spec(model):
 
 
 def _value_range(values):
-    return f"[{_number(values.min())}, {_number(values.max())}]"
+    return f"[{_plain_number(values.min())}, {_plain_number(values.max())}]"
 
 
-def _number(value):
+def _plain_number(value):
+    """A NumPy or Python number for a message: an int when it is whole."""
     value = value.item() if hasattr(value, "item") else value
     return int(value) if float(value).is_integer() else value
 
@@ -392,7 +390,7 @@ def _check_labels(spec, x, y, yn, where):
             example = y[np.mod(y, 1) != 0].flat[0]
             raise ValueError(
                 f"`{yn}` ({where}) must hold {allowed}. Received: non-integer labels, e.g. "
-                f"{_number(example)} (dtype {y.dtype})"
+                f"{_plain_number(example)} (dtype {y.dtype})"
             )
         limit = 2 if kind == "binary" else classes
         outside = (y < 0) | (y >= limit)
@@ -452,9 +450,7 @@ def _check_class_weight(class_weight, model, y_train):
         return balanced_class_weight(y)
     if out is not None and kind is not None:
         classes = max(out[-1], 2)
-        bad = [k for k in class_weight
-               if not isinstance(k, (int, np.integer)) or isinstance(k, bool)
-               or not 0 <= k < classes]
+        bad = [k for k in class_weight if not is_int(k) or not 0 <= k < classes]
         if bad:
             raise ValueError(
                 f"`class_weight` must map class indices in [0, {classes}) to weights. "
@@ -500,12 +496,6 @@ def plot_curves(history, path, title=None):
     plt.close(fig)
 
 
-def _write_json(path, payload):
-    tmp = pathlib.Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
-    os.replace(tmp, path)
-
-
 def _json_default(value):
     if isinstance(value, (np.integer,)):
         return int(value)
@@ -522,15 +512,8 @@ def save_model_atomically(model, path):
     """Saves a `.keras` file through a temporary file so no partial file is left."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".keras", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path, suffix=".keras") as tmp:
         model.save(tmp)
-        os.chmod(tmp, new_file_mode())  # mkstemp's 0600 -> the user's umask
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _finite_weights(weights):
@@ -641,19 +624,14 @@ def train(
     for argument, value, minimum in (("epochs", epochs, 1), ("batch_size", batch_size, 1),
                                      ("patience", patience, 0),
                                      ("lr_decay_patience", lr_decay_patience, 0)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise ValueError(
-                f"`{argument}` must be an int >= {minimum}. Received: {argument}={value!r}"
-            )
+        check(argument, value, is_int(value) and value >= minimum, f"an int >= {minimum}")
+    epochs, batch_size = int(epochs), int(batch_size)
+    patience, lr_decay_patience = int(patience), int(lr_decay_patience)
     if lr_decay not in LR_DECAYS:
         raise ValueError(
             f"`lr_decay` must be one of {list(LR_DECAYS)}. Received: lr_decay={lr_decay!r}"
         )
-    if not 0 < lr_decay_factor < 1:
-        raise ValueError(
-            "`lr_decay_factor` must be a float in (0, 1). "
-            f"Received: lr_decay_factor={lr_decay_factor!r}"
-        )
+    check("lr_decay_factor", lr_decay_factor, is_fraction(lr_decay_factor), "a float in (0, 1)")
     if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", True):
         raise ValueError(
             "`model` must be compiled (build it with `build_gru(..., compile=True)`). "
@@ -722,7 +700,7 @@ def train(
     all_callbacks.extend(callbacks or [])
 
     if run_dir is not None and config is not None:
-        _write_json(run_dir / "config.json", config)
+        write_json(run_dir / "config.json", config, default=_json_default)
     start = time.perf_counter()
     try:
         fit = model.fit(
@@ -766,11 +744,12 @@ def train(
 
     if run_dir is not None:
         save_model_atomically(model, run_dir / "model.keras")
-        _write_json(run_dir / "history.json", history)
-        _write_json(
+        write_json(run_dir / "history.json", history, default=_json_default)
+        write_json(
             run_dir / "metrics.json",
             {"test": test_metrics, "best_epoch": best_epoch, "epochs_run": epochs_run,
              "train_seconds": seconds, "params": model.count_params()},
+            default=_json_default,
         )
         plot_curves(history, run_dir / "curves.png", title=model.name)
     return TrainResult(
