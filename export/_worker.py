@@ -73,6 +73,10 @@ def convert_job(job):
     start = time.perf_counter()
     if recipe == "step":
         export_model = recipes.build_step_model(model)
+    elif recipe == "chunked":
+        export_model = recipes.rebuild_chunked(
+            model, sequence_length=job["sequence_length"], chunk_steps=job["chunk_steps"]
+        )
     else:
         export_model = recipes.rebuild(
             model, unroll=recipe == "unrolled", sequence_length=job["sequence_length"]
@@ -92,7 +96,12 @@ def convert_job(job):
         representative=representative,
         allow_select_tf_ops=job["allow_select_tf_ops"],
         notes=notes,
+        calibrate_loops=recipe == "chunked",
     )
+    if recipe == "chunked":
+        from export.chunked import drop_unused_loop_outputs
+
+        content = drop_unused_loop_outputs(content)
     convert_seconds = time.perf_counter() - start
     if job.get("strip_tensor_names", True):
         content = strip_tensor_names(content)

@@ -65,6 +65,7 @@ def convert(
     representative=None,
     allow_select_tf_ops=False,
     notes=None,
+    calibrate_loops=False,
 ):
     """Converts a recipe model to `.tflite` bytes.
 
@@ -78,6 +79,9 @@ def convert(
         allow_select_tf_ops: bool, let the converter fall back to TensorFlow (Flex) ops.
         notes: optional list; what the conversion had to repair is appended to it
             (see `export.quantization` for int16x8).
+        calibrate_loops: bool, int8 only: calibrate with `export.calibration` (which
+            runs `WHILE` loop bodies iteration by iteration) instead of the converter's
+            calibrator, which crashes on loops. For the `"chunked"` recipe.
     """
     import tensorflow as tf
 
@@ -126,4 +130,9 @@ def convert(
             if notes is not None:
                 notes.extend(repairs)
             return content
+        if quantization == "int8" and calibrate_loops:
+            from export.calibration import quantize_int8
+
+            return quantize_int8(converter, samples,
+                                 io_dtype=tf.int8 if io_type == "int8" else tf.float32)
         return converter.convert()

@@ -43,7 +43,7 @@ from export.errors import (
     VerificationError,
 )
 
-RECIPE_CHOICES = ("auto", "loop", "unrolled", "step")
+RECIPE_CHOICES = ("auto", "loop", "unrolled", "chunked", "step")
 # Max abs error allowed against Keras, relative to max(1, max |Keras output|). float32
 # must match (issue 3: 1e-5). For quantized modes the default is a sanity bound that
 # catches a broken file (an error as large as the output itself); the measured error
@@ -296,19 +296,81 @@ def _run_worker(command, job, workdir, timeout):
     return None, f"the child process exited with code {returncode}; last output:\n{tail}"
 
 
-def _recipes_to_try(recipe, quantization, streaming, fallback):
+def _recipes_to_try(recipe, quantization, streaming, fallback, *, chunkable=False):
+    """Recipes to try in order. `chunkable`: the model has GRU chains that the `"chunked"`
+    recipe computes and a fixed length (`export.chunked.chunk_plan`)."""
     if streaming:
         return ["step"]
+    # int16x8 goes through TFLite's older quantizer, which refuses `WHILE`; int8 of a
+    # loop is calibrated by `export.calibration` (the converter's own calibrator
+    # crashes on any loop, DESIGN.md fact 5), which only the chunked form uses.
+    chunked_ok = chunkable and quantization != "int16x8"
     if recipe == "auto":
         if quantization in CALIBRATED:
-            # The loop form crashes the converter under calibration (DESIGN.md, fact 5).
-            return ["unrolled"]
-        return ["loop", "unrolled"] if fallback else ["loop"]
+            plan = ["chunked", "unrolled"] if chunked_ok else ["unrolled"]
+        else:
+            plan = ["chunked", "loop", "unrolled"] if chunked_ok else ["loop", "unrolled"]
+        return plan if fallback else plan[:1]
     if not fallback:
         return [recipe]
-    # A calibrated loop crashes the converter: never fall back to it.
+    # A calibrated Keras loop crashes the converter: never fall back to it.
     others = ("unrolled",) if quantization in CALIBRATED else ("loop", "unrolled")
     return [recipe] + [other for other in others if other != recipe]
+
+
+def _check_calibration_data(calibration):
+    """Refuses calibration data that cannot measure activation ranges."""
+    if calibration is None:
+        return
+    values = np.asarray(calibration)
+    if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
+        _fail("representative_data", f"an array with {int(np.sum(np.isnan(values)))} NaN and "
+              f"{int(np.sum(np.isinf(values)))} inf values", "finite values")
+    low, high = values.min(), values.max()
+    if low == high:
+        found = "all zeros" if low == 0 else f"the constant {low.item()!r} everywhere"
+        _fail("representative_data", f"an array of shape {values.shape} holding {found}",
+              "inputs that vary like real data (calibration measures the range of every "
+              "activation on them; constant inputs give every range zero width and the "
+              "quantized file a constant output)")
+    if len(values) > 1 and np.all(values == values[:1]):
+        _fail("representative_data", f"{len(values)} identical samples",
+              "different samples, like real data (calibration on copies of one sample "
+              "measures the activation ranges of that sample only)")
+
+
+def _spread(count, size):
+    """`count` indices spread evenly over `range(size)` (sorted, distinct)."""
+    if count >= size:
+        return np.arange(size)
+    return np.unique(np.linspace(0, size - 1, count).round().astype(int))
+
+
+def _collapse(task, keras_outputs, tflite_outputs):
+    """A description of how the quantized outputs collapsed, or `None`.
+
+    Classification: the file predicts one class for every input while Keras predicts
+    several. Regression: the file's outputs barely vary (spread under 1% of Keras's).
+    """
+    if len(keras_outputs) < 2:
+        return None
+    if task in ("classification", "sequence_labeling"):
+        if keras_outputs.shape[-1] == 1:
+            keras_classes = (keras_outputs[..., 0] > 0.5).reshape(-1)
+            tflite_classes = (tflite_outputs[..., 0] > 0.5).reshape(-1)
+        else:
+            keras_classes = np.argmax(keras_outputs, axis=-1).reshape(-1)
+            tflite_classes = np.argmax(tflite_outputs, axis=-1).reshape(-1)
+        if len(np.unique(keras_classes)) > 1 and len(np.unique(tflite_classes)) == 1:
+            return (f"it predicts class {tflite_classes[0]} for all {len(keras_outputs)} "
+                    f"inputs, where Keras predicts {len(np.unique(keras_classes))} classes")
+        return None
+    keras_spread = float(np.std(keras_outputs, axis=0).max())
+    tflite_spread = float(np.std(tflite_outputs, axis=0).max())
+    if keras_spread > 0 and tflite_spread < 0.01 * keras_spread:
+        return (f"its outputs barely vary over {len(keras_outputs)} inputs (spread "
+                f"{tflite_spread:.3g}, Keras {keras_spread:.3g})")
+    return None
 
 
 def write_c_array(tflite_path, c_path=None, *, variable_name=None):
@@ -381,7 +443,7 @@ def to_tflite(
     check_tflm=None,
     tflm_arena_size=None,
     c_array=False,
-    calibration_samples=100,
+    calibration_samples=200,
     strip_tensor_names=True,
     timeout=900,
 ):
@@ -427,7 +489,9 @@ def to_tflite(
             and the result reports what the file needs.
         c_array: `False`, `True` (writes `<path>.cc`/`.h`) or a `.cc` path: the file as
             a C array for firmware.
-        calibration_samples: int, how many samples of `representative_data` to use.
+        calibration_samples: int, how many samples of `representative_data` calibrate
+            a quantized file, spread evenly over the data given (not its first ones:
+            training splits are often ordered by class). Defaults to 200.
         strip_tensor_names: bool, drop the names of intermediate tensors (a third of
             an unrolled file); inputs, outputs and signatures keep theirs. Defaults
             to `True`.
@@ -521,7 +585,7 @@ def to_tflite(
     task, per_step = _infer_task(keras_model)
 
     calibration = _as_array("representative_data", representative_data, input_shape,
-                            input_dtype, limit=calibration_samples)
+                            input_dtype, limit=max(4 * calibration_samples, 2048))
     verify = _as_array("verification_data", verification_data, input_shape, input_dtype,
                        limit=64)
     eval_x = eval_y = None
@@ -543,10 +607,29 @@ def to_tflite(
               "time dimension)")
     window = time_steps or sequence_length
     verification = "verification_data"
+    calibrating = quantization in CALIBRATED
+    if calibrating:
+        _check_calibration_data(calibration)
+    if calibration is not None:
+        pool = calibration
+        if calibrating and verify is None and eval_x is None and len(pool) > 1:
+            # Verify on samples the calibration does not see.
+            held = _spread(min(VERIFY_SAMPLES, max(1, len(pool) // 5)), len(pool))
+            verify = pool[held]
+            verification = (f"representative_data ({len(held)} samples held back from "
+                            "calibration)")
+            pool = np.delete(pool, held, axis=0)
+        calibration = pool[_spread(calibration_samples, len(pool))]
     if verify is None:
-        for name, source in (("representative_data", calibration), ("validation_data", eval_x)):
+        sources = (("validation_data", eval_x), ("representative_data", calibration))
+        if not calibrating:
+            sources = sources[::-1]
+        for name, source in sources:
             if source is not None:
-                verify, verification = source[:VERIFY_SAMPLES], name
+                verify = source[_spread(VERIFY_SAMPLES, len(source))]
+                verification = name
+                if calibrating and name == "representative_data":
+                    verification += " (the calibration inputs: no other data was given)"
                 break
     if verify is None:
         rng = np.random.default_rng(0)
@@ -557,7 +640,19 @@ def to_tflite(
             verify = rng.standard_normal(shape).astype(np.float32)
         verification = "random inputs (no data given)"
 
-    attempts_plan = _recipes_to_try(recipe, quantization, streaming, fallback)
+    from export import chunked
+
+    chunk_steps = None
+    if not streaming and window is not None and chunked.chunk_plan(keras_model):
+        chunk_steps = chunked.chunk_steps_for(keras_model, window, quantization)
+    attempts_plan = _recipes_to_try(recipe, quantization, streaming, fallback,
+                                    chunkable=chunk_steps is not None)
+    if "chunked" in attempts_plan and chunk_steps is None:
+        if attempts_plan == ["chunked"]:
+            _fail("recipe", recipe, "'auto', 'loop' or 'unrolled' for this model: the "
+                  "chunked recipe needs forward GRU layers without a mask and a fixed "
+                  "sequence length")
+        attempts_plan.remove("chunked")
     if "unrolled" in attempts_plan and window is None:
         if attempts_plan == ["unrolled"]:
             _fail("sequence_length", None, "a positive int: the model's time dimension is "
@@ -620,6 +715,7 @@ def to_tflite(
                 "quantization": quantization,
                 "io_type": io_type,
                 "sequence_length": sequence_length,
+                "chunk_steps": chunk_steps,
                 "allow_select_tf_ops": allow_select_tf_ops,
                 "allow_custom_ops": allow_custom_ops,
                 "strip_tensor_names": bool(strip_tensor_names),
@@ -670,6 +766,20 @@ def to_tflite(
                     f"(quantization={quantization!r}). Pass a larger `tolerance` to accept it."
                 )
                 continue
+            if quantization is not None:
+                key = "eval" if "keras_eval" in arrays else "verify"
+                collapse = _collapse(task, arrays[f"keras_{key}"], arrays[f"tflite_{key}"])
+                if collapse:
+                    source = "validation_data" if key == "eval" else verification
+                    attempts.append({"recipe": attempt, "outcome": "outputs collapsed",
+                                     "detail": collapse})
+                    last_error = VerificationError(
+                        f"The {attempt!r} file (quantization={quantization!r}) lost the "
+                        f"model's outputs: {collapse} on {source}. The calibration data "
+                        "(`representative_data`) probably does not cover the inputs; pass "
+                        "samples like the real inputs (e.g. the training split)."
+                    )
+                    continue
             attempts.append({"recipe": attempt, "outcome": "ok", "detail": None})
             chosen = (index, attempt, result, out_path, arrays, max_error, mean_error, bound)
             break
