@@ -154,7 +154,9 @@ def calibrate(content, samples):
                 # sample, so the recorded iterations cover the whole sequence.
                 if (iteration + number) % stride == 0:
                     for tensor in body_floats:
-                        ranges.update((body_index, tensor), body_run.get_tensor(tensor))
+                        value = _read(body_run, tensor)
+                        if value is not None:
+                            ranges.update((body_index, tensor), value)
                 values = [body_run.get_tensor(int(tensor)) for tensor in body.outputs]
                 iteration += 1
                 if iteration > 10**6:
@@ -215,5 +217,9 @@ def quantize_int8(converter, samples, *, io_dtype):
 
     float_content = float_model_for_quantization(converter)
     calibrated = calibrate(float_content, samples)
+    import os
+
+    per_tensor = os.environ.get("GRU_ZOO_PER_TENSOR_DENSE") == "1"  # experiment hook
     return convert.mlir_quantize(calibrated, input_data_type=io_dtype,
-                                 output_data_type=io_dtype)
+                                 output_data_type=io_dtype,
+                                 disable_per_channel_for_dense_layers=per_tensor)

@@ -38,6 +38,7 @@ IDENTITY_AT_INFERENCE = (
     keras.layers.AlphaDropout,
 )
 CHUNKED_GRU_NAME = "gru_zoo_export>ChunkedGRU"
+CHUNKED_BIDIRECTIONAL_NAME = "gru_zoo_export>ChunkedBidirectionalGRU"
 
 
 def gru_projection(cell, inputs):
@@ -217,6 +218,115 @@ class ChunkedGRU(keras.layers.GRU):
         return states[-1]
 
 
+@keras.saving.register_keras_serializable(package="gru_zoo_export")
+class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
+    """A `Bidirectional(GRU)` computed chunk by chunk in one `WHILE` loop (for conversion).
+
+    Each iteration runs one chunk of the forward direction (from the start) and one of
+    the backward direction (from the end, its rows in reverse). With `return_sequences`
+    both directions' chunks go to `TensorArray`s, the backward one at the mirrored
+    position, so that the stacked sequences are in time order as Keras returns them.
+    Same config and weights as the `Bidirectional` layer, plus `chunk_steps`.
+    """
+
+    def __init__(self, layer, chunk_steps=8, **kwargs):
+        super().__init__(layer, **kwargs)
+        if not isinstance(chunk_steps, int) or chunk_steps < 1:
+            raise ValueError(f"`chunk_steps` must be a positive int. Received: "
+                             f"chunk_steps={chunk_steps!r}")
+        self.chunk_steps = chunk_steps
+
+    def get_config(self):
+        config = super().get_config()
+        config["chunk_steps"] = self.chunk_steps
+        return config
+
+    def call(self, sequences, initial_state=None, mask=None, training=None):
+        import tensorflow as tf  # the loop is a TensorFlow `while_loop` (export runs on TF)
+
+        steps = sequences.shape[1]
+        if (mask is not None or initial_state is not None or self.return_state
+                or steps is None or sequences.shape[0] != 1):
+            raise ValueError(
+                "ChunkedBidirectionalGRU needs batch 1, a fixed sequence length, no mask "
+                f"and no initial or returned state. Received: sequences of shape "
+                f"{tuple(sequences.shape)}, mask={mask is not None}, "
+                f"initial_state={initial_state is not None}"
+            )
+        ops = keras.ops
+        forward, backward = self.forward_layer.cell, self.backward_layer.cell
+        x = ops.reshape(ops.cast(sequences, forward.compute_dtype), (steps, -1))
+        chunk = min(self.chunk_steps, steps)
+        loops = steps // chunk
+        prefix = steps - loops * chunk
+        if loops == 1 and prefix == 0:
+            loops, prefix = 0, steps
+        sequences_out = self.return_sequences
+
+        def run(cell, inputs, h, count, reverse):
+            """`count` steps of one direction; outputs in time order."""
+            x_zr, x_h = gru_projection(cell, inputs)
+            rows_zr, rows_h = _rows(x_zr, count), _rows(x_h, count)
+            order = range(count - 1, -1, -1) if reverse else range(count)
+            outputs = [None] * count
+            for t in order:
+                h = gru_step(cell, rows_zr[t], rows_h[t], h)
+                outputs[t] = h
+            sequence = ops.concatenate(outputs, axis=0) if count > 1 else outputs[0]
+            return h, sequence
+
+        h_f = h_b = None
+        head_f, tail_b = [], []
+        if prefix:
+            h_f, seq = run(forward, x[:prefix], None, prefix, False)
+            head_f.append(seq)
+            h_b, seq = run(backward, x[steps - prefix :], None, prefix, True)
+            tail_b.append(seq)
+        middle_f = middle_b = None
+        if loops:
+            h_f = ops.zeros((1, forward.units), x.dtype) if h_f is None else h_f
+            h_b = ops.zeros((1, backward.units), x.dtype) if h_b is None else h_b
+            features = x.shape[-1]
+            carry = [tf.constant(0, tf.int32), h_f, h_b]
+            if sequences_out:
+                carry += [tf.TensorArray(x.dtype, size=loops, element_shape=(chunk, forward.units)),
+                          tf.TensorArray(x.dtype, size=loops, element_shape=(chunk, backward.units))]
+
+            def body(i, h_f, h_b, *arrays):
+                window_f = tf.slice(x, tf.stack([prefix + i * chunk, 0]), [chunk, features])
+                start_b = steps - prefix - (i + 1) * chunk
+                window_b = tf.slice(x, tf.stack([start_b, 0]), [chunk, features])
+                h_f, seq_f = run(forward, window_f, h_f, chunk, False)
+                h_b, seq_b = run(backward, window_b, h_b, chunk, True)
+                out = [i + 1, h_f, h_b]
+                if sequences_out:
+                    out += [arrays[0].write(i, seq_f), arrays[1].write(loops - 1 - i, seq_b)]
+                return tuple(out)
+
+            carry = tf.while_loop(lambda i, *rest: i < loops, body, tuple(carry))
+            h_f, h_b = carry[1], carry[2]
+            if sequences_out:
+                middle_f = tf.reshape(carry[3].stack(), (loops * chunk, forward.units))
+                middle_b = tf.reshape(carry[4].stack(), (loops * chunk, backward.units))
+        if sequences_out:
+            pieces_f = head_f + ([middle_f] if middle_f is not None else [])
+            pieces_b = ([middle_b] if middle_b is not None else []) + tail_b
+            y = pieces_f[0] if len(pieces_f) == 1 else ops.concatenate(pieces_f, axis=0)
+            y_rev = pieces_b[0] if len(pieces_b) == 1 else ops.concatenate(pieces_b, axis=0)
+            y, y_rev = ops.expand_dims(y, 0), ops.expand_dims(y_rev, 0)
+        else:
+            y, y_rev = h_f, h_b
+        if self.merge_mode == "concat":
+            return ops.concatenate([y, y_rev], axis=-1)
+        if self.merge_mode == "sum":
+            return y + y_rev
+        if self.merge_mode == "ave":
+            return (y + y_rev) / 2
+        if self.merge_mode == "mul":
+            return y * y_rev
+        return (y, y_rev)
+
+
 def _rows(matrix, count):
     """The `count` rows of `matrix` `(count, n)` as `(1, n)` tensors.
 
@@ -324,6 +434,46 @@ def chunk_plan(model):
     return chains
 
 
+def bidirectional_plan(model):
+    """Names of the `Bidirectional(GRU)` layers that `ChunkedBidirectionalGRU` computes.
+
+    Both directions GRU, non-stateful, no returned state, called once, no mask in the
+    model.
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Masking) or (
+                isinstance(layer, keras.layers.Embedding) and layer.mask_zero):
+            return []
+    config = model.get_config()
+    entries = config.get("layers") if isinstance(config, dict) else None
+    if not entries or not all("inbound_nodes" in entry for entry in entries):
+        return []
+    calls = {entry["config"]["name"]: len(entry["inbound_nodes"]) for entry in entries}
+    names = []
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.Bidirectional) or layer.return_state:
+            continue
+        forward, backward = layer.forward_layer, layer.backward_layer
+        if (type(forward).__name__ in ("GRU", "HoistedGRU")
+                and type(backward).__name__ in ("GRU", "HoistedGRU")
+                and not forward.stateful and not backward.stateful
+                and not forward.go_backwards and backward.go_backwards
+                and calls.get(layer.name) == 1):
+            names.append(layer.name)
+    return names
+
+
+def patch_config_for_bidirectional(config, names, chunk_steps):
+    """Puts `ChunkedBidirectionalGRU` in place of the named `Bidirectional` layers."""
+    for entry in config["layers"]:
+        if entry["config"]["name"] in names:
+            entry["class_name"] = "ChunkedBidirectionalGRU"
+            entry["module"] = None
+            entry["registered_name"] = CHUNKED_BIDIRECTIONAL_NAME
+            entry["config"]["chunk_steps"] = int(chunk_steps)
+    return config
+
+
 def patch_config_for_chunks(config, chains, chunk_steps):
     """Puts `ChunkedGRU` in place of each chain's first GRU in a functional config.
 
@@ -429,6 +579,11 @@ FULL_UNROLL_BYTES = 3 * 1024 * 1024
 FULL_UNROLL_MAX_STEPS = 64
 
 
+def chunkable(model):
+    """Whether `model` has GRU layers that the chunked recipe computes."""
+    return bool(chunk_plan(model) or bidirectional_plan(model))
+
+
 def chunk_steps_for(model, steps, quantization=None):
     """Steps per loop iteration that the automatic recipe uses for `model` at `steps`.
 
@@ -444,6 +599,9 @@ def chunk_steps_for(model, steps, quantization=None):
         for name in chain:
             units = model.get_layer(name).units
             per_step += 4 * units * 3 * units
+    for name in bidirectional_plan(model):
+        for direction in (model.get_layer(name).forward_layer, model.get_layer(name).backward_layer):
+            per_step += 4 * direction.units * 3 * direction.units
     if steps <= FULL_UNROLL_MAX_STEPS and steps * per_step <= FULL_UNROLL_BYTES:
         return steps
     return default_chunk_steps(steps)

@@ -643,7 +643,7 @@ def to_tflite(
     from export import chunked
 
     chunk_steps = None
-    if not streaming and window is not None and chunked.chunk_plan(keras_model):
+    if not streaming and window is not None and chunked.chunkable(keras_model):
         chunk_steps = chunked.chunk_steps_for(keras_model, window, quantization)
     attempts_plan = _recipes_to_try(recipe, quantization, streaming, fallback,
                                     chunkable=chunk_steps is not None)

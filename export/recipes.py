@@ -248,15 +248,17 @@ def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8):
             f"dimension is None (input shape {shape}). Pass `sequence_length=`."
         )
     chains = chunked.chunk_plan(model)
-    if not chains:
+    bidirectional = chunked.bidirectional_plan(model)
+    if not chains and not bidirectional:
         raise ValueError(
-            "The 'chunked' recipe needs forward GRU layers without a mask; this model has "
-            "none (bidirectional, LSTM and SimpleRNN layers and masked inputs use the "
-            "'unrolled' or 'loop' recipe)."
+            "The 'chunked' recipe needs GRU layers (forward or bidirectional) without a "
+            "mask; this model has none (LSTM and SimpleRNN layers and masked inputs use "
+            "the 'unrolled' or 'loop' recipe)."
         )
     config = copy.deepcopy(model.get_config())
     _patch_config(config, batch_shape=(1, time) + tuple(shape[1:]), unroll=False, hoist=False)
     chunked.patch_config_for_chunks(config, chains, chunk_steps)
+    chunked.patch_config_for_bidirectional(config, bidirectional, chunk_steps)
     try:
         rebuilt = type(model).from_config(config)
     except Exception as error:  # noqa: BLE001 (reported with the model's class)
