@@ -113,6 +113,21 @@ def convert(
                 # (int16x8 io types are set by `quantize_int16x8`.)
                 converter.inference_input_type = tf.int8
                 converter.inference_output_type = tf.int8
+            per_channel_dense = True
+            if quantization == "int8":
+                from export.calibration import PER_CHANNEL_SPREAD, dense_channel_spread
+
+                spread = dense_channel_spread(model)
+                per_channel_dense = spread > PER_CHANNEL_SPREAD
+                if not per_channel_dense:
+                    # The converter's int8 quantizer reads this private switch (there is
+                    # no public one); without it the file is only larger.
+                    converter._experimental_disable_per_channel_quantization_for_dense_layers = True
+                if notes is not None:
+                    notes.append(
+                        f"int8: fully connected weights {'per-channel' if per_channel_dense else 'per-tensor'} "
+                        f"(largest per-output-channel range {spread:.2f}x the median; "
+                        f"per-channel above {PER_CHANNEL_SPREAD:g}x)")
         supported = [builtins]
         if allow_select_tf_ops:
             supported.append(tf.lite.OpsSet.SELECT_TF_OPS)
@@ -134,5 +149,6 @@ def convert(
             from export.calibration import quantize_int8
 
             return quantize_int8(converter, samples,
-                                 io_dtype=tf.int8 if io_type == "int8" else tf.float32)
+                                 io_dtype=tf.int8 if io_type == "int8" else tf.float32,
+                                 per_channel_dense=per_channel_dense)
         return converter.convert()

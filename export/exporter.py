@@ -187,7 +187,8 @@ def _as_array(argument, data, input_shape, input_dtype, *, limit):
         _fail(argument, _describe(array), "numeric values")
     array = array[:limit].astype(np.float32)
     if not np.all(np.isfinite(array)):
-        _fail(argument, "an array with NaN or inf values", "finite values")
+        _fail(argument, f"an array with {int(np.isnan(array).sum())} NaN and "
+              f"{int(np.isinf(array).sum())} inf values", "finite values")
     return array
 
 
@@ -644,7 +645,10 @@ def to_tflite(
 
     chunk_steps = None
     if not streaming and window is not None and chunked.chunkable(keras_model):
-        chunk_steps = chunked.chunk_steps_for(keras_model, window, quantization)
+        # The automatic recipe may unroll short sequences fully; asking for "chunked"
+        # gets the loop.
+        chunk_steps = (chunked.chunk_steps_for(keras_model, window, quantization)
+                       if recipe == "auto" else chunked.default_chunk_steps(window))
     attempts_plan = _recipes_to_try(recipe, quantization, streaming, fallback,
                                     chunkable=chunk_steps is not None)
     if "chunked" in attempts_plan and chunk_steps is None:
