@@ -5,14 +5,19 @@ What it does, in order:
 1. Checks every argument (and, for `streaming=True`, that the model can stream)
    before any work; bad input raises `ValueError`/`TypeError` naming the argument,
    the value received and what is allowed.
-2. Picks the recipes to try (`export.recipes`): `"loop"` then `"unrolled"` for float32,
-   float16 and dynamic-range files; `"unrolled"` for calibrated int8/16x8 (the loop
-   form crashes the converter, DESIGN.md fact 5); `"step"` for streaming. Every
+2. Picks the recipes to try (`export.recipes`): for models with GRU layers and a fixed
+   length, `"chunked"` (the GRU layers as a loop over chunks of steps, fully unrolled
+   for short float sequences; int8 calibrated by `export.calibration`), then the
+   others as fallbacks; otherwise `"loop"` then `"unrolled"` for float32, float16 and
+   dynamic-range files and `"unrolled"` for calibrated int8/16x8 (a calibrated Keras
+   loop crashes the converter, DESIGN.md fact 5); `"step"` for streaming. Every
    recipe builds the inference graph with recurrent dropout 0 (`export.recipes`), and
    int16x8 handles biases shared by unrolled time steps (`export.quantization`); what
    was repaired is listed in `ExportResult.notes`.
-3. Runs each conversion in a child process (`export._worker`); a crash or an error
-   moves on to the next recipe when `fallback=True`, and every attempt is reported.
+3. Runs each conversion in a child process (`export._worker`), forked from a server
+   process that has TensorFlow imported already (started at the first call; ~5 s of
+   CPU saved per call); a crash or an error moves on to the next recipe when
+   `fallback=True`, and every attempt is reported.
 4. Audits the ops (Flex and custom ops refused unless allowed), runs the file with
    the standalone LiteRT interpreter on sample inputs and compares with Keras.
 5. For streaming files, runs them in TFLite for Microcontrollers' interpreter too.
@@ -271,18 +276,30 @@ def _run_worker(command, job, workdir, timeout):
     env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     log_path = os.path.join(workdir, f"{command}.log")
-    with open(log_path, "wb") as log:
+    from export import _worker
+
+    returncode = False
+    if _worker.forkserver_available():
+        # Forked from a server process with TensorFlow imported (`_worker.ForkServer`).
         try:
-            completed = subprocess.run(
-                [sys.executable, "-m", "export._worker", command, job_path],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                timeout=timeout,
-            )
-            returncode = completed.returncode
-        except subprocess.TimeoutExpired:
+            returncode = _worker.ForkServer.get(env).run(command, job_path, log_path, timeout)
+        except (OSError, RuntimeError, ValueError):
+            returncode = False  # the server died or could not start: a plain child
+        if returncode is None:
             return None, f"timed out after {timeout} s"
+    if returncode is False:
+        with open(log_path, "wb") as log:
+            try:
+                completed = subprocess.run(
+                    [sys.executable, "-m", "export._worker", command, job_path],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    timeout=timeout,
+                )
+                returncode = completed.returncode
+            except subprocess.TimeoutExpired:
+                return None, f"timed out after {timeout} s"
     if os.path.exists(job["result_path"]):
         with open(job["result_path"]) as handle:
             return json.load(handle), None
