@@ -101,10 +101,6 @@ def convert_job(job):
         notes=notes,
         calibrate_loops=recipe == "chunked",
     )
-    if recipe == "chunked":
-        from export.chunked import drop_unused_loop_outputs
-
-        content = drop_unused_loop_outputs(content)
     convert_seconds = time.perf_counter() - start
     if job.get("strip_tensor_names", True):
         content = strip_tensor_names(content)

@@ -537,39 +537,6 @@ def default_chunk_steps(steps):
     return 4
 
 
-def drop_unused_loop_outputs(content):
-    """Marks `WHILE` outputs that nothing reads and that the body passes through unchanged.
-
-    LiteRT's `WHILE` copies every loop variable from the body's outputs to the loop's
-    outputs after each iteration, so an input sequence that the body only reads (it is
-    a loop variable because the body slices it) is copied whole at every iteration:
-    O(T) per iteration. An output marked optional (-1) is not copied, and the body reads
-    the loop's input directly (both documented behaviours of the `WHILE` kernel).
-    """
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
-    changed = False
-    for subgraph in model.subgraphs:
-        read = set(int(i) for i in subgraph.outputs)
-        for operator in subgraph.operators or []:
-            read.update(int(i) for i in operator.inputs if int(i) >= 0)
-        for operator in subgraph.operators or []:
-            if flatbuffer_utils.opcode_to_name(model, operator.opcodeIndex) != "WHILE":
-                continue
-            body = model.subgraphs[operator.builtinOptions.bodySubgraphIndex]
-            outputs = [int(i) for i in operator.outputs]
-            for position, tensor in enumerate(outputs):
-                if (tensor >= 0 and tensor not in read
-                        and int(body.outputs[position]) == int(body.inputs[position])):
-                    outputs[position] = -1
-                    changed = True
-            operator.outputs = outputs
-    if not changed:
-        return content
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-
-
 # Fully unroll (no loop) while every step's packed recurrent weights, summed over the
 # steps, fit in this many bytes: XNNPACK packs a copy per step (see the module
 # docstring), and past a few MB each step reads its copy from far memory. Measured on
