@@ -182,7 +182,7 @@ class ChunkedGRU(keras.layers.GRU):
                     outputs.append(h)
                 new_states.append(h)
                 if index < len(cells) - 1 or last.return_sequences:
-                    inputs = ops.concatenate(outputs, axis=0) if count > 1 else outputs[0]
+                    inputs = _stack_rows(outputs)
             return new_states, inputs
 
         states = [None] * len(cells)
@@ -272,8 +272,7 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
             for t in order:
                 h = gru_step(cell, rows_zr[t], rows_h[t], h)
                 outputs[t] = h
-            sequence = ops.concatenate(outputs, axis=0) if count > 1 else outputs[0]
-            return h, sequence
+            return h, _stack_rows(outputs)
 
         h_f = h_b = None
         head_f, tail_b = [], []
@@ -325,6 +324,18 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
         if self.merge_mode == "mul":
             return y * y_rev
         return (y, y_rev)
+
+
+def _stack_rows(rows):
+    """`rows` `(1, n)` stacked into `(len(rows), n)`, 4 at a time.
+
+    XNNPACK delegates a `CONCATENATION` of up to 4 inputs and TFLite for
+    Microcontrollers accepts at most 10, so longer runs are concatenated in a tree.
+    """
+    while len(rows) > 1:
+        rows = [rows[i] if len(rows[i : i + 4]) == 1 else keras.ops.concatenate(rows[i : i + 4], axis=0)
+                for i in range(0, len(rows), 4)]
+    return rows[0]
 
 
 def _rows(matrix, count):
@@ -540,9 +551,9 @@ def default_chunk_steps(steps):
 # Fully unroll (no loop) while every step's packed recurrent weights, summed over the
 # steps, fit in this many bytes: XNNPACK packs a copy per step (see the module
 # docstring), and past a few MB each step reads its copy from far memory. Measured on
-# 2 x GRU(64) (96 KB per step): unrolled 1.09x ONNX Runtime at T=16 and 1.24x at T=32,
-# the loop with 4-step chunks 1.5x and 1.3x; unrolled 1.49x at T=50 against 1.25x.
-FULL_UNROLL_BYTES = 3 * 1024 * 1024
+# 2 x GRU(64) (96 KB per step), µs per layer-step unrolled / loop of 4-step chunks:
+# 1.59 / 1.98 at T=16 (1.5 MB), 2.53 / 1.71 at T=32 (3 MB), 2.28 / 1.65 at T=50.
+FULL_UNROLL_BYTES = 2 * 1024 * 1024
 FULL_UNROLL_MAX_STEPS = 64
 
 
@@ -560,7 +571,16 @@ def chunk_steps_for(model, steps, quantization=None):
     per step and grows with T.
     """
     if quantization in ("int8", "int16x8"):
-        return default_chunk_steps(steps)
+        # Each step of the body costs ~1.5 KB per layer in an int8 file (its tensors'
+        # quantization parameters and the op table), and the steps run unrolled before
+        # the loop cost as much again: small divisors of T keep the file near its
+        # weights (reference model at T=50: 50 KB with 2 steps per iteration, 62 KB
+        # with 5, 65 KB with 4 and 2 steps before the loop; the float32 loop file is
+        # 176 KB).
+        for chunk in (4, 3, 2):
+            if steps % chunk == 0:
+                return min(chunk, steps)
+        return min(2, steps)
     per_step = 0
     for chain in chunk_plan(model):
         for name in chain:

@@ -87,6 +87,7 @@ def test_automatic_chunk_size():
     assert chunked.chunk_steps_for(model, 6) == 6  # short float sequence: no loop
     assert chunked.chunk_steps_for(model, 200) == 4  # long: 4-step chunks
     assert chunked.chunk_steps_for(model, 6, "int8") == 3  # int8 always loops
+    assert chunked.chunk_steps_for(model, 50, "int8") == 2  # small bodies for int8
     assert chunked.default_chunk_steps(50) == 5 and chunked.default_chunk_steps(23) == 4
 
 
