@@ -402,6 +402,8 @@ def reference_rows(workdir, log, lengths, step_done):
             row.update(variant="stacked", T=steps, key=key)
             if "error" not in row:
                 files[key] = path
+                if streaming:
+                    row["file"] = str(path)
                 if row["recipe"] == "loop":
                     # Keras's loop hangs in TFLite Micro (or, at T=16 here, runs and differs
                     # from LiteRT by 4e-3): not tried.
@@ -416,14 +418,14 @@ def reference_rows(workdir, log, lengths, step_done):
                 row["size_vs_loop"] = row["size"] / loop["size"]
         rows += batch
         step_done = step_done or any(r["streaming"] for r in batch)
-        if not any(r["streaming"] for r in rows):
-            continue
-        # The step files do not depend on T: later lengths reuse them, re-timed.
-        for row in [r for r in rows if r["streaming"] and r["T"] != steps and "error" not in r]:
-            clone = dict(row, T=steps)
-            time_rows([clone], {clone["key"]: pathlib.Path(workdir) /
-                                f"ref_{row['T']}_{row['key'].replace(' ', '_')}.tflite"},
-                      peer, steps, log)
+        originals = [r for r in rows if r["streaming"] and "file" in r and "error" not in r]
+        # The step files do not depend on T: later lengths re-time the first ones.
+        for row in originals:
+            if row["T"] == steps:
+                continue
+            clone = {k: v for k, v in row.items() if k != "file"}
+            clone["T"] = steps
+            time_rows([clone], {clone["key"]: row["file"]}, peer, steps, log)
             if loop:
                 clone["size_vs_loop"] = clone["size"] / loop["size"]
             rows.append(clone)

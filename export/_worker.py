@@ -261,6 +261,7 @@ class ForkServer:
         import threading
 
         self._lock = threading.Lock()
+        self._owner = os.getpid()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "export._worker", "serve"],
             stdin=subprocess.PIPE,
@@ -272,7 +273,9 @@ class ForkServer:
 
     @classmethod
     def get(cls, env):
-        if cls._instance is None or cls._instance._process.poll() is not None:
+        instance = cls._instance
+        if (instance is None or instance._process.poll() is not None
+                or instance._owner != os.getpid()):  # a forked caller gets its own server
             cls._instance = cls(env)
             import atexit
 
@@ -280,7 +283,7 @@ class ForkServer:
         return cls._instance
 
     def close(self):
-        if self._process.poll() is None:
+        if os.getpid() == self._owner and self._process.poll() is None:
             self._process.kill()
             self._process.wait()
 

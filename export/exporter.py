@@ -508,8 +508,11 @@ def to_tflite(
         c_array: `False`, `True` (writes `<path>.cc`/`.h`) or a `.cc` path: the file as
             a C array for firmware.
         calibration_samples: int, how many samples of `representative_data` calibrate
-            a quantized file, spread evenly over the data given (not its first ones:
-            training splits are often ordered by class). Defaults to 200.
+            a quantized file, spread evenly over the data given (over its first
+            `max(4 * calibration_samples, 2048)` samples; not simply the first ones:
+            training splits are often ordered by class). Without `verification_data`
+            and `validation_data`, a fifth of them (at most 8) are held back from the
+            calibration to verify the file on. Defaults to 200.
         strip_tensor_names: bool, drop the names of intermediate tensors (a third of
             an unrolled file); inputs, outputs and signatures keep theirs. Defaults
             to `True`.
