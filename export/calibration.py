@@ -16,7 +16,8 @@ the min/max of every float tensor in every subgraph.
 2. `calibrate`: the min/max of every float tensor, measured here with the LiteRT
    interpreter: the main graph with all tensors preserved, and each loop body run as a
    model of its own, iteration by iteration, carrying the loop variables, so every
-   iteration's tensors are seen (a preserved body only holds its last iteration).
+   iteration's tensors are seen (a preserved body only holds its last iteration), for
+   a subset of the samples that covers `MAX_RECORDED_ITERATIONS` iterations.
 3. `mlir_quantize` with the converter's default int8 settings (per-channel weights).
 
 Written by hand because neither the converter nor `ai-edge-quantizer` (whose static
@@ -27,8 +28,10 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.tools import flatbuffer_utils
 
-# Loop iterations whose tensors are read, over all samples; the remaining iterations
-# only carry the state (reading ~100 tensors costs more than running the body).
+# Loop iterations whose tensors are read, about, over all samples: every sample runs
+# the main graph (its ranges), but only as many samples as this needs (at least 8,
+# spread over the data) also run their loop bodies iteration by iteration, every
+# iteration read (at T=200 with 4 steps per iteration: 30 samples, 6000 time steps).
 MAX_RECORDED_ITERATIONS = 1500
 
 
@@ -78,18 +81,32 @@ def _while_ops(model, subgraph):
 
 
 class _Ranges:
+    """Running min/max of many tensors, updated with two numpy reductions per call."""
+
     def __init__(self):
         self.low, self.high = {}, {}
 
-    def update(self, key, value):
-        if value.size == 0:
+    def update_all(self, subgraph_index, interpreter, indices):
+        values, keys = [], []
+        for index in indices:
+            value = _read(interpreter, index)
+            if value is not None and value.size:
+                values.append(value.reshape(-1))
+                keys.append((subgraph_index, index))
+        if not values:
             return
-        low, high = float(np.min(value)), float(np.max(value))
-        if key in self.low:
-            self.low[key] = min(self.low[key], low)
-            self.high[key] = max(self.high[key], high)
-        else:
-            self.low[key], self.high[key] = low, high
+        sizes = np.array([len(v) for v in values])
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        flat = np.concatenate(values).astype(np.float64)
+        lows, highs = np.minimum.reduceat(flat, starts), np.maximum.reduceat(flat, starts)
+        for key, low, high in zip(keys, lows.tolist(), highs.tolist()):
+            if key in self.low:
+                if low < self.low[key]:
+                    self.low[key] = low
+                if high > self.high[key]:
+                    self.high[key] = high
+            else:
+                self.low[key], self.high[key] = low, high
 
 
 def calibrate(content, samples):
@@ -130,13 +147,12 @@ def calibrate(content, samples):
         cond_interpreter.allocate_tensors()
         plans.append((operator, options.bodySubgraphIndex, body, cond, body_interpreter,
                       cond_interpreter, _float_tensors(model, body)))
-    stride = 1
+    loop_samples = None  # which samples also run the loop bodies (set after the first)
     for number, sample in enumerate(samples):
         runner(**sample)
-        for index in main_floats:
-            value = _read(interpreter, index)
-            if value is not None:
-                ranges.update((0, index), value)
+        ranges.update_all(0, interpreter, main_floats)
+        if loop_samples is not None and number not in loop_samples:
+            continue
         iterations = 0
         for operator, body_index, body, cond, body_run, cond_run, body_floats in plans:
             values = [interpreter.get_tensor(int(i)) for i in operator.inputs]
@@ -150,20 +166,19 @@ def calibrate(content, samples):
                 for position, tensor in enumerate(body.inputs):
                     body_run.set_tensor(int(tensor), values[position])
                 body_run.invoke()
-                # Every `stride`-th iteration is read, at an offset that moves with the
-                # sample, so the recorded iterations cover the whole sequence.
-                if (iteration + number) % stride == 0:
-                    for tensor in body_floats:
-                        value = _read(body_run, tensor)
-                        if value is not None:
-                            ranges.update((body_index, tensor), value)
+                ranges.update_all(body_index, body_run, body_floats)
                 values = [body_run.get_tensor(int(tensor)) for tensor in body.outputs]
                 iteration += 1
                 if iteration > 10**6:
                     raise ValueError("a WHILE loop ran over 10^6 iterations during calibration")
             iterations += iteration
-        if number == 0 and iterations:
-            stride = max(1, -(-iterations * len(samples) // MAX_RECORDED_ITERATIONS))
+        if loop_samples is None:
+            # Every iteration of a sample is read; enough samples, spread over the data,
+            # to read about MAX_RECORDED_ITERATIONS iterations (at least 8 samples).
+            wanted = max(8, -(-MAX_RECORDED_ITERATIONS // max(1, iterations)))
+            loop_samples = set(np.unique(np.linspace(
+                0, len(samples) - 1, min(wanted, len(samples))).round().astype(int)).tolist())
+            loop_samples.add(0)
     for key, low in ranges.low.items():
         subgraph_index, tensor_index = key
         tensor = model.subgraphs[subgraph_index].tensors[tensor_index]
