@@ -11,7 +11,7 @@ and builds a `torch.nn.Module` that computes the same function:
   "same" padding with -inf;
 - `GRU` (`reset_after=True`, tanh/sigmoid) and `Bidirectional(GRU)` (`merge_mode="concat"`):
   `nn.GRU`, one per layer, gates reordered from Keras [z, r, h] to PyTorch [r, z, n]. The
-  equations are the same (DESIGN.md fact 10), so ONNX export gives the fused ONNX `GRU` op
+  equations are the same (docs/tflite-facts.md, F10), so ONNX export gives the fused ONNX `GRU` op
   with `linear_before_reset=1`;
 - `AttentionPooling` (zoo): `score_t = v^T tanh(W h_t + b)`, softmax over time, weighted
   sum of the states: plain matmul/tanh/softmax/sum, no approximation;

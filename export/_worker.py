@@ -26,7 +26,7 @@ SIMULATE_CRASH_ENV = "GRU_ZOO_EXPORT_SIMULATE_CRASH"
 # Set to "0" to start every job as a new Python process (`python -m export._worker`)
 # instead of forking it from a server process that has TensorFlow imported already.
 FORKSERVER_ENV = "GRU_ZOO_EXPORT_FORKSERVER"
-MAX_STEP_CALIBRATION_PAIRS = 500
+MAX_STEP_CALIBRATION_PAIRS = 1000
 
 
 def _write_json(path, payload):
@@ -37,29 +37,40 @@ def _write_json(path, payload):
 
 
 def _step_calibration(model, sequences, seed=0):
-    """(frame, states) pairs from float rollouts of the step model (DESIGN.md, fact 7)."""
+    """(frame, states) pairs from float rollouts of the step model (DESIGN.md, fact 7).
+
+    Each pair holds a frame and every state as the float step model carries it at that
+    frame (recurrent states, convolution frame buffers, running means and counts,
+    attention maxima and denominators, pooling phases), so the quantizer measures the
+    ranges that the file meets while streaming. Counts and denominators grow with the
+    frames: the last frame of every sequence is always kept (up to half of the pairs),
+    so their largest values set the range; the other pairs are drawn at random.
+    """
     from export.recipes import build_step_model
 
     step = build_step_model(model, batch_size=None)
     state_inputs = [name for name in step.input if name != "frame"]
-    batch = sequences.shape[0]
+    batch, steps = sequences.shape[0], sequences.shape[1]
     states = {
-        name: np.zeros((batch, step.input[name].shape[-1]), np.float32) for name in state_inputs
+        name: np.zeros((batch,) + tuple(step.input[name].shape[1:]), np.float32)
+        for name in state_inputs
     }
-    pairs = []
-    for t in range(sequences.shape[1]):
+    pairs, last = [], []
+    for t in range(steps):
         frames = sequences[:, t]
         for i in range(batch):
             sample = {"frame": frames[i : i + 1]}
             sample.update({name: value[i : i + 1] for name, value in states.items()})
-            pairs.append(sample)
+            (last if t == steps - 1 else pairs).append(sample)
         outputs = step({"frame": frames, **states}, training=False)
         states = {name: np.asarray(outputs[f"new_{name}"]) for name in state_inputs}
-    if len(pairs) > MAX_STEP_CALIBRATION_PAIRS:
-        rng = np.random.default_rng(seed)
-        keep = rng.choice(len(pairs), MAX_STEP_CALIBRATION_PAIRS, replace=False)
-        pairs = [pairs[i] for i in sorted(keep)]
-    return pairs
+    rng = np.random.default_rng(seed)
+    keep = sorted(rng.permutation(len(last))[: MAX_STEP_CALIBRATION_PAIRS // 2])
+    last = [last[i] for i in keep]
+    budget = MAX_STEP_CALIBRATION_PAIRS - len(last)
+    if len(pairs) > budget:
+        pairs = [pairs[i] for i in sorted(rng.choice(len(pairs), budget, replace=False))]
+    return pairs + last
 
 
 def convert_job(job):
@@ -117,7 +128,8 @@ def convert_job(job):
         return result
 
     start = time.perf_counter()
-    lite = LiteModel(content, interpreter="tensorflow" if ops["flex"] else "litert")
+    # Trusted: the converter just made it, and this is a child process with a timeout.
+    lite = LiteModel(content, interpreter="tensorflow" if ops["flex"] else "litert", guard=False)
     outputs = {}
     for key in ("verify", "eval"):
         if key in arrays:

@@ -3,6 +3,7 @@
 Found by `zoo.cli` through the `gru_zoo.commands` and `gru_zoo.run_steps` entry points.
 """
 
+import argparse
 import json
 import os
 import pathlib
@@ -51,9 +52,9 @@ def _load_data(spec, model_path=None):
         spec = trained_on
     if os.path.isfile(spec) and not spec.lower().endswith(_DATA_SUFFIXES) and not (
             trained_on and os.path.samefile(spec, trained_on)):
-        if spec.endswith(".npy"):
-            return np.load(spec), None, None, None
-        arrays = np.load(spec)
+        arrays = _load_arrays(spec)
+        if not hasattr(arrays, "files"):
+            return arrays, None, None, None
         keys = set(arrays.files)
         for x_key in ("x_train", "x", "inputs"):
             if x_key in keys:
@@ -75,6 +76,23 @@ def _load_data(spec, model_path=None):
     dataset = load_dataset(spec, **(options if same else {}))
     return (dataset.x_train, (dataset.x_test, dataset.y_test), dataset.label_names,
             dataset.normalization)
+
+
+def _load_arrays(path):
+    """`np.load` of a `--data` file, or one `ValueError` naming it (pickled object
+    arrays are refused: loading them runs code from the file)."""
+    expected = ("a .npz archive (np.savez) with x_train, x or inputs, or a .npy array of "
+                "model inputs")
+    try:
+        arrays = np.load(path, allow_pickle=False)
+    except ValueError as error:
+        reason = ("it holds pickled (object) arrays, which gru-zoo does not load"
+                  if "pickle" in str(error) else " ".join(str(error).split()))
+        raise ValueError(f"`--data` file {path!r} must be {expected}; {reason}") from None
+    except (OSError, EOFError) as error:
+        raise ValueError(f"`--data` file {path!r} must be {expected}; it is not a NumPy "
+                         f"file ({' '.join(str(error).split())[:200]})") from None
+    return arrays
 
 
 def _jsonable(normalization):
@@ -134,11 +152,13 @@ def cmd_export(args):
 def describe(path):
     """A dict describing a `.tflite` file: size, signatures, ops, metadata."""
     from export import LiteModel, op_report
+    from zoo.quiet import startup_noise_filtered
 
-    lite = LiteModel(path)
+    with startup_noise_filtered():  # the interpreter's notice on its CPU delegate
+        lite = LiteModel(path)
+        runners = {key: lite.runner(key) for key in lite.signatures}
     signatures = {}
-    for key in lite.signatures:
-        runner = lite.runner(key)
+    for key, runner in runners.items():
         signatures[key] = {
             kind: {
                 name: {
@@ -160,9 +180,15 @@ def describe(path):
     }
 
 
+def _check_tflite_path(path):
+    if os.path.isdir(path):
+        raise ValueError(f"`model` must be a .tflite file. Received: {path!r} (a directory)")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No such .tflite file: {path!r}")
+
+
 def cmd_inspect(args):
-    if not os.path.isfile(args.model):
-        raise FileNotFoundError(f"No such .tflite file: {args.model!r}")
+    _check_tflite_path(args.model)
     info = describe(args.model)
     if args.json:
         print(json.dumps(info, indent=2))
@@ -200,8 +226,17 @@ def bench(path, *, runs=200, warmup=20, num_threads=1, sequence_length=None, see
     """
     from export import LiteModel
 
-    lite = LiteModel(path, num_threads=num_threads)
-    runner = lite.runner()
+    for argument, value, minimum in (("runs", runs, 1), ("warmup", warmup, 0),
+                                     ("num_threads", num_threads, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ValueError(f"`{argument}` must be an int >= {minimum}. "
+                             f"Received: {argument}={value!r}")
+
+    from zoo.quiet import startup_noise_filtered
+
+    with startup_noise_filtered():
+        lite = LiteModel(path, num_threads=num_threads)
+        runner = lite.runner()
     details = runner.get_input_details()
     rng = np.random.default_rng(seed)
     feed = {}
@@ -244,8 +279,7 @@ def bench(path, *, runs=200, warmup=20, num_threads=1, sequence_length=None, see
 
 
 def cmd_bench(args):
-    if not os.path.isfile(args.model):
-        raise FileNotFoundError(f"No such .tflite file: {args.model!r}")
+    _check_tflite_path(args.model)
     result = bench(args.model, runs=args.runs, warmup=args.warmup, num_threads=args.threads)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -257,6 +291,21 @@ def cmd_bench(args):
     if "per_sequence_us" in result:
         print(f"  x {result['window_length']} frames = {result['per_sequence_us']:.1f} us per sequence")
     return 0
+
+
+def _int_at_least(minimum):
+    """argparse type: an int >= `minimum` (the error names the flag and the value)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an int >= {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = f"int >= {minimum}"
+    return parse
 
 
 def register(subparsers):
@@ -287,15 +336,19 @@ def register(subparsers):
     p = subparsers.add_parser("inspect", help="signatures, ops, size and metadata of a .tflite file")
     p.add_argument("model", help="a .tflite file")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_inspect)
+    # Reads the file with the LiteRT interpreter alone: no TensorFlow start-up.
+    p.set_defaults(func=cmd_inspect, uses_tensorflow=False)
 
     p = subparsers.add_parser("bench", help="latency of a .tflite file on the LiteRT interpreter")
     p.add_argument("model", help="a .tflite file")
-    p.add_argument("--runs", type=int, default=200)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", type=_int_at_least(1), default=200,
+                   help="timed inferences (default 200)")
+    p.add_argument("--warmup", type=_int_at_least(0), default=20,
+                   help="untimed inferences first (default 20)")
+    p.add_argument("--threads", type=_int_at_least(1), default=1,
+                   help="interpreter threads (default 1)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=cmd_bench, uses_tensorflow=False)
 
 
 def _summary(result):
@@ -322,7 +375,10 @@ def run_step(context):
 
     Writes `export/*.tflite` (and the streaming model as C source) into the run
     directory, each verified against Keras, and returns sizes, errors and the test
-    accuracy (or MSE) of every file.
+    accuracy (or MSE) of every file. The streaming files (float32, int8 and, unless
+    quick, int16x8) are written whenever the model streams (`export.streaming`: a model
+    built with `causal=True`, as `--streaming` asks the recipe for, or a recurrent-only
+    one); otherwise their entries say why not.
     """
     from export import recipes, to_tflite
 
@@ -350,6 +406,9 @@ def run_step(context):
         plans.insert(1, ("float16", "float16", False))
         plans.insert(2, ("dynamic", "dynamic", False))
         plans.insert(4, ("int16x8", "int16x8", False))
+        # Running statistics (means, softmax denominators) over many frames keep their
+        # precision in int16 (BENCHMARKS.md, "Streaming": GunPoint's causal GRU-FCN).
+        plans.append(("streaming_int16x8", "int16x8", True))
     try:
         recipes.streaming_plan(recipes.load_model(model_path))
         streaming_reason = None

@@ -47,6 +47,9 @@ from export.errors import (
     UnsupportedOpsError,
     VerificationError,
 )
+from export.runtime import trust
+from zoo.fileio import new_file_mode
+from zoo.quiet import strip_startup_noise
 
 RECIPE_CHOICES = ("auto", "loop", "unrolled", "chunked", "step")
 # Max abs error allowed against Keras, relative to max(1, max |Keras output|). float32
@@ -62,6 +65,9 @@ DEFAULT_TOLERANCES = {
     "int16x8": 0.25,
 }
 VERIFY_SAMPLES = 8
+# Keras decisions closer than this (gap between the top two probabilities) are near-ties
+# that int8 noise may flip; the collapse check ignores them (5 int8 steps of a softmax).
+COLLAPSE_MARGIN = 0.02
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -197,6 +203,113 @@ def _as_array(argument, data, input_shape, input_dtype, *, limit):
     return array
 
 
+def _is_positive_number(value):
+    """A finite number > 0 (not a bool): NaN would switch a comparison off."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and bool(np.isfinite(value)) and value > 0)
+
+
+def _load_keras_file(path):
+    """Loads a `.keras` file, or one `ValueError` naming it and saying what is wrong.
+
+    Keras reports an empty, truncated or foreign file as "File not found" (for a file
+    that exists), a `KeyError` or a JSON error; a `.keras` file is a zip archive
+    holding `config.json` and the weights.
+    """
+    import zipfile
+
+    from export import recipes
+
+    expected = "a .keras file saved by Keras 3 (`model.save('model.keras')`)"
+    if os.path.getsize(path) == 0:
+        _fail("model", path, f"{expected}; the file is empty")
+    if not zipfile.is_zipfile(path):
+        _fail("model", path, f"{expected}; this file is not a zip archive (truncated, or "
+              "another format: a legacy .h5 model must be loaded and saved again as .keras)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError) as error:
+        _fail("model", path, f"{expected}; the zip archive is damaged ({error})")
+    missing = sorted({"config.json", "metadata.json"} - names)
+    if missing:
+        _fail("model", path, f"{expected}; the archive lacks {missing} (it holds "
+              f"{sorted(names)[:5]})")
+    try:
+        return recipes.load_model(path)
+    except Exception as error:  # noqa: BLE001 (any failure of Keras's loader, one line)
+        message = " ".join(str(error).split())[:300]
+        _fail("model", path, f"{expected}; Keras cannot load it ({type(error).__name__}: "
+              f"{message})")
+
+
+def _check_against_model(keras_model, task, input_shape, input_dtype, labels, normalization):
+    """`labels` and `normalization` must describe this model before they go into the
+    file's metadata, where a device would trust them."""
+    outputs = int(keras_model.outputs[0].shape[-1])
+    if labels is not None:
+        if task in ("classification", "sequence_labeling"):
+            classes = 2 if outputs == 1 else outputs
+            if len(labels) != classes:
+                _fail("labels", labels, f"a list of {classes} class names: the model has "
+                      f"{outputs} output{'s' if outputs > 1 else ''} ({classes} classes)")
+        elif len(labels) != outputs:
+            _fail("labels", labels, f"None or a list of {outputs} output names: the model "
+                  f"is a {task} model with {outputs} output{'s' if outputs > 1 else ''}")
+    if normalization is not None:
+        if input_dtype.startswith("int"):
+            _fail("normalization", normalization, "None: the model takes token ids, which "
+                  "are not normalized")
+        features = int(input_shape[-1])
+        for key in ("mean", "std"):
+            try:
+                values = np.asarray(normalization[key], dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError):
+                _fail("normalization", normalization, f"a dict whose {key!r} is a number or "
+                      f"a list of {features} numbers (one per input feature)")
+            if values.size not in (1, features):
+                _fail("normalization", normalization, f"a dict whose {key!r} holds 1 or "
+                      f"{features} values (the model has {features} input features); "
+                      f"{key!r} holds {values.size}")
+            if not np.all(np.isfinite(values)):
+                _fail("normalization", normalization, f"finite {key!r} values")
+            if key == "std" and not np.all(values > 0):
+                _fail("normalization", normalization, "a dict whose 'std' values are all "
+                      "> 0 (inputs are divided by them)")
+
+
+def _check_validation_labels(task, keras_model, x, y):
+    """The labels of `validation_data` against the model's task and outputs."""
+    output_shape = tuple(int(v) if v is not None else x.shape[1]
+                         for v in keras_model.outputs[0].shape[1:])
+    outputs = output_shape[-1]
+    y = np.asarray(y)
+    if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        _fail("validation_data", f"y of dtype {y.dtype}", "(x, y) with numeric y")
+    if task in ("classification", "sequence_labeling"):
+        shape = (len(x),) + output_shape[:-1]
+        if y.shape not in (shape, shape + (1,)):
+            _fail("validation_data", f"y of shape {y.shape}", f"(x, y) with y of class "
+                  f"indices of shape {shape} (one-hot labels: take their argmax)")
+        classes = 2 if outputs == 1 else outputs
+        allowed = (f"(x, y) with y holding class indices in [0, {classes}) (the model has "
+                   f"{classes} classes)")
+        if np.issubdtype(y.dtype, np.floating):
+            odd = y[~np.isfinite(y) | (np.mod(y, 1) != 0)]
+            if odd.size:
+                _fail("validation_data", f"y with the label {odd.reshape(-1)[0].item()!r}",
+                      allowed)
+        if y.size and (y.min() < 0 or y.max() >= classes):
+            _fail("validation_data", f"y with labels from {y.min().item()!r} to "
+                  f"{y.max().item()!r}", allowed)
+        return
+    if int(np.prod(y.shape[1:], dtype=np.int64)) != int(np.prod(output_shape)):
+        _fail("validation_data", f"y of shape {y.shape}", f"(x, y) with y of shape "
+              f"{(len(x),) + output_shape} (the model's outputs)")
+    if not np.all(np.isfinite(y)):
+        _fail("validation_data", "y with NaN or inf values", "(x, y) with finite targets")
+
+
 def _vocab_size(model):
     import keras
 
@@ -304,14 +417,17 @@ def _run_worker(command, job, workdir, timeout):
         with open(job["result_path"]) as handle:
             return json.load(handle), None
     with open(log_path, "rb") as handle:
-        tail = handle.read()[-1500:].decode("utf-8", "replace")
+        # The last lines the child printed, without TensorFlow's start-up logging.
+        tail = strip_startup_noise(handle.read().decode("utf-8", "replace"))[-1500:]
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        return None, f"the child process was killed by {name}; last output:\n{tail}"
-    return None, f"the child process exited with code {returncode}; last output:\n{tail}"
+        return None, f"the child process was killed by {name}" + (
+            f"; last output:\n{tail}" if tail.strip() else " (no other output)")
+    return None, f"the child process exited with code {returncode}" + (
+        f"; last output:\n{tail}" if tail.strip() else " (no other output)")
 
 
 def _recipes_to_try(recipe, quantization, streaming, fallback, *, chunkable=False):
@@ -364,21 +480,28 @@ def _spread(count, size):
     return np.unique(np.linspace(0, size - 1, count).round().astype(int))
 
 
-def _collapse(task, keras_outputs, tflite_outputs):
+def _collapse(task, keras_outputs, tflite_outputs, margin=COLLAPSE_MARGIN):
     """A description of how the quantized outputs collapsed, or `None`.
 
     Classification: the file predicts one class for every input while Keras predicts
-    several. Regression: the file's outputs barely vary (spread under 1% of Keras's).
+    several, counting only the inputs Keras decides by more than `margin` (the gap
+    between its top two outputs): a near-tie may flip under quantization noise, and an
+    untrained or tiny model whose classes are all near-ties has nothing to lose.
+    Regression: the file's outputs barely vary (spread under 1% of Keras's).
     """
     if len(keras_outputs) < 2:
         return None
     if task in ("classification", "sequence_labeling"):
         if keras_outputs.shape[-1] == 1:
+            decided = np.abs(keras_outputs[..., 0] - 0.5).reshape(-1) > margin
             keras_classes = (keras_outputs[..., 0] > 0.5).reshape(-1)
             tflite_classes = (tflite_outputs[..., 0] > 0.5).reshape(-1)
         else:
+            top2 = np.sort(keras_outputs, axis=-1)[..., -2:]
+            decided = (top2[..., 1] - top2[..., 0]).reshape(-1) > margin
             keras_classes = np.argmax(keras_outputs, axis=-1).reshape(-1)
             tflite_classes = np.argmax(tflite_outputs, axis=-1).reshape(-1)
+        keras_classes = keras_classes[decided]
         if len(np.unique(keras_classes)) > 1 and len(np.unique(tflite_classes)) == 1:
             return (f"it predicts class {tflite_classes[0]} for all {len(keras_outputs)} "
                     f"inputs, where Keras predicts {len(np.unique(keras_classes))} classes")
@@ -478,7 +601,10 @@ def to_tflite(
             `(inputs, targets)`; required by `"int8"` and `"int16x8"` (it calibrates
             the activation ranges; gru-zoo does not calibrate on random noise).
         streaming: bool, export a one-time-step model (inputs `frame` and each state,
-            outputs `output` and `new_<state>`) instead of the full-sequence model.
+            outputs `output` and `new_<state>`) instead of the full-sequence model. Any
+            model whose layers read no later frame streams (`export.streaming`: built
+            with `build_gru(..., causal=True)` or recurrent-only); the states' names,
+            shapes and kinds are in the metadata's `"states"`.
         recipe: `"auto"`, `"loop"`, `"unrolled"` or `"step"` (see `export.recipes`).
         io_type: `"float32"`; `"int8"` with `quantization="int8"` or `"int16"` with
             `"int16x8"` for integer inputs and outputs.
@@ -490,12 +616,14 @@ def to_tflite(
             inputs of the model's shape (reported in `result.verification`).
         validation_data: `(x, y)` labelled data: the result reports the Keras and TFLite
             accuracy (classification) or MSE (regression) and their change.
-        tolerance: float, max abs error allowed vs Keras, relative to
+        tolerance: a finite positive float, max abs error allowed vs Keras, relative to
             `max(1, max |output|)`. Defaults by mode (`DEFAULT_TOLERANCES`): 1e-5
             float32, 1e-2 float16, 0.1 dynamic, 0.25 int16x8, 1.0 int8 (a sanity
             bound: judge quantized files by the reported error and accuracy change).
-        labels: list of class names, stored in the metadata.
-        normalization: `{"mean": [...], "std": [...]}` of the inputs, stored in the metadata.
+        labels: list of distinct class names (one per class: 2 for a one-sigmoid
+            binary model; for regression, one name per output), stored in the metadata.
+        normalization: `{"mean": [...], "std": [...]}` of the inputs (one value, or one
+            per input feature; std > 0), stored in the metadata.
         metadata: dict of extra JSON-serializable metadata (e.g. the builder arguments).
         allow_select_tf_ops: bool, allow Flex ops (the file then needs the Select TF ops
             delegate; a warning is issued). Defaults to `False`.
@@ -516,7 +644,7 @@ def to_tflite(
         strip_tensor_names: bool, drop the names of intermediate tensors (a third of
             an unrolled file); inputs, outputs and signatures keep theirs. Defaults
             to `True`.
-        timeout: seconds allowed to each child process.
+        timeout: a positive number, seconds allowed to each child process.
 
     Returns:
         An `ExportResult`.
@@ -549,14 +677,18 @@ def to_tflite(
     path = os.path.abspath(os.fspath(path))
     if os.path.isdir(path):
         _fail("path", path, "a file path (it is a directory)")
-    if tolerance is not None and (not isinstance(tolerance, numbers.Real) or tolerance <= 0):
-        _fail("tolerance", tolerance, "a positive float or None")
+    if tolerance is not None and not _is_positive_number(tolerance):
+        _fail("tolerance", tolerance, "a finite positive float or None (NaN or inf would "
+              "switch verification off)")
+    if not _is_positive_number(timeout):
+        _fail("timeout", timeout, "a finite positive number of seconds")
     if not _is_int(calibration_samples) or calibration_samples < 1:
         _fail("calibration_samples", calibration_samples, "a positive int")
     if labels is not None and (
         not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) for x in labels)
+        or not labels or len(set(labels)) != len(labels)
     ):
-        _fail("labels", labels, "a list of str or None")
+        _fail("labels", labels, "None or a non-empty list of distinct str")
     if normalization is not None and (
         not isinstance(normalization, dict) or not {"mean", "std"} <= set(normalization)
     ):
@@ -599,11 +731,12 @@ def to_tflite(
     elif not isinstance(model, keras.Model):
         _fail("model", type(model).__name__, "a keras.Model or the path of a .keras file",
               TypeError)
-    keras_model = recipes.load_model(model_path or model)
+    keras_model = _load_keras_file(model_path) if model_path else recipes.load_model(model)
     input_shape, input_dtype = recipes.input_spec(keras_model)
     if streaming:
         recipes.streaming_plan(keras_model)  # raises ValueError naming the layer
     task, per_step = _infer_task(keras_model)
+    _check_against_model(keras_model, task, input_shape, input_dtype, labels, normalization)
 
     calibration = _as_array("representative_data", representative_data, input_shape,
                             input_dtype, limit=max(4 * calibration_samples, 2048))
@@ -615,10 +748,13 @@ def to_tflite(
             _fail("validation_data", type(validation_data).__name__, "a tuple (x, y)")
         eval_x = _as_array("validation_data", validation_data[0], input_shape, input_dtype,
                            limit=10**9)
+        if validation_data[1] is None:
+            _fail("validation_data", "(x, None)", "a tuple (x, y) with labels y")
         eval_y = np.asarray(validation_data[1])
-        if len(eval_y) != len(eval_x):
-            _fail("validation_data", f"x with {len(eval_x)} samples and y with "
-                  f"{len(eval_y)}", "x and y with the same number of samples")
+        if eval_y.ndim == 0 or len(eval_y) != len(eval_x):
+            _fail("validation_data", f"x with {len(eval_x)} samples and y of shape "
+                  f"{eval_y.shape}", "x and y with the same number of samples")
+        _check_validation_labels(task, keras_model, eval_x, eval_y)
 
     time_steps = input_shape[0]
     if sequence_length is None and time_steps is None and calibration is not None:
@@ -720,7 +856,7 @@ def to_tflite(
             "sequence_shape": [window] + list(input_shape[1:]),
             "window_length": window,
             "output_shape": list(keras_model.outputs[0].shape[1:]),
-            "states": [{"name": name, "shape": [1, units]} for name, units in states],
+            "states": states,
             "labels": list(labels) if labels is not None else None,
             "normalization": normalization,
             "layers": _layer_summary(keras_model),
@@ -792,7 +928,8 @@ def to_tflite(
                 continue
             if quantization is not None:
                 key = "eval" if "keras_eval" in arrays else "verify"
-                collapse = _collapse(task, arrays[f"keras_{key}"], arrays[f"tflite_{key}"])
+                collapse = _collapse(task, arrays[f"keras_{key}"], arrays[f"tflite_{key}"],
+                                     margin=COLLAPSE_MARGIN)
                 if collapse:
                     source = "validation_data" if key == "eval" else verification
                     attempts.append({"recipe": attempt, "outcome": "outputs collapsed",
@@ -835,10 +972,15 @@ def to_tflite(
         os.close(fd)
         try:
             shutil.copyfile(out_path, staging)
+            # mkstemp makes the file 0600; an exported file gets the user's umask (0644
+            # typically), like any other file, also when it replaces one.
+            os.chmod(staging, new_file_mode())
             os.replace(staging, path)
         finally:
             if os.path.exists(staging):
                 os.remove(staging)
+        with open(path, "rb") as handle:
+            trust(handle.read())  # verified: `LiteModel` needs no guard for it here
         c_array_path = None
         if c_array:
             c_array_path = write_c_array(path, None if c_array is True else c_array)

@@ -9,6 +9,7 @@ cannot be installed beside TF 2.21 (DESIGN.md, fact 8).
 
 import json
 import os
+import struct
 
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
@@ -25,11 +26,41 @@ def _name(entry):
 def _to_bytes(model_or_path):
     if isinstance(model_or_path, (bytes, bytearray)):
         return bytearray(model_or_path)
+    if not isinstance(model_or_path, (str, os.PathLike)):
+        raise TypeError(f"`model_or_path` must be the path of a .tflite file or its bytes. "
+                        f"Received: model_or_path={model_or_path!r}")
     path = os.fspath(model_or_path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path!r} is a directory, not a .tflite file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No such .tflite file: {path!r}")
     with open(path, "rb") as handle:
         return bytearray(handle.read())
+
+
+def source_name(model_or_path):
+    """How errors name a model given as a path or as bytes."""
+    if isinstance(model_or_path, (bytes, bytearray)):
+        return f"the .tflite content ({len(model_or_path)} bytes)"
+    return repr(os.fspath(model_or_path))
+
+
+def check_tflite_bytes(content, name):
+    """Raises a `ValueError` naming the file unless `content` starts like a `.tflite` file.
+
+    A TFLite flatbuffer carries the file identifier `TFL3` in bytes 4-8; an empty,
+    text or random file fails here, before any parser reads offsets out of it.
+    """
+    if not len(content):
+        raise ValueError(f"{name} is empty: expected a .tflite file")
+    if len(content) < 8 or bytes(content[4:8]) != b"TFL3":
+        head = bytes(content[:8])
+        raise ValueError(f"{name} is not a .tflite file: it lacks the TFLite file identifier "
+                         f"'TFL3' in bytes 4-8 ({len(content)} bytes, starting {head!r})")
+
+
+# What reading a damaged flatbuffer raises (struct.error: an offset past the end).
+_DAMAGED = (IndexError, KeyError, OverflowError, TypeError, ValueError, struct.error)
 
 
 def add_metadata(tflite_bytes, metadata):
@@ -80,11 +111,40 @@ def read_metadata(model_or_path):
         recipe, quantization, states, variant config, gru-zoo version), or `None` when
         the file has none (e.g. it was not made by gru-zoo).
     """
-    model = flatbuffer_utils.read_model_from_bytearray(_to_bytes(model_or_path))
-    for entry in model.metadata or []:
-        if _name(entry) == METADATA_NAME:
-            data = model.buffers[entry.buffer].data
-            return json.loads(bytes(np.asarray(data, dtype=np.uint8)).decode("utf-8"))
+    name = source_name(model_or_path)
+    content = bytes(_to_bytes(model_or_path))
+    check_tflite_bytes(content, name)
+    # The flatbuffer's lazy reader (not `flatbuffer_utils`' object API, which unpacks the
+    # whole model): only the metadata table and one buffer are read, and a damaged
+    # offset raises instead of being followed.
+    try:
+        model = schema.Model.GetRootAs(content, 0)
+        for index in range(model.MetadataLength()):
+            entry = model.Metadata(index)
+            if entry.Name() != METADATA_NAME.encode():
+                continue
+            buffer_index = entry.Buffer()
+            if not 0 <= buffer_index < model.BuffersLength():
+                raise ValueError(f"the metadata names buffer {buffer_index} of "
+                                 f"{model.BuffersLength()}")
+            buffer = model.Buffers(buffer_index)
+            if buffer.Offset() > 1:  # stored after the flatbuffer (files over 2 GB)
+                data = content[buffer.Offset(): buffer.Offset() + buffer.Size()]
+                if len(data) != buffer.Size():
+                    raise ValueError("the metadata buffer lies past the end of the file")
+            else:
+                data = buffer.DataAsNumpy()
+                data = b"" if isinstance(data, int) else data.tobytes()
+            metadata = json.loads(data.decode("utf-8"))
+            if not isinstance(metadata, dict):
+                raise ValueError(f"the gru-zoo metadata is a {type(metadata).__name__}, "
+                                 "not a JSON object")
+            return metadata
+    except _DAMAGED as error:
+        reason = ("an offset points past the end of the file: truncated or damaged"
+                  if isinstance(error, struct.error) else f"{type(error).__name__}: {error}")
+        raise ValueError(f"{name} is a damaged .tflite file: its gru-zoo metadata cannot be "
+                         f"read ({reason})") from None
     return None
 
 

@@ -14,8 +14,8 @@ config, with the weights copied, into a form that does:
   `WHILE` loop whose body runs a chunk of time steps of every layer of the chain
   (`export.chunked`). Weights stored once (the file does not grow with T) and packed
   once by XNNPACK; the fast full-sequence form for long sequences.
-- `"step"`: one time step: inputs `frame` and every recurrent state, outputs `output`
-  and the new states. For devices that receive one frame at a time.
+- `"step"`: one time step: inputs `frame` and every state, outputs `output` and the
+  new states. For devices that receive one frame at a time (`export.streaming`).
 
 Only public Keras APIs are used (`get_config`/`from_config`, `get_weights`, a
 registered `keras.layers.GRU` subclass). Recurrent dropout is set to 0 in every recipe
@@ -109,22 +109,6 @@ class HoistedGRU(keras.layers.GRU):
         if self.return_state:
             return output, h
         return output
-# Layers that act on each time step independently, so that applying them to one
-# frame gives the same result as applying them to the whole sequence.
-PER_STEP_LAYERS = (
-    keras.layers.Dense,
-    keras.layers.Dropout,
-    # Regularizers that are the identity at inference (zoo's `input_noise`).
-    keras.layers.GaussianNoise,
-    keras.layers.GaussianDropout,
-    keras.layers.Activation,
-    keras.layers.LayerNormalization,
-    keras.layers.BatchNormalization,
-    keras.layers.Embedding,
-    keras.layers.Masking,
-)
-
-
 def load_model(model):
     """Returns a `keras.Model` from a model object or a `.keras` path."""
     if isinstance(model, keras.Model):
@@ -271,131 +255,28 @@ def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8):
 
 
 def streaming_plan(model):
-    """Checks that `model` can run one frame at a time; returns its layer chain.
+    """Checks that `model` can run one frame at a time; returns `[(layer, kind)]`.
 
-    A model streams when it is a chain of per-step layers and unidirectional,
-    non-stateful recurrent layers (GRU, LSTM, SimpleRNN): then feeding the frames
-    one by one, carrying the states, gives exactly the full-sequence outputs.
-
-    Returns:
-        A list of `(layer, kind)` with `kind` in `"recurrent"`, `"per_step"`.
+    See `export.streaming`: recurrent layers, causal convolutions, pooling and
+    attention pooling as running statistics, per-step layers.
 
     Raises:
         ValueError: naming the layer that cannot stream, before any conversion work.
     """
-    plan = []
-    previous = model.inputs[0]
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    names = {layer.name for layer in layers}
-    for operation in getattr(model, "operations", []):
-        if operation.name not in names and not isinstance(operation, keras.layers.InputLayer):
-            raise ValueError(
-                "streaming=True needs a chain of recurrent and per-step layers, but the "
-                f"model applies the operation {operation.name!r} "
-                f"({type(operation).__name__}) outside a layer (e.g. a hand-made mask). "
-                "Export it with streaming=False."
-            )
-    for layer in layers:
-        kind = None
-        if isinstance(layer, keras.layers.Bidirectional):
-            raise ValueError(
-                "streaming=True cannot export a bidirectional model: its backward "
-                "direction needs the whole sequence before the first output. Received: "
-                f"layer {layer.name!r} (Bidirectional). Allowed: unidirectional GRU, LSTM, "
-                "SimpleRNN layers with per-step layers (Dense, Dropout, Embedding, ...)."
-            )
-        if isinstance(layer, keras.layers.RNN) or type(layer).__name__ in RECURRENT_CLASSES:
-            if getattr(layer, "go_backwards", False) or getattr(layer, "stateful", False):
-                raise ValueError(
-                    "streaming=True needs forward, non-stateful recurrent layers. Received: "
-                    f"layer {layer.name!r} with go_backwards={layer.go_backwards}, "
-                    f"stateful={layer.stateful}"
-                )
-            kind = "recurrent"
-        elif isinstance(layer, PER_STEP_LAYERS):
-            kind = "per_step"
-        if kind is None:
-            raise ValueError(
-                "streaming=True needs layers that work one frame at a time; layer "
-                f"{layer.name!r} ({type(layer).__name__}) needs the whole sequence "
-                "(attention, convolution, pooling or window statistics over time). "
-                "Allowed: GRU, LSTM, SimpleRNN, Dense, Dropout, GaussianNoise, "
-                "GaussianDropout, Activation, LayerNormalization, BatchNormalization, "
-                "Embedding, Masking. Export it with streaming=False."
-            )
-        if layer.input is not previous:
-            raise ValueError(
-                "streaming=True needs a simple chain of layers; layer "
-                f"{layer.name!r} ({type(layer).__name__}) does not take the previous "
-                "layer's output."
-            )
-        plan.append((layer, kind))
-        previous = layer.output
-    if not any(kind == "recurrent" for _, kind in plan):
-        raise ValueError("streaming=True needs at least one recurrent layer; the model has none.")
-    return plan
+    from export import streaming
 
-
-def state_names(layer_index, layer):
-    """Names of the states of recurrent layer number `layer_index` (LSTM has h and c)."""
-    if isinstance(layer, keras.layers.LSTM):
-        return [f"state_{layer_index}_h", f"state_{layer_index}_c"]
-    return [f"state_{layer_index}"]
+    return streaming.streaming_plan(model)
 
 
 def state_specs(model):
-    """`[(name, units)]` of every recurrent state a streaming export carries."""
-    specs = []
-    index = 0
-    for layer, kind in streaming_plan(model):
-        if kind == "recurrent":
-            for name in state_names(index, layer):
-                specs.append((name, layer.cell.units))
-            index += 1
-    return specs
+    """Every state a streaming export carries: `[{"name", "shape", "kind", "layer"}]`."""
+    from export import streaming
+
+    return streaming.state_specs(model)
 
 
 def build_step_model(model, *, batch_size=1):
-    """Builds the one-time-step model of a streaming-capable `model`, weights copied.
+    """The one-frame model of a streaming-capable `model` (see `export.streaming`)."""
+    from export import streaming
 
-    Inputs (a dict): `frame` `(batch, features)` (or `(batch,)` token ids) and each
-    state `(batch, units)`. Outputs (a dict): `output` (the model's output for the
-    sequence so far, or for this step) and `new_<state name>` for each state.
-    Masking is not applied: every frame given is taken as a valid step.
-    """
-    plan = streaming_plan(model)
-    shape, dtype = input_spec(model)
-    frame = keras.Input(batch_shape=(batch_size,) + tuple(shape[1:]), dtype=dtype, name="frame")
-    inputs = {"frame": frame}
-    outputs = {}
-    x = frame
-    index = 0
-    for layer, kind in plan:
-        if kind == "recurrent":
-            cell_config = layer.cell.get_config()
-            cell_config["name"] = f"{layer.name}_cell"
-            _drop_dropout(cell_config)
-            cell = type(layer.cell).from_config(cell_config)
-            names = state_names(index, layer)
-            states = [
-                keras.Input(batch_shape=(batch_size, layer.cell.units), name=name)
-                for name in names
-            ]
-            for name, state in zip(names, states):
-                inputs[name] = state
-            # Keras cells take and return their state as [h] (GRU, RNN) or [h, c] (LSTM).
-            x, new_states = cell(x, states if len(states) > 1 else states[0])
-            cell.set_weights(layer.cell.get_weights())
-            if not isinstance(new_states, (list, tuple)):
-                new_states = [new_states]
-            for name, state in zip(names, new_states):
-                outputs[f"new_{name}"] = state
-            index += 1
-        elif isinstance(layer, keras.layers.Masking):
-            continue
-        else:
-            clone = type(layer).from_config(layer.get_config())
-            x = clone(x)
-            clone.set_weights(layer.get_weights())
-    outputs["output"] = x
-    return keras.Model(inputs, outputs, name=f"{model.name}_step")
+    return streaming.build_step_model(model, batch_size=batch_size)

@@ -7,11 +7,89 @@ Quantized inputs and outputs (int8, int16) are (de)quantized with the file's own
 scales, so callers always pass and get float arrays.
 """
 
+import hashlib
+import json
 import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 
-from export.metadata import read_metadata
+from export.metadata import check_tflite_bytes, read_metadata, source_name
+
+# The guard around the first inference of a file this process did not export: a child
+# process with these limits (see `LiteModel`). A damaged file that passes the flatbuffer
+# verifier can still make the interpreter crash, loop or allocate tens of gigabytes.
+GUARD_TIMEOUT_S = 60.0
+GUARD_MEMORY_BYTES = 4 << 30  # plus 16 times the file's size
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# sha256 of the files that have run once (in the guard, or verified by `to_tflite`).
+_TRUSTED = set()
+
+
+def _digest(content):
+    return hashlib.sha256(content).hexdigest()
+
+
+def trust(content):
+    """Marks `.tflite` bytes as safe to run in this process (no guard needed again)."""
+    _TRUSTED.add(_digest(bytes(content)))
+
+
+def _guard(content, name, interpreter):
+    """Runs the first inference of `content` in a child process with a time and a
+    memory limit; raises a `ValueError` naming the file when it fails, hangs, crashes
+    or runs out of memory there."""
+    digest = _digest(content)
+    if digest in _TRUSTED:
+        return
+    memory = int(GUARD_MEMORY_BYTES + 16 * len(content))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + env["PYTHONPATH"]
+                                         if env.get("PYTHONPATH") else "")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    limits = f"limits {GUARD_TIMEOUT_S:g} s and {memory / 2**30:.1f} GiB, in a child process"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "export._guard", str(memory), interpreter],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(content, timeout=GUARD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()  # its own session: nothing else is in its group
+        process.communicate()
+        raise ValueError(f"{name} is damaged or not a model this interpreter runs: its first "
+                         f"inference did not finish within {GUARD_TIMEOUT_S:g} s "
+                         f"({limits})") from None
+    lines = stdout.decode("utf-8", "replace").strip().splitlines()
+    try:
+        report = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        report = None
+    if report is not None and report.get("ok"):
+        _TRUSTED.add(digest)
+        return
+    if report is not None and "not a valid Flatbuffer" in report["error"]:
+        reason = "the flatbuffer verifier rejects it (truncated or damaged)"
+    elif report is not None and report.get("memory"):
+        reason = f"its first inference ran out of memory ({report['error']})"
+    elif report is not None:
+        reason = f"its first inference failed ({report['error']})"
+    elif process.returncode < 0:
+        try:
+            signame = signal.Signals(-process.returncode).name
+        except ValueError:
+            signame = f"signal {-process.returncode}"
+        reason = f"its first inference crashed the interpreter ({signame})"
+        if b"bad_alloc" in stderr:
+            reason = f"its first inference ran out of memory (std::bad_alloc, {signame})"
+    else:
+        tail = " ".join(stderr.decode("utf-8", "replace").split()[-40:])
+        reason = f"the interpreter exited with code {process.returncode} ({tail})"
+    raise ValueError(f"{name} is damaged or not a model this interpreter runs: {reason} "
+                     f"({limits})")
 
 
 def _quantize(value, details):
@@ -44,6 +122,17 @@ class LiteModel:
         interpreter: `"litert"` (the standalone `ai_edge_litert` interpreter, the
             default) or `"tensorflow"` (`tf.lite.Interpreter`, which links the Flex
             delegate: only for files exported with `allow_select_tf_ops=True`).
+        guard: bool. The first inference of a file runs in a child process limited to
+            `GUARD_TIMEOUT_S` seconds and `GUARD_MEMORY_BYTES` (plus 16 times the
+            file's size) of memory, on zero inputs, before this process loads it: a
+            damaged or malicious file that passes the flatbuffer verifier can still
+            crash the interpreter, loop or allocate tens of gigabytes, and then raises
+            a `ValueError` naming the file instead. Files exported by `to_tflite` in
+            this process, and files that passed once, skip it. Defaults to `True`.
+
+    Raises:
+        FileNotFoundError, ValueError: a missing, empty, foreign or damaged file (the
+        message names it and says what is wrong).
 
     Example:
 
@@ -52,7 +141,7 @@ class LiteModel:
     >>> lite.signatures                # {"serving_default": {"inputs": [...], ...}}
     """
 
-    def __init__(self, model, *, num_threads=1, interpreter="litert"):
+    def __init__(self, model, *, num_threads=1, interpreter="litert", guard=True):
         if not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 1:
             raise ValueError(
                 f"`num_threads` must be a positive int. Received: num_threads={num_threads!r}"
@@ -65,13 +154,23 @@ class LiteModel:
         if isinstance(model, (bytes, bytearray)):
             self._content = bytes(model)
             self.path = None
-        else:
+        elif isinstance(model, (str, os.PathLike)):
             path = os.fspath(model)
+            if os.path.isdir(path):
+                raise ValueError(f"`model` must be a .tflite file. Received: model={path!r} "
+                                 "(a directory)")
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"No such .tflite file: {path!r}")
             with open(path, "rb") as handle:
                 self._content = handle.read()
             self.path = path
+        else:
+            raise TypeError(f"`model` must be the path of a .tflite file or its bytes. "
+                            f"Received: model={type(model).__name__}")
+        name = source_name(self.path if self.path is not None else self._content)
+        check_tflite_bytes(self._content, name)
+        if guard:
+            _guard(self._content, name, interpreter)
         if interpreter == "litert":
             from ai_edge_litert.interpreter import Interpreter
         else:
@@ -79,10 +178,16 @@ class LiteModel:
 
             Interpreter = tf.lite.Interpreter
         self.num_threads = num_threads
-        self._interpreter = Interpreter(model_content=self._content, num_threads=num_threads)
+        self._name = name
+        try:
+            self._interpreter = Interpreter(model_content=self._content,
+                                            num_threads=num_threads)
+        except (ValueError, RuntimeError) as error:
+            raise ValueError(f"{name} is not a valid .tflite file: "
+                             f"{' '.join(str(error).split())}") from None
         self.signatures = self._interpreter.get_signature_list()
         if not self.signatures:
-            raise ValueError("The .tflite file has no signature; gru-zoo files always have one.")
+            raise ValueError(f"{name} has no signature; gru-zoo files always have one.")
         self.signature_key = next(iter(self.signatures))
         self._runners = {}
         self.metadata = read_metadata(self._content)
@@ -131,7 +236,11 @@ class LiteModel:
         return {name: _dequantize(value, output_details[name]) for name, value in outputs.items()}
 
     def initial_states(self):
-        """Zero states of a streaming file: `{state name: (1, units) float32}`."""
+        """Zero states of a streaming file: `{state name: float32 zeros of its shape}`.
+
+        Every state starts at zero: recurrent states, convolution frame buffers (the
+        causal padding), running means, counts and pooling phases.
+        """
         self._require_streaming("initial_states")
         details = self.input_details()
         return {
@@ -145,6 +254,40 @@ class LiteModel:
                 f"takes {self.input_names}."
             )
 
+    def _check_sequences(self, argument, x, details, inner, leading):
+        """`x` checked against the shape `(leading,) + inner` (-1: any size) of the file's
+        input `details`, or a `ValueError` naming `argument`, the shape received and the
+        shape expected."""
+        labels = [leading] + [("time" if leading == "batch" and i == 0 else "any")
+                              if v < 0 else str(int(v)) for i, v in enumerate(inner)]
+        expected = "(" + ", ".join(labels) + ("," if len(labels) == 1 else "") + ")"
+        try:
+            array = np.asarray(x)
+        except ValueError:  # ragged nested lists
+            array = np.asarray(x, dtype=object)
+        source = f"the input of {self._name}"
+        if array.dtype == object or not (np.issubdtype(array.dtype, np.number)
+                                         or array.dtype == bool):
+            raise ValueError(f"`{argument}` must be a numeric array of shape {expected} "
+                             f"({source}). Received: {argument} with dtype {array.dtype}")
+        if array.ndim != len(inner) + 1 or any(
+                want >= 0 and got != want for got, want in zip(array.shape[1:], inner)):
+            raise ValueError(f"`{argument}` must have shape {expected} ({source}). "
+                             f"Received: {argument} with shape {array.shape}")
+        if len(array) == 0 or 0 in array.shape:
+            raise ValueError(f"`{argument}` must hold at least one "
+                             f"{'sequence' if leading == 'batch' else 'frame'}: shape "
+                             f"{expected} with no empty axis. "
+                             f"Received: {argument} with shape {array.shape}")
+        token_ids = np.issubdtype(details["dtype"], np.integer) and not details[
+            "quantization_parameters"]["scales"].size
+        if token_ids and not (np.issubdtype(array.dtype, np.integer)
+                              or np.all(np.mod(array, 1) == 0)):
+            raise ValueError(f"`{argument}` must hold integer token ids ({source}). "
+                             f"Received: {argument} with dtype {array.dtype} and "
+                             "non-integer values")
+        return array
+
     def stream(self, frames, states=None, *, return_states=False):
         """Feeds `frames` `(time, features)` (or `(time,)` token ids) one at a time.
 
@@ -157,21 +300,33 @@ class LiteModel:
             `(time, num_outputs)` outputs, one per frame (and the final states).
         """
         self._require_streaming("stream")
-        frames = np.asarray(frames)
-        frame_details = self.input_details()["frame"]
-        frame_rank = len(frame_details["shape"]) - 1
-        if frames.ndim != frame_rank + 1:
-            raise ValueError(
-                f"`frames` must have shape (time,) + {tuple(frame_details['shape'][1:])}. "
-                f"Received: frames with shape {frames.shape}"
-            )
-        states = dict(states) if states is not None else self.initial_states()
+        frame = self.input_details()["frame"]
+        frames = self._check_sequences("frames", frames, frame,
+                                       list(frame["shape_signature"][1:]), "time")
+        if states is None:
+            states = self.initial_states()
+        else:
+            if not isinstance(states, dict) or set(states) != set(self.state_names):
+                given = sorted(states) if isinstance(states, dict) else type(states).__name__
+                raise ValueError(f"`states` must be a dict with exactly the keys "
+                                 f"{self.state_names} (see `initial_states()`). "
+                                 f"Received: states with keys {given}")
+            details = self.input_details()
+            checked = {}
+            for name in self.state_names:
+                value = np.asarray(states[name])
+                shape = tuple(int(v) for v in details[name]["shape"])
+                if value.shape != shape:
+                    raise ValueError(f"`states[{name!r}]` must have shape {shape}. "
+                                     f"Received: states[{name!r}] with shape {value.shape}")
+                checked[name] = value
+            states = checked
         outputs = []
         for frame in frames:
             result = self.run(frame=frame[None], **states)
             states = {name: result[f"new_{name}"] for name in self.state_names}
             outputs.append(result["output"][0])
-        outputs = np.stack(outputs) if outputs else np.zeros((0,), np.float32)
+        outputs = np.stack(outputs)
         return (outputs, states) if return_states else outputs
 
     def predict(self, x, *, per_step=None):
@@ -180,9 +335,15 @@ class LiteModel:
         The batch-1 file is run once per sequence. For a streaming file each sequence is
         streamed; the result is the output after the last frame, or every step's output
         when `per_step` is true (default: from the metadata's task, else last only).
+
+        Raises:
+            ValueError: `x` is not numeric, holds no sequence, or its shape is not the
+            file's input shape (the message shows both).
         """
-        x = np.asarray(x)
         if self.is_streaming:
+            frame = self.input_details()["frame"]
+            x = self._check_sequences("x", x, frame, [-1, *frame["shape_signature"][1:]],
+                                      "batch")
             if per_step is None:
                 per_step = bool((self.metadata or {}).get("per_step", False))
             results = []
@@ -192,12 +353,8 @@ class LiteModel:
             return np.stack(results)
         name = self.input_names[0]
         details = self.input_details()[name]
-        expected_rank = len(details["shape"])
-        if x.ndim != expected_rank:
-            raise ValueError(
-                f"`x` must have shape (batch,) + {tuple(details['shape_signature'][1:])}. "
-                f"Received: x with shape {x.shape}"
-            )
+        x = self._check_sequences("x", x, details, list(details["shape_signature"][1:]),
+                                  "batch")
         results = []
         for sample in x:
             output = self.run(**{name: sample[None]})

@@ -1,4 +1,4 @@
-"""Bad input to `zoo.train` and `zoo.build_gru` gets one clear ValueError (issue 12).
+"""Bad input to `zoo.train` and `zoo.build_gru` gets one clear ValueError.
 
 Each error case asserts the exception type and that the message names the argument and
 the value received (`match=` joins the fragments in order); each group has a valid case

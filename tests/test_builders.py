@@ -1,7 +1,8 @@
 import keras
 import numpy as np
 import pytest
-from helpers import BATCH, TIME, VOCAB, recurrent_layers, run_model_test, sample_inputs
+from helpers import (BATCH, FEATURES, TIME, VOCAB, recurrent_layers, run_model_test,
+                     sample_inputs)
 
 from zoo import CELLS, TASKS, VARIANTS, build_gru
 
@@ -167,6 +168,73 @@ def test_gru_fcn_has_a_recurrent_and_a_pooled_convolutional_branch():
     assert labels.get_layer("branches").output.shape == (None, TIME, 4 + 3)
 
 
+CAUSAL_VARIANTS = sorted(name for name, v in VARIANTS.items() if not v.bidirectional)
+
+
+@pytest.mark.parametrize("variant, attention", [(v, "additive") for v in CAUSAL_VARIANTS] + [
+    (v, "multihead") for v in CAUSAL_VARIANTS if VARIANTS[v].uses_attention])
+def test_causal_per_step_outputs_ignore_later_frames(variant, attention):
+    """`causal=True`: changing frames from t on leaves every output before t unchanged."""
+    kwargs = dict(input_shape=(9, 3), num_outputs=2, units=4, conv_filters=3,
+                  conv_kernel_size=4, attention_heads=2, task="sequence_regression",
+                  window_norm="meanstd")
+    if VARIANTS[variant].uses_attention:
+        kwargs["attention"] = attention
+    x = sample_inputs((9, 3))
+    later = x.copy()
+    later[:, 5:] += 10.0
+    model = build_gru(variant, causal=True, **kwargs)
+    before, after = np.asarray(model(x)), np.asarray(model(later))
+    np.testing.assert_allclose(after[:, :5], before[:, :5], atol=1e-5)
+    assert not np.allclose(after[:, 5:], before[:, 5:], atol=1e-3)
+    # Guard: the same model without `causal` looks ahead, so the test can fail.
+    plain = build_gru(variant, **kwargs)
+    assert not np.allclose(np.asarray(plain(later))[:, :5], np.asarray(plain(x))[:, :5],
+                           atol=1e-5)
+
+
+@pytest.mark.parametrize("variant, task", [
+    ("cnn_gru", "classification"), ("cnn_gru_attention", "sequence_labeling"),
+    ("gru_fcn", "regression"), ("attention", "sequence_regression"),
+])
+def test_causal_models_round_trip_and_keep_their_causal_layers(variant, task, tmp_path):
+    overrides = dict(causal=True, conv_kernel_size=4)
+    if task == "regression":
+        overrides["window_norm"] = "mean"
+    if variant == "cnn_gru":
+        overrides["pool_size"] = 2
+    model = run_model_test(variant, task=task, tmp_path=tmp_path, **overrides)
+    loaded = keras.models.load_model(tmp_path / f"{variant}_gru_{task}.keras")
+    for layer in loaded.layers:
+        if isinstance(layer, keras.layers.Conv1D):
+            assert layer.padding == "causal"
+    if variant == "cnn_gru":
+        # Windows start at step 0; the partial last one is zero-padded at the end.
+        assert loaded.get_layer("pool_padding").padding == (0, 1)
+        assert loaded.get_layer("max_pool").padding == "valid"
+        assert loaded.get_layer("max_pool").output.shape[1] == -(-TIME // 2)
+    if task == "regression":
+        assert loaded.get_layer("window_norm").causal is True
+    if task == "sequence_labeling":
+        x = sample_inputs((TIME, FEATURES))
+        later = x.copy()
+        later[:, 3:] += 5.0
+        np.testing.assert_allclose(np.asarray(loaded(later))[:, :3], np.asarray(loaded(x))[:, :3],
+                                   atol=1e-6)
+    assert model.count_params() == loaded.count_params()
+
+
+def test_causal_pooling_pools_each_window_over_the_steps_it_has():
+    model = build_gru("cnn_gru", input_shape=(None, 2), num_outputs=2, units=4, conv_filters=3,
+                      conv_kernel_size=2, pool_size=3, causal=True)
+    features = keras.Model(model.input, model.get_layer("max_pool").output)
+    convs = keras.Model(model.input, model.get_layer("conv1d_0").output)
+    x = sample_inputs((7, 2))
+    conv = np.asarray(convs(x))
+    expected = np.stack([conv[:, 0:3].max(1), conv[:, 3:6].max(1), conv[:, 6:7].max(1)], 1)
+    np.testing.assert_allclose(np.asarray(features(x)), expected, atol=1e-6)
+
+
 def test_unrolled_and_static_batch():
     model = build_gru("stacked", input_shape=(TIME, 3), num_outputs=2, units=4, unroll=True,
                       batch_size=1)
@@ -223,6 +291,9 @@ BAD_ARGUMENTS = [
     (dict(input_shape=(5,), vocab_size=VOCAB, window_norm="mean"), "window_norm", "'mean'"),
     (dict(window_norm="mean", window_norm_channel=3), "window_norm_channel",
      "window_norm_channel=3"),
+    (dict(causal="yes"), "causal", "causal='yes'"),
+    (dict(variant="bidirectional", causal=True), "causal", "causal=True"),
+    (dict(variant="bidirectional_attention", causal=True), "causal", "causal=True"),
 ]
 
 

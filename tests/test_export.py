@@ -21,7 +21,7 @@ from export import (
 )
 from export import exporter
 from export._worker import SIMULATE_CRASH_ENV
-from tests.export_helpers import FEATURES, TIME, sequences, tflite_vs_keras, tiny_model
+from helpers import FEATURES, TIME, sequences, tflite_vs_keras, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,8 @@ def test_lite_model_predicts_any_batch_size(float32_export, model):
         np.testing.assert_allclose(lite.predict(x), model.predict(x, verbose=0), atol=1e-5)
     with pytest.raises(ValueError, match="num_threads"):
         LiteModel(path, num_threads=0)
-    with pytest.raises(ValueError, match=r"shape \(batch,\)"):
+    with pytest.raises(ValueError,
+                       match=r"shape \(batch, 6, 3\).*Received: x with shape \(2, 6\)"):
         lite.predict(np.zeros((2, TIME), np.float32))
     with pytest.raises(ValueError, match="streaming"):
         lite.stream(np.zeros((TIME, FEATURES), np.float32))
@@ -174,8 +175,8 @@ def test_streaming_gru_matches_full_sequence_and_runs_on_tflm(model, data, tmp_p
     assert source.count("0x") == result.size
     assert os.path.exists(result.c_array_path[:-3] + ".h")
     assert read_metadata(path)["states"] == [
-        {"name": "state_0", "shape": [1, 4]},
-        {"name": "state_1", "shape": [1, 4]},
+        {"name": "state_0", "shape": [1, 4], "kind": "recurrent", "layer": "gru_0"},
+        {"name": "state_1", "shape": [1, 4], "kind": "recurrent", "layer": "gru_1"},
     ]
 
 
@@ -233,7 +234,7 @@ def test_failed_verification_writes_nothing(model, tmp_path):
 
 @pytest.mark.slow
 def test_real_converter_segfault_is_contained(model, data, tmp_path):
-    """Calibrating a GRU WHILE loop really kills the converter (DESIGN.md, fact 5)."""
+    """Calibrating a GRU WHILE loop really kills the converter (docs/tflite-facts.md, F5)."""
     with pytest.raises(ConversionCrashError, match="SIGSEGV"):
         to_tflite(model, tmp_path / "x.tflite", quantization="int8",
                   representative_data=data, recipe="loop", fallback=False)
@@ -284,14 +285,18 @@ def test_missing_model_file_and_wrong_model_type(tmp_path, no_worker):
 
 @pytest.mark.parametrize("variant, layer", [
     ("bidirectional", "Bidirectional"),
-    ("attention", "AttentionPooling"),
+    ("attention", "AdditiveAttention"),
     ("cnn_gru", "Conv1D"),
     ("window_norm", "WindowNormalization"),
 ])
 def test_streaming_a_non_causal_model_is_refused_before_work(tmp_path, no_worker, variant,
                                                               layer):
-    model = (tiny_model("stacked", task="regression", window_norm="mean")
-             if variant == "window_norm" else tiny_model(variant))
+    if variant == "window_norm":
+        model = tiny_model("stacked", task="regression", window_norm="mean")
+    elif variant == "attention":  # self-attention of a per-step task
+        model = tiny_model("attention", task="sequence_labeling")
+    else:
+        model = tiny_model(variant)
     with pytest.raises(ValueError, match=f"streaming=True.*{layer}"):
         to_tflite(model, tmp_path / "x.tflite", streaming=True)
 
@@ -345,7 +350,7 @@ def test_op_audit_finds_flex_and_custom_ops(float32_export):
     [
         ("auto", None, False, True, ["loop", "unrolled"]),
         ("auto", "dynamic", False, False, ["loop"]),
-        ("auto", "int8", False, True, ["unrolled"]),  # a calibrated loop crashes (fact 5)
+        ("auto", "int8", False, True, ["unrolled"]),  # a calibrated loop crashes (F5)
         ("loop", "int8", False, True, ["loop", "unrolled"]),
         ("unrolled", "int16x8", False, True, ["unrolled"]),
         ("unrolled", None, False, True, ["unrolled", "loop"]),

@@ -17,7 +17,7 @@ import pytest
 import zoo
 from export import LiteModel, VerificationError, chunked, converter, exporter, recipes, to_tflite
 from export.metadata import strip_tensor_names
-from tests.export_helpers import FEATURES, TIME, sequences, tflite_vs_keras, tiny_model
+from helpers import FEATURES, TIME, sequences, tflite_vs_keras, tiny_model
 
 
 def _gru_model(time=11, features=3, **options):
@@ -227,6 +227,16 @@ def test_collapsed_int8_outputs_are_refused(tmp_path, monkeypatch):
         to_tflite(model, tmp_path / "x.tflite", quantization="int8", representative_data=data,
                   verification_data=check, tolerance=1.0, fallback=False)
     assert not (tmp_path / "x.tflite").exists()
+
+
+def test_collapse_check_ignores_near_ties():
+    """Keras's classes differ only by near-ties: one class from the file is no collapse."""
+    near_tie = np.array([[0.505, 0.495], [0.495, 0.505], [0.51, 0.49]])
+    decided = np.array([[0.9, 0.1], [0.2, 0.8], [0.51, 0.49]])
+    one_class = np.array([[0.6, 0.4]] * 3)
+    assert exporter._collapse("classification", near_tie, one_class) is None
+    assert exporter._collapse("classification", near_tie, one_class, margin=0.0)
+    assert exporter._collapse("classification", decided, one_class, margin=0.02)
 
 
 def test_collapse_check_on_regression_outputs():

@@ -8,7 +8,7 @@ import pytest
 
 from export import LiteModel, read_metadata
 from export.cli import register, run_step
-from tests.export_helpers import FEATURES, TIME, sequences, tiny_model
+from helpers import FEATURES, TIME, sequences, tiny_model
 
 
 def _parser():
@@ -111,3 +111,33 @@ def test_run_step_exports_and_reports(tmp_path):
     assert (tmp_path / "export" / "model_streaming_int8.cc").exists()
     assert json.loads((tmp_path / "export" / "export_summary.json").read_text()) == json.loads(
         json.dumps(summary))
+
+
+@pytest.mark.slow
+def test_run_step_exports_the_streaming_files_of_a_causal_conv_model(tmp_path):
+    """The main job's export step streams a causal GRU-FCN (what `--streaming` builds)."""
+    from zoo.datasets import Dataset
+
+    model = tiny_model("gru_fcn", num_outputs=2, causal=True, conv_batchnorm=True)
+    model_path = tmp_path / "model.keras"
+    model.save(model_path)
+    rng = np.random.default_rng(0)
+    dataset = Dataset(
+        name="tiny", task="classification", num_outputs=2, input_shape=(TIME, FEATURES),
+        x_train=sequences(16), y_train=rng.integers(0, 2, 16),
+        x_val=sequences(4, seed=1), y_val=rng.integers(0, 2, 4),
+        x_test=sequences(8, seed=2), y_test=rng.integers(0, 2, 8),
+    )
+    summary = run_step({"run_dir": tmp_path, "model_path": model_path, "dataset": dataset,
+                        "quick": True})
+    for name in ("streaming_float32", "streaming_int8"):
+        assert "error" not in summary[name] and "skipped" not in summary[name], summary[name]
+        assert summary[name]["tflm_runs"] is True
+        lite = LiteModel(tmp_path / "export" / f"model_{name}.tflite")
+        assert "state_conv1d_0_frames" in lite.state_names
+    assert summary["streaming_float32"]["max_abs_error"] <= 1e-5
+    # The same model without causal convolutions is skipped, with the reason.
+    tiny_model("gru_fcn", num_outputs=2).save(model_path)
+    summary = run_step({"run_dir": tmp_path / "centred", "model_path": model_path,
+                        "dataset": dataset, "quick": True})
+    assert "causal=True" in summary["streaming_float32"]["skipped"]

@@ -10,7 +10,7 @@ import pytest
 
 import zoo
 from export import DEFAULT_TOLERANCES, LiteModel, to_tflite
-from tests.export_helpers import TIME, sequences, tflite_vs_keras, tiny_model
+from helpers import TIME, sequences, tflite_vs_keras, tiny_model
 
 CELL_LAYERS = {"gru": "GRU", "lstm": "LSTM", "rnn": "SimpleRNN"}
 
@@ -94,22 +94,12 @@ def test_streaming_every_cell_and_task(tmp_path, cell, task, quantization):
 
 
 @pytest.mark.parametrize(
-    "variant", sorted(name for name, v in zoo.VARIANTS.items()
-                      if v.bidirectional or v.uses_attention or v.uses_conv)
+    "variant", sorted(name for name, v in zoo.VARIANTS.items() if v.bidirectional or v.uses_conv)
 )
 def test_non_causal_variants_refuse_streaming(tmp_path, variant):
+    """Bidirectional layers and centred convolutions see later frames (build conv variants
+    with `causal=True` to stream them: tests/test_streaming.py)."""
     with pytest.raises(ValueError, match="streaming=True"):
         to_tflite(tiny_model(variant), tmp_path / "x.tflite", streaming=True)
     assert not (tmp_path / "x.tflite").exists()
 
-
-@pytest.mark.slow
-def test_design_fact_1_dynamic_batch_gru_does_not_convert_to_builtins():
-    """Why the recipes exist: the model as built (batch None) fails with builtin ops."""
-    from export import converter, recipes
-
-    model = tiny_model("stacked")
-    with pytest.raises(Exception, match="TensorListReserve|element_shape|static"):
-        converter.convert(model)
-    # The loop recipe of the same model converts (DESIGN.md, fact 3).
-    assert len(converter.convert(recipes.rebuild(model, unroll=False))) > 0

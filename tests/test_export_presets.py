@@ -1,4 +1,4 @@
-"""int16x8 export of the trained presets (issue 3): converts, matches Keras, keeps accuracy.
+"""int16x8 export of the trained presets: converts, matches Keras, keeps accuracy.
 
 Two trained models failed where the tiny untrained test models passed:
 

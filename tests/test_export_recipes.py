@@ -11,7 +11,7 @@ import pytest
 
 import zoo
 from export import converter, recipes
-from tests.export_helpers import sequences, tiny_model
+from helpers import sequences, tiny_model
 
 X = np.random.default_rng(0).standard_normal((3, 7, 3)).astype("float32")
 

@@ -1,13 +1,52 @@
+"""The custom layers of `zoo.layers`: one `run_layer_test` per layer and setting, then
+what each layer computes (masking, pooling, window statistics) and its bad arguments."""
+
+import inspect
+
 import keras
 import numpy as np
 import pytest
+from helpers import run_layer_test
 
+import zoo.layers
 from zoo import (
     AttentionPooling,
     MultiHeadAttentionPooling,
     WindowDenormalization,
     WindowNormalization,
 )
+
+# (layer class, constructor arguments, input shapes, output shapes, trainable weights),
+# shapes with the batch axis first.
+LAYER_CASES = [
+    # score Dense (kernel, bias) and score vector (kernel)
+    (AttentionPooling, {}, (2, 5, 4), (2, 4), 3),
+    (AttentionPooling, {"attention_units": 3}, (2, 5, 4), (2, 4), 3),
+    # the query and MultiHeadAttention's query, key, value and output kernels and biases
+    (MultiHeadAttentionPooling, {"num_heads": 2, "key_dim": 3}, (2, 5, 4), (2, 4), 9),
+    (WindowNormalization, {"mode": "mean"}, (2, 5, 2), [(2, 5, 2), (2, 1, 2)], 0),
+    (WindowNormalization, {"mode": "meanstd", "epsilon": 1e-3}, (2, 5, 2),
+     [(2, 5, 2), (2, 1, 2), (2, 1, 2)], 0),
+    # [forecast, mean, std] as WindowNormalization returns them: a (batch, outputs)
+    # forecast and a per-step (batch, time, 1) one.
+    (WindowDenormalization, {"channel": 1}, [(2, 3), (2, 1, 2), (2, 1, 2)], (2, 3), 0),
+    (WindowDenormalization, {"channel": 0}, [(2, 5, 1), (2, 1, 2)], (2, 5, 1), 0),
+]
+
+
+@pytest.mark.parametrize(
+    "layer_class, kwargs, input_shapes, output_shapes, weights", LAYER_CASES,
+    ids=[f"{case[0].__name__}-{i}" for i, case in enumerate(LAYER_CASES)])
+def test_layer(layer_class, kwargs, input_shapes, output_shapes, weights, tmp_path):
+    run_layer_test(layer_class, kwargs, input_shapes=input_shapes,
+                   expected_output_shapes=output_shapes, expected_trainable_weights=weights,
+                   tmp_path=tmp_path)
+
+
+def test_every_custom_layer_has_a_layer_test():
+    defined = {cls for _, cls in inspect.getmembers(zoo.layers, inspect.isclass)
+               if issubclass(cls, keras.layers.Layer) and cls.__module__ == "zoo.layers"}
+    assert defined == {case[0] for case in LAYER_CASES}
 
 
 @pytest.mark.parametrize("layer_class", [AttentionPooling, MultiHeadAttentionPooling])
@@ -33,19 +72,6 @@ def test_additive_pooling_is_a_convex_combination():
     np.testing.assert_allclose(np.asarray(layer(constant)), 0.7, rtol=1e-6)
 
 
-@pytest.mark.parametrize("layer", [AttentionPooling(attention_units=3),
-                                   MultiHeadAttentionPooling(num_heads=2, key_dim=3)])
-def test_config_round_trip(layer):
-    inputs = keras.Input((5, 4))
-    model = keras.Model(inputs, layer(inputs))
-    clone = keras.Model.from_config(model.get_config())
-    clone.set_weights(model.get_weights())
-    x = np.random.default_rng(2).normal(size=(2, 5, 4)).astype("float32")
-    np.testing.assert_allclose(np.asarray(clone(x)), np.asarray(model(x)), atol=1e-6)
-    config = layer.get_config()
-    assert type(layer).from_config(config).get_config() == config
-
-
 @pytest.mark.parametrize(
     "make, message",
     [(lambda: AttentionPooling(attention_units=0), "attention_units=0"),
@@ -69,6 +95,18 @@ def test_window_normalization_centres_and_scales_each_window():
 
 
 @pytest.mark.parametrize("mode", ["mean", "meanstd"])
+def test_causal_window_normalization_uses_the_steps_so_far(mode):
+    x = np.random.default_rng(6).normal(loc=2.0, scale=3.0, size=(2, 8, 3)).astype("float32")
+    causal = [np.asarray(t) for t in WindowNormalization(mode, causal=True)(x)]
+    for t in range(1, 9):
+        window = [np.asarray(v) for v in WindowNormalization(mode)(x[:, :t])]
+        # Step t-1 is normalized exactly as the last step of the window x[:, :t] is.
+        for got, expected in zip(causal, window):
+            expected = expected[:, -1] if expected.shape[1] == t else expected[:, 0]
+            np.testing.assert_allclose(got[:, t - 1], expected, atol=2e-4)
+
+
+@pytest.mark.parametrize("mode", ["mean", "meanstd"])
 def test_window_denormalization_inverts_the_normalization_of_its_channel(mode):
     x = np.random.default_rng(4).normal(loc=-3.0, scale=4.0, size=(3, 7, 2)).astype("float32")
     normalized, *stats = WindowNormalization(mode)(x)
@@ -81,22 +119,25 @@ def test_window_denormalization_inverts_the_normalization_of_its_channel(mode):
         np.testing.assert_allclose(flat, x[..., channel], atol=1e-4)
 
 
-def test_window_layers_round_trip_their_config():
+def test_window_layers_round_trip_together():
+    """Normalization, a head and denormalization in one model survive a `.keras` file."""
     inputs = keras.Input((5, 2))
-    normalized, mean, std = WindowNormalization("meanstd", epsilon=1e-3)(inputs)
+    normalized, mean, std = WindowNormalization("meanstd", epsilon=1e-3, causal=True)(inputs)
     outputs = WindowDenormalization(1)([keras.layers.Dense(3)(normalized[:, -1]), mean, std])
     model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(5).normal(size=(2, 5, 2)).astype("float32")
     clone = keras.Model.from_config(model.get_config())
     clone.set_weights(model.get_weights())
-    x = np.random.default_rng(5).normal(size=(2, 5, 2)).astype("float32")
     np.testing.assert_allclose(np.asarray(clone(x)), np.asarray(model(x)), atol=1e-6)
     assert clone.get_layer(model.layers[1].name).get_config()["epsilon"] == 1e-3
+    assert clone.get_layer(model.layers[1].name).causal is True
 
 
 @pytest.mark.parametrize(
     "make, message",
     [(lambda: WindowNormalization("median"), "mode='median'"),
      (lambda: WindowNormalization(epsilon=0), "epsilon=0"),
+     (lambda: WindowNormalization(causal="yes"), "causal='yes'"),
      (lambda: WindowDenormalization(-1), "channel=-1")],
 )
 def test_window_layers_bad_arguments(make, message):

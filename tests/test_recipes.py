@@ -68,11 +68,63 @@ def test_imbalanced_classes_are_weighted_and_balanced_ones_are_not():
     assert balanced.train["class_weight"] is None
 
 
-def test_streaming_picks_a_recurrent_only_variant():
-    recipe = choose_recipe(_classification(n_train=40, length=150), streaming=True)
-    assert recipe.build["variant"] == "stacked"
-    assert "conv_filters" not in recipe.build
-    assert any("streaming" in r for r in recipe.reasons)
+def _streams(recipe, dataset):
+    """Builds the recipe's model and checks that the streaming export accepts it."""
+    from export import streaming
+
+    model = zoo.build_gru(input_shape=dataset.input_shape, num_outputs=dataset.num_outputs,
+                          task=dataset.task, **recipe.build)
+    streaming.plan(model)  # raises ValueError naming the layer that cannot stream
+    return model
+
+
+def test_streaming_builds_the_measured_recipe_causally():
+    long_series = _classification(n_train=40, length=150)
+    recipe = choose_recipe(long_series, streaming=True)
+    assert {k: recipe.build[k] for k in GRU_FCN} == GRU_FCN
+    assert recipe.build["causal"] is True
+    assert any("causal=True" in r and "GunPoint" in r for r in recipe.reasons)
+    model = _streams(recipe, long_series)
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv1D"]
+    assert [c.padding for c in convs] == ["causal"] * 3
+    # Without streaming the same data keeps the centred (default) convolutions.
+    assert "causal" not in choose_recipe(long_series).build
+    short = _classification(n_train=60, length=24, n_val=14)
+    recipe = choose_recipe(short, streaming=True)
+    assert recipe.build == {"variant": "stacked", "units": 32, "num_layers": 1,
+                            "causal": True}
+    _streams(recipe, short)
+
+
+def test_streaming_forecaster_normalizes_by_the_frames_so_far():
+    data = _forecast(trend=3.0)
+    recipe = choose_recipe(data, streaming=True)
+    assert recipe.build["window_norm"] == "mean" and recipe.build["causal"] is True
+    model = _streams(recipe, data)
+    assert model.get_layer("window_norm").causal is True
+
+
+def test_streaming_variable_length_series_fall_back_to_the_recurrent_recipe():
+    data = _classification(n_train=40, length=150)
+    data.mask_value = -3.0
+    recipe = choose_recipe(data, streaming=True)
+    assert recipe.build["variant"] == "stacked" and recipe.build["mask_value"] == -3.0
+    assert any("mask" in r and "cannot stream" in r for r in recipe.reasons)
+    _streams(recipe, data)
+    with pytest.raises(ValueError, match=r"`variant`.*mask_value=-3.0.*variant='gru_fcn'"):
+        choose_recipe(data, variant="gru_fcn", streaming=True)
+
+
+@pytest.mark.parametrize("variant, task, reason", [
+    ("bidirectional", "classification", "backward direction"),
+    ("bidirectional_attention", "classification", "backward direction"),
+    ("attention", "sequence_labeling", "attends to every earlier frame"),
+])
+def test_streaming_refuses_a_variant_that_cannot_stream(variant, task, reason):
+    data = _classification(n_train=40, length=30)
+    data.task = task
+    with pytest.raises(ValueError, match=f"{reason}.*variant='{variant}', streaming=True"):
+        choose_recipe(data, variant=variant, streaming=True)
 
 
 def test_a_variant_asked_for_keeps_only_its_own_options():
@@ -147,3 +199,22 @@ def test_zoo_train_defaults_are_the_one_set_of_training_defaults():
     parameters = inspect.signature(zoo.train).parameters
     for key, value in TRAIN_DEFAULTS.items():
         assert parameters[key].default == value, key
+
+
+def test_series_of_very_different_scales_are_normalized_one_by_one():
+    data = _classification(n_train=40, length=30, n_val=10)
+    scales = np.geomspace(1e-2, 1e3, len(data.x_train)).astype(np.float32)  # 5 decades
+    data.x_train = data.x_train * scales[:, None, None]
+    recipe = choose_recipe(data)
+    assert profile(data)["scale_spread"] > 100
+    assert recipe.build["window_norm"] == "meanstd"
+    assert any("normalized on its own" in r for r in recipe.reasons)
+    model = zoo.build_gru(input_shape=data.input_shape, num_outputs=2, **recipe.build)
+    x = data.x_train[-2:]  # scales near 1e3: far above the normalization's epsilon
+    np.testing.assert_allclose(model.predict(x, verbose=0), model.predict(x * 10, verbose=0),
+                               rtol=1e-4, atol=1e-5)  # a series' gain no longer matters
+    assert "window_norm" not in choose_recipe(data, streaming=True).build
+    # Equal scales (every embedded set is per-series normalized): the rule stays off.
+    assert profile(_classification(n_train=40, length=30))["scale_spread"] < 2
+    for name in ("gunpoint", "italy_power_demand"):
+        assert "window_norm" not in choose_recipe(zoo.load_dataset(name)).build

@@ -171,9 +171,14 @@ def test_report_of_a_classifier(tmp_path):
     recipe = {"name": "rules", "build": {"variant": "stacked", "units": 4},
               "train": {"epochs": 1, "fit_on": "train+val"},
               "reasons": ["only 6 training series: train+val", "two steps: one layer"]}
-    tune = {"strategy": "random", "trials": 4, "completed": 3, "best_val_loss": 0.125,
-            "trained_model_val_loss": 0.25, "best_hyperparameters": {"units": 48},
-            "test": {"accuracy": 0.875}, "seconds": 2.5}
+    tune = {"strategy": "random", "trials": 4, "completed": 3, "pruned": 1, "infeasible": 0,
+            "cv": "3-fold, 100 epochs per fold", "objective": "val_accuracy",
+            "default_cv": {"score": 0.75}, "seconds": 2.5,
+            "trained": {"params": 4000, "test": {"accuracy": 0.875}},
+            "chosen": {"trial": "2", "is_trained_config": False, "cv_score": 0.7421875,
+                       "params": 1000, "hyperparameters": {"units_0": 16},
+                       "test": {"accuracy": 0.8125}},
+            "verdict": "trial 2: 4.0x fewer parameters, WORSE on test"}
     path = report.write_report(
         tmp_path, dataset, model=argmax_classifier(2, 3),
         test_metrics={"loss": 0.75, "accuracy": 5 / 9},
@@ -220,9 +225,11 @@ def test_report_of_a_classifier(tmp_path):
     assert "skipped: gru_fcn does not stream" in text
     assert "error: ValueError: the converter said no" in text
     # Tuning.
-    assert "| units | 48 |" in text and "| accuracy | 0.875 |" in text
-    assert "**Trials:** 4 (3 completed)" in text
-    assert "**Best validation loss:** 0.125" in text
+    assert "**Verdict:** trial 2: 4.0x fewer parameters, WORSE on test." in text
+    assert "random, 4 trials (3 completed, 1 pruned, 0 over the device budget)" in text
+    assert "| trained model (the default configuration) | 0.75 | 4000 | accuracy 0.875 |" in text
+    assert "| chosen (trial 2) | 0.7422 | 1000 | accuracy 0.8125 |" in text
+    assert "| units_0 | 16 |" in text
     assert not list(tmp_path.glob(".*tmp"))
 
 
@@ -291,7 +298,11 @@ def test_report_of_a_forecaster_has_the_plot_and_the_baselines(tmp_path):
     # A sine of period 4: repeating the last season beats a constant, the constant does
     # not beat it.
     assert baselines["seasonal naive"] < expected_mse
-    assert f"| seasonal naive | {baselines['seasonal naive']:.4g} | no |" in text
+    assert f"| seasonal naive | {baselines['seasonal naive']:.4g} | **no** |" in text
+    assert "**The model does not beat seasonal naive" in text  # said plainly
+    train_mean = np.concatenate([dataset.y_train, dataset.y_val]).mean(axis=0)
+    mean_mse = float(np.mean((train_mean - dataset.y_test) ** 2))
+    assert f"| training mean | {mean_mse:.4g} | " in text  # every regression gets it
     assert "| float32 | 2.0 |" in text and "TFLite mse" in text
     assert "![Forecast](forecast.png)" in text
     assert "Classes (" not in text
@@ -308,7 +319,10 @@ def test_single_output_regression_has_no_forecast_plot(tmp_path):
     mse = float(np.mean((model.predict(x, verbose=0) - y) ** 2))
     text = report.write_report(tmp_path, dataset, model=model, test_metrics={}).read_text()
     assert "## Predictions" in text and f"Test MSE {mse:.4g}" in text
-    assert "Baselines" not in text and "forecast.png" not in text
+    assert "seasonal naive" not in text and "forecast.png" not in text  # not a forecast
+    train_mean_mse = float(np.mean((y.mean() - y) ** 2))
+    beats = "yes" if mse < train_mean_mse else "**no**"
+    assert f"| training mean | {train_mean_mse:.4g} | {beats} |" in text
     assert not (tmp_path / "forecast.png").exists()
 
 

@@ -189,7 +189,22 @@ def test_every_space_name_is_used_somewhere():
     hypermodel.declare_hyperparameters(hp)
     registered = {p.name.rsplit("_", 1)[0] if p.name[-1].isdigit() else p.name
                   for p in hp.space}
-    assert registered == set(DEFAULT_SPACE)
+    assert registered == set(DEFAULT_SPACE) - {"conv_width"}  # conv_width is opt-in
+
+
+def test_conv_width_scales_fixed_and_searched_filters():
+    hypermodel = GRUHyperModel("gru_fcn", input_shape=SHAPE, num_outputs=2,
+                               space={"conv_width": [1.0, 0.25]},
+                               fixed={"conv_layers": 3, "conv_filters": [128, 256, 128]})
+    hp = keras_tuner.HyperParameters()
+    assert hypermodel.build_kwargs(hp)["conv_filters"] == [128, 256, 128]  # default 1.0
+    hp.values["conv_width"] = 0.25
+    model = hypermodel.build(hp)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv1D)]
+    assert [layer.filters for layer in convs] == [32, 64, 32]
+    searched = GRUHyperModel("cnn_gru", input_shape=SHAPE, num_outputs=2,
+                             space={"conv_width": [0.5], "conv_filters": [16]})
+    assert searched.build_kwargs(keras_tuner.HyperParameters())["conv_filters"] == 8
 
 
 @pytest.mark.parametrize("name", sorted(HYPERMODELS))

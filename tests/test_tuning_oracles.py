@@ -177,3 +177,24 @@ def test_bayesian_never_repeats_a_trial(tmp_path):
     values = [json.dumps(t.hyperparameters.values, sort_keys=True)
               for t in oracle.trials.values()]
     assert len(values) == 10 and len(set(values)) == 10
+
+
+def test_keras_tuner_state_files_are_written_atomically(tmp_path, monkeypatch):
+    """A write that dies half-way leaves the previous state file whole."""
+    import json
+    import os
+
+    import tuning.oracles  # noqa: F401 (installs the atomic writer)
+    from keras_tuner.src import utils
+
+    path = tmp_path / "oracle.json"
+    utils.save_json(str(path), {"trials": [1, 2]})
+    assert json.loads(path.read_text()) == {"trials": [1, 2]}
+
+    def killed(src, dst):
+        raise KeyboardInterrupt("killed during the write")
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        utils.save_json(str(path), {"trials": [1, 2, 3]})
+    assert json.loads(path.read_text()) == {"trials": [1, 2]}  # the old state, readable

@@ -1,54 +1,20 @@
 """Resume: a job killed (SIGKILL, Ctrl-C) mid-search, started again with the same command."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+from helpers import child_env, child_job, write_job
 
 MAX_TRIALS = 4
 
 
-def job_toml(out_dir, strategy="genetic"):
-    return f"""
-[job]
-name = "resume"
-output_dir = "{out_dir}"
-seed = 0
-
-[data]
-dataset = "italy_power_demand"
-max_train_samples = 48
-
-[hypermodel]
-variant = "stacked"
-
-[hypermodel.space]
-units = {{ min = 4, max = 8, step = 2 }}
-num_layers = [1]
-batch_size = [8]
-
-[search]
-strategy = "{strategy}"
-max_trials = {MAX_TRIALS}
-epochs = 6
-
-[search.options]
-population_size = 2
-
-[objective]
-metric = "val_loss"
-
-[retrain]
-enabled = false
-"""
-
-
-def env():
-    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+def job(out_dir):
+    return child_job(out_dir, name="resume", strategy="genetic", max_trials=MAX_TRIALS,
+                     epochs=6, units_step=2, options={"population_size": 2}, retrain=False)
 
 
 def trial_states(project):
@@ -74,9 +40,9 @@ def default_signals():
 def test_killed_mid_search_then_resume(tmp_path, kill_signal):
     out = tmp_path / "out"
     config = tmp_path / "job.toml"
-    config.write_text(job_toml(out))
+    write_job(config, job(out))
     command = [sys.executable, "-m", "zoo.cli", "tune", str(config)]
-    proc = subprocess.Popen(command, env=env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(command, env=child_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, preexec_fn=default_signals)
     project = out / "search"
     deadline = time.monotonic() + 300
@@ -106,7 +72,7 @@ def test_killed_mid_search_then_resume(tmp_path, kill_signal):
     assert len(completed) < MAX_TRIALS
 
     # The same command again: it resumes.
-    result = subprocess.run(command, env=env(), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     after = trial_states(project)
     assert len(after) == MAX_TRIALS

@@ -1,12 +1,12 @@
 """Tiny real searches: every strategy, results files, retrain, size objectives, run step."""
 
-import csv
 import json
 
 import keras
 import keras_tuner
 import numpy as np
 import pytest
+from helpers import STRATEGY_OPTIONS, read_csv, tiny_raw
 
 import zoo
 from tuning.config import parse_config
@@ -14,37 +14,7 @@ from tuning.job import check_job, run_job
 from tuning.objectives import ModelCostCallback, Objective, measure_model, pareto_front
 
 
-def tiny_raw(tmp_path, strategy="random", **sections):
-    """A job of a few seconds: 16 ItalyPowerDemand series, units 4-8, 1 epoch."""
-    raw = {
-        "job": {"name": "tiny", "output_dir": str(tmp_path / "out"), "seed": 0},
-        "data": {"dataset": "italy_power_demand", "max_train_samples": 16},
-        "hypermodel": {"variant": "stacked",
-                       "space": {"units": [4, 8], "num_layers": [1], "batch_size": [8],
-                                 "learning_rate": [0.01, 0.003], "dropout": [0.0],
-                                 "recurrent_dropout": [0.0]}},
-        "search": {"strategy": strategy, "max_trials": 2, "epochs": 1},
-        "objective": {"metric": "val_loss"},
-        "retrain": {"enabled": True},
-    }
-    for section, values in sections.items():
-        raw.setdefault(section, {}).update(values)
-    return raw
-
-
-def read_csv(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
-
-
-@pytest.mark.parametrize("strategy, options", [
-    ("random", {}),
-    ("bayesian", {"num_initial_points": 1}),
-    ("hyperband", {"factor": 3}),
-    ("grid", {}),
-    ("genetic", {"population_size": 2}),
-    ("pso", {"swarm_size": 2}),
-])
+@pytest.mark.parametrize("strategy, options", STRATEGY_OPTIONS)
 def test_one_tiny_search_per_strategy(tmp_path, strategy, options):
     search = {"options": options}
     if strategy == "hyperband":
@@ -122,14 +92,18 @@ def test_size_limit_fails_large_models_before_training(tmp_path):
     assert all(float(r["size_bytes"]) / 1024 <= 0.8 for r in rows if r["status"] == "COMPLETED")
 
 
-def test_cost_callback_logs_size_and_score():
-    objective = Objective(metric="val_accuracy", size_weight=1.0)
+def _one_epoch_with_costs(objective):
+    """One epoch of a tiny model with the cost callback: `(model, logs of the epoch)`."""
     model = zoo.build_gru(input_shape=(6, 1), num_outputs=2, units=4, num_layers=1)
     x = np.zeros((4, 6, 1), "float32")
     y = np.array([0, 1, 0, 1])
     history = model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0,
                         callbacks=[ModelCostCallback(objective, use_export=False)])
-    logs = {k: v[0] for k, v in history.history.items()}
+    return model, {k: v[0] for k, v in history.history.items()}
+
+
+def test_cost_callback_logs_size_and_score():
+    model, logs = _one_epoch_with_costs(Objective(metric="val_accuracy", size_weight=1.0))
     assert logs["size_bytes"] == 4 * model.count_params()
     assert logs["score"] == pytest.approx(logs["val_accuracy"] - logs["size_bytes"] / 1024)
 
@@ -137,12 +111,7 @@ def test_cost_callback_logs_size_and_score():
 def test_latency_term_enters_the_score():
     objective = Objective(metric="val_loss", latency_weight=2.0)
     assert objective.name == "score" and objective.direction == "min"
-    model = zoo.build_gru(input_shape=(6, 1), num_outputs=2, units=4, num_layers=1)
-    x = np.zeros((4, 6, 1), "float32")
-    y = np.array([0, 1, 0, 1])
-    history = model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0,
-                        callbacks=[ModelCostCallback(objective, use_export=False)])
-    logs = {k: v[0] for k, v in history.history.items()}
+    _, logs = _one_epoch_with_costs(objective)
     assert logs["latency_ms"] > 0
     assert logs["score"] == pytest.approx(logs["val_loss"] + 2.0 * logs["latency_ms"])
 
@@ -170,25 +139,77 @@ def test_measure_model_uses_the_exported_tflite_file():
 
 
 def test_run_step_of_the_main_job(tmp_path):
+    """A short CV search for a smaller model than the trained one, honestly compared."""
     from tuning.cli import run_step
 
     dataset = zoo.load_dataset("italy_power_demand")
-    dataset.x_train, dataset.y_train = dataset.x_train[:16], dataset.y_train[:16]
-    trained = zoo.build_gru(input_shape=dataset.input_shape, num_outputs=2, units=8, num_layers=1)
+    dataset.x_train, dataset.y_train = dataset.x_train[:24], dataset.y_train[:24]
+    trained = zoo.build_gru(input_shape=dataset.input_shape, num_outputs=2, units=16,
+                            num_layers=1)
     (tmp_path / "train").mkdir()
     trained.save(tmp_path / "train" / "model.keras")
+    trained_test = {"accuracy": 0.5, "loss": 0.69}
     context = {"run_dir": tmp_path, "model_path": tmp_path / "train" / "model.keras",
                "dataset": dataset, "quick": True, "seed": 0,
-               "model_config": {"variant": "stacked", "units": 8, "num_layers": 1}}
+               "model_config": {"variant": "stacked", "units": 16, "num_layers": 1,
+                                "learning_rate": 0.01},
+               "test_metrics": trained_test, "params": int(trained.count_params()),
+               "train": {"epochs": 3, "fit_on": "train+val"}}
     result = run_step(context)
-    assert result["trials"] == result["completed"] == 2
-    assert result["best_val_loss"] > 0
-    assert result["trained_model_val_loss"] == pytest.approx(
-        trained.evaluate(dataset.x_val, dataset.y_val, verbose=0, return_dict=True)["loss"])
-    assert set(result["best_hyperparameters"]) >= {"units_0", "learning_rate", "num_layers"}
-    assert 0.0 <= result["test"]["accuracy"] <= 1.0
-    assert (tmp_path / "tune" / "trials.csv").exists()
+    assert 1 <= result["trials"] <= 3
+    assert result["default_cv"]["trial_id"] == "0"  # the trained configuration comes first
+    rows = read_csv(tmp_path / "tune" / "trials.csv")
+    assert rows[0]["hp:units_0"] == "16" and rows[0]["hp:learning_rate"] == "0.01"
+    assert {row["hp:units_0"] for row in rows} <= {"16", "8", "4"}  # only narrower models
+    assert {row["hp:dropout"] for row in rows} == {"0.0"}  # the recipe is not searched
+    chosen = result["chosen"]
+    assert result["trained"]["test"] == trained_test
+    if chosen["is_trained_config"]:
+        assert "the trained model stays" in result["verdict"]
+    else:  # smaller, within one point of the trained configuration in CV
+        assert chosen["params"] < result["trained"]["params"]
+        assert chosen["cv_score"] >= result["default_cv"]["score"] - 0.01
+        worse = chosen["test"]["accuracy"] < trained_test["accuracy"]
+        assert ("WORSE on test" in result["verdict"]) == worse
+    assert 0.0 <= chosen["test"]["accuracy"] <= 1.0
     json.dumps(result)  # a small JSON-able dict for summary.json
-    # A model fitted on train+val has seen the validation split: no flattering number.
-    again = run_step({**context, "fit_on": "train+val", "run_dir": tmp_path / "again"})
-    assert again["trained_model_val_loss"] is None and again["best_val_loss"] > 0
+
+
+def test_run_refuses_a_bad_budget_before_training(tmp_path, capsys):
+    from zoo.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "--dataset", "italy_power_demand", "--flash-kb", "-1",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["gru-zoo run: error: --flash-kb must be a positive number. "
+                   "Received: --flash-kb -1"]
+    assert not out.exists()
+
+
+
+
+@pytest.mark.parametrize("variant", ["gru_fcn", "cnn_gru_attention", "attention"])
+def test_the_main_jobs_step_searches_only_size(variant):
+    """Only widths and depth vary; every other hyperparameter is the trained model's."""
+    from tuning.cli import step_space
+    from tuning.config import parse_config
+    from tuning.hypermodels import GRUHyperModel
+
+    model_config = {"variant": variant, "units": 32, "num_layers": 1, "dropout": 0.1}
+    variant, cell, space, fixed = step_space(model_config)
+    searched = {name for name, value in space.items() if isinstance(value, list)}
+    assert searched <= {"units", "num_layers", "conv_width"}
+    assert space["dropout"] == 0.1 and space["learning_rate"] == 1e-3
+    config = parse_config({"job": {"name": "x", "output_dir": "/tmp/x"},
+                           "data": {"dataset": "italy_power_demand"},
+                           "hypermodel": {"variant": variant, "cells": [cell],
+                                          "fixed": fixed, "space": space}}, path="step")
+    hm = config.hypermodel
+    hypermodel = GRUHyperModel(variant, input_shape=(24, 1), num_outputs=2,
+                               cells=hm["cells"], space=hm["space"], fixed=hm["fixed"])
+    hp = keras_tuner.HyperParameters()
+    hypermodel.build_kwargs(hp)
+    varying = {h.name.rsplit("_", 1)[0] if h.name[-1].isdigit() else h.name
+               for h in hp.space if type(h).__name__ != "Fixed"}
+    assert varying <= {"units", "num_layers", "conv_width"}, varying

@@ -9,6 +9,11 @@
   latency; `pareto_front`.
 - `load_config` / `run_job`: TOML tuning jobs (results, retrained best model,
   resume, distributed chief/worker); `launch`: a chief and N workers on one machine.
+- `CrossValidatedTuner` / `make_cv_tuner`: trials that are k-fold cross-validations
+  with the dataset recipe's training protocol (`[cv]` in a job), with pruning, a fold
+  cache and a time budget.
+- `DeviceBudget`: flash / RAM / latency limits measured on the exported file; over-budget
+  models never train (`[budget]` in a job).
 """
 
 import importlib
@@ -28,6 +33,8 @@ _EXPORTS = {
     "STRATEGIES": "tuning.tuners", "GeneticSearch": "tuning.tuners",
     "HyperbandTuner": "tuning.tuners", "ParticleSwarmSearch": "tuning.tuners",
     "make_oracle": "tuning.tuners", "make_tuner": "tuning.tuners",
+    "CrossValidatedTuner": "tuning.cv", "make_cv_tuner": "tuning.cv",
+    "make_folds": "tuning.cv", "DeviceBudget": "tuning.budget",
 }
 __all__ = sorted(_EXPORTS)
 

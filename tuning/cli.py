@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import signal
+import sys
 import threading
 
 
@@ -114,6 +115,14 @@ def cmd_tune(args):
         dataset, hypermodel, objective = check_job(config)
         print(f"{config.path}: OK (dataset {dataset.name}, {len(dataset.x_train)} training "
               f"samples, strategy {config.search['strategy']}, objective {objective.name})")
+        if config.cv["enabled"]:
+            from tuning.cv import describe_settings
+            from tuning.job import cv_settings
+
+            print(describe_settings(cv_settings(config, dataset)))
+        else:
+            print("cv off: each trial trains once on the training split and is scored on the "
+                  "validation split (add a [cv] section for cross-validated trials)")
         return 0
     if args.workers is not None:
         from tuning.launcher import launch
@@ -129,94 +138,213 @@ def cmd_tune(args):
     summary = run_job(config, role=role, tuner_id=args.tuner_id, overwrite=args.overwrite)
     if role == "worker":
         return 0
-    _print_summary(config, summary)
-    return 0
+    return _print_summary(config, summary)
 
 
 def _print_summary(config, summary):
+    """Prints a finished job's outcome; returns the exit code (1: nothing fits the budget)."""
     out = config.output_dir
     print(f"{summary['completed']}/{summary['trials']} trials completed "
           f"({summary['failed']} failed), strategy {summary['strategy']}.")
-    if "best_trial" in summary:
+    if "default_cv" in summary:
+        default = summary["default_cv"]
+        over = "" if default["feasible"] else " (over the device budget)"
+        print(f"Cross-validated ({summary['cv']['folds']} folds, {summary['pruned']} trials "
+              f"pruned, {summary['infeasible']} over the device budget): default "
+              f"configuration {summary['objective']}="
+              + (f"{default['score']:.4g} +- {default['std']:.2g}" if default["folds"]
+                 else "not trained") + over)
+        if summary.get("budget", {}).get("no_feasible"):
+            print(f"gru-zoo tune: no configuration fits the budget "
+                  f"({config.device_budget.describe()}); see {out / 'summary.md'}",
+                  file=sys.stderr)
+            return 1
+        if summary["best_is_default"]:
+            print("Chosen: the default configuration.")
+        else:
+            print(f"Chosen: trial {summary['best_trial']}: {summary['objective']}="
+                  f"{summary['best_score']:.4g} +- {summary['best_std']:.2g}")
+    elif "best_trial" in summary:
         print(f"Best trial {summary['best_trial']}: {summary['objective']}="
               f"{summary['best_score']:.4g}")
         print(f"Best hyperparameters: {json.dumps(summary['best_hyperparameters'])}")
     if "retrain" in summary:
-        test = summary["retrain"]["test"]
-        print("Retrained on train+validation: test " +
-              ", ".join(f"{k}={v:.4g}" for k, v in test.items()))
-    if "default" in summary:
-        print("Default configuration: test " +
-              ", ".join(f"{k}={v:.4g}" for k, v in summary["default"]["test"].items()))
+        retrain = summary["retrain"]
+        print("Retrained on the full data: test " +
+              ", ".join(f"{k}={v:.4g}" for k, v in retrain["test"].items()))
+        if "export" in retrain:
+            exported = retrain["export"]
+            print(f"Exported {exported['form']}: {exported['path']} "
+                  f"({exported['flash_bytes'] / 1024.0:.1f} KiB flash, "
+                  f"{exported['ram_bytes'] / 1024.0:.1f} KiB RAM, "
+                  f"{exported['latency_ms']:.3f} ms)"
+                  + ("" if exported["within_budget"] else
+                     f" OVER THE BUDGET: {'; '.join(exported['violations'])}"))
+    for label in ("default", "recipe"):
+        if label in summary:
+            verdict = summary.get("retrain", {}).get(f"vs_{label}")
+            print(f"{label.capitalize()} configuration, same training: test " +
+                  ", ".join(f"{k}={v:.4g}" for k, v in summary[label]["test"].items())
+                  + (f" (the chosen model is {verdict})" if verdict else ""))
     print(f"Results: {out} (trials.csv, trials.json, summary.md, search.png, pareto.csv, "
           "best_model.keras, best.json)")
+    return 0
 
 
-# Searched in the main job's step; the rest of the trained model's config stays fixed.
-_STEP_SEARCHED = ("units", "num_layers", "learning_rate", "dropout")
+def _shrink(value, factors=(1, 2, 4)):
+    """The value and its halves and quarters (at least 4), largest first, no repeats."""
+    values = []
+    for factor in factors:
+        candidate = max(4, int(value) // factor)
+        if candidate not in values:
+            values.append(candidate)
+    return values
+
+
+def step_space(model_config):
+    """The main job's search space: the trained model (every default) and smaller ones.
+
+    Recurrent units at 1, 1/2 and 1/4 of the trained width, one layer fewer, and for
+    convolution variants every filter count at 1, 1/2, 1/4 and 1/8 (`conv_width`). The
+    trained model's learning rate, dropout, kernels and the rest stay fixed: the step
+    looks for a smaller model as accurate as the trained one, not a different recipe.
+    Returns `(variant, cell, space, fixed)`.
+    """
+    from tuning.hypermodels import DEFAULT_SPACE
+    from zoo.builders import VARIANTS
+
+    config = dict(model_config)
+    variant = config.pop("variant", "stacked")
+    cell = config.pop("cell", "gru")
+    space = {}
+    units = config.pop("units", 64)
+    first = units[0] if isinstance(units, (list, tuple)) else units
+    if isinstance(units, (list, tuple)) and len(set(units)) > 1:
+        config["units"] = list(units)  # per-layer widths: kept as trained
+    else:
+        space["units"] = _shrink(first)
+    layers = int(config.pop("num_layers", 2))
+    space["num_layers"] = [layers, layers - 1] if layers > 1 and "units" not in config \
+        else [layers]
+    if VARIANTS[variant].uses_conv:
+        space["conv_width"] = [1.0, 0.5, 0.25, 0.125]
+        config.setdefault("conv_filters", 64)
+        config.setdefault("conv_layers", 1)
+    # Everything else the hypermodel would search stays at the trained value, or at
+    # build_gru's default where the trained configuration left it unset.
+    kept = ["dropout", "recurrent_dropout", "learning_rate"]
+    if VARIANTS[variant].uses_conv:
+        kept += ["conv_kernel_size", "pool_size"]
+    if variant == "gru_fcn":
+        kept.append("branch_dropout")
+    if VARIANTS[variant].uses_attention:
+        kept += ["attention", "attention_heads"]
+    for name in kept:
+        value = config.get(name, DEFAULT_SPACE[name][1].get("default"))
+        if not isinstance(value, (list, tuple)):  # per-layer lists stay in `fixed`
+            config.pop(name, None)
+            space[name] = value  # a scalar: a fixed hyperparameter
+    config.pop("batch_size", None)
+    return variant, cell, space, config
 
 
 def run_step(context):
-    """A short search around the main job's model: a few trials, few epochs.
+    """The main job's tuning step: a short, cross-validated search for a smaller model.
 
-    Searches units, layers, dropout, learning rate and batch size of the trained
-    model's variant (the rest of its configuration is kept) with random search,
-    writes a full job under `run_dir / "tune"` and returns the best hyperparameters,
-    the best validation loss (and the trained model's, for comparison), the number of
-    trials and the retrained model's test metrics.
+    The trained model's configuration is the default (trial 0); the other trials are
+    narrower versions of it (`step_space`). Every trial is cross-validated over
+    train+validation with the trained model's own recipe protocol (fewer epochs per
+    fold: `STEP_EPOCHS`), and the chosen configuration is the smallest one whose CV
+    score is within one point of accuracy (or 1 % of the loss) of the trained
+    configuration's. It is retrained with the full recipe and its test metrics are
+    reported beside the trained model's, with a verdict that says plainly whether it
+    is better, as good or worse. With a device budget in the context (`budget`: a dict
+    of `[budget]` keys), models over it never train and the chosen one is exported in
+    the budget's form.
     """
     from tuning.config import parse_config
     from tuning.job import run_job
 
     run_dir = pathlib.Path(context["run_dir"])
     dataset = context["dataset"]
-    model_config = dict(context.get("model_config") or {})
     quick = bool(context.get("quick"))
-    variant = model_config.pop("variant", "stacked")
-    cell = model_config.pop("cell", "gru")
-    fixed = {k: v for k, v in model_config.items() if k not in _STEP_SEARCHED}
+    budget = context.get("budget")  # a dict from `gru-zoo run --flash-kb ...`
+    variant, cell, space, fixed = step_space(context.get("model_config") or {})
+    classification = dataset.task == "classification"
+    epochs = STEP_EPOCHS["quick" if quick else "full"]
     raw = {
         "job": {"name": "main-job-tune", "output_dir": str(run_dir / "tune"),
                 "seed": int(context.get("seed") or 0)},
         "data": {"dataset": dataset.name},
-        "hypermodel": {
-            "variant": variant, "cells": [cell], "fixed": fixed,
-            "space": {"units": {"min": 8, "max": 64, "step": 8, "default": 32},
-                      "num_layers": [1, 2],
-                      "dropout": [0.0, 0.2],
-                      "recurrent_dropout": 0.0,
-                      "batch_size": [8, 16],
-                      "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log",
-                                        "default": 3e-3}},
-        },
-        "search": {"strategy": "random", "max_trials": 2 if quick else 4,
-                   "epochs": 4 if quick else 15, "patience": 5,
+        "hypermodel": {"variant": variant, "cells": [cell], "fixed": fixed, "space": space},
+        "search": {"strategy": "random", "max_trials": 3 if quick else 6,
                    "max_retries_per_trial": 0},
-        "objective": {"metric": "val_loss"},
-        "retrain": {"enabled": True},
+        "objective": {"metric": "val_accuracy" if classification else "val_loss"},
+        # Retrained as the trained model was (its epochs), so the two compare fairly.
+        "retrain": {"enabled": True, **({"epochs": int(context["train"]["epochs"])}
+                                        if (context.get("train") or {}).get("epochs")
+                                        else {})},
+        "cv": {"folds": 2 if quick else 3, "epochs": epochs,
+               "max_time_s": 120 if quick else 900,
+               "select": "smallest", "select_within": 0.01 if classification else "1%"},
     }
+    if budget is not None:
+        raw["budget"] = {k: v for k, v in dict(budget).items() if v is not None}
     config = parse_config(raw, path="gru-zoo run (tune step)")
     summary = run_job(config, overwrite=True, dataset=dataset)
-    baseline = None
-    model_path = context.get("model_path")
-    # A model fitted on train+val has seen the validation split: its validation loss
-    # would flatter it against the trials, so none is reported.
-    seen_val = context.get("fit_on") == "train+val"
-    if model_path and pathlib.Path(model_path).exists() and len(dataset.x_val) and not seen_val:
-        import keras
-
-        trained = keras.saving.load_model(model_path)
-        baseline = float(trained.evaluate(dataset.x_val, dataset.y_val, verbose=0,
-                                          return_dict=True)["loss"])
-    return {
-        "strategy": summary["strategy"],
-        "trials": summary["trials"],
-        "completed": summary["completed"],
-        "best_val_loss": summary.get("best_score"),
-        # The main job's trained model on the same validation data, for comparison
-        # (None when it was fitted on train+val and so has seen that data).
-        "trained_model_val_loss": baseline,
-        "best_hyperparameters": summary.get("best_hyperparameters"),
-        "test": summary.get("retrain", {}).get("test"),
-        "output_dir": str(run_dir / "tune"),
+    result = {
+        "strategy": summary["strategy"], "trials": summary["trials"],
+        "completed": summary["completed"], "pruned": summary.get("pruned", 0),
+        "infeasible": summary.get("infeasible", 0),
+        "cv": f"{raw['cv']['folds']}-fold, {epochs} epochs per fold, the recipe's protocol",
+        "objective": summary["objective"], "output_dir": str(run_dir / "tune"),
+        "default_cv": summary.get("default_cv"),
+        "budget": summary.get("budget"),
     }
+    trained = {"test": context.get("test_metrics"), "params": context.get("params")}
+    result["trained"] = trained
+    if summary.get("best_trial") is None and not summary.get("best_is_default"):
+        result["verdict"] = ("no configuration fits the device budget: the trained model "
+                             "is the only one; see the tuning job's summary.md")
+        return result
+    retrain = summary.get("retrain", {})
+    chosen = {"trial": summary["best_trial"], "is_trained_config": summary["best_is_default"],
+              "hyperparameters": summary.get("best_hyperparameters"),
+              "cv_score": summary.get("best_score"), "cv_std": summary.get("best_std"),
+              "size_bytes": summary.get("best_size_bytes"), "params": retrain.get("params"),
+              "test": retrain.get("test"), "model": retrain.get("model")}
+    if "export" in retrain:
+        chosen["export"] = {k: retrain["export"][k] for k in
+                            ("path", "form", "flash_bytes", "ram_bytes", "latency_ms",
+                             "within_budget")}
+    result["chosen"] = chosen
+    result["verdict"] = _verdict(dataset, chosen, trained)
+    return result
+
+
+# Epochs per fold in the main job's step (the final retrain uses the recipe's own).
+STEP_EPOCHS = {"quick": 5, "full": 100}
+
+
+def _verdict(dataset, chosen, trained):
+    """One sentence: what the search found, against the trained model, on test data."""
+    if chosen["is_trained_config"]:
+        return ("no smaller configuration came within one point of the trained one in "
+                "cross-validation: the trained model stays the recommendation")
+    test, reference = chosen.get("test") or {}, trained.get("test") or {}
+    metric = "accuracy" if dataset.task == "classification" else "loss"
+    size = ""
+    if chosen.get("params") and trained.get("params"):
+        size = f"{trained['params'] / chosen['params']:.1f}x fewer parameters"
+    if metric not in test or metric not in reference:
+        return f"trial {chosen['trial']}: {size}; no test split to compare on"
+    delta = float(test[metric]) - float(reference[metric])
+    better = delta > 0 if metric == "accuracy" else delta < 0
+    if delta == 0:
+        how = "the same test " + metric
+    elif better:
+        how = f"a better test {metric} ({test[metric]:.4g} vs {reference[metric]:.4g})"
+    else:
+        how = (f"WORSE on test: {metric} {test[metric]:.4g} vs the trained model's "
+               f"{reference[metric]:.4g}")
+    return f"trial {chosen['trial']}: {size}, {how}"

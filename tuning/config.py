@@ -21,7 +21,8 @@ import tomllib
 from tuning.tuners import STRATEGIES, STRATEGY_OPTIONS
 
 # section -> {key: (check, allowed description, default)}
-_SECTIONS = ("job", "data", "hypermodel", "search", "objective", "retrain", "distributed")
+_SECTIONS = ("job", "data", "hypermodel", "search", "objective", "retrain", "distributed",
+             "cv", "budget")
 
 
 def _is_int(v):
@@ -34,6 +35,23 @@ def _is_number(v):
 
 def _any(v):
     return True
+
+
+_BUDGET_QUANTIZATIONS = ("int8", "int16x8", "dynamic", "float16", "float32")
+
+
+def _is_percent(v):
+    """A string like '1%' or '2.5%' (a non-negative percentage)."""
+    if not isinstance(v, str) or not v.endswith("%"):
+        return False
+    try:
+        return float(v[:-1]) >= 0
+    except ValueError:
+        return False
+
+
+def _number_or_auto(v):
+    return v == "auto" or (_is_number(v) and v >= 0)
 
 
 _SCHEMA = {
@@ -84,6 +102,8 @@ _SCHEMA = {
     "retrain": {
         "enabled": (lambda v: isinstance(v, bool), "true or false", True),
         "compare_default": (lambda v: isinstance(v, bool), "true or false", False),
+        # With [cv]: also train the dataset's recipe model (zoo.recipes) the same way.
+        "compare_recipe": (lambda v: isinstance(v, bool), "true or false", False),
         "epochs": (lambda v: v is None or (_is_int(v) and v > 0),
                    "a positive int (default: the best trial's best epoch)", None),
     },
@@ -93,6 +113,46 @@ _SCHEMA = {
         "workers": (lambda v: _is_int(v) and v > 0, "a positive int", 2),
         "worker_timeout": (lambda v: _is_number(v) and v > 0,
                            "a positive number of seconds", 60),
+    },
+    # Cross-validated trials (tuning.cv): on when the section is given.
+    "cv": {
+        "enabled": (lambda v: isinstance(v, bool), "true or false", None),
+        "folds": (lambda v: _is_int(v) and v >= 2, "an int >= 2", 5),
+        "repeats": (lambda v: _is_int(v) and v >= 1,
+                    "a positive int (repeated k-fold, reshuffled)", 1),
+        "prune": (lambda v: isinstance(v, bool), "true or false", True),
+        "prune_after": (lambda v: _is_int(v) and v >= 1,
+                        "a positive int (folds before a trial may be pruned)", 2),
+        "prune_margin": (_number_or_auto, "a number >= 0 (in the objective's units) or "
+                         "'auto' (the best trial's fold standard deviation)", "auto"),
+        "max_time_s": (lambda v: v is None or (_is_number(v) and v > 0),
+                       "a positive number of seconds", None),
+        "cache": (lambda v: isinstance(v, bool), "true or false", True),
+        "epochs": (lambda v: v is None or (_is_int(v) and v > 0),
+                   "a positive int (default: the recipe's epochs)", None),
+        "gap": (lambda v: v == "auto" or (_is_int(v) and v >= 0),
+                "a non-negative int or 'auto' (forecasting: horizon - 1)", "auto"),
+        "min_improvement": (lambda v: v == "auto" or (_is_number(v) and v >= 0),
+                            "a number >= 0 (how much a trial's CV score must beat the "
+                            "default's by) or 'auto' (its paired fold differences must clear "
+                            "two standard errors)", "auto"),
+        "select": (lambda v: v in ("best", "smallest"),
+                   "'best' (the best CV score) or 'smallest' (the smallest model within "
+                   "select_within of the default's CV score)", "best"),
+        "select_within": (lambda v: (_is_number(v) and v >= 0) or _is_percent(v),
+                          "a number >= 0 in the objective's units (0.01 = one point of "
+                          "accuracy) or a percentage of the reference score ('1%')", 0.01),
+    },
+    # A device budget (tuning.budget): every trial's model exported in this form and
+    # measured before it trains; needs [cv].
+    "budget": {
+        "flash_kb": (lambda v: _is_number(v) and v > 0, "a positive number of KiB", None),
+        "ram_kb": (lambda v: _is_number(v) and v > 0, "a positive number of KiB", None),
+        "latency_ms": (lambda v: _is_number(v) and v > 0,
+                       "a positive number of milliseconds", None),
+        "quantization": (lambda v: v in _BUDGET_QUANTIZATIONS,
+                         f"one of {list(_BUDGET_QUANTIZATIONS)}", "int8"),
+        "streaming": (lambda v: isinstance(v, bool), "true or false", False),
     },
 }
 
@@ -109,6 +169,21 @@ class JobConfig:
     objective: dict
     retrain: dict
     distributed: dict
+    cv: dict
+    budget: dict
+
+    @property
+    def device_budget_given(self):
+        return any(self.budget[k] is not None for k in ("flash_kb", "ram_kb", "latency_ms"))
+
+    @property
+    def device_budget(self):
+        """The job's `tuning.budget.DeviceBudget`, or `None` without `[budget]` limits."""
+        if not self.device_budget_given:
+            return None
+        from tuning.budget import DeviceBudget
+
+        return DeviceBudget(**self.budget)
 
     @property
     def output_dir(self):
@@ -124,6 +199,14 @@ class JobConfig:
             decisive["search"].pop(key, None)
         decisive.pop("retrain")
         decisive.pop("distributed")
+        if self.cv["enabled"]:
+            decisive["cv"].pop("max_time_s", None)  # a budget: may be raised on resume
+            for key in ("select", "select_within", "min_improvement"):
+                decisive["cv"].pop(key, None)  # the choice after the search, not the trials
+        else:
+            decisive.pop("cv")  # non-CV jobs keep the fingerprints they always had
+        if not self.device_budget_given:
+            decisive.pop("budget")  # jobs without one keep the fingerprints they had
         decisive["job"].pop("verbose", None)
         if self.data.get("path"):
             # The data's content decides the trials too: a changed file is a new job.
@@ -171,6 +254,34 @@ def parse_config(raw, path="<config>", overrides=None):
         if not check(value):
             raise _error("command line", section, key, value, allowed)
         sections[section][key] = value
+    cv = sections["cv"]
+    if cv["enabled"] is None:
+        cv["enabled"] = "cv" in raw  # a [cv] section turns cross-validation on
+    if cv["enabled"]:
+        search = sections["search"]
+        if search["max_time"] is not None and cv["max_time_s"] is not None:
+            raise ValueError(
+                f"{path}: give one time budget, [cv] max_time_s or [search] max_time. "
+                f"Received: max_time_s={cv['max_time_s']!r}, max_time={search['max_time']!r}")
+        if search["executions_per_trial"] != 1:
+            raise _error(path, "search", "executions_per_trial",
+                         search["executions_per_trial"],
+                         "1 with [cv] (use [cv] repeats for repeated k-fold)")
+        metric = sections["objective"]["metric"]
+        if not metric.startswith("val_"):
+            raise _error(path, "objective", "metric", metric,
+                         "a held-out metric with [cv] (val_loss, val_accuracy, ...): each "
+                         "fold is scored on the data it did not train on")
+    budget = sections["budget"]
+    if "budget" in raw:
+        if all(budget[k] is None for k in ("flash_kb", "ram_kb", "latency_ms")):
+            raise _error(path, "budget", None, raw["budget"],
+                         "a table with at least one of flash_kb, ram_kb, latency_ms")
+        if not cv["enabled"]:
+            raise ValueError(
+                f"{path}: [budget] needs cross-validated trials: add a [cv] section (the "
+                "budget is checked before each trial's folds train). Received: [budget] "
+                "without [cv]")
     data = sections["data"]
     if data["path"] is not None:
         if "dataset" in raw.get("data", {}):
@@ -215,7 +326,13 @@ def load_config(path, overrides=None):
     if not path.is_file():
         raise FileNotFoundError(f"Config file not found: {path}")
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not a TOML file: byte {error.start} is not UTF-8 text "
+                         f"({error.object[error.start:error.start + 1]!r}); a tuning job is a "
+                         "TOML text file (see tuning/configs/gunpoint.toml)") from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: not valid TOML: {error}") from None
     return parse_config(raw, path=path, overrides=overrides)

@@ -18,12 +18,13 @@ Example:
 
 import functools
 import inspect
+import math
 import numbers
 
 import keras
 import keras_tuner
 
-from zoo.builders import CELLS, TASKS, VARIANTS, build_gru
+from zoo.builders import ATTENTION_TYPES, CELLS, TASKS, VARIANTS, build_gru
 
 # The largest stacks and conv front ends the default space explores.
 MAX_LAYERS = 3
@@ -46,6 +47,10 @@ DEFAULT_SPACE = {
     "attention": ("choice", dict(values=["additive", "multihead"], default="additive")),
     "attention_heads": ("choice", dict(values=[1, 2, 4], default=4)),
     "branch_dropout": ("float", dict(min_value=0.0, max_value=0.9, step=0.1, default=0.8)),
+    # A width multiplier of every convolution's filters (searched or fixed), like
+    # MobileNet's alpha: shrinks a fixed architecture for a device. Opt-in: registered
+    # only when the space names it.
+    "conv_width": ("choice", dict(values=[1.0, 0.5, 0.25, 0.125], default=1.0)),
     "variant": ("choice", dict(values=sorted(VARIANTS), default="stacked")),
     "cell": ("choice", dict(values=sorted(CELLS), default="gru")),
 }
@@ -65,8 +70,66 @@ def _raise(argument, value, allowed):
     raise ValueError(f"`{argument}` must be {allowed}. Received: {argument}={value!r}")
 
 
+def _positive_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0
+
+
+def _rate(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value < 1
+
+
+def _positive(value):
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
+# What `build_gru` accepts for each searchable argument (`batch_size`: `fit`). Every value
+# a range or a list can take must be accepted, or the search would fail trial by trial
+# (or, for a dropout of 1.0 or more, train nothing); tests check this table against
+# `build_gru` itself.
+BUILD_ALLOWED = {
+    "num_layers": (_positive_int, "a positive int"),
+    "units": (_positive_int, "a positive int"),
+    "dropout": (_rate, "a float in [0, 1)"),
+    "recurrent_dropout": (_rate, "a float in [0, 1)"),
+    "learning_rate": (_positive, "a positive float"),
+    "batch_size": (_positive_int, "a positive int"),
+    "conv_layers": (_positive_int, "a positive int"),
+    "conv_filters": (_positive_int, "a positive int"),
+    "conv_kernel_size": (_positive_int, "a positive int"),
+    "pool_size": (_positive_int, "a positive int"),
+    "attention": (lambda v: v in ATTENTION_TYPES, f"one of {list(ATTENTION_TYPES)}"),
+    "attention_heads": (_positive_int, "a positive int"),
+    "branch_dropout": (_rate, "a float in [0, 1)"),
+    # Not a `build_gru` argument: the hypermodel multiplies `conv_filters` by it.
+    "conv_width": (_positive, "a positive float (a multiplier of `conv_filters`)"),
+    "variant": (lambda v: v in VARIANTS, f"one of {sorted(VARIANTS)}"),
+    "cell": (lambda v: v in CELLS, f"one of {sorted(CELLS)}"),
+}
+
+
 def _check_space_entry(name, spec):
-    """Validates one search-space override; returns (kind, kwargs) or a fixed value."""
+    """Validates one search-space override; returns (kind, kwargs) or a fixed value.
+
+    Besides its form, every value the entry can take (a range's ends, each value of a
+    list, the fixed value) must be one `build_gru` accepts (`BUILD_ALLOWED`).
+    """
+    kind, kwargs = _parse_space_entry(name, spec)
+    if kind in ("int", "float"):
+        values = [kwargs["min_value"], kwargs["max_value"], kwargs["default"]]
+    elif kind == "choice":
+        values = kwargs["values"]
+    else:
+        values = [kwargs["value"]]
+    check, allowed = BUILD_ALLOWED[name]
+    bad = [value for value in values if not check(value)]
+    if bad:
+        _raise(f"space[{name!r}]", spec, f"a range or values that `build_gru` accepts for "
+               f"`{name}`: {allowed} (not {bad[0]!r})")
+    return kind, kwargs
+
+
+def _parse_space_entry(name, spec):
     kind, default_spec = DEFAULT_SPACE[name]
     argument = f"space[{name!r}]"
     if isinstance(spec, (list, tuple)):
@@ -87,7 +150,7 @@ def _check_space_entry(name, spec):
             _raise(argument, spec, f"a dict with keys from {sorted(allowed_keys)} "
                    f"(unknown: {unknown})")
         if "values" in spec:
-            return _check_space_entry(name, list(spec["values"]))
+            return _parse_space_entry(name, list(spec["values"]))
         low, high = spec.get("min"), spec.get("max")
         numeric = kind in ("int", "float")
         if not numeric or low is None or high is None:
@@ -204,7 +267,7 @@ class GRUHyperModel(keras_tuner.HyperModel):
         build_gru(**self.build_kwargs(keras_tuner.HyperParameters()))
 
     # === Hyperparameters ===
-    def _hp(self, hp, name, *, store_as=None, parent=None):
+    def _hp(self, hp, name):
         """Registers `name` (with the space override, if any) and returns its value."""
         base = name.rsplit("_", 1)[0] if name[-1].isdigit() else name
         kind, kwargs = self.space.get(base) or DEFAULT_SPACE[base]
@@ -260,8 +323,14 @@ class GRUHyperModel(keras_tuner.HyperModel):
             if name not in self.fixed:
                 kwargs[name] = self._hp(hp, name)
         self._variant_parameters(hp, variant, kwargs)
+        width = kwargs.pop("conv_width", None)
         # `batch_size` is a fit argument here (build_gru's is a static batch size).
         kwargs.update({k: v for k, v in self.fixed.items() if k != "batch_size"})
+        if width is not None:
+            filters = kwargs.get("conv_filters", 64)  # build_gru's default
+            scale = lambda f: max(1, int(round(f * float(width))))  # noqa: E731
+            kwargs["conv_filters"] = ([scale(f) for f in filters]
+                                      if isinstance(filters, (list, tuple)) else scale(filters))
         return kwargs
 
     def _max(self, hp, name, current):
@@ -315,6 +384,8 @@ class GRUHyperModel(keras_tuner.HyperModel):
                     filters.append(f)
                     kernels.append(k)
             values["conv_layers"] = conv_layers
+            if "conv_width" in self.space:
+                values["conv_width"] = self._hp(hp, "conv_width")
             if "conv_filters" not in self.fixed:
                 values["conv_filters"] = filters[0] if len(filters) == 1 else filters
             if "conv_kernel_size" not in self.fixed:

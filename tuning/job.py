@@ -26,7 +26,6 @@ trial left over itself, so a killed worker never stops the search.
 
 import csv
 import json
-import math
 import os
 import pathlib
 import shutil
@@ -73,6 +72,14 @@ def make_hypermodel(config, dataset):
     fixed = dict(hm["fixed"])
     if dataset.vocabulary is not None:
         fixed.setdefault("vocab_size", len(dataset.vocabulary))
+    if config.cv["enabled"] and "batch_size" not in hm["space"]:
+        # Cross-validated trials train with the recipe's protocol: its batch size, not
+        # the generic space's default of 16 (which made the "default" trial a different
+        # training from the recipe it stands for).
+        from tuning.cv import recipe_protocol
+
+        variant = None if hm["variant"] == "any" else hm["variant"]
+        fixed.setdefault("batch_size", int(recipe_protocol(dataset, variant)["batch_size"]))
     try:
         return GRUHyperModel(
             None if hm["variant"] == "any" else hm["variant"],
@@ -130,7 +137,16 @@ def check_job(config, dataset=None):
                 "[search] strategy = 'grid' needs a finite space: give these float "
                 f"parameters a `step` or a list of values in [hypermodel.space]: {continuous}. "
                 "Received: strategy='grid'")
+    if config.cv["enabled"]:
+        cv_settings(config, dataset)  # every [cv] value against the data, before training
     return dataset, hypermodel, objective
+
+
+def cv_settings(config, dataset):
+    """The cross-validation settings of a job with `[cv]` (see `tuning.cv.job_settings`)."""
+    from tuning.cv import job_settings
+
+    return job_settings(config, dataset)
 
 
 # === Distribution ===
@@ -233,8 +249,13 @@ def _callbacks(config, objective):
     return callbacks
 
 
-def _tuner(config, hypermodel, objective, overwrite=False):
+def _tuner(config, hypermodel, objective, overwrite=False, dataset=None):
     search = config.search
+    if config.cv["enabled"]:
+        from tuning.cv import make_job_tuner
+
+        return make_job_tuner(config, hypermodel, objective, cv_settings(config, dataset),
+                              overwrite=overwrite)
     return make_tuner(
         search["strategy"], hypermodel,
         objective=objective.keras_tuner_objective(),
@@ -286,6 +307,12 @@ def _check_resume(config, overwrite):
 
 
 def _search(tuner, config, dataset, objective):
+    if config.cv["enabled"]:
+        from tuning.cv import search_data
+
+        # The folds come from train+validation; the protocol decides epochs and callbacks.
+        tuner.search(*search_data(dataset), verbose=config.job["verbose"])
+        return
     tuner.search(
         dataset.x_train, dataset.y_train,
         validation_data=(dataset.x_val, dataset.y_val),
@@ -319,7 +346,7 @@ def run_job(config, *, role=None, tuner_id=None, overwrite=False, dataset=None):
         set_distributed_env(config, "worker", tuner_id)
         stop = _start_heartbeat(out, os.environ["KERASTUNER_TUNER_ID"])
         try:
-            tuner = _tuner(config, hypermodel, objective)
+            tuner = _tuner(config, hypermodel, objective, dataset=dataset)
             _search(tuner, config, dataset, objective)
         finally:
             stop.set()
@@ -330,7 +357,7 @@ def run_job(config, *, role=None, tuner_id=None, overwrite=False, dataset=None):
     if role == "chief":
         set_distributed_env(config, "chief")
         try:
-            tuner = _tuner(config, hypermodel, objective)
+            tuner = _tuner(config, hypermodel, objective, dataset=dataset)
             stop = _start_watchdog(tuner.oracle, out, config.distributed["worker_timeout"])
             try:
                 _search(tuner, config, dataset, objective)  # serves until workers finish
@@ -341,12 +368,12 @@ def run_job(config, *, role=None, tuner_id=None, overwrite=False, dataset=None):
         # Trials handed back by dead workers after the others stopped: run them here.
         os.environ["KERASTUNER_TUNER_ID"] = "chief"
         try:
-            tuner = _tuner(config, hypermodel, objective)
+            tuner = _tuner(config, hypermodel, objective, dataset=dataset)
             _search(tuner, config, dataset, objective)
         finally:
             _clear_distributed_env()
     elif role is None:
-        tuner = _tuner(config, hypermodel, objective, overwrite=overwrite)
+        tuner = _tuner(config, hypermodel, objective, overwrite=overwrite, dataset=dataset)
         _search(tuner, config, dataset, objective)
     else:
         raise ValueError(f"`role` must be None, 'chief' or 'worker'. Received: role={role!r}")
@@ -361,7 +388,16 @@ def trial_records(oracle, objective):
     records = []
     for trial_id in sorted(oracle.trials, key=lambda t: int(t)):
         trial = oracle.trials[trial_id]
-        record = {"trial_id": trial_id, "status": trial.status,
+        status = trial.status
+        if status == "COMPLETED" and trial.metrics.exists("budget_feasible") and \
+                not trial.metrics.get_last_value("budget_feasible"):
+            status = "INFEASIBLE"  # over the device budget: never trained
+        elif status == "COMPLETED" and trial.metrics.exists("cv_pruned") and \
+                trial.metrics.get_last_value("cv_pruned"):
+            status = "PRUNED"  # cross-validation stopped it after its first folds
+        elif status == "RUNNING":
+            status = "UNFINISHED"  # the time budget ended the search during this trial
+        record = {"trial_id": trial_id, "status": status,
                   "score": None if trial.score is None else float(trial.score),
                   "best_epoch": None if trial.best_step is None else int(trial.best_step) + 1}
         for name in sorted(trial.metrics.metrics):
@@ -399,17 +435,22 @@ def summary_table(records, objective, top=10):
     done = [r for r in records if r["status"] == "COMPLETED" and r["score"] is not None]
     done.sort(key=lambda r: r["score"], reverse=objective.direction == "max")
     hp_names = sorted({k for r in done[:top] for k in r if k.startswith("hp:")})
-    header = ["trial", objective.name]
+    cv = any("cv_folds" in r for r in done)  # cross-validated: mean, spread, folds
+    header = ["trial", objective.name] + (["std"] if cv else [])
     if objective.name != objective.metric:
         header.append(objective.metric)
-    header += ["size KiB", "epoch"] + [h[3:] for h in hp_names]
+    header += ["size KiB", "folds" if cv else "epoch"] + [h[3:] for h in hp_names]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in done[:top]:
         row = [r["trial_id"], _fmt(r["score"])]
+        if cv:
+            row.append(_fmt(r.get(f"{objective.name}_std")))
         if objective.name != objective.metric:
             row.append(_fmt(r.get(objective.metric)))
         size = r.get("size_bytes")
-        row += [_fmt(None if size is None else size / 1024.0), _fmt(r["best_epoch"])]
+        last = r.get("cv_folds") if cv else r["best_epoch"]
+        row += [_fmt(None if size is None else size / 1024.0),
+                _fmt(None if last is None else int(last))]
         row += [_fmt(r.get(h)) for h in hp_names]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -512,6 +553,8 @@ def write_results(config, tuner, dataset, hypermodel, objective, search_seconds=
         "trials": len(records),
         "completed": len(completed),
         "failed": sum(r["status"] in ("FAILED", "INVALID") for r in records),
+        "pruned": sum(r["status"] == "PRUNED" for r in records),
+        "infeasible": sum(r["status"] == "INFEASIBLE" for r in records),
         "search_seconds": None if search_seconds is None else round(search_seconds, 1),
         "pareto_trials": [records[i]["trial_id"] for i in front],
     }
@@ -519,8 +562,14 @@ def write_results(config, tuner, dataset, hypermodel, objective, search_seconds=
     lines = [f"# Tuning job `{config.job['name']}`", "",
              f"Dataset `{dataset.name}`, strategy `{config.search['strategy']}`, "
              f"objective `{objective.name}` ({objective.direction}), "
-             f"{summary['completed']}/{summary['trials']} trials completed.", "", table, ""]
-    if completed:
+             f"{summary['completed']}/{summary['trials']} trials completed"
+             + (f", {summary['pruned']} pruned" if summary["pruned"] else "") + ".", "",
+             table, ""]
+    if config.cv["enabled"]:
+        from tuning.cv import write_cv_results
+
+        write_cv_results(config, tuner, dataset, hypermodel, objective, summary, lines)
+    elif completed:
         best_trial = oracle.get_best_trials(1)[0]
         best_hp = best_trial.hyperparameters
         summary["best_trial"] = best_trial.trial_id
@@ -557,14 +606,3 @@ def write_results(config, tuner, dataset, hypermodel, objective, search_seconds=
     (out / "best.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
-
-def best_so_far(records, direction):
-    """Best score after each trial (for convergence studies)."""
-    best, running = [], None
-    for r in sorted(records, key=lambda r: int(r["trial_id"])):
-        score = r["score"] if r["status"] == "COMPLETED" else None
-        if score is not None and math.isfinite(score):
-            if running is None or (score > running if direction == "max" else score < running):
-                running = score
-        best.append(running)
-    return best

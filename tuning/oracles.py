@@ -23,6 +23,43 @@ import time
 import keras_tuner
 import numpy as np
 
+def _atomic_state_writes():
+    """Makes keras-tuner write its state files (oracle.json, trial.json, ...) atomically.
+
+    keras-tuner 1.4 writes each state file in place through one function,
+    `keras_tuner.src.utils.save_json`; a process killed during that write leaves a
+    truncated file, and the project can no longer be resumed ("Expecting value: line 1
+    column 1", seen when a test SIGKILLed a search). Its public API has no hook for the
+    writer, so that one function is replaced here by one that writes a temporary file
+    beside the target and renames it over the target (`os.replace`, atomic on POSIX):
+    a reader sees the old or the new file, never half of one. Same signature and the
+    same bytes; paths that are not local files keep keras-tuner's writer.
+    """
+    import os
+
+    from keras_tuner.src import utils
+
+    original = getattr(utils.save_json, "__wrapped__", utils.save_json)
+
+    def save_json(path, obj):
+        path = str(path)
+        if "://" in path:  # remote storage (gs://, ...): keras-tuner's own writer
+            return original(path, obj)
+        text = json.dumps(obj)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        return text
+
+    save_json.__wrapped__ = original
+    utils.save_json = save_json
+
+
+_atomic_state_writes()
+
 _RUNNING = "RUNNING"
 _STOPPED = "STOPPED"
 _COMPLETED = "COMPLETED"
@@ -129,16 +166,29 @@ class _UnitCubeOracle(keras_tuner.Oracle):
         return sorted(trials, key=lambda t: t.score, reverse=self.objective.direction == "max")
 
     def _propose(self, trial_id, number, make_position):
-        """Draws positions until their values are new; STOPPED when none is."""
+        """Draws positions until their values are new; STOPPED when none is.
+
+        Args:
+            trial_id, number: the trial's id and its number (seeds the draws).
+            make_position: `make_position(rng, attempt)` returns `(position, extra)`:
+                a candidate position and what the strategy computed with it (PSO's
+                velocity; `None` for the genetic algorithm).
+
+        Returns:
+            `(response, extra)`: the oracle's response for the trial, and the `extra`
+            of the last `make_position` call (the accepted candidate, or the last one
+            tried before falling back to random points).
+        """
         tried = tried_values(self)
+        extra = None
         for attempt in range(_MAX_COLLISIONS + 1):
             rng = self._rng(number, attempt)
-            position = make_position(rng, attempt)
+            position, extra = make_position(rng, attempt)
             position = {k: float(np.clip(v, 0.0, _TOP)) for k, v in position.items()}
             values = self._values(position, rng)
             if _key(values) not in tried:
                 self.positions[trial_id] = position
-                return {"status": _RUNNING, "values": values}
+                return {"status": _RUNNING, "values": values}, extra
         # The neighbourhood is exhausted: fall back to random points.
         for attempt in range(_MAX_COLLISIONS + 1):
             rng = self._rng(number, 1000 + attempt)
@@ -146,8 +196,8 @@ class _UnitCubeOracle(keras_tuner.Oracle):
             values = self._values(position, rng)
             if _key(values) not in tried:
                 self.positions[trial_id] = position
-                return {"status": _RUNNING, "values": values}
-        return {"status": _STOPPED, "values": None}
+                return {"status": _RUNNING, "values": values}, extra
+        return {"status": _STOPPED, "values": None}, extra
 
     def get_state(self):
         state = super().get_state()
@@ -168,8 +218,7 @@ class GeneticOracle(_UnitCubeOracle):
     then each coordinate mutates with probability `mutation_rate` (a Gaussian step
     of `mutation_scale` in the unit cube). Children are proposed as soon as a worker
     asks, so the algorithm never waits for a generation to finish (which keeps
-    distributed workers busy); `generation(trial_id)` is the trial's number divided
-    by `population_size`.
+    distributed workers busy).
 
     Args:
         objective, max_trials, seed, hyperparameters, allow_new_entries,
@@ -212,9 +261,6 @@ class GeneticOracle(_UnitCubeOracle):
         self.crossover_rate = float(crossover_rate)
         self.tournament_size = tournament_size
 
-    def generation(self, trial_id):
-        return int(trial_id) // self.population_size
-
     def _tournament(self, pool, rng):
         picks = rng.choice(len(pool), size=min(self.tournament_size, len(pool)), replace=False)
         best = pool[picks[0]]
@@ -227,7 +273,9 @@ class GeneticOracle(_UnitCubeOracle):
         number = int(trial_id)
         completed = self._completed()
         if number < self.population_size or len(completed) < 2:
-            return self._propose(trial_id, number, lambda rng, attempt: self._random_position(rng))
+            response, _ = self._propose(
+                trial_id, number, lambda rng, attempt: (self._random_position(rng), None))
+            return response
         pool = self._sorted(completed)[: self.population_size]
 
         def child(rng, attempt):
@@ -247,9 +295,10 @@ class GeneticOracle(_UnitCubeOracle):
                     gene = gene + rng.normal(0.0, self.mutation_scale)
                     gene = gene % 1.0  # wrap around: keeps the mutation unbiased
                 position[name] = float(gene)
-            return position
+            return position, None
 
-        return self._propose(trial_id, number, child)
+        response, _ = self._propose(trial_id, number, child)
+        return response
 
     def get_state(self):
         state = super().get_state()
@@ -316,14 +365,14 @@ class ParticleSwarmOracle(_UnitCubeOracle):
         if number < self.swarm_size:
             def first(rng, attempt):
                 position = self._random_position(rng)
-                self._next_velocity = {
+                velocity = {
                     n: float(rng.uniform(-self.max_velocity, self.max_velocity) / 2)
                     for n in names
                 }
-                return position
+                return position, velocity
 
-            response = self._propose(trial_id, number, first)
-            self.velocities[trial_id] = getattr(self, "_next_velocity", {})
+            response, velocity = self._propose(trial_id, number, first)
+            self.velocities[trial_id] = velocity
             return response
 
         mine = [t for t in self.trials.values() if self.particle(t.trial_id) == particle]
@@ -356,11 +405,10 @@ class ParticleSwarmOracle(_UnitCubeOracle):
                     vi = -vi
                 position[name] = float(np.clip(xi, 0.0, _TOP))
                 velocity[name] = vi
-            self._next_velocity = velocity
-            return position
+            return position, velocity
 
-        response = self._propose(trial_id, number, move)
-        self.velocities[trial_id] = getattr(self, "_next_velocity", {})
+        response, velocity = self._propose(trial_id, number, move)
+        self.velocities[trial_id] = velocity
         return response
 
     def get_state(self):
@@ -438,3 +486,30 @@ def with_time_budget(oracle_class):
     TimeBudgetOracle.__name__ = f"TimeBudget{oracle_class.__name__}"
     TimeBudgetOracle.__qualname__ = TimeBudgetOracle.__name__
     return TimeBudgetOracle
+
+
+def with_default_first(oracle_class):
+    """Returns a subclass of `oracle_class` whose first trial is the default configuration.
+
+    Every hyperparameter at its default (the hypermodel's defaults: `build_gru`'s, or the
+    recipe's where a job sets them), so that a search always measures what it must beat.
+    Later trials are the oracle's own. keras-tuner's grid search already starts there;
+    Hyperband cannot (its brackets own every trial's values and epochs). Wrap it inside
+    `with_time_budget` (`with_time_budget(with_default_first(cls))`) so that a spent
+    budget stops the first trial too.
+    """
+
+    class DefaultFirstOracle(oracle_class):
+        def populate_space(self, trial_id):
+            if not self.trials:
+                hps = keras_tuner.HyperParameters()
+                for hp in self.hyperparameters.space:
+                    hps.merge([hp])
+                    if hps.is_active(hp):
+                        hps.values[hp.name] = hp.default
+                return {"status": _RUNNING, "values": hps.values}
+            return super().populate_space(trial_id)
+
+    DefaultFirstOracle.__name__ = f"DefaultFirst{oracle_class.__name__}"
+    DefaultFirstOracle.__qualname__ = DefaultFirstOracle.__name__
+    return DefaultFirstOracle

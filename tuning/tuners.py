@@ -24,6 +24,7 @@ from tuning.oracles import (
     GeneticOracle,
     ParticleSwarmOracle,
     UniqueBayesianOptimizationOracle,
+    with_default_first,
     with_time_budget,
 )
 
@@ -47,6 +48,11 @@ _ORACLE_CLASSES = {
     "pso": ParticleSwarmOracle,
 }
 _BUDGETED = {name: with_time_budget(cls) for name, cls in _ORACLE_CLASSES.items()}
+# Grid search already starts from the defaults; Hyperband's brackets own every trial.
+DEFAULT_FIRST = ("random", "bayesian", "genetic", "pso", "grid")
+_DEFAULT_FIRST = {name: with_time_budget(with_default_first(cls))
+                  for name, cls in _ORACLE_CLASSES.items() if name not in ("grid", "hyperband")}
+_DEFAULT_FIRST["grid"] = _BUDGETED["grid"]
 
 
 def check_strategy(strategy, options=None):
@@ -64,7 +70,7 @@ def check_strategy(strategy, options=None):
 
 def make_oracle(strategy, *, objective, max_trials=10, max_epochs=None, seed=None,
                 max_time=None, hyperparameters=None, max_retries_per_trial=0,
-                max_consecutive_failed_trials=3, **options):
+                max_consecutive_failed_trials=3, default_first=False, **options):
     """Returns the oracle of a strategy.
 
     Args:
@@ -76,9 +82,15 @@ def make_oracle(strategy, *, objective, max_trials=10, max_epochs=None, seed=Non
         max_time: seconds of search at most, or `None`.
         hyperparameters: optional `keras_tuner.HyperParameters` registered first.
         max_retries_per_trial, max_consecutive_failed_trials: as in keras-tuner.
+        default_first: bool, make the first trial the default configuration (every
+            strategy in `DEFAULT_FIRST`; Hyperband cannot, and raises).
         **options: strategy options (see the module table).
     """
     check_strategy(strategy, options)
+    if not isinstance(max_trials, int) or isinstance(max_trials, bool) or max_trials < 1:
+        # keras-tuner runs no trial, without a word, for max_trials <= 0.
+        raise ValueError(f"`max_trials` must be a positive int. Received: "
+                         f"max_trials={max_trials!r}")
     if seed is not None and strategy not in ("genetic", "pso"):
         # keras-tuner's oracles read a seed of 0 as "no seed": shift by one.
         seed = seed + 1
@@ -93,6 +105,12 @@ def make_oracle(strategy, *, objective, max_trials=10, max_epochs=None, seed=Non
         kwargs["max_epochs"] = max_epochs
     else:
         kwargs["max_trials"] = max_trials
+    if default_first:
+        if strategy not in DEFAULT_FIRST:
+            raise ValueError(
+                f"`default_first=True` works with strategies {list(DEFAULT_FIRST)}: "
+                f"Hyperband's brackets choose every trial. Received: strategy={strategy!r}")
+        return _DEFAULT_FIRST[strategy](**kwargs)
     return _BUDGETED[strategy](**kwargs)
 
 

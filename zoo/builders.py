@@ -13,6 +13,8 @@ import typing
 
 import keras
 
+# The names live in `zoo.catalog` (no Keras there, for the command line); re-exported here.
+from zoo.catalog import ATTENTION_TYPES, CELLS, SEQUENCE_TASKS, TASKS, VARIANT_DESCRIPTIONS
 from zoo.layers import (
     WINDOW_NORM_MODES,
     AttentionPooling,
@@ -20,24 +22,6 @@ from zoo.layers import (
     WindowDenormalization,
     WindowNormalization,
 )
-
-CELLS = {
-    "gru": "Gated recurrent unit (Cho et al. 2014); `reset_after` selects the variant.",
-    "lstm": "Long short-term memory (Hochreiter & Schmidhuber 1997), forget bias 1.",
-    "rnn": "Vanilla (Elman) recurrent layer with tanh activation.",
-}
-
-TASKS = {
-    "classification": "One class per sequence: softmax over `num_outputs` classes, or one "
-    "sigmoid when `num_outputs=1` (binary).",
-    "regression": "`num_outputs` real values per sequence (e.g. a multi-step forecast).",
-    "sequence_labeling": "One class per time step (softmax, or sigmoid when `num_outputs=1`).",
-    "sequence_regression": "`num_outputs` real values per time step.",
-}
-
-ATTENTION_TYPES = ("additive", "multihead")
-
-SEQUENCE_TASKS = ("sequence_labeling", "sequence_regression")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,10 +108,12 @@ def _recurrent_stack(x, spec, *, last_returns_sequences, mask=None):
 def _conv_stack(x, spec, mask):
     """Conv1D feature extractor. Returns the features and the (downsampled) mask.
 
-    Convolutions use `padding="same"` and ReLU; with a mask, padded steps are zeroed
-    first, so a valid step sees exactly the zeros that "same" padding would give an
+    Convolutions use `padding="same"` (or `"causal"` with `causal=True`: step t sees
+    steps t-kernel_size+1..t only) and ReLU; with a mask, padded steps are zeroed
+    first, so a valid step sees exactly the zeros that the padding would give an
     unpadded sequence and padding does not change the result.
     """
+    causal = spec["causal"]
     if mask is not None:
         x = x * keras.ops.cast(mask, x.dtype)[..., None]
     for index, (filters, kernel_size) in enumerate(
@@ -136,7 +122,7 @@ def _conv_stack(x, spec, mask):
         x = keras.layers.Conv1D(
             filters,
             kernel_size,
-            padding="same",
+            padding="causal" if causal else "same",
             activation=None if spec["conv_batchnorm"] else "relu",
             kernel_initializer="he_normal",
             name=f"conv1d_{index}",
@@ -149,13 +135,25 @@ def _conv_stack(x, spec, mask):
             x = x * keras.ops.cast(mask, x.dtype)[..., None]
     pool_size = spec["pool_size"]
     if pool_size > 1:
-        x = keras.layers.MaxPooling1D(pool_size, padding="same", name="max_pool")(x)
-        if mask is not None:
+        mask_steps = None if mask is None else keras.ops.cast(mask, x.dtype)[..., None]
+        if causal:
+            # "same" pooling centres its padding, so a window's start depends on the
+            # length. Causal windows start at step 0 (steps kp..kp+p-1); the last one
+            # may be partial: zeros padded at the end fill it, which never win a max
+            # of ReLU outputs (>= 0), so a window is pooled over the steps it has.
+            # Pooled step k is known once step kp+p-1 (or the last step) has arrived.
+            end_padding = keras.layers.ZeroPadding1D((0, pool_size - 1), name="pool_padding")
+            x = end_padding(x)
+            if mask_steps is not None:
+                mask_steps = keras.layers.ZeroPadding1D(
+                    (0, pool_size - 1), name="mask_pool_padding")(mask_steps)
+        padding = "valid" if causal else "same"
+        x = keras.layers.MaxPooling1D(pool_size, padding=padding, name="max_pool")(x)
+        if mask_steps is not None:
             # A pooled step is valid when any step of its window was; ReLU outputs are
             # >= 0, so the zeroed padded steps never win the max of a partial window.
-            pooled = keras.layers.MaxPooling1D(pool_size, padding="same", name="mask_pool")(
-                keras.ops.cast(mask, x.dtype)[..., None]
-            )
+            pooled = keras.layers.MaxPooling1D(pool_size, padding=padding, name="mask_pool")(
+                mask_steps)
             mask = pooled[..., 0] > 0.5
     return x, mask
 
@@ -164,15 +162,18 @@ def _attention(x, spec, *, sequence_output):
     if sequence_output:
         # Self-attention over the states with a residual connection keeps one output
         # per step for sequence tasks.
+        # With `causal=True` step t attends to steps <= t only.
+        causal = spec["causal"]
         if spec["attention"] == "additive":
-            attended = keras.layers.AdditiveAttention(name="self_attention")([x, x])
+            attended = keras.layers.AdditiveAttention(name="self_attention")(
+                [x, x], use_causal_mask=causal)
         else:
             features = x.shape[-1]
             attended = keras.layers.MultiHeadAttention(
                 num_heads=spec["attention_heads"],
                 key_dim=max(1, features // spec["attention_heads"]),
                 name="self_attention",
-            )(x, x)
+            )(x, x, use_causal_mask=causal)
         x = keras.layers.Add(name="attention_residual")([x, attended])
         return keras.layers.LayerNormalization(name="attention_norm")(x)
     if spec["attention"] == "additive":
@@ -219,27 +220,20 @@ def _gru_fcn_body(x, spec, mask):
     return keras.layers.Concatenate(name="branches")([recurrent, conv])
 
 
+_BODIES = {
+    # name -> (body builder, flags); the descriptions are `zoo.catalog`'s.
+    "stacked": (_stacked_body, {}),
+    "bidirectional": (_stacked_body, dict(bidirectional=True)),
+    "attention": (_attention_body, dict(uses_attention=True)),
+    "bidirectional_attention": (_attention_body, dict(uses_attention=True,
+                                                      bidirectional=True)),
+    "cnn_gru": (_cnn_gru_body, dict(uses_conv=True)),
+    "cnn_gru_attention": (_cnn_gru_attention_body, dict(uses_conv=True, uses_attention=True)),
+    "gru_fcn": (_gru_fcn_body, dict(uses_conv=True)),
+}
 VARIANTS = {
-    v.name: v
-    for v in [
-        Variant("stacked", "N recurrent layers stacked, the last one summarises the sequence.",
-                _stacked_body),
-        Variant("bidirectional", "N bidirectional recurrent layers (forward and backward "
-                "states concatenated).", _stacked_body, bidirectional=True),
-        Variant("attention", "Recurrent stack whose states are pooled by learned attention "
-                "(additive or multi-head).", _attention_body, uses_attention=True),
-        Variant("bidirectional_attention", "Bidirectional recurrent stack with attention "
-                "pooling (BiGRU-attention).", _attention_body, uses_attention=True,
-                bidirectional=True),
-        Variant("cnn_gru", "Conv1D feature extractor (optional max pooling), then the "
-                "recurrent stack.", _cnn_gru_body, uses_conv=True),
-        Variant("cnn_gru_attention", "Conv1D feature extractor, recurrent stack and "
-                "attention pooling.", _cnn_gru_attention_body, uses_conv=True,
-                uses_attention=True),
-        Variant("gru_fcn", "GRU-FCN: a recurrent branch beside a fully convolutional branch "
-                "with global average pooling, concatenated (Elsayed et al. 2018).",
-                _gru_fcn_body, uses_conv=True),
-    ]
+    name: Variant(name, description, _BODIES[name][0], **_BODIES[name][1])
+    for name, description in VARIANT_DESCRIPTIONS.items()
 }
 
 
@@ -360,6 +354,7 @@ def build_gru(
     input_noise=0.0,
     window_norm=None,
     window_norm_channel=0,
+    causal=False,
     attention="additive",
     attention_heads=4,
     attention_units=None,
@@ -412,10 +407,21 @@ def build_gru(
             feature `window_norm_channel` and get that window's statistics back
             (`zoo.WindowDenormalization`), so adding a constant to a window adds it to
             the forecast. For trending series, whose later windows lie outside the
-            training levels. Float inputs without `mask_value` only; models with it
-            cannot stream. Defaults to `None`.
+            training levels. Float inputs without `mask_value` only; with
+            `causal=True` each frame uses the statistics of the frames so far, and
+            only then can the model stream. Defaults to `None`.
         window_norm_channel: int, the input feature the regression outputs forecast
             (with `window_norm`). Defaults to `0`.
+        causal: bool, no layer looks at later frames, so that the model runs one frame
+            at a time (`export.to_tflite(streaming=True)`) with exactly the outputs it
+            has on the whole sequence: convolutions are padded causally
+            (`padding="causal"`), max pooling windows start at the first step (the last,
+            partial window is pooled over the steps it has), self-attention of per-step
+            tasks sees earlier steps only (`use_causal_mask=True`) and `window_norm`
+            uses the statistics of the frames seen so far. Recurrent layers, attention
+            pooling and global average pooling are causal either way. Not for
+            bidirectional variants. Defaults to `False` (centred convolutions, which
+            see `(kernel_size - 1) // 2` later frames).
         attention: `"additive"` or `"multihead"`, for attention variants.
         attention_heads: int, heads of multi-head attention. Defaults to `4`.
         attention_units: int or `None`, hidden size of additive attention scoring.
@@ -482,7 +488,14 @@ def build_gru(
         attention=attention,
         attention_heads=attention_heads,
         attention_units=attention_units,
+        causal=causal,
     )
+    if not isinstance(causal, bool):
+        _raise("causal", causal, "True or False")
+    if causal and spec_variant.bidirectional:
+        _raise("causal", causal, f"False for the variant {variant!r} (its backward direction "
+               "reads every later frame before the first output, so it cannot be causal; "
+               "use 'stacked' or 'attention' for a causal model)")
     if not isinstance(reset_after, bool):
         _raise("reset_after", reset_after, "True or False")
     if not isinstance(unroll, bool):
@@ -587,7 +600,8 @@ def build_gru(
         x = inputs
     window_stats = None
     if window_norm is not None:
-        x, *window_stats = WindowNormalization(window_norm, name="window_norm")(x)
+        x, *window_stats = WindowNormalization(window_norm, causal=causal,
+                                               name="window_norm")(x)
     if input_noise:
         x = keras.layers.GaussianNoise(float(input_noise), name="input_noise")(x)
 

@@ -14,6 +14,8 @@ import sys
 import time
 
 # Before TensorFlow is first imported: keep its C++ start-up chatter off the terminal.
+# (Most of it is printed before absl's logging reads this setting; see
+# `zoo.quiet.import_tensorflow_quietly`.)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 BUILD_ARGS = ("variant", "cell", "units", "num_layers", "dropout", "recurrent_dropout",
@@ -62,7 +64,7 @@ def _plugins(group):
 
 def add_model_arguments(parser):
     """Adds the builder and training options shared by `train`, `run` and others."""
-    from zoo.builders import ATTENTION_TYPES, CELLS, VARIANTS
+    from zoo.catalog import ATTENTION_TYPES, CELLS, VARIANT_DESCRIPTIONS as VARIANTS
 
     group = parser.add_argument_group("model")
     group.add_argument("--variant", choices=sorted(VARIANTS), help="zoo variant")
@@ -269,12 +271,12 @@ def _format_metrics(metrics):
 
 
 def cmd_list(args):
-    from zoo.builders import CELLS, TASKS, VARIANTS
+    from zoo.catalog import CELLS, TASKS, VARIANT_DESCRIPTIONS
     from zoo.datasets import describe_datasets
     from zoo.presets import describe_presets
 
     sections = [
-        ("Variants", {name: v.description for name, v in VARIANTS.items()}),
+        ("Variants", VARIANT_DESCRIPTIONS),
         ("Cells", CELLS),
         ("Tasks", TASKS),
         ("Datasets", describe_datasets()),
@@ -334,7 +336,11 @@ def cmd_run(args):
     """The main job: train on the data (embedded GunPoint by default), then every plugin
     step (tune, export), then `report.md` with every exported file."""
     out = pathlib.Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"`--out` must be a directory (created if missing). "
+                         f"Received: --out {args.out!r}, an existing file")
     started = time.perf_counter()
+    budget = _device_budget(args)  # checked before any work
     dataset = load_data(args)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     print(f"[1] train: {_describe(dataset)}")
@@ -355,7 +361,8 @@ def cmd_run(args):
     context = {"run_dir": out, "model_path": out / "train" / "model.keras",
                "dataset": dataset, "quick": args.quick, "model_config": config,
                "seed": args.seed, "fit_on": run_config["train"]["fit_on"],
-               "train": run_config["train"]}
+               "train": run_config["train"], "test_metrics": result.test_metrics,
+               "params": int(result.model.count_params()), "budget": budget}
     failed = []
     for index, (name, step) in enumerate(_plugins("gru_zoo.run_steps"), start=2):
         label = name.split("_", 1)[-1]
@@ -393,6 +400,26 @@ def cmd_run(args):
 _STEPS = ("tune", "export")
 
 
+def _device_budget(args):
+    """The `--flash-kb/--ram-kb/--latency-ms` budget as a plain dict, or `None`.
+
+    The tune step turns it into a `tuning.budget.DeviceBudget` (zoo does not import
+    tuning); the values are checked here so a bad one stops the run before training.
+    """
+    limits = {"flash_kb": args.flash_kb, "ram_kb": args.ram_kb, "latency_ms": args.latency_ms}
+    for name, value in limits.items():
+        if value is not None and not (value > 0 and value != float("inf")):
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive number. "
+                             f"Received: --{name.replace('_', '-')} {value:g}")
+    if all(v is None for v in limits.values()):
+        return None
+    if "tune" in args.skip:
+        raise ValueError("a device budget (--flash-kb/--ram-kb/--latency-ms) is for the tune "
+                         "step. Received: --skip tune with a budget")
+    return dict(limits, quantization=args.budget_quantization,
+                streaming=bool(getattr(args, "streaming", None)))
+
+
 def _skip_list(text):
     steps = [x.strip() for x in text.split(",") if x.strip()]
     bad = [s for s in steps if s not in _STEPS]
@@ -402,8 +429,20 @@ def _skip_list(text):
     return steps
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: the message and where help is, not the usage text.
+
+    Subcommand parsers are of the same class (argparse creates them with
+    `type(parent)`), so `gru-zoo train --units many` is one line too.
+    """
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} "
+                     f"(`{self.prog} --help` lists the options)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="gru-zoo",
         description="Build, train, tune and export GRU models to verified TFLite files.",
     )
@@ -416,7 +455,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("list", help="list variants, cells, tasks, datasets and presets")
-    p.set_defaults(func=cmd_list)
+    p.set_defaults(func=cmd_list, uses_tensorflow=False)
 
     p = sub.add_parser("train", help="train one model and write a run directory")
     add_model_arguments(p)
@@ -431,6 +470,17 @@ def build_parser():
     p.add_argument("--skip", default=[], type=_skip_list,
                    help="comma-separated steps to skip: tune, export")
     p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    budget = p.add_argument_group(
+        "device budget", "limits for the tune step's search: models over them never train, "
+        "and the chosen model is exported in the budget's form (int8 full-sequence unless "
+        "--budget-quantization / --streaming say otherwise)")
+    budget.add_argument("--flash-kb", type=float, help="KiB the exported file may take")
+    budget.add_argument("--ram-kb", type=float, help="KiB of tensor arena the file may need")
+    budget.add_argument("--latency-ms", type=float,
+                        help="median LiteRT invoke time, one thread, batch 1")
+    budget.add_argument("--budget-quantization", default="int8",
+                        choices=["int8", "int16x8", "dynamic", "float16", "float32"],
+                        help="the budget's export quantization (default int8)")
     p.set_defaults(func=cmd_run)
 
     register_compare(sub)
@@ -447,6 +497,10 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
+        if getattr(args, "uses_tensorflow", True):
+            from zoo.quiet import import_tensorflow_quietly
+
+            import_tensorflow_quietly(show=args.debug)
         return args.func(args)
     except KeyboardInterrupt:
         print(f"gru-zoo {args.command}: interrupted", file=sys.stderr)
@@ -454,9 +508,12 @@ def main(argv=None):
     except Exception as error:  # noqa: BLE001 (one line for the user; --debug shows it)
         if args.debug:
             raise
-        # Bad input (ValueError and its subclasses, a missing file): exit 2, as argparse
-        # does; anything else is a failure of the run: exit 1. Both one line, no traceback.
-        bad_input = isinstance(error, (ValueError, FileNotFoundError))
+        # Bad input (ValueError and its subclasses, a path that is missing, taken, of
+        # the wrong kind or not ours): exit 2, as argparse does; anything else is a
+        # failure of the run: exit 1. Both one line, no traceback.
+        bad_input = isinstance(error, (ValueError, FileNotFoundError, FileExistsError,
+                                       IsADirectoryError, NotADirectoryError,
+                                       PermissionError))
         kind = "error" if bad_input else f"failed ({type(error).__name__})"
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"gru-zoo {args.command}: {kind}: {message} (--debug shows the traceback)"

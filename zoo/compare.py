@@ -202,7 +202,8 @@ def _tflite_size(model, workdir):
     """Size in bytes of the model's verified fp32 TFLite file, or `None` when `export`
     is absent.
 
-    `export` is an optional sibling package (DESIGN.md: `zoo` does not depend on it);
+    `export` is an optional sibling package (`zoo` does not depend on it: see the
+    import rules in docs/architecture.md);
     a conversion failure is reported as `nan` rather than stopping the comparison.
     """
     try:

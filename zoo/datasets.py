@@ -225,6 +225,17 @@ def _check_fraction(argument, value):
         )
 
 
+def _check_seed(value):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"`seed` must be an int >= 0. Received: seed={value!r}")
+
+
+def _check_bool(argument, value):
+    # `normalize="no"` is truthy: without this check it would normalize.
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"`{argument}` must be True or False. Received: {argument}={value!r}")
+
+
 def _load_npz(filename):
     with importlib.resources.files("zoo").joinpath("data", filename).open("rb") as f:
         with np.load(f, allow_pickle=False) as data:
@@ -273,6 +284,9 @@ def _normalize_splits(x_train, *others):
 
 
 def _ucr(filename, display_name, description, validation_split, seed, normalize):
+    _check_fraction("validation_split", validation_split)
+    _check_seed(seed)
+    _check_bool("normalize", normalize)
     data = _load_npz(filename)
     label_names = sorted(set(data["y_train"].tolist()) | set(data["y_test"].tolist()))
     index = {label: i for i, label in enumerate(label_names)}
@@ -334,6 +348,7 @@ def load_airline_passengers(window=24, horizon=12, test_months=24, val_months=12
             raise ValueError(
                 f"`{argument}` must be a positive int. Received: {argument}={value!r}"
             )
+    _check_bool("normalize", normalize)
     series = np.log(_load_npz("AirlinePassengers.npz")["values"].astype(np.float64))
     n = len(series)
     if window + horizon + test_months + val_months > n:
@@ -403,6 +418,14 @@ def adding_problem(num_samples, length, seed=0):
 
 def load_adding(length=100, num_train=10000, num_val=1000, num_test=1000, seed=0):
     """The adding problem as a regression `Dataset` (independent seeds per split)."""
+    if not isinstance(length, int) or isinstance(length, bool) or length < 2:
+        raise ValueError(f"`length` must be an int >= 2. Received: length={length!r}")
+    for argument, value in (("num_train", num_train), ("num_val", num_val),
+                            ("num_test", num_test)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(
+                f"`{argument}` must be a positive int. Received: {argument}={value!r}")
+    _check_seed(seed)
     x_train, y_train = adding_problem(num_train, length, seed=seed)
     x_val, y_val = adding_problem(num_val, length, seed=seed + 1)
     x_test, y_test = adding_problem(num_test, length, seed=seed + 2)
@@ -562,6 +585,11 @@ def load_dataset(name, **kwargs):
     Returns:
         A `Dataset`.
     """
+    if not isinstance(name, (str, os.PathLike)) or isinstance(name, bytes):
+        raise ValueError(
+            f"`name` must be a str: one of {sorted(DATASETS)}, 'tfds:<name>' or a data file "
+            f"path (str or os.PathLike). Received: name={name!r}"
+        )
     if _is_path(name):
         from zoo.loaders import load_file
 

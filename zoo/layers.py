@@ -150,20 +150,27 @@ class WindowNormalization(keras.layers.Layer):
     set, not of each window, which is why this layer exists.
     `WindowDenormalization` puts the statistics back on the forecast.
 
+    With `causal=True` each step is normalized by the statistics of the steps up to and
+    including it (a running mean), so a step's output never depends on later steps and
+    the layer can run one frame at a time.
+
     Args:
         mode: `"mean"` (subtract the window mean) or `"meanstd"` (also divide by the
             window standard deviation). Defaults to `"mean"`.
         epsilon: float added to the variance in `"meanstd"` mode. Defaults to `1e-5`.
+        causal: bool, statistics of the steps so far instead of the whole window.
+            Defaults to `False`.
 
     Call arguments:
         inputs: float tensor `(batch, time, features)`.
 
     Returns a tuple: the normalized inputs `(batch, time, features)`, the means
     `(batch, 1, features)` and, in `"meanstd"` mode, the standard deviations
-    `(batch, 1, features)`.
+    `(batch, 1, features)`. With `causal=True` the statistics have one entry per step,
+    `(batch, time, features)`.
     """
 
-    def __init__(self, mode="mean", epsilon=1e-5, **kwargs):
+    def __init__(self, mode="mean", epsilon=1e-5, causal=False, **kwargs):
         super().__init__(**kwargs)
         if mode not in WINDOW_NORM_MODES:
             raise ValueError(
@@ -171,10 +178,15 @@ class WindowNormalization(keras.layers.Layer):
             )
         if not isinstance(epsilon, (int, float)) or isinstance(epsilon, bool) or epsilon <= 0:
             raise ValueError(f"`epsilon` must be a positive float. Received: epsilon={epsilon!r}")
+        if not isinstance(causal, bool):
+            raise ValueError(f"`causal` must be True or False. Received: causal={causal!r}")
         self.mode = mode
         self.epsilon = float(epsilon)
+        self.causal = causal
 
     def call(self, inputs):
+        if self.causal:
+            return self._call_causal(inputs)
         mean = ops.mean(inputs, axis=1, keepdims=True)
         centred = inputs - mean
         if self.mode == "mean":
@@ -182,15 +194,35 @@ class WindowNormalization(keras.layers.Layer):
         std = ops.sqrt(ops.mean(ops.square(centred), axis=1, keepdims=True) + self.epsilon)
         return centred / std, mean, std
 
+    def _call_causal(self, inputs):
+        # Statistics of the steps so far, computed on the offsets from the first step:
+        # the same values, but the variance (mean of squares minus squared mean) no
+        # longer cancels the level of the series, so it keeps its precision (and a
+        # running version, one frame at a time, agrees with it to float rounding).
+        first = inputs[:, :1]
+        offsets = inputs - first
+        counts = ops.cumsum(ops.ones_like(inputs[..., :1]), axis=1)  # 1, 2, ..., time
+        mean_offset = ops.cumsum(offsets, axis=1) / counts
+        centred = offsets - mean_offset
+        mean = first + mean_offset
+        if self.mode == "mean":
+            return centred, mean
+        # >= 0 up to rounding, hence the relu.
+        variance = ops.relu(ops.cumsum(ops.square(offsets), axis=1) / counts
+                            - ops.square(mean_offset))
+        std = ops.sqrt(variance + self.epsilon)
+        return centred / std, mean, std
+
     def compute_output_shape(self, input_shape):
-        stats = (input_shape[0], 1, input_shape[-1])
+        time = input_shape[1] if self.causal else 1
+        stats = (input_shape[0], time, input_shape[-1])
         if self.mode == "mean":
             return tuple(input_shape), stats
         return tuple(input_shape), stats, stats
 
     def get_config(self):
         config = super().get_config()
-        config.update({"mode": self.mode, "epsilon": self.epsilon})
+        config.update({"mode": self.mode, "epsilon": self.epsilon, "causal": self.causal})
         return config
 
 
@@ -207,7 +239,10 @@ class WindowDenormalization(keras.layers.Layer):
     Call arguments:
         inputs: a list `[outputs, mean]` or `[outputs, mean, std]`: outputs
             `(batch, outputs)` or `(batch, time, outputs)`, statistics
-            `(batch, 1, features)` as `WindowNormalization` returns them.
+            `(batch, 1, features)` or, from a causal `WindowNormalization`,
+            `(batch, time, features)` as `WindowNormalization` returns them. Outputs
+            `(batch, outputs)` (one forecast per window) take the statistics of the
+            last step.
 
     Returns a tensor shaped like `outputs`.
     """
@@ -222,8 +257,8 @@ class WindowDenormalization(keras.layers.Layer):
         outputs, *stats = inputs
 
         def pick(statistic):
-            statistic = statistic[:, :, self.channel : self.channel + 1]  # (batch, 1, 1)
-            return statistic[:, 0, :] if len(outputs.shape) == 2 else statistic
+            statistic = statistic[:, :, self.channel : self.channel + 1]  # (batch, 1 or time, 1)
+            return statistic[:, -1, :] if len(outputs.shape) == 2 else statistic
 
         if len(stats) == 2:
             outputs = outputs * pick(stats[1])

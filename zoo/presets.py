@@ -17,6 +17,7 @@ and `<name>.weights.h5` (the weights). `load_preset(name)` rebuilds the model wi
 import datetime
 import importlib.resources
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -42,14 +43,20 @@ def _package_dir():
 
 
 def _directory(directory):
-    return pathlib.Path(directory) if directory is not None else _package_dir()
+    if directory is None:
+        return _package_dir()
+    path = pathlib.Path(directory) if isinstance(directory, (str, os.PathLike)) else None
+    if path is None or not path.is_dir():
+        why = "" if path is None else " (not a folder)" if path.exists() else " (no such folder)"
+        raise ValueError(f"`directory` must be an existing folder of presets (<name>.json and "
+                         f"<name>.weights.h5), or None for the packaged presets. "
+                         f"Received: directory={directory!r}{why}")
+    return path
 
 
 def list_presets(directory=None):
     """Sorted names of the presets in `directory` (default: the packaged presets)."""
     root = _directory(directory)
-    if not root.is_dir():
-        return []
     return sorted(entry.name[: -len(_METADATA_SUFFIX)] for entry in root.iterdir()
                   if entry.name.endswith(_METADATA_SUFFIX))
 
@@ -193,7 +200,7 @@ def save_preset(run_dir, name=None, *, directory=None, description=None):
         "created": datetime.date.today().isoformat(),
         "keras_version": keras.__version__,
     }
-    out = _directory(directory) if directory is not None else pathlib.Path(
+    out = pathlib.Path(directory) if directory is not None else pathlib.Path(
         str(_package_dir()))
     out.mkdir(parents=True, exist_ok=True)
     model.save_weights(out / (name + _WEIGHTS_SUFFIX))

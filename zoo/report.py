@@ -20,6 +20,8 @@ import tempfile
 
 import numpy as np
 
+from zoo.fileio import new_file_mode
+
 PREDICT_BATCH_SIZE = 256
 _SEQUENCE_TASKS = ("sequence_labeling", "sequence_regression")
 
@@ -254,6 +256,7 @@ def _save_figure(fig, path):
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=100, format="png")
+        os.chmod(tmp, new_file_mode())  # mkstemp's 0600 -> the user's umask
         os.replace(tmp, path)
     finally:
         plt.close(fig)
@@ -543,12 +546,22 @@ def _regression_section(run_dir, dataset, predictions):
                  + (" (normalized units)." if dataset.normalization else "."))
     lines.append("")
     baselines = dataset.forecast_baselines() if hasattr(dataset, "forecast_baselines") else {}
+    baselines = dict(baselines)
+    seen = [np.asarray(y).reshape(len(y), -1) for y in (dataset.y_train, dataset.y_val)
+            if y is not None and len(y)]
+    if seen:  # a model that cannot beat the training targets' mean has learnt nothing
+        mean = np.concatenate(seen).mean(axis=0)
+        baselines["training mean"] = float(np.mean((mean[None, :] - y_true) ** 2))
     if baselines:
         rows = [["this model", _fmt(mse), "-"]]
-        rows += [[name, _fmt(value), "yes" if mse < value else "no"]
+        rows += [[name, _fmt(value), "yes" if mse < value else "**no**"]
                  for name, value in baselines.items()]
-        lines += ["Baselines a forecaster must beat (test MSE, same units):", "",
-                  _md_table(["Forecast", "Test MSE", "Model beats it"], rows), ""]
+        lines += ["Baselines the model must beat (test MSE, same units):", "",
+                  _md_table(["Prediction", "Test MSE", "Model beats it"], rows), ""]
+        beaten = [name for name, value in baselines.items() if mse >= value]
+        if beaten:
+            lines += [f"**The model does not beat {', '.join(beaten)}**: treat it as a failed "
+                      "fit, not as a result.", ""]
     if dataset.season is not None or dataset.num_outputs > 1:
         plot_forecast(dataset.x_test, y_true, y_pred, run_dir / "forecast.png")
         lines += ["![Forecast](forecast.png)", ""]
@@ -595,48 +608,61 @@ def _exports_section(run_dir, exports):
     return lines
 
 
-_TUNE_KNOWN = ("strategy", "trials", "completed", "best_val_loss", "trained_model_val_loss",
-               "best_hyperparameters", "test", "output_dir", "seconds")
+_TUNE_KNOWN = ("strategy", "trials", "completed", "pruned", "infeasible", "cv", "objective",
+               "default_cv", "budget", "trained", "chosen", "verdict", "output_dir",
+               "seconds")
 
 
 def _tune_section(tune):
+    """The main job's tuning step (`tuning.cli.run_step`'s summary) as Markdown."""
     lines = ["## Tuning", ""]
     if tune is None:
         lines += ["No tuning step in this run.", ""]
         return lines
-    if not isinstance(tune, dict) or not any(k in tune for k in _TUNE_KNOWN[:7]):
+    if not isinstance(tune, dict) or "verdict" not in tune:
         lines += [_json_block(tune), ""]
         return lines
+    lines += [f"**Verdict:** {tune['verdict']}.", ""]
     facts = []
-    if tune.get("strategy"):
-        facts.append(f"- **Strategy:** {tune['strategy']}")
     if tune.get("trials") is not None:
-        done = f" ({tune['completed']} completed)" if tune.get("completed") is not None else ""
-        facts.append(f"- **Trials:** {tune['trials']}{done}")
-    if tune.get("best_val_loss") is not None:
-        facts.append(f"- **Best validation loss:** {_fmt(tune['best_val_loss'])}")
-    if "trained_model_val_loss" in tune:
-        value = tune["trained_model_val_loss"]
-        facts.append("- **Trained model's validation loss:** " + (
-            _fmt(value) if value is not None
-            else "not reported (it was fitted on train+val, so it has seen that data)"))
+        facts.append(f"- **Search:** {tune.get('strategy')}, {tune['trials']} trials "
+                     f"({tune.get('completed')} completed, {tune.get('pruned', 0)} pruned, "
+                     f"{tune.get('infeasible', 0)} over the device budget)")
+    if tune.get("cv"):
+        facts.append(f"- **Cross-validation:** {tune['cv']}")
+    budget = tune.get("budget")
+    if isinstance(budget, dict):
+        limits = ", ".join(f"{k} {budget[k]:g}" for k in ("flash_kb", "ram_kb", "latency_ms")
+                           if budget.get(k) is not None)
+        facts.append(f"- **Device budget:** {limits} ({budget.get('form')})")
     if tune.get("seconds") is not None:
         facts.append(f"- **Time:** {_fmt(tune['seconds'])} s")
     if tune.get("output_dir"):
         facts.append(f"- **Job directory:** `{tune['output_dir']}`")
     lines += facts + [""]
-    best = tune.get("best_hyperparameters")
-    if isinstance(best, dict) and best:
-        lines += ["Best hyperparameters:", "",
+    trained, chosen = tune.get("trained") or {}, tune.get("chosen") or {}
+    default_cv = tune.get("default_cv") or {}
+    objective = tune.get("objective", "CV score")
+    rows = [["trained model (the default configuration)", _fmt(default_cv.get("score")),
+             _fmt(trained.get("params")),
+             ", ".join(f"{k} {_fmt(v)}" for k, v in (trained.get("test") or {}).items())]]
+    if chosen and not chosen.get("is_trained_config"):
+        rows.append([f"chosen (trial {chosen.get('trial')})", _fmt(chosen.get("cv_score")),
+                     _fmt(chosen.get("params")),
+                     ", ".join(f"{k} {_fmt(v)}" for k, v in (chosen.get("test") or {}).items())])
+    lines += [_md_table(["Model", f"{objective} (CV)", "Parameters", "Test"], rows), ""]
+    export = chosen.get("export") if chosen else None
+    if isinstance(export, dict):
+        lines += [f"The chosen model as {export.get('form')}: `{export.get('path')}`, "
+                  f"{_fmt(export.get('flash_bytes', 0) / 1024.0)} KiB flash, "
+                  f"{_fmt(export.get('ram_bytes', 0) / 1024.0)} KiB RAM, "
+                  f"{_fmt(export.get('latency_ms'))} ms"
+                  + ("" if export.get("within_budget") else " (OVER THE BUDGET)") + ".", ""]
+    best = chosen.get("hyperparameters") if chosen else None
+    if isinstance(best, dict) and best and not chosen.get("is_trained_config"):
+        lines += ["Chosen hyperparameters:", "",
                   _md_table(["Hyperparameter", "Value"],
                             [[k, json.dumps(_jsonable(v))] for k, v in best.items()]), ""]
-    test = tune.get("test")
-    if isinstance(test, dict) and test:
-        lines += ["Test metrics of the best trial, retrained:", "",
-                  _md_table(["Metric", "Value"], [[k, _fmt(v)] for k, v in test.items()]), ""]
-    rest = {k: v for k, v in tune.items() if k not in _TUNE_KNOWN}
-    if rest:
-        lines += [_json_block(rest), ""]
     return lines
 
 
@@ -685,6 +711,7 @@ def write_report(run_dir, dataset, *, model, test_metrics, history=None, recipe=
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, new_file_mode())  # mkstemp's 0600 -> the user's umask
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

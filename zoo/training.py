@@ -22,6 +22,7 @@ import time
 import keras
 import numpy as np
 
+from zoo.fileio import new_file_mode
 from zoo.recipes import TRAIN_DEFAULTS
 
 LR_DECAYS = ("plateau", "cosine", None)
@@ -525,6 +526,7 @@ def save_model_atomically(model, path):
     os.close(fd)
     try:
         model.save(tmp)
+        os.chmod(tmp, new_file_mode())  # mkstemp's 0600 -> the user's umask
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -1,0 +1,375 @@
+"""The TensorFlow / LiteRT / TFLite Micro / keras-tuner facts the code relies on, re-checked.
+
+Each test is named after its fact in `docs/tflite-facts.md` (F1, F2, ...) and fails when
+the installed versions stop behaving that way; the code that relies on the fact then
+needs another look. Facts already shown by other tests are linked from that page
+instead of being tested twice here (the calibrated `WHILE` loop that kills the
+converter, F5, is `test_export.py::test_real_converter_segfault_is_contained`).
+
+Tiny models, a few seconds each. The conversions here run in this process: each is one
+that returns or raises an error on this stack, none of the kind that kills the converter.
+"""
+
+import pathlib
+import re
+import subprocess
+import sys
+import textwrap
+
+import keras
+import keras_tuner
+import numpy as np
+import pytest
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+from helpers import FEATURES, TIME, sequences, tiny_model
+
+from export import LiteModel, converter, op_report, recipes
+from export.metadata import signature_tensor_indices
+
+BUILTINS = [tf.lite.OpsSet.TFLITE_BUILTINS]
+
+
+def gru_model(*, batch_size=None, unroll=False, stateful=False, time=TIME, seed=0):
+    """One GRU layer and a Dense head, in plain Keras."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((time, FEATURES), batch_size=batch_size)
+    x = keras.layers.GRU(4, unroll=unroll, stateful=stateful)(inputs)
+    return keras.Model(inputs, keras.layers.Dense(2)(x))
+
+
+def convert_keras(model):
+    """`TFLiteConverter.from_keras_model` with builtin ops only."""
+    lite_converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    lite_converter.target_spec.supported_ops = BUILTINS
+    return lite_converter.convert()
+
+
+def run_litert(content, x):
+    """Runs the file's only signature on one batch-1 input with the standalone interpreter."""
+    runner = Interpreter(model_content=content).get_signature_runner()
+    (name,) = runner.get_input_details()
+    (output,) = runner(**{name: x}).values()
+    return output
+
+
+# === Converting recurrent Keras models ===
+
+
+def _from_saved_model(model, tmp_path):
+    model.export(str(tmp_path / "saved_model"), format="tf_saved_model", verbose=False)
+    lite_converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "saved_model"))
+    lite_converter.target_spec.supported_ops = BUILTINS
+    return lite_converter.convert()
+
+
+def _from_concrete_functions(model, tmp_path):
+    function = tf.function(lambda x: model(x)).get_concrete_function(
+        tf.TensorSpec((None, TIME, FEATURES), tf.float32))
+    lite_converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+    lite_converter.target_spec.supported_ops = BUILTINS
+    return lite_converter.convert()
+
+
+@pytest.mark.parametrize("route", ["from_keras_model", "from_saved_model",
+                                   "from_concrete_functions", "export_archive"])
+def test_f1_a_dynamic_batch_gru_does_not_convert_to_builtins(route, tmp_path):
+    model = gru_model()
+    convert = {"from_keras_model": lambda m, _: convert_keras(m),
+               "from_saved_model": _from_saved_model,
+               "from_concrete_functions": _from_concrete_functions,
+               # export.converter's own route, before a form gives the model a static batch
+               "export_archive": lambda m, _: converter.convert(m)}[route]
+    with pytest.raises(Exception, match=r"TensorListReserve[\s\S]*element_shape"):
+        convert(model, tmp_path)
+
+
+@pytest.mark.parametrize("variant, options", [
+    ("bidirectional", {}),
+    ("stacked", {"input_shape": (TIME,), "vocab_size": 20}),  # embedding and mask
+])
+def test_f1_holds_for_bidirectional_and_masked_models(variant, options):
+    with pytest.raises(Exception, match="TensorListReserve"):
+        convert_keras(tiny_model(variant, **options))
+
+
+def test_f2_keras_litert_export_needs_flex_ops_the_interpreter_refuses(tmp_path):
+    path = tmp_path / "keras.tflite"
+    gru_model().export(str(path), format="litert", verbose=False)
+    ops = op_report(path.read_bytes())
+    assert ops["flex"] and all(op.startswith("FlexTensorList") for op in ops["flex"])
+    with pytest.raises(RuntimeError, match="Select TensorFlow op"):
+        Interpreter(model_path=str(path)).allocate_tensors()
+
+
+def test_f3_a_static_batch_converts_to_a_while_loop_that_matches_keras():
+    model = gru_model(batch_size=1)
+    content = convert_keras(model)
+    ops = op_report(content)
+    assert "WHILE" in ops["builtin"] and ops["flex"] == [] and ops["custom"] == []
+    x = sequences(1)
+    assert np.abs(run_litert(content, x) - np.asarray(model(x))).max() <= 1e-6
+
+
+def test_f3_weights_left_as_variables_fail_at_run_time():
+    """A batch-1 concrete function given the model as its trackable object converts with
+    the weights as resource variables, and the file then fails on invoke."""
+    model = gru_model()
+    function = tf.function(lambda x: model(x)).get_concrete_function(
+        tf.TensorSpec((1, TIME, FEATURES), tf.float32))
+    lite_converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+    lite_converter.target_spec.supported_ops = BUILTINS
+    content = lite_converter.convert()
+    assert "READ_VARIABLE" in op_report(content)["builtin"]
+    with pytest.raises(RuntimeError, match="READ_VARIABLE"):
+        run_litert(content, sequences(1))
+
+
+def test_f4_unrolled_converts_without_a_loop_and_grows_with_the_length():
+    x = sequences(1)
+    unrolled = gru_model(unroll=True)  # dynamic batch: no loop, so no tensor list
+    content = convert_keras(unrolled)
+    assert "WHILE" not in op_report(content)["builtin"]
+    assert np.abs(run_litert(content, x) - np.asarray(unrolled(x))).max() <= 1e-6
+    loop = convert_keras(gru_model(batch_size=1))
+    longer = convert_keras(gru_model(unroll=True, time=2 * TIME))
+    assert len(loop) < len(content) < len(longer)
+
+
+# === Streaming step models ===
+
+
+def _rollout_pairs(step, x):
+    """(frame, states) calibration samples from float runs of a batched step model."""
+    names = [name for name in step.input if name != "frame"]
+    states = {name: np.zeros((len(x), step.input[name].shape[-1]), np.float32)
+              for name in names}
+    pairs = []
+    for t in range(x.shape[1]):
+        pairs += [dict({name: value[i:i + 1] for name, value in states.items()},
+                       frame=x[i:i + 1, t]) for i in range(len(x))]
+        outputs = step({"frame": x[:, t], **states})
+        states = {name: np.asarray(outputs[f"new_{name}"]) for name in names}
+    return pairs
+
+
+def test_f7_int8_state_drifts_unless_calibrated_on_rollouts_and_16x8_drifts_less():
+    keras.utils.set_random_seed(0)
+    model = tiny_model(input_shape=(None, FEATURES), num_outputs=2, units=16, num_layers=1,
+                       task="regression")
+    x = sequences(8, time=50)
+    reference = np.asarray(model.predict(x, verbose=0))
+    step = recipes.build_step_model(model)
+    rollouts = _rollout_pairs(recipes.build_step_model(model, batch_size=None), x)
+    zero_states = [dict(pair, state_0=np.zeros_like(pair["state_0"])) for pair in rollouts]
+
+    def error(quantization, representative):
+        content = converter.convert(step, quantization=quantization,
+                                    representative=representative)
+        return float(np.abs(LiteModel(content).predict(x) - reference).max())
+
+    int8_rollouts = error("int8", rollouts)
+    assert error("int8", zero_states) > 3 * int8_rollouts
+    assert error("int16x8", rollouts) < int8_rollouts
+
+
+# === Other traps ===
+
+
+def test_f8a_a_stateful_gru_converts_but_resetting_variables_keeps_its_state():
+    model = gru_model(batch_size=1, stateful=True)
+    content = convert_keras(model)
+    assert "WHILE" in op_report(content)["builtin"]
+    interpreter = Interpreter(model_content=content)
+    runner = interpreter.get_signature_runner()
+    (name,) = runner.get_input_details()
+    x = sequences(1)
+    first = next(iter(runner(**{name: x}).values()))
+    second = next(iter(runner(**{name: x}).values()))
+    assert not np.allclose(first, second)  # the state carried over
+    interpreter.reset_all_variables()
+    after_reset = next(iter(runner(**{name: x}).values()))
+    assert not np.allclose(after_reset, first, atol=1e-4)
+
+
+def test_f8c_a_saved_tf_module_keeps_variables_and_keras_export_archive_does_not(tmp_path):
+    model = gru_model(batch_size=1)
+
+    class Wrapper(tf.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        @tf.function(input_signature=[tf.TensorSpec((1, TIME, FEATURES), tf.float32,
+                                                    name="inputs")])
+        def serve(self, x):
+            return {"output": self.inner(x)}
+
+    wrapper = Wrapper(model)
+    tf.saved_model.save(wrapper, str(tmp_path / "module"), signatures=wrapper.serve)
+    lite_converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "module"))
+    lite_converter.target_spec.supported_ops = BUILTINS
+    x = sequences(1)
+    with pytest.raises(RuntimeError, match="READ_VARIABLE"):
+        run_litert(lite_converter.convert(), x)
+    # `keras.export.ExportArchive` (what `export.converter` writes) freezes the weights.
+    content = converter.convert(model)
+    assert "READ_VARIABLE" not in op_report(content)["builtin"]
+    assert np.abs(LiteModel(content).predict(x) - np.asarray(model(x))).max() <= 1e-6
+
+
+# === TFLite for Microcontrollers ===
+
+_TFLM_CHILD = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from tflite_micro.python.tflite_micro import runtime
+
+    interpreter = runtime.Interpreter.from_bytes(open(sys.argv[1], "rb").read(),
+                                                 arena_size=1 << 20)
+    interpreter.set_input(np.load(sys.argv[2]), 0)
+    interpreter.invoke()
+    np.save(sys.argv[3], interpreter.get_output(0))
+""")
+
+
+def test_f9_tflm_runs_the_step_file_but_not_the_loop_file(tmp_path):
+    from tflite_micro.python.tflite_micro import runtime
+
+    model = tiny_model()
+    x = sequences(1)
+    reference = np.asarray(model.predict(x, verbose=0))
+
+    # The full-sequence WHILE file, in a child process (it hung there on earlier builds).
+    loop_path = tmp_path / "loop.tflite"
+    loop_path.write_bytes(converter.convert(recipes.rebuild(model, unroll=False)))
+    np.save(tmp_path / "x.npy", x)
+    try:
+        done = subprocess.run([sys.executable, "-c", _TFLM_CHILD, str(loop_path),
+                               str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+                              capture_output=True, text=True, timeout=60)
+        loop_works = (done.returncode == 0
+                      and np.abs(np.load(tmp_path / "y.npy") - reference).max() <= 1e-3)
+    except subprocess.TimeoutExpired:
+        loop_works = False
+    assert not loop_works
+
+    # The step file runs frame by frame. TFLM's tensor details carry no names: a tensor
+    # is its position in the subgraph's inputs or outputs, found through the
+    # signature's tensor map (not the signature's own order).
+    content = converter.convert(recipes.build_step_model(model))
+    interpreter = runtime.Interpreter.from_bytes(content, arena_size=1 << 20)
+    assert "name" not in interpreter.get_input_details(0)
+    assert "name" not in interpreter.get_output_details(0)
+    indices = signature_tensor_indices(content)
+    inputs, outputs = dict(indices["inputs"]), dict(indices["outputs"])
+    assert set(inputs) == {"frame", "state_0", "state_1"}
+    states = {name: np.zeros((1, 4), np.float32) for name in ("state_0", "state_1")}
+    for t in range(TIME):
+        for name, value in dict(states, frame=x[:, t]).items():
+            interpreter.set_input(value, inputs[name])
+        interpreter.invoke()
+        states = {name: np.asarray(interpreter.get_output(outputs[f"new_{name}"]))
+                  for name in states}
+    np.testing.assert_allclose(interpreter.get_output(outputs["output"]), reference,
+                               atol=1e-5)
+
+
+# === keras-tuner ===
+
+
+def _tiny_tuner(tmp_path, name, **kwargs):
+    def build(hp):
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(hp.Int("units", 1, 2))])
+        model.compile(optimizer="sgd", loss="mse")
+        return model
+
+    return keras_tuner.RandomSearch(build, objective="loss", max_trials=1,
+                                    directory=str(tmp_path), project_name=name,
+                                    max_consecutive_failed_trials=1, **kwargs)
+
+
+def test_f11_every_keras_tuner_trial_imports_tensorboard(tmp_path, monkeypatch):
+    x, y = np.zeros((4, 3), "float32"), np.zeros((4, 1), "float32")
+    with monkeypatch.context() as blocked:
+        for module in [m for m in sys.modules if m.split(".")[0] == "tensorboard"]:
+            blocked.delitem(sys.modules, module)
+        blocked.setitem(sys.modules, "tensorboard", None)  # as if not installed
+        with pytest.raises(RuntimeError, match="tensorboard"):
+            _tiny_tuner(tmp_path, "without").search(x, y, epochs=1, verbose=0)
+    tuner = _tiny_tuner(tmp_path, "with")
+    tuner.search(x, y, epochs=1, verbose=0)
+    assert [t.status for t in tuner.oracle.trials.values()] == ["COMPLETED"]
+
+
+def test_f12_a_workers_oracle_client_has_no_trials(monkeypatch):
+    from keras_tuner.src.distribute.oracle_client import OracleClient
+
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "1")  # no connection is made here
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
+    oracle = keras_tuner.oracles.RandomSearchOracle(objective="loss", max_trials=1)
+    client = OracleClient(oracle)
+    assert client.objective == oracle.objective
+    assert hasattr(oracle, "trials") and not hasattr(client, "trials")
+
+
+def test_f13_keras_tuner_cross_validates_only_scikit_learn_models():
+    import inspect
+
+    assert "cv" in inspect.signature(keras_tuner.SklearnTuner.__init__).parameters
+    for method in (keras_tuner.Tuner.__init__, keras_tuner.Tuner.search,
+                   keras_tuner.Tuner.run_trial):
+        parameters = set(inspect.signature(method).parameters)
+        assert not parameters & {"cv", "folds", "n_splits"}, method
+
+
+def test_f14_a_list_of_objectives_is_summed():
+    oracle = keras_tuner.oracles.RandomSearchOracle(
+        objective=[keras_tuner.Objective("a", "min"), keras_tuner.Objective("b", "max")],
+        max_trials=1)
+    assert oracle.objective.get_value({"a": 3.0, "b": 1.0, "ignored": 10.0}) == 2.0
+
+
+def test_f15_run_trial_may_return_a_dict_or_a_float(tmp_path):
+    class DictTuner(keras_tuner.Tuner):
+        def run_trial(self, trial, *args, **kwargs):
+            units = trial.hyperparameters.Int("units", 1, 4)
+            return {"score": float(units), "folds": 2.0 * units}
+
+    class FloatTuner(keras_tuner.Tuner):
+        def run_trial(self, trial, *args, **kwargs):
+            return float(trial.hyperparameters.Int("units", 1, 4))
+
+    for tuner_class in (DictTuner, FloatTuner):
+        oracle = keras_tuner.oracles.RandomSearchOracle(
+            objective=keras_tuner.Objective("score", "min"), max_trials=2, seed=0)
+        tuner = tuner_class(oracle=oracle, directory=str(tmp_path),
+                            project_name=tuner_class.__name__)
+        tuner.search(verbose=0)
+        for trial in oracle.trials.values():
+            units = trial.hyperparameters.get("units")
+            assert trial.score == float(units)
+            if tuner_class is DictTuner:
+                assert trial.metrics.get_last_value("folds") == 2.0 * units
+
+
+# === The facts page ===
+
+
+def test_the_facts_page_names_tests_and_scripts_that_exist():
+    """Every `file.py::test_name` on docs/tflite-facts.md exists, every fact test here is
+    named there, and every script it names is in the repository."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    text = (root / "docs" / "tflite-facts.md").read_text()
+    named = set()
+    current = None
+    for file, test in re.findall(r"`(test_\w+\.py)?::(test_\w+)`", text):
+        current = file or current
+        source = (root / "tests" / current).read_text()
+        assert re.search(rf"^def {test}\(", source, re.MULTILINE), f"{current}::{test}"
+        named.add((current, test))
+    here = re.findall(r"^def (test_f\w+)\(", pathlib.Path(__file__).read_text(), re.M)
+    assert here and {("test_stack_facts.py", test) for test in here} <= named
+    for script in re.findall(r"`(?:python )?(benchmarks/\w+\.py)", text):
+        assert (root / script).is_file(), script
