@@ -259,3 +259,25 @@ def test_recipe_choice_for_chunkable_models(recipe, quantization, expected):
                                     chunkable=True) == expected
     assert exporter._recipes_to_try(recipe, quantization, False, False,
                                     chunkable=True) == expected[:1]
+
+
+def test_regression_int8_is_not_clipped_at_the_calibration_range(tmp_path):
+    """Inputs 3x beyond the calibration data: widened ranges keep int8 close to Keras."""
+    model = tiny_model("stacked", task="regression", num_outputs=1)
+    data = 0.5 * sequences(60)
+    far = 1.5 * sequences(16, seed=5)  # three times the calibration data's spread
+    errors = {}
+    for margin in (1, 3):
+        result = to_tflite(model, tmp_path / f"m{margin}.tflite", quantization="int8",
+                           representative_data=data, verification_data=far,
+                           range_margin=margin, fallback=False)
+        errors[margin] = result.max_abs_error
+        widened = any("ranges widened" in note for note in result.notes)
+        assert widened == (margin > 1)
+    assert errors[3] < 0.5 * errors[1], errors
+    default = to_tflite(model, tmp_path / "auto.tflite", quantization="int8",
+                        representative_data=data, verification_data=far)
+    assert any("x2" in note for note in default.notes)  # regression: widened by default
+    with pytest.raises(ValueError, match=r"`range_margin`.*0\.5"):
+        to_tflite(model, tmp_path / "bad.tflite", quantization="int8",
+                  representative_data=data, range_margin=0.5)
