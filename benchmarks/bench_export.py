@@ -1,26 +1,39 @@
-"""Export benchmark: every zoo variant x quantization mode, with ONNX Runtime and Keras as peers.
+"""Export benchmark: the full-sequence forms against ONNX Runtime's fused GRU, in one run.
 
-Reference size (issue 3): 2 x GRU(64), 50 steps, 8 features, 4 classes, batch 1, one
-thread. For each variant and mode: file size, conversion time, median latency on the
-LiteRT interpreter, max error vs Keras; streaming step files: per-frame latency x 50.
-In the same run: Keras `predict` and, for every variant, ONNX Runtime on a PyTorch twin
-with the Keras weights copied (`benchmarks/torch_twins.py`: `nn.GRU` has the same
-equations as `reset_after=True`; Conv1D and attention pooling are written out; its
-outputs are checked against Keras). Latency ratios are ours divided by the peer's,
-measured in this process, on this machine; ONNX Runtime is timed in alternating blocks
-with each file, so both see the same load.
+What it measures (batch 1, one thread everywhere):
 
-Accuracy change: each variant (same 2 x GRU(64) body) is trained briefly on the embedded
-ItalyPowerDemand set (UCR; 24 steps, 1 feature, 2 classes) and exported in every mode;
-the test accuracy of Keras and of each file is reported.
+1. XNNPACK and per-step weights: the reference model's `unrolled`, `chunked` and
+   `loop` float32 files at several lengths, each with LiteRT's default XNNPACK
+   delegate and with builtin kernels only
+   (`OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES`): µs per layer and time step,
+   and the resident memory the interpreter adds (measured in a fresh process per file).
+2. The reference model (2 x GRU(64), 8 features, 4 classes) at T = 16, 50, 200, 1000:
+   float32 `loop` (the former default), `unrolled`, the automatic form; int8
+   `unrolled` (the former default) and the automatic form; streaming step files
+   (per-frame latency x T). Per file: size, size / float32 `loop`, conversion time
+   (converter, and the whole `to_tflite` call), latency from Python and from
+   `litert-benchmark` (the `ai-edge-litert` tool on the compiled-model runtime), each
+   against ONNX Runtime measured in the same minute, the TFLite Micro arena
+   (full-sequence files: the chunked loop runs there), and the max error vs Keras.
+3. Every zoo variant at T = 50 and 200: float32 `loop`, float32 and int8 automatic
+   forms: the same columns.
+4. Accuracy: the trained presets exported in float32 and int8 by the automatic
+   recipe; test accuracy (or MSE) of Keras and of each file, and verification data.
+5. Where the time goes: a `perf` profile (kernel functions grouped by what they do)
+   of one file per form, when `perf` works on the machine.
+
+ONNX Runtime runs a PyTorch twin of each model with the Keras weights copied
+(`benchmarks/torch_twins.py`; `nn.GRU` becomes ONNX's fused `GRU` op). Latency: each
+file and ONNX Runtime are timed in alternating blocks of runs, as the median of the
+thread CPU time of each call (`time.thread_time`): on a shared 2-core machine the wall
+time of a call includes the time another process holds the core, which CPU time does
+not; the wall-time medians are recorded too. "vs ORT" is the ratio of the two medians.
 
 Run:
     pip install -e ".[bench]"
-    python benchmarks/bench_export.py            # everything, writes BENCHMARKS.md
-    python benchmarks/bench_export.py --quick    # stacked variant only, fewer runs
-    python benchmarks/bench_export.py --render results.json   # rewrite the table only
-    # latency rows again, keeping the accuracy rows of the committed results:
-    python benchmarks/bench_export.py --no-accuracy --merge benchmarks/bench_export_results.json
+    python benchmarks/bench_export.py                 # everything, writes BENCHMARKS.md
+    python benchmarks/bench_export.py --quick         # T = 16, 50; stacked and attention
+    python benchmarks/bench_export.py --render benchmarks/bench_export_results.json
 """
 
 import argparse
@@ -28,7 +41,10 @@ import json
 import os
 import pathlib
 import platform
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,89 +58,196 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(ROOT / "benchmarks"))  # torch_twins
 
-TIME, FEATURES, UNITS, LAYERS, CLASSES = 50, 8, 64, 2, 4
-MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
+FEATURES, UNITS, LAYERS, CLASSES = 8, 64, 2, 4
+LENGTHS = (16, 50, 200, 1000)
+VARIANT_LENGTHS = (50, 200)
+PROBE_LENGTHS = (16, 32, 50, 100, 200)
+UNROLLED_MAX = 200  # longer unrolled files take minutes to convert and are not shipped
 BEGIN, END = "<!-- export-benchmark:begin -->", "<!-- export-benchmark:end -->"
 PEER_TOLERANCE = 1e-5  # float32 twins match Keras to ~1e-7; more means the twin is wrong
+TARGETS = {"float32_vs_ort": 1.0, "int8_vs_ort": 0.5, "int8_size_vs_loop": 0.35,
+           "step_vs_ort": 1.0, "accuracy_points": 0.005, "convert_s": 10.0}
 
 
-def median_us(function, runs, warmup=10):
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e6
+# === Measuring ===
 
 
-# === Peers ===
+def interleaved(functions, runs, blocks=20, warmup=3):
+    """Medians (µs) of each function's calls, measured in alternating blocks.
 
-
-def paired_median_us(first, second, runs, blocks=25, warmup=10):
-    """Median µs of two functions measured in alternating blocks of runs.
-
-    On a shared machine the load drifts; alternating blocks give both functions the
-    same conditions, so their ratio is steadier than that of two separate runs.
+    Returns `{name: {"cpu_us", "wall_us"}}`: thread CPU time and wall time per call.
     """
-    for _ in range(warmup):
-        first()
-        second()
-    times = ([], [])
+    for function in functions.values():
+        for _ in range(warmup):
+            function()
+    cpu = {name: [] for name in functions}
+    wall = {name: [] for name in functions}
     per_block = max(1, runs // blocks)
     for _ in range(blocks):
-        for function, out in zip((first, second), times):
+        for name, function in functions.items():
             for _ in range(per_block):
-                start = time.perf_counter()
+                start_wall, start_cpu = time.perf_counter(), time.thread_time()
                 function()
-                out.append(time.perf_counter() - start)
-    return statistics.median(times[0]) * 1e6, statistics.median(times[1]) * 1e6
+                cpu[name].append(time.thread_time() - start_cpu)
+                wall[name].append(time.perf_counter() - start_wall)
+    return {name: {"cpu_us": statistics.median(cpu[name]) * 1e6,
+                   "wall_us": statistics.median(wall[name]) * 1e6} for name in functions}
 
 
-def onnxruntime_peer(model, variant, inputs, workdir):
-    """ONNX Runtime on the PyTorch twin (`benchmarks/torch_twins.py`) of `model`.
+def runs_for(steps):
+    return max(40, min(400, 20000 // steps))
 
-    Returns the session runner for batch-1 latency, the outputs on every sequence of
-    `inputs` (run one at a time, batch 1) and the twin's own outputs, or `{"error"}`.
-    """
+
+def lite_runner(path, builtin=False):
+    """A callable running the file once on random inputs (LiteRT, one thread)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    options = {}
+    if builtin:
+        options["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = Interpreter(model_path=str(path), num_threads=1, **options)
+    runner = interpreter.get_signature_runner()
+    feed = {}
+    for name, details in runner.get_input_details().items():
+        dtype = details["dtype"]
+        if np.issubdtype(dtype, np.integer):
+            value = np.random.default_rng(0).integers(-20, 20, details["shape"]).astype(dtype)
+        else:
+            value = np.random.default_rng(0).standard_normal(details["shape"]).astype(dtype)
+        feed[name] = value
+    runner(**feed)
+    return lambda: runner(**feed)
+
+
+def litert_benchmark(path, runs):
+    """Median latency (µs) from the `litert-benchmark` tool, or `None` if it fails."""
+    tool = shutil.which("litert-benchmark") or str(pathlib.Path(sys.executable).parent
+                                                   / "litert-benchmark")
+    if not os.path.exists(tool):
+        return None
+    out = str(path) + ".bench.json"
     try:
-        import onnxruntime  # noqa: F401
-        import torch
+        subprocess.run([tool, "--model", str(path), "--num_runs", str(runs), "--warmup_runs",
+                        "10", "--num_threads", "1", "--result_json", out],
+                       capture_output=True, timeout=600, check=True)
+        with open(out) as handle:
+            return json.load(handle)["latency"]["median_ms"] * 1000.0
+    except (subprocess.SubprocessError, OSError, KeyError, ValueError):
+        return None
 
-        import torch_twins
-    except ImportError as error:
-        return {"error": f"{error} (pip install -e '.[bench]')"}
+
+_CHILD = r"""
+import json, re, sys, time
+import numpy as np
+mode, path = sys.argv[1], sys.argv[2]
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1])
+if mode in ("xnnpack", "builtin"):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    options = {} if mode == "xnnpack" else {
+        "experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+    before = rss()
+    interpreter = Interpreter(model_path=path, num_threads=1, **options)
+    interpreter.allocate_tensors()
+    runner = interpreter.get_signature_runner()
+    feed = {k: np.zeros(d["shape"], d["dtype"]) for k, d in runner.get_input_details().items()}
+    runner(**feed)
+    print(json.dumps({"rss_kb": rss() - before}))
+elif mode == "tflm":
+    sys.path.insert(0, sys.argv[3])
+    from tflite_micro.python.tflite_micro import runtime
+    from export._worker import _capture_stderr
+    from export.runtime import _quantize, _dequantize
+    content = open(path, "rb").read()
+    interpreter = runtime.Interpreter.from_bytes(content, arena_size=4 * 1024 * 1024)
+    report = _capture_stderr(interpreter.print_allocations)
+    match = re.search(r"Arena allocation total (\d+) bytes", report)
+    details = interpreter.get_input_details(0)
+    x = np.random.default_rng(0).standard_normal(details["shape"]).astype(np.float32)
+    interpreter.set_input(_quantize(x, details), 0)
+    interpreter.invoke()
+    y = _dequantize(np.array(interpreter.get_output(0)), interpreter.get_output_details(0))
+    from ai_edge_litert.interpreter import Interpreter
+    lite = Interpreter(model_content=content)
+    lite.allocate_tensors()
+    lite.set_tensor(lite.get_input_details()[0]["index"], _quantize(x, lite.get_input_details()[0]))
+    lite.invoke()
+    out = lite.get_output_details()[0]
+    ref = _dequantize(lite.get_tensor(out["index"]), out)
+    print(json.dumps({"arena_bytes": int(match.group(1)) if match else None,
+                      "max_abs_vs_litert": float(np.abs(y - ref).max())}))
+"""
+
+
+def child(mode, path, timeout=300):
+    """Runs `_CHILD` in a fresh process (clean memory; TFLM may abort); its JSON or error."""
     try:
-        twin = torch_twins.torch_twin(model)
-    except NotImplementedError as error:
-        return {"error": f"no PyTorch twin: {error}"}
-    path = torch_twins.export_onnx(twin, inputs[:1], os.path.join(workdir, f"{variant}.onnx"))
-    session = torch_twins.ort_session(path)
-    outputs = np.concatenate([session.run(None, {"inputs": inputs[i:i + 1]})[0]
-                              for i in range(len(inputs))])
-    with torch.no_grad():
-        torch_outputs = twin(torch.tensor(inputs)).numpy()
-    x = inputs[:1]
-    return {
-        "run": lambda: session.run(None, {"inputs": x}),
-        "outputs": outputs,
-        "torch_outputs": torch_outputs,
-        "ops": torch_twins.onnx_op_counts(path),
-        "size": os.path.getsize(path),
-    }
+        completed = subprocess.run([sys.executable, "-c", _CHILD, mode, str(path), str(ROOT)],
+                                   capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+    if completed.returncode == 0 and lines:
+        return json.loads(lines[-1])
+    tail = (completed.stdout + completed.stderr).strip().splitlines()[-2:]
+    return {"error": f"exit {completed.returncode}: {' '.join(tail)[:200]}"}
 
 
-# === Benchmark ===
+# Kernel functions grouped by what they do, for the profile section.
+PROFILE_GROUPS = (
+    ("matmul (XNNPACK)", r"^xnn_.*gemm|^xnn_compute_gemm|^xnn_.*igemm"),
+    ("matmul (builtin)", r"Eigen::|ruy::|gemmlowp|cpu_backend_gemm|FullyConnected"),
+    ("elementwise (XNNPACK)", r"^xnn_(f32|qs8|qu8|x8|x32|s8|u8)_.*(v|lut|copy)|^xnn_compute_(elementwise|univector|slice|copy)"),
+    ("XNNPACK op dispatch", r"^pthreadpool|^xnn_run_operator|^xnn_invoke_runtime|SubgraphInvoke|^xnn_(setup|reshape)|reshape_|setup_"),
+    ("loop and memory (WHILE, copies, allocation)", r"while_kernel|CopyTensors|TfLiteTensorCopy|ArenaPlanner|SimpleMemoryArena|AllocateTensors|ReleaseMemory|InitializeTensorReleaseMap|malloc|free|memmove|memcpy|memset|_int_|unlink_chunk"),
+    ("builtin kernels", r"tflite::ops::builtin|tflite::optimized_ops|tflite::reference_ops|tflite::optimized_integer"),
+    ("interpreter", r"tflite::"),
+)
+
+
+def perf_profile(path, seconds=3.0):
+    """Shares of CPU time by kernel group while the file runs, or `{"error"}`."""
+    if not shutil.which("perf"):
+        return {"error": "perf is not installed"}
+    script = ("import sys, time, numpy as np\n"
+              "from ai_edge_litert.interpreter import Interpreter\n"
+              "it = Interpreter(model_path=sys.argv[1], num_threads=1)\n"
+              "r = it.get_signature_runner()\n"
+              "feed = {k: np.zeros(d['shape'], d['dtype']) for k, d in r.get_input_details().items()}\n"
+              "end = time.time() + float(sys.argv[2])\n"
+              "while time.time() < end:\n    r(**feed)\n")
+    data = str(path) + ".perf"
+    try:
+        subprocess.run(["perf", "record", "-F", "2000", "-o", data, sys.executable, "-c", script,
+                        str(path), str(seconds)], capture_output=True, timeout=120, check=True)
+        report = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort",
+                                 "dso,symbol", "--stdio", "-g", "none"],
+                                capture_output=True, text=True, timeout=120, check=True).stdout
+    except (subprocess.SubprocessError, OSError) as error:
+        return {"error": f"perf failed: {error}"[:200]}
+    shares = {}
+    for line in report.splitlines():
+        match = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[[.k]\]\s+(.*)$", line)
+        if not match:
+            continue
+        share, dso, symbol = float(match.group(1)), match.group(2), match.group(3).strip()
+        if "python" in dso or dso.startswith("[kernel") or "openblas" in dso:
+            group = "Python harness, kernel, other libraries"
+        else:
+            group = next((name for name, pattern in PROFILE_GROUPS if re.search(pattern, symbol)),
+                         "other")
+        shares[group] = shares.get(group, 0.0) + share
+    harness = shares.pop("Python harness, kernel, other libraries", 0.0)
+    total = sum(shares.values()) or 1.0
+    result = {group: 100.0 * share / total for group, share in shares.items()}
+    result["harness_share"] = harness
+    return result
 
 
 def file_structure(path):
-    """Operators, tensors and constant bytes of a `.tflite` file, per subgraph and in all.
-
-    `subgraph_ops` lists the operator count of each subgraph (a `loop` file: the main
-    graph, then each `WHILE` loop's condition and body); `weight_bytes` is the size of
-    the constant buffers, `quant_params` the number of scale/zero-point pairs.
-    """
+    """Operators per subgraph, tensors, constant bytes and quantization parameters."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(pathlib.Path(path).read_bytes())
@@ -136,175 +259,237 @@ def file_structure(path):
                 quant_params += len(q.scale)
     return {
         "subgraph_ops": [len(s.operators or []) for s in model.subgraphs],
-        "operators": sum(len(s.operators or []) for s in model.subgraphs),
         "tensors": sum(len(s.tensors or []) for s in model.subgraphs),
         "weight_bytes": sum(len(b.data) for b in model.buffers if b.data is not None),
         "quant_params": quant_params,
     }
 
 
-def reference_model(variant, seed=0):
+# === Models and peers ===
+
+
+def reference_model(variant, steps, seed=0):
     import keras
 
     import zoo
 
     keras.utils.set_random_seed(seed)
-    return zoo.build_gru(variant, input_shape=(TIME, FEATURES), num_outputs=CLASSES,
+    return zoo.build_gru(variant, input_shape=(steps, FEATURES), num_outputs=CLASSES,
                          units=UNITS, num_layers=LAYERS, conv_filters=64, compile=False)
 
 
-def keras_peer(model, x):
-    """Median µs of Keras `predict`, `predict_on_batch` and an eager call, batch 1."""
-    return (
-        median_us(lambda: model.predict(x, verbose=0), 20, warmup=3),
-        median_us(lambda: model.predict_on_batch(x), 50, warmup=5),
-        median_us(lambda: model(x, training=False), 10, warmup=2),
-    )
+def onnx_peer(model, inputs, path):
+    """ONNX Runtime on the model's PyTorch twin: `{"run", "max_abs_vs_keras"}` or `{"error"}`."""
+    try:
+        import torch_twins
+    except ImportError as error:
+        return {"error": f"{error} (pip install -e '.[bench]')"}
+    try:
+        twin = torch_twins.torch_twin(model)
+    except NotImplementedError as error:
+        return {"error": f"no PyTorch twin: {error}"}
+    session = torch_twins.ort_session(torch_twins.export_onnx(twin, inputs[:1], str(path)))
+    outputs = np.concatenate([session.run(None, {"inputs": inputs[i : i + 1]})[0]
+                              for i in range(len(inputs))])
+    error = float(np.abs(outputs - np.asarray(model.predict(inputs, verbose=0))).max())
+    if error > PEER_TOLERANCE:
+        return {"error": f"the ONNX twin differs from Keras: {error:.2g}"}
+    x = inputs[:1]
+    return {"run": lambda: session.run(None, {"inputs": x}), "max_abs_vs_keras": error}
 
 
-def update_keras_peers(rows, variants):
-    """Re-measures the Keras peers of `variants` and writes them into their rows."""
-    x = np.random.default_rng(0).standard_normal((1, TIME, FEATURES)).astype(np.float32)
-    for variant in variants:
-        keras_us, batch_us, call_us = keras_peer(reference_model(variant), x)
-        for row in rows:
-            if row["variant"] == variant and "latency_us" in row:
-                row.update(keras_us=keras_us, keras_batch_us=batch_us, keras_call_us=call_us)
+def export_row(model, path, *, quantization, recipe, calibration, streaming=False):
+    """Exports one file with `to_tflite` and returns its row (or the error)."""
+    from export import to_tflite
+
+    row = {"mode": quantization or "float32", "asked": recipe, "streaming": streaming}
+    try:
+        result = to_tflite(model, path, quantization=quantization, streaming=streaming,
+                           representative_data=calibration, recipe=recipe,
+                           fallback=recipe == "auto", check_tflm=streaming)
+    except Exception as error:  # noqa: BLE001 (a failed cell is a result too)
+        row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        return row
+    row.update(recipe=result.recipe, size=result.size, convert_s=result.convert_seconds,
+               total_s=result.total_seconds, max_abs_error=result.max_abs_error,
+               notes=list(result.notes), structure=file_structure(path))
+    if result.tflm:
+        row["tflm"] = {"arena_bytes": result.tflm.get("arena_bytes"),
+                       "runs": result.tflm.get("runs")}
+    return row
 
 
-def bench_variant(variant, modes, runs, workdir, log, rows, extra_only=False):
-    """Appends one row per (mode, streaming, recipe) plan of `variant` to `rows`."""
-    from export import LiteModel, to_tflite
+def time_rows(rows, files, peer, steps, log):
+    """Latency of each file vs ONNX Runtime, interleaved; plus `litert-benchmark`."""
+    for row in rows:
+        if "error" in row or row["key"] not in files:
+            continue
+        path = files[row["key"]]
+        runs = runs_for(steps if not row["streaming"] else 1)
+        functions = {"file": lite_runner(path)}
+        if "run" in peer:
+            functions["ort"] = peer["run"]
+        timing = interleaved(functions, runs)
+        scale = steps if row["streaming"] else 1  # step files: per frame x T
+        row["cpu_us"] = timing["file"]["cpu_us"] * scale
+        row["wall_us"] = timing["file"]["wall_us"] * scale
+        if "ort" in timing:
+            row["ort_cpu_us"] = timing["ort"]["cpu_us"]
+            row["ort_wall_us"] = timing["ort"]["wall_us"]
+            bench = litert_benchmark(path, runs)
+            after = interleaved({"ort": peer["run"]}, runs // 2)["ort"]["wall_us"]
+            if bench is not None:
+                row["litert_benchmark_us"] = bench * scale
+                row["litert_benchmark_ort_wall_us"] = (timing["ort"]["wall_us"] + after) / 2
+        log(row)
 
-    model = reference_model(variant)
-    rng = np.random.default_rng(0)
-    calibration = rng.standard_normal((100, TIME, FEATURES)).astype(np.float32)
-    x = calibration[:1]
-    keras_out = np.asarray(model.predict(x, verbose=0))
-    keras_all = np.asarray(model.predict(calibration, verbose=0))
-    keras_us, keras_batch_us, keras_call_us = keras_peer(model, x)
-    # ONNX Runtime: parity on all 100 calibration sequences (batch 1 each); its latency
-    # is measured beside each file's, in alternating blocks (`paired_median_us`).
-    peer = onnxruntime_peer(model, variant, calibration, workdir)
-    if "outputs" in peer:
-        peer["max_abs_vs_keras"] = float(np.abs(peer["outputs"] - keras_all).max())
-        peer["torch_vs_keras"] = float(np.abs(peer["torch_outputs"] - keras_all).max())
-        if peer["max_abs_vs_keras"] > PEER_TOLERANCE:  # a wrong twin gives no ratio
-            peer = {"error": f"the ONNX twin differs from Keras: max abs error "
-                             f"{peer['max_abs_vs_keras']:.2g} > {PEER_TOLERANCE:g}"}
-    if "outputs" in peer:
-        log({"variant": variant, "peer": "onnxruntime", "ort_vs_keras": peer["max_abs_vs_keras"],
-             "torch_vs_keras": peer["torch_vs_keras"], "onnx_ops": peer["ops"]}, save_now=False)
-    else:
-        log({"variant": variant, "peer": "onnxruntime", **peer}, save_now=False)
-    plans = [(mode, False, "auto") for mode in modes]
-    if variant == "stacked":
-        plans += [(mode, True, "auto") for mode in ("float32", "int8", "int16x8") if mode in modes]
-        # The unrolled float32 file: bigger, but the faster float32 form.
-        extra = [("float32", False, "unrolled")] if "float32" in modes else []
-        plans = extra if extra_only else plans + extra
-    elif extra_only:
-        plans = []
-    for mode, streaming, recipe in plans:
-        quantization = None if mode == "float32" else mode
-        path = os.path.join(workdir, f"{variant}_{mode}_{recipe}{'_step' if streaming else ''}.tflite")
-        row = {"variant": variant, "mode": mode, "streaming": streaming, "plan": recipe}
-        try:
-            result = to_tflite(model, path, quantization=quantization,
-                               representative_data=calibration, streaming=streaming,
-                               verification_data=calibration[:4], recipe=recipe,
-                               fallback=recipe == "auto")
-        except Exception as error:  # noqa: BLE001 (a failed cell is a result too)
-            row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+
+# === The sections ===
+
+
+def probe_xnnpack(workdir, log, lengths):
+    """Section 1: µs per layer-step and added memory, XNNPACK vs builtin kernels."""
+    from export import converter, recipes
+
+    rows = []
+    for steps in lengths:
+        model = reference_model("stacked", steps)
+        inputs = np.random.default_rng(1).standard_normal((4, steps, FEATURES)).astype("float32")
+        peer = onnx_peer(model, inputs, pathlib.Path(workdir) / f"probe_{steps}.onnx")
+        forms = {
+            "unrolled": lambda: recipes.rebuild(model, unroll=True),
+            "chunked": lambda: recipes.rebuild_chunked(model, chunk_steps=4),
+            "loop": lambda: recipes.rebuild(model, unroll=False),
+        }
+        for form, build in forms.items():
+            path = pathlib.Path(workdir) / f"probe_{form}_{steps}.tflite"
+            path.write_bytes(converter.convert(build()))
+            functions = {"xnnpack": lite_runner(path), "builtin": lite_runner(path, builtin=True)}
+            if "run" in peer:
+                functions["ort"] = peer["run"]
+            timing = interleaved(functions, runs_for(steps))
+            row = {"T": steps, "form": form, "size": path.stat().st_size}
+            for mode in ("xnnpack", "builtin"):
+                row[f"{mode}_us_per_layer_step"] = timing[mode]["cpu_us"] / (LAYERS * steps)
+                row[f"{mode}_rss_kb"] = child(mode, path).get("rss_kb")
+            if "ort" in timing:
+                row["ort_us_per_layer_step"] = timing["ort"]["cpu_us"] / (LAYERS * steps)
             rows.append(row)
             log(row)
-            continue
-        lite = LiteModel(path, num_threads=1)
-        ort_us = None
-        if streaming:
-            feed = dict(lite.initial_states(), frame=x[0, :1])
-            runner = lite.runner()
-            details = runner.get_input_details()
-            from export.runtime import _quantize
-
-            feed = {k: _quantize(v, details[k]) for k, v in feed.items()}
-            if "run" in peer:
-                step_us, ort_us = paired_median_us(lambda: runner(**feed), peer["run"], runs)
-            else:
-                step_us = median_us(lambda: runner(**feed), runs)
-            latency = step_us * TIME
-            row["step_us"] = step_us
-        else:
-            name = lite.input_names[0]
-            runner = lite.runner()
-            feed = {name: x}
-            if "run" in peer:
-                latency, ort_us = paired_median_us(lambda: runner(**feed), peer["run"], runs)
-            else:
-                latency = median_us(lambda: runner(**feed), runs)
-        tflite_all = lite.predict(calibration)
-        tflite_out = tflite_all[:1]
-        row.update(
-            size=result.size,
-            recipe=result.recipe,
-            convert_s=result.convert_seconds,
-            total_s=result.total_seconds,
-            latency_us=latency,
-            max_abs_error=result.max_abs_error,
-            error_this_input=float(np.abs(tflite_out - keras_out).max()),
-            keras_us=keras_us,
-            keras_batch_us=keras_batch_us,
-            keras_call_us=keras_call_us,
-            tflm=result.tflm,
-            structure=file_structure(path),
-        )
-        if result.notes:
-            row["notes"] = list(result.notes)
-        if ort_us is not None:
-            row["ort_us"] = ort_us
-            row["ort_vs_keras"] = peer["max_abs_vs_keras"]
-            row["torch_vs_keras"] = peer["torch_vs_keras"]
-            row["ort_vs_tflite"] = float(np.abs(peer["outputs"] - tflite_all).max())
-        elif "error" in peer:
-            row["ort_error"] = peer["error"]
-        rows.append(row)
-        log(row)
     return rows
 
 
-def accuracy_rows(variants, modes, workdir, log, epochs, rows):
-    """Test accuracy of Keras vs each exported file on ItalyPowerDemand (appends to `rows`)."""
-    import keras
+def reference_rows(workdir, log, lengths, step_done):
+    """Section 2: the reference model at each length, every form."""
+    rows = []
+    for steps in lengths:
+        model = reference_model("stacked", steps)
+        rng = np.random.default_rng(0)
+        calibration = rng.standard_normal((100, steps, FEATURES)).astype("float32")
+        peer = onnx_peer(model, calibration[:4], pathlib.Path(workdir) / f"ref_{steps}.onnx")
+        plans = [("float32 loop", None, "loop", False), ("float32 auto", None, "auto", False),
+                 ("int8 auto", "int8", "auto", False)]
+        if steps <= UNROLLED_MAX:
+            plans[1:1] = [("float32 unrolled", None, "unrolled", False)]
+            plans.append(("int8 unrolled", "int8", "unrolled", False))
+        if not step_done:
+            plans += [("float32 step", None, "auto", True), ("int8 step", "int8", "auto", True)]
+        files, batch = {}, []
+        for key, quantization, recipe, streaming in plans:
+            path = pathlib.Path(workdir) / f"ref_{steps}_{key.replace(' ', '_')}.tflite"
+            row = export_row(model, path, quantization=quantization, recipe=recipe,
+                             calibration=calibration, streaming=streaming)
+            row.update(variant="stacked", T=steps, key=key)
+            if "error" not in row:
+                files[key] = path
+                if streaming:
+                    row["file"] = str(path)
+                if row["recipe"] == "loop":
+                    # Keras's loop hangs in TFLite Micro (or, at T=16 here, runs and differs
+                    # from LiteRT by 4e-3): not tried.
+                    row["tflm"] = {"error": "not tried: Keras's loop hangs in TFLite Micro"}
+                elif not streaming:
+                    row["tflm"] = child("tflm", path, timeout=120)
+            batch.append(row)
+        time_rows(batch, files, peer, steps, log)
+        loop = next((r for r in batch if r["key"] == "float32 loop" and "size" in r), None)
+        for row in batch:
+            if loop and "size" in row:
+                row["size_vs_loop"] = row["size"] / loop["size"]
+        rows += batch
+        step_done = step_done or any(r["streaming"] for r in batch)
+        originals = [r for r in rows if r["streaming"] and "file" in r and "error" not in r]
+        # The step files do not depend on T: later lengths re-time the first ones.
+        for row in originals:
+            if row["T"] == steps:
+                continue
+            clone = {k: v for k, v in row.items() if k != "file"}
+            clone["T"] = steps
+            time_rows([clone], {clone["key"]: row["file"]}, peer, steps, log)
+            if loop:
+                clone["size_vs_loop"] = clone["size"] / loop["size"]
+            rows.append(clone)
+    return rows
 
+
+def variant_rows(workdir, log, variants, lengths):
+    """Section 3: every variant, float32 loop vs the automatic float32 and int8 files."""
+    rows = []
+    for variant in variants:
+        for steps in lengths:
+            model = reference_model(variant, steps)
+            rng = np.random.default_rng(0)
+            calibration = rng.standard_normal((100, steps, FEATURES)).astype("float32")
+            peer = onnx_peer(model, calibration[:4],
+                             pathlib.Path(workdir) / f"{variant}_{steps}.onnx")
+            files, batch = {}, []
+            for key, quantization, recipe in (("float32 loop", None, "loop"),
+                                              ("float32 auto", None, "auto"),
+                                              ("int8 auto", "int8", "auto")):
+                path = pathlib.Path(workdir) / f"{variant}_{steps}_{key.replace(' ', '_')}.tflite"
+                row = export_row(model, path, quantization=quantization, recipe=recipe,
+                                 calibration=calibration)
+                row.update(variant=variant, T=steps, key=key)
+                if "error" not in row:
+                    files[key] = path
+                batch.append(row)
+            if "error" in peer:
+                for row in batch:
+                    row["ort_error"] = peer["error"]
+            time_rows(batch, files, peer, steps, log)
+            loop = next((r for r in batch if r["key"] == "float32 loop" and "size" in r), None)
+            for row in batch:
+                if loop and "size" in row:
+                    row["size_vs_loop"] = row["size"] / loop["size"]
+            rows += batch
+    return rows
+
+
+def accuracy_rows(workdir, log):
+    """Section 4: the trained presets, float32 and int8, automatic recipe."""
     import zoo
     from export import to_tflite
+    from zoo.datasets import load_dataset
 
-    dataset = zoo.load_dataset("italy_power_demand")
-    for variant in variants:
-        keras.utils.set_random_seed(0)
-        model = zoo.build_gru(variant, input_shape=dataset.input_shape,
-                              num_outputs=dataset.num_outputs, units=UNITS,
-                              num_layers=LAYERS, conv_filters=64, conv_kernel_size=3)
-        model.fit(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val),
-                  epochs=epochs, batch_size=16, verbose=0)
-        plans = [(mode, False) for mode in modes]
-        if variant == "stacked":
-            plans += [(mode, True) for mode in ("float32", "int8", "int16x8") if mode in modes]
-        for mode, streaming in plans:
-            quantization = None if mode == "float32" else mode
-            path = os.path.join(workdir, f"acc_{variant}_{mode}{'_step' if streaming else ''}.tflite")
-            row = {"variant": variant, "mode": mode, "streaming": streaming}
+    fixtures = ROOT / "tests" / "fixtures" / "presets"
+    presets = [("italy_power_demand", None), ("italy_power_demand", fixtures),
+               ("gunpoint", None), ("airline_passengers", None)]
+    rows = []
+    for name, directory in presets:
+        model = zoo.load_preset(name, directory=directory)
+        data = load_dataset(name)
+        label = name + (" (two-layer test fixture)" if directory else "")
+        for quantization in (None, "int8"):
+            row = {"preset": label, "mode": quantization or "float32"}
             try:
-                result = to_tflite(model, path, quantization=quantization,
-                                   representative_data=dataset.x_train, streaming=streaming,
-                                   validation_data=(dataset.x_test, dataset.y_test),
-                                   check_tflm=False)
-                row.update(keras=result.evaluation["keras"], tflite=result.evaluation["tflite"],
+                result = to_tflite(model, pathlib.Path(workdir) / f"acc_{name}_{row['mode']}.tflite",
+                                   quantization=quantization, representative_data=data.x_train,
+                                   validation_data=(data.x_test, data.y_test))
+                row.update(recipe=result.recipe, size=result.size, metric=result.evaluation["metric"],
+                           keras=result.evaluation["keras"], tflite=result.evaluation["tflite"],
                            change=result.evaluation["change"], samples=result.evaluation["samples"],
-                           max_abs_error=result.max_abs_error, recipe=result.recipe,
-                           size=result.size)
-                if result.notes:
-                    row["notes"] = list(result.notes)
+                           max_abs_error=result.max_abs_error, total_s=result.total_seconds,
+                           verification=result.verification, notes=list(result.notes))
             except Exception as error:  # noqa: BLE001
                 row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
             rows.append(row)
@@ -312,422 +497,182 @@ def accuracy_rows(variants, modes, workdir, log, epochs, rows):
     return rows
 
 
+def profile_rows(workdir, log):
+    """Section 5: one file per form of the reference model, profiled with perf."""
+    from export import converter, recipes
+
+    steps = 200
+    model = reference_model("stacked", steps)
+    calibration = np.random.default_rng(0).standard_normal((30, steps, FEATURES)).astype("float32")
+    representative = [{"inputs": calibration[i : i + 1]} for i in range(len(calibration))]
+    builds = {
+        "loop (float32)": lambda: converter.convert(recipes.rebuild(model, unroll=False)),
+        "unrolled (float32, T=50)": lambda: converter.convert(
+            recipes.rebuild(reference_model("stacked", 50), unroll=True)),
+        "chunked (float32)": lambda: converter.convert(recipes.rebuild_chunked(model, chunk_steps=4)),
+        "chunked (int8)": lambda: converter.convert(
+            recipes.rebuild_chunked(model, chunk_steps=4), quantization="int8",
+            representative=representative, calibrate_loops=True),
+        "step (float32)": lambda: converter.convert(recipes.build_step_model(model)),
+    }
+    rows = []
+    for form, build in builds.items():
+        path = pathlib.Path(workdir) / f"profile_{len(rows)}.tflite"
+        path.write_bytes(build())
+        row = {"form": form, "T": 50 if "T=50" in form else steps, **perf_profile(path)}
+        rows.append(row)
+        log(row)
+    return rows
+
+
 # === Report ===
 
 
-def _fmt(value, spec):
-    return "—" if value is None else format(value, spec)
+def _f(value, spec, empty="—"):
+    return empty if value is None else format(value, spec)
 
 
-def _ratio(value, peer, spec=".2f"):
-    return "—" if not peer else format(value / peer, spec) + "x"
+def _ratio(value, peer):
+    return None if not value or not peer else value / peer
 
 
 def render(results):
-    lines = []
     meta = results["meta"]
-    accuracy_command = meta.get("accuracy_command", meta["command"])
-    if results.get("accuracy") and accuracy_command != meta["command"]:
-        lines.append(f"Command: `{meta['command']}` ({meta['date']}: the export and peer "
-                     "tables); the accuracy rows come from "
-                     f"`{accuracy_command}` ({meta.get('accuracy_date', '?')}) and were kept by "
-                     "`--merge`. A plain `python benchmarks/bench_export.py` runs all of it, "
-                     "with accuracy rows for every variant.  ")
-    else:
-        lines.append(f"Command: `{meta['command']}`  ")
-    load_end = f", at the end {meta['load_end']}" if meta.get("load_end") else ""
-    code = f"; code at commit {meta['code']}" if meta.get("code") else ""
-    lines.append(f"Machine: {meta['machine']}; {meta['date']}{code}; load average at start "
-                 f"{meta['load']}{load_end}. Batch 1, one thread everywhere (LiteRT `num_threads=1`, "
-                 "ONNX Runtime intra/inter-op 1, TensorFlow intra/inter-op 1).  ")
-    lines.append(f"Reference model: {LAYERS} x GRU({UNITS}), {TIME} steps, {FEATURES} features, "
-                 f"{CLASSES} classes, untrained weights (CNN variants: one Conv1D(64, 5), "
-                 "attention variants: additive attention pooling); calibration and "
-                 "verification on random normal inputs. Latency: median of "
-                 f"{meta['runs']} runs; each file's latency and ONNX Runtime's are measured "
-                 "together, in alternating blocks of runs, and \"vs ORT\" is their ratio. "
-                 f"Streaming rows: per-frame latency x {TIME}.")
-    lines.append("")
-    lines.append("| variant | mode | recipe | size (KB) | convert (s) | total (s) | latency (µs) "
-                 "| vs ORT | vs Keras predict_on_batch | vs Keras predict | max err vs Keras |")
-    lines.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for row in results["rows"]:
-        mode = row["mode"] + (" step" if row["streaming"] else "")
-        if "error" in row:
-            lines.append(f"| {row['variant']} | {mode} | failed: {row['error']} ||||||||")
+    lines = [f"Command: `{meta['command']}`  ",
+             f"Machine: {meta['machine']}; {meta['date']}; code at commit {meta.get('code')}; "
+             f"load average at start {meta['load']}, at the end {meta.get('load_end', '?')}. "
+             "Batch 1, one thread everywhere (LiteRT `num_threads=1`, ONNX Runtime intra/inter-op "
+             "1).  ",
+             "Latency: median thread CPU time per call, each file timed in alternating blocks "
+             "with ONNX Runtime's fused GRU (a PyTorch twin with the Keras weights); \"vs ORT\" "
+             "is the ratio of the two. `litert-benchmark`: the tool's median (wall time, 10 µs "
+             "resolution) against ONNX Runtime's wall-time median measured just before and "
+             "after. Streaming step files: per-frame latency x T.", ""]
+    probe = results.get("probe") or []
+    if probe:
+        lines += ["### XNNPACK and weights repeated per step",
+                  "",
+                  f"Reference model ({LAYERS} x GRU({UNITS}), {FEATURES} features) converted to "
+                  "each form in-process; µs per layer and time step (thread CPU time), with the "
+                  "default XNNPACK delegate and with builtin kernels only; memory the interpreter "
+                  "adds (resident set after creating it and running once, fresh process).", "",
+                  "| T | form | size (KB) | XNNPACK µs/layer-step | builtin µs/layer-step | ORT "
+                  "µs/layer-step | XNNPACK memory (KB) | builtin memory (KB) |",
+                  "|---:|---|---:|---:|---:|---:|---:|---:|"]
+        for r in probe:
+            lines.append(f"| {r['T']} | {r['form']} | {r['size'] / 1024:.0f} "
+                         f"| {r['xnnpack_us_per_layer_step']:.2f} | {r['builtin_us_per_layer_step']:.2f} "
+                         f"| {_f(r.get('ort_us_per_layer_step'), '.2f')} | {_f(r.get('xnnpack_rss_kb'), 'd')} "
+                         f"| {_f(r.get('builtin_rss_kb'), 'd')} |")
+        lines.append("")
+    for title, rows in (("Reference model at each length", results.get("reference") or []),
+                        ("Every variant", results.get("variants") or [])):
+        if not rows:
             continue
-        ort = row.get("ort_us")
-        lines.append(
-            f"| {row['variant']} | {mode} | {row['recipe']} | {row['size'] / 1024:.1f} "
-            f"| {row['convert_s']:.1f} | {row['total_s']:.1f} | {row['latency_us']:.0f} "
-            f"| {_ratio(row['latency_us'], ort)} | {_ratio(row['latency_us'], row.get('keras_batch_us'))} "
-            f"| {_ratio(row['latency_us'], row['keras_us'], '.4f')} | {row['max_abs_error']:.2g} |"
-        )
-    ort_by_variant = {}
-    for row in results["rows"]:
-        if row.get("ort_us"):
-            ort_by_variant.setdefault(row["variant"], []).append(row["ort_us"])
-    peers = {}
-    for row in results["rows"]:
-        if "keras_us" in row:
-            ort_us = (statistics.median(ort_by_variant[row["variant"]])
-                      if row["variant"] in ort_by_variant else None)
-            if ort_us is None and row.get("ort_error"):
-                ort_us = f"failed: {row['ort_error'][:120]}"
-            peers.setdefault(row["variant"], (row["keras_us"], row.get("keras_batch_us"),
-                                              row.get("keras_call_us"), ort_us,
-                                              row.get("ort_vs_keras"), row.get("ort_vs_tflite")))
-    lines.append("")
-    lines.append("Peers (batch 1, one thread): Keras `predict_on_batch` (the compiled path), "
-                 "Keras `predict` (tens to hundreds of ms per batch-1 call here for every variant, "
-                 "far above `predict_on_batch`: per-call overhead, not the model), an eager "
-                 "call `model(x)`, and ONNX Runtime on a PyTorch twin of each variant with the "
-                 "Keras weights copied (`benchmarks/torch_twins.py`: `nn.GRU` per layer, exported "
-                 "as the fused ONNX `GRU` op; `nn.Conv1d` with ReLU; the attention pooling "
-                 "written out as matmul, tanh, softmax over time and a weighted sum; "
-                 "`gru_fcn`'s branches joined by a mean over time and a concatenation). ONNX "
-                 "Runtime's latency here is the median of its latencies measured beside each "
-                 "of the variant's files (the \"vs ORT\" ratios use the one beside each file); its "
-                 "outputs are checked against Keras and the float32 TFLite file on the 100 "
-                 "calibration sequences.")
-    lines.append("")
-    lines.append("| variant | Keras predict_on_batch (µs) | Keras predict (µs) | Keras model(x) (µs) "
-                 "| ONNX Runtime (µs) | max abs ORT vs Keras | max abs ORT vs TFLite float32 |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|")
-    for variant, (keras_us, batch_us, call_us, ort_us, ort_keras, ort_tflite) in peers.items():
-        lines.append(f"| {variant} | {_fmt(batch_us, '.0f')} | {keras_us:.0f} | {_fmt(call_us, '.0f')} "
-                     f"| {ort_us if isinstance(ort_us, str) else _fmt(ort_us, '.0f')} "
-                     f"| {_fmt(ort_keras, '.2g')} | {_fmt(ort_tflite, '.2g')} |")
-    tflm = [row for row in results["rows"] if row.get("tflm")]
-    if tflm:
-        lines.append("")
-        lines.append("TFLite for Microcontrollers (streaming step files, its Python interpreter):")
-        lines.append("")
-        lines.append("| mode | runs | arena (bytes) | max abs error vs Keras |")
-        lines.append("|---|---|---:|---:|")
-        for row in tflm:
-            t = row["tflm"]
-            lines.append(f"| {row['mode']} | {t['runs']} | {_fmt(t.get('arena_bytes'), 'd')} "
-                         f"| {_fmt(t.get('max_abs_error'), '.2g')} |")
-    if results.get("accuracy"):
-        lines.append("")
-        lines.append(f"Accuracy change on ItalyPowerDemand (UCR, Dau et al. 2019; test split, "
-                     f"{results['accuracy'][0].get('samples', '?')} sequences): each variant "
-                     f"trained {meta['epochs']} epochs, then exported; calibration on the train split.")
-        lines.append("")
-        lines.append("| variant | mode | Keras acc | TFLite acc | change | max err vs Keras |")
-        lines.append("|---|---|---:|---:|---:|---:|")
-        for row in results["accuracy"]:
-            mode = row["mode"] + (" step" if row["streaming"] else "")
-            if "error" in row:
-                lines.append(f"| {row['variant']} | {mode} | failed: {row['error']} ||||")
+        lines += [f"### {title}", "",
+                  "| variant | T | file | recipe | size (KB) | size / float32 loop | convert (s) | "
+                  "to_tflite (s) | latency (µs) | vs ORT | litert-benchmark vs ORT | TFLM arena (KB) "
+                  "| max err vs Keras |",
+                  "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            if "error" in r:
+                lines.append(f"| {r['variant']} | {r['T']} | {r['key']} | failed: {r['error']} "
+                             "||||||||||")
                 continue
-            lines.append(f"| {row['variant']} | {mode} | {row['keras']:.4f} | {row['tflite']:.4f} "
-                         f"| {row['change']:+.4f} | {row['max_abs_error']:.2g} |")
-    lines.append("")
+            tflm = r.get("tflm") or {}
+            arena = tflm.get("arena_bytes")
+            tflm_text = _f(arena / 1024 if arena else None, ".1f",
+                           "no" if tflm.get("error") or tflm.get("runs") is False else "—")
+            lines.append(
+                f"| {r['variant']} | {r['T']} | {r['key']} | {r['recipe']} | {r['size'] / 1024:.1f} "
+                f"| {_f(r.get('size_vs_loop'), '.2f')} | {r['convert_s']:.1f} | {r['total_s']:.1f} "
+                f"| {_f(r.get('cpu_us'), '.0f')} | {_f(_ratio(r.get('cpu_us'), r.get('ort_cpu_us')), '.2f')} "
+                f"| {_f(_ratio(r.get('litert_benchmark_us'), r.get('litert_benchmark_ort_wall_us')), '.2f')} "
+                f"| {tflm_text} | {r['max_abs_error']:.2g} |")
+        lines.append("")
+    accuracy = results.get("accuracy") or []
+    if accuracy:
+        lines += ["### Accuracy of the trained presets", "",
+                  "Each preset exported with the automatic recipe, calibrated on its training "
+                  "split, evaluated on its test split (accuracy, or MSE for the forecaster).", "",
+                  "| preset | mode | recipe | size (KB) | metric | Keras | TFLite | change | "
+                  "to_tflite (s) | verified on |",
+                  "|---|---|---|---:|---|---:|---:|---:|---:|---|"]
+        for r in accuracy:
+            if "error" in r:
+                lines.append(f"| {r['preset']} | {r['mode']} | failed: {r['error']} ||||||||")
+                continue
+            lines.append(f"| {r['preset']} | {r['mode']} | {r['recipe']} | {r['size'] / 1024:.1f} "
+                         f"| {r['metric']} | {r['keras']:.4f} | {r['tflite']:.4f} | {r['change']:+.4f} "
+                         f"| {r['total_s']:.1f} | {r['verification']} |")
+        lines.append("")
+    profile = results.get("profile") or []
+    if profile:
+        groups = [name for name, _ in PROFILE_GROUPS] + ["other"]
+        lines += ["### Where the time goes", "",
+                  "`perf record` while each file runs in a loop; CPU time of the LiteRT "
+                  "process by kernel function, grouped (percent of the time spent outside the "
+                  "Python harness; the harness's own share in the last column).", "",
+                  "| file | " + " | ".join(groups) + " | harness |",
+                  "|---|" + "---:|" * (len(groups) + 1)]
+        for r in profile:
+            if "error" in r:
+                lines.append(f"| {r['form']} | {r['error']} |" + " |" * len(groups))
+                continue
+            lines.append(f"| {r['form']} (T={r['T']}) | " + " | ".join(
+                _f(r.get(g), ".0f", "0") for g in groups) + f" | {r.get('harness_share', 0):.0f} |")
+        lines.append("")
     lines.append(targets(results))
-    lines.append("")
-    lines.append(notes(results))
     return "\n".join(lines)
 
 
-def _range(values, spec=".1f"):
-    low, high = min(values), max(values)
-    return format(low, spec) if format(low, spec) == format(high, spec) else (
-        f"{format(low, spec)}-{format(high, spec)}")
-
-
-def _vs_ort_notes(results):
-    """The float32-vs-ONNX Runtime bullet's numbers, read from the rows."""
-    first = {}
-    for row in results["rows"]:
-        if "error" not in row and not row["streaming"]:
-            first.setdefault((row["variant"], row["mode"]), row)
-    f32 = {v: r for (v, m), r in first.items() if m == "float32" and r.get("ort_us")}
-    int8 = [r["latency_us"] / r["ort_us"] for (v, m), r in first.items()
-            if m == "int8" and r.get("ort_us")]
-    if not f32:
-        return ""
-    ort = {}
-    for row in results["rows"]:
-        if row.get("ort_us"):
-            ort.setdefault(row["variant"], []).append(row["ort_us"])
-    ort = {v: statistics.median(t) for v, t in ort.items()}
-    ratios = ", ".join(f"{v} {r['latency_us'] / r['ort_us']:.2f}x" for v, r in f32.items())
-    text = (f"\n  Across variants the float32 loop files run at {ratios} the latency of ONNX "
-            "Runtime on the same architecture.")
-    if "stacked" in f32 and "attention" in f32:
-        bodies = sorted(set(_loop_bodies(f32["stacked"])[0] + _loop_bodies(f32["attention"])[0]))
-        seq_ops = (f"{bodies[-1] - bodies[0]} more ops per step: {bodies[-1]} instead of {bodies[0]}"
-                   if len(bodies) == 2 else "7 more ops per step: 28 instead of 21")
-        text += (
-            " The attention variants are the furthest behind: their second GRU layer also "
-            "returns its sequence (the pooling reads every state), and a `WHILE` loop that "
-            "returns its sequence writes each step's state by slicing the (50, 1, 64) output "
-            f"buffer around step t and concatenating it back ({seq_ops}, with sizes known only "
-            "at run time). The float32 attention file took "
-            f"{f32['attention']['latency_us'] - f32['stacked']['latency_us']:.0f} µs more than "
-            "the stacked one, ONNX Runtime's attention twin "
-            f"{ort['attention'] - ort['stacked']:.0f} µs more than its stacked twin. Measured "
-            "separately (2026-11-25, alternating runs): the stacked model with its second "
-            "layer returning its sequence and keeping the last step (the same function) ran "
-            "681 µs against 454 µs for the stacked file and 707 µs for the attention file, "
-            "so the sequence output, not the pooling's few ops, is the gap.")
-    if int8:
-        text += (f" The int8 files (unrolled, no loop) ran at {_range(int8, '.2f')}x ONNX "
-                 "Runtime's float32 latency across the variants.")
-    return text
-
-
-def _loop_bodies(row):
-    """Op counts of the `WHILE` bodies of a `loop` file (subgraphs after the main one
-    with more than a condition's few ops) and of its conditions."""
-    ops = (row or {}).get("structure", {}).get("subgraph_ops", [])[1:]
-    return [n for n in ops if n > 3], [n for n in ops if n <= 3]
-
-
-def _per_step(row):
-    """Operators per recurrent layer and time step of an unrolled stacked file."""
-    return row["structure"]["operators"] / (LAYERS * TIME)
-
-
-def _accuracy_notes(results):
-    """The accuracy bullet: change per mode across variants, failures with their error."""
-    accuracy = results.get("accuracy") or []
-    if not accuracy:
-        return ""
-    variants = list(dict.fromkeys(r["variant"] for r in accuracy))
-    by_mode = {}
-    for row in accuracy:
-        mode = row["mode"] + (" step" if row["streaming"] else "")
-        by_mode.setdefault(mode, []).append(row)
-    parts = []
-    for mode, rows in by_mode.items():
-        changes = [r["change"] for r in rows if "error" not in r]
-        if changes:
-            low, high = min(changes), max(changes)
-            span = f"{low:+.4f}" if f"{low:+.4f}" == f"{high:+.4f}" else f"{low:+.4f} to {high:+.4f}"
-            parts.append(f"{mode} {span} ({len(changes)} of {len(rows)} files)")
-        else:
-            parts.append(f"{mode}: no file ({len(rows)} failed)")
-    failed = [r for r in accuracy if "error" not in r and r["change"] < 0]
-    if failed:
-        worst = min(failed, key=lambda r: r["change"])
-        parts.append(f"largest drop {worst['variant']} {worst['mode']}"
-                     f"{' step' if worst['streaming'] else ''} {worst['change']:+.4f} (max error vs "
-                     f"Keras {worst['max_abs_error']:.2g})")
-    failed = [r for r in accuracy if "error" in r]
-    text = (f"\n- Accuracy on ItalyPowerDemand ({len(variants)} variants, {len(accuracy)} files): "
-            "test accuracy change, TFLite minus Keras, per mode: " + "; ".join(parts) + ". ")
-    samples = accuracy[0].get("samples")
-    if samples:
-        text += f"One test sequence is {1 / samples:.4f}. "
-    if failed:
-        text += ("These did not export: " + "; ".join(
-            f"{r['variant']} {r['mode']}{' step' if r['streaming'] else ''} ({r['error'].rstrip('.')})"
-            for r in failed) + ".")
-    else:
-        text += "Every file converted and passed verification against Keras."
-    return text
-
-
-def notes(results):
-    """What stands between us and the targets; the numbers are read from `results`."""
-    first = {}
-    for row in results["rows"]:
-        if "error" not in row:
-            first.setdefault((row["variant"], row["mode"], row["streaming"]), row)
-    variants = list(dict.fromkeys(r["variant"] for r in results["rows"]))
-    slow16 = {streaming: [r["latency_us"] / first[(v, "int8", s)]["latency_us"]
-                          for (v, m, s), r in first.items()
-                          if m == "int16x8" and s == streaming and (v, "int8", s) in first]
-              for streaming in (False, True)}
-    slow16_text = " and ".join(
-        f"{_range(ratios, '.0f')}x ({'step files' if streaming else 'full-sequence files'})"
-        for streaming, ratios in slow16.items() if ratios) or "?"
-    loop = [r["convert_s"] for r in results["rows"] if r.get("recipe") in ("loop", "step")]
-    unrolled = [r["convert_s"] for r in results["rows"]
-                if r.get("recipe") == "unrolled" and r["mode"] in ("int8", "int16x8")]
-    unrolled_f32 = next((r for r in results["rows"] if r.get("recipe") == "unrolled"
-                         and r["mode"] == "float32" and r["variant"] == "stacked"
-                         and "error" not in r), None)
-    totals = [r["total_s"] for r in results["rows"] if "total_s" in r]
-    slow_convert = [f"{r['variant']} {r['mode']}{' step' if r['streaming'] else ''} "
-                    f"{r['convert_s']:.1f} s" for r in results["rows"] if r.get("convert_s", 0) > 10]
-    ort = {}
-    for row in results["rows"]:
-        if row.get("ort_us"):
-            ort.setdefault(row["variant"], []).append(row["ort_us"])
-    busy = [f"{row['variant']} {row['mode']}{' step' if row['streaming'] else ''}"
-            f"{' unrolled' if row.get('plan') == 'unrolled' else ''} (ONNX Runtime "
-            f"{row['ort_us']:.0f} µs against a median of {statistics.median(ort[row['variant']]):.0f})"
-            for row in results["rows"]
-            if row.get("ort_us") and row["ort_us"] > 1.15 * statistics.median(ort[row["variant"]])]
-    busy_note = ""
-    if busy:
-        busy_note = ("\n- Load: ONNX Runtime is timed beside every file, so its time shows the "
-                     "load each row ran under. These rows ran while the machine was busier than "
-                     "for the rest of their variant (ONNX Runtime over 15% above the variant's "
-                     "median), so their absolute latencies read high (their vs-ORT ratios, timed in "
-                     "alternating blocks, absorb part of it): " + "; ".join(busy) + ".")
-    meta = results["meta"]
-    load = f"{meta['load'].split()[0]} at the start"
-    if meta.get("load_end"):
-        load += f" and {meta['load_end'].split()[0]} at the end"
-
-    # float32: the loop bodies and the unrolled float32 file.
-    f32 = first.get(("stacked", "float32", False))
-    bodies, conds = _loop_bodies(f32)
-    att_bodies, _ = _loop_bodies(first.get(("attention", "float32", False)))
-    if bodies:
-        loop_text = (f"whose body has {_range(bodies + att_bodies, '.0f')} small ops per step "
-                     f"(stacked: {' and '.join(map(str, bodies))} for its two layers; attention: "
-                     f"{' and '.join(map(str, att_bodies)) or '?'}), plus a "
-                     f"{_range(conds, '.0f')}-op condition subgraph")
-    else:
-        loop_text = "whose body has 21-28 small ops per step, plus a 3-op condition subgraph"
-    unrolled_text = "The unrolled float32 file removes the loop (row `float32 / unrolled`)"
-    if unrolled_f32 and f32:
-        unrolled_text += (f": {unrolled_f32['latency_us'] / unrolled_f32['ort_us']:.2f}x ONNX Runtime "
-                          if unrolled_f32.get("ort_us") else ": ")
-        unrolled_text += (f"at {unrolled_f32['size'] / f32['size']:.2f}x the loop file's size "
-                          f"({unrolled_f32['size'] / 1024:.0f} KB against {f32['size'] / 1024:.0f} KB)")
-        if "structure" in unrolled_f32:
-            unrolled_text += (f", {unrolled_f32['structure']['operators']} operators "
-                              f"({_per_step(unrolled_f32):.1f} per layer and step: the input "
-                              "projection is computed once for all steps, see int8 below)")
-    unrolled_text += "."
-
-    # int8: size, structure, per-variant ratios.
-    i8 = first.get(("stacked", "int8", False))
-    i8_step = first.get(("stacked", "int8", True))
-    size_ratios = {v: first[(v, "int8", False)]["size"] / first[(v, "float32", False)]["size"]
-                   for v in variants if (v, "int8", False) in first and (v, "float32", False) in first}
-    speed_ratios = {v: first[(v, "int8", False)]["latency_us"] / first[(v, "float32", False)]["latency_us"]
-                    for v in size_ratios}
-    int8_text = ""
-    if i8 and "structure" in i8:
-        s = i8["structure"]
-        int8_text = (
-            f" Since the unrolled recipe computes each GRU layer's input projection once for all "
-            f"steps (two `FULLY_CONNECTED` ops before the steps, `HoistedGRU`), each step keeps the "
-            f"recurrent projection and the gates: the stacked int8 file has {s['operators']} "
-            f"operators ({_per_step(i8):.1f} per layer and step) and {s['tensors']} tensors. Its "
-            f"{i8['size'] / 1024:.0f} KB hold {s['weight_bytes'] / 1024:.0f} KB of constant buffers "
-            f"(int8 weights, int32 biases), {s['quant_params']} scale/zero-point pairs "
-            f"(~{s['quant_params'] * 12 / 1024:.0f} KB as float32 scales and int64 zero points) "
-            f"and, for the rest (~{(i8['size'] - s['weight_bytes'] - 12 * s['quant_params']) / 1024:.0f} "
-            "KB), the graph structure.")
-    if size_ratios:
-        int8_text += (" int8 size / float32 loop size per variant: "
-                      + ", ".join(f"{v} {r:.2f}x" for v, r in size_ratios.items()) + ".")
-        if all(r > 1 for r in size_ratios.values()):
-            int8_text += " Every unrolled int8 file is still larger than its float32 loop file."
-    if i8_step and f32:
-        int8_text += (f" The int8 streaming step file holds the weights once and is the small int8 "
-                      f"artefact: {i8_step['size'] / 1024:.0f} KB, {i8_step['size'] / f32['size']:.2f}x "
-                      "the float32 loop file (row `int8 step`).")
-    speed_text = ""
-    if speed_ratios:
-        speed_text = ("\n- int8 latency / float32 loop latency per variant: "
-                      + ", ".join(f"{v} {r:.2f}x" for v, r in speed_ratios.items())
-                      + " (target <= 0.5x).")
-
-    # int16x8: speed, the trained-model rows and the repairs.
-    acc16 = [r for r in results.get("accuracy") or [] if r["mode"] == "int16x8"]
-    acc16_ok = [r for r in acc16 if "error" not in r]
-    acc16_failed = [r for r in acc16 if "error" in r]
-    repaired = [r for r in results["rows"] + (results.get("accuracy") or [])
-                if r.get("notes") and r["mode"] == "int16x8"]
-    int16_text = ""
-    if acc16:
-        int16_text = (f" On the trained ItalyPowerDemand models {len(acc16_ok)} of {len(acc16)} "
-                      "int16x8 files converted and passed verification")
-        if acc16_ok:
-            changes = [r["change"] for r in acc16_ok]
-            errors = [r["max_abs_error"] for r in acc16_ok]
-            int16_text += (f" (accuracy change {min(changes):+.4f} to {max(changes):+.4f}, max "
-                           f"error vs Keras {min(errors):.2g} to {max(errors):.2g})")
-        int16_text += "."
-        if acc16_failed:
-            int16_text += " Failed (the error is quoted under Accuracy below): " + ", ".join(
-                f"{r['variant']} {r['mode']}{' step' if r['streaming'] else ''}"
-                for r in acc16_failed) + "."
-    if repaired:
-        def tally(rows):
-            files = [r for r in rows if r["mode"] == "int16x8" and "error" not in r]
-            return sum(bool(r.get("notes")) for r in files), len(files)
-
-        trained, trained_all = tally(results.get("accuracy") or [])
-        reference, reference_all = tally(results["rows"])
-        example = next((r for r in repaired if r["variant"] == "stacked"), repaired[0])
-        int16_text += (f" `to_tflite` reported a repair (`ExportResult.notes`) for {trained} of the "
-                       f"{trained_all} int16x8 files of the trained models and {reference} of the "
-                       f"{reference_all} of the untrained reference models (whose GRU biases are "
-                       f"still zero); for {example['variant']}: \"{example['notes'][0]}\".")
-
-    return f"""What stands between us and the targets (read from the rows above):
-
-- float32 vs ONNX Runtime: the `loop` file runs each GRU layer as a TFLite `WHILE` loop
-  {loop_text}; ONNX Runtime runs one fused `GRU` kernel. {unrolled_text}
-  A fused kernel (TFLite has none for GRU) or a hand-written
-  `UNIDIRECTIONAL_SEQUENCE_*`-style op would be needed to reach 1.0x.{_vs_ort_notes(results)}
-- int8 size: calibrated quantization only works on the unrolled graph (a calibrated
-  `WHILE` loop crashes the converter, DESIGN.md fact 5), and the unrolled file holds one
-  set of tensors and quantization parameters per time step, so it is larger than a
-  single copy of the weights even after intermediate tensor names are stripped.{int8_text}{speed_text}
-- int16x8 files ran {slow16_text} slower than int8 ones here (LiteRT showed no fast path
-  for 16x8 activations on this CPU).{int16_text}{_accuracy_notes(results)}
-- Streaming per-frame latencies are measured from Python through the signature runner,
-  so each frame carries the Python call overhead (a few µs); a C++ loop on a device
-  avoids it.
-- Conversion time: the converter itself takes {_range(loop) if loop else "?"} s for loop and step files,
-  {_range(unrolled) if unrolled else "?"} s for unrolled int8/16x8 files{f" and {unrolled_f32['convert_s']:.1f} s for the unrolled float32 file" if unrolled_f32 else ""}; the whole `to_tflite` call
-  ({_range(totals) if totals else "?"} s; {sum(t > 10 for t in totals)} of {len(totals)} over 10 s) adds a child process
-  (TensorFlow import), verification against Keras and, for streaming, the TFLM check.
-  Converter times over 10 s: {"; ".join(slow_convert) or "none"}.
-  This machine had a load average of {load} (2 cores, shared with other jobs).{busy_note}
-"""
-
-
 def targets(results):
-    """Where we stand against issue 3's targets (stacked variant)."""
-    rows = {}
-    for r in results["rows"]:  # the first row of a kind is the automatic recipe's
-        if "error" not in r:
-            rows.setdefault((r["variant"], r["mode"], r["streaming"]), r)
-    unrolled = next((r for r in results["rows"] if r.get("recipe") == "unrolled"
-                     and r["mode"] == "float32" and r["variant"] == "stacked"), None)
-    f32 = rows.get(("stacked", "float32", False))
-    i8 = rows.get(("stacked", "int8", False))
-    step = rows.get(("stacked", "float32", True))
-    out = ["Targets (issue 3), stacked variant:", ""]
-    if f32 and f32.get("ort_us"):
-        out.append(f"- float32 TFLite latency / ONNX Runtime: {f32['latency_us'] / f32['ort_us']:.2f}x "
-                   "(target <= 1.0x)")
-    if unrolled and unrolled.get("ort_us"):
-        out.append(f"- float32 TFLite latency / ONNX Runtime with the unrolled recipe: "
-                   f"{unrolled['latency_us'] / unrolled['ort_us']:.2f}x "
-                   f"({unrolled['size'] / f32['size']:.1f}x the loop file's size)")
-    if f32 and i8:
-        out.append(f"- int8 latency / float32 TFLite: {i8['latency_us'] / f32['latency_us']:.2f}x "
-                   "(target <= 0.5x)")
-        out.append(f"- int8 size / float32 size: {i8['size'] / f32['size']:.2f}x (target <= 0.3x)")
-    if f32 and step:
-        line = (f"- streaming per-step latency x {TIME} / full-sequence: "
-                f"{step['latency_us'] / f32['latency_us']:.2f}x (target <= 1.5x)")
-        if step.get("ort_us") and f32.get("ort_us"):
-            line += (f"; through their vs-ORT ratios, which absorb the load each row ran under "
-                     f"(ONNX Runtime {step['ort_us']:.0f} µs beside the step file, "
-                     f"{f32['ort_us']:.0f} µs beside the loop file): "
-                     f"{(step['latency_us'] / step['ort_us']) / (f32['latency_us'] / f32['ort_us']):.2f}x")
-        out.append(line)
-    converts = [r["convert_s"] for r in results["rows"] if "convert_s" in r]
-    totals = [r["total_s"] for r in results["rows"] if "total_s" in r]
-    if converts:
-        out.append(f"- conversion: converter {min(converts):.1f}–{max(converts):.1f} s, whole "
-                   f"`to_tflite` call (child process, verification, TFLM) {min(totals):.1f}–"
-                   f"{max(totals):.1f} s (target <= 10 s per model)")
+    """Where the targets stand, read from the rows."""
+    out = ["### Targets", ""]
+    reference = [r for r in results.get("reference") or [] if "error" not in r]
+
+    def ratios(key):
+        return {r["T"]: _ratio(r.get("cpu_us"), r.get("ort_cpu_us")) for r in reference
+                if r["key"] == key and r.get("ort_cpu_us")}
+
+    def show(values):
+        return ", ".join(f"T={t}: {v:.2f}x" for t, v in sorted(values.items()))
+
+    for key, target, label in (("float32 auto", TARGETS["float32_vs_ort"], "float32 full sequence vs ORT"),
+                               ("int8 auto", TARGETS["int8_vs_ort"], "int8 full sequence vs ORT"),
+                               ("int8 step", TARGETS["step_vs_ort"], "int8 streaming step x T vs ORT")):
+        values = ratios(key)
+        if values:
+            met = all(v <= target for v in values.values())
+            out.append(f"- {label} (target <= {target}x): {show(values)} — "
+                       f"{'met' if met else 'missed'}")
+    sizes = {r["T"]: r["size_vs_loop"] for r in reference if r["key"] == "int8 auto" and "size_vs_loop" in r}
+    variant_sizes = {f"{r['variant']} T={r['T']}": r["size_vs_loop"]
+                     for r in results.get("variants") or []
+                     if r.get("key") == "int8 auto" and "size_vs_loop" in r}
+    if sizes:
+        met = all(v <= TARGETS["int8_size_vs_loop"] for v in sizes.values())
+        out.append(f"- int8 size / float32 loop, reference model (target <= "
+                   f"{TARGETS['int8_size_vs_loop']}x): {show(sizes)} — {'met' if met else 'missed'}")
+    if variant_sizes:
+        missed = {k: v for k, v in variant_sizes.items() if v > TARGETS["int8_size_vs_loop"]}
+        out.append(f"- int8 size / float32 loop, every variant: {min(variant_sizes.values()):.2f}-"
+                   f"{max(variant_sizes.values()):.2f}x; over {TARGETS['int8_size_vs_loop']}x: "
+                   + (", ".join(f"{k} {v:.2f}x" for k, v in missed.items()) or "none"))
+    totals = [(r["total_s"], f"{r.get('variant')} T={r['T']} {r['key']}")
+              for r in (results.get("reference") or []) + (results.get("variants") or [])
+              if "total_s" in r and r["T"] <= 200 and "auto" in r["key"]]
+    if totals:
+        slow = [name for seconds, name in totals if seconds > TARGETS["convert_s"]]
+        out.append(f"- whole `to_tflite` call, automatic recipe, T <= 200 (target <= "
+                   f"{TARGETS['convert_s']:.0f} s): {min(totals)[0]:.1f}-{max(totals)[0]:.1f} s; "
+                   f"over {TARGETS['convert_s']:.0f} s: {', '.join(slow) or 'none'} (the first "
+                   "call of a process also starts the conversion server, which imports TensorFlow)")
+    accuracy = [r for r in results.get("accuracy") or [] if r.get("mode") == "int8" and "change" in r]
+    if accuracy:
+        parts = [f"{r['preset']} {r['change']:+.4f} ({r['metric']})" for r in accuracy]
+        out.append("- int8 accuracy change on the trained presets (target within "
+                   f"{TARGETS['accuracy_points'] * 100:.1f} points): " + "; ".join(parts))
     return "\n".join(out)
 
 
@@ -745,106 +690,32 @@ def write_markdown(text, path):
         path.write_text("# Benchmarks\n\n" + section)
 
 
-def _row_key(row):
-    """A latency row's identity: variant, mode, streaming and the recipe asked for."""
-    plan = row.get("plan")
-    if plan is None:  # rows written before "plan" existed: only the extra row forced a recipe
-        forced = row.get("recipe") == "unrolled" and row["mode"] == "float32" and not row["streaming"]
-        plan = "unrolled" if forced else "auto"
-    return row["variant"], row["mode"], row["streaming"], plan
-
-
-def _accuracy_key(row):
-    return row["variant"], row["mode"], row["streaming"]
-
-
-def _merge_rows(old, new, key):
-    """`old` with each row replaced by the `new` row of the same key; other new rows appended."""
-    replacements = {key(row): row for row in new}
-    old_keys = {key(row) for row in old}
-    return ([replacements.get(key(row), row) for row in old]
-            + [row for row in new if key(row) not in old_keys])
-
-
-def merge_results(previous, meta, new_rows, new_accuracy):
-    """This run's rows merged into `previous` results (same-key rows replaced).
-
-    The latency meta (command, date, load, runs) becomes this run's when this run
-    replaced every previous latency row; the accuracy meta (`accuracy_command`,
-    `accuracy_date`, epochs) likewise for the accuracy rows. A partial run is recorded
-    as "previous command` then `this command" (date, commit and load averages
-    likewise "A then B").
-    """
-    old_meta = dict(previous["meta"])
-    old_meta.setdefault("accuracy_command", old_meta["command"])
-    old_meta.setdefault("accuracy_date", old_meta["date"])
-    merged = dict(old_meta)
-    old_keys = {_row_key(row) for row in previous["rows"]}
-    if new_rows:
-        if old_keys <= {_row_key(row) for row in new_rows}:
-            for key in ("command", "machine", "date", "load", "load_end", "code", "runs"):
-                merged.pop(key, None)
-                if key in meta:
-                    merged[key] = meta[key]
-        else:
-            merged["command"] = old_meta["command"] + "` then `" + meta["command"]
-            for key in ("date", "code", "load", "load_end"):  # rows from two runs: say so
-                if old_meta.get(key) and meta.get(key) and old_meta[key] != meta[key]:
-                    merged[key] = f"{old_meta[key]} then {meta[key]}"
-    old_accuracy = {_accuracy_key(row) for row in previous["accuracy"]}
-    if new_accuracy:
-        if old_accuracy <= {_accuracy_key(row) for row in new_accuracy}:
-            merged.update(accuracy_command=meta["command"], accuracy_date=meta["date"],
-                          epochs=meta["epochs"])
-        else:
-            merged["accuracy_command"] = old_meta["accuracy_command"] + "` then `" + meta["command"]
-            merged["epochs"] = meta["epochs"]
-    return {
-        "meta": merged,
-        "rows": _merge_rows(previous["rows"], new_rows, _row_key),
-        "accuracy": _merge_rows(previous["accuracy"], new_accuracy, _accuracy_key),
-    }
-
-
 def code_version():
-    """The commit of the code measured, and whether `export/` or `zoo/` had local changes."""
-    import subprocess
-
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                                 capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "export", "zoo"],
-                               cwd=ROOT, text=True, capture_output=True, check=True).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "export", "zoo",
+                                "benchmarks/bench_export.py"], cwd=ROOT, text=True,
+                               capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return commit + (" with uncommitted changes in export/ or zoo/" if dirty.strip() else "")
+    return commit + (" with uncommitted changes" if dirty.strip() else "")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     parser.add_argument("--variants", default=None, help="comma-separated (default: all)")
-    parser.add_argument("--modes", default=",".join(MODES))
-    parser.add_argument("--runs", type=int, default=500)
-    parser.add_argument("--epochs", type=int, default=30, help="ItalyPowerDemand training epochs")
-    parser.add_argument("--no-accuracy", action="store_true")
-    parser.add_argument("--accuracy-only", action="store_true",
-                        help="only the ItalyPowerDemand accuracy rows")
-    parser.add_argument("--extra-only", action="store_true",
-                        help="only the extra rows (stacked float32 with the unrolled recipe)")
-    parser.add_argument("--keras-peers-only", action="store_true",
-                        help="re-measure the Keras peers of the merged rows, nothing else")
-    parser.add_argument("--merge", help="merge this run's rows into a results JSON: rows of "
-                        "the same variant, mode and recipe are replaced, the others kept")
-    parser.add_argument("--quick", action="store_true", help="stacked only, 100 runs, 10 epochs")
+    parser.add_argument("--sections", default="probe,reference,variants,accuracy,profile")
+    parser.add_argument("--quick", action="store_true",
+                        help="T = 16, 50; stacked and attention; no probe beyond T=50")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "bench_export_results.json"))
     parser.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--render", help="re-render BENCHMARKS.md from a results JSON")
     args = parser.parse_args(argv)
-
     if args.render:
-        results = json.loads(pathlib.Path(args.render).read_text())
-        text = render(results)
+        text = render(json.loads(pathlib.Path(args.render).read_text()))
         print(text)
         if not args.no_write:
             write_markdown(text, pathlib.Path(args.markdown))
@@ -856,63 +727,44 @@ def main(argv=None):
     tf.config.threading.set_inter_op_parallelism_threads(1)
     import zoo
 
+    lengths = [int(v) for v in args.lengths.split(",")]
+    variants = args.variants.split(",") if args.variants else list(zoo.VARIANTS)
+    probe_lengths = [t for t in PROBE_LENGTHS if t <= max(lengths)]
+    variant_lengths = [t for t in VARIANT_LENGTHS if t in lengths] or lengths[:1]
     if args.quick:
-        args.runs, args.epochs = min(args.runs, 100), min(args.epochs, 10)
-    variants = (args.variants.split(",") if args.variants else
-                (["stacked"] if args.quick else list(zoo.VARIANTS)))
-    modes = args.modes.split(",")
-    results = {
-        "meta": {
-            # --no-write changes no result: leave it out of the command to reproduce.
-            "command": "python " + " ".join(["benchmarks/bench_export.py"] + [
-                a for a in (argv or sys.argv[1:]) if a != "--no-write"]),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
-                       f"{platform.python_version()}, TF {tf.__version__}",
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "load": " ".join(f"{v:.1f}" for v in os.getloadavg()),
-            "code": code_version(),
-            "runs": args.runs,
-            "epochs": args.epochs,
-        },
-        "rows": [],
-        "accuracy": [],
-    }
+        lengths, variants, probe_lengths, variant_lengths = [16, 50], ["stacked", "attention"], [16, 50], [50]
+    sections = args.sections.split(",")
+    results = {"meta": {
+        "command": "python " + " ".join(["benchmarks/bench_export.py"] + [
+            a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-write"]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
+                   f"{platform.python_version()}, TF {tf.__version__}",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load": " ".join(f"{v:.1f}" for v in os.getloadavg()),
+        "code": code_version(),
+    }}
     json_path = pathlib.Path(args.json)
-    previous = json.loads(pathlib.Path(args.merge).read_text()) if args.merge else None
-    new_rows, new_accuracy = [], []
 
-    def current():
-        if previous is None:
-            return dict(results, rows=new_rows, accuracy=new_accuracy)
-        return merge_results(previous, results["meta"], new_rows, new_accuracy)
-
-    def save():
-        json_path.write_text(json.dumps(current(), indent=1, default=float))
-
-    def log(row, save_now=True):
-        print(json.dumps({k: v for k, v in row.items() if k not in ("tflm", "structure")},
+    def log(row):
+        print(json.dumps({k: v for k, v in row.items() if k not in ("structure", "notes")},
                          default=float), flush=True)
-        if save_now:
-            save()
+        json_path.write_text(json.dumps(results, indent=1, default=float))
 
-    if args.keras_peers_only:
-        if previous is None:
-            parser.error("--keras-peers-only needs --merge RESULTS_JSON")
-        update_keras_peers(previous["rows"], variants)
-        previous["meta"]["command"] += " (Keras peers re-measured)"
-        variants = []
-        args.no_accuracy = True
     with tempfile.TemporaryDirectory(prefix="gru_zoo_bench_") as workdir:
-        for variant in variants if not args.accuracy_only else []:
-            bench_variant(variant, modes, args.runs, workdir, log, new_rows,
-                          extra_only=args.extra_only)
-        if not args.no_accuracy:
-            accuracy_rows(variants, modes, workdir, log, args.epochs, new_accuracy)
-    if new_rows:
-        results["meta"]["load_end"] = " ".join(f"{v:.1f}" for v in os.getloadavg())
-    final = current()
-    json_path.write_text(json.dumps(final, indent=1, default=float))
-    text = render(final)
+        if "probe" in sections:
+            results["probe"] = []
+            results["probe"] = probe_xnnpack(workdir, log, probe_lengths)
+        if "reference" in sections:
+            results["reference"] = reference_rows(workdir, log, lengths, step_done=False)
+        if "variants" in sections:
+            results["variants"] = variant_rows(workdir, log, variants, variant_lengths)
+        if "accuracy" in sections:
+            results["accuracy"] = accuracy_rows(workdir, log)
+        if "profile" in sections:
+            results["profile"] = profile_rows(workdir, log)
+    results["meta"]["load_end"] = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    json_path.write_text(json.dumps(results, indent=1, default=float))
+    text = render(results)
     print(text)
     if not args.no_write:
         write_markdown(text, pathlib.Path(args.markdown))

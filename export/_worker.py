@@ -23,6 +23,9 @@ os.environ["CUDA_VISIBLE_DEVICES"] = ""
 import numpy as np  # noqa: E402
 
 SIMULATE_CRASH_ENV = "GRU_ZOO_EXPORT_SIMULATE_CRASH"
+# Set to "0" to start every job as a new Python process (`python -m export._worker`)
+# instead of forking it from a server process that has TensorFlow imported already.
+FORKSERVER_ENV = "GRU_ZOO_EXPORT_FORKSERVER"
 MAX_STEP_CALIBRATION_PAIRS = 1000
 
 
@@ -84,6 +87,10 @@ def convert_job(job):
     start = time.perf_counter()
     if recipe == "step":
         export_model = recipes.build_step_model(model)
+    elif recipe == "chunked":
+        export_model = recipes.rebuild_chunked(
+            model, sequence_length=job["sequence_length"], chunk_steps=job["chunk_steps"]
+        )
     else:
         export_model = recipes.rebuild(
             model, unroll=recipe == "unrolled", sequence_length=job["sequence_length"]
@@ -103,6 +110,7 @@ def convert_job(job):
         representative=representative,
         allow_select_tf_ops=job["allow_select_tf_ops"],
         notes=notes,
+        calibrate_loops=recipe == "chunked",
     )
     convert_seconds = time.perf_counter() - start
     if job.get("strip_tensor_names", True):
@@ -208,6 +216,127 @@ def tflm_job(job):
     return {"ok": True, "arena_bytes": arena_bytes, "seconds_per_step": seconds / max(steps, 1)}
 
 
+def serve():
+    """The fork server: imports TensorFlow once, then forks one process per job.
+
+    Reads one JSON request per line on stdin (`command`, `job_path`, `log_path`, `env`),
+    answers `{"pid"}` when the job's process starts and `{"code"}` (its exit code, or
+    minus the signal that killed it) when it ends. Each job is a process of its own: a
+    converter crash kills only that process.
+    """
+    import tensorflow  # noqa: F401  (the reason this server exists)
+
+    from export import calibration, chunked, converter, metadata, recipes, runtime  # noqa: F401
+
+    out = sys.stdout
+    for line in sys.stdin:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:  # the job
+            code = 1
+            try:
+                descriptor = os.open(request["log_path"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                                     0o644)
+                os.dup2(descriptor, 1)
+                os.dup2(descriptor, 2)
+                for key, value in request["env"].items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+                code = main(["export._worker", request["command"], request["job_path"]])
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        out.write(json.dumps({"pid": pid}) + "\n")
+        out.flush()
+        _, status = os.waitpid(pid, 0)
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        out.write(json.dumps({"code": code}) + "\n")
+        out.flush()
+
+
+class ForkServer:
+    """Client side of `serve`: one server per parent process, started at the first job.
+
+    Importing TensorFlow costs ~5 s of CPU (more than converting a zoo model); the
+    server pays it once. `multiprocessing`'s own fork server is not used: it imports
+    the caller's main script again (as `__mp_main__`), which re-runs scripts without a
+    main guard.
+    """
+
+    _instance = None
+
+    def __init__(self, env):
+        import subprocess
+        import threading
+
+        self._lock = threading.Lock()
+        self._owner = os.getpid()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "export._worker", "serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            text=True,
+        )
+
+    @classmethod
+    def get(cls, env):
+        instance = cls._instance
+        if (instance is None or instance._process.poll() is not None
+                or instance._owner != os.getpid()):  # a forked caller gets its own server
+            cls._instance = cls(env)
+            import atexit
+
+            atexit.register(cls._instance.close)
+        return cls._instance
+
+    def close(self):
+        if os.getpid() == self._owner and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+    def _read(self, deadline):
+        import select
+        import time
+
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            ready, _, _ = select.select([self._process.stdout], [], [], remaining)
+            if ready:
+                line = self._process.stdout.readline()
+                if not line:
+                    raise RuntimeError("the export fork server stopped")
+                return json.loads(line)
+
+    def run(self, command, job_path, log_path, timeout):
+        """Runs one job; returns its exit code (negative: a signal) or `None` on timeout."""
+        import signal as signals
+        import time
+
+        request = {"command": command, "job_path": job_path, "log_path": log_path,
+                   "env": {SIMULATE_CRASH_ENV: os.environ.get(SIMULATE_CRASH_ENV)}}
+        with self._lock:
+            self._process.stdin.write(json.dumps(request) + "\n")
+            self._process.stdin.flush()
+            started = self._read(None)
+            answer = self._read(time.monotonic() + timeout)
+            if answer is None:
+                os.kill(started["pid"], signals.SIGKILL)
+                self._read(None)
+                return None
+            return answer["code"]
+
+
+def forkserver_available():
+    return os.environ.get(FORKSERVER_ENV, "1") != "0" and hasattr(os, "fork")
+
+
 def main(argv):
     command, job_path = argv[1], argv[2]
     with open(job_path) as handle:
@@ -226,4 +355,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["serve"]:
+        serve()
+        sys.exit(0)
     sys.exit(main(sys.argv))

@@ -321,7 +321,9 @@ def register(subparsers):
                    "(gunpoint, italy_power_demand, airline_passengers, adding)")
     p.add_argument("--streaming", action="store_true",
                    help="export the one-time-step model (frame + states in and out)")
-    p.add_argument("--recipe", choices=("auto", "loop", "unrolled", "step"), default="auto")
+    p.add_argument("--recipe", choices=("auto", "loop", "unrolled", "chunked", "step"),
+                   default="auto", help="conversion form (default: chosen per model and "
+                   "length; 'chunked': GRU layers as a loop over chunks of steps)")
     p.add_argument("--io-type", default="float32", choices=("float32", "int8", "int16"),
                    help="input/output type of integer-quantized files (default float32)")
     p.add_argument("--c-array", action="store_true", help="also write the file as C source")

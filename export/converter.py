@@ -67,6 +67,7 @@ def convert(
     representative=None,
     allow_select_tf_ops=False,
     notes=None,
+    calibrate_loops=False,
 ):
     """Converts a recipe model to `.tflite` bytes.
 
@@ -80,6 +81,9 @@ def convert(
         allow_select_tf_ops: bool, let the converter fall back to TensorFlow (Flex) ops.
         notes: optional list; what the conversion had to repair is appended to it
             (see `export.quantization` for int16x8).
+        calibrate_loops: bool, int8 only: calibrate with `export.calibration` (which
+            runs `WHILE` loop bodies iteration by iteration) instead of the converter's
+            calibrator, which crashes on loops. For the `"chunked"` recipe.
     """
     import tensorflow as tf
 
@@ -111,6 +115,21 @@ def convert(
                 # (int16x8 io types are set by `quantize_int16x8`.)
                 converter.inference_input_type = tf.int8
                 converter.inference_output_type = tf.int8
+            per_channel_dense = True
+            if quantization == "int8":
+                from export.calibration import PER_CHANNEL_SPREAD, dense_channel_spread
+
+                spread = dense_channel_spread(model)
+                per_channel_dense = spread > PER_CHANNEL_SPREAD
+                if not per_channel_dense:
+                    # The converter's int8 quantizer reads this private switch (there is
+                    # no public one); without it the file is only larger.
+                    converter._experimental_disable_per_channel_quantization_for_dense_layers = True
+                if notes is not None:
+                    notes.append(
+                        f"int8: fully connected weights {'per-channel' if per_channel_dense else 'per-tensor'} "
+                        f"(largest per-output-channel range {spread:.2f}x the median; "
+                        f"per-channel above {PER_CHANNEL_SPREAD:g}x)")
         supported = [builtins]
         if allow_select_tf_ops:
             supported.append(tf.lite.OpsSet.SELECT_TF_OPS)
@@ -128,4 +147,10 @@ def convert(
             if notes is not None:
                 notes.extend(repairs)
             return content
+        if quantization == "int8" and calibrate_loops:
+            from export.calibration import quantize_int8
+
+            return quantize_int8(converter, samples,
+                                 io_dtype=tf.int8 if io_type == "int8" else tf.float32,
+                                 per_channel_dense=per_channel_dense)
         return converter.convert()

@@ -55,7 +55,8 @@ def float32_export(model, data, tmp_path_factory):
 def test_float32_export_runs_and_matches_keras(float32_export, model, data):
     result, path = float32_export
     assert result.path == str(path) and os.path.getsize(path) == result.size
-    assert result.recipe == "loop" and "WHILE" in result.ops
+    # The automatic recipe for a GRU chain of fixed length; 6 steps: no loop.
+    assert result.recipe == "chunked" and "WHILE" not in result.ops
     assert result.max_abs_error <= 1e-5
     assert tflite_vs_keras(path, model, data) <= 1e-5
     assert result.flex_ops == [] and result.custom_ops == []
@@ -75,7 +76,7 @@ def test_float32_metadata_reads_back(float32_export):
     assert metadata["input"] == {"name": "inputs", "shape": [1, TIME, FEATURES], "dtype": "float32"}
     assert metadata["window_length"] == TIME
     assert metadata["config"] == {"variant": "stacked", "units": 4}
-    assert metadata["recipe"] == "loop" and metadata["task"] == "classification"
+    assert metadata["recipe"] == "chunked" and metadata["task"] == "classification"
     import zoo
 
     assert metadata["gru_zoo_version"] == zoo.__version__
@@ -102,7 +103,7 @@ def test_lite_model_predicts_any_batch_size(float32_export, model):
 
 @pytest.mark.parametrize(
     "quantization, recipe, bound",
-    [("float16", "loop", 1e-2), ("dynamic", "loop", 0.1), ("int16x8", "unrolled", 0.1)],
+    [("float16", "chunked", 1e-2), ("dynamic", "chunked", 0.1), ("int16x8", "unrolled", 0.1)],
 )
 def test_quantized_export_runs_within_tolerance(model, data, tmp_path, quantization, recipe, bound):
     path = tmp_path / f"{quantization}.tflite"
@@ -118,7 +119,7 @@ def test_quantized_export_runs_within_tolerance(model, data, tmp_path, quantizat
 def test_int8_export_uses_unrolled_recipe_and_int8_io(model, data, tmp_path):
     path = tmp_path / "int8.tflite"
     result = to_tflite(model, path, quantization="int8", representative_data=data,
-                       io_type="int8")
+                       io_type="int8", recipe="unrolled")
     assert result.recipe == "unrolled" and "WHILE" not in result.ops
     lite = LiteModel(path)
     assert lite.input_details()["inputs"]["dtype"] == np.int8
@@ -205,7 +206,7 @@ def test_streaming_lstm_per_step_task_carries_h_and_c(tmp_path):
 def test_simulated_crash_falls_back_and_is_reported(model, tmp_path, monkeypatch):
     monkeypatch.setenv(SIMULATE_CRASH_ENV, "loop")
     path = tmp_path / "fallback.tflite"
-    result = to_tflite(model, path)
+    result = to_tflite(model, path, recipe="loop")
     assert result.fallback_used and result.recipe == "unrolled"
     assert result.attempts[0]["recipe"] == "loop"
     assert result.attempts[0]["outcome"] == "crashed"

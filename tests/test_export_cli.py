@@ -49,7 +49,7 @@ def test_cli_export_inspect_bench(cli_export, capsys):
     assert _run(["export", str(model_path), "--out", str(out), "--quantize", "int8",
                  "--data", str(data_path), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["quantization"] == "int8" and result["recipe"] == "unrolled"
+    assert result["quantization"] == "int8" and result["recipe"] == "chunked"
     assert result["evaluation"]["samples"] == 10
     x = sequences(4, seed=2)
     assert np.abs(LiteModel(out).predict(x) - model.predict(x, verbose=0)).max() <= 0.25

@@ -1,0 +1,264 @@
+"""Full-integer quantization of files with a `WHILE` loop (the `"chunked"` recipe).
+
+TFLite's converter calibrates by running the float file in an instrumented
+interpreter (`tensorflow.lite.python.optimize.calibrator`). With a `WHILE` loop that
+interpreter crashes the process (a segmentation fault in `MinMax::Update`, reading a
+loop tensor whose memory the loop kernel has released), so the converter cannot
+calibrate any loop model. The rest of its int8 pipeline, the MLIR quantizer
+(`tensorflow.lite.python.convert.mlir_quantize`), does quantize loops: it only needs
+the min/max of every float tensor in every subgraph.
+
+`quantize_int8` therefore runs the converter's own pipeline with one step replaced:
+
+1. `float_model_for_quantization`: the float model exactly as the converter prepares it
+   for calibration (its int8 settings, intermediate tensors added), taken before its
+   calibrator runs.
+2. `calibrate`: the min/max of every float tensor, measured here with the LiteRT
+   interpreter: the main graph with all tensors preserved, and each loop body run as a
+   model of its own, iteration by iteration, carrying the loop variables, so every
+   iteration's tensors are seen (a preserved body only holds its last iteration), for
+   a subset of the samples that covers `MAX_RECORDED_ITERATIONS` iterations.
+3. `mlir_quantize` with the converter's default int8 settings (per-channel weights).
+
+Written by hand because neither the converter nor `ai-edge-quantizer` (whose static
+recipes also fail on `WHILE`) calibrates loop bodies.
+"""
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+from ai_edge_litert.tools import flatbuffer_utils
+
+# Loop iterations whose tensors are read, about, over all samples: every sample runs
+# the main graph (its ranges), but only as many samples as this needs (at least 8,
+# spread over the data) also run their loop bodies iteration by iteration, every
+# iteration read (at T=200 with 4 steps per iteration: 30 samples, 6000 time steps).
+MAX_RECORDED_ITERATIONS = 1500
+
+
+def _interpreter(content):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    # Builtin kernels: a delegate computes its partition in its own memory, so the
+    # tensors inside it are not readable afterwards.
+    return Interpreter(
+        model_content=content,
+        num_threads=1,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        experimental_preserve_all_tensors=True,
+    )
+
+
+def _read(interpreter, index):
+    """A tensor's value, or `None` when it holds no data (e.g. an unused loop output)."""
+    try:
+        return interpreter.get_tensor(index)
+    except ValueError:
+        return None
+
+
+def _is_constant(model, tensor):
+    data = model.buffers[tensor.buffer].data
+    return data is not None and len(data) > 0
+
+
+def _float_tensors(model, subgraph):
+    return [index for index, tensor in enumerate(subgraph.tensors)
+            if tensor.type == schema.TensorType.FLOAT32 and not _is_constant(model, tensor)]
+
+
+def _standalone(model_bytes, index):
+    """The subgraph `index` of a model as a model of its own (its inputs, its outputs)."""
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+    model.subgraphs = [model.subgraphs[index]]
+    model.signatureDefs = []
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _while_ops(model, subgraph):
+    for operator in subgraph.operators or []:
+        if flatbuffer_utils.opcode_to_name(model, operator.opcodeIndex) == "WHILE":
+            yield operator
+
+
+class _Ranges:
+    """Running min/max of many tensors, updated with two numpy reductions per call."""
+
+    def __init__(self):
+        self.low, self.high = {}, {}
+
+    def update_all(self, subgraph_index, interpreter, indices):
+        values, keys = [], []
+        for index in indices:
+            value = _read(interpreter, index)
+            if value is not None and value.size:
+                values.append(value.reshape(-1))
+                keys.append((subgraph_index, index))
+        if not values:
+            return
+        sizes = np.array([len(v) for v in values])
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        flat = np.concatenate(values).astype(np.float64)
+        lows, highs = np.minimum.reduceat(flat, starts), np.maximum.reduceat(flat, starts)
+        for key, low, high in zip(keys, lows.tolist(), highs.tolist()):
+            if key in self.low:
+                if low < self.low[key]:
+                    self.low[key] = low
+                if high > self.high[key]:
+                    self.high[key] = high
+            else:
+                self.low[key], self.high[key] = low, high
+
+
+def calibrate(content, samples):
+    """Min/max of every float tensor of `content` over `samples`.
+
+    Args:
+        content: bytes of a float `.tflite` model whose main graph may hold `WHILE`
+            loops (one level: a loop body with its own loops is refused).
+        samples: list of `{input name: array}` for the model's signature.
+
+    Returns:
+        bytes: the model with `quantization.min/max` set on its float tensors.
+
+    Raises:
+        ValueError: nested loops, or a loop that does not end within 10^6 iterations.
+    """
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+    main = model.subgraphs[0]
+    loops = list(_while_ops(model, main))
+    for operator in loops:
+        for index in (operator.builtinOptions.condSubgraphIndex,
+                      operator.builtinOptions.bodySubgraphIndex):
+            if any(True for _ in _while_ops(model, model.subgraphs[index])):
+                raise ValueError("calibration supports one level of WHILE loops; this "
+                                 "model nests them")
+    ranges = _Ranges()
+    interpreter = _interpreter(content)
+    runner = interpreter.get_signature_runner()
+    main_floats = _float_tensors(model, main)
+    plans = []
+    for operator in loops:
+        options = operator.builtinOptions
+        body = model.subgraphs[options.bodySubgraphIndex]
+        cond = model.subgraphs[options.condSubgraphIndex]
+        body_interpreter = _interpreter(_standalone(content, options.bodySubgraphIndex))
+        body_interpreter.allocate_tensors()
+        cond_interpreter = _interpreter(_standalone(content, options.condSubgraphIndex))
+        cond_interpreter.allocate_tensors()
+        plans.append((operator, options.bodySubgraphIndex, body, cond, body_interpreter,
+                      cond_interpreter, _float_tensors(model, body)))
+    loop_samples = None  # which samples also run the loop bodies (set after the first)
+    for number, sample in enumerate(samples):
+        runner(**sample)
+        ranges.update_all(0, interpreter, main_floats)
+        if loop_samples is not None and number not in loop_samples:
+            continue
+        iterations = 0
+        for operator, body_index, body, cond, body_run, cond_run, body_floats in plans:
+            values = [interpreter.get_tensor(int(i)) for i in operator.inputs]
+            iteration = 0
+            while True:
+                for position, tensor in enumerate(cond.inputs):
+                    cond_run.set_tensor(int(tensor), values[position])
+                cond_run.invoke()
+                if not bool(np.asarray(cond_run.get_tensor(int(cond.outputs[0]))).reshape(-1)[0]):
+                    break
+                for position, tensor in enumerate(body.inputs):
+                    body_run.set_tensor(int(tensor), values[position])
+                body_run.invoke()
+                ranges.update_all(body_index, body_run, body_floats)
+                values = [body_run.get_tensor(int(tensor)) for tensor in body.outputs]
+                iteration += 1
+                if iteration > 10**6:
+                    raise ValueError("a WHILE loop ran over 10^6 iterations during calibration")
+            iterations += iteration
+        if loop_samples is None:
+            # Every iteration of a sample is read; enough samples, spread over the data,
+            # to read about MAX_RECORDED_ITERATIONS iterations (at least 8 samples).
+            wanted = max(8, -(-MAX_RECORDED_ITERATIONS // max(1, iterations)))
+            loop_samples = set(np.unique(np.linspace(
+                0, len(samples) - 1, min(wanted, len(samples))).round().astype(int)).tolist())
+            loop_samples.add(0)
+    for key, low in ranges.low.items():
+        subgraph_index, tensor_index = key
+        tensor = model.subgraphs[subgraph_index].tensors[tensor_index]
+        quantization = tensor.quantization or schema.QuantizationParametersT()
+        quantization.min = [low]
+        quantization.max = [ranges.high[key]]
+        tensor.quantization = quantization
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def float_model_for_quantization(converter):
+    """The float model that `converter` (set up for int8) would calibrate, uncalibrated.
+
+    Runs the converter with its calibrator replaced by one that returns the model it
+    is given (the converter's int8 conversion settings and intermediate tensors apply;
+    nothing is run).
+    """
+    from tensorflow.lite.python import lite
+
+    original = lite._calibrator.Calibrator
+
+    class _Capture:
+        def __init__(self, model_content, *args, **kwargs):
+            self.model_content = model_content
+
+        def calibrate(self, dataset_gen):
+            return self.model_content
+
+    lite._calibrator.Calibrator = _Capture
+    try:
+        converter._experimental_calibrate_only = True
+        return converter.convert()
+    finally:
+        lite._calibrator.Calibrator = original
+        converter._experimental_calibrate_only = False
+
+
+# Per-channel int8 weights store a scale and a 64-bit zero point per output channel and
+# per use of the weights in each subgraph (12 bytes each: 9 KB for the two GRU(64)
+# layers of the reference model, a seventh of its int8 file). They pay off when the
+# output channels' ranges differ: a channel whose largest |weight| is `r` times below
+# the tensor's largest loses log2(r) bits of its 8 under a per-tensor scale.
+PER_CHANNEL_SPREAD = 3.0
+
+
+def dense_channel_spread(model):
+    """The largest spread of per-output-channel ranges among the model's matmul weights.
+
+    For each GRU/LSTM/SimpleRNN kernel and recurrent kernel and each Dense kernel: the
+    largest |weight| of each output column, max over median. 1.0 when there are none.
+    """
+    spread = 1.0
+    for variable in model.weights:
+        if len(variable.shape) != 2 or not variable.path.endswith("kernel"):
+            continue  # 2-D kernels: Dense and recurrent (a Conv1D kernel is 3-D)
+        columns = np.max(np.abs(np.asarray(variable)), axis=0)
+        median = float(np.median(columns))
+        if median > 0:
+            spread = max(spread, float(columns.max()) / median)
+    return spread
+
+
+def quantize_int8(converter, samples, *, io_dtype, per_channel_dense=True):
+    """Full-integer int8 file of a converter's model, loops included.
+
+    Args:
+        converter: a `tf.lite.TFLiteConverter` set up for int8 (optimizations,
+            representative dataset, `TFLITE_BUILTINS_INT8`).
+        samples: list of `{input name: array}` calibration samples.
+        io_dtype: `tf.float32` or `tf.int8`, the file's input and output type.
+        per_channel_dense: bool, per-channel scales for fully connected weights
+            (convolutions are always per-channel).
+
+    Returns:
+        bytes of the quantized model.
+    """
+    from tensorflow.lite.python import convert
+
+    float_content = float_model_for_quantization(converter)
+    calibrated = calibrate(float_content, samples)
+    return convert.mlir_quantize(calibrated, input_data_type=io_dtype,
+                                 output_data_type=io_dtype,
+                                 disable_per_channel_for_dense_layers=not per_channel_dense)

@@ -1,0 +1,623 @@
+"""The `"chunked"` recipe: GRU layers as a `WHILE` loop over chunks of time steps.
+
+Why a new form (measured on a 2-core AMD EPYC, 2 MB L2 per core, one thread):
+
+- The unrolled form repeats each recurrent `FULLY_CONNECTED` once per time step, all
+  sharing one constant weight tensor. LiteRT's default XNNPACK delegate packs the
+  weights of every node it takes, without sharing them between nodes that read the
+  same tensor: the resident memory of an unrolled 2 x GRU(64) file grows by ~68 KB per
+  layer and time step (one packed copy of the 64 x 192 recurrent kernel per node), so
+  past a few dozen steps every step streams its own copy from L3 or DRAM and the cost
+  per layer-step climbs from ~1.5 µs (T=16) to ~7 µs (T=200). With builtin kernels only
+  the cost stays flat, but at ~2.7 µs per layer-step.
+- Keras's own loop (`"loop"` recipe) carries the input and output sequences through a
+  `WHILE` whose body slices and re-concatenates them at every step: 21-28 small ops per
+  step, and copies that grow with T.
+
+This form keeps one loop body of `chunk_steps` unrolled steps for a whole chain of
+GRU layers (`ChunkedGRU`): every node of the body is packed once, whatever T is, and the
+file holds the weights once (its size does not grow with T). Per chunk, each layer's
+input projection is one matmul over the chunk's steps; the chunk's outputs of one
+layer feed the next layer inside the body, so no intermediate sequence crosses the
+loop. The `T mod chunk_steps` first steps run unrolled before the loop.
+
+Only public Keras APIs and public TensorFlow ops are used. The layer exists for
+conversion: `export.recipes.rebuild(model, form="chunked")` puts it in place of a
+chain of GRU layers, with the weights copied.
+"""
+
+import copy
+
+import keras
+
+# Layers that may sit between two chained GRU layers: the identity at inference.
+IDENTITY_AT_INFERENCE = (
+    keras.layers.Dropout,
+    keras.layers.GaussianNoise,
+    keras.layers.GaussianDropout,
+    keras.layers.AlphaDropout,
+)
+CHUNKED_GRU_NAME = "gru_zoo_export>ChunkedGRU"
+CHUNKED_BIDIRECTIONAL_NAME = "gru_zoo_export>ChunkedBidirectionalGRU"
+
+
+def gru_projection(cell, inputs):
+    """Input projections of a GRU cell for all steps of `inputs` `(batch, steps, features)`.
+
+    Returns `(x_zr, x_h)`: `(batch, steps, 2 * units)` with the z/r input and (for
+    `reset_after=True`) recurrent biases folded in, and `(batch, steps, units)`.
+    """
+    ops = keras.ops
+    units = cell.units
+    kernel = cell.kernel
+    x_zr = ops.matmul(inputs, kernel[:, : 2 * units])
+    x_h = ops.matmul(inputs, kernel[:, 2 * units :])
+    if cell.use_bias:
+        if cell.reset_after:
+            input_bias, recurrent_bias = cell.bias[0], cell.bias[1]
+            x_zr = x_zr + (input_bias[: 2 * units] + recurrent_bias[: 2 * units])
+        else:
+            input_bias = cell.bias
+            x_zr = x_zr + input_bias[: 2 * units]
+        x_h = x_h + input_bias[2 * units :]
+    return x_zr, x_h
+
+
+def gru_step(cell, x_zr, x_h, h):
+    """One GRU step from the projected inputs `(batch, 2 * units)`, `(batch, units)`.
+
+    `h` is the previous state, or `None` for the zero initial state (then the recurrent
+    products vanish and are left out).
+    """
+    ops = keras.ops
+    units = cell.units
+    activation, gate_activation = cell.activation, cell.recurrent_activation
+    recurrent = cell.recurrent_kernel
+    recurrent_h_bias = None
+    if cell.use_bias and cell.reset_after:
+        recurrent_h_bias = cell.bias[1][2 * units :]
+    if h is None:
+        z, r = ops.split(gate_activation(x_zr), 2, axis=-1)
+        pre = x_h if recurrent_h_bias is None else x_h + r * recurrent_h_bias
+        candidate = activation(pre)
+        return candidate - z * candidate
+    z, r = ops.split(gate_activation(x_zr + ops.matmul(h, recurrent[:, : 2 * units])), 2, axis=-1)
+    if cell.reset_after:
+        projected = ops.matmul(h, recurrent[:, 2 * units :])
+        if recurrent_h_bias is not None:
+            projected = projected + recurrent_h_bias
+        candidate = activation(x_h + r * projected)
+    else:
+        candidate = activation(x_h + ops.matmul(r * h, recurrent[:, 2 * units :]))
+    return candidate + z * (h - candidate)
+
+
+@keras.saving.register_keras_serializable(package="gru_zoo_export")
+class ChunkedGRU(keras.layers.GRU):
+    """A chain of GRU layers computed chunk by chunk in one `WHILE` loop (for conversion).
+
+    The layer is the first GRU of the chain (its own config and weights); `followers`
+    are the configs of the GRU layers that follow it in the model, each taking the
+    previous one's sequence. The output is the last layer's output (its last state, or
+    its whole sequence when it returns sequences). Same numbers as the Keras layers.
+
+    Args:
+        followers: list of `keras.layers.GRU` configs (may be empty).
+        chunk_steps: int, time steps per loop iteration. The first `T mod chunk_steps`
+            steps run unrolled before the loop; with `chunk_steps >= T` there is no loop.
+        **kwargs: the first GRU's arguments.
+    """
+
+    def __init__(self, units, followers=(), chunk_steps=8, **kwargs):
+        super().__init__(units, **kwargs)
+        if not isinstance(chunk_steps, int) or chunk_steps < 1:
+            raise ValueError(f"`chunk_steps` must be a positive int. Received: "
+                             f"chunk_steps={chunk_steps!r}")
+        self.follower_configs = [copy.deepcopy(dict(config)) for config in followers]
+        self.chunk_steps = chunk_steps
+        self.followers = [keras.layers.GRU.from_config(config)
+                          for config in self.follower_configs]
+
+    def build(self, sequences_shape):
+        super().build(sequences_shape)
+        features = self.units
+        for follower in self.followers:
+            follower.build((sequences_shape[0], sequences_shape[1], features))
+            features = follower.units
+
+    def _last(self):
+        return self.followers[-1] if self.followers else self
+
+    def compute_output_shape(self, sequences_shape):
+        last = self._last()
+        if last.return_sequences:
+            return (sequences_shape[0], sequences_shape[1], last.units)
+        return (sequences_shape[0], last.units)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(followers=self.follower_configs, chunk_steps=self.chunk_steps)
+        return config
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        import tensorflow as tf  # the loop is a TensorFlow `while_loop` (export runs on TF)
+
+        steps = sequences.shape[1]
+        if (mask is not None or initial_state is not None or self.stateful
+                or self.go_backwards or steps is None):
+            raise ValueError(
+                "ChunkedGRU needs a fixed sequence length, no mask, no initial state and "
+                f"forward, non-stateful layers. Received: steps={steps}, mask="
+                f"{mask is not None}, initial_state={initial_state is not None}, "
+                f"stateful={self.stateful}, go_backwards={self.go_backwards}"
+            )
+        if sequences.shape[0] != 1:
+            raise ValueError(
+                "ChunkedGRU computes batch 1 (export rebuilds the model with batch 1). "
+                f"Received: sequences of shape {tuple(sequences.shape)}"
+            )
+        ops = keras.ops
+        cells = [self.cell] + [follower.cell for follower in self.followers]
+        last = self._last()
+        # Batch 1: the sequence as a (time, features) matrix, so that every step's row is
+        # a plain 2-D slice that XNNPACK runs (a 3-D slice that drops the time axis runs
+        # on the builtin kernel and splits the delegated graph at every step).
+        x = ops.reshape(ops.cast(sequences, self.cell.compute_dtype), (steps, -1))
+        chunk = min(self.chunk_steps, steps)
+        loops = steps // chunk
+        prefix = steps - loops * chunk
+        if loops == 1 and prefix == 0:  # one chunk: no loop at all
+            loops, prefix = 0, steps
+
+        def run(inputs, states, count):
+            """`count` steps of every layer from `inputs` `(count, features)`."""
+            new_states = []
+            for index, cell in enumerate(cells):
+                x_zr, x_h = gru_projection(cell, inputs)
+                rows_zr, rows_h = _rows(x_zr, count), _rows(x_h, count)
+                h = states[index]
+                outputs = []
+                for t in range(count):
+                    h = gru_step(cell, rows_zr[t], rows_h[t], h)
+                    outputs.append(h)
+                new_states.append(h)
+                if index < len(cells) - 1 or last.return_sequences:
+                    inputs = _stack_rows(outputs)
+            return new_states, inputs
+
+        states = [None] * len(cells)
+        pieces = []
+        if prefix:
+            states, sequence = run(x[:prefix], states, prefix)
+            pieces.append(sequence)
+        if loops:
+            states = [ops.zeros((1, cell.units), x.dtype) if h is None else h
+                      for h, cell in zip(states, cells)]
+            features = x.shape[-1]
+            carry = [tf.constant(0, tf.int32)] + list(states)
+            if last.return_sequences:
+                carry.append(_sequence_buffer(loops, chunk, last.units, x))
+
+            def body(i, *rest):
+                start = prefix + i * chunk
+                window = tf.slice(x, tf.stack([start, 0]), [chunk, features])
+                new_states, sequence = run(window, list(rest[: len(cells)]), chunk)
+                out = [i + 1] + new_states
+                if last.return_sequences:
+                    out.append(_write_chunk(rest[len(cells)], i, sequence))
+                return tuple(out)
+
+            carry = tf.while_loop(lambda i, *rest: i < loops, body, tuple(carry))
+            states = list(carry[1 : 1 + len(cells)])
+            if last.return_sequences:
+                pieces.append(tf.reshape(carry[1 + len(cells)], (loops * chunk, last.units)))
+        if last.return_sequences:
+            sequence = pieces[0] if len(pieces) == 1 else ops.concatenate(pieces, axis=0)
+            return ops.expand_dims(sequence, 0)
+        return states[-1]
+
+
+@keras.saving.register_keras_serializable(package="gru_zoo_export")
+class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
+    """A `Bidirectional(GRU)` computed chunk by chunk in one `WHILE` loop (for conversion).
+
+    Each iteration runs one chunk of the forward direction (from the start) and one of
+    the backward direction (from the end, its rows in reverse). With `return_sequences`
+    both directions' chunks go to buffers, the backward one at the mirrored
+    position, so that the stacked sequences are in time order as Keras returns them.
+    Same config and weights as the `Bidirectional` layer, plus `chunk_steps`.
+    """
+
+    def __init__(self, layer, chunk_steps=8, **kwargs):
+        super().__init__(layer, **kwargs)
+        if not isinstance(chunk_steps, int) or chunk_steps < 1:
+            raise ValueError(f"`chunk_steps` must be a positive int. Received: "
+                             f"chunk_steps={chunk_steps!r}")
+        self.chunk_steps = chunk_steps
+
+    def get_config(self):
+        config = super().get_config()
+        config["chunk_steps"] = self.chunk_steps
+        return config
+
+    def call(self, sequences, initial_state=None, mask=None, training=None):
+        import tensorflow as tf  # the loop is a TensorFlow `while_loop` (export runs on TF)
+
+        steps = sequences.shape[1]
+        if (mask is not None or initial_state is not None or self.return_state
+                or steps is None or sequences.shape[0] != 1):
+            raise ValueError(
+                "ChunkedBidirectionalGRU needs batch 1, a fixed sequence length, no mask "
+                f"and no initial or returned state. Received: sequences of shape "
+                f"{tuple(sequences.shape)}, mask={mask is not None}, "
+                f"initial_state={initial_state is not None}"
+            )
+        ops = keras.ops
+        forward, backward = self.forward_layer.cell, self.backward_layer.cell
+        x = ops.reshape(ops.cast(sequences, forward.compute_dtype), (steps, -1))
+        chunk = min(self.chunk_steps, steps)
+        loops = steps // chunk
+        prefix = steps - loops * chunk
+        if loops == 1 and prefix == 0:
+            loops, prefix = 0, steps
+        sequences_out = self.return_sequences
+
+        def run(cell, inputs, h, count, reverse):
+            """`count` steps of one direction; outputs in time order."""
+            x_zr, x_h = gru_projection(cell, inputs)
+            rows_zr, rows_h = _rows(x_zr, count), _rows(x_h, count)
+            order = range(count - 1, -1, -1) if reverse else range(count)
+            outputs = [None] * count
+            for t in order:
+                h = gru_step(cell, rows_zr[t], rows_h[t], h)
+                outputs[t] = h
+            return h, _stack_rows(outputs)
+
+        h_f = h_b = None
+        head_f, tail_b = [], []
+        if prefix:
+            h_f, seq = run(forward, x[:prefix], None, prefix, False)
+            head_f.append(seq)
+            h_b, seq = run(backward, x[steps - prefix :], None, prefix, True)
+            tail_b.append(seq)
+        middle_f = middle_b = None
+        if loops:
+            h_f = ops.zeros((1, forward.units), x.dtype) if h_f is None else h_f
+            h_b = ops.zeros((1, backward.units), x.dtype) if h_b is None else h_b
+            features = x.shape[-1]
+            carry = [tf.constant(0, tf.int32), h_f, h_b]
+            if sequences_out:
+                carry += [_sequence_buffer(loops, chunk, forward.units, x),
+                          _sequence_buffer(loops, chunk, backward.units, x)]
+
+            def body(i, h_f, h_b, *arrays):
+                window_f = tf.slice(x, tf.stack([prefix + i * chunk, 0]), [chunk, features])
+                start_b = steps - prefix - (i + 1) * chunk
+                window_b = tf.slice(x, tf.stack([start_b, 0]), [chunk, features])
+                h_f, seq_f = run(forward, window_f, h_f, chunk, False)
+                h_b, seq_b = run(backward, window_b, h_b, chunk, True)
+                out = [i + 1, h_f, h_b]
+                if sequences_out:
+                    out += [_write_chunk(arrays[0], i, seq_f),
+                            _write_chunk(arrays[1], loops - 1 - i, seq_b)]
+                return tuple(out)
+
+            carry = tf.while_loop(lambda i, *rest: i < loops, body, tuple(carry))
+            h_f, h_b = carry[1], carry[2]
+            if sequences_out:
+                middle_f = tf.reshape(carry[3], (loops * chunk, forward.units))
+                middle_b = tf.reshape(carry[4], (loops * chunk, backward.units))
+        if sequences_out:
+            pieces_f = head_f + ([middle_f] if middle_f is not None else [])
+            pieces_b = ([middle_b] if middle_b is not None else []) + tail_b
+            y = pieces_f[0] if len(pieces_f) == 1 else ops.concatenate(pieces_f, axis=0)
+            y_rev = pieces_b[0] if len(pieces_b) == 1 else ops.concatenate(pieces_b, axis=0)
+            y, y_rev = ops.expand_dims(y, 0), ops.expand_dims(y_rev, 0)
+        else:
+            y, y_rev = h_f, h_b
+        if self.merge_mode == "concat":
+            return ops.concatenate([y, y_rev], axis=-1)
+        if self.merge_mode == "sum":
+            return y + y_rev
+        if self.merge_mode == "ave":
+            return (y + y_rev) / 2
+        if self.merge_mode == "mul":
+            return y * y_rev
+        return (y, y_rev)
+
+
+def _sequence_buffer(loops, chunk, units, like):
+    """The zero `(loops, chunk, units)` buffer that a loop fills with its outputs.
+
+    Made by a `FILL` at run time: a `tf.TensorArray`, or a `FILL` of a constant, becomes
+    a constant of zeros of that size in the file (51 KB for 200 steps of 64 units),
+    and the file would grow with T. The fill value is taken from `like` (times 0), so
+    the converter cannot fold it into a constant.
+    """
+    import tensorflow as tf
+
+    zero = tf.reduce_sum(like[:1, :1]) * tf.constant(0, like.dtype)
+    return tf.fill((loops, chunk, units), zero)
+
+
+def _write_chunk(buffer, index, chunk):
+    """`buffer` with `buffer[index] = chunk`, with static shapes.
+
+    A `tf.TensorArray` write becomes slices whose sizes depend on `index`: the loop body
+    then has dynamic shapes, and LiteRT re-plans its memory and XNNPACK re-prepares
+    every op at every iteration (~20 µs per iteration measured). A select over the
+    buffer costs O(T) per iteration instead (~5 µs at T=200).
+    """
+    import tensorflow as tf
+
+    loops = buffer.shape[0]
+    mask = tf.reshape(tf.equal(tf.range(loops), index), (loops, 1, 1))
+    return tf.where(mask, chunk[None], buffer)
+
+
+def _stack_rows(rows):
+    """`rows` `(1, n)` stacked into `(len(rows), n)`, 4 at a time.
+
+    XNNPACK delegates a `CONCATENATION` of up to 4 inputs and TFLite for
+    Microcontrollers accepts at most 10, so longer runs are concatenated in a tree.
+    """
+    while len(rows) > 1:
+        rows = [rows[i] if len(rows[i : i + 4]) == 1 else keras.ops.concatenate(rows[i : i + 4], axis=0)
+                for i in range(0, len(rows), 4)]
+    return rows[0]
+
+
+def _rows(matrix, count):
+    """The `count` rows of `matrix` `(count, n)` as `(1, n)` tensors.
+
+    Even `SPLIT`s into at most 4 pieces (what XNNPACK runs) rather than one slice per
+    row: one op per 4 rows instead of 4.
+    """
+    if count == 1:
+        return [matrix]
+    if count <= 4:
+        return list(keras.ops.split(matrix, count, axis=0))
+    pieces = 4 if count % 4 == 0 else (3 if count % 3 == 0 else (2 if count % 2 == 0 else 1))
+    if pieces == 1:  # a prime count above 4: peel one row off
+        return [matrix[:1]] + _rows(matrix[1:], count - 1)
+    rows = []
+    for part in keras.ops.split(matrix, pieces, axis=0):
+        rows.extend(_rows(part, count // pieces))
+    return rows
+
+
+def _keras_history_names(value, names):
+    """Collects the layer names that a config's `inbound_nodes` entry reads from."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            names.append(value["config"]["keras_history"][0])
+        for item in value.values():
+            _keras_history_names(item, names)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _keras_history_names(item, names)
+    return names
+
+
+def _chainable_gru(layer):
+    """Whether a layer is a GRU that `ChunkedGRU` computes exactly."""
+    return (type(layer).__name__ in ("GRU", "HoistedGRU") and not layer.go_backwards
+            and not layer.stateful and not layer.return_state)
+
+
+def chunk_plan(model):
+    """The chains of GRU layers of a functional `model` that the chunked recipe fuses.
+
+    A chain is a run of GRU layers (forward, non-stateful, no returned state), each
+    taking the previous one's sequence, directly or through layers that are the identity
+    at inference (dropout, noise), and read by nothing else. Models with a mask (an
+    `Embedding(mask_zero=True)`, `Masking`) have no chains: the mask changes the steps.
+
+    Returns:
+        A list of chains, each a list of layer names (GRU layers only), in order.
+    """
+    config = model.get_config()
+    entries = config.get("layers") if isinstance(config, dict) else None
+    if not entries or not all("inbound_nodes" in entry for entry in entries):
+        return []  # not a functional model config
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Masking) or (
+                isinstance(layer, keras.layers.Embedding) and layer.mask_zero):
+            return []
+    readers = {}
+    sources = {}
+    for entry in entries:
+        name = entry["config"]["name"]
+        inbound = _keras_history_names(entry.get("inbound_nodes", []), [])
+        sources[name] = inbound
+        for source in inbound:
+            readers.setdefault(source, []).append(name)
+    layers = {layer.name: layer for layer in model.layers}
+
+    def single_call(name):
+        entry = next(e for e in entries if e["config"]["name"] == name)
+        return len(entry.get("inbound_nodes", [])) == 1
+
+    chains = []
+    used = set()
+    for entry in entries:
+        name = entry["config"]["name"]
+        layer = layers.get(name)
+        if name in used or layer is None or not _chainable_gru(layer) or not single_call(name):
+            continue
+        chain = [name]
+        current = name
+        while layers[current].return_sequences:
+            path = []
+            successor = current
+            while True:
+                outs = readers.get(successor, [])
+                if len(outs) != 1:
+                    successor = None
+                    break
+                successor = outs[0]
+                if sources.get(successor) != [path[-1] if path else current]:
+                    successor = None
+                    break
+                candidate = layers.get(successor)
+                if isinstance(candidate, IDENTITY_AT_INFERENCE):
+                    path.append(successor)
+                    continue
+                break
+            if (successor is None or not _chainable_gru(layers[successor])
+                    or not single_call(successor)):
+                break
+            chain.append(successor)
+            current = successor
+        used.update(chain)
+        chains.append(chain)
+    return chains
+
+
+def bidirectional_plan(model):
+    """Names of the `Bidirectional(GRU)` layers that `ChunkedBidirectionalGRU` computes.
+
+    Both directions GRU, non-stateful, no returned state, called once, no mask in the
+    model.
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Masking) or (
+                isinstance(layer, keras.layers.Embedding) and layer.mask_zero):
+            return []
+    config = model.get_config()
+    entries = config.get("layers") if isinstance(config, dict) else None
+    if not entries or not all("inbound_nodes" in entry for entry in entries):
+        return []
+    calls = {entry["config"]["name"]: len(entry["inbound_nodes"]) for entry in entries}
+    names = []
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.Bidirectional) or layer.return_state:
+            continue
+        forward, backward = layer.forward_layer, layer.backward_layer
+        if (type(forward).__name__ in ("GRU", "HoistedGRU")
+                and type(backward).__name__ in ("GRU", "HoistedGRU")
+                and not forward.stateful and not backward.stateful
+                and not forward.go_backwards and backward.go_backwards
+                and calls.get(layer.name) == 1):
+            names.append(layer.name)
+    return names
+
+
+def patch_config_for_bidirectional(config, names, chunk_steps):
+    """Puts `ChunkedBidirectionalGRU` in place of the named `Bidirectional` layers."""
+    for entry in config["layers"]:
+        if entry["config"]["name"] in names:
+            entry["class_name"] = "ChunkedBidirectionalGRU"
+            entry["module"] = None
+            entry["registered_name"] = CHUNKED_BIDIRECTIONAL_NAME
+            entry["config"]["chunk_steps"] = int(chunk_steps)
+    return config
+
+
+def patch_config_for_chunks(config, chains, chunk_steps):
+    """Puts `ChunkedGRU` in place of each chain's first GRU in a functional config.
+
+    The chain's other GRU layers become `keras.layers.Identity` (same name, same wiring):
+    they receive the chain's output, which the identity layers in between also pass on.
+    """
+    entries = {entry["config"]["name"]: entry for entry in config["layers"]}
+    for chain in chains:
+        head = entries[chain[0]]
+        followers = [copy.deepcopy(entries[name]["config"]) for name in chain[1:]]
+        head["class_name"] = "ChunkedGRU"
+        head["module"] = None
+        head["registered_name"] = CHUNKED_GRU_NAME
+        head["config"]["followers"] = followers
+        head["config"]["chunk_steps"] = int(chunk_steps)
+        for name in chain[1:]:
+            entry = entries[name]
+            entry["class_name"] = "Identity"
+            entry["module"] = "keras.layers"
+            entry["registered_name"] = None
+            entry["config"] = {"name": name, "trainable": False,
+                               "dtype": entry["config"].get("dtype")}
+            for node in entry.get("inbound_nodes", []):
+                if isinstance(node, dict):
+                    node["kwargs"] = {}  # a GRU's call arguments (mask=None, ...)
+    return config
+
+
+def copy_weights(source, rebuilt, chains):
+    """Copies the weights of `source` into `rebuilt` layer by layer, chains included."""
+    heads = {chain[0]: chain for chain in chains}
+    members = {name for chain in chains for name in chain[1:]}
+    for layer in rebuilt.layers:
+        if layer.name in members:
+            continue
+        if layer.name in heads:
+            chain = heads[layer.name]
+            layer.cell.set_weights(source.get_layer(chain[0]).cell.get_weights())
+            for follower, name in zip(layer.followers, chain[1:]):
+                follower.cell.set_weights(source.get_layer(name).cell.get_weights())
+        elif layer.weights:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+
+
+def default_chunk_steps(steps):
+    """Time steps per loop iteration for a sequence of `steps` steps.
+
+    Measured on the reference 2 x GRU(64) (T = 50 and 200): 4 steps per iteration was
+    fastest (2-3 leave the loop's per-iteration cost, ~1.5 µs, less amortized; 6-16
+    make the body larger, and the loop re-plans its body's memory and XNNPACK runtime
+    at every call of the model, ~0.2 µs per body op). A divisor of `steps` near 4 is
+    preferred: the `steps mod chunk` remaining steps run unrolled before the loop,
+    with their own copy of the quantization parameters of every weight (in int8 that
+    is 12 bytes per output channel of each kernel).
+    """
+    if steps <= 4:
+        return steps
+    for chunk in (4, 5, 3, 6):
+        if steps % chunk == 0:
+            return chunk
+    return 4
+
+
+# Fully unroll (no loop) while every step's packed recurrent weights, summed over the
+# steps, fit in this many bytes: XNNPACK packs a copy per step (see the module
+# docstring), and past a few MB each step reads its copy from far memory. Measured on
+# 2 x GRU(64) (96 KB per step), µs per layer-step unrolled / loop of 4-step chunks:
+# 1.59 / 1.98 at T=16 (1.5 MB), 2.53 / 1.71 at T=32 (3 MB), 2.28 / 1.65 at T=50.
+FULL_UNROLL_BYTES = 2 * 1024 * 1024
+FULL_UNROLL_MAX_STEPS = 64
+
+
+def chunkable(model):
+    """Whether `model` has GRU layers that the chunked recipe computes."""
+    return bool(chunk_plan(model) or bidirectional_plan(model))
+
+
+def chunk_steps_for(model, steps, quantization=None):
+    """Steps per loop iteration that the automatic recipe uses for `model` at `steps`.
+
+    Returns `steps` (no loop: every step unrolled) for short float sequences whose
+    packed weights stay small, else `default_chunk_steps(steps)`. Quantized int8 files
+    always loop: an unrolled file holds one set of tensors and quantization parameters
+    per step and grows with T.
+    """
+    if quantization in ("int8", "int16x8"):
+        # Each step of the body costs ~1.5 KB per layer in an int8 file (its tensors'
+        # quantization parameters and the op table), and the steps run unrolled before
+        # the loop cost as much again: small divisors of T keep the file near its
+        # weights (reference model at T=50: 50 KB with 2 steps per iteration, 62 KB
+        # with 5, 65 KB with 4 and 2 steps before the loop; the float32 loop file is
+        # 176 KB).
+        for chunk in (4, 3, 2):
+            if steps % chunk == 0:
+                return min(chunk, steps)
+        return min(2, steps)
+    per_step = 0
+    for chain in chunk_plan(model):
+        for name in chain:
+            units = model.get_layer(name).units
+            per_step += 4 * units * 3 * units
+    for name in bidirectional_plan(model):
+        for direction in (model.get_layer(name).forward_layer, model.get_layer(name).backward_layer):
+            per_step += 4 * direction.units * 3 * direction.units
+    if steps <= FULL_UNROLL_MAX_STEPS and steps * per_step <= FULL_UNROLL_BYTES:
+        return steps
+    return default_chunk_steps(steps)

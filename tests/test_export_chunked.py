@@ -1,0 +1,283 @@
+"""The chunked full-sequence form (`export.chunked`) and the int8 calibration path.
+
+Default suite: the chunked layers against Keras (no conversion), one float32 and one
+int8 chunked conversion run here and compared with Keras, the int8 file size against
+the float32 loop file at two lengths (converted in this process), and the calibration
+checks (degenerate data refused, verification on other data, collapse refused) with a
+stand-in for the conversion child process.
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from export import LiteModel, VerificationError, chunked, converter, exporter, recipes, to_tflite
+from export.metadata import strip_tensor_names
+from helpers import FEATURES, TIME, sequences, tflite_vs_keras, tiny_model
+
+
+def _gru_model(time=11, features=3, **options):
+    inputs = keras.Input((time, features))
+    x = keras.layers.GRU(5, return_sequences=True, **options)(inputs)
+    x = keras.layers.Dropout(0.3)(x)  # the identity at inference, inside the chain
+    x = keras.layers.GRU(4, **options)(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(x))
+
+
+def _max_difference(a, b, x):
+    return max(float(np.abs(a.predict(x[i : i + 1], verbose=0)
+                            - b.predict(x[i : i + 1], verbose=0)).max()) for i in range(len(x)))
+
+
+# === The chunked layers, in Keras ===
+
+
+@pytest.mark.parametrize("options, chunk_steps", [
+    ({}, 1),  # one step per iteration
+    ({}, 4),  # 11 = 3 unrolled + 2 x 4
+    ({}, 11),  # one chunk: no loop
+    ({"reset_after": False}, 3),
+    ({"use_bias": False}, 3),
+    ({"activation": "relu", "recurrent_activation": "hard_sigmoid"}, 3),
+])
+def test_chunked_gru_chain_matches_keras(options, chunk_steps):
+    model = _gru_model(**options)
+    rebuilt = recipes.rebuild_chunked(model, chunk_steps=chunk_steps)
+    heads = [layer for layer in rebuilt.layers if isinstance(layer, chunked.ChunkedGRU)]
+    assert len(heads) == 1 and len(heads[0].followers) == 1  # the two GRU layers, fused
+    assert heads[0].chunk_steps == chunk_steps
+    x = np.random.default_rng(0).standard_normal((3, 11, 3)).astype("float32")
+    assert _max_difference(rebuilt, model, x) <= 1e-6
+
+
+@pytest.mark.parametrize("variant", [
+    "attention",  # the chain returns its sequence
+    "bidirectional",
+    pytest.param("bidirectional_attention", marks=pytest.mark.slow),
+    pytest.param("gru_fcn", marks=pytest.mark.slow),
+    pytest.param("cnn_gru_attention", marks=pytest.mark.slow),
+])
+def test_chunked_recipe_of_sequence_and_bidirectional_variants_matches_keras(variant):
+    model = tiny_model(variant, time=10)
+    rebuilt = recipes.rebuild_chunked(model, chunk_steps=3)  # 10 = 1 unrolled + 3 x 3
+    replaced = [layer for layer in rebuilt.layers
+                if isinstance(layer, (chunked.ChunkedGRU, chunked.ChunkedBidirectionalGRU))]
+    assert replaced
+    assert _max_difference(rebuilt, model, sequences(3, time=10)) <= 1e-6
+
+
+def test_chunk_plan_finds_chains_and_refuses_what_it_cannot_compute():
+    assert chunked.chunk_plan(tiny_model("stacked")) == [["gru_0", "gru_1"]]
+    assert chunked.chunk_plan(tiny_model("bidirectional")) == []
+    assert chunked.bidirectional_plan(tiny_model("bidirectional")) == [
+        "bidirectional_gru_0", "bidirectional_gru_1"]
+    assert not chunked.chunkable(tiny_model("stacked", cell="lstm"))
+    masked = tiny_model("stacked", input_shape=(6,), vocab_size=20, embedding_dim=4)
+    assert not chunked.chunkable(masked)
+    with pytest.raises(ValueError, match="'chunked' recipe needs GRU layers"):
+        recipes.rebuild_chunked(masked)
+
+
+def test_automatic_chunk_size():
+    model = tiny_model("stacked")  # 2 x GRU(4): small packed weights
+    assert chunked.chunk_steps_for(model, 6) == 6  # short float sequence: no loop
+    assert chunked.chunk_steps_for(model, 200) == 4  # long: 4-step chunks
+    assert chunked.chunk_steps_for(model, 6, "int8") == 3  # int8 always loops
+    assert chunked.chunk_steps_for(model, 50, "int8") == 2  # small bodies for int8
+    assert chunked.default_chunk_steps(50) == 5 and chunked.default_chunk_steps(23) == 4
+
+
+# === Conversions, run here and compared with Keras ===
+
+
+def test_float32_chunked_file_loops_and_matches_keras(tmp_path):
+    model = tiny_model("stacked", time=14)
+    x = sequences(6, time=14)
+    path = tmp_path / "chunked.tflite"
+    result = to_tflite(model, path, verification_data=x, recipe="chunked")
+    assert result.recipe == "chunked" and "WHILE" in result.ops  # 14 = 2 + 3 x 4 steps
+    assert result.max_abs_error <= 1e-5
+    assert tflite_vs_keras(path, model, x) <= 1e-5
+
+
+def test_int8_chunked_file_with_int8_io_matches_keras(tmp_path):
+    model = tiny_model("stacked", time=12)
+    data = sequences(40, time=12)
+    path = tmp_path / "int8.tflite"
+    result = to_tflite(model, path, quantization="int8", representative_data=data,
+                       io_type="int8")
+    assert result.recipe == "chunked" and "WHILE" in result.ops
+    assert "held back from calibration" in result.verification
+    lite = LiteModel(path)
+    assert lite.input_details()["inputs"]["dtype"] == np.int8
+    assert tflite_vs_keras(path, model, data) <= 0.1
+    assert any("fully connected weights" in note for note in result.notes)
+
+
+@pytest.mark.parametrize("time", [40, 120])
+def test_int8_chunked_file_is_a_third_of_the_float32_loop_file(time):
+    """The int8 loop holds the weights once: its size does not grow with T."""
+    keras.utils.set_random_seed(0)
+    model = zoo.build_gru("stacked", input_shape=(time, 8), num_outputs=4, units=64,
+                          compile=False)
+    data = np.random.default_rng(0).standard_normal((8, time, 8)).astype("float32")
+    loop = strip_tensor_names(converter.convert(recipes.rebuild(model, unroll=False)))
+    chunk = chunked.chunk_steps_for(model, time, "int8")
+    int8 = strip_tensor_names(converter.convert(
+        recipes.rebuild_chunked(model, chunk_steps=chunk), quantization="int8",
+        representative=[{"inputs": data[i : i + 1]} for i in range(len(data))],
+        calibrate_loops=True))
+    assert len(int8) <= 0.35 * len(loop), (len(int8), len(loop))
+    lite = LiteModel(int8)
+    keras_out = model.predict(data[:2], verbose=0)
+    assert np.abs(lite.predict(data[:2]) - keras_out).max() <= 0.05
+
+
+# === Calibration data: refused when degenerate, verification on other data ===
+
+
+@pytest.fixture
+def record_worker(monkeypatch):
+    """A stand-in for the conversion child: records the job and its data, then fails."""
+    seen = {}
+
+    def fake(command, job, workdir, timeout):
+        arrays = np.load(job["data_path"])
+        seen.update(job=job, **{key: arrays[key] for key in arrays.files})
+        return {"ok": False, "error_type": "Stop", "message": "recorded"}, None
+
+    monkeypatch.setattr(exporter, "_run_worker", fake)
+    return seen
+
+
+@pytest.mark.parametrize("make, found", [
+    (lambda x: np.zeros_like(x), r"holding all zeros"),
+    (lambda x: np.full_like(x, 0.5), r"holding the constant 0.5 everywhere"),
+    (lambda x: np.repeat(x[:1], len(x), axis=0), r"12 identical samples"),
+    (lambda x: np.where(np.arange(x.size).reshape(x.shape) < 3, np.nan, x),
+     r"3 NaN and 0 inf values"),
+])
+def test_degenerate_calibration_data_is_refused(tmp_path, record_worker, make, found):
+    data = make(sequences(12))
+    with pytest.raises(ValueError, match=f"`representative_data` must be .*Received: "
+                                         f"representative_data=.*{found}"):
+        to_tflite(tiny_model("stacked"), tmp_path / "x.tflite", quantization="int8",
+                  representative_data=data)
+    assert not record_worker and os.listdir(tmp_path) == []
+
+
+def test_verification_uses_held_back_samples_not_the_calibration_inputs(tmp_path,
+                                                                        record_worker):
+    data = sequences(30)
+    with pytest.raises(exporter.ConversionError):
+        to_tflite(tiny_model("stacked"), tmp_path / "x.tflite", quantization="int8",
+                  representative_data=data)
+    calibration, verify = record_worker["calibration"], record_worker["verify"]
+    assert len(verify) >= 1 and len(calibration) + len(verify) == len(data)
+    rows = {row.tobytes() for row in calibration}
+    assert not any(row.tobytes() in rows for row in verify)
+
+
+def test_verification_prefers_validation_data_for_quantized_files(tmp_path, record_worker):
+    data, other = sequences(30), sequences(10, seed=7)
+    labels = np.zeros(len(other), np.int64)
+    with pytest.raises(exporter.ConversionError):
+        to_tflite(tiny_model("stacked"), tmp_path / "x.tflite", quantization="int8",
+                  representative_data=data, validation_data=(other, labels))
+    np.testing.assert_array_equal(record_worker["eval"], other)
+    assert all(row.tobytes() in {r.tobytes() for r in other} for row in record_worker["verify"])
+    assert len(record_worker["calibration"]) == len(data)  # nothing held back
+
+
+def test_calibration_samples_are_spread_over_the_data(tmp_path, record_worker):
+    data = sequences(100)
+    with pytest.raises(exporter.ConversionError):
+        to_tflite(tiny_model("stacked"), tmp_path / "x.tflite", quantization="int8",
+                  representative_data=data, calibration_samples=10)
+    calibration = record_worker["calibration"]
+    positions = [next(i for i in range(len(data)) if data[i].tobytes() == row.tobytes())
+                 for row in calibration]
+    assert len(positions) == 10 and positions[0] < 10 and positions[-1] >= 90
+
+
+def test_collapsed_int8_outputs_are_refused(tmp_path, monkeypatch):
+    """A file that answers one class for every input fails, even within tolerance."""
+    model = tiny_model("stacked")
+    data = sequences(20)
+    check = 3 * sequences(16, seed=3)  # spread-out inputs: the Keras classes differ
+
+    def collapsed(command, job, workdir, timeout):
+        arrays = np.load(job["data_path"])
+        keras_out = np.asarray(model.predict(arrays["verify"], verbose=0))
+        assert len(np.unique(keras_out.argmax(-1))) > 1  # Keras does vary
+        flat = np.tile(keras_out.mean(axis=0), (len(keras_out), 1))
+        flat[:, 0] = flat.max() + 0.01  # class 0 wins everywhere, close to Keras's numbers
+        np.savez(job["outputs_path"], keras_verify=keras_out, tflite_verify=flat)
+        open(job["out_path"], "wb").write(b"")
+        return {"ok": True, "convert_seconds": 0.0, "size": 0, "notes": [],
+                "ops": {"builtin": [], "flex": [], "custom": []}}, None
+
+    monkeypatch.setattr(exporter, "_run_worker", collapsed)
+    with pytest.raises(VerificationError, match=r"predicts class 0 for all \d+ inputs, "
+                                                r"where Keras predicts \d classes"):
+        to_tflite(model, tmp_path / "x.tflite", quantization="int8", representative_data=data,
+                  verification_data=check, tolerance=1.0, fallback=False)
+    assert not (tmp_path / "x.tflite").exists()
+
+
+def test_collapse_check_ignores_near_ties():
+    """Keras's classes differ only by near-ties: one class from the file is no collapse."""
+    near_tie = np.array([[0.505, 0.495], [0.495, 0.505], [0.51, 0.49]])
+    decided = np.array([[0.9, 0.1], [0.2, 0.8], [0.51, 0.49]])
+    one_class = np.array([[0.6, 0.4]] * 3)
+    assert exporter._collapse("classification", near_tie, one_class) is None
+    assert exporter._collapse("classification", near_tie, one_class, margin=0.0)
+    assert exporter._collapse("classification", decided, one_class, margin=0.02)
+
+
+def test_collapse_check_on_regression_outputs():
+    keras_out = np.linspace(0, 1, 10)[:, None]
+    assert exporter._collapse("regression", keras_out, np.full_like(keras_out, 0.5))
+    assert exporter._collapse("regression", keras_out, keras_out + 0.01) is None
+
+
+@pytest.mark.parametrize(
+    "recipe, quantization, expected",
+    [
+        ("auto", None, ["chunked", "loop", "unrolled"]),
+        ("auto", "int8", ["chunked", "unrolled"]),
+        ("auto", "int16x8", ["unrolled"]),  # the 16x8 quantizer refuses WHILE
+        ("chunked", "int8", ["chunked", "unrolled"]),
+    ],
+)
+def test_recipe_choice_for_chunkable_models(recipe, quantization, expected):
+    assert exporter._recipes_to_try(recipe, quantization, False, True,
+                                    chunkable=True) == expected
+    assert exporter._recipes_to_try(recipe, quantization, False, False,
+                                    chunkable=True) == expected[:1]
+
+
+def test_regression_int8_is_not_clipped_at_the_calibration_range(tmp_path):
+    """Inputs 3x beyond the calibration data: widened ranges keep int8 close to Keras."""
+    model = tiny_model("stacked", task="regression", num_outputs=1)
+    data = 0.5 * sequences(60)
+    far = 1.5 * sequences(16, seed=5)  # three times the calibration data's spread
+    errors = {}
+    for margin in (1, 3):
+        result = to_tflite(model, tmp_path / f"m{margin}.tflite", quantization="int8",
+                           representative_data=data, verification_data=far,
+                           range_margin=margin, fallback=False)
+        errors[margin] = result.max_abs_error
+        widened = any("ranges widened" in note for note in result.notes)
+        assert widened == (margin > 1)
+    assert errors[3] < 0.5 * errors[1], errors
+    default = to_tflite(model, tmp_path / "auto.tflite", quantization="int8",
+                        representative_data=data, verification_data=far)
+    assert any("x2" in note for note in default.notes)  # regression: widened by default
+    with pytest.raises(ValueError, match=r"`range_margin`.*0\.5"):
+        to_tflite(model, tmp_path / "bad.tflite", quantization="int8",
+                  representative_data=data, range_margin=0.5)
