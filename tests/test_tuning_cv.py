@@ -263,7 +263,7 @@ def test_device_budget_refuses_bad_arguments():
 
 
 def test_the_budget_measures_what_the_trained_model_exports_to(tmp_path):
-    """Size before training == the trained file's size; the RAM estimate is a lower bound."""
+    """Size before training bounds the trained file's; the RAM estimate is a lower bound."""
     import keras
 
     import zoo
@@ -282,7 +282,9 @@ def test_the_budget_measures_what_the_trained_model_exports_to(tmp_path):
     weights = [w.copy() for w in model.get_weights()]
     result = to_tflite(model, tmp_path / "trained.tflite", "int8", data.x_train,
                        streaming=True)
-    assert before["flash_bytes"] == result.size  # the file that ships
+    # The file that ships: the same graph, its int8 weights per-tensor or per-channel
+    # (the larger, which the budget counts) depending on the trained weights.
+    assert result.size <= before["flash_bytes"] <= 1.15 * result.size
     assert before["ram_source"] == "tflm" and before["ram_bytes"] == result.tflm["arena_bytes"]
     assert activation_peak_bytes(result.path) <= result.tflm["arena_bytes"]
     assert activation_peak_bytes(result.path) > 0
