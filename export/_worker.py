@@ -17,7 +17,7 @@ import time
 import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# Tracing with a GPU visible puts a cuDNN op in the graph (DESIGN.md, fact 8).
+# Tracing with a GPU visible puts a cuDNN op in the graph (docs/tflite-facts.md, F8b).
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 import numpy as np  # noqa: E402
@@ -37,7 +37,7 @@ def _write_json(path, payload):
 
 
 def _step_calibration(model, sequences, seed=0):
-    """(frame, states) pairs from float rollouts of the step model (DESIGN.md, fact 7).
+    """(frame, states) pairs from float rollouts of the step model (docs/tflite-facts.md, F7).
 
     Each pair holds a frame and every state as the float step model carries it at that
     frame (recurrent states, convolution frame buffers, running means and counts,

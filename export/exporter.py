@@ -10,7 +10,7 @@ What it does, in order:
    for short float sequences; int8 calibrated by `export.calibration`), then the
    others as fallbacks; otherwise `"loop"` then `"unrolled"` for float32, float16 and
    dynamic-range files and `"unrolled"` for calibrated int8/16x8 (a calibrated Keras
-   loop crashes the converter, DESIGN.md fact 5); `"step"` for streaming. Every
+   loop crashes the converter: docs/tflite-facts.md, F5); `"step"` for streaming. Every
    recipe builds the inference graph with recurrent dropout 0 (`export.recipes`), and
    int16x8 handles biases shared by unrolled time steps (`export.quantization`); what
    was repaired is listed in `ExportResult.notes`.
@@ -53,7 +53,7 @@ from zoo.quiet import strip_startup_noise
 
 RECIPE_CHOICES = ("auto", "loop", "unrolled", "chunked", "step")
 # Max abs error allowed against Keras, relative to max(1, max |Keras output|). float32
-# must match (issue 3: 1e-5). For quantized modes the default is a sanity bound that
+# must match (1e-5). For quantized modes the default is a sanity bound that
 # catches a broken file (an error as large as the output itself); the measured error
 # and, with `validation_data`, the accuracy change are reported for the user to judge,
 # and `tolerance=` makes the check as strict as an application needs.
@@ -438,7 +438,7 @@ def _recipes_to_try(recipe, quantization, streaming, fallback, *, chunkable=Fals
         return ["step"]
     # int16x8 goes through TFLite's older quantizer, which refuses `WHILE`; int8 of a
     # loop is calibrated by `export.calibration` (the converter's own calibrator
-    # crashes on any loop, DESIGN.md fact 5), which only the chunked form uses.
+    # crashes on any loop: docs/tflite-facts.md, F5), which only the chunked form uses.
     chunked_ok = chunkable and quantization != "int16x8"
     if recipe == "auto":
         if quantization in CALIBRATED:
@@ -632,7 +632,8 @@ def to_tflite(
         allow_custom_ops: bool, allow custom ops. Defaults to `False`.
         fallback: bool, when a recipe crashes or fails, try the next one. Defaults to `True`.
         check_tflm: bool, run streaming files in TFLite for Microcontrollers' interpreter.
-            Defaults to `True` for streaming files (full-sequence `WHILE` files hang in it).
+            Defaults to `True` for streaming files (Keras's full-sequence `WHILE` files
+            run there with wrong outputs: docs/tflite-facts.md, F9).
         tflm_arena_size: int, TFLM tensor arena in bytes; defaults to a generous size,
             and the result reports what the file needs.
         c_array: `False`, `True` (writes `<path>.cc`/`.h`) or a `.cc` path: the file as
@@ -720,7 +721,7 @@ def to_tflite(
         check_tflm = streaming
     if check_tflm and not streaming:
         _fail("check_tflm", check_tflm, "False for full-sequence files (TFLite for "
-              "Microcontrollers has no GRU loop support: a WHILE model hangs in it); "
+              "Microcontrollers runs Keras's WHILE loop files with wrong outputs); "
               "use streaming=True")
     if not (isinstance(c_array, bool) or isinstance(c_array, (str, os.PathLike))):
         _fail("c_array", c_array, "True, False or a .cc path", TypeError)

@@ -1,7 +1,7 @@
 """Conversion recipes: the Keras models that the TFLite converter is actually given.
 
 A Keras 3 recurrent model with a dynamic batch does not convert to builtin ops on
-TF 2.21 (DESIGN.md, facts 1-6). Each recipe rebuilds the trained model from its
+TF 2.21 (docs/tflite-facts.md, F1-F6). Each recipe rebuilds the trained model from its
 config, with the weights copied, into a form that does:
 
 - `"loop"`: static batch 1; the recurrence stays a `WHILE` loop (smallest file, any
@@ -147,7 +147,7 @@ def _patch_config(config, *, batch_shape, unroll, hoist=True):
                 config["module"] = None
                 config["registered_name"] = HOISTED_GRU_NAME
             if "use_cudnn" in layer_config:
-                # A cuDNN kernel in the traced graph cannot convert (DESIGN.md, fact 8).
+                # A cuDNN kernel in the traced graph cannot convert (docs/tflite-facts.md, F8b).
                 layer_config["use_cudnn"] = False
             _drop_dropout(layer_config)
         if config.get("class_name") == "InputLayer" and isinstance(config.get("config"), dict):
