@@ -547,7 +547,13 @@ def render(results):
              "with ONNX Runtime's fused GRU (a PyTorch twin with the Keras weights); \"vs ORT\" "
              "is the ratio of the two. `litert-benchmark`: the tool's median (wall time, 10 µs "
              "resolution) against ONNX Runtime's wall-time median measured just before and "
-             "after. Streaming step files: per-frame latency x T.", ""]
+             "after. Streaming step files: per-frame latency x T."]
+    for rerun in meta.get("reruns", []):
+        lines[-1] += "  "
+        lines.append(f"Rerun of the {', '.join(rerun['sections'])} section(s) alone: "
+                     f"`{rerun['command']}`, {rerun['date']}, code at commit {rerun['code']}, "
+                     f"load average {rerun['load']}.")
+    lines.append("")
     probe = results.get("probe") or []
     if probe:
         lines += ["### XNNPACK and weights repeated per step",
@@ -713,6 +719,9 @@ def main(argv=None):
     parser.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--render", help="re-render BENCHMARKS.md from a results JSON")
+    parser.add_argument("--update", action="store_true",
+                        help="rerun only --sections, keeping the other sections of --json "
+                             "(the rerun is dated in the report)")
     args = parser.parse_args(argv)
     if args.render:
         text = render(json.loads(pathlib.Path(args.render).read_text()))
@@ -744,6 +753,12 @@ def main(argv=None):
         "code": code_version(),
     }}
     json_path = pathlib.Path(args.json)
+    if args.update and json_path.exists():
+        previous = json.loads(json_path.read_text())
+        rerun = dict(results["meta"], sections=sections)
+        results = {k: v for k, v in previous.items() if k not in sections}
+        results["meta"].setdefault("reruns", []).append(
+            {k: rerun[k] for k in ("sections", "command", "date", "code", "load")})
 
     def log(row):
         print(json.dumps({k: v for k, v in row.items() if k not in ("structure", "notes")},
@@ -762,7 +777,8 @@ def main(argv=None):
             results["accuracy"] = accuracy_rows(workdir, log)
         if "profile" in sections:
             results["profile"] = profile_rows(workdir, log)
-    results["meta"]["load_end"] = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    if not args.update:
+        results["meta"]["load_end"] = " ".join(f"{v:.1f}" for v in os.getloadavg())
     json_path.write_text(json.dumps(results, indent=1, default=float))
     text = render(results)
     print(text)
