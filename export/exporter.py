@@ -39,7 +39,7 @@ import warnings
 
 import numpy as np
 
-from export.converter import CALIBRATED, IO_TYPES, QUANTIZATIONS
+from export.converter import CALIBRATED, IO_TYPES, QUANTIZATIONS, RECIPES
 from export.errors import (
     ConversionCrashError,
     ConversionError,
@@ -51,7 +51,7 @@ from export.runtime import trust
 from zoo.fileio import new_file_mode
 from zoo.quiet import strip_startup_noise
 
-RECIPE_CHOICES = ("auto", "loop", "unrolled", "chunked", "step")
+RECIPE_CHOICES = ("auto",) + RECIPES
 # Max abs error allowed against Keras, relative to max(1, max |Keras output|). float32
 # must match (1e-5). For quantized modes the default is a sanity bound that
 # catches a broken file (an error as large as the output itself); the measured error
