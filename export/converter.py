@@ -12,6 +12,10 @@ import tempfile
 import numpy as np
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8", "int16x8")
+# The forms of the model the converter is given (built by `export.recipes`, which
+# re-exports this list). Defined here, beside the other settings, because this module
+# imports no Keras: `import export` stays light.
+RECIPES = ("loop", "unrolled", "chunked", "step")
 CALIBRATED = ("int8", "int16x8")
 IO_TYPES = {
     None: ("float32",),

@@ -39,7 +39,7 @@ import warnings
 
 import numpy as np
 
-from export.converter import CALIBRATED, IO_TYPES, QUANTIZATIONS
+from export.converter import CALIBRATED, IO_TYPES, QUANTIZATIONS, RECIPES
 from export.errors import (
     ConversionCrashError,
     ConversionError,
@@ -51,7 +51,7 @@ from export.runtime import trust
 from zoo.fileio import new_file_mode
 from zoo.quiet import strip_startup_noise
 
-RECIPE_CHOICES = ("auto", "loop", "unrolled", "chunked", "step")
+RECIPE_CHOICES = ("auto",) + RECIPES
 # Max abs error allowed against Keras, relative to max(1, max |Keras output|). float32
 # must match (1e-5). For quantized modes the default is a sanity bound that
 # catches a broken file (an error as large as the output itself); the measured error
@@ -669,7 +669,95 @@ def to_tflite(
         when no recipe gave a verified file (the destination is left untouched).
     """
     start_time = time.perf_counter()
-    # === Arguments ===
+    # === Checks (nothing is written before they all pass) ===
+    path, check_tflm = _check_arguments(
+        path, quantization, representative_data, streaming, recipe=recipe, io_type=io_type,
+        sequence_length=sequence_length, tolerance=tolerance, timeout=timeout,
+        calibration_samples=calibration_samples, range_margin=range_margin, labels=labels,
+        normalization=normalization, metadata=metadata, check_tflm=check_tflm,
+        c_array=c_array)
+    source = _load_model(model, streaming)
+    _check_against_model(source.keras_model, source.task, source.input_shape,
+                         source.input_dtype, labels, normalization)
+    data = _prepare_data(
+        source, quantization, representative_data, verification_data, validation_data,
+        sequence_length=sequence_length, calibration_samples=calibration_samples,
+        range_margin=range_margin)
+    plan, chunk_steps = _plan_recipes(source.keras_model, recipe, quantization, streaming,
+                                      fallback, data.window)
+
+    # === Work ===
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    workdir = tempfile.mkdtemp(prefix="gru_zoo_export_")
+    try:
+        job = _stage_job(
+            source, data, workdir, quantization=quantization, io_type=io_type,
+            streaming=streaming, chunk_steps=chunk_steps, labels=labels,
+            normalization=normalization, metadata=metadata,
+            allow_select_tf_ops=allow_select_tf_ops, allow_custom_ops=allow_custom_ops,
+            strip_tensor_names=strip_tensor_names)
+        chosen, attempts = _try_recipes(
+            plan, job, workdir, task=source.task, verification=data.verification,
+            quantization=quantization, tolerance=tolerance,
+            allow_select_tf_ops=allow_select_tf_ops, allow_custom_ops=allow_custom_ops,
+            timeout=timeout)
+        written = _evaluate_and_write(
+            chosen, path, source, data, workdir, check_tflm=check_tflm,
+            tflm_arena_size=tflm_arena_size, c_array=c_array, timeout=timeout)
+
+        from export.metadata import read_metadata
+
+        ops = chosen.result["ops"]
+        return ExportResult(
+            path=path,
+            size=os.path.getsize(path),
+            recipe=chosen.recipe,
+            quantization=quantization,
+            io_type=io_type,
+            streaming=streaming,
+            ops=ops["builtin"],
+            flex_ops=ops["flex"],
+            custom_ops=ops["custom"],
+            max_abs_error=chosen.max_error,
+            mean_abs_error=chosen.mean_error,
+            tolerance=chosen.bound,
+            verification=data.verification,
+            evaluation=written.evaluation,
+            attempts=attempts,
+            fallback_used=chosen.index > 0,
+            convert_seconds=float(chosen.result["convert_seconds"]),
+            total_seconds=time.perf_counter() - start_time,
+            tflm=written.tflm,
+            c_array_path=written.c_array_path,
+            metadata=read_metadata(path),
+            warnings=written.warnings,
+            notes=data.notes + list(chosen.result.get("notes", [])),
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# The steps of `to_tflite`, in the order it runs them. The steps up to `_plan_recipes`
+# only read and check (no file is written before all of them pass); the rest work in
+# a temporary directory that `to_tflite` removes at the end.
+
+# `warnings.warn` in a step called by `to_tflite` itself: point at `to_tflite`'s caller.
+_CALLER_OF_TO_TFLITE = 3
+
+
+def _check_arguments(path, quantization, representative_data, streaming, *, recipe, io_type,
+                     sequence_length, tolerance, timeout, calibration_samples, range_margin,
+                     labels, normalization, metadata, check_tflm, c_array):
+    """Checks every argument that needs no model, before Keras is even imported.
+
+    Cheap checks first, so that a typo costs milliseconds, not a TensorFlow start-up;
+    the checks that need the model follow in `_load_model`, `_check_against_model`
+    and `_prepare_data`.
+
+    Returns:
+        `(path, check_tflm)`: the absolute destination path, and whether to run the
+        file in TFLite Micro (`check_tflm=None` resolved: streaming files only).
+    """
     if quantization not in QUANTIZATIONS:
         _fail("quantization", quantization, f"one of {list(QUANTIZATIONS)}")
     if recipe not in RECIPE_CHOICES:
@@ -731,8 +819,37 @@ def to_tflite(
               "guess them from random noise)")
     if quantization not in CALIBRATED and representative_data is not None:
         warnings.warn(f"`representative_data` is not used by quantization={quantization!r}; "
-                      "it only serves as verification inputs.", stacklevel=2)
+                      "it only serves as verification inputs.", stacklevel=_CALLER_OF_TO_TFLITE)
+    return path, check_tflm
 
+
+@dataclasses.dataclass
+class _Source:
+    """The model to export, loaded, and what `to_tflite` reads off it.
+
+    Attributes:
+        keras_model: the loaded `keras.Model` (for a file: as `export.recipes` loads it).
+        path: the `.keras` file given, absolute, or `None` for an in-memory model
+            (`_stage_job` saves it for the child process).
+        input_shape, input_dtype: `export.recipes.input_spec` (without the batch).
+        task, per_step: `_infer_task`.
+    """
+
+    keras_model: object
+    path: str | None
+    input_shape: tuple
+    input_dtype: str
+    task: str
+    per_step: bool
+
+
+def _load_model(model, streaming):
+    """Loads `model` (a `keras.Model` or a `.keras` path) and reads its task and inputs.
+
+    A path is checked before Keras reads it (`_load_keras_file`: one error naming the
+    file instead of Keras's misleading ones); for `streaming=True`, the model must be
+    able to stream (`export.recipes.streaming_plan` names the layer that cannot).
+    """
     import keras  # noqa: F401  (heavy: only after the cheap checks)
 
     from export import recipes
@@ -753,27 +870,48 @@ def to_tflite(
     if streaming:
         recipes.streaming_plan(keras_model)  # raises ValueError naming the layer
     task, per_step = _infer_task(keras_model)
-    _check_against_model(keras_model, task, input_shape, input_dtype, labels, normalization)
+    return _Source(keras_model, model_path, input_shape, input_dtype, task, per_step)
 
-    calibration = _as_array("representative_data", representative_data, input_shape,
-                            input_dtype, limit=max(4 * calibration_samples, 2048))
-    verify = _as_array("verification_data", verification_data, input_shape, input_dtype,
-                       limit=64)
-    eval_x = eval_y = None
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            _fail("validation_data", type(validation_data).__name__, "a tuple (x, y)")
-        eval_x = _as_array("validation_data", validation_data[0], input_shape, input_dtype,
-                           limit=10**9)
-        if validation_data[1] is None:
-            _fail("validation_data", "(x, None)", "a tuple (x, y) with labels y")
-        eval_y = np.asarray(validation_data[1])
-        if eval_y.ndim == 0 or len(eval_y) != len(eval_x):
-            _fail("validation_data", f"x with {len(eval_x)} samples and y of shape "
-                  f"{eval_y.shape}", "x and y with the same number of samples")
-        _check_validation_labels(task, keras_model, eval_x, eval_y)
 
-    time_steps = input_shape[0]
+@dataclasses.dataclass
+class _Data:
+    """The arrays the conversion and its checks run on, all checked and shaped.
+
+    Attributes:
+        calibration: the calibration samples (with their stretched copy when
+            `range_margin` > 1), or `None`.
+        verify: the inputs TFLite is compared with Keras on (always set).
+        verification: where `verify` came from, as reported in `ExportResult`.
+        eval_x, eval_y: `validation_data`, or `None`.
+        sequence_length: the `sequence_length` argument, or the representative data's
+            length for a model whose time dimension is `None`.
+        window: the file's time steps (`None`: any length, loop recipe only).
+        notes: what the preparation changed, for `ExportResult.notes`.
+    """
+
+    calibration: np.ndarray | None
+    verify: np.ndarray
+    verification: str
+    eval_x: np.ndarray | None
+    eval_y: np.ndarray | None
+    sequence_length: int | None
+    window: int | None
+    notes: list
+
+
+def _prepare_data(source, quantization, representative_data, verification_data,
+                  validation_data, *, sequence_length, calibration_samples, range_margin):
+    """Turns the data arguments into the calibration, verification and evaluation arrays.
+
+    Every array is checked against the model first (`_read_data`); then the time
+    length is fixed, the calibration samples are chosen (some held back to verify on
+    when nothing else is given), their ranges widened by `range_margin`, and the
+    verification inputs picked from what was given, else random.
+    """
+    calibration, verify, eval_x, eval_y = _read_data(
+        source, representative_data, verification_data, validation_data,
+        calibration_samples=calibration_samples)
+    time_steps = source.input_shape[0]
     if sequence_length is None and time_steps is None and calibration is not None:
         sequence_length = calibration.shape[1]
     if time_steps is not None and sequence_length is not None and sequence_length != time_steps:
@@ -794,41 +932,100 @@ def to_tflite(
                             "calibration)")
             pool = np.delete(pool, held, axis=0)
         calibration = pool[_spread(calibration_samples, len(pool))]
-    margin_notes = []
+    notes = []
     if calibrating and calibration is not None:
-        margin = range_margin
-        if margin is None:
-            margin = 2.0 if task in REGRESSION_TASKS and input_dtype.startswith("float") else 1.0
-        if margin > 1 and input_dtype.startswith("float"):
-            # The converter takes each tensor's range from the calibration run only;
-            # a stretched copy of the data is the public way to widen them all.
-            center = calibration.mean(axis=(0, 1), keepdims=True)
-            stretched = center + float(margin) * (calibration - center)
-            calibration = np.concatenate([calibration, stretched.astype(calibration.dtype)])
-            margin_notes.append(
-                f"calibration ranges widened: the samples and a copy stretched x{margin:g} "
-                "about their mean (`range_margin`), so values beyond the calibration "
-                "data's range are not clipped")
+        calibration = _widen_ranges(calibration, source, range_margin, notes)
     if verify is None:
-        sources = (("validation_data", eval_x), ("representative_data", calibration))
-        if not calibrating:
-            sources = sources[::-1]
-        for name, source in sources:
-            if source is not None:
-                verify = source[_spread(VERIFY_SAMPLES, len(source))]
-                verification = name
-                if calibrating and name == "representative_data":
-                    verification += " (the calibration inputs: no other data was given)"
-                break
-    if verify is None:
-        rng = np.random.default_rng(0)
-        shape = (VERIFY_SAMPLES, window or 16) + tuple(input_shape[1:])
-        if input_dtype.startswith("int"):
-            verify = rng.integers(1, max(2, _vocab_size(keras_model)), size=shape).astype(np.int32)
-        else:
-            verify = rng.standard_normal(shape).astype(np.float32)
-        verification = "random inputs (no data given)"
+        verify, verification = _default_verification(source, calibrating, calibration,
+                                                     eval_x, window)
+    return _Data(calibration, verify, verification, eval_x, eval_y, sequence_length, window,
+                 notes)
 
+
+def _read_data(source, representative_data, verification_data, validation_data, *,
+               calibration_samples):
+    """`(calibration, verify, eval_x, eval_y)` as checked arrays, each `None` when not given.
+
+    Reads at most what is used: `max(4 * calibration_samples, 2048)` representative
+    samples (the calibration samples are spread over them), 64 verification samples.
+    """
+    input_shape, input_dtype = source.input_shape, source.input_dtype
+    calibration = _as_array("representative_data", representative_data, input_shape,
+                            input_dtype, limit=max(4 * calibration_samples, 2048))
+    verify = _as_array("verification_data", verification_data, input_shape, input_dtype,
+                       limit=64)
+    eval_x = eval_y = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            _fail("validation_data", type(validation_data).__name__, "a tuple (x, y)")
+        eval_x = _as_array("validation_data", validation_data[0], input_shape, input_dtype,
+                           limit=10**9)
+        if validation_data[1] is None:
+            _fail("validation_data", "(x, None)", "a tuple (x, y) with labels y")
+        eval_y = np.asarray(validation_data[1])
+        if eval_y.ndim == 0 or len(eval_y) != len(eval_x):
+            _fail("validation_data", f"x with {len(eval_x)} samples and y of shape "
+                  f"{eval_y.shape}", "x and y with the same number of samples")
+        _check_validation_labels(source.task, source.keras_model, eval_x, eval_y)
+    return calibration, verify, eval_x, eval_y
+
+
+def _widen_ranges(calibration, source, range_margin, notes):
+    """The calibration samples plus, for `range_margin` > 1, a stretched copy of them.
+
+    The converter takes each tensor's range from the calibration run only; a stretched
+    copy of the data is the public way to widen them all. `range_margin=None` means 2
+    for regression models with float inputs (forecasts extrapolate), 1 (off) otherwise.
+    Appends a line to `notes` when it widens.
+    """
+    float_inputs = source.input_dtype.startswith("float")
+    margin = range_margin
+    if margin is None:
+        margin = 2.0 if source.task in REGRESSION_TASKS and float_inputs else 1.0
+    if margin > 1 and float_inputs:
+        center = calibration.mean(axis=(0, 1), keepdims=True)
+        stretched = center + float(margin) * (calibration - center)
+        calibration = np.concatenate([calibration, stretched.astype(calibration.dtype)])
+        notes.append(
+            f"calibration ranges widened: the samples and a copy stretched x{margin:g} "
+            "about their mean (`range_margin`), so values beyond the calibration "
+            "data's range are not clipped")
+    return calibration
+
+
+def _default_verification(source, calibrating, calibration, eval_x, window):
+    """`(verify, description)` when no `verification_data` was given.
+
+    Prefers data the calibration did not see (`validation_data` before the
+    calibration inputs for calibrated files), else `VERIFY_SAMPLES` random inputs of
+    the model's shape (token ids below the vocabulary size for token inputs).
+    """
+    sources = (("validation_data", eval_x), ("representative_data", calibration))
+    if not calibrating:
+        sources = sources[::-1]
+    for name, samples in sources:
+        if samples is not None:
+            verification = name
+            if calibrating and name == "representative_data":
+                verification += " (the calibration inputs: no other data was given)"
+            return samples[_spread(VERIFY_SAMPLES, len(samples))], verification
+    rng = np.random.default_rng(0)
+    shape = (VERIFY_SAMPLES, window or 16) + tuple(source.input_shape[1:])
+    if source.input_dtype.startswith("int"):
+        verify = rng.integers(1, max(2, _vocab_size(source.keras_model)),
+                              size=shape).astype(np.int32)
+    else:
+        verify = rng.standard_normal(shape).astype(np.float32)
+    return verify, "random inputs (no data given)"
+
+
+def _plan_recipes(keras_model, recipe, quantization, streaming, fallback, window):
+    """`(recipes to try in order, chunk_steps or None)` for this model.
+
+    `_recipes_to_try` gives the order; this drops what the model cannot take (the
+    chunked recipe without GRU chains or a fixed length, the unrolled one without a
+    fixed length), or refuses when the one recipe asked for is among them.
+    """
     from export import chunked
 
     chunk_steps = None
@@ -837,215 +1034,279 @@ def to_tflite(
         # gets the loop.
         chunk_steps = (chunked.chunk_steps_for(keras_model, window, quantization)
                        if recipe == "auto" else chunked.default_chunk_steps(window))
-    attempts_plan = _recipes_to_try(recipe, quantization, streaming, fallback,
-                                    chunkable=chunk_steps is not None)
-    if "chunked" in attempts_plan and chunk_steps is None:
-        if attempts_plan == ["chunked"]:
+    plan = _recipes_to_try(recipe, quantization, streaming, fallback,
+                           chunkable=chunk_steps is not None)
+    if "chunked" in plan and chunk_steps is None:
+        if plan == ["chunked"]:
             _fail("recipe", recipe, "'auto', 'loop' or 'unrolled' for this model: the "
                   "chunked recipe needs forward GRU layers without a mask and a fixed "
                   "sequence length")
-        attempts_plan.remove("chunked")
-    if "unrolled" in attempts_plan and window is None:
-        if attempts_plan == ["unrolled"]:
+        plan.remove("chunked")
+    if "unrolled" in plan and window is None:
+        if plan == ["unrolled"]:
             _fail("sequence_length", None, "a positive int: the model's time dimension is "
                   "None and the unrolled recipe needs a fixed length")
-        attempts_plan.remove("unrolled")
+        plan.remove("unrolled")
+    return plan, chunk_steps
 
-    # === Work ===
-    destination_dir = os.path.dirname(path)
-    os.makedirs(destination_dir, exist_ok=True)
-    workdir = tempfile.mkdtemp(prefix="gru_zoo_export_")
+
+def _stage_job(source, data, workdir, *, quantization, io_type, streaming, chunk_steps,
+               labels, normalization, metadata, allow_select_tf_ops, allow_custom_ops,
+               strip_tensor_names):
+    """Writes what the child processes read into `workdir`; returns the common job.
+
+    The child process (`export._worker`) converts from files: the model (saved to
+    `workdir` when it was given in memory), the arrays (`data.npz`) and the job
+    (a JSON dict; `_try_recipes` adds the recipe and the output paths per attempt).
+    The job's `"metadata"` is what the file will carry, less the recipe.
+    """
+    model_path = source.path
+    if model_path is None:
+        model_path = os.path.join(workdir, "model.keras")
+        source.keras_model.save(model_path)
+    arrays = {"verify": data.verify}
+    if data.calibration is not None:
+        arrays["calibration"] = data.calibration
+    if data.eval_x is not None:
+        arrays["eval"] = data.eval_x
+    data_path = os.path.join(workdir, "data.npz")
+    np.savez(data_path, **arrays)
+    return {
+        "model_path": model_path,
+        "quantization": quantization,
+        "io_type": io_type,
+        "sequence_length": data.sequence_length,
+        "chunk_steps": chunk_steps,
+        "allow_select_tf_ops": allow_select_tf_ops,
+        "allow_custom_ops": allow_custom_ops,
+        "strip_tensor_names": bool(strip_tensor_names),
+        "data_path": data_path,
+        "metadata": _file_metadata(source, data.window, quantization=quantization,
+                                   io_type=io_type, streaming=streaming, labels=labels,
+                                   normalization=normalization, metadata=metadata),
+    }
+
+
+def _file_metadata(source, window, *, quantization, io_type, streaming, labels,
+                   normalization, metadata):
+    """The metadata embedded in the file (`export.metadata`), less the recipe."""
+    import zoo
+    from export import recipes
+
+    keras_model, input_shape = source.keras_model, source.input_shape
+    states = recipes.state_specs(keras_model) if streaming else []
+    features = list(input_shape[1:])
+    return {
+        "gru_zoo_version": zoo.__version__,
+        "format_version": 1,
+        "model_name": keras_model.name,
+        "quantization": quantization,
+        "io_type": io_type,
+        "streaming": streaming,
+        "task": source.task,
+        "per_step": source.per_step,
+        "input": {
+            "name": "frame" if streaming else "inputs",
+            "shape": [1] + features if streaming else [1, window] + features,
+            "dtype": source.input_dtype,
+        },
+        "sequence_shape": [window] + features,
+        "window_length": window,
+        "output_shape": list(keras_model.outputs[0].shape[1:]),
+        "states": states,
+        "labels": list(labels) if labels is not None else None,
+        "normalization": normalization,
+        "layers": _layer_summary(keras_model),
+        "config": metadata or {},
+    }
+
+
+@dataclasses.dataclass
+class _Attempt:
+    """The recipe whose file passed every check (`_try_recipes`).
+
+    Attributes:
+        index: its place in the plan (0: the first recipe tried, no fallback).
+        recipe: its name.
+        result: the child process's report (`"ops"`, `"convert_seconds"`, `"notes"`).
+        out_path: the verified file, in the work directory.
+        arrays: Keras and TFLite outputs (`keras_verify`, `tflite_verify`, and
+            `keras_eval`, `tflite_eval` with `validation_data`).
+        max_error, mean_error: abs error of TFLite vs Keras on the verification inputs.
+        bound: the tolerance `max_error` passed, scaled by the outputs' size.
+    """
+
+    index: int
+    recipe: str
+    result: dict
+    out_path: str
+    arrays: object
+    max_error: float
+    mean_error: float
+    bound: float
+
+
+@dataclasses.dataclass
+class _Rejection:
+    """Why a recipe's file was not used: its `ExportResult.attempts` entry
+    (`outcome`, `detail`) and the error `to_tflite` raises if no later recipe gives
+    a file."""
+
+    outcome: str
+    detail: str
+    error: ExportError
+
+
+def _try_recipes(plan, job, workdir, *, task, verification, quantization, tolerance,
+                 allow_select_tf_ops, allow_custom_ops, timeout):
+    """Converts and checks with each recipe of `plan` in turn, up to the first that passes.
+
+    Every attempt, passed or not, is recorded (`ExportResult.attempts`); when none
+    passes, the last one's error is raised (`ExportError` subclasses).
+
+    Returns:
+        `(_Attempt, attempts)`: the recipe used and the record of every attempt.
+    """
+    attempts = []
+    last_error = None
+    for index, recipe in enumerate(plan):
+        tried = _convert_and_check(
+            index, recipe, job, workdir, task=task, verification=verification,
+            quantization=quantization, tolerance=tolerance,
+            allow_select_tf_ops=allow_select_tf_ops, allow_custom_ops=allow_custom_ops,
+            timeout=timeout)
+        if isinstance(tried, _Rejection):
+            attempts.append({"recipe": recipe, "outcome": tried.outcome, "detail": tried.detail})
+            last_error = tried.error
+            continue
+        attempts.append({"recipe": recipe, "outcome": "ok", "detail": None})
+        return tried, attempts
+    raise last_error
+
+
+def _convert_and_check(index, recipe, job, workdir, *, task, verification, quantization,
+                       tolerance, allow_select_tf_ops, allow_custom_ops, timeout):
+    """One recipe: converts in a child process, audits the ops, compares with Keras.
+
+    Returns:
+        An `_Attempt` when the file passes; otherwise a `_Rejection` saying why: the
+        conversion crashed or failed, the file holds ops the standalone interpreter
+        cannot run, it differs from Keras beyond the tolerance, or (quantized) its
+        outputs collapsed to one class or a constant (`_collapse`).
+    """
+    out_path = os.path.join(workdir, f"{recipe}.tflite")
+    outputs_path = os.path.join(workdir, f"{recipe}_outputs.npz")
+    job = dict(job, recipe=recipe, metadata=dict(job["metadata"], recipe=recipe),
+               out_path=out_path, outputs_path=outputs_path)
+    result, detail = _run_worker("convert", job, workdir, timeout)
+    if result is None:
+        return _Rejection("crashed", detail, ConversionCrashError(
+            f"Converting with the {recipe!r} recipe (quantization={quantization!r}) "
+            f"crashed: {detail}"))
+    if not result["ok"]:
+        return _Rejection("error", f"{result['error_type']}: {result['message']}",
+                          ConversionError(
+            f"Converting with the {recipe!r} recipe (quantization={quantization!r}) "
+            f"failed: {result['error_type']}: {result['message']}"))
+    ops = result["ops"]
+    if (ops["flex"] and not allow_select_tf_ops) or (ops["custom"] and not allow_custom_ops):
+        detail = f"Flex ops {ops['flex']}, custom ops {ops['custom']}"
+        return _Rejection("unsupported ops", detail, UnsupportedOpsError(
+            f"The {recipe!r} recipe produced ops that the standalone LiteRT interpreter "
+            f"cannot run: {detail}. Pass allow_select_tf_ops=True / allow_custom_ops=True "
+            "to accept them."))
+    arrays = np.load(outputs_path)
+    keras_out, tflite_out = arrays["keras_verify"], arrays["tflite_verify"]
+    difference = np.abs(keras_out.astype(np.float64) - tflite_out)
+    max_error = float(difference.max())
+    mean_error = float(difference.mean())
+    scale = max(1.0, float(np.abs(keras_out).max()))
+    bound = (tolerance if tolerance is not None else DEFAULT_TOLERANCES[quantization]) * scale
+    if not np.isfinite(max_error) or max_error > bound:
+        return _Rejection(
+            "verification failed", f"max abs error {max_error:.3g} > {bound:.3g}",
+            VerificationError(
+                f"The {recipe!r} file runs but differs from Keras: max abs error "
+                f"{max_error:.3g} > tolerance {bound:.3g} on {verification} "
+                f"(quantization={quantization!r}). Pass a larger `tolerance` to accept it."))
+    if quantization is not None:
+        key = "eval" if "keras_eval" in arrays else "verify"
+        collapse = _collapse(task, arrays[f"keras_{key}"], arrays[f"tflite_{key}"],
+                             margin=COLLAPSE_MARGIN)
+        if collapse:
+            source = "validation_data" if key == "eval" else verification
+            return _Rejection("outputs collapsed", collapse, VerificationError(
+                f"The {recipe!r} file (quantization={quantization!r}) lost the "
+                f"model's outputs: {collapse} on {source}. The calibration data "
+                "(`representative_data`) probably does not cover the inputs; pass "
+                "samples like the real inputs (e.g. the training split)."))
+    return _Attempt(index, recipe, result, out_path, arrays, max_error, mean_error, bound)
+
+
+@dataclasses.dataclass
+class _Written:
+    """What `_evaluate_and_write` measured and wrote beside the file."""
+
+    evaluation: dict | None
+    tflm: dict | None
+    c_array_path: str | None
+    warnings: list
+
+
+def _evaluate_and_write(chosen, path, source, data, workdir, *, check_tflm, tflm_arena_size,
+                        c_array, timeout):
+    """Measures the chosen file, then installs it at `path` (and its C array).
+
+    Evaluates it on `validation_data`, warns about Flex ops, runs a streaming file in
+    TFLite Micro, then moves it into place atomically (`_install`).
+    """
+    evaluation = None
+    if data.eval_x is not None:
+        evaluation = _evaluate(source.task, chosen.arrays["keras_eval"],
+                               chosen.arrays["tflite_eval"], data.eval_y)
     result_warnings = []
-    try:
-        if model_path is None:
-            model_path = os.path.join(workdir, "model.keras")
-            keras_model.save(model_path)
-        data = {"verify": verify}
-        if calibration is not None:
-            data["calibration"] = calibration
-        if eval_x is not None:
-            data["eval"] = eval_x
-        data_path = os.path.join(workdir, "data.npz")
-        np.savez(data_path, **data)
-
-        import zoo
-
-        states = recipes.state_specs(keras_model) if streaming else []
-        base_metadata = {
-            "gru_zoo_version": zoo.__version__,
-            "format_version": 1,
-            "model_name": keras_model.name,
-            "quantization": quantization,
-            "io_type": io_type,
-            "streaming": streaming,
-            "task": task,
-            "per_step": per_step,
-            "input": {
-                "name": "frame" if streaming else "inputs",
-                "shape": [1] + list(input_shape[1:]) if streaming else [1, window] + list(input_shape[1:]),
-                "dtype": input_dtype,
-            },
-            "sequence_shape": [window] + list(input_shape[1:]),
-            "window_length": window,
-            "output_shape": list(keras_model.outputs[0].shape[1:]),
-            "states": states,
-            "labels": list(labels) if labels is not None else None,
-            "normalization": normalization,
-            "layers": _layer_summary(keras_model),
-            "config": metadata or {},
-        }
-
-        attempts = []
-        chosen = None
-        last_error = None
-        for index, attempt in enumerate(attempts_plan):
-            out_path = os.path.join(workdir, f"{attempt}.tflite")
-            outputs_path = os.path.join(workdir, f"{attempt}_outputs.npz")
-            job = {
-                "model_path": model_path,
-                "recipe": attempt,
-                "quantization": quantization,
-                "io_type": io_type,
-                "sequence_length": sequence_length,
-                "chunk_steps": chunk_steps,
-                "allow_select_tf_ops": allow_select_tf_ops,
-                "allow_custom_ops": allow_custom_ops,
-                "strip_tensor_names": bool(strip_tensor_names),
-                "data_path": data_path,
-                "metadata": dict(base_metadata, recipe=attempt),
-                "out_path": out_path,
-                "outputs_path": outputs_path,
-            }
-            result, detail = _run_worker("convert", job, workdir, timeout)
-            if result is None:
-                attempts.append({"recipe": attempt, "outcome": "crashed", "detail": detail})
-                last_error = ConversionCrashError(
-                    f"Converting with the {attempt!r} recipe (quantization={quantization!r}) "
-                    f"crashed: {detail}"
-                )
-                continue
-            if not result["ok"]:
-                attempts.append({"recipe": attempt, "outcome": "error",
-                                 "detail": f"{result['error_type']}: {result['message']}"})
-                last_error = ConversionError(
-                    f"Converting with the {attempt!r} recipe (quantization={quantization!r}) "
-                    f"failed: {result['error_type']}: {result['message']}"
-                )
-                continue
-            ops = result["ops"]
-            if (ops["flex"] and not allow_select_tf_ops) or (ops["custom"] and not allow_custom_ops):
-                detail = f"Flex ops {ops['flex']}, custom ops {ops['custom']}"
-                attempts.append({"recipe": attempt, "outcome": "unsupported ops", "detail": detail})
-                last_error = UnsupportedOpsError(
-                    f"The {attempt!r} recipe produced ops that the standalone LiteRT interpreter "
-                    f"cannot run: {detail}. Pass allow_select_tf_ops=True / allow_custom_ops=True "
-                    "to accept them."
-                )
-                continue
-            arrays = np.load(outputs_path)
-            keras_out, tflite_out = arrays["keras_verify"], arrays["tflite_verify"]
-            difference = np.abs(keras_out.astype(np.float64) - tflite_out)
-            max_error = float(difference.max())
-            mean_error = float(difference.mean())
-            scale = max(1.0, float(np.abs(keras_out).max()))
-            bound = (tolerance if tolerance is not None else DEFAULT_TOLERANCES[quantization]) * scale
-            if not np.isfinite(max_error) or max_error > bound:
-                attempts.append({"recipe": attempt, "outcome": "verification failed",
-                                 "detail": f"max abs error {max_error:.3g} > {bound:.3g}"})
-                last_error = VerificationError(
-                    f"The {attempt!r} file runs but differs from Keras: max abs error "
-                    f"{max_error:.3g} > tolerance {bound:.3g} on {verification} "
-                    f"(quantization={quantization!r}). Pass a larger `tolerance` to accept it."
-                )
-                continue
-            if quantization is not None:
-                key = "eval" if "keras_eval" in arrays else "verify"
-                collapse = _collapse(task, arrays[f"keras_{key}"], arrays[f"tflite_{key}"],
-                                     margin=COLLAPSE_MARGIN)
-                if collapse:
-                    source = "validation_data" if key == "eval" else verification
-                    attempts.append({"recipe": attempt, "outcome": "outputs collapsed",
-                                     "detail": collapse})
-                    last_error = VerificationError(
-                        f"The {attempt!r} file (quantization={quantization!r}) lost the "
-                        f"model's outputs: {collapse} on {source}. The calibration data "
-                        "(`representative_data`) probably does not cover the inputs; pass "
-                        "samples like the real inputs (e.g. the training split)."
-                    )
-                    continue
-            attempts.append({"recipe": attempt, "outcome": "ok", "detail": None})
-            chosen = (index, attempt, result, out_path, arrays, max_error, mean_error, bound)
-            break
-        if chosen is None:
-            raise last_error
-        index, used, result, out_path, arrays, max_error, mean_error, bound = chosen
-
-        evaluation = None
-        if eval_x is not None:
-            evaluation = _evaluate(task, arrays["keras_eval"], arrays["tflite_eval"], eval_y)
-        if ops["flex"]:
-            message = (f"{path} holds Flex ops {ops['flex']}: it needs the Select TF ops "
-                       "delegate and does not run on the standalone LiteRT interpreter.")
-            warnings.warn(message, stacklevel=2)
+    ops = chosen.result["ops"]
+    if ops["flex"]:
+        message = (f"{path} holds Flex ops {ops['flex']}: it needs the Select TF ops "
+                   "delegate and does not run on the standalone LiteRT interpreter.")
+        warnings.warn(message, stacklevel=_CALLER_OF_TO_TFLITE)
+        result_warnings.append(message)
+    tflm = None
+    if check_tflm:
+        tflm = _check_tflm(chosen.out_path, data.verify, chosen.arrays["keras_verify"],
+                           source.per_step, workdir, timeout, tflm_arena_size)
+        if not tflm["runs"]:
+            message = f"The streaming file does not run in TFLite Micro: {tflm['error']}"
+            warnings.warn(message, stacklevel=_CALLER_OF_TO_TFLITE)
             result_warnings.append(message)
+    _install(chosen.out_path, path)
+    c_array_path = None
+    if c_array:
+        c_array_path = write_c_array(path, None if c_array is True else c_array)
+    return _Written(evaluation, tflm, c_array_path, result_warnings)
 
-        tflm = None
-        if check_tflm:
-            tflm = _check_tflm(out_path, verify, arrays["keras_verify"], per_step, workdir,
-                               timeout, tflm_arena_size)
-            if not tflm["runs"]:
-                message = f"The streaming file does not run in TFLite Micro: {tflm['error']}"
-                warnings.warn(message, stacklevel=2)
-                result_warnings.append(message)
 
-        # === Atomic write ===
-        fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.",
-                                       suffix=".partial", dir=destination_dir)
-        os.close(fd)
-        try:
-            shutil.copyfile(out_path, staging)
-            # mkstemp makes the file 0600; an exported file gets the user's umask (0644
-            # typically), like any other file, also when it replaces one.
-            os.chmod(staging, new_file_mode())
-            os.replace(staging, path)
-        finally:
-            if os.path.exists(staging):
-                os.remove(staging)
-        with open(path, "rb") as handle:
-            trust(handle.read())  # verified: `LiteModel` needs no guard for it here
-        c_array_path = None
-        if c_array:
-            c_array_path = write_c_array(path, None if c_array is True else c_array)
+def _install(verified_path, path):
+    """Copies the verified file to `path` atomically.
 
-        from export.metadata import read_metadata
-
-        return ExportResult(
-            path=path,
-            size=os.path.getsize(path),
-            recipe=used,
-            quantization=quantization,
-            io_type=io_type,
-            streaming=streaming,
-            ops=ops["builtin"],
-            flex_ops=ops["flex"],
-            custom_ops=ops["custom"],
-            max_abs_error=max_error,
-            mean_abs_error=mean_error,
-            tolerance=bound,
-            verification=verification,
-            evaluation=evaluation,
-            attempts=attempts,
-            fallback_used=index > 0,
-            convert_seconds=float(result["convert_seconds"]),
-            total_seconds=time.perf_counter() - start_time,
-            tflm=tflm,
-            c_array_path=c_array_path,
-            metadata=read_metadata(path),
-            warnings=result_warnings,
-            notes=margin_notes + list(result.get("notes", [])),
-        )
+    The copy goes to a staging file beside `path`, then `os.replace` moves it into
+    place: the destination is either the old file or the new verified one, never a
+    partial or unverified file.
+    """
+    fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.",
+                                   suffix=".partial", dir=os.path.dirname(path))
+    os.close(fd)
+    try:
+        shutil.copyfile(verified_path, staging)
+        # mkstemp makes the file 0600; an exported file gets the user's umask (0644
+        # typically), like any other file, also when it replaces one.
+        os.chmod(staging, new_file_mode())
+        os.replace(staging, path)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if os.path.exists(staging):
+            os.remove(staging)
+    with open(path, "rb") as handle:
+        trust(handle.read())  # verified: `LiteModel` needs no guard for it here
 
 
 def _check_tflm(tflite_path, verify, keras_outputs, per_step, workdir, timeout, arena_size):

@@ -27,8 +27,8 @@ import copy
 import keras
 
 import zoo.layers  # noqa: F401  (registers the custom layers for `from_config`)
+from export.converter import RECIPES  # noqa: F401  (the recipe names, kept without Keras)
 
-RECIPES = ("loop", "unrolled", "chunked", "step")
 RECURRENT_CLASSES = ("GRU", "LSTM", "SimpleRNN", "HoistedGRU")
 HOISTED_GRU_NAME = "gru_zoo_export>HoistedGRU"
 
