@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from export.converter import RECIPES
+
 QUANTIZE_CHOICES = ("float32", "float16", "dynamic", "int8", "int16x8")
 
 
@@ -321,7 +323,7 @@ def register(subparsers):
                    "(gunpoint, italy_power_demand, airline_passengers, adding)")
     p.add_argument("--streaming", action="store_true",
                    help="export the one-time-step model (frame + states in and out)")
-    p.add_argument("--recipe", choices=("auto", "loop", "unrolled", "chunked", "step"),
+    p.add_argument("--recipe", choices=("auto",) + RECIPES,
                    default="auto", help="conversion form (default: chosen per model and "
                    "length; 'chunked': GRU layers as a loop over chunks of steps)")
     p.add_argument("--io-type", default="float32", choices=("float32", "int8", "int16"),
