@@ -405,17 +405,14 @@ def reference_rows(workdir, log, lengths, step_done):
                 if streaming:
                     row["file"] = str(path)
                 if row["recipe"] == "loop":
-                    # Keras's loop hangs in TFLite Micro (or, at T=16 here, runs and differs
-                    # from LiteRT by 4e-3): not tried.
-                    row["tflm"] = {"error": "not tried: Keras's loop hangs in TFLite Micro"}
+                    # Keras's loop file runs in TFLite Micro with wrong outputs
+                    # (docs/tflite-facts.md, F9): not tried.
+                    row["tflm"] = {"error": "not tried: Keras's loop file is wrong in TFLite Micro"}
                 elif not streaming:
                     row["tflm"] = child("tflm", path, timeout=120)
             batch.append(row)
         time_rows(batch, files, peer, steps, log)
-        loop = next((r for r in batch if r["key"] == "float32 loop" and "size" in r), None)
-        for row in batch:
-            if loop and "size" in row:
-                row["size_vs_loop"] = row["size"] / loop["size"]
+        _size_vs_loop(batch)
         rows += batch
         step_done = step_done or any(r["streaming"] for r in batch)
         originals = [r for r in rows if r["streaming"] and "file" in r and "error" not in r]
@@ -457,12 +454,17 @@ def variant_rows(workdir, log, variants, lengths):
                 for row in batch:
                     row["ort_error"] = peer["error"]
             time_rows(batch, files, peer, steps, log)
-            loop = next((r for r in batch if r["key"] == "float32 loop" and "size" in r), None)
-            for row in batch:
-                if loop and "size" in row:
-                    row["size_vs_loop"] = row["size"] / loop["size"]
+            _size_vs_loop(batch)
             rows += batch
     return rows
+
+
+def _size_vs_loop(batch):
+    """Each row's file size over the float32 loop file's of the same model and length."""
+    loop = next((r for r in batch if r["key"] == "float32 loop" and "size" in r), None)
+    for row in batch:
+        if loop and "size" in row:
+            row["size_vs_loop"] = row["size"] / loop["size"]
 
 
 def accuracy_rows(workdir, log):

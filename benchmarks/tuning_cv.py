@@ -186,7 +186,8 @@ def _header(args, part):
     argv = " ".join(a for a in sys.argv[1:] if a != "--write")
     return (f"Command: `python benchmarks/tuning_cv.py {argv} --write` "
             f"({time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} CPU cores "
-            f"shared with other jobs).\n\n")
+            f"shared with other jobs). Rows keep the seeds and datasets of earlier runs "
+            f"(`benchmarks/results/tuning_cv/`, one entry per dataset and seed).\n\n")
 
 
 def _vs_recipe_notes(args):
@@ -198,8 +199,8 @@ def _vs_recipe_notes(args):
             "(`[cv] min_improvement = \"auto\"`). The space "
             "is the recipe's neighbourhood (units, layers, learning rate, dropout; for "
             "GRU-FCN the filter width and branch dropout) with the recipe's own values as "
-            "the defaults, so the first trial is the recipe. The chosen configuration (best "
-            "mean CV score; the recipe unless a trial beat it) is retrained with the recipe's "
+            "the defaults, so the first trial is the recipe. The chosen configuration (the "
+            "recipe unless a trial beat it clearly) is retrained with the recipe's "
             "full protocol; the recipe and `build_gru`'s default model of the same variant "
             "are trained the same way with the same seed. Test metrics, mean ± sd over "
             "search seeds (each seed also seeds the weights).\n\n")

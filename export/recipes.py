@@ -194,16 +194,21 @@ def rebuild(model, *, unroll, sequence_length=None, hoist=True):
         )
     config = copy.deepcopy(model.get_config())
     _patch_config(config, batch_shape=(1, time) + tuple(shape[1:]), unroll=unroll, hoist=hoist)
+    rebuilt = _from_config(model, config)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
+def _from_config(model, config):
+    """`type(model).from_config(config)`, a failure reported with the model's class."""
     try:
-        rebuilt = type(model).from_config(config)
+        return type(model).from_config(config)
     except Exception as error:  # noqa: BLE001 (reported with the model's class)
         raise TypeError(
             "`model` must be a functional or Sequential keras.Model whose config can be "
             f"rebuilt with `from_config`. Received: {type(model).__name__} "
             f"({type(error).__name__}: {error})"
         ) from error
-    rebuilt.set_weights(model.get_weights())
-    return rebuilt
 
 
 def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8):
@@ -243,13 +248,7 @@ def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8):
     _patch_config(config, batch_shape=(1, time) + tuple(shape[1:]), unroll=False, hoist=False)
     chunked.patch_config_for_chunks(config, chains, chunk_steps)
     chunked.patch_config_for_bidirectional(config, bidirectional, chunk_steps)
-    try:
-        rebuilt = type(model).from_config(config)
-    except Exception as error:  # noqa: BLE001 (reported with the model's class)
-        raise TypeError(
-            "`model` must be a functional keras.Model whose config can be rebuilt with "
-            f"`from_config`. Received: {type(model).__name__} ({type(error).__name__}: {error})"
-        ) from error
+    rebuilt = _from_config(model, config)
     chunked.copy_weights(model, rebuilt, chains)
     return rebuilt
 
