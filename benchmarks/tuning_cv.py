@@ -112,7 +112,7 @@ def run_vs_recipe(args):
     from zoo.recipes import choose_recipe
 
     results = load_results("vs_recipe")
-    for name in args.datasets.split(","):
+    for name in _names(args.datasets, args):
         dataset = zoo.load_dataset(name)
         recipe = choose_recipe(dataset)
         key = "accuracy" if dataset.task == "classification" else "loss"
@@ -152,6 +152,11 @@ def run_vs_recipe(args):
     if args.write:
         write_section("Tuning with cross-validation: tuned vs recipe vs default",
                       _header(args, "vs-recipe") + _vs_recipe_notes(args) + table + "\n")
+
+
+def _names(text, args):
+    """The comma-separated names to run; none with `--table-only` (stored results only)."""
+    return [] if args.table_only else text.split(",")
 
 
 def _mean_sd(values):
@@ -221,7 +226,7 @@ def run_strategies(args):
     key = "accuracy" if dataset.task == "classification" else "loss"
     results = load_results("strategies")
     options = {"random": {}, "genetic": {"population_size": 4}, "pso": {"swarm_size": 4}}
-    for strategy in args.strategies.split(","):
+    for strategy in _names(args.strategies, args):
         for seed in [int(s) for s in args.seeds.split(",")]:
             out = args.out / "strategies" / f"{args.dataset}-{strategy}-s{seed}"
             raw = vs_recipe_job(dataset, recipe, seed, out, args)
@@ -313,7 +318,7 @@ def run_budgets(args):
     from zoo.recipes import choose_recipe
 
     results = load_results("budgets")
-    for name in args.datasets.split(","):
+    for name in _names(args.datasets, args):
         dataset = zoo.load_dataset(name)
         recipe = choose_recipe(dataset)
         key = "accuracy" if dataset.task == "classification" else "loss"
@@ -426,6 +431,8 @@ def main(argv=None):
     parser.add_argument("--streaming", action="store_true")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/bench_tuning_cv"))
     parser.add_argument("--write", action="store_true", help="write BENCHMARKS.md sections")
+    parser.add_argument("--table-only", action="store_true",
+                        help="run nothing: print (and --write) the part's stored results")
     args = parser.parse_args(argv)
     {"vs-recipe": run_vs_recipe, "strategies": run_strategies,
      "budgets": run_budgets}[args.part](args)
