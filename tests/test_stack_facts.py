@@ -373,3 +373,44 @@ def test_the_facts_page_names_tests_and_scripts_that_exist():
     assert here and {("test_stack_facts.py", test) for test in here} <= named
     for script in re.findall(r"`(?:python )?(benchmarks/\w+\.py)", text):
         assert (root / script).is_file(), script
+
+
+# === Quantization ===
+
+
+@pytest.mark.parametrize("disable", [False, True])
+def test_f17_a_private_switch_makes_int8_dense_weights_per_tensor(disable):
+    """int8 Dense weights are per-channel (one scale per output) unless switched off."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((FEATURES,), batch_size=1)
+    model = keras.Model(inputs, keras.layers.Dense(6)(inputs))
+    lite_converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    lite_converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    data = np.random.default_rng(0).standard_normal((16, 1, FEATURES)).astype("float32")
+    lite_converter.representative_dataset = lambda: ([x] for x in data)
+    lite_converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if disable:
+        lite_converter._experimental_disable_per_channel_quantization_for_dense_layers = True
+    interpreter = Interpreter(model_content=lite_converter.convert())
+    kernels = [d for d in interpreter.get_tensor_details()
+               if d["dtype"] == np.int8 and len(d["shape"]) == 2 and d["shape"][0] == 6]
+    assert kernels, "no int8 2-D weight tensor with 6 output channels"
+    scales = kernels[0]["quantization_parameters"]["scales"]
+    assert len(scales) == (1 if disable else 6)
+
+
+def test_f18_an_int8_tensor_clips_at_its_calibrated_range():
+    """Inputs beyond the calibration data's range come out clipped, not extrapolated."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((1,), batch_size=1)
+    model = keras.Model(inputs, keras.layers.Dense(1, kernel_initializer="ones")(inputs))
+    lite_converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    lite_converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    data = np.linspace(-1, 1, 32, dtype="float32").reshape(-1, 1, 1)
+    lite_converter.representative_dataset = lambda: ([x] for x in data)
+    lite_converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    content = lite_converter.convert()
+    inside = float(run_litert(content, np.array([[0.5]], "float32"))[0, 0])
+    beyond = float(run_litert(content, np.array([[3.0]], "float32"))[0, 0])
+    assert abs(inside - 0.5) < 0.02
+    assert beyond < 1.1  # Keras gives 3.0
