@@ -537,8 +537,9 @@ def _check_compile_argument(argument, value, getter, allowed, special=(), receiv
 
 
 def _check_arguments(arguments):
-    """Checks `build_gru`'s arguments (a dict of all of them), in the order of the
-    signature's groups: model, recurrent stack, variant options, head, inputs, compile."""
+    """Checks `build_gru`'s arguments (a dict of all of them) group by group: model,
+    options of other variants, recurrent stack, this variant's options, head, inputs,
+    compile. When several are bad, the first in this order is reported."""
     for argument in ("variant", "cell", "task"):
         check_argument(argument, arguments[argument])
     arguments = dict(arguments, input_shape=check_input_shape(arguments["input_shape"]))
