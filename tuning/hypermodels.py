@@ -22,7 +22,14 @@ import inspect
 import keras
 import keras_tuner
 
-from zoo.builders import ATTENTION_TYPES, CELLS, TASKS, VARIANTS, build_gru
+from zoo.builders import (
+    ARGUMENT_RULES,
+    CELLS,
+    VARIANTS,
+    build_gru,
+    check_argument,
+    check_input_shape,
+)
 from zoo.checks import (
     fail,
     is_int,
@@ -30,7 +37,6 @@ from zoo.checks import (
     is_number,
     is_positive_int,
     is_positive_number,
-    is_rate,
 )
 
 # The largest stacks and conv front ends the default space explores.
@@ -73,28 +79,20 @@ _BUILDER_ARGS = tuple(
 SPACE_NAMES = tuple(DEFAULT_SPACE)
 
 
-# What `build_gru` accepts for each searchable argument (`batch_size`: `fit`). Every value
-# a range or a list can take must be accepted, or the search would fail trial by trial
-# (or, for a dropout of 1.0 or more, train nothing); tests check this table against
-# `build_gru` itself.
+# What `build_gru` accepts for each searchable argument: its own rules (`batch_size`:
+# `fit`'s). Every value a range or a list can take must be accepted, or the search would
+# fail trial by trial (or, for a dropout of 1.0 or more, train nothing); tests check this
+# table against `build_gru` itself.
 BUILD_ALLOWED = {
-    "num_layers": (is_positive_int, "a positive int"),
-    "units": (is_positive_int, "a positive int"),
-    "dropout": (is_rate, "a float in [0, 1)"),
-    "recurrent_dropout": (is_rate, "a float in [0, 1)"),
+    **{name: ARGUMENT_RULES[name] for name in (
+        "num_layers", "units", "dropout", "recurrent_dropout", "conv_layers", "conv_filters",
+        "conv_kernel_size", "pool_size", "attention", "attention_heads", "branch_dropout",
+        "variant", "cell")},
+    # `build_gru` checks the learning rate only when it builds Adam, and more loosely.
     "learning_rate": (is_positive_number, "a positive float"),
     "batch_size": (is_positive_int, "a positive int"),
-    "conv_layers": (is_positive_int, "a positive int"),
-    "conv_filters": (is_positive_int, "a positive int"),
-    "conv_kernel_size": (is_positive_int, "a positive int"),
-    "pool_size": (is_positive_int, "a positive int"),
-    "attention": (lambda v: v in ATTENTION_TYPES, f"one of {list(ATTENTION_TYPES)}"),
-    "attention_heads": (is_positive_int, "a positive int"),
-    "branch_dropout": (is_rate, "a float in [0, 1)"),
     # Not a `build_gru` argument: the hypermodel multiplies `conv_filters` by it.
     "conv_width": (is_positive_number, "a positive float (a multiplier of `conv_filters`)"),
-    "variant": (lambda v: v in VARIANTS, f"one of {sorted(VARIANTS)}"),
-    "cell": (lambda v: v in CELLS, f"one of {sorted(CELLS)}"),
 }
 
 
@@ -201,15 +199,10 @@ class GRUHyperModel(keras_tuner.HyperModel):
                  name=None):
         if variant is not None and variant not in VARIANTS:
             fail("variant", variant, f"one of {sorted(VARIANTS)} or None (search variants)")
-        if task not in TASKS:
-            fail("task", task, f"one of {sorted(TASKS)}")
-        if (not isinstance(input_shape, (list, tuple)) or len(input_shape) not in (1, 2)
-                or any(d is not None and not is_positive_int(d) for d in input_shape)
-                or (len(input_shape) == 2 and input_shape[1] is None)):
-            fail("input_shape", input_shape,
-                 "(time, features) or (time,) with positive ints (time may be None)")
-        if not is_positive_int(num_outputs):
-            fail("num_outputs", num_outputs, "a positive int")
+        # The builder's own rules, checked now rather than in the first build.
+        check_argument("task", task)
+        input_shape = check_input_shape(input_shape)
+        check_argument("num_outputs", num_outputs)
         if cells is None:
             cells = ["gru"] if variant is not None else sorted(CELLS)
         if (not isinstance(cells, (list, tuple)) or not cells
@@ -241,7 +234,7 @@ class GRUHyperModel(keras_tuner.HyperModel):
             fail("seed", seed, "a non-negative int or None")
         super().__init__(name=name or f"gru_{variant or 'any'}", tunable=True)
         self.variant = variant
-        self.input_shape = tuple(input_shape)
+        self.input_shape = input_shape
         self.num_outputs = int(num_outputs)
         self.task = task
         self.cells = list(cells)

@@ -4,6 +4,11 @@ Every variant shares the same front (float features, optionally masked, or token
 with an embedding and masking), the same recurrent stack (GRU, LSTM or SimpleRNN
 cells, per-layer units and dropouts) and the same task heads, so that swapping the
 cell or the variant changes nothing else.
+
+`build_gru` works in three steps: it checks every argument (`_check_arguments`, each
+error naming the argument and the value received), resolves them into a `GRUSpec` (one
+frozen record with the same fields for every variant) and builds the layers from that
+spec (`_build_model` and the body builders, which read it by attribute).
 """
 
 import dataclasses
@@ -15,7 +20,7 @@ import keras
 
 # The names live in `zoo.catalog` (no Keras there, for the command line); re-exported here.
 from zoo.catalog import ATTENTION_TYPES, CELLS, SEQUENCE_TASKS, TASKS, VARIANT_DESCRIPTIONS
-from zoo.checks import fail, is_int, is_positive_int, is_rate
+from zoo.checks import check, fail, is_int, is_number, is_positive_int, is_rate
 from zoo.layers import (
     WINDOW_NORM_MODES,
     AttentionPooling,
@@ -40,52 +45,130 @@ class Variant:
         return build_gru(self.name, **kwargs)
 
 
-def _per_layer(argument, value, num_layers, check, allowed):
-    """Expands a single value or a per-layer list into a list of `num_layers` values."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != num_layers:
-            raise ValueError(
-                f"`{argument}` must be {allowed} or a list of {num_layers} such values "
-                f"(one per layer). Received: {argument}={value!r} "
-                f"({len(value)} values for {num_layers} layers)"
-            )
-        values = list(value)
-    else:
-        values = [value] * num_layers
-    for item in values:
-        if not check(item):
-            fail(argument, value, f"{allowed} or a list of {num_layers} such values")
-    return values
+# === The resolved arguments ===
+@dataclasses.dataclass(frozen=True)
+class RecurrentSpec:
+    """The recurrent stack: `units`, `dropout` and `recurrent_dropout` hold one value per
+    layer."""
+
+    cell: str
+    units: tuple
+    dropout: tuple
+    recurrent_dropout: tuple
+    reset_after: bool
+    unroll: bool
+    use_cudnn: typing.Union[str, bool]
+    bidirectional: bool
+
+    @property
+    def num_layers(self):
+        return len(self.units)
 
 
-def _recurrent_layer(spec, index, *, return_sequences):
+@dataclasses.dataclass(frozen=True)
+class ConvSpec:
+    """The Conv1D front of the CNN variants: `filters` and `kernel_size` hold one value per
+    convolution."""
+
+    filters: tuple
+    kernel_size: tuple
+    batchnorm: bool
+    pool_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionSpec:
+    """Attention of the attention variants: `kind` is `"additive"` or `"multihead"`."""
+
+    kind: str
+    heads: int
+    units: typing.Optional[int]
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileSpec:
+    """What `compile` is given; `optimizer=None` means Adam with `learning_rate` and
+    `clipnorm`, `loss` and `metrics` `None` the task's defaults."""
+
+    optimizer: typing.Any
+    learning_rate: float
+    clipnorm: typing.Optional[float]
+    loss: typing.Any
+    metrics: typing.Any
+
+
+@dataclasses.dataclass(frozen=True)
+class GRUSpec:
+    """`build_gru`'s arguments, checked and resolved. The fields are the same for every
+    variant; what a model does not use is `None`: `conv` without convolutions,
+    `attention` without attention, `branch_dropout` outside `gru_fcn`, `vocab_size` and
+    `embedding_dim` for float inputs, `window_norm_channel` without `window_norm`,
+    `compile` when the model is not compiled."""
+
+    variant: str
+    task: str
+    num_outputs: int
+    name: str
+    # Inputs.
+    input_shape: tuple
+    batch_size: typing.Optional[int]
+    vocab_size: typing.Optional[int]
+    embedding_dim: typing.Optional[int]
+    mask_value: typing.Optional[float]
+    input_noise: float
+    window_norm: typing.Optional[str]
+    window_norm_channel: typing.Optional[int]
+    causal: bool
+    # Body.
+    recurrent: RecurrentSpec
+    conv: typing.Optional[ConvSpec]
+    attention: typing.Optional[AttentionSpec]
+    branch_dropout: typing.Optional[float]
+    # Head and training setup.
+    dense_units: typing.Optional[int]
+    head_dropout: float
+    compile: typing.Optional[CompileSpec]
+
+    @property
+    def tokens(self):
+        """Token-id inputs (`input_shape=(time,)`) rather than float features."""
+        return len(self.input_shape) == 1
+
+    @property
+    def sequence_output(self):
+        """One output per time step (the per-step tasks)."""
+        return self.task in SEQUENCE_TASKS
+
+
+# === Layers, read from the spec ===
+def _recurrent_layer(recurrent, index, *, return_sequences):
     kwargs = dict(
-        units=spec["units"][index],
+        units=recurrent.units[index],
         return_sequences=return_sequences,
-        dropout=spec["dropout"][index],
-        recurrent_dropout=spec["recurrent_dropout"][index],
-        unroll=spec["unroll"],
+        dropout=recurrent.dropout[index],
+        recurrent_dropout=recurrent.recurrent_dropout[index],
+        unroll=recurrent.unroll,
     )
-    cell = spec["cell"]
+    cell = recurrent.cell
     if cell == "gru":
         layer = keras.layers.GRU(
-            reset_after=spec["reset_after"], use_cudnn=spec["use_cudnn"], **kwargs
+            reset_after=recurrent.reset_after, use_cudnn=recurrent.use_cudnn, **kwargs
         )
     elif cell == "lstm":
-        layer = keras.layers.LSTM(use_cudnn=spec["use_cudnn"], **kwargs)
+        layer = keras.layers.LSTM(use_cudnn=recurrent.use_cudnn, **kwargs)
     else:
         layer = keras.layers.SimpleRNN(**kwargs)
-    if spec["bidirectional"]:
+    if recurrent.bidirectional:
         return keras.layers.Bidirectional(layer, name=f"bidirectional_{cell}_{index}")
     layer.name = f"{cell}_{index}"
     return layer
 
 
-def _recurrent_stack(x, spec, *, last_returns_sequences, mask=None):
-    num_layers = spec["num_layers"]
+def _recurrent_stack(x, recurrent, *, last_returns_sequences, mask=None):
+    num_layers = recurrent.num_layers
     for index in range(num_layers):
         return_sequences = last_returns_sequences or index < num_layers - 1
-        layer = _recurrent_layer(spec, index, return_sequences=return_sequences)
+        layer = _recurrent_layer(recurrent, index, return_sequences=return_sequences)
         x = layer(x, mask=mask) if mask is not None and index == 0 else layer(x)
     return x
 
@@ -98,27 +181,26 @@ def _conv_stack(x, spec, mask):
     first, so a valid step sees exactly the zeros that the padding would give an
     unpadded sequence and padding does not change the result.
     """
-    causal = spec["causal"]
+    causal = spec.causal
+    conv = spec.conv
     if mask is not None:
         x = x * keras.ops.cast(mask, x.dtype)[..., None]
-    for index, (filters, kernel_size) in enumerate(
-        zip(spec["conv_filters"], spec["conv_kernel_size"])
-    ):
+    for index, (filters, kernel_size) in enumerate(zip(conv.filters, conv.kernel_size)):
         x = keras.layers.Conv1D(
             filters,
             kernel_size,
             padding="causal" if causal else "same",
-            activation=None if spec["conv_batchnorm"] else "relu",
+            activation=None if conv.batchnorm else "relu",
             kernel_initializer="he_normal",
             name=f"conv1d_{index}",
         )(x)
-        if spec["conv_batchnorm"]:
+        if conv.batchnorm:
             # FCN-style block (Wang et al. 2017): convolution, batch norm, ReLU.
             x = keras.layers.BatchNormalization(name=f"conv_batchnorm_{index}")(x)
             x = keras.layers.Activation("relu", name=f"conv_relu_{index}")(x)
         if mask is not None:
             x = x * keras.ops.cast(mask, x.dtype)[..., None]
-    pool_size = spec["pool_size"]
+    pool_size = conv.pool_size
     if pool_size > 1:
         mask_steps = None if mask is None else keras.ops.cast(mask, x.dtype)[..., None]
         if causal:
@@ -144,35 +226,37 @@ def _conv_stack(x, spec, mask):
 
 
 def _attention(x, spec, *, sequence_output):
+    attention = spec.attention
     if sequence_output:
         # Self-attention over the states with a residual connection keeps one output
         # per step for sequence tasks.
         # With `causal=True` step t attends to steps <= t only.
-        causal = spec["causal"]
-        if spec["attention"] == "additive":
+        causal = spec.causal
+        if attention.kind == "additive":
             attended = keras.layers.AdditiveAttention(name="self_attention")(
                 [x, x], use_causal_mask=causal)
         else:
             features = x.shape[-1]
             attended = keras.layers.MultiHeadAttention(
-                num_heads=spec["attention_heads"],
-                key_dim=max(1, features // spec["attention_heads"]),
+                num_heads=attention.heads,
+                key_dim=max(1, features // attention.heads),
                 name="self_attention",
             )(x, x, use_causal_mask=causal)
         x = keras.layers.Add(name="attention_residual")([x, attended])
         return keras.layers.LayerNormalization(name="attention_norm")(x)
-    if spec["attention"] == "additive":
-        return AttentionPooling(spec["attention_units"], name="attention_pooling")(x)
-    return MultiHeadAttentionPooling(spec["attention_heads"], name="attention_pooling")(x)
+    if attention.kind == "additive":
+        return AttentionPooling(attention.units, name="attention_pooling")(x)
+    return MultiHeadAttentionPooling(attention.heads, name="attention_pooling")(x)
 
 
 def _stacked_body(x, spec, mask):
-    return _recurrent_stack(x, spec, last_returns_sequences=spec["sequence_output"], mask=mask)
+    return _recurrent_stack(x, spec.recurrent, last_returns_sequences=spec.sequence_output,
+                            mask=mask)
 
 
 def _attention_body(x, spec, mask):
-    x = _recurrent_stack(x, spec, last_returns_sequences=True, mask=mask)
-    return _attention(x, spec, sequence_output=spec["sequence_output"])
+    x = _recurrent_stack(x, spec.recurrent, last_returns_sequences=True, mask=mask)
+    return _attention(x, spec, sequence_output=spec.sequence_output)
 
 
 def _cnn_gru_body(x, spec, mask):
@@ -196,10 +280,10 @@ def _gru_fcn_body(x, spec, mask):
     input, so masks and variable-length inputs keep working.
     """
     recurrent = _stacked_body(x, spec, mask)
-    if spec["branch_dropout"] > 0:
-        recurrent = keras.layers.Dropout(spec["branch_dropout"], name="branch_dropout")(recurrent)
+    if spec.branch_dropout > 0:
+        recurrent = keras.layers.Dropout(spec.branch_dropout, name="branch_dropout")(recurrent)
     conv, conv_mask = _conv_stack(x, spec, mask)
-    if not spec["sequence_output"]:
+    if not spec.sequence_output:
         conv = keras.layers.GlobalAveragePooling1D(name="global_average_pool")(
             conv, mask=conv_mask)
     return keras.layers.Concatenate(name="branches")([recurrent, conv])
@@ -222,26 +306,187 @@ VARIANTS = {
 }
 
 
-# Options only some variants use: name -> (which variants use it, check, what is allowed).
-# `build_gru` validates an option for the variants that use it; given to another variant
-# (not `None`, not the default) it must still be valid, and the error says which variants
-# use it.
+def _head(x, task, num_outputs, name="output"):
+    # Dense acts on the last axis, so a 3-D input gives one output per time step.
+    if task in ("classification", "sequence_labeling"):
+        activation = "sigmoid" if num_outputs == 1 else "softmax"
+    else:
+        activation = None
+    return keras.layers.Dense(num_outputs, activation=activation, name=name)(x)
+
+
+def default_loss_and_metrics(task, num_outputs):
+    """The loss and metrics `build_gru` compiles a model of this task with."""
+    if task in ("classification", "sequence_labeling"):
+        if num_outputs == 1:
+            return "binary_crossentropy", ["accuracy"]
+        return "sparse_categorical_crossentropy", ["accuracy"]
+    return "mse", ["mae", keras.metrics.RootMeanSquaredError(name="rmse")]
+
+
+def _build_model(spec):
+    """The model `spec` describes: inputs, the variant's body, the task head, compiled
+    when `spec.compile` is set."""
+    # === Inputs ===
+    inputs = keras.Input(
+        shape=spec.input_shape,
+        batch_size=spec.batch_size,
+        dtype="int32" if spec.tokens else "float32",
+        name="inputs",
+    )
+    uses_conv = spec.conv is not None
+    mask = None
+    if spec.tokens:
+        x = keras.layers.Embedding(spec.vocab_size, spec.embedding_dim, mask_zero=True,
+                                   name="embedding")(inputs)
+        if uses_conv:
+            # Conv1D drops Keras masks; carry the mask by hand into the recurrent stack.
+            mask = keras.ops.not_equal(inputs, 0)
+    elif spec.mask_value is not None:
+        x = keras.layers.Masking(mask_value=spec.mask_value, name="masking")(inputs)
+        if uses_conv:
+            mask = keras.ops.any(keras.ops.not_equal(inputs, spec.mask_value), axis=-1)
+    else:
+        x = inputs
+    window_stats = None
+    if spec.window_norm is not None:
+        x, *window_stats = WindowNormalization(spec.window_norm, causal=spec.causal,
+                                               name="window_norm")(x)
+    if spec.input_noise:
+        x = keras.layers.GaussianNoise(spec.input_noise, name="input_noise")(x)
+
+    # === Body ===
+    x = VARIANTS[spec.variant].body(x, spec, mask)
+
+    # === Head ===
+    if spec.dense_units is not None:
+        x = keras.layers.Dense(spec.dense_units, activation="relu", name="dense_hidden")(x)
+    if spec.head_dropout > 0:
+        x = keras.layers.Dropout(spec.head_dropout, name="head_dropout")(x)
+    if window_stats is not None and spec.task in ("regression", "sequence_regression"):
+        # The head forecasts in the window's normalized units; put its level back.
+        outputs = _head(x, spec.task, spec.num_outputs, name="output_normalized")
+        outputs = WindowDenormalization(spec.window_norm_channel, name="output")(
+            [outputs, *window_stats])
+    else:
+        outputs = _head(x, spec.task, spec.num_outputs)
+    model = keras.Model(inputs, outputs, name=spec.name)
+
+    if spec.compile is not None:
+        options = spec.compile
+        default_loss, default_metrics = default_loss_and_metrics(spec.task, spec.num_outputs)
+        optimizer = options.optimizer
+        if optimizer is None:
+            optimizer = keras.optimizers.Adam(learning_rate=options.learning_rate,
+                                              clipnorm=options.clipnorm)
+        model.compile(
+            optimizer=optimizer,
+            loss=options.loss or default_loss,
+            metrics=default_metrics if options.metrics is None else options.metrics,
+        )
+    return model
+
+
+# === Argument checks ===
+def _is_true_or_false(value):
+    return isinstance(value, bool)
+
+
+def _optional(predicate):
+    return lambda value: value is None or predicate(value)
+
+
+# What each argument with a rule of its own must be: name -> (predicate, what is allowed).
+# `build_gru` checks them with `check_argument`; `tuning` checks the same arguments with
+# the same rules. The per-layer arguments (`units`, `dropout`, `recurrent_dropout`,
+# `conv_filters`, `conv_kernel_size`) also take a list of such values.
+ARGUMENT_RULES = {
+    "variant": (lambda v: v in VARIANTS, f"one of {sorted(VARIANTS)}"),
+    "cell": (lambda v: v in CELLS, f"one of {sorted(CELLS)}"),
+    "task": (lambda v: v in TASKS, f"one of {sorted(TASKS)}"),
+    "num_outputs": (is_positive_int, "a positive int"),
+    "num_layers": (is_positive_int, "a positive int"),
+    "units": (is_positive_int, "a positive int"),
+    "dropout": (is_rate, "a float in [0, 1)"),
+    "recurrent_dropout": (is_rate, "a float in [0, 1)"),
+    "causal": (_is_true_or_false, "True or False"),
+    "reset_after": (_is_true_or_false, "True or False"),
+    "unroll": (_is_true_or_false, "True or False"),
+    "use_cudnn": (lambda v: v in ("auto", True, False), "'auto', True or False"),
+    "attention": (lambda v: v in ATTENTION_TYPES, f"one of {list(ATTENTION_TYPES)}"),
+    "attention_heads": (is_positive_int, "a positive int"),
+    "attention_units": (_optional(is_positive_int), "a positive int or None"),
+    "conv_layers": (is_positive_int, "a positive int"),
+    "conv_filters": (is_positive_int, "a positive int"),
+    "conv_kernel_size": (is_positive_int, "a positive int"),
+    "conv_batchnorm": (_is_true_or_false, "True or False"),
+    "pool_size": (is_positive_int, "a positive int"),
+    "branch_dropout": (is_rate, "a float in [0, 1)"),
+    "dense_units": (_optional(is_positive_int), "a positive int or None"),
+    "head_dropout": (is_rate, "a float in [0, 1)"),
+    "batch_size": (_optional(is_positive_int), "a positive int or None"),
+    "embedding_dim": (is_positive_int, "a positive int"),
+}
+
+
+def check_argument(argument, value):
+    """Raises `ValueError` naming `argument` unless `value` follows its
+    `ARGUMENT_RULES` rule."""
+    predicate, allowed = ARGUMENT_RULES[argument]
+    check(argument, value, predicate(value), allowed)
+
+
+def check_input_shape(input_shape):
+    """Checks `input_shape` (`(time, features)` or `(time,)`) and returns it as a tuple."""
+    allowed = "(time, features) or (time,) for token ids, with time None or a positive int"
+    if not isinstance(input_shape, (list, tuple)) or len(input_shape) not in (1, 2):
+        fail("input_shape", input_shape, allowed)
+    time = input_shape[0]
+    if time is not None and not is_positive_int(time):
+        fail("input_shape", input_shape, allowed)
+    if len(input_shape) == 2 and not is_positive_int(input_shape[1]):
+        fail("input_shape", input_shape, allowed)
+    return tuple(input_shape)
+
+
+def _per_layer(value, num_layers):
+    """A single value or a per-layer list as a tuple of `num_layers` values."""
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,) * num_layers
+
+
+def _check_per_layer(argument, value, num_layers):
+    """Checks a single value or a list of `num_layers` values, each by `argument`'s rule."""
+    predicate, allowed = ARGUMENT_RULES[argument]
+    if isinstance(value, (list, tuple)) and len(value) != num_layers:
+        raise ValueError(
+            f"`{argument}` must be {allowed} or a list of {num_layers} such values "
+            f"(one per layer). Received: {argument}={value!r} "
+            f"({len(value)} values for {num_layers} layers)"
+        )
+    for item in _per_layer(value, num_layers):
+        if not predicate(item):
+            fail(argument, value, f"{allowed} or a list of {num_layers} such values")
+
+
+# Options only some variants use: name -> which variants use it (a `Variant` flag or a
+# variant's name). `build_gru` checks an option for the variants that use it; given to
+# another variant (not `None`, not the default) it must still be valid, and the error
+# says which variants use it.
 _VARIANT_OPTIONS = {
-    "attention": ("uses_attention", lambda v: v in ATTENTION_TYPES,
-                  f"one of {list(ATTENTION_TYPES)}"),
-    "attention_heads": ("uses_attention", is_positive_int, "a positive int"),
-    "attention_units": ("uses_attention", is_positive_int, "a positive int or None"),
-    "conv_filters": ("uses_conv", None, "a positive int or a list of positive ints"),
-    "conv_kernel_size": ("uses_conv", None, "a positive int or a list of positive ints"),
-    "conv_layers": ("uses_conv", is_positive_int, "a positive int"),
-    "conv_batchnorm": ("uses_conv", lambda v: isinstance(v, bool), "True or False"),
-    "pool_size": ("uses_conv", is_positive_int, "a positive int"),
-    "branch_dropout": ("gru_fcn", is_rate, "a float in [0, 1)"),
+    "attention": "uses_attention",
+    "attention_heads": "uses_attention",
+    "attention_units": "uses_attention",
+    "conv_filters": "uses_conv",
+    "conv_kernel_size": "uses_conv",
+    "conv_layers": "uses_conv",
+    "conv_batchnorm": "uses_conv",
+    "pool_size": "uses_conv",
+    "branch_dropout": "gru_fcn",
 }
 
 
 def _uses(variant, option):
-    owner = _VARIANT_OPTIONS[option][0]
+    owner = _VARIANT_OPTIONS[option]
     return variant.name == owner if owner in VARIANTS else getattr(variant, owner)
 
 
@@ -259,12 +504,14 @@ def _check_unused_options(variant, given):
     for option, value in given.items():
         if _uses(variant, option) or value is None or _same(value, defaults[option]):
             continue
-        _, check, allowed = _VARIANT_OPTIONS[option]
-        if check is None:  # a per-layer list: any length, the conv stack is not built
+        predicate, allowed = ARGUMENT_RULES[option]
+        if option in ("conv_filters", "conv_kernel_size"):
+            # A per-layer list: any length, the conv stack is not built.
             values = value if isinstance(value, (list, tuple)) and value else [value]
-            valid = all(is_positive_int(v) for v in values)
+            valid = all(predicate(v) for v in values)
+            allowed = "a positive int or a list of positive ints"
         else:
-            valid = check(value)
+            valid = predicate(value)
         if not valid:
             users = [name for name, v in VARIANTS.items() if _uses(v, option)]
             raise ValueError(
@@ -289,34 +536,180 @@ def _check_compile_argument(argument, value, getter, allowed, special=(), receiv
         ) from None
 
 
-def _validate_input_shape(input_shape):
-    allowed = "(time, features) or (time,) for token ids, with time None or a positive int"
-    if not isinstance(input_shape, (list, tuple)) or len(input_shape) not in (1, 2):
-        fail("input_shape", input_shape, allowed)
-    time = input_shape[0]
-    if time is not None and not is_positive_int(time):
-        fail("input_shape", input_shape, allowed)
-    if len(input_shape) == 2 and not is_positive_int(input_shape[1]):
-        fail("input_shape", input_shape, allowed)
-    return tuple(input_shape)
+def _check_arguments(arguments):
+    """Checks `build_gru`'s arguments (a dict of all of them) group by group: model,
+    options of other variants, recurrent stack, this variant's options, head, inputs,
+    compile. When several are bad, the first in this order is reported."""
+    for argument in ("variant", "cell", "task"):
+        check_argument(argument, arguments[argument])
+    arguments = dict(arguments, input_shape=check_input_shape(arguments["input_shape"]))
+    for argument in ("num_outputs", "num_layers"):
+        check_argument(argument, arguments[argument])
+    variant = VARIANTS[arguments["variant"]]
+    _check_unused_options(variant, {option: arguments[option] for option in _VARIANT_OPTIONS})
+    _check_recurrent(**arguments)
+    if variant.uses_attention:
+        for argument in ("attention", "attention_heads", "attention_units"):
+            check_argument(argument, arguments[argument])
+    if variant.uses_conv:
+        _check_conv(**arguments)
+    if variant.name == "gru_fcn":
+        check_argument("branch_dropout", arguments["branch_dropout"])
+    for argument in ("dense_units", "head_dropout", "batch_size"):
+        check_argument(argument, arguments[argument])
+    _check_inputs(**arguments)
+    if arguments["compile"]:
+        _check_compile(**arguments)
 
 
-def _head(x, task, num_outputs, name="output"):
-    # Dense acts on the last axis, so a 3-D input gives one output per time step.
-    if task in ("classification", "sequence_labeling"):
-        activation = "sigmoid" if num_outputs == 1 else "softmax"
-    else:
-        activation = None
-    return keras.layers.Dense(num_outputs, activation=activation, name=name)(x)
+def _check_recurrent(*, variant, num_layers, units, dropout, recurrent_dropout, causal,
+                     reset_after, unroll, use_cudnn, input_shape, **_):
+    for argument, value in (("units", units), ("dropout", dropout),
+                            ("recurrent_dropout", recurrent_dropout)):
+        _check_per_layer(argument, value, num_layers)
+    check_argument("causal", causal)
+    if causal and VARIANTS[variant].bidirectional:
+        fail("causal", causal, f"False for the variant {variant!r} (its backward "
+             "direction reads every later frame before the first output, so it cannot be "
+             "causal; use 'stacked' or 'attention' for a causal model)")
+    check_argument("reset_after", reset_after)
+    check_argument("unroll", unroll)
+    if unroll and input_shape[0] is None:
+        fail("unroll", unroll, "False when the time dimension of `input_shape` is None "
+             f"(an unrolled loop needs a fixed length; input_shape={input_shape!r})")
+    check_argument("use_cudnn", use_cudnn)
 
 
-def default_loss_and_metrics(task, num_outputs):
-    """The loss and metrics `build_gru` compiles a model of this task with."""
-    if task in ("classification", "sequence_labeling"):
-        if num_outputs == 1:
-            return "binary_crossentropy", ["accuracy"]
-        return "sparse_categorical_crossentropy", ["accuracy"]
-    return "mse", ["mae", keras.metrics.RootMeanSquaredError(name="rmse")]
+def _check_conv(*, conv_layers, conv_filters, conv_kernel_size, conv_batchnorm, pool_size,
+                task, **_):
+    check_argument("conv_layers", conv_layers)
+    _check_per_layer("conv_filters", conv_filters, conv_layers)
+    _check_per_layer("conv_kernel_size", conv_kernel_size, conv_layers)
+    check_argument("conv_batchnorm", conv_batchnorm)
+    check_argument("pool_size", pool_size)
+    if task in SEQUENCE_TASKS and pool_size != 1:
+        fail("pool_size", pool_size, f"1 for the per-step task {task!r} (pooling "
+             "would shorten the output sequence)")
+
+
+def _check_inputs(*, input_shape, vocab_size, embedding_dim, mask_value, input_noise,
+                  window_norm, window_norm_channel, **_):
+    tokens = len(input_shape) == 1
+    if tokens:
+        if not is_positive_int(vocab_size) or vocab_size < 2:
+            fail("vocab_size", vocab_size, "an int >= 2 for token inputs "
+                 f"(input_shape={input_shape!r} means token ids)")
+        check_argument("embedding_dim", embedding_dim)
+        if mask_value is not None:
+            fail("mask_value", mask_value, "None for token inputs (id 0 is the padding)")
+    elif vocab_size is not None:
+        fail("vocab_size", vocab_size, "None for float inputs: token ids need "
+             f"input_shape=(time,), and input_shape={input_shape!r} means (time, "
+             "features) floats")
+    if not is_number(input_noise) or input_noise < 0:
+        fail("input_noise", input_noise, "a float >= 0")
+    if tokens and input_noise:
+        fail("input_noise", input_noise, "0.0 for token inputs")
+    elif mask_value is not None and not is_number(mask_value):
+        fail("mask_value", mask_value, "a float or None")
+    if window_norm is not None:
+        if window_norm not in WINDOW_NORM_MODES:
+            fail("window_norm", window_norm, f"None or one of {list(WINDOW_NORM_MODES)}")
+        if tokens:
+            fail("window_norm", window_norm, "None for token inputs "
+                 f"(input_shape={input_shape!r} means token ids)")
+        if mask_value is not None:
+            fail("window_norm", window_norm, "None with `mask_value` (the window "
+                 f"statistics would include the padding; mask_value={mask_value!r})")
+        if not is_int(window_norm_channel) or not 0 <= window_norm_channel < input_shape[1]:
+            fail("window_norm_channel", window_norm_channel,
+                 f"an int in [0, {input_shape[1]}) (an input feature)")
+
+
+def _check_compile(*, loss, metrics, optimizer, learning_rate, clipnorm, **_):
+    _check_compile_argument(
+        "loss", loss, keras.losses.get, "None, a Keras loss name (e.g. 'mse', "
+        "'sparse_categorical_crossentropy'), a keras.losses.Loss or a callable",
+        special=("crossentropy", "ce"))
+    if metrics is not None:
+        if isinstance(metrics, (str, keras.metrics.Metric)) or callable(metrics) or \
+                not isinstance(metrics, (list, tuple, dict)):
+            fail("metrics", metrics, "None or a list of Keras metric names, "
+                 "keras.metrics.Metric objects or callables")
+        items = metrics.values() if isinstance(metrics, dict) else metrics
+        for item in items:
+            for metric in (item if isinstance(item, (list, tuple)) else [item]):
+                _check_compile_argument(
+                    "metrics", metric, keras.metrics.get, "a list of Keras metric "
+                    "names (e.g. 'accuracy', 'mae'), keras.metrics.Metric objects or "
+                    "callables", special=("accuracy", "acc"), received=metrics)
+    _check_compile_argument(
+        "optimizer", optimizer, keras.optimizers.get, "None (Adam with `learning_rate` "
+        "and `clipnorm`), a Keras optimizer name (e.g. 'adam', 'sgd') or a "
+        "keras.optimizers.Optimizer")
+    if optimizer is None:
+        if not isinstance(learning_rate, numbers.Real) or learning_rate <= 0:
+            fail("learning_rate", learning_rate, "a positive float")
+        if clipnorm is not None and (not isinstance(clipnorm, numbers.Real) or clipnorm <= 0):
+            fail("clipnorm", clipnorm, "a positive float or None")
+
+
+# === The spec ===
+def _make_spec(arguments):
+    """The `GRUSpec` of `build_gru`'s arguments (a dict of all of them, checked)."""
+    a = arguments
+    variant = VARIANTS[a["variant"]]
+    input_shape = tuple(a["input_shape"])
+    tokens = len(input_shape) == 1
+    num_layers = a["num_layers"]
+    recurrent = RecurrentSpec(
+        cell=a["cell"],
+        units=_per_layer(a["units"], num_layers),
+        dropout=_per_layer(a["dropout"], num_layers),
+        recurrent_dropout=_per_layer(a["recurrent_dropout"], num_layers),
+        reset_after=a["reset_after"],
+        unroll=a["unroll"],
+        use_cudnn=a["use_cudnn"],
+        bidirectional=variant.bidirectional,
+    )
+    conv = None
+    if variant.uses_conv:
+        conv = ConvSpec(
+            filters=_per_layer(a["conv_filters"], a["conv_layers"]),
+            kernel_size=_per_layer(a["conv_kernel_size"], a["conv_layers"]),
+            batchnorm=a["conv_batchnorm"],
+            pool_size=a["pool_size"],
+        )
+    attention = None
+    if variant.uses_attention:
+        attention = AttentionSpec(kind=a["attention"], heads=a["attention_heads"],
+                                  units=a["attention_units"])
+    compile_spec = None
+    if a["compile"]:
+        compile_spec = CompileSpec(optimizer=a["optimizer"], learning_rate=a["learning_rate"],
+                                   clipnorm=a["clipnorm"], loss=a["loss"], metrics=a["metrics"])
+    return GRUSpec(
+        variant=variant.name,
+        task=a["task"],
+        num_outputs=a["num_outputs"],
+        name=a["name"] or f"{variant.name}_{a['cell']}",
+        input_shape=input_shape,
+        batch_size=a["batch_size"],
+        vocab_size=a["vocab_size"] if tokens else None,
+        embedding_dim=a["embedding_dim"] if tokens else None,
+        mask_value=None if a["mask_value"] is None else float(a["mask_value"]),
+        input_noise=float(a["input_noise"]),
+        window_norm=a["window_norm"],
+        window_norm_channel=None if a["window_norm"] is None else a["window_norm_channel"],
+        causal=a["causal"],
+        recurrent=recurrent,
+        conv=conv,
+        attention=attention,
+        branch_dropout=a["branch_dropout"] if variant.name == "gru_fcn" else None,
+        dense_units=a["dense_units"],
+        head_dropout=a["head_dropout"],
+        compile=compile_spec,
+    )
 
 
 def build_gru(
@@ -440,204 +833,6 @@ def build_gru(
     >>> model.output_shape
     (None, 3)
     """
-    if variant not in VARIANTS:
-        fail("variant", variant, f"one of {sorted(VARIANTS)}")
-    if cell not in CELLS:
-        fail("cell", cell, f"one of {sorted(CELLS)}")
-    if task not in TASKS:
-        fail("task", task, f"one of {sorted(TASKS)}")
-    input_shape = _validate_input_shape(input_shape)
-    if not is_positive_int(num_outputs):
-        fail("num_outputs", num_outputs, "a positive int")
-    if not is_positive_int(num_layers):
-        fail("num_layers", num_layers, "a positive int")
-    spec_variant = VARIANTS[variant]
-    _check_unused_options(spec_variant, dict(
-        attention=attention, attention_heads=attention_heads, attention_units=attention_units,
-        conv_filters=conv_filters, conv_kernel_size=conv_kernel_size, conv_layers=conv_layers,
-        conv_batchnorm=conv_batchnorm, pool_size=pool_size, branch_dropout=branch_dropout))
-    sequence_output = task in SEQUENCE_TASKS
-    spec = dict(
-        cell=cell,
-        num_layers=num_layers,
-        units=_per_layer("units", units, num_layers, is_positive_int, "a positive int"),
-        dropout=_per_layer("dropout", dropout, num_layers, is_rate, "a float in [0, 1)"),
-        recurrent_dropout=_per_layer(
-            "recurrent_dropout", recurrent_dropout, num_layers, is_rate, "a float in [0, 1)"
-        ),
-        reset_after=reset_after,
-        unroll=unroll,
-        use_cudnn=use_cudnn,
-        bidirectional=spec_variant.bidirectional,
-        sequence_output=sequence_output,
-        attention=attention,
-        attention_heads=attention_heads,
-        attention_units=attention_units,
-        causal=causal,
-    )
-    if not isinstance(causal, bool):
-        fail("causal", causal, "True or False")
-    if causal and spec_variant.bidirectional:
-        fail("causal", causal, f"False for the variant {variant!r} (its backward direction "
-             "reads every later frame before the first output, so it cannot be causal; "
-             "use 'stacked' or 'attention' for a causal model)")
-    if not isinstance(reset_after, bool):
-        fail("reset_after", reset_after, "True or False")
-    if not isinstance(unroll, bool):
-        fail("unroll", unroll, "True or False")
-    if unroll and input_shape[0] is None:
-        fail("unroll", unroll, "False when the time dimension of `input_shape` is None "
-             f"(an unrolled loop needs a fixed length; input_shape={input_shape!r})")
-    if use_cudnn not in ("auto", True, False):
-        fail("use_cudnn", use_cudnn, "'auto', True or False")
-    if spec_variant.uses_attention:
-        if attention not in ATTENTION_TYPES:
-            fail("attention", attention, f"one of {list(ATTENTION_TYPES)}")
-        if not is_positive_int(attention_heads):
-            fail("attention_heads", attention_heads, "a positive int")
-        if attention_units is not None and not is_positive_int(attention_units):
-            fail("attention_units", attention_units, "a positive int or None")
-    if spec_variant.uses_conv:
-        if not is_positive_int(conv_layers):
-            fail("conv_layers", conv_layers, "a positive int")
-        spec["conv_filters"] = _per_layer(
-            "conv_filters", conv_filters, conv_layers, is_positive_int, "a positive int"
-        )
-        spec["conv_kernel_size"] = _per_layer(
-            "conv_kernel_size", conv_kernel_size, conv_layers, is_positive_int, "a positive int"
-        )
-        if not isinstance(conv_batchnorm, bool):
-            fail("conv_batchnorm", conv_batchnorm, "True or False")
-        spec["conv_batchnorm"] = conv_batchnorm
-        if not is_positive_int(pool_size):
-            fail("pool_size", pool_size, "a positive int")
-        if sequence_output and pool_size != 1:
-            fail("pool_size", pool_size, f"1 for the per-step task {task!r} (pooling "
-                 "would shorten the output sequence)")
-        spec["pool_size"] = pool_size
-    if variant == "gru_fcn":
-        if not is_rate(branch_dropout):
-            fail("branch_dropout", branch_dropout, "a float in [0, 1)")
-        spec["branch_dropout"] = branch_dropout
-    if dense_units is not None and not is_positive_int(dense_units):
-        fail("dense_units", dense_units, "a positive int or None")
-    if not is_rate(head_dropout):
-        fail("head_dropout", head_dropout, "a float in [0, 1)")
-    if batch_size is not None and not is_positive_int(batch_size):
-        fail("batch_size", batch_size, "a positive int or None")
-
-    tokens = len(input_shape) == 1
-    if tokens:
-        if not is_positive_int(vocab_size) or vocab_size < 2:
-            fail("vocab_size", vocab_size, "an int >= 2 for token inputs "
-                 f"(input_shape={input_shape!r} means token ids)")
-        if not is_positive_int(embedding_dim):
-            fail("embedding_dim", embedding_dim, "a positive int")
-        if mask_value is not None:
-            fail("mask_value", mask_value, "None for token inputs (id 0 is the padding)")
-    elif vocab_size is not None:
-        fail("vocab_size", vocab_size, "None for float inputs: token ids need "
-             f"input_shape=(time,), and input_shape={input_shape!r} means (time, "
-             "features) floats")
-    if not isinstance(input_noise, numbers.Real) or isinstance(input_noise, bool) or (
-        input_noise < 0
-    ):
-        fail("input_noise", input_noise, "a float >= 0")
-    if tokens and input_noise:
-        fail("input_noise", input_noise, "0.0 for token inputs")
-    elif mask_value is not None and (
-        not isinstance(mask_value, numbers.Real) or isinstance(mask_value, bool)
-    ):
-        fail("mask_value", mask_value, "a float or None")
-    if window_norm is not None:
-        if window_norm not in WINDOW_NORM_MODES:
-            fail("window_norm", window_norm, f"None or one of {list(WINDOW_NORM_MODES)}")
-        if tokens:
-            fail("window_norm", window_norm, "None for token inputs "
-                 f"(input_shape={input_shape!r} means token ids)")
-        if mask_value is not None:
-            fail("window_norm", window_norm, "None with `mask_value` (the window "
-                 f"statistics would include the padding; mask_value={mask_value!r})")
-        if not is_int(window_norm_channel) or not 0 <= window_norm_channel < input_shape[1]:
-            fail("window_norm_channel", window_norm_channel,
-                 f"an int in [0, {input_shape[1]}) (an input feature)")
-
-    # === Inputs ===
-    inputs = keras.Input(
-        shape=input_shape,
-        batch_size=batch_size,
-        dtype="int32" if tokens else "float32",
-        name="inputs",
-    )
-    mask = None
-    if tokens:
-        x = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True, name="embedding")(
-            inputs
-        )
-        if spec_variant.uses_conv:
-            # Conv1D drops Keras masks; carry the mask by hand into the recurrent stack.
-            mask = keras.ops.not_equal(inputs, 0)
-    elif mask_value is not None:
-        x = keras.layers.Masking(mask_value=float(mask_value), name="masking")(inputs)
-        if spec_variant.uses_conv:
-            mask = keras.ops.any(keras.ops.not_equal(inputs, float(mask_value)), axis=-1)
-    else:
-        x = inputs
-    window_stats = None
-    if window_norm is not None:
-        x, *window_stats = WindowNormalization(window_norm, causal=causal,
-                                               name="window_norm")(x)
-    if input_noise:
-        x = keras.layers.GaussianNoise(float(input_noise), name="input_noise")(x)
-
-    # === Body ===
-    x = spec_variant.body(x, spec, mask)
-
-    # === Head ===
-    if dense_units is not None:
-        x = keras.layers.Dense(dense_units, activation="relu", name="dense_hidden")(x)
-    if head_dropout > 0:
-        x = keras.layers.Dropout(head_dropout, name="head_dropout")(x)
-    if window_stats is not None and task in ("regression", "sequence_regression"):
-        # The head forecasts in the window's normalized units; put its level back.
-        outputs = _head(x, task, num_outputs, name="output_normalized")
-        outputs = WindowDenormalization(window_norm_channel, name="output")(
-            [outputs, *window_stats])
-    else:
-        outputs = _head(x, task, num_outputs)
-    model = keras.Model(inputs, outputs, name=name or f"{variant}_{cell}")
-
-    if compile:
-        _check_compile_argument(
-            "loss", loss, keras.losses.get, "None, a Keras loss name (e.g. 'mse', "
-            "'sparse_categorical_crossentropy'), a keras.losses.Loss or a callable",
-            special=("crossentropy", "ce"))
-        if metrics is not None:
-            if isinstance(metrics, (str, keras.metrics.Metric)) or callable(metrics) or \
-                    not isinstance(metrics, (list, tuple, dict)):
-                fail("metrics", metrics, "None or a list of Keras metric names, "
-                     "keras.metrics.Metric objects or callables")
-            items = metrics.values() if isinstance(metrics, dict) else metrics
-            for item in items:
-                for metric in (item if isinstance(item, (list, tuple)) else [item]):
-                    _check_compile_argument(
-                        "metrics", metric, keras.metrics.get, "a list of Keras metric "
-                        "names (e.g. 'accuracy', 'mae'), keras.metrics.Metric objects or "
-                        "callables", special=("accuracy", "acc"), received=metrics)
-        _check_compile_argument(
-            "optimizer", optimizer, keras.optimizers.get, "None (Adam with `learning_rate` "
-            "and `clipnorm`), a Keras optimizer name (e.g. 'adam', 'sgd') or a "
-            "keras.optimizers.Optimizer")
-        default_loss, default_metrics = default_loss_and_metrics(task, num_outputs)
-        if optimizer is None:
-            if not isinstance(learning_rate, numbers.Real) or learning_rate <= 0:
-                fail("learning_rate", learning_rate, "a positive float")
-            if clipnorm is not None and (not isinstance(clipnorm, numbers.Real) or clipnorm <= 0):
-                fail("clipnorm", clipnorm, "a positive float or None")
-            optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
-        model.compile(
-            optimizer=optimizer,
-            loss=loss or default_loss,
-            metrics=default_metrics if metrics is None else metrics,
-        )
-    return model
+    arguments = dict(locals())  # every parameter, by name
+    _check_arguments(arguments)
+    return _build_model(_make_spec(arguments))
