@@ -20,7 +20,8 @@ import keras
 
 # The names live in `zoo.catalog` (no Keras there, for the command line); re-exported here.
 from zoo.catalog import ATTENTION_TYPES, CELLS, SEQUENCE_TASKS, TASKS, VARIANT_DESCRIPTIONS
-from zoo.checks import check, fail, is_int, is_number, is_positive_int, is_rate
+from zoo.checks import (check, fail, is_int, is_non_negative_number, is_number,
+                        is_positive_int, is_positive_number, is_rate)
 from zoo.layers import (
     WINDOW_NORM_MODES,
     AttentionPooling,
@@ -606,7 +607,7 @@ def _check_inputs(*, input_shape, vocab_size, embedding_dim, mask_value, input_n
         fail("vocab_size", vocab_size, "None for float inputs: token ids need "
              f"input_shape=(time,), and input_shape={input_shape!r} means (time, "
              "features) floats")
-    if not is_number(input_noise) or input_noise < 0:
+    if not is_non_negative_number(input_noise):
         fail("input_noise", input_noise, "a float >= 0")
     if tokens and input_noise:
         fail("input_noise", input_noise, "0.0 for token inputs")
@@ -648,9 +649,9 @@ def _check_compile(*, loss, metrics, optimizer, learning_rate, clipnorm, **_):
         "and `clipnorm`), a Keras optimizer name (e.g. 'adam', 'sgd') or a "
         "keras.optimizers.Optimizer")
     if optimizer is None:
-        if not isinstance(learning_rate, numbers.Real) or learning_rate <= 0:
+        if not is_positive_number(learning_rate):
             fail("learning_rate", learning_rate, "a positive float")
-        if clipnorm is not None and (not isinstance(clipnorm, numbers.Real) or clipnorm <= 0):
+        if clipnorm is not None and not is_positive_number(clipnorm):
             fail("clipnorm", clipnorm, "a positive float or None")
 
 
