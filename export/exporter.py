@@ -27,7 +27,6 @@ What it does, in order:
 
 import dataclasses
 import json
-import numbers
 import os
 import shutil
 import signal
@@ -48,6 +47,7 @@ from export.errors import (
     VerificationError,
 )
 from export.runtime import trust
+from zoo.checks import fail, is_int, is_positive_number
 from zoo.fileio import new_file_mode
 from zoo.quiet import strip_startup_noise
 
@@ -138,14 +138,6 @@ class ExportResult:
         return text
 
 
-def _fail(argument, value, allowed, error=ValueError):
-    raise error(f"`{argument}` must be {allowed}. Received: {argument}={value!r}")
-
-
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _describe(value):
     if isinstance(value, np.ndarray):
         return f"array of shape {value.shape} and dtype {value.dtype}"
@@ -171,43 +163,37 @@ def _as_array(argument, data, input_shape, input_dtype, *, limit):
             if len(samples) >= limit:
                 break
         if not samples:
-            _fail(argument, data, "a non-empty dataset of model inputs")
+            fail(argument, data, "a non-empty dataset of model inputs")
         try:
             array = np.stack(samples[:limit])
         except ValueError:
-            _fail(argument, data, f"a dataset of inputs of shape {input_shape} (sequences of "
+            fail(argument, data, f"a dataset of inputs of shape {input_shape} (sequences of "
                   "different lengths cannot be stacked)")
     else:
         try:
             array = np.asarray(data)
         except Exception:  # noqa: BLE001
-            _fail(argument, type(data).__name__, "an array, a list of arrays or a tf.data.Dataset")
+            fail(argument, type(data).__name__, "an array, a list of arrays or a tf.data.Dataset")
         if array.dtype == object:
-            _fail(argument, f"{type(data).__name__} of ragged or non-numeric values",
+            fail(argument, f"{type(data).__name__} of ragged or non-numeric values",
                   "an array, a list of arrays or a tf.data.Dataset")
     expected = "(samples,) + " + str(tuple(input_shape)).replace("None", "any")
     if array.ndim != len(input_shape) + 1 or len(array) == 0:
-        _fail(argument, _describe(array), f"an array of shape {expected}")
+        fail(argument, _describe(array), f"an array of shape {expected}")
     for axis, size in enumerate(input_shape):
         if size is not None and array.shape[axis + 1] != size:
-            _fail(argument, _describe(array), f"an array of shape {expected}")
+            fail(argument, _describe(array), f"an array of shape {expected}")
     if input_dtype.startswith("int"):
         if not np.issubdtype(array.dtype, np.integer):
-            _fail(argument, _describe(array), "integer token ids for this token-input model")
+            fail(argument, _describe(array), "integer token ids for this token-input model")
         return array[:limit].astype(np.int32)
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-        _fail(argument, _describe(array), "numeric values")
+        fail(argument, _describe(array), "numeric values")
     array = array[:limit].astype(np.float32)
     if not np.all(np.isfinite(array)):
-        _fail(argument, f"an array with {int(np.isnan(array).sum())} NaN and "
+        fail(argument, f"an array with {int(np.isnan(array).sum())} NaN and "
               f"{int(np.isinf(array).sum())} inf values", "finite values")
     return array
-
-
-def _is_positive_number(value):
-    """A finite number > 0 (not a bool): NaN would switch a comparison off."""
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-            and bool(np.isfinite(value)) and value > 0)
 
 
 def _load_keras_file(path):
@@ -223,24 +209,24 @@ def _load_keras_file(path):
 
     expected = "a .keras file saved by Keras 3 (`model.save('model.keras')`)"
     if os.path.getsize(path) == 0:
-        _fail("model", path, f"{expected}; the file is empty")
+        fail("model", path, f"{expected}; the file is empty")
     if not zipfile.is_zipfile(path):
-        _fail("model", path, f"{expected}; this file is not a zip archive (truncated, or "
+        fail("model", path, f"{expected}; this file is not a zip archive (truncated, or "
               "another format: a legacy .h5 model must be loaded and saved again as .keras)")
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
     except (zipfile.BadZipFile, OSError) as error:
-        _fail("model", path, f"{expected}; the zip archive is damaged ({error})")
+        fail("model", path, f"{expected}; the zip archive is damaged ({error})")
     missing = sorted({"config.json", "metadata.json"} - names)
     if missing:
-        _fail("model", path, f"{expected}; the archive lacks {missing} (it holds "
+        fail("model", path, f"{expected}; the archive lacks {missing} (it holds "
               f"{sorted(names)[:5]})")
     try:
         return recipes.load_model(path)
     except Exception as error:  # noqa: BLE001 (any failure of Keras's loader, one line)
         message = " ".join(str(error).split())[:300]
-        _fail("model", path, f"{expected}; Keras cannot load it ({type(error).__name__}: "
+        fail("model", path, f"{expected}; Keras cannot load it ({type(error).__name__}: "
               f"{message})")
 
 
@@ -252,30 +238,30 @@ def _check_against_model(keras_model, task, input_shape, input_dtype, labels, no
         if task in ("classification", "sequence_labeling"):
             classes = 2 if outputs == 1 else outputs
             if len(labels) != classes:
-                _fail("labels", labels, f"a list of {classes} class names: the model has "
+                fail("labels", labels, f"a list of {classes} class names: the model has "
                       f"{outputs} output{'s' if outputs > 1 else ''} ({classes} classes)")
         elif len(labels) != outputs:
-            _fail("labels", labels, f"None or a list of {outputs} output names: the model "
+            fail("labels", labels, f"None or a list of {outputs} output names: the model "
                   f"is a {task} model with {outputs} output{'s' if outputs > 1 else ''}")
     if normalization is not None:
         if input_dtype.startswith("int"):
-            _fail("normalization", normalization, "None: the model takes token ids, which "
+            fail("normalization", normalization, "None: the model takes token ids, which "
                   "are not normalized")
         features = int(input_shape[-1])
         for key in ("mean", "std"):
             try:
                 values = np.asarray(normalization[key], dtype=np.float64).reshape(-1)
             except (TypeError, ValueError):
-                _fail("normalization", normalization, f"a dict whose {key!r} is a number or "
+                fail("normalization", normalization, f"a dict whose {key!r} is a number or "
                       f"a list of {features} numbers (one per input feature)")
             if values.size not in (1, features):
-                _fail("normalization", normalization, f"a dict whose {key!r} holds 1 or "
+                fail("normalization", normalization, f"a dict whose {key!r} holds 1 or "
                       f"{features} values (the model has {features} input features); "
                       f"{key!r} holds {values.size}")
             if not np.all(np.isfinite(values)):
-                _fail("normalization", normalization, f"finite {key!r} values")
+                fail("normalization", normalization, f"finite {key!r} values")
             if key == "std" and not np.all(values > 0):
-                _fail("normalization", normalization, "a dict whose 'std' values are all "
+                fail("normalization", normalization, "a dict whose 'std' values are all "
                       "> 0 (inputs are divided by them)")
 
 
@@ -286,11 +272,11 @@ def _check_validation_labels(task, keras_model, x, y):
     outputs = output_shape[-1]
     y = np.asarray(y)
     if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
-        _fail("validation_data", f"y of dtype {y.dtype}", "(x, y) with numeric y")
+        fail("validation_data", f"y of dtype {y.dtype}", "(x, y) with numeric y")
     if task in ("classification", "sequence_labeling"):
         shape = (len(x),) + output_shape[:-1]
         if y.shape not in (shape, shape + (1,)):
-            _fail("validation_data", f"y of shape {y.shape}", f"(x, y) with y of class "
+            fail("validation_data", f"y of shape {y.shape}", f"(x, y) with y of class "
                   f"indices of shape {shape} (one-hot labels: take their argmax)")
         classes = 2 if outputs == 1 else outputs
         allowed = (f"(x, y) with y holding class indices in [0, {classes}) (the model has "
@@ -298,17 +284,17 @@ def _check_validation_labels(task, keras_model, x, y):
         if np.issubdtype(y.dtype, np.floating):
             odd = y[~np.isfinite(y) | (np.mod(y, 1) != 0)]
             if odd.size:
-                _fail("validation_data", f"y with the label {odd.reshape(-1)[0].item()!r}",
+                fail("validation_data", f"y with the label {odd.reshape(-1)[0].item()!r}",
                       allowed)
         if y.size and (y.min() < 0 or y.max() >= classes):
-            _fail("validation_data", f"y with labels from {y.min().item()!r} to "
+            fail("validation_data", f"y with labels from {y.min().item()!r} to "
                   f"{y.max().item()!r}", allowed)
         return
     if int(np.prod(y.shape[1:], dtype=np.int64)) != int(np.prod(output_shape)):
-        _fail("validation_data", f"y of shape {y.shape}", f"(x, y) with y of shape "
+        fail("validation_data", f"y of shape {y.shape}", f"(x, y) with y of shape "
               f"{(len(x),) + output_shape} (the model's outputs)")
     if not np.all(np.isfinite(y)):
-        _fail("validation_data", "y with NaN or inf values", "(x, y) with finite targets")
+        fail("validation_data", "y with NaN or inf values", "(x, y) with finite targets")
 
 
 def _vocab_size(model):
@@ -459,17 +445,17 @@ def _check_calibration_data(calibration):
         return
     values = np.asarray(calibration)
     if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
-        _fail("representative_data", f"an array with {int(np.sum(np.isnan(values)))} NaN and "
+        fail("representative_data", f"an array with {int(np.sum(np.isnan(values)))} NaN and "
               f"{int(np.sum(np.isinf(values)))} inf values", "finite values")
     low, high = values.min(), values.max()
     if low == high:
         found = "all zeros" if low == 0 else f"the constant {low.item()!r} everywhere"
-        _fail("representative_data", f"an array of shape {values.shape} holding {found}",
+        fail("representative_data", f"an array of shape {values.shape} holding {found}",
               "inputs that vary like real data (calibration measures the range of every "
               "activation on them; constant inputs give every range zero width and the "
               "quantized file a constant output)")
     if len(values) > 1 and np.all(values == values[:1]):
-        _fail("representative_data", f"{len(values)} identical samples",
+        fail("representative_data", f"{len(values)} identical samples",
               "different samples, like real data (calibration on copies of one sample "
               "measures the activation ranges of that sample only)")
 
@@ -533,7 +519,7 @@ def write_c_array(tflite_path, c_path=None, *, variable_name=None):
     if variable_name is None:
         variable_name = "g_" + "".join(ch if ch.isalnum() else "_" for ch in base) + "_model"
     if not variable_name.isidentifier():
-        _fail("variable_name", variable_name, "a valid C identifier")
+        fail("variable_name", variable_name, "a valid C identifier")
     with open(tflite_path, "rb") as handle:
         content = handle.read()
     lines = []
@@ -759,62 +745,62 @@ def _check_arguments(path, quantization, representative_data, streaming, *, reci
         file in TFLite Micro (`check_tflm=None` resolved: streaming files only).
     """
     if quantization not in QUANTIZATIONS:
-        _fail("quantization", quantization, f"one of {list(QUANTIZATIONS)}")
+        fail("quantization", quantization, f"one of {list(QUANTIZATIONS)}")
     if recipe not in RECIPE_CHOICES:
-        _fail("recipe", recipe, f"one of {list(RECIPE_CHOICES)}")
+        fail("recipe", recipe, f"one of {list(RECIPE_CHOICES)}")
     if not isinstance(streaming, bool):
-        _fail("streaming", streaming, "True or False", TypeError)
+        fail("streaming", streaming, "True or False", TypeError)
     if recipe == "step" and not streaming:
-        _fail("recipe", recipe, "'auto', 'loop' or 'unrolled' unless streaming=True "
+        fail("recipe", recipe, "'auto', 'loop' or 'unrolled' unless streaming=True "
               "(the 'step' recipe is the streaming export)")
     if streaming and recipe not in ("auto", "step"):
-        _fail("recipe", recipe, "'auto' or 'step' with streaming=True")
+        fail("recipe", recipe, "'auto' or 'step' with streaming=True")
     if io_type not in IO_TYPES[quantization]:
-        _fail("io_type", io_type, f"one of {list(IO_TYPES[quantization])} for "
+        fail("io_type", io_type, f"one of {list(IO_TYPES[quantization])} for "
               f"quantization={quantization!r}")
-    if sequence_length is not None and (not _is_int(sequence_length) or sequence_length < 1):
-        _fail("sequence_length", sequence_length, "a positive int or None")
+    if sequence_length is not None and (not is_int(sequence_length) or sequence_length < 1):
+        fail("sequence_length", sequence_length, "a positive int or None")
     if not isinstance(path, (str, os.PathLike)):
-        _fail("path", path, "a str or os.PathLike destination for the .tflite file", TypeError)
+        fail("path", path, "a str or os.PathLike destination for the .tflite file", TypeError)
     path = os.path.abspath(os.fspath(path))
     if os.path.isdir(path):
-        _fail("path", path, "a file path (it is a directory)")
-    if tolerance is not None and not _is_positive_number(tolerance):
-        _fail("tolerance", tolerance, "a finite positive float or None (NaN or inf would "
+        fail("path", path, "a file path (it is a directory)")
+    if tolerance is not None and not is_positive_number(tolerance):
+        fail("tolerance", tolerance, "a finite positive float or None (NaN or inf would "
               "switch verification off)")
-    if not _is_positive_number(timeout):
-        _fail("timeout", timeout, "a finite positive number of seconds")
-    if not _is_int(calibration_samples) or calibration_samples < 1:
-        _fail("calibration_samples", calibration_samples, "a positive int")
-    if range_margin is not None and (not _is_positive_number(range_margin)
+    if not is_positive_number(timeout):
+        fail("timeout", timeout, "a finite positive number of seconds")
+    if not is_int(calibration_samples) or calibration_samples < 1:
+        fail("calibration_samples", calibration_samples, "a positive int")
+    if range_margin is not None and (not is_positive_number(range_margin)
                                      or range_margin < 1):
-        _fail("range_margin", range_margin, "None or a finite number >= 1")
+        fail("range_margin", range_margin, "None or a finite number >= 1")
     if labels is not None and (
         not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) for x in labels)
         or not labels or len(set(labels)) != len(labels)
     ):
-        _fail("labels", labels, "None or a non-empty list of distinct str")
+        fail("labels", labels, "None or a non-empty list of distinct str")
     if normalization is not None and (
         not isinstance(normalization, dict) or not {"mean", "std"} <= set(normalization)
     ):
-        _fail("normalization", normalization, "a dict with 'mean' and 'std' or None")
+        fail("normalization", normalization, "a dict with 'mean' and 'std' or None")
     if metadata is not None and not isinstance(metadata, dict):
-        _fail("metadata", metadata, "a JSON-serializable dict or None", TypeError)
+        fail("metadata", metadata, "a JSON-serializable dict or None", TypeError)
     if metadata is not None:
         try:
             json.dumps(metadata)
         except TypeError as error:
-            _fail("metadata", metadata, f"a JSON-serializable dict ({error})", TypeError)
+            fail("metadata", metadata, f"a JSON-serializable dict ({error})", TypeError)
     if check_tflm is None:
         check_tflm = streaming
     if check_tflm and not streaming:
-        _fail("check_tflm", check_tflm, "False for full-sequence files (TFLite for "
+        fail("check_tflm", check_tflm, "False for full-sequence files (TFLite for "
               "Microcontrollers runs Keras's WHILE loop files with wrong outputs); "
               "use streaming=True")
     if not (isinstance(c_array, bool) or isinstance(c_array, (str, os.PathLike))):
-        _fail("c_array", c_array, "True, False or a .cc path", TypeError)
+        fail("c_array", c_array, "True, False or a .cc path", TypeError)
     if quantization in CALIBRATED and representative_data is None:
-        _fail("representative_data", None, f"calibration inputs for quantization="
+        fail("representative_data", None, f"calibration inputs for quantization="
               f"{quantization!r} (it measures activation ranges on them; gru-zoo does not "
               "guess them from random noise)")
     if quantization not in CALIBRATED and representative_data is not None:
@@ -861,9 +847,9 @@ def _load_model(model, streaming):
             raise FileNotFoundError(f"`model` must be an existing .keras file. Received: "
                                     f"model={os.fspath(model)!r} (no such file)")
         if not model_path.endswith(".keras"):
-            _fail("model", os.fspath(model), "a keras.Model or the path of a .keras file")
+            fail("model", os.fspath(model), "a keras.Model or the path of a .keras file")
     elif not isinstance(model, keras.Model):
-        _fail("model", type(model).__name__, "a keras.Model or the path of a .keras file",
+        fail("model", type(model).__name__, "a keras.Model or the path of a .keras file",
               TypeError)
     keras_model = _load_keras_file(model_path) if model_path else recipes.load_model(model)
     input_shape, input_dtype = recipes.input_spec(keras_model)
@@ -915,7 +901,7 @@ def _prepare_data(source, quantization, representative_data, verification_data,
     if sequence_length is None and time_steps is None and calibration is not None:
         sequence_length = calibration.shape[1]
     if time_steps is not None and sequence_length is not None and sequence_length != time_steps:
-        _fail("sequence_length", sequence_length, f"None or {time_steps} (the model's fixed "
+        fail("sequence_length", sequence_length, f"None or {time_steps} (the model's fixed "
               "time dimension)")
     window = time_steps or sequence_length
     verification = "verification_data"
@@ -957,14 +943,14 @@ def _read_data(source, representative_data, verification_data, validation_data, 
     eval_x = eval_y = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            _fail("validation_data", type(validation_data).__name__, "a tuple (x, y)")
+            fail("validation_data", type(validation_data).__name__, "a tuple (x, y)")
         eval_x = _as_array("validation_data", validation_data[0], input_shape, input_dtype,
                            limit=10**9)
         if validation_data[1] is None:
-            _fail("validation_data", "(x, None)", "a tuple (x, y) with labels y")
+            fail("validation_data", "(x, None)", "a tuple (x, y) with labels y")
         eval_y = np.asarray(validation_data[1])
         if eval_y.ndim == 0 or len(eval_y) != len(eval_x):
-            _fail("validation_data", f"x with {len(eval_x)} samples and y of shape "
+            fail("validation_data", f"x with {len(eval_x)} samples and y of shape "
                   f"{eval_y.shape}", "x and y with the same number of samples")
         _check_validation_labels(source.task, source.keras_model, eval_x, eval_y)
     return calibration, verify, eval_x, eval_y
@@ -1038,13 +1024,13 @@ def _plan_recipes(keras_model, recipe, quantization, streaming, fallback, window
                            chunkable=chunk_steps is not None)
     if "chunked" in plan and chunk_steps is None:
         if plan == ["chunked"]:
-            _fail("recipe", recipe, "'auto', 'loop' or 'unrolled' for this model: the "
+            fail("recipe", recipe, "'auto', 'loop' or 'unrolled' for this model: the "
                   "chunked recipe needs forward GRU layers without a mask and a fixed "
                   "sequence length")
         plan.remove("chunked")
     if "unrolled" in plan and window is None:
         if plan == ["unrolled"]:
-            _fail("sequence_length", None, "a positive int: the model's time dimension is "
+            fail("sequence_length", None, "a positive int: the model's time dimension is "
                   "None and the unrolled recipe needs a fixed length")
         plan.remove("unrolled")
     return plan, chunk_steps

@@ -89,14 +89,12 @@ def test_bools_are_not_ints_anywhere():
         adding_problem(4, True)
 
 
-# The argument-check helpers live in zoo/checks.py only. `export` still has its own
-# (`_fail`, `_is_int`, `_is_positive_number` in export/exporter.py); add it here when
-# they switch.
+# The argument-check helpers live in zoo/checks.py only.
 _COPIES = re.compile(r"^_?(raise|fail|check|is_int|positive_int|is_number|number|rate|"
                      r"positive|is_positive_number|is_rate)$")
 
 
-@pytest.mark.parametrize("package", ["zoo", "tuning"])
+@pytest.mark.parametrize("package", ["zoo", "tuning", "export"])
 def test_no_package_keeps_its_own_copy_of_the_check_helpers(package):
     found = []
     for path in sorted((ROOT / package).rglob("*.py")):
