@@ -188,6 +188,12 @@ def vs_recipe_table(results):
 
 
 def _header(args, part):
+    if args.table_only:
+        return (f"Rendered with `python benchmarks/tuning_cv.py {part} --table-only --write` "
+                f"from the runs stored in `benchmarks/results/tuning_cv/` (each dataset and "
+                f"seed a separate run of `python benchmarks/tuning_cv.py {part} ...`; "
+                f"{platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs; "
+                f"rendered {time.strftime('%Y-%m-%d')}).\n\n")
     argv = " ".join(a for a in sys.argv[1:] if a != "--write")
     return (f"Command: `python benchmarks/tuning_cv.py {argv} --write` "
             f"({time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} CPU cores "
@@ -283,7 +289,7 @@ STRATEGY_SPACE = {
 
 def strategies_table(results):
     lines = ["| strategy | best CV score found (mean ± sd) | test of the chosen (mean ± sd) | "
-             "chosen = recipe (seeds) | trials (pruned) | search s |",
+             "chosen = default (seeds) | trials (pruned) | search s |",
              "|---|---|---|---|---|---|"]
     for strategy, seeds in results.items():
         runs = list(seeds.values())
