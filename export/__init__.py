@@ -4,12 +4,12 @@
 >>> result = to_tflite("model.keras", "model.tflite")                 # float32
 >>> result = to_tflite(model, "model_int8.tflite", quantization="int8",
 ...                    representative_data=x_train)                  # calibrated
->>> result = to_tflite(model, "step.tflite", streaming=True)          # one frame at a time
+>>> result = to_tflite(model, "step.tflite", form="step")             # one frame at a time
 >>> LiteModel("model.tflite").predict(x_test)
 >>> read_metadata("model.tflite")["labels"]
 """
 
-from export.converter import CALIBRATED, QUANTIZATIONS
+from export.converter import CALIBRATED, QUANTIZATIONS, Form
 from export.errors import (
     ConversionCrashError,
     ConversionError,
@@ -30,6 +30,7 @@ __all__ = [
     "ConversionError",
     "ExportError",
     "ExportResult",
+    "Form",
     "LiteModel",
     "UnsupportedOpsError",
     "VerificationError",

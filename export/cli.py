@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from export.converter import RECIPES
+from export.converter import Form
 
 QUANTIZE_CHOICES = ("float32", "float16", "dynamic", "int8", "int16x8")
 
@@ -117,7 +117,7 @@ def cmd_export(args):
         representative_data=calibration if (
             args.quantize in ("int8", "int16x8") or validation is None) else None,
         streaming=args.streaming,
-        recipe=args.recipe,
+        form=args.form,
         io_type=args.io_type,
         validation_data=validation,
         labels=labels,
@@ -132,7 +132,7 @@ def cmd_export(args):
     print(result)
     for attempt in result.attempts:
         detail = (attempt["detail"] or "").strip().splitlines()
-        print(f"  recipe {attempt['recipe']}: {attempt['outcome']}"
+        print(f"  form {attempt['recipe']}: {attempt['outcome']}"
               + (f" ({detail[0][:160]})" if detail else ""))
     if result.evaluation:
         e = result.evaluation
@@ -323,16 +323,17 @@ def register(subparsers):
                    "(gunpoint, italy_power_demand, airline_passengers, adding)")
     p.add_argument("--streaming", action="store_true",
                    help="export the one-time-step model (frame + states in and out)")
-    p.add_argument("--recipe", choices=("auto",) + RECIPES,
-                   default="auto", help="conversion form (default: chosen per model and "
-                   "length; 'chunked': GRU layers as a loop over chunks of steps)")
+    p.add_argument("--form", "--recipe", dest="form", choices=[form.value for form in Form],
+                   default="auto", help="graph form of the file (default: chosen per model "
+                   "and length; 'chunked': GRU layers as a loop over chunks of steps; "
+                   "'step': the streaming model, as --streaming). --recipe is its older name")
     p.add_argument("--io-type", default="float32", choices=("float32", "int8", "int16"),
                    help="input/output type of integer-quantized files (default float32)")
     p.add_argument("--c-array", action="store_true", help="also write the file as C source")
     p.add_argument("--allow-select-tf-ops", action="store_true",
                    help="allow Flex ops (the file then needs the Select TF ops delegate)")
     p.add_argument("--no-fallback", action="store_true",
-                   help="fail instead of trying another recipe")
+                   help="fail instead of trying another form")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_export)
 

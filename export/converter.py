@@ -7,15 +7,44 @@
 take the caller's process down.
 """
 
+import enum
 import tempfile
 
 import numpy as np
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8", "int16x8")
-# The forms of the model the converter is given (built by `export.recipes`, which
-# re-exports this list). Defined here, beside the other settings, because this module
-# imports no Keras: `import export` stays light.
-RECIPES = ("loop", "unrolled", "chunked", "step")
+# The forms of the model the converter is given (built by `export.recipes`) are
+# defined here, beside the other settings, because this module imports no Keras:
+# `import export` stays light.
+
+
+class Form(enum.StrEnum):
+    """The graph form of an exported model: what `to_tflite(..., form=...)` asks for.
+
+    One value says both how the GRU layers are laid out and whether the file streams:
+    `STEP` is the streaming form (one frame in, the states carried by the caller); the
+    others take whole sequences. Older code calls it the export recipe
+    (`to_tflite(recipe=...)`, `ExportResult.recipe`), and gives the streaming form as
+    `streaming=True`; both still work. A `str` enum: `Form.LOOP == "loop"`.
+
+    Members:
+        AUTO: chosen per model, length and quantization (with fallbacks).
+        LOOP: Keras's recurrent layers as a `WHILE` loop over the time steps.
+        UNROLLED: every time step spelled out (needs a fixed length).
+        CHUNKED: the GRU layers as a loop over chunks of steps (needs forward GRU
+            layers without a mask and a fixed length).
+        STEP: one time step; the streaming file (inputs `frame` and each state).
+    """
+
+    AUTO = "auto"
+    LOOP = "loop"
+    UNROLLED = "unrolled"
+    CHUNKED = "chunked"
+    STEP = "step"
+
+
+# The concrete forms (`Form` less `AUTO`) as strings; `export.recipes` re-exports it.
+RECIPES = tuple(form.value for form in Form if form is not Form.AUTO)
 CALIBRATED = ("int8", "int16x8")
 IO_TYPES = {
     None: ("float32",),

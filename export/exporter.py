@@ -2,21 +2,23 @@
 
 What it does, in order:
 
-1. Checks every argument (and, for `streaming=True`, that the model can stream)
+1. Checks every argument (and, for the streaming form, that the model can stream)
    before any work; bad input raises `ValueError`/`TypeError` naming the argument,
-   the value received and what is allowed.
-2. Picks the recipes to try (`export.recipes`): for models with GRU layers and a fixed
-   length, `"chunked"` (the GRU layers as a loop over chunks of steps, fully unrolled
-   for short float sequences; int8 calibrated by `export.calibration`), then the
+   the value received and what is allowed. `form`, its older name `recipe` and
+   `streaming=True` resolve to one `Form` (`_resolve_form`).
+2. Picks the forms to try (`export.recipes` builds them; older code calls them
+   recipes): for models with GRU layers and a fixed length, `"chunked"` (the GRU
+   layers as a loop over chunks of steps, fully unrolled for short float sequences;
+   int8 calibrated by `export.calibration`), then the
    others as fallbacks; otherwise `"loop"` then `"unrolled"` for float32, float16 and
    dynamic-range files and `"unrolled"` for calibrated int8/16x8 (a calibrated Keras
    loop crashes the converter: docs/tflite-facts.md, F5); `"step"` for streaming. Every
-   recipe builds the inference graph with recurrent dropout 0 (`export.recipes`), and
+   form builds the inference graph with recurrent dropout 0 (`export.recipes`), and
    int16x8 handles biases shared by unrolled time steps (`export.quantization`); what
    was repaired is listed in `ExportResult.notes`.
 3. Runs each conversion in a child process (`export._worker`), forked from a server
    process that has TensorFlow imported already (started at the first call; ~5 s of
-   CPU saved per call); a crash or an error moves on to the next recipe when
+   CPU saved per call); a crash or an error moves on to the next form when
    `fallback=True`, and every attempt is reported.
 4. Audits the ops (Flex and custom ops refused unless allowed), runs the file with
    the standalone LiteRT interpreter on sample inputs and compares with Keras.
@@ -38,7 +40,7 @@ import warnings
 
 import numpy as np
 
-from export.converter import CALIBRATED, IO_TYPES, QUANTIZATIONS, RECIPES
+from export.converter import CALIBRATED, IO_TYPES, QUANTIZATIONS, Form
 from export.errors import (
     ConversionCrashError,
     ConversionError,
@@ -51,7 +53,8 @@ from zoo.checks import fail, is_int, is_positive_number
 from zoo.fileio import new_file_mode
 from zoo.quiet import strip_startup_noise
 
-RECIPE_CHOICES = ("auto",) + RECIPES
+# The values of `to_tflite(form=...)` (and of its older name, `recipe=`).
+RECIPE_CHOICES = tuple(form.value for form in Form)
 # Max abs error allowed against Keras, relative to max(1, max |Keras output|). float32
 # must match (1e-5). For quantized modes the default is a sanity bound that
 # catches a broken file (an error as large as the output itself); the measured error
@@ -79,7 +82,8 @@ class ExportResult:
     Attributes:
         path: where the verified file is.
         size: its size in bytes.
-        recipe: the recipe that produced it (`"loop"`, `"unrolled"`, `"step"`).
+        recipe: the form that produced it (`"loop"`, `"unrolled"`, `"chunked"` or
+            `"step"`; "recipe" is the older name of the form).
         quantization, io_type, streaming: as exported.
         ops: sorted builtin op names; `flex_ops`, `custom_ops` (empty unless allowed).
         max_abs_error, mean_abs_error: TFLite vs Keras on the verification inputs
@@ -97,6 +101,7 @@ class ExportResult:
         warnings: what the caller was warned about.
         notes: what the conversion repaired on the way (e.g. int16x8 biases shared
             by unrolled time steps, see `export.quantization`); empty when nothing.
+        form: the form that produced it, as a `Form` (equal to `recipe`).
     """
 
     path: str
@@ -122,6 +127,12 @@ class ExportResult:
     metadata: dict
     warnings: list
     notes: list = dataclasses.field(default_factory=list)
+    # Last and with a default, so that the older fields keep their places.
+    form: Form | None = None
+
+    def __post_init__(self):
+        if self.form is None:
+            self.form = Form(self.recipe)
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -130,7 +141,7 @@ class ExportResult:
         mode = self.quantization or "float32"
         text = (
             f"{self.path}: {self.size} bytes, {mode}{' streaming' if self.streaming else ''}, "
-            f"recipe {self.recipe!r}, max |tflite - keras| = {self.max_abs_error:.3g} "
+            f"form {self.recipe!r}, max |tflite - keras| = {self.max_abs_error:.3g} "
             f"(tolerance {self.tolerance:.3g}), {len(self.ops)} builtin ops"
         )
         if self.tflm is not None:
@@ -556,6 +567,7 @@ def to_tflite(
     representative_data=None,
     streaming=False,
     *,
+    form=None,
     recipe="auto",
     io_type="float32",
     sequence_length=None,
@@ -588,12 +600,19 @@ def to_tflite(
             `(samples, time)`), a list of them or a `tf.data.Dataset` of inputs or
             `(inputs, targets)`; required by `"int8"` and `"int16x8"` (it calibrates
             the activation ranges; gru-zoo does not calibrate on random noise).
-        streaming: bool, export a one-time-step model (inputs `frame` and each state,
-            outputs `output` and `new_<state>`) instead of the full-sequence model. Any
-            model whose layers read no later frame streams (`export.streaming`: built
-            with `build_gru(..., causal=True)` or recurrent-only); the states' names,
-            shapes and kinds are in the metadata's `"states"`.
-        recipe: `"auto"`, `"loop"`, `"unrolled"` or `"step"` (see `export.recipes`).
+        streaming: bool, the older way to ask for `form="step"`: `True` is the same as
+            `form="step"`; `False` (the default) leaves the choice to `form`.
+        form: the graph form of the file, a `Form` or its value: `"auto"` (the default:
+            chosen per model, length and quantization, with fallbacks), `"loop"`,
+            `"unrolled"`, `"chunked"` (see `export.recipes`) or `"step"`, the streaming
+            form: a one-time-step model (inputs `frame` and each state, outputs `output`
+            and `new_<state>`) instead of the full-sequence model. Any model whose layers
+            read no later frame streams (`export.streaming`: built with
+            `build_gru(..., causal=True)` or recurrent-only); the states' names, shapes
+            and kinds are in the metadata's `"states"`.
+        recipe: the older name of `form` (same values; `recipe="step"` streams). Give
+            one of them: a `form` that contradicts `recipe` or `streaming=True` raises
+            `ValueError`.
         io_type: `"float32"`; `"int8"` with `quantization="int8"` or `"int16"` with
             `"int16x8"` for integer inputs and outputs.
         sequence_length: int, the time steps of the file when the model's time
@@ -616,7 +635,7 @@ def to_tflite(
         allow_select_tf_ops: bool, allow Flex ops (the file then needs the Select TF ops
             delegate; a warning is issued). Defaults to `False`.
         allow_custom_ops: bool, allow custom ops. Defaults to `False`.
-        fallback: bool, when a recipe crashes or fails, try the next one. Defaults to `True`.
+        fallback: bool, when a form crashes or fails, try the next one. Defaults to `True`.
         check_tflm: bool, run streaming files in TFLite for Microcontrollers' interpreter.
             Defaults to `True` for streaming files (Keras's full-sequence `WHILE` files
             run there with wrong outputs: docs/tflite-facts.md, F9).
@@ -652,16 +671,18 @@ def to_tflite(
     Raises:
         ValueError, TypeError, FileNotFoundError: bad arguments, before any work.
         ConversionCrashError, ConversionError, UnsupportedOpsError, VerificationError:
-        when no recipe gave a verified file (the destination is left untouched).
+        when no form gave a verified file (the destination is left untouched).
     """
     start_time = time.perf_counter()
     # === Checks (nothing is written before they all pass) ===
-    path, check_tflm = _check_arguments(
-        path, quantization, representative_data, streaming, recipe=recipe, io_type=io_type,
+    path, form, form_argument, check_tflm = _check_arguments(
+        path, quantization, representative_data, form=form, recipe=recipe,
+        streaming=streaming, io_type=io_type,
         sequence_length=sequence_length, tolerance=tolerance, timeout=timeout,
         calibration_samples=calibration_samples, range_margin=range_margin, labels=labels,
         normalization=normalization, metadata=metadata, check_tflm=check_tflm,
         c_array=c_array)
+    streaming = form is Form.STEP
     source = _load_model(model, streaming)
     _check_against_model(source.keras_model, source.task, source.input_shape,
                          source.input_dtype, labels, normalization)
@@ -669,8 +690,8 @@ def to_tflite(
         source, quantization, representative_data, verification_data, validation_data,
         sequence_length=sequence_length, calibration_samples=calibration_samples,
         range_margin=range_margin)
-    plan, chunk_steps = _plan_recipes(source.keras_model, recipe, quantization, streaming,
-                                      fallback, data.window)
+    plan, chunk_steps = _plan_recipes(source.keras_model, form, quantization, fallback,
+                                      data.window, form_argument=form_argument)
 
     # === Work ===
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -698,6 +719,7 @@ def to_tflite(
             path=path,
             size=os.path.getsize(path),
             recipe=chosen.recipe,
+            form=Form(chosen.recipe),
             quantization=quantization,
             io_type=io_type,
             streaming=streaming,
@@ -731,9 +753,9 @@ def to_tflite(
 _CALLER_OF_TO_TFLITE = 3
 
 
-def _check_arguments(path, quantization, representative_data, streaming, *, recipe, io_type,
-                     sequence_length, tolerance, timeout, calibration_samples, range_margin,
-                     labels, normalization, metadata, check_tflm, c_array):
+def _check_arguments(path, quantization, representative_data, *, form, recipe, streaming,
+                     io_type, sequence_length, tolerance, timeout, calibration_samples,
+                     range_margin, labels, normalization, metadata, check_tflm, c_array):
     """Checks every argument that needs no model, before Keras is even imported.
 
     Cheap checks first, so that a typo costs milliseconds, not a TensorFlow start-up;
@@ -741,20 +763,15 @@ def _check_arguments(path, quantization, representative_data, streaming, *, reci
     and `_prepare_data`.
 
     Returns:
-        `(path, check_tflm)`: the absolute destination path, and whether to run the
-        file in TFLite Micro (`check_tflm=None` resolved: streaming files only).
+        `(path, form, form_argument, check_tflm)`: the absolute destination path, the
+        form (`_resolve_form`), the name of the argument that asked for it, and whether
+        to run the file in TFLite Micro (`check_tflm=None` resolved: streaming files
+        only).
     """
     if quantization not in QUANTIZATIONS:
         fail("quantization", quantization, f"one of {list(QUANTIZATIONS)}")
-    if recipe not in RECIPE_CHOICES:
-        fail("recipe", recipe, f"one of {list(RECIPE_CHOICES)}")
-    if not isinstance(streaming, bool):
-        fail("streaming", streaming, "True or False", TypeError)
-    if recipe == "step" and not streaming:
-        fail("recipe", recipe, "'auto', 'loop' or 'unrolled' unless streaming=True "
-              "(the 'step' recipe is the streaming export)")
-    if streaming and recipe not in ("auto", "step"):
-        fail("recipe", recipe, "'auto' or 'step' with streaming=True")
+    form, form_argument = _resolve_form(form, recipe, streaming)
+    streaming = form is Form.STEP
     if io_type not in IO_TYPES[quantization]:
         fail("io_type", io_type, f"one of {list(IO_TYPES[quantization])} for "
               f"quantization={quantization!r}")
@@ -806,7 +823,40 @@ def _check_arguments(path, quantization, representative_data, streaming, *, reci
     if quantization not in CALIBRATED and representative_data is not None:
         warnings.warn(f"`representative_data` is not used by quantization={quantization!r}; "
                       "it only serves as verification inputs.", stacklevel=_CALLER_OF_TO_TFLITE)
-    return path, check_tflm
+    return path, form, form_argument, check_tflm
+
+
+def _resolve_form(form, recipe, streaming):
+    """The one `Form` that `form`, `recipe` (its older name) and `streaming` ask for.
+
+    `recipe="auto"` and `streaming=False` are the defaults and ask for nothing;
+    `streaming=True` asks for `Form.STEP` (as does `recipe="step"`, which used to
+    require it); `form` (when given) must agree with whatever the other two ask for.
+
+    Returns:
+        `(form, argument)`: the `Form`, and the argument that named it (`"form"` or
+        `"recipe"`), for later errors about it.
+    """
+    choices = list(RECIPE_CHOICES)
+    if recipe not in RECIPE_CHOICES:
+        fail("recipe", recipe, f"one of {choices}")
+    if not isinstance(streaming, bool):
+        fail("streaming", streaming, "True or False", TypeError)
+    if form is None:
+        if streaming and recipe not in ("auto", "step"):
+            fail("recipe", recipe, "'auto' or 'step' with streaming=True")
+        return (Form.STEP if streaming else Form(recipe)), "recipe"
+    try:
+        form = Form(form)
+    except (TypeError, ValueError):
+        fail("form", form, f"a `Form` or one of {choices}")
+    if recipe != "auto" and recipe != form:
+        fail("form", form.value, f"{str(recipe)!r} (or None) when recipe={str(recipe)!r} is "
+             "given: `recipe` is the older name of `form`, give only one of them")
+    if streaming and form not in (Form.AUTO, Form.STEP):
+        fail("form", form.value, "'step' (or 'auto') with streaming=True: streaming=True "
+             "asks for the 'step' form")
+    return (Form.STEP if streaming else form), "form"
 
 
 @dataclasses.dataclass
@@ -1005,15 +1055,18 @@ def _default_verification(source, calibrating, calibration, eval_x, window):
     return verify, "random inputs (no data given)"
 
 
-def _plan_recipes(keras_model, recipe, quantization, streaming, fallback, window):
-    """`(recipes to try in order, chunk_steps or None)` for this model.
+def _plan_recipes(keras_model, form, quantization, fallback, window, *, form_argument="form"):
+    """`(forms to try in order, chunk_steps or None)` for this model.
 
     `_recipes_to_try` gives the order; this drops what the model cannot take (the
-    chunked recipe without GRU chains or a fixed length, the unrolled one without a
-    fixed length), or refuses when the one recipe asked for is among them.
+    chunked form without GRU chains or a fixed length, the unrolled one without a
+    fixed length), or refuses when the one form asked for is among them (naming
+    `form_argument`, the argument that asked for it).
     """
     from export import chunked
 
+    recipe = Form(form).value
+    streaming = recipe == Form.STEP
     chunk_steps = None
     if not streaming and window is not None and chunked.chunkable(keras_model):
         # The automatic recipe may unroll short sequences fully; asking for "chunked"
@@ -1024,14 +1077,14 @@ def _plan_recipes(keras_model, recipe, quantization, streaming, fallback, window
                            chunkable=chunk_steps is not None)
     if "chunked" in plan and chunk_steps is None:
         if plan == ["chunked"]:
-            fail("recipe", recipe, "'auto', 'loop' or 'unrolled' for this model: the "
-                  "chunked recipe needs forward GRU layers without a mask and a fixed "
+            fail(form_argument, recipe, "'auto', 'loop' or 'unrolled' for this model: the "
+                  "chunked form needs forward GRU layers without a mask and a fixed "
                   "sequence length")
         plan.remove("chunked")
     if "unrolled" in plan and window is None:
         if plan == ["unrolled"]:
             fail("sequence_length", None, "a positive int: the model's time dimension is "
-                  "None and the unrolled recipe needs a fixed length")
+                  "None and the unrolled form needs a fixed length")
         plan.remove("unrolled")
     return plan, chunk_steps
 

@@ -12,6 +12,7 @@ import pytest
 
 from export import (
     ConversionCrashError,
+    Form,
     LiteModel,
     VerificationError,
     list_ops,
@@ -203,6 +204,33 @@ def test_streaming_lstm_per_step_task_carries_h_and_c(tmp_path):
     np.testing.assert_allclose(lite.predict(x), model.predict(x, verbose=0), atol=1e-5)
 
 
+# === One form argument: `form`, its older name `recipe`, and `streaming` ===
+
+
+@pytest.mark.parametrize("kwargs", [dict(form="step"), dict(recipe="step")],
+                         ids=["form", "recipe"])
+def test_the_step_form_streams(model, data, tmp_path, kwargs):
+    """`form="step"` is the streaming export; so is `recipe="step"` alone (it used to
+    require `streaming=True` as well)."""
+    path = tmp_path / "step.tflite"
+    result = to_tflite(model, path, check_tflm=False, **kwargs)
+    assert result.streaming and result.form is Form.STEP and result.recipe == "step"
+    assert LiteModel(path).signatures["serving_default"]["inputs"][0] == "frame"
+    assert read_metadata(path)["streaming"] is True
+    assert tflite_vs_keras(path, model, data) <= 1e-5
+
+
+def test_form_enum_equals_the_recipe_string(model, data, tmp_path):
+    by_form = to_tflite(model, tmp_path / "form.tflite", form=Form.CHUNKED)
+    by_recipe = to_tflite(model, tmp_path / "recipe.tflite", recipe="chunked")
+    for result in (by_form, by_recipe):
+        assert result.form is Form.CHUNKED and result.recipe == "chunked"
+        assert not result.streaming
+    assert by_form.ops == by_recipe.ops
+    np.testing.assert_array_equal(LiteModel(by_form.path).predict(data[:4]),
+                                  LiteModel(by_recipe.path).predict(data[:4]))
+
+
 # === Crash isolation, fallback and atomic writes ===
 
 
@@ -268,6 +296,18 @@ def no_worker(monkeypatch):
         (dict(recipe="fast"), ValueError, r"`recipe` must be one of .*fast"),
         (dict(io_type="int8"), ValueError, r"`io_type` must be one of \['float32'\]"),
         (dict(streaming="yes"), TypeError, r"`streaming` must be True or False"),
+        (dict(form="fast"), ValueError,
+         r"`form` must be a `Form` or one of \['auto', 'loop', 'unrolled', 'chunked', "
+         r"'step'\]\. Received: form='fast'"),
+        (dict(form=3), ValueError, r"`form` must be a `Form`.*Received: form=3"),
+        (dict(form="loop", recipe="chunked"), ValueError,
+         r"`form` must be 'chunked' \(or None\) when recipe='chunked'.*Received: form='loop'"),
+        (dict(form=Form.UNROLLED, recipe="step"), ValueError,
+         r"`form` must be 'step' .*recipe='step'.*Received: form='unrolled'"),
+        (dict(form="chunked", streaming=True), ValueError,
+         r"`form` must be 'step' \(or 'auto'\) with streaming=True.*Received: form='chunked'"),
+        (dict(recipe="loop", streaming=True), ValueError,
+         r"`recipe` must be 'auto' or 'step' with streaming=True\. Received: recipe='loop'"),
         (dict(verification_data=np.zeros((2, TIME)), ), ValueError, "verification_data"),
         (dict(tolerance=-1.0), ValueError, "tolerance"),
         (dict(check_tflm=True), ValueError, "check_tflm"),

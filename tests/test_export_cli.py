@@ -42,6 +42,13 @@ def test_register_adds_the_three_commands():
         assert callable(args.func)
     with pytest.raises(SystemExit):
         parser.parse_args(["export", "m.keras", "--out", "o.tflite", "--quantize", "int4"])
+    # `--form` and its older name `--recipe` set the same option.
+    for flag in ("--form", "--recipe"):
+        args = parser.parse_args(["export", "m.keras", "--out", "o.tflite", flag, "step"])
+        assert args.form == "step"
+    assert parser.parse_args(["export", "m.keras", "--out", "o.tflite"]).form == "auto"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["export", "m.keras", "--out", "o.tflite", "--form", "fast"])
 
 
 def test_cli_export_inspect_bench(cli_export, capsys):
@@ -50,6 +57,7 @@ def test_cli_export_inspect_bench(cli_export, capsys):
                  "--data", str(data_path), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["quantization"] == "int8" and result["recipe"] == "chunked"
+    assert result["form"] == "chunked"
     assert result["evaluation"]["samples"] == 10
     x = sequences(4, seed=2)
     assert np.abs(LiteModel(out).predict(x) - model.predict(x, verbose=0)).max() <= 0.25
