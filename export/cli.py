@@ -322,7 +322,8 @@ def register(subparsers):
                    "optional x_test/y_test or y) or .npy file, or a dataset name "
                    "(gunpoint, italy_power_demand, airline_passengers, adding)")
     p.add_argument("--streaming", action="store_true",
-                   help="export the one-time-step model (frame + states in and out)")
+                   help="export the one-time-step model (frame + states in and out); "
+                   "the same as --form step")
     p.add_argument("--form", "--recipe", dest="form", choices=[form.value for form in Form],
                    default="auto", help="graph form of the file (default: chosen per model "
                    "and length; 'chunked': GRU layers as a loop over chunks of steps; "
