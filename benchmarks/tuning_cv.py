@@ -151,7 +151,16 @@ def run_vs_recipe(args):
     print(table)
     if args.write:
         write_section("Tuning with cross-validation: tuned vs recipe vs default",
-                      _header(args, "vs-recipe") + _vs_recipe_notes(args) + table + "\n")
+                      _header(args, "vs-recipe") + _vs_recipe_notes(args) + table + "\n"
+                      + _reading("vs-recipe"))
+
+
+def _reading(part):
+    """The hand-written reading of a part's table (`results/tuning_cv/readings.json`),
+    kept across reruns: what the numbers say, written by whoever ran them."""
+    path = RESULTS / "readings.json"
+    text = json.loads(path.read_text()).get(part) if path.exists() else None
+    return f"\n{text}\n" if text else ""
 
 
 def _names(text, args):
@@ -274,7 +283,8 @@ def run_strategies(args):
                  "(the default unless a trial wins clearly) retrained with the recipe's full protocol and tested. "
                  "Mean ± sd over search seeds.\n\n")
         write_section("Tuning with cross-validation: genetic and PSO against random search",
-                      _header(args, "strategies") + notes + table + "\n")
+                      _header(args, "strategies") + notes + table + "\n"
+                      + _reading("strategies"))
 
 
 # The strategies part searches the seed project's CNN-GRU-attention (a space of ~10^4
@@ -394,7 +404,7 @@ def run_budgets(args):
                         "measured before training (over the budget: never trained). The most "
                         "accurate feasible configuration by CV is retrained with the recipe's "
                         "full protocol, exported, verified and measured again.\n\n"
-                      + table + "\n")
+                      + table + "\n" + _reading("budgets"))
 
 
 def budgets_table(results):
