@@ -105,17 +105,24 @@ def save_results(part, results):
     (RESULTS / f"{part}.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
 
 
-def run_vs_recipe(args):
+def _datasets(args):
+    """`(name, dataset, recipe, key)` per `--datasets` name: its embedded data, the
+    recipe `zoo.recipes` picks for it and its test metric's key."""
     import zoo
-    from tuning.config import parse_config
-    from tuning.job import run_job
     from zoo.recipes import choose_recipe
 
-    results = load_results("vs_recipe")
     for name in _names(args.datasets, args):
         dataset = zoo.load_dataset(name)
-        recipe = choose_recipe(dataset)
         key = "accuracy" if dataset.task == "classification" else "loss"
+        yield name, dataset, choose_recipe(dataset), key
+
+
+def run_vs_recipe(args):
+    from tuning.config import parse_config
+    from tuning.job import run_job
+
+    results = load_results("vs_recipe")
+    for name, dataset, recipe, key in _datasets(args):
         for seed in [int(s) for s in args.seeds.split(",")]:
             out = args.out / "vs_recipe" / f"{name}-s{seed}"
             start = time.perf_counter()
@@ -328,16 +335,12 @@ def budget_space(recipe):
 
 
 def run_budgets(args):
-    import zoo
     from tuning.config import parse_config
     from tuning.job import run_job
     from zoo.recipes import choose_recipe
 
     results = load_results("budgets")
-    for name in _names(args.datasets, args):
-        dataset = zoo.load_dataset(name)
-        recipe = choose_recipe(dataset)
-        key = "accuracy" if dataset.task == "classification" else "loss"
+    for name, dataset, recipe, key in _datasets(args):
         variants = [budget_space(recipe)]
         if recipe.build["variant"] != "stacked":  # and a recurrent-only head beside it
             small = choose_recipe(dataset, variant="stacked")
