@@ -111,6 +111,7 @@ def convert_job(job):
         allow_select_tf_ops=job["allow_select_tf_ops"],
         notes=notes,
         calibrate_loops=recipe == "chunked",
+        int8_weights=job.get("int8_weights", "auto"),
     )
     convert_seconds = time.perf_counter() - start
     if job.get("strip_tensor_names", True):

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from export.converter import Form
+from export.converter import INT8_WEIGHTS, Form
 
 QUANTIZE_CHOICES = ("float32", "float16", "dynamic", "int8", "int16x8")
 
@@ -125,6 +125,7 @@ def cmd_export(args):
         allow_select_tf_ops=args.allow_select_tf_ops,
         fallback=not args.no_fallback,
         c_array=args.c_array,
+        int8_weights=args.int8_weights,
     )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
@@ -330,6 +331,9 @@ def register(subparsers):
                    "'step': the streaming model, as --streaming). --recipe is its older name")
     p.add_argument("--io-type", default="float32", choices=("float32", "int8", "int16"),
                    help="input/output type of integer-quantized files (default float32)")
+    p.add_argument("--int8-weights", default="auto", choices=INT8_WEIGHTS,
+                   help="int8 only: fully connected weights per-channel, per-tensor, or "
+                   "(auto, the default) per-channel only where channel ranges differ widely")
     p.add_argument("--c-array", action="store_true", help="also write the file as C source")
     p.add_argument("--allow-select-tf-ops", action="store_true",
                    help="allow Flex ops (the file then needs the Select TF ops delegate)")

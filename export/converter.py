@@ -46,6 +46,8 @@ class Form(enum.StrEnum):
 # The concrete forms (`Form` less `AUTO`) as strings; `export.recipes` re-exports it.
 RECIPES = tuple(form.value for form in Form if form is not Form.AUTO)
 CALIBRATED = ("int8", "int16x8")
+# How an int8 file stores fully connected weights (`convert(int8_weights=...)`).
+INT8_WEIGHTS = ("auto", "per_channel", "per_tensor")
 IO_TYPES = {
     None: ("float32",),
     "float16": ("float32",),
@@ -101,6 +103,7 @@ def convert(
     allow_select_tf_ops=False,
     notes=None,
     calibrate_loops=False,
+    int8_weights="auto",
 ):
     """Converts a recipe model to `.tflite` bytes.
 
@@ -117,6 +120,9 @@ def convert(
         calibrate_loops: bool, int8 only: calibrate with `export.calibration` (which
             runs `WHILE` loop bodies iteration by iteration) instead of the converter's
             calibrator, which crashes on loops. For the `"chunked"` recipe.
+        int8_weights: one of `INT8_WEIGHTS`, int8 only: fully connected weights
+            per-channel, per-tensor, or (`"auto"`) per-channel only when their output
+            channels' ranges differ widely (`export.calibration.PER_CHANNEL_SPREAD`).
     """
     import tensorflow as tf
 
@@ -153,7 +159,12 @@ def convert(
                 from export.calibration import PER_CHANNEL_SPREAD, dense_channel_spread
 
                 spread = dense_channel_spread(model)
-                per_channel_dense = spread > PER_CHANNEL_SPREAD
+                if int8_weights == "auto":
+                    per_channel_dense = spread > PER_CHANNEL_SPREAD
+                    why = f"per-channel above {PER_CHANNEL_SPREAD:g}x"
+                else:
+                    per_channel_dense = int8_weights == "per_channel"
+                    why = f"int8_weights={int8_weights!r}"
                 if not per_channel_dense:
                     # The converter's int8 quantizer reads this private switch (there is
                     # no public one); without it the file is only larger.
@@ -161,8 +172,7 @@ def convert(
                 if notes is not None:
                     notes.append(
                         f"int8: fully connected weights {'per-channel' if per_channel_dense else 'per-tensor'} "
-                        f"(largest per-output-channel range {spread:.2f}x the median; "
-                        f"per-channel above {PER_CHANNEL_SPREAD:g}x)")
+                        f"(largest per-output-channel range {spread:.2f}x the median; {why})")
         supported = [builtins]
         if allow_select_tf_ops:
             supported.append(tf.lite.OpsSet.SELECT_TF_OPS)

@@ -40,7 +40,7 @@ import warnings
 
 import numpy as np
 
-from export.converter import CALIBRATED, IO_TYPES, QUANTIZATIONS, Form
+from export.converter import CALIBRATED, INT8_WEIGHTS, IO_TYPES, QUANTIZATIONS, Form
 from export.errors import (
     ConversionCrashError,
     ConversionError,
@@ -585,6 +585,7 @@ def to_tflite(
     c_array=False,
     calibration_samples=200,
     range_margin=None,
+    int8_weights="auto",
     strip_tensor_names=True,
     timeout=900,
 ):
@@ -660,6 +661,15 @@ def to_tflite(
             int8 with margin 1, 0.020 with margin 2). `None`: 2 for regression models
             with float inputs (forecasts extrapolate), 1 (off) otherwise. The cost
             is about one bit of activation resolution.
+        int8_weights: `"auto"` (the default), `"per_channel"` or `"per_tensor"`: how
+            an int8 file stores its fully connected weights (convolutions are always
+            per-channel). `"auto"` picks per-channel when one output channel's range
+            is far wider than the median's (`export.calibration.PER_CHANNEL_SPREAD`),
+            where one shared scale would crush the other channels, and per-tensor
+            otherwise (fewer scales, a smaller file). `"per_channel"` is the larger
+            encoding: an untrained model exported with it bounds the size of the
+            same model once trained (`tuning.budget` relies on this). Other
+            quantizations ignore it.
         strip_tensor_names: bool, drop the names of intermediate tensors (a third of
             an unrolled file); inputs, outputs and signatures keep theirs. Defaults
             to `True`.
@@ -681,7 +691,7 @@ def to_tflite(
         sequence_length=sequence_length, tolerance=tolerance, timeout=timeout,
         calibration_samples=calibration_samples, range_margin=range_margin, labels=labels,
         normalization=normalization, metadata=metadata, check_tflm=check_tflm,
-        c_array=c_array)
+        c_array=c_array, int8_weights=int8_weights)
     streaming = form is Form.STEP
     source = _load_model(model, streaming)
     _check_against_model(source.keras_model, source.task, source.input_shape,
@@ -702,7 +712,7 @@ def to_tflite(
             streaming=streaming, chunk_steps=chunk_steps, labels=labels,
             normalization=normalization, metadata=metadata,
             allow_select_tf_ops=allow_select_tf_ops, allow_custom_ops=allow_custom_ops,
-            strip_tensor_names=strip_tensor_names)
+            strip_tensor_names=strip_tensor_names, int8_weights=int8_weights)
         chosen, attempts = _try_recipes(
             plan, job, workdir, task=source.task, verification=data.verification,
             quantization=quantization, tolerance=tolerance,
@@ -755,7 +765,8 @@ _CALLER_OF_TO_TFLITE = 3
 
 def _check_arguments(path, quantization, representative_data, *, form, recipe, streaming,
                      io_type, sequence_length, tolerance, timeout, calibration_samples,
-                     range_margin, labels, normalization, metadata, check_tflm, c_array):
+                     range_margin, labels, normalization, metadata, check_tflm, c_array,
+                     int8_weights="auto"):
     """Checks every argument that needs no model, before Keras is even imported.
 
     Cheap checks first, so that a typo costs milliseconds, not a TensorFlow start-up;
@@ -792,6 +803,8 @@ def _check_arguments(path, quantization, representative_data, *, form, recipe, s
     if range_margin is not None and (not is_positive_number(range_margin)
                                      or range_margin < 1):
         fail("range_margin", range_margin, "None or a finite number >= 1")
+    if int8_weights not in INT8_WEIGHTS:
+        fail("int8_weights", int8_weights, f"one of {list(INT8_WEIGHTS)}")
     if labels is not None and (
         not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) for x in labels)
         or not labels or len(set(labels)) != len(labels)
@@ -1091,7 +1104,7 @@ def _plan_recipes(keras_model, form, quantization, fallback, window, *, form_arg
 
 def _stage_job(source, data, workdir, *, quantization, io_type, streaming, chunk_steps,
                labels, normalization, metadata, allow_select_tf_ops, allow_custom_ops,
-               strip_tensor_names):
+               strip_tensor_names, int8_weights="auto"):
     """Writes what the child processes read into `workdir`; returns the common job.
 
     The child process (`export._worker`) converts from files: the model (saved to
@@ -1119,6 +1132,7 @@ def _stage_job(source, data, workdir, *, quantization, io_type, streaming, chunk
         "allow_select_tf_ops": allow_select_tf_ops,
         "allow_custom_ops": allow_custom_ops,
         "strip_tensor_names": bool(strip_tensor_names),
+        "int8_weights": int8_weights,
         "data_path": data_path,
         "metadata": _file_metadata(source, data.window, quantization=quantization,
                                    io_type=io_type, streaming=streaming, labels=labels,

@@ -97,6 +97,8 @@ TO_TFLITE_CASES = [
     ("timeout_zero", "classifier", dict(timeout=0), ["`timeout`", "timeout=0"]),
     ("timeout_str", "classifier", dict(timeout="10"), ["`timeout`", "timeout='10'"]),
     ("timeout_nan", "classifier", dict(timeout=float("nan")), ["`timeout`", "timeout=nan"]),
+    ("int8_weights", "classifier", dict(int8_weights="per_row"),
+     ["`int8_weights`", "'auto', 'per_channel', 'per_tensor'", "int8_weights='per_row'"]),
     # metadata checked against the model before it is written into the file
     ("labels_too_few", "classifier", dict(labels=["a", "b"]),
      ["`labels`", "3 class names", "3 outputs", "labels=['a', 'b']"]),

@@ -130,6 +130,30 @@ def test_int8_export_uses_unrolled_recipe_and_int8_io(model, data, tmp_path):
     assert 0 < result.max_abs_error <= result.tolerance
 
 
+def test_int8_weights_chooses_the_fully_connected_encoding(model, data, tmp_path):
+    """`int8_weights` forces one scale per output channel or one per tensor; both verify,
+    and per-channel is the larger file (what a device budget measures as its bound)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    sizes, scales = {}, {}
+    for encoding in ("per_channel", "per_tensor"):
+        path = tmp_path / f"{encoding}.tflite"
+        result = to_tflite(model, path, quantization="int8", representative_data=data,
+                           int8_weights=encoding)
+        assert any(f"int8_weights='{encoding}'" in note for note in result.notes)
+        assert tflite_vs_keras(path, model, data) <= 0.05
+        interpreter = Interpreter(model_path=str(path))
+        # The 2-D int8 tensors of the main graph (the output layer's kernel among them;
+        # activations always have one scale): how many scales each has.
+        scales[encoding] = {len(d["quantization_parameters"]["scales"])
+                            for d in interpreter.get_tensor_details()
+                            if d["dtype"] == np.int8 and len(d["shape"]) == 2}
+        sizes[encoding] = result.size
+    assert scales["per_tensor"] == {1}
+    assert max(scales["per_channel"]) == 3  # the output layer's 3 channels
+    assert sizes["per_channel"] > sizes["per_tensor"]
+
+
 @pytest.mark.parametrize("quantization", [None, "int8"])
 def test_window_norm_forecaster_exports_and_follows_the_level(data, tmp_path, quantization):
     """`window_norm` adds MEAN/SUB/ADD around the network; the file must keep the

@@ -283,9 +283,11 @@ def test_the_budget_measures_what_the_trained_model_exports_to(tmp_path):
     result = to_tflite(model, tmp_path / "trained.tflite", "int8", data.x_train,
                        streaming=True)
     # The file that ships: the same graph, its int8 weights per-tensor or per-channel
-    # (the larger, which the budget counts) depending on the trained weights.
+    # depending on the trained weights. The budget counts per-channel, the larger in
+    # flash and in TFLM's arena (which holds a multiplier and shift per channel).
     assert result.size <= before["flash_bytes"] <= 1.15 * result.size
-    assert before["ram_source"] == "tflm" and before["ram_bytes"] == result.tflm["arena_bytes"]
+    assert before["ram_source"] == "tflm"
+    assert result.tflm["arena_bytes"] <= before["ram_bytes"] <= 1.15 * result.tflm["arena_bytes"]
     assert activation_peak_bytes(result.path) <= result.tflm["arena_bytes"]
     assert activation_peak_bytes(result.path) > 0
     budget.measure(model, data.x_train[:32])  # measuring leaves the weights alone

@@ -163,7 +163,11 @@ class DeviceBudget:
                     representative_data=calibration if self.quantization in (
                         "int8", "int16x8") else None,
                     verification_data=calibration[:8], streaming=self.streaming,
-                    timeout=timeout)
+                    # int8 files store fully connected weights per-tensor unless their
+                    # output channels' ranges differ widely, which depends on the
+                    # trained weights; per-channel is the larger of the two, so the
+                    # flash measured before training bounds the trained file's.
+                    int8_weights="per_channel", timeout=timeout)
                 costs.update(flash_bytes=int(result.size), flash_source="tflite")
                 if result.tflm is not None and result.tflm.get("arena_bytes"):
                     costs.update(ram_bytes=int(result.tflm["arena_bytes"]), ram_source="tflm")
@@ -187,7 +191,7 @@ _MEASURED = {}
 
 
 def _like_trained(model, seed=0):
-    """Gives an untrained model's weights small random offsets (and a wide column), in place.
+    """Gives an untrained model's weights small random offsets, in place.
 
     Fresh zero biases (and other equal constants) are stored once in a `.tflite` file:
     the converter deduplicates identical buffers, so an untrained model's file is a few
@@ -197,19 +201,6 @@ def _like_trained(model, seed=0):
     rng = np.random.default_rng(seed)
     model.set_weights([w + rng.normal(0.0, 0.01, np.shape(w)).astype(np.asarray(w).dtype)
                        for w in model.get_weights()])
-    # int8 export stores fully connected weights per-tensor unless their output
-    # channels' ranges differ widely, which depends on the trained weights. One column
-    # made 4x the others forces the per-channel encoding, the larger of the two, so
-    # the flash measured before training is an upper bound of the trained file's.
-    for variable in model.weights:
-        if len(variable.shape) == 2 and variable.path.endswith("kernel"):
-            value = np.array(variable)
-            columns = np.max(np.abs(value), axis=0)
-            median = float(np.median(columns))
-            if median > 0 and columns[0] > 0:
-                value[:, 0] *= 4.0 * median / float(columns[0])
-                variable.assign(value)
-            break
 
 _DTYPE_BYTES = {"FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "INT64": 8, "INT16": 2, "INT8": 1,
                 "UINT8": 1, "BOOL": 1, "FLOAT64": 8}
