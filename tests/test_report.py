@@ -310,6 +310,32 @@ def test_report_of_a_forecaster_has_the_plot_and_the_baselines(tmp_path):
     assert not (tmp_path / "confusion_matrix.png").exists()
 
 
+def test_fit_check_compares_with_the_most_frequent_training_class(tmp_path):
+    # Training + validation labels: three 0s, two 1s, four 2s -> always "2" scores 4/9.
+    model = argmax_classifier(2, 3)
+    good = report.fit_check(classification_dataset(Y_TRUE, Y_PRED), model)
+    assert good["baselines"] == {"most frequent class": pytest.approx(4 / 9)}
+    assert good["model"] == pytest.approx(5 / 9) and not good["failed_fit"]
+    worse = [0, 1, 1, 0, 0, 2, 2, 0, 1]  # 3 of 9 right: below the majority class
+    bad = report.fit_check(classification_dataset(Y_TRUE, worse), model)
+    assert bad["model"] == pytest.approx(3 / 9)
+    assert bad["failed_fit"] and bad["not_beaten"] == ["most frequent class"]
+    text = report.write_report(tmp_path, classification_dataset(Y_TRUE, worse), model=model,
+                               test_metrics={"accuracy": 3 / 9}).read_text()
+    assert "most frequent class scores 0.4444 on test. **The model does not beat it**" in text
+
+
+def test_fit_check_of_a_regression_counts_the_training_mean():
+    x, y = zoo.adding_problem(20, 6, seed=0)
+    dataset = Dataset(name="adding", task="regression", num_outputs=1, input_shape=(6, 2),
+                      x_train=x, y_train=y, x_val=x[:0], y_val=y[:0], x_test=x, y_test=y)
+    mean = np.full_like(y, y.mean())
+    check = report.fit_check(dataset, None, mean)  # predicting the mean: not a fit
+    assert check["metric"] == "mse" and check["failed_fit"]
+    assert check["model"] == pytest.approx(check["baselines"]["training mean"])
+    assert not report.fit_check(dataset, None, y)["failed_fit"]  # a perfect forecast
+
+
 def test_single_output_regression_has_no_forecast_plot(tmp_path):
     x, y = zoo.adding_problem(20, 6, seed=0)
     dataset = Dataset(name="adding", task="regression", num_outputs=1, input_shape=(6, 2),

@@ -320,6 +320,23 @@ def test_models_over_the_budget_never_train_and_the_chosen_one_ships(tmp_path):
     frames = LiteModel(exported["path"]).stream(dataset.x_test[0])  # the shipped file runs
     np.testing.assert_allclose(frames[-1], expected, atol=0.1)  # int8: within quantization
     assert "(over the budget)" in (config.output_dir / "summary.md").read_text()
+    check = summary["retrain"]["fit_check"]  # one epoch: whatever it gives, it is said
+    assert check["failed_fit"] == ("failed fit" in (config.output_dir / "summary.md").read_text())
+
+
+def test_a_failed_final_fit_is_said_in_the_summary_and_on_stderr(tmp_path, capsys):
+    from tuning.cli import _print_summary
+
+    config = parse_config(budget_raw(tmp_path, [4], {"flash_kb": 64}))
+    summary = {"completed": 1, "trials": 1, "failed": 0, "strategy": "grid",
+               "retrain": {"test": {"accuracy": 0.5}, "fit_check": {
+                   "metric": "accuracy", "model": 0.5, "failed_fit": True,
+                   "baselines": {"most frequent class": 0.52},
+                   "not_beaten": ["most frequent class"]}}}
+    _print_summary(config, summary)
+    err = capsys.readouterr().err
+    assert "the retrained model is a failed fit: test accuracy 0.5 does not beat most " \
+           "frequent class (0.52); do not ship it" in err
 
 
 def test_no_configuration_within_the_budget_is_a_failure(tmp_path, capsys):

@@ -40,6 +40,10 @@ def test_one_tiny_search_per_strategy(tmp_path, strategy, options):
         model = keras.saving.load_model(out / "best_model.keras")
         assert model.count_params() == best["retrain"]["params"]
         assert set(best["retrain"]["test"]) == {"loss", "accuracy"}
+        check = best["retrain"]["fit_check"]  # against always the most frequent class
+        assert check["model"] == pytest.approx(best["retrain"]["test"]["accuracy"], abs=1e-6)
+        assert check["failed_fit"] == (check["model"] <= check["baselines"]["most frequent class"])
+        assert check["failed_fit"] == ("failed fit" in (out / "summary.md").read_text())
         assert best["default"]["params"] > 0
         assert 0.0 <= best["default"]["test"]["accuracy"] <= 1.0
     else:

@@ -172,6 +172,13 @@ def _print_summary(config, summary):
         retrain = summary["retrain"]
         print("Retrained on the full data: test " +
               ", ".join(f"{k}={v:.4g}" for k, v in retrain["test"].items()))
+        check = retrain.get("fit_check")
+        if check and check["failed_fit"]:
+            print(f"gru-zoo tune: warning: the retrained model is a failed fit: test "
+                  f"{check['metric']} {check['model']:.4g} does not beat "
+                  + ", ".join(f"{name} ({check['baselines'][name]:.4g})"
+                              for name in check["not_beaten"])
+                  + "; do not ship it (see summary.md)", file=sys.stderr)
         if "export" in retrain:
             exported = retrain["export"]
             print(f"Exported {exported['form']}: {exported['path']} "

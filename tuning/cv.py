@@ -1181,6 +1181,7 @@ def write_cv_results(config, tuner, dataset, hypermodel, objective, summary, lin
                   f"{protocol['epochs']} epochs): test "
                   + ", ".join(f"{k}={v:.4g}" for k, v in test.items())
                   + f", {int(model.count_params())} parameters.", ""]
+        lines += fit_check_lines(dataset, model, summary["retrain"])
         if budget is not None:
             exported = export_in_budget_form(model, budget, dataset, out / "best_model.tflite")
             summary["retrain"]["export"] = exported
@@ -1202,10 +1203,33 @@ def write_cv_results(config, tuner, dataset, hypermodel, objective, summary, lin
             summary[label] = {"epochs": protocol["epochs"], "test": reference_test,
                               "params": params}
             summary["retrain"][f"vs_{label}"] = compare_test(objective, test, reference_test)
+            if summary["retrain"][f"vs_{label}"] == "worse":
+                lines += [f"**The chosen model scores worse on test than the {label} "
+                          "configuration trained the same way**: cross-validation preferred "
+                          "it, the test split does not; prefer the " + label + " unless "
+                          "the test split is too small to tell them apart.", ""]
             if label == "default":
                 summary[label]["cv_score"] = default["score"]
     lines += ["Chosen hyperparameters:", "", "```json",
               json.dumps(summary["best_hyperparameters"], indent=2, default=str), "```", ""]
+
+
+def fit_check_lines(dataset, model, retrain):
+    """Records in `retrain["fit_check"]` whether the retrained model beats predictions
+    that learn nothing (`zoo.report.fit_check`); says so in bold when it does not."""
+    from zoo.report import fit_check
+
+    check = fit_check(dataset, model)
+    if check is None:
+        return []
+    retrain["fit_check"] = check
+    if not check["failed_fit"]:
+        return []
+    scores = ", ".join(f"{name} {check['baselines'][name]:.4g}"
+                       for name in check["not_beaten"])
+    return [f"**The retrained model is a failed fit**: test {check['metric']} "
+            f"{check['model']:.4g} does not beat {scores}. Retrain it (another `[job] seed`) "
+            "or widen the search before shipping it.", ""]
 
 
 def _export_line(exported):

@@ -573,6 +573,9 @@ def write_results(config, tuner, dataset, hypermodel, objective, search_seconds=
             lines += [f"Best trial {best_trial.trial_id}: retrained on train+validation for "
                       f"{epochs} epochs, test " +
                       ", ".join(f"{k}={v:.4g}" for k, v in test.items()), ""]
+            from tuning.cv import fit_check_lines
+
+            lines += fit_check_lines(dataset, model, summary["retrain"])
             if config.retrain["compare_default"]:
                 default_epoch, default_val = default_best_epoch(
                     config, hypermodel, dataset, objective)

@@ -507,6 +507,13 @@ def _classification_section(run_dir, dataset, model, predictions):
               _md_table(["true \\ predicted"] + names,
                         [[names[i]] + row for i, row in enumerate(report["confusion"])]),
               "", "![Confusion matrix](confusion_matrix.png)", ""]
+    check = fit_check(dataset, model, predictions)
+    if check and check["baselines"]:
+        majority = check["baselines"]["most frequent class"]
+        lines += [f"Always predicting the training data's most frequent class scores "
+                  f"{_fmt(majority)} on test."
+                  + (f" **The model does not beat it**: treat it as a failed fit, not as "
+                     "a result." if check["failed_fit"] else ""), ""]
     return lines, report
 
 
@@ -529,6 +536,50 @@ def _sequence_section(dataset, model, predictions):
     return lines
 
 
+def fit_check(dataset, model, predictions=None):
+    """A trained model's test score against predictions that learn nothing.
+
+    Classification: the test accuracy of always predicting the most frequent class of
+    the training (and validation) labels. Regression: the test MSE of always predicting
+    the training targets' mean, and for forecasts the seasonal-naive and last-value
+    forecasts (`Dataset.forecast_baselines`). A model that does not beat every one of
+    them is a failed fit, whatever its metric's value looks like. (Written here: scikit-
+    learn's `DummyClassifier`/`DummyRegressor` do this, but gru-zoo does not depend on
+    scikit-learn and needs three lines of it.)
+
+    Returns `{"metric", "model", "baselines": {name: value}, "not_beaten": [names],
+    "failed_fit": bool}`, or `None` for sequence labelling or an empty test split.
+    """
+    if dataset.task not in ("classification", "regression") or not len(dataset.x_test):
+        return None
+    if predictions is None:
+        predictions = _predict(model, dataset.x_test)
+    predictions = np.asarray(predictions)
+    seen = [np.asarray(y) for y in (dataset.y_train, dataset.y_val)
+            if y is not None and len(y)]
+    baselines = {}
+    if dataset.task == "classification":
+        y_true = np.asarray(dataset.y_test).reshape(-1).astype(int)
+        score = float(np.mean(_to_classes(model, predictions).reshape(-1) == y_true))
+        if seen:
+            labels = np.concatenate([y.reshape(-1) for y in seen]).astype(int)
+            majority = int(np.bincount(labels).argmax())
+            baselines["most frequent class"] = float(np.mean(y_true == majority))
+        metric, better = "accuracy", (lambda model_value, value: model_value > value)
+    else:
+        y_true = np.asarray(dataset.y_test).reshape(len(predictions), -1)
+        score = float(np.mean((predictions.reshape(len(predictions), -1) - y_true) ** 2))
+        baselines.update(dataset.forecast_baselines() if hasattr(dataset, "forecast_baselines")
+                         else {})
+        if seen:
+            mean = np.concatenate([y.reshape(len(y), -1) for y in seen]).mean(axis=0)
+            baselines["training mean"] = float(np.mean((mean[None, :] - y_true) ** 2))
+        metric, better = "mse", (lambda model_value, value: model_value < value)
+    not_beaten = [name for name, value in baselines.items() if not better(score, value)]
+    return {"metric": metric, "model": score, "baselines": baselines,
+            "not_beaten": not_beaten, "failed_fit": bool(not_beaten)}
+
+
 def _regression_section(run_dir, dataset, predictions):
     y_true = np.asarray(dataset.y_test).reshape(len(predictions), -1)
     y_pred = predictions.reshape(len(predictions), -1)
@@ -539,23 +590,18 @@ def _regression_section(run_dir, dataset, predictions):
     lines.append(f"Test MSE {_fmt(mse)}, MAE {_fmt(mae)} over {len(y_true)} test series"
                  + (" (normalized units)." if dataset.normalization else "."))
     lines.append("")
-    baselines = dataset.forecast_baselines() if hasattr(dataset, "forecast_baselines") else {}
-    baselines = dict(baselines)
-    seen = [np.asarray(y).reshape(len(y), -1) for y in (dataset.y_train, dataset.y_val)
-            if y is not None and len(y)]
-    if seen:  # a model that cannot beat the training targets' mean has learnt nothing
-        mean = np.concatenate(seen).mean(axis=0)
-        baselines["training mean"] = float(np.mean((mean[None, :] - y_true) ** 2))
+    # A model that cannot beat the training targets' mean has learnt nothing.
+    check = fit_check(dataset, None, predictions)
+    baselines = check["baselines"]
     if baselines:
         rows = [["this model", _fmt(mse), "-"]]
-        rows += [[name, _fmt(value), "yes" if mse < value else "**no**"]
+        rows += [[name, _fmt(value), "**no**" if name in check["not_beaten"] else "yes"]
                  for name, value in baselines.items()]
         lines += ["Baselines the model must beat (test MSE, same units):", "",
                   _md_table(["Prediction", "Test MSE", "Model beats it"], rows), ""]
-        beaten = [name for name, value in baselines.items() if mse >= value]
-        if beaten:
-            lines += [f"**The model does not beat {', '.join(beaten)}**: treat it as a failed "
-                      "fit, not as a result.", ""]
+        if check["failed_fit"]:
+            lines += [f"**The model does not beat {', '.join(check['not_beaten'])}**: treat "
+                      "it as a failed fit, not as a result.", ""]
     if dataset.season is not None or dataset.num_outputs > 1:
         plot_forecast(dataset.x_test, y_true, y_pred, run_dir / "forecast.png")
         lines += ["![Forecast](forecast.png)", ""]
