@@ -105,6 +105,18 @@ def save_results(part, results):
     (RESULTS / f"{part}.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
 
 
+def record(part, keys, entry):
+    """Stores one run's entry at `keys` in `<part>.json`, re-read just before writing so
+    that runs of the same part in other processes keep theirs; returns the results."""
+    results = load_results(part)
+    node = results
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = entry
+    save_results(part, results)
+    return results
+
+
 def _datasets(args):
     """`(name, dataset, recipe, key)` per `--datasets` name: its embedded data, the
     recipe `zoo.recipes` picks for it and its test metric's key."""
@@ -149,8 +161,7 @@ def run_vs_recipe(args):
                 "trainings": summary["cv"]["trainings"],
                 "search_seconds": round(search_seconds, 1),
             }
-            results.setdefault(name, {})[str(seed)] = entry
-            save_results("vs_recipe", results)
+            results = record("vs_recipe", [name, str(seed)], entry)
             print(f"{name} seed {seed}: tuned {entry['tuned']['test']:.4f} recipe "
                   f"{entry['recipe_result']['test']:.4f} default {entry['default']['test']:.4f} "
                   f"({search_seconds:.0f} s)", flush=True)
@@ -270,13 +281,12 @@ def run_strategies(args):
                 if s is not None and (running is None or sign * s > sign * running):
                     running = s
                 best_so_far.append(running)
-            results.setdefault(args.dataset, {}).setdefault(strategy, {})[str(seed)] = {
+            results = record("strategies", [args.dataset, strategy, str(seed)], {
                 "metric": key, "best_cv": max(scores, key=lambda v: sign * v) if scores else None,
                 "best_so_far": best_so_far, "test": summary["retrain"]["test"][key],
                 "chosen_is_default": summary["best_is_default"],
                 "trials": summary["trials"], "pruned": summary["pruned"],
-                "seconds": round(seconds, 1)}
-            save_results("strategies", results)
+                "seconds": round(seconds, 1)})
             print(f"{strategy} seed {seed}: best CV {results[args.dataset][strategy][str(seed)]['best_cv']} "
                   f"test {summary['retrain']['test'][key]:.4f} ({seconds:.0f} s)", flush=True)
     table = strategies_table(results.get(args.dataset, {}))
@@ -384,15 +394,16 @@ def run_budgets(args):
                                  "params": summary["retrain"]["params"],
                                  "hyperparameters": summary["best_hyperparameters"],
                                  "infeasible": summary["infeasible"],
+                                 "failed_fit": (summary["retrain"].get("fit_check")
+                                                or {}).get("failed_fit"),
                                  "trials": summary["trials"], "seconds": round(seconds, 1)}
                     print(f"{name} {flash:g} KiB {variant} seed {seed}: {entry}", flush=True)
                     sign = 1 if key == "accuracy" else -1
                     if entry["feasible"] and (best is None or sign * entry["cv"] >
                                               sign * best["cv"]):
                         best = entry
-                results.setdefault(name, {}).setdefault(f"{flash:g}", {})[str(seed)] = \
-                    best or {"feasible": False}
-                save_results("budgets", results)
+                results = record("budgets", [name, f"{flash:g}", str(seed)],
+                                 best or {"feasible": False})
     table = budgets_table(results)
     print(table)
     if args.write:
@@ -412,14 +423,14 @@ def run_budgets(args):
 
 def budgets_table(results):
     lines = ["| dataset | int8 budget | feasible (seeds) | variant | CV | test Keras "
-             "(mean ± sd) | test int8 file | flash KiB | RAM KiB | params |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "(mean ± sd) | test int8 file | flash KiB | RAM KiB | params | failed fits |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, budgets in sorted(results.items()):
         for flash, seeds in sorted(budgets.items(), key=lambda kv: float(kv[0])):
             runs = [r for r in seeds.values() if r.get("feasible")]
             if not runs:
                 lines.append(f"| {name} | {flash} KiB | 0/{len(seeds)} | - | - | - | - | - | "
-                             "- | - |")
+                             "- | - | - |")
                 continue
             variants = sorted({r["variant"] for r in runs})
             lines.append(
@@ -429,8 +440,15 @@ def budgets_table(results):
                 f"{_mean_sd([r['test_int8'] for r in runs])} | "
                 f"{np.mean([r['flash_bytes'] for r in runs]) / 1024:.1f} | "
                 f"{np.mean([r['ram_bytes'] for r in runs]) / 1024:.1f} | "
-                f"{np.mean([r['params'] for r in runs]):.0f} |")
+                f"{np.mean([r['params'] for r in runs]):.0f} | {_failed_fits(runs)} |")
     return "\n".join(lines)
+
+
+def _failed_fits(runs):
+    """Seeds whose retrained model did not beat predictions that learn nothing
+    (`zoo.report.fit_check`), of those checked (runs before the check: `-`)."""
+    checked = [r["failed_fit"] for r in runs if r.get("failed_fit") is not None]
+    return f"{sum(checked)}/{len(checked)}" if checked else "-"
 
 
 def main(argv=None):

@@ -1,0 +1,159 @@
+"""int8 files of models trained on public UCR/UEA data: accuracy change, size and form.
+
+    python benchmarks/public_int8.py --runs runs/public [--datasets A,B] [--seeds 0,1,2]
+
+`--runs` is the `--out` folder of `benchmarks/public_datasets.py`: `<Name>/seed<S>/` holds
+the model `gru-zoo train --data` trained (`model.keras`) and its `config.json`, which names
+the data file it read. Each model is exported as `gru-zoo run`'s export step does it
+(float32, and int8 calibrated on the training split with `to_tflite`'s defaults: 200
+samples spread over the data, verification on the test split), and both files are run on
+the test split. Nothing is trained here and nothing is downloaded. The table goes to the
+section `## int8 on public data` of BENCHMARKS.md.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from compare_report import write_section  # noqa: E402
+
+TITLE = "int8 on public data: accuracy change of trained models"
+RESULTS = HERE / "results" / "public_int8.json"
+# The issue's target: an int8 file within half a point of its Keras model.
+TARGET_CHANGE = 0.005
+
+
+def measure(run_dir):
+    """Exports one trained run as float32 and int8; returns their test metrics and sizes."""
+    from export import to_tflite
+    from zoo.loaders import load_file
+
+    config = json.loads((run_dir / "config.json").read_text())
+    source = config["dataset"]["source"]
+    options = dict(source.get("options") or {})
+    if source.get("test_path"):
+        options.setdefault("test_path", source["test_path"])
+    dataset = load_file(source["path"], **options)
+    model_path = str(run_dir / "model.keras")
+    row = {"variant": config.get("recipe", {}).get("build", {}).get("variant"),
+           "length": int(dataset.input_shape[0]), "test_series": int(len(dataset.x_test))}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, quantization in (("float32", None), ("int8", "int8")):
+            start = time.perf_counter()
+            try:
+                result = to_tflite(
+                    model_path, os.path.join(tmp, f"{name}.tflite"), quantization=quantization,
+                    representative_data=dataset.x_train if quantization else None,
+                    validation_data=(dataset.x_test, dataset.y_test))
+            except Exception as error:  # noqa: BLE001 (report it, go on with the next)
+                row[name] = {"error": f"{type(error).__name__}: {str(error)[:200]}"}
+                continue
+            evaluation = result.evaluation or {}
+            row[name] = {"form": result.recipe, "size": int(result.size),
+                         "metric": evaluation.get("metric"),
+                         "keras": evaluation.get("keras"), "file": evaluation.get("tflite"),
+                         "seconds": round(time.perf_counter() - start, 1),
+                         "notes": [n for n in result.notes if n.startswith("int8")]}
+    return row
+
+
+def _change(entry, regression):
+    """int8 metric minus Keras's, signed so that negative is worse."""
+    int8 = entry.get("int8", {})
+    if "file" not in int8 or int8["file"] is None:
+        return None
+    change = int8["file"] - int8["keras"]
+    return -change if regression else change
+
+
+def format_table(results):
+    lines = ["| dataset | seed | variant | length | test series | metric | Keras | int8 file | "
+             "change | float32 KB | int8 KB | int8 / float32 | int8 form |",
+             "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+    for name, seeds in sorted(results.items()):
+        for seed, row in sorted(seeds.items()):
+            f32, i8 = row.get("float32", {}), row.get("int8", {})
+            if "error" in i8 or "error" in f32:
+                lines.append(f"| {name} | {seed} | {row['variant']} | {row['length']} | "
+                             f"{row['test_series']} | failed: {i8.get('error') or f32.get('error')}"
+                             " | | | | | | | |")
+                continue
+            metric = i8["metric"]
+            change = _change(row, metric != "accuracy")
+            lines.append(
+                f"| {name} | {seed} | {row['variant']} | {row['length']} | {row['test_series']} | "
+                f"{metric} | {i8['keras']:.4f} | {i8['file']:.4f} | {change:+.4f} | "
+                f"{f32['size'] / 1000:.1f} | {i8['size'] / 1000:.1f} | "
+                f"{i8['size'] / f32['size']:.2f} | {i8['form']} |")
+    return "\n".join(lines)
+
+
+def reading(results):
+    changes = [(name, seed, _change(row, row["int8"].get("metric") != "accuracy"))
+               for name, seeds in results.items() for seed, row in seeds.items()
+               if "metric" in row.get("int8", {})]
+    if not changes:
+        return ""
+    worst = min(changes, key=lambda c: c[2])
+    within = sum(c[2] >= -TARGET_CHANGE for c in changes)
+    return (f"{within} of {len(changes)} int8 files are within {TARGET_CHANGE * 100:g} points "
+            f"(or MSE {TARGET_CHANGE:g}) of their Keras model on test; the largest loss is "
+            f"{worst[2]:+.4f} ({worst[0]}, seed {worst[1]}). A positive change is the int8 file "
+            "scoring better than Keras (on a few hundred test series one series is 0.3-3 "
+            "points).")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=pathlib.Path, default=pathlib.Path("runs/public"))
+    parser.add_argument("--datasets", help="comma-separated names (default: every folder)")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args(argv)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    names = [] if args.table_only else (
+        args.datasets.split(",") if args.datasets else sorted(
+            p.name for p in args.runs.iterdir() if p.is_dir()))
+    for name in names:
+        for seed in args.seeds.split(","):
+            run_dir = args.runs / name / f"seed{seed}"
+            if not (run_dir / "model.keras").exists():
+                continue
+            row = measure(run_dir)
+            results.setdefault(name, {})[seed] = row
+            print(name, seed, json.dumps({k: row[k] for k in ("float32", "int8") if k in row}),
+                  flush=True)
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    table = format_table(results)
+    print(table)
+    command = ("python benchmarks/public_int8.py --runs DIR --datasets "
+               + ",".join(sorted(results)))
+    write_section(TITLE, f"""Command: `{command}` (DIR: the `--out` folder of
+`benchmarks/public_datasets.py`, whose trained models these are; {platform.machine()},
+{os.cpu_count()} cores). Each model is exported as `gru-zoo run`'s export step exports it:
+float32, and int8 calibrated on the training split with `to_tflite`'s defaults (200 samples
+spread over the data; per-channel or per-tensor weights chosen from their ranges). Both files
+run on the whole test split; "change" is the int8 file's metric minus Keras's (for MSE the
+sign is flipped: negative is worse). Target: no int8 file more than 0.5 points below Keras.
+
+{table}
+
+{reading(results)}
+""")
+
+
+if __name__ == "__main__":
+    main()
