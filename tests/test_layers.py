@@ -94,6 +94,18 @@ def test_window_normalization_centres_and_scales_each_window():
     np.testing.assert_allclose(scaled.std(axis=1), 1.0, rtol=1e-4)
 
 
+def test_window_normalization_keeps_its_precision_when_the_spread_is_tiny_beside_the_level():
+    # A level of 50 with a spread of 1e-3: averaging the raw values rounds the mean at
+    # 50's float32 resolution (4e-6), which the small std then magnifies (7e-4 in the
+    # normalized series, measured); averaging the offsets from the first step does not.
+    x = (50.0 + 1e-3 * np.random.default_rng(0).standard_normal((8, 64, 1))).astype("float32")
+    exact = x.astype("float64") - x.astype("float64").mean(axis=1, keepdims=True)
+    exact = exact / np.sqrt((exact ** 2).mean(axis=1, keepdims=True) + 1e-5)
+    scaled, mean, _ = (np.asarray(t) for t in WindowNormalization("meanstd")(x))
+    assert np.abs(scaled - exact).max() < 1e-6
+    np.testing.assert_allclose(mean, x.astype("float64").mean(axis=1, keepdims=True), rtol=1e-6)
+
+
 @pytest.mark.parametrize("mode", ["mean", "meanstd"])
 def test_causal_window_normalization_uses_the_steps_so_far(mode):
     x = np.random.default_rng(6).normal(loc=2.0, scale=3.0, size=(2, 8, 3)).astype("float32")
