@@ -190,10 +190,13 @@ def convert(
             if notes is not None:
                 notes.extend(repairs)
             return content
-        if quantization == "int8" and calibrate_loops:
-            from export.calibration import quantize_int8
+        if quantization == "int8":
+            from export.calibration import float_layer_names, quantize_int8
 
-            return quantize_int8(converter, samples,
-                                 io_dtype=tf.int8 if io_type == "int8" else tf.float32,
-                                 per_channel_dense=per_channel_dense)
+            keep_float = float_layer_names(model)
+            if calibrate_loops or keep_float:
+                return quantize_int8(converter, samples,
+                                     io_dtype=tf.int8 if io_type == "int8" else tf.float32,
+                                     per_channel_dense=per_channel_dense,
+                                     keep_float=keep_float, notes=notes)
         return converter.convert()
