@@ -110,7 +110,7 @@ def convert_job(job):
         representative=representative,
         allow_select_tf_ops=job["allow_select_tf_ops"],
         notes=notes,
-        calibrate_loops=recipe == "chunked",
+        calibrate_loops=recipe in ("chunked", "loop"),
         int8_weights=job.get("int8_weights", "auto"),
     )
     convert_seconds = time.perf_counter() - start

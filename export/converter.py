@@ -119,7 +119,8 @@ def convert(
             (see `export.quantization` for int16x8).
         calibrate_loops: bool, int8 only: calibrate with `export.calibration` (which
             runs `WHILE` loop bodies iteration by iteration) instead of the converter's
-            calibrator, which crashes on loops. For the `"chunked"` recipe.
+            calibrator, which crashes on loops. For the `"chunked"` and `"loop"`
+            recipes.
         int8_weights: one of `INT8_WEIGHTS`, int8 only: fully connected weights
             per-channel, per-tensor, or (`"auto"`) per-channel only when their output
             channels' ranges differ widely (`export.calibration.PER_CHANNEL_SPREAD`).

@@ -10,9 +10,9 @@ What it does, in order:
    recipes): for models with GRU layers and a fixed length, `"chunked"` (the GRU
    layers as a loop over chunks of steps, fully unrolled for short float sequences;
    int8 calibrated by `export.calibration`), then the
-   others as fallbacks; otherwise `"loop"` then `"unrolled"` for float32, float16 and
-   dynamic-range files and `"unrolled"` for calibrated int8/16x8 (a calibrated Keras
-   loop crashes the converter: docs/tflite-facts.md, F5); `"step"` for streaming. Every
+   others as fallbacks; otherwise `"loop"` then `"unrolled"` (int8 loops are calibrated
+   by `export.calibration` too: the converter's calibrator crashes on any loop,
+   docs/tflite-facts.md, F5; int16x8 only `"unrolled"`); `"step"` for streaming. Every
    form builds the inference graph with recurrent dropout 0 (`export.recipes`), and
    int16x8 handles biases shared by unrolled time steps (`export.quantization`); what
    was repaired is listed in `ExportResult.notes`.
@@ -433,20 +433,21 @@ def _recipes_to_try(recipe, quantization, streaming, fallback, *, chunkable=Fals
     recipe computes and a fixed length (`export.chunked.chunk_plan`)."""
     if streaming:
         return ["step"]
-    # int16x8 goes through TFLite's older quantizer, which refuses `WHILE`; int8 of a
-    # loop is calibrated by `export.calibration` (the converter's own calibrator
-    # crashes on any loop: docs/tflite-facts.md, F5), which only the chunked form uses.
-    chunked_ok = chunkable and quantization != "int16x8"
+    # int16x8 goes through TFLite's older quantizer, which refuses `WHILE`. int8 of a
+    # loop (chunked, or Keras's own for masked, LSTM and SimpleRNN models) is
+    # calibrated by `export.calibration`: the converter's own calibrator crashes on any
+    # loop (docs/tflite-facts.md, F5). An unrolled int8 file repeats its weights'
+    # quantization parameters at every step: 3x the float32 loop file for a masked
+    # GRU on JapaneseVowels (T=29), where the loop is 0.6x.
+    loops_ok = quantization != "int16x8"
+    chunked_ok = chunkable and loops_ok
     if recipe == "auto":
-        if quantization in CALIBRATED:
-            plan = ["chunked", "unrolled"] if chunked_ok else ["unrolled"]
-        else:
-            plan = ["chunked", "loop", "unrolled"] if chunked_ok else ["loop", "unrolled"]
+        plan = (["chunked"] if chunked_ok else []) + (["loop"] if loops_ok else []) \
+            + ["unrolled"]
         return plan if fallback else plan[:1]
     if not fallback:
         return [recipe]
-    # A calibrated Keras loop crashes the converter: never fall back to it.
-    others = ("unrolled",) if quantization in CALIBRATED else ("loop", "unrolled")
+    others = ("loop", "unrolled") if loops_ok else ("unrolled",)
     return [recipe] + [other for other in others if other != recipe]
 
 

@@ -249,9 +249,9 @@ def test_collapse_check_on_regression_outputs():
     "recipe, quantization, expected",
     [
         ("auto", None, ["chunked", "loop", "unrolled"]),
-        ("auto", "int8", ["chunked", "unrolled"]),
+        ("auto", "int8", ["chunked", "loop", "unrolled"]),
         ("auto", "int16x8", ["unrolled"]),  # the 16x8 quantizer refuses WHILE
-        ("chunked", "int8", ["chunked", "unrolled"]),
+        ("chunked", "int8", ["chunked", "loop", "unrolled"]),
     ],
 )
 def test_recipe_choice_for_chunkable_models(recipe, quantization, expected):

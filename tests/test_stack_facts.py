@@ -3,8 +3,7 @@
 Each test is named after its fact in `docs/tflite-facts.md` (F1, F2, ...) and fails when
 the installed versions stop behaving that way; the code that relies on the fact then
 needs another look. Facts already shown by other tests are linked from that page
-instead of being tested twice here (the calibrated `WHILE` loop that kills the
-converter, F5, is `test_export.py::test_real_converter_segfault_is_contained`).
+instead of being tested twice here.
 
 Tiny models, a few seconds each. The conversions here run in this process: each is one
 that returns or raises an error on this stack, none of the kind that kills the converter.
@@ -123,6 +122,31 @@ def test_f3_weights_left_as_variables_fail_at_run_time():
     assert "READ_VARIABLE" in op_report(content)["builtin"]
     with pytest.raises(RuntimeError, match="READ_VARIABLE"):
         run_litert(content, sequences(1))
+
+
+_F5_CHILD = textwrap.dedent("""
+    import sys
+    import numpy as np
+    sys.path.insert(0, "tests")
+    from helpers import sequences, tiny_model
+    from export import converter, recipes
+
+    data = sequences(8)
+    converter.convert(recipes.rebuild(tiny_model("stacked"), unroll=False),
+                      quantization="int8",
+                      representative=[{"inputs": data[i : i + 1]} for i in range(8)])
+""")
+
+
+@pytest.mark.slow
+def test_f5_the_converters_calibrator_kills_the_process_on_a_loop():
+    """int8 of a Keras GRU `WHILE` loop through the converter's own calibrator: SIGSEGV."""
+    import signal
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", _F5_CHILD], cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == -signal.SIGSEGV, done.stderr[-2000:]
 
 
 def test_f4_unrolled_converts_without_a_loop_and_grows_with_the_length():
