@@ -31,7 +31,7 @@ from compare_report import write_section  # noqa: E402
 
 TITLE = "int8 on public data: accuracy change of trained models"
 RESULTS = HERE / "results" / "public_int8.json"
-# The target: an int8 file within half a point of its Keras model.
+# The target: an int8 file within half a point (accuracy) of its Keras model.
 TARGET_CHANGE = 0.005
 
 
@@ -100,19 +100,42 @@ def format_table(results):
     return "\n".join(lines)
 
 
+# A forecaster's int8 MSE within this factor of Keras's counts as kept.
+TARGET_MSE_RATIO = 1.05
+
+NOTES = (
+    "Fixed while measuring this table (the same models, before -> after): "
+    "Covid3Month_disc's recipe normalizes each window by its own spread "
+    "(`window_norm=\"meanstd\"`); its float32 file was refused (1.7e-4 from Keras: the "
+    "layer averaged the raw values, whose rounding the small spreads magnified; it now "
+    "averages offsets from the first step, 4e-6), and its int8 file lost 10-18 points "
+    "(0.59 -> 0.49 on seed 0) because 84% of the windows vary less than the raw input's "
+    "int8 step; the normalization now stays float inside the int8 file. The padded "
+    "(masked) JapaneseVowels and PickupGestureWiimoteZ models cannot be chunked, and their "
+    "int8 files were unrolled: 83.7 KB (3.0x their float32 file) and 1217 KB (1.13x); "
+    "Keras's own loop is now calibrated the way the chunked form is, 16.6 KB (0.60x) and "
+    "295 KB (0.27x).")
+
+
+def _kept(row):
+    int8 = row["int8"]
+    if int8["metric"] == "accuracy":
+        return int8["file"] - int8["keras"] >= -TARGET_CHANGE
+    return int8["file"] <= TARGET_MSE_RATIO * int8["keras"]
+
+
 def reading(results):
-    changes = [(name, seed, _change(row, row["int8"].get("metric") != "accuracy"))
-               for name, seeds in results.items() for seed, row in seeds.items()
-               if "metric" in row.get("int8", {})]
-    if not changes:
+    rows = [(name, seed, row) for name, seeds in results.items()
+            for seed, row in seeds.items() if "metric" in row.get("int8", {})]
+    if not rows:
         return ""
-    worst = min(changes, key=lambda c: c[2])
-    within = sum(c[2] >= -TARGET_CHANGE for c in changes)
-    return (f"{within} of {len(changes)} int8 files are within {TARGET_CHANGE * 100:g} points "
-            f"(or MSE {TARGET_CHANGE:g}) of their Keras model on test; the largest loss is "
-            f"{worst[2]:+.4f} ({worst[0]}, seed {worst[1]}). A positive change is the int8 file "
-            "scoring better than Keras (on a few hundred test series one series is 0.3-3 "
-            "points).")
+    missed = [f"{name} seed {seed} ({_change(row, row['int8']['metric'] != 'accuracy'):+.4f})"
+              for name, seed, row in sorted(rows) if not _kept(row)]
+    return (f"{len(rows) - len(missed)} of {len(rows)} int8 files keep their Keras model's "
+            f"test metric (accuracy within {TARGET_CHANGE * 100:g} points, MSE within "
+            f"{TARGET_MSE_RATIO:g}x); missed: {', '.join(missed) or 'none'}. A positive change "
+            "is the int8 file scoring better than Keras; one test series is 0.57 points of "
+            "ArrowHead's 175, 1.6 of Covid3Month_disc's 61.\n\n" + NOTES)
 
 
 def main(argv=None):
