@@ -112,6 +112,7 @@ def convert_job(job):
         notes=notes,
         calibrate_loops=recipe in ("chunked", "loop"),
         int8_weights=job.get("int8_weights", "auto"),
+        float_layers=job.get("int8_float_layers", "auto"),
     )
     convert_seconds = time.perf_counter() - start
     if job.get("strip_tensor_names", True):

@@ -126,6 +126,7 @@ def cmd_export(args):
         fallback=not args.no_fallback,
         c_array=args.c_array,
         int8_weights=args.int8_weights,
+        int8_float_layers=[] if args.int8_fully_integer else "auto",
     )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
@@ -334,6 +335,9 @@ def register(subparsers):
     p.add_argument("--int8-weights", default="auto", choices=INT8_WEIGHTS,
                    help="int8 only: fully connected weights per-channel, per-tensor, or "
                    "(auto, the default) per-channel only where channel ranges differ widely")
+    p.add_argument("--int8-fully-integer", action="store_true",
+                   help="int8 only: no float layers at all (by default window normalization "
+                   "and the first convolution over the raw input stay float)")
     p.add_argument("--c-array", action="store_true", help="also write the file as C source")
     p.add_argument("--allow-select-tf-ops", action="store_true",
                    help="allow Flex ops (the file then needs the Select TF ops delegate)")

@@ -587,6 +587,7 @@ def to_tflite(
     calibration_samples=200,
     range_margin=None,
     int8_weights="auto",
+    int8_float_layers="auto",
     strip_tensor_names=True,
     timeout=900,
 ):
@@ -671,6 +672,14 @@ def to_tflite(
             encoding: an untrained model exported with it bounds the size of the
             same model once trained (`tuning.budget` relies on this). Other
             quantizations ignore it.
+        int8_float_layers: `"auto"` (the default), a list of layer names, or `[]`: the
+            layers whose ops stay float inside an int8 file, with QUANTIZE/DEQUANTIZE ops
+            at their border (docs/tflite-facts.md, F19). `"auto"`: window normalization
+            (it divides by each window's own spread, finer than the raw input's int8
+            step) and, in full-sequence files, the first convolution over the raw input
+            when it reads at most 16 channels (a fraction of a percent of the work; it
+            caused most of a GRU-FCN's int8 error on public data). `[]` gives a fully
+            integer file (for a device without floating point).
         strip_tensor_names: bool, drop the names of intermediate tensors (a third of
             an unrolled file); inputs, outputs and signatures keep theirs. Defaults
             to `True`.
@@ -692,11 +701,17 @@ def to_tflite(
         sequence_length=sequence_length, tolerance=tolerance, timeout=timeout,
         calibration_samples=calibration_samples, range_margin=range_margin, labels=labels,
         normalization=normalization, metadata=metadata, check_tflm=check_tflm,
-        c_array=c_array, int8_weights=int8_weights)
+        c_array=c_array, int8_weights=int8_weights, int8_float_layers=int8_float_layers)
     streaming = form is Form.STEP
     source = _load_model(model, streaming)
     _check_against_model(source.keras_model, source.task, source.input_shape,
                          source.input_dtype, labels, normalization)
+    if int8_float_layers != "auto":
+        known = [layer.name for layer in source.keras_model.layers]
+        unknown = [name for name in int8_float_layers if name not in known]
+        if unknown:
+            fail("int8_float_layers", int8_float_layers,
+                 f"names of the model's layers ({', '.join(known)}); not layers: {unknown}")
     data = _prepare_data(
         source, quantization, representative_data, verification_data, validation_data,
         sequence_length=sequence_length, calibration_samples=calibration_samples,
@@ -713,7 +728,8 @@ def to_tflite(
             streaming=streaming, chunk_steps=chunk_steps, labels=labels,
             normalization=normalization, metadata=metadata,
             allow_select_tf_ops=allow_select_tf_ops, allow_custom_ops=allow_custom_ops,
-            strip_tensor_names=strip_tensor_names, int8_weights=int8_weights)
+            strip_tensor_names=strip_tensor_names, int8_weights=int8_weights,
+            int8_float_layers=int8_float_layers)
         chosen, attempts = _try_recipes(
             plan, job, workdir, task=source.task, verification=data.verification,
             quantization=quantization, tolerance=tolerance,
@@ -767,7 +783,7 @@ _CALLER_OF_TO_TFLITE = 3
 def _check_arguments(path, quantization, representative_data, *, form, recipe, streaming,
                      io_type, sequence_length, tolerance, timeout, calibration_samples,
                      range_margin, labels, normalization, metadata, check_tflm, c_array,
-                     int8_weights="auto"):
+                     int8_weights="auto", int8_float_layers="auto"):
     """Checks every argument that needs no model, before Keras is even imported.
 
     Cheap checks first, so that a typo costs milliseconds, not a TensorFlow start-up;
@@ -806,6 +822,11 @@ def _check_arguments(path, quantization, representative_data, *, form, recipe, s
         fail("range_margin", range_margin, "None or a finite number >= 1")
     if int8_weights not in INT8_WEIGHTS:
         fail("int8_weights", int8_weights, f"one of {list(INT8_WEIGHTS)}")
+    if int8_float_layers != "auto" and (
+            not isinstance(int8_float_layers, (list, tuple))
+            or not all(isinstance(name, str) for name in int8_float_layers)):
+        fail("int8_float_layers", int8_float_layers,
+             "'auto' or a list of layer names (str; [] for a fully integer file)")
     if labels is not None and (
         not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) for x in labels)
         or not labels or len(set(labels)) != len(labels)
@@ -1105,7 +1126,7 @@ def _plan_recipes(keras_model, form, quantization, fallback, window, *, form_arg
 
 def _stage_job(source, data, workdir, *, quantization, io_type, streaming, chunk_steps,
                labels, normalization, metadata, allow_select_tf_ops, allow_custom_ops,
-               strip_tensor_names, int8_weights="auto"):
+               strip_tensor_names, int8_weights="auto", int8_float_layers="auto"):
     """Writes what the child processes read into `workdir`; returns the common job.
 
     The child process (`export._worker`) converts from files: the model (saved to
@@ -1134,6 +1155,10 @@ def _stage_job(source, data, workdir, *, quantization, io_type, streaming, chunk
         "allow_custom_ops": allow_custom_ops,
         "strip_tensor_names": bool(strip_tensor_names),
         "int8_weights": int8_weights,
+        # The first convolution stays float only in full-sequence files: a streaming
+        # file's convolutions keep their own frame buffers (`export.streaming`).
+        "int8_float_layers": (list(int8_float_layers) if int8_float_layers != "auto"
+                              else "auto_streaming" if streaming else "auto"),
         "data_path": data_path,
         "metadata": _file_metadata(source, data.window, quantization=quantization,
                                    io_type=io_type, streaming=streaming, labels=labels,

@@ -99,6 +99,10 @@ TO_TFLITE_CASES = [
     ("timeout_nan", "classifier", dict(timeout=float("nan")), ["`timeout`", "timeout=nan"]),
     ("int8_weights", "classifier", dict(int8_weights="per_row"),
      ["`int8_weights`", "'auto', 'per_channel', 'per_tensor'", "int8_weights='per_row'"]),
+    ("int8_float_layers_type", "classifier", dict(int8_float_layers="conv"),
+     ["`int8_float_layers`", "'auto' or a list of layer names", "int8_float_layers='conv'"]),
+    ("int8_float_layers_unknown", "classifier", dict(int8_float_layers=["nope"]),
+     ["`int8_float_layers`", "not layers: ['nope']", "int8_float_layers=['nope']"]),
     # metadata checked against the model before it is written into the file
     ("labels_too_few", "classifier", dict(labels=["a", "b"]),
      ["`labels`", "3 class names", "3 outputs", "labels=['a', 'b']"]),

@@ -212,6 +212,28 @@ def test_int8_keeps_the_window_normalization_in_float(tmp_path):
     assert tflite_vs_keras(path, model, x[48:]) <= 0.05
 
 
+def test_int8_keeps_the_first_convolution_over_the_raw_input_in_float(data, tmp_path):
+    """`int8_float_layers="auto"`: the first Conv1D (3 input channels here) reads the
+    float input; `[]` gives a fully integer file whose convolutions all read int8."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = tiny_model("cnn_gru")
+    conv_inputs = {}
+    for setting in ("auto", []):
+        path = tmp_path / f"conv_{bool(setting)}.tflite"
+        result = to_tflite(model, path, quantization="int8", representative_data=data,
+                           int8_float_layers=setting)
+        assert tflite_vs_keras(path, model, data) <= 0.05
+        interpreter = Interpreter(model_path=str(path))
+        conv_inputs[bool(setting)] = [
+            interpreter._get_tensor_details(op["inputs"][0], 0)["dtype"]
+            for op in interpreter._get_ops_details() if op["op_name"] == "CONV_2D"]
+        assert any("kept in float" in note for note in result.notes) == bool(setting)
+    assert conv_inputs[True][0] == np.float32  # the first convolution
+    assert np.int8 in conv_inputs[True][1:] or len(conv_inputs[True]) == 1
+    assert set(conv_inputs[False]) == {np.int8}
+
+
 # === Streaming ===
 
 
