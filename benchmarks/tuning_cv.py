@@ -261,7 +261,7 @@ def run_strategies(args):
     options = {"random": {}, "genetic": {"population_size": 4}, "pso": {"swarm_size": 4}}
     for strategy in _names(args.strategies, args):
         for seed in [int(s) for s in args.seeds.split(",")]:
-            out = args.out / "strategies" / f"{args.dataset}-{strategy}-s{seed}"
+            out = args.out / "strategies" / f"{args.dataset}-{strategy}-t{args.trials}-s{seed}"
             raw = vs_recipe_job(dataset, recipe, seed, out, args)
             raw["hypermodel"] = {"variant": args.variant, "space": STRATEGY_SPACE,
                                  "fixed": {"recurrent_dropout": 0.0}}
@@ -281,21 +281,23 @@ def run_strategies(args):
                 if s is not None and (running is None or sign * s > sign * running):
                     running = s
                 best_so_far.append(running)
-            results = record("strategies", [args.dataset, strategy, str(seed)], {
+            # Runs at another budget than 8 trials are kept beside those, as their own row.
+            label = strategy if args.trials == 8 else f"{strategy}, {args.trials} trials"
+            results = record("strategies", [args.dataset, label, str(seed)], {
                 "metric": key, "best_cv": max(scores, key=lambda v: sign * v) if scores else None,
                 "best_so_far": best_so_far, "test": summary["retrain"]["test"][key],
                 "chosen_is_default": summary["best_is_default"],
                 "trials": summary["trials"], "pruned": summary["pruned"],
                 "seconds": round(seconds, 1)})
-            print(f"{strategy} seed {seed}: best CV {results[args.dataset][strategy][str(seed)]['best_cv']} "
+            print(f"{label} seed {seed}: best CV {results[args.dataset][label][str(seed)]['best_cv']} "
                   f"test {summary['retrain']['test'][key]:.4f} ({seconds:.0f} s)", flush=True)
     table = strategies_table(results.get(args.dataset, {}))
     print(table)
     if args.write:
         notes = (f"Variant `{args.variant}` on `{args.dataset}`, space "
                  f"`{json.dumps(STRATEGY_SPACE)}` (the first value of each is the default: "
-                 f"trial 0 of random, genetic and PSO alike). Each strategy: {args.trials} "
-                 f"trials, {args.folds}-fold CV with the dataset recipe's protocol "
+                 f"trial 0 of random, genetic and PSO alike). Each strategy: 8 trials (a row "
+                 f"named with another count: that many), {args.folds}-fold CV with the dataset recipe's protocol "
                  f"({_epochs(args)}), pruning after 2 folds; the chosen configuration "
                  "(the default unless a trial wins clearly) retrained with the recipe's full protocol and tested. "
                  "Mean ± sd over search seeds.\n\n")
