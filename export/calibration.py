@@ -255,7 +255,10 @@ FLOAT_LAYERS = ("WindowNormalization", "WindowDenormalization")
 # first layer caused most of a GRU-FCN's int8 error (ArrowHead: largest probability
 # change 0.30 -> 0.05 with it in float, OSULeaf 0.76 -> 0.06; OSULeaf's accuracy change
 # -0.8 -> 0 points). It costs little: one input channel, 128 filters of width 8 is a
-# fraction of a percent of the GRU-FCN's multiply-adds and 4 KiB of float weights.
+# fraction of a percent of the GRU-FCN's multiply-adds and 4 KiB of float weights. Its
+# output is float too (4 bytes a value until the next QUANTIZE): more activation memory
+# (GunPoint's quarter-width GRU-FCN: 25 instead of 16 KiB), which `int8_float_layers=[]`
+# avoids.
 FLOAT_CONV_MAX_CHANNELS = 16
 
 
