@@ -102,6 +102,13 @@ def convert_job(job):
             representative = _step_calibration(model, calibration)
         else:
             representative = [{"inputs": calibration[i : i + 1]} for i in range(len(calibration))]
+    float_layers = job.get("int8_float_layers", "auto")
+    if job["quantization"] == "int8" and float_layers == "auto":
+        from export.calibration import float_layer_names
+
+        # The first convolution stays float only in full-sequence files: a streaming
+        # file's convolutions keep their own frame buffers (`export.streaming`).
+        float_layers = float_layer_names(export_model, first_conv=recipe != "step")
     notes = []
     content = converter.convert(
         export_model,
@@ -112,7 +119,7 @@ def convert_job(job):
         notes=notes,
         calibrate_loops=recipe in ("chunked", "loop"),
         int8_weights=job.get("int8_weights", "auto"),
-        float_layers=job.get("int8_float_layers", "auto"),
+        float_layers=() if float_layers == "auto" else float_layers,
     )
     convert_seconds = time.perf_counter() - start
     if job.get("strip_tensor_names", True):

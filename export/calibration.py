@@ -24,6 +24,8 @@ Written by hand because neither the converter nor `ai-edge-quantizer` (whose sta
 recipes also fail on `WHILE`) calibrates loop bodies.
 """
 
+import re
+
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.tools import flatbuffer_utils
@@ -280,8 +282,6 @@ def _nodes_of_layers(content, names):
     """The names of the tensors the ops of the named Keras layers write, in every
     subgraph of `content` (the converter names a tensor after its op's TensorFlow name
     scopes, `<model>/<layer>_1/<op>`)."""
-    import re
-
     pattern = re.compile("|".join(rf"(^|/){re.escape(name)}(_\d+)?/" for name in names))
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
     nodes = set()

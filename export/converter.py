@@ -104,7 +104,7 @@ def convert(
     notes=None,
     calibrate_loops=False,
     int8_weights="auto",
-    float_layers="auto",
+    float_layers=(),
 ):
     """Converts a recipe model to `.tflite` bytes.
 
@@ -122,8 +122,9 @@ def convert(
             runs `WHILE` loop bodies iteration by iteration) instead of the converter's
             calibrator, which crashes on loops. For the `"chunked"` and `"loop"`
             recipes.
-        float_layers: int8 only: `"auto"` (`export.calibration.float_layer_names`), or
-            a list of layer names whose ops stay float (`[]`: fully integer).
+        float_layers: int8 only: names of the layers whose ops stay float
+            (`export.calibration.float_layer_names` gives the default ones); empty: fully
+            integer.
         int8_weights: one of `INT8_WEIGHTS`, int8 only: fully connected weights
             per-channel, per-tensor, or (`"auto"`) per-channel only when their output
             channels' ranges differ widely (`export.calibration.PER_CHANNEL_SPREAD`).
@@ -195,15 +196,11 @@ def convert(
                 notes.extend(repairs)
             return content
         if quantization == "int8":
-            from export.calibration import float_layer_names, quantize_int8
+            from export.calibration import quantize_int8
 
-            if float_layers in ("auto", "auto_streaming"):
-                keep_float = float_layer_names(model, first_conv=float_layers == "auto")
-            else:
-                keep_float = list(float_layers)
-            if calibrate_loops or keep_float:
+            if calibrate_loops or float_layers:
                 return quantize_int8(converter, samples,
                                      io_dtype=tf.int8 if io_type == "int8" else tf.float32,
                                      per_channel_dense=per_channel_dense,
-                                     keep_float=keep_float, notes=notes)
+                                     keep_float=list(float_layers), notes=notes)
         return converter.convert()

@@ -241,9 +241,17 @@ def _load_keras_file(path):
               f"{message})")
 
 
-def _check_against_model(keras_model, task, input_shape, input_dtype, labels, normalization):
+def _check_against_model(keras_model, task, input_shape, input_dtype, labels, normalization,
+                         int8_float_layers="auto"):
     """`labels` and `normalization` must describe this model before they go into the
-    file's metadata, where a device would trust them."""
+    file's metadata, where a device would trust them; `int8_float_layers` must name its
+    layers."""
+    if int8_float_layers != "auto":
+        known = [layer.name for layer in keras_model.layers]
+        unknown = [name for name in int8_float_layers if name not in known]
+        if unknown:
+            fail("int8_float_layers", int8_float_layers,
+                 f"names of the model's layers ({', '.join(known)}); not layers: {unknown}")
     outputs = int(keras_model.outputs[0].shape[-1])
     if labels is not None:
         if task in ("classification", "sequence_labeling"):
@@ -705,13 +713,7 @@ def to_tflite(
     streaming = form is Form.STEP
     source = _load_model(model, streaming)
     _check_against_model(source.keras_model, source.task, source.input_shape,
-                         source.input_dtype, labels, normalization)
-    if int8_float_layers != "auto":
-        known = [layer.name for layer in source.keras_model.layers]
-        unknown = [name for name in int8_float_layers if name not in known]
-        if unknown:
-            fail("int8_float_layers", int8_float_layers,
-                 f"names of the model's layers ({', '.join(known)}); not layers: {unknown}")
+                         source.input_dtype, labels, normalization, int8_float_layers)
     data = _prepare_data(
         source, quantization, representative_data, verification_data, validation_data,
         sequence_length=sequence_length, calibration_samples=calibration_samples,
@@ -1155,10 +1157,8 @@ def _stage_job(source, data, workdir, *, quantization, io_type, streaming, chunk
         "allow_custom_ops": allow_custom_ops,
         "strip_tensor_names": bool(strip_tensor_names),
         "int8_weights": int8_weights,
-        # The first convolution stays float only in full-sequence files: a streaming
-        # file's convolutions keep their own frame buffers (`export.streaming`).
-        "int8_float_layers": (list(int8_float_layers) if int8_float_layers != "auto"
-                              else "auto_streaming" if streaming else "auto"),
+        "int8_float_layers": (int8_float_layers if int8_float_layers == "auto"
+                              else list(int8_float_layers)),
         "data_path": data_path,
         "metadata": _file_metadata(source, data.window, quantization=quantization,
                                    io_type=io_type, streaming=streaming, labels=labels,

@@ -583,15 +583,15 @@ def fit_check(dataset, model, predictions=None):
 def _regression_section(run_dir, dataset, predictions):
     y_true = np.asarray(dataset.y_test).reshape(len(predictions), -1)
     y_pred = predictions.reshape(len(predictions), -1)
-    mse = float(np.mean((y_pred - y_true) ** 2))
+    # A model that cannot beat the training targets' mean has learnt nothing.
+    check = fit_check(dataset, None, predictions)
+    mse = check["model"]
     mae = float(np.mean(np.abs(y_pred - y_true)))
     lines = ["## Forecast" if dataset.season is not None or dataset.num_outputs > 1
              else "## Predictions", ""]
     lines.append(f"Test MSE {_fmt(mse)}, MAE {_fmt(mae)} over {len(y_true)} test series"
                  + (" (normalized units)." if dataset.normalization else "."))
     lines.append("")
-    # A model that cannot beat the training targets' mean has learnt nothing.
-    check = fit_check(dataset, None, predictions)
     baselines = check["baselines"]
     if baselines:
         rows = [["this model", _fmt(mse), "-"]]
