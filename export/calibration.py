@@ -281,16 +281,31 @@ def float_layer_names(model, first_conv=True):
 def _nodes_of_layers(content, names):
     """The names of the tensors the ops of the named Keras layers write, in every
     subgraph of `content` (the converter names a tensor after its op's TensorFlow name
-    scopes, `<model>/<layer>_1/<op>`)."""
+    scopes, `<model>/<layer>_1/<op>`).
+
+    An op that writes a model output is named after the signature instead
+    (`StatefulPartitionedCall:0`); it belongs to the layer whose constants (weights,
+    bias) it reads, or, reading no constant (the softmax after a Dense head), to the
+    layer whose tensor it reads."""
     pattern = re.compile("|".join(rf"(^|/){re.escape(name)}(_\d+)?/" for name in names))
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+
+    def name_of(subgraph, index):
+        name = subgraph.tensors[index].name
+        return name.decode() if isinstance(name, bytes) else name
+
     nodes = set()
     for subgraph in model.subgraphs:
         for operator in subgraph.operators or []:
+            constants = [index for index in (operator.inputs if operator.inputs is not None
+                                             else []) if index >= 0
+                         and _is_constant(model, subgraph.tensors[index])]
+            inputs = constants or [index for index in (operator.inputs if operator.inputs
+                                                       is not None else []) if index >= 0]
+            own = any(pattern.search(name_of(subgraph, index)) for index in inputs)
             for index in operator.outputs:
-                name = subgraph.tensors[index].name
-                name = name.decode() if isinstance(name, bytes) else name
-                if pattern.search(name):
+                name = name_of(subgraph, index)
+                if pattern.search(name) or (own and index in list(subgraph.outputs)):
                     nodes.add(name)
     return sorted(nodes)
 
@@ -317,9 +332,15 @@ def quantize_int8(converter, samples, *, io_dtype, per_channel_dense=True, keep_
 
     float_content = float_model_for_quantization(converter)
     nodes = _nodes_of_layers(float_content, keep_float) if keep_float else []
+    empty = [name for name in keep_float if not _nodes_of_layers(float_content, [name])]
     if nodes and notes is not None:
-        notes.append(f"int8: {len(nodes)} ops of {', '.join(keep_float)} kept in float "
+        kept = [name for name in keep_float if name not in empty]
+        notes.append(f"int8: {len(nodes)} ops of {', '.join(kept)} kept in float "
                      "(`int8_float_layers`)")
+    if notes is not None:
+        if empty:
+            notes.append(f"int8: no op of {', '.join(empty)} in the file (a layer without "
+                         "computation, e.g. Dropout), nothing of it to keep in float")
     calibrated = calibrate(float_content, samples)
     return convert.mlir_quantize(calibrated, input_data_type=io_dtype,
                                  output_data_type=io_dtype,

@@ -438,3 +438,50 @@ def test_f18_an_int8_tensor_clips_at_its_calibrated_range():
     beyond = float(run_litert(content, np.array([[3.0]], "float32"))[0, 0])
     assert abs(inside - 0.5) < 0.02
     assert beyond < 1.1  # Keras gives 3.0
+
+
+def _int16x8(function, data):
+    """A 16x8 file of `function` (one `(1, TIME, 1)` input), calibrated on `data`."""
+    concrete = tf.function(function).get_concrete_function(
+        tf.TensorSpec((1, TIME, 1), tf.float32))
+    lite_converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+    lite_converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    lite_converter.representative_dataset = lambda: ([x[None]] for x in data)
+    lite_converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    return lite_converter.convert()
+
+
+def test_f20_int16x8_has_no_squared_difference_nor_cumsum_but_mul_and_rsqrt():
+    """A window's spread as square/sqrt/divide fails in 16x8, as products and rsqrt it
+    runs; running sums (CUMSUM) are refused by the 16x8 quantizer."""
+    data = (np.random.default_rng(0).standard_normal((16, TIME, 1)) * 3 + 5).astype("float32")
+
+    def centred(x):
+        return x - tf.reduce_mean(x, axis=1, keepdims=True)
+
+    def square_sqrt_divide(x):
+        c = centred(x)
+        return c / tf.sqrt(tf.reduce_mean(tf.square(c), axis=1, keepdims=True) + 1e-5)
+
+    def products_rsqrt(x):
+        c = centred(x)
+        return c * tf.math.rsqrt(tf.reduce_mean(c * c, axis=1, keepdims=True) + 1e-5)
+
+    def run(content, x):
+        interpreter = Interpreter(model_content=content)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+    with pytest.raises(RuntimeError, match="SquaredDifference"):
+        # The converter fuses the square of a difference into SQUARED_DIFFERENCE, whose
+        # kernel has no int16 version.
+        run(_int16x8(square_sqrt_divide, data), data[:1])
+    content = _int16x8(products_rsqrt, data)
+    assert "SQUARED_DIFFERENCE" not in op_report(content)["builtin"]
+    expected = products_rsqrt(tf.constant(data[:1])).numpy()
+    assert np.abs(run(content, data[:1]) - expected).max() < 0.01
+    with pytest.raises(Exception, match="CUMSUM"):
+        _int16x8(lambda x: tf.cumsum(x, axis=1), data)

@@ -192,8 +192,13 @@ class WindowNormalization(keras.layers.Layer):
         mean = first + mean_offset
         if self.mode == "mean":
             return centred, mean
-        std = ops.sqrt(ops.mean(ops.square(centred), axis=1, keepdims=True) + self.epsilon)
-        return centred / std, mean, std
+        # Products and rsqrt rather than square, sqrt and a division: LiteRT has no int16
+        # kernel for SQUARED_DIFFERENCE (which the converter makes of a square of a
+        # difference) nor DIV, so an int16x8 file of that graph failed to run; MUL, MEAN
+        # and RSQRT have one (docs/tflite-facts.md F20). Same values up to float rounding.
+        variance = ops.mean(centred * centred, axis=1, keepdims=True) + self.epsilon
+        inverse_std = ops.rsqrt(variance)
+        return centred * inverse_std, mean, variance * inverse_std
 
     def _call_causal(self, inputs):
         # Statistics of the steps so far, computed on the offsets from the first step:
@@ -208,11 +213,14 @@ class WindowNormalization(keras.layers.Layer):
         mean = first + mean_offset
         if self.mode == "mean":
             return centred, mean
-        # >= 0 up to rounding, hence the relu.
-        variance = ops.relu(ops.cumsum(ops.square(offsets), axis=1) / counts
-                            - ops.square(mean_offset))
-        std = ops.sqrt(variance + self.epsilon)
-        return centred / std, mean, std
+        # >= 0 up to rounding, hence the relu. Products and rsqrt, as in `call`; the
+        # running sums (CUMSUM) have no int16 kernel either, so this form has no int16x8
+        # full-sequence file (`export.to_tflite` says so; its streaming step file keeps
+        # running sums as states instead and has one).
+        variance = ops.relu(ops.cumsum(offsets * offsets, axis=1) / counts
+                            - mean_offset * mean_offset) + self.epsilon
+        inverse_std = ops.rsqrt(variance)
+        return centred * inverse_std, mean, variance * inverse_std
 
     def compute_output_shape(self, input_shape):
         time = input_shape[1] if self.causal else 1
