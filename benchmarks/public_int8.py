@@ -35,8 +35,9 @@ RESULTS = HERE / "results" / "public_int8.json"
 TARGET_CHANGE = 0.005
 
 
-def measure(run_dir):
-    """Exports one trained run as float32 and int8; returns their test metrics and sizes."""
+def measure(run_dir, int16x8=False):
+    """Exports one trained run as float32 and int8 (and with `int16x8`, int16x8); returns
+    their test metrics and sizes."""
     from export import to_tflite
     from zoo.loaders import load_file
 
@@ -50,7 +51,9 @@ def measure(run_dir):
     row = {"variant": config.get("recipe", {}).get("build", {}).get("variant"),
            "length": int(dataset.input_shape[0]), "test_series": int(len(dataset.x_test))}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, quantization in (("float32", None), ("int8", "int8")):
+        modes = [("float32", None), ("int8", "int8")] + (
+            [("int16x8", "int16x8")] if int16x8 else [])
+        for name, quantization in modes:
             start = time.perf_counter()
             try:
                 result = to_tflite(
@@ -66,13 +69,14 @@ def measure(run_dir):
                          "keras": evaluation.get("keras"), "file": evaluation.get("tflite"),
                          "max_abs_error": float(result.max_abs_error),
                          "seconds": round(time.perf_counter() - start, 1),
-                         "notes": [n for n in result.notes if n.startswith("int8")]}
+                         "notes": [n for n in result.notes if n.startswith("int")],
+                         "warned": any("scores worse" in w for w in result.warnings)}
     return row
 
 
-def _change(entry, regression):
-    """int8 metric minus Keras's, signed so that negative is worse."""
-    int8 = entry.get("int8", {})
+def _change(entry, regression, mode="int8"):
+    """The file's metric minus Keras's, signed so that negative is worse."""
+    int8 = entry.get(mode, {})
     if "file" not in int8 or int8["file"] is None:
         return None
     change = int8["file"] - int8["keras"]
@@ -81,24 +85,34 @@ def _change(entry, regression):
 
 def format_table(results):
     lines = ["| dataset | seed | variant | length | test series | metric | Keras | int8 file | "
-             "change | largest output change | float32 KB | int8 KB | int8 / float32 | int8 form |",
-             "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "change | largest output change | float32 KB | int8 KB | int8 / float32 | int8 form | "
+             "warned | int16x8 change | int16x8 KB |",
+             "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|"]
     for name, seeds in sorted(results.items()):
         for seed, row in sorted(seeds.items()):
             f32, i8 = row.get("float32", {}), row.get("int8", {})
             if "error" in i8 or "error" in f32:
                 lines.append(f"| {name} | {seed} | {row['variant']} | {row['length']} | "
                              f"{row['test_series']} | failed: {i8.get('error') or f32.get('error')}"
-                             " | | | | | | | | |")
+                             " | | | | | | | | | | | |")
                 continue
             metric = i8["metric"]
             change = _change(row, metric != "accuracy")
+            i16 = row.get("int16x8")
+            if i16 is None:
+                i16_cells = "— | —"
+            elif "error" in i16:
+                i16_cells = f"failed: {i16['error'][:80]} | —"
+            else:
+                i16_cells = (f"{_change(row, metric != 'accuracy', 'int16x8'):+.4f} | "
+                             f"{i16['size'] / 1000:.1f}")
+            warned = {True: "yes", False: "no"}.get(i8.get("warned"), "—")
             lines.append(
                 f"| {name} | {seed} | {row['variant']} | {row['length']} | {row['test_series']} | "
                 f"{metric} | {i8['keras']:.4f} | {i8['file']:.4f} | {change:+.4f} | "
                 f"{i8.get('max_abs_error', float('nan')):.3g} | "
                 f"{f32['size'] / 1000:.1f} | {i8['size'] / 1000:.1f} | "
-                f"{i8['size'] / f32['size']:.2f} | {i8['form']} |")
+                f"{i8['size'] / f32['size']:.2f} | {i8['form']} | {warned} | {i16_cells} |")
     return "\n".join(lines)
 
 
@@ -152,8 +166,11 @@ def main(argv=None):
     parser.add_argument("--runs", type=pathlib.Path, default=pathlib.Path("runs/public"))
     parser.add_argument("--datasets", help="comma-separated names (default: every folder)")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--int16x8", default="",
+                        help="comma-separated names whose models are also exported as int16x8")
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args(argv)
+    with16 = [n for n in args.int16x8.split(",") if n]
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     names = [] if args.table_only else (
         args.datasets.split(",") if args.datasets else sorted(
@@ -163,16 +180,20 @@ def main(argv=None):
             run_dir = args.runs / name / f"seed{seed}"
             if not (run_dir / "model.keras").exists():
                 continue
-            row = measure(run_dir)
+            row = measure(run_dir, int16x8=name in with16)
             results.setdefault(name, {})[seed] = row
-            print(name, seed, json.dumps({k: row[k] for k in ("float32", "int8") if k in row}),
+            print(name, seed, json.dumps({k: row[k] for k in ("float32", "int8", "int16x8")
+                                          if k in row}),
                   flush=True)
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     table = format_table(results)
     print(table)
+    with16 = sorted(name for name, seeds in results.items()
+                    if any("int16x8" in row for row in seeds.values()))
     command = ("python benchmarks/public_int8.py --runs DIR --datasets "
-               + ",".join(sorted(results)))
+               + ",".join(sorted(results))
+               + (f" --int16x8 {','.join(with16)}" if with16 else ""))
     write_section(TITLE, f"""Command: `{command}` (DIR: the `--out` folder of
 `benchmarks/public_datasets.py`, whose trained models these are; {platform.machine()},
 {os.cpu_count()} cores). Each model is exported as `gru-zoo run`'s export step exports it:
@@ -180,6 +201,9 @@ float32, and int8 calibrated on the training split with `to_tflite`'s defaults (
 spread over the data; per-channel or per-tensor weights chosen from their ranges). Both files
 run on the whole test split; "change" is the int8 file's metric minus Keras's (for MSE the
 sign is flipped: negative is worse). Target: no int8 file more than 0.5 points below Keras.
+"warned": whether `to_tflite` warned that the int8 file scores worse than Keras on its
+validation data (here the test split). For the sets that int8 misses, the same model is also
+exported as int16x8 (16-bit activations, unrolled form), calibrated the same way.
 
 {table}
 
