@@ -485,3 +485,23 @@ def test_f20_int16x8_has_no_squared_difference_nor_cumsum_but_mul_and_rsqrt():
     assert np.abs(run(content, data[:1]) - expected).max() < 0.01
     with pytest.raises(Exception, match="CUMSUM"):
         _int16x8(lambda x: tf.cumsum(x, axis=1), data)
+
+
+def test_f19_the_node_denylist_does_not_reach_ops_that_only_move_data(tmp_path):
+    """Every op of the GRUs and the head listed: their arithmetic runs float, but SPLIT
+    (of the gates) and UNPACK (of the projected rows) still run int8."""
+    from export import to_tflite
+
+    model = tiny_model("stacked")
+    data = sequences(24)
+    path = tmp_path / "listed.tflite"
+    to_tflite(model, path, quantization="int8", representative_data=data, form="unrolled",
+              fallback=False, int8_float_layers=["gru_0", "gru_1", "output"])
+    interpreter = Interpreter(model_path=str(path))
+    kinds = {}
+    for op in interpreter._get_ops_details():
+        data_input = interpreter._get_tensor_details(op["inputs"][-1 if op["op_name"] ==
+                                                                  "SPLIT" else 0], 0)
+        kinds.setdefault(op["op_name"], set()).add(data_input["dtype"])
+    assert kinds["FULLY_CONNECTED"] == {np.float32} and kinds["TANH"] == {np.float32}
+    assert kinds["SPLIT"] == {np.int8}
