@@ -394,6 +394,8 @@ def _summary(result):
         entry["tflm_runs"] = result.tflm["runs"]
         entry["tflm_arena_bytes"] = result.tflm.get("arena_bytes")
         entry["tflm_max_abs_error"] = result.tflm.get("max_abs_error")
+    if result.warnings:
+        entry["warnings"] = list(result.warnings)
     return entry
 
 

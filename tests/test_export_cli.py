@@ -113,6 +113,9 @@ def test_run_step_exports_and_reports(tmp_path):
         path = tmp_path / "export" / f"model_{name}.tflite"
         assert path.stat().st_size == entry["size"]
         assert read_metadata(path)["labels"] == ["no", "yes"]
+        # A file scoring worse than Keras carries `to_tflite`'s warning into the summary.
+        worse = entry["tflite_accuracy"] < entry["keras_accuracy"] - 0.005
+        assert ("warnings" in entry) == worse, entry
     assert summary["float32"]["max_abs_error"] <= 1e-5
     assert summary["float32"]["tflite_accuracy"] == summary["float32"]["keras_accuracy"]
     assert summary["streaming_int8"]["tflm_runs"] is True

@@ -108,7 +108,8 @@ EXPORTS = {
                 "latency_ms": 0.125},
     "int8": {"size": 7936, "recipe": "int8", "max_abs_error": 0.0123,
              "keras_accuracy": 0.9533, "tflite_accuracy": 0.94, "tflm_runs": True,
-             "tflm_arena_bytes": 6144, "fallback_from": ["int8_full"]},
+             "tflm_arena_bytes": 6144, "fallback_from": ["int8_full"],
+             "warnings": ["The int8 file scores worse than Keras on validation_data"]},
     "streaming_float32": {"skipped": "gru_fcn does not stream"},
     "float16": {"error": "ValueError: the converter said no"},
 }
@@ -127,6 +128,8 @@ def test_export_table_has_one_row_per_file_with_sizes_in_kb():
     assert rows["float32"][:6] == ["20.0", "0.9533", "0.9533", "1.5e-07", "0.125", "-"]
     assert rows["int8"][:6] == ["7.8", "0.94", "0.9533", "0.0123", "-", "6.0"]
     assert "fell back from int8_full" in rows["int8"][6]
+    assert "**The int8 file scores worse than Keras" in rows["int8"][6]
+    assert "scores worse" not in rows["float32"][6]
     assert rows["streaming_float32"][0] == "-"
     assert rows["streaming_float32"][-1] == "skipped: gru_fcn does not stream"
     assert rows["float16"][-1] == "error: ValueError: the converter said no"
@@ -152,6 +155,7 @@ def test_format_export_table_is_aligned_plain_text():
     by_name = {line.split()[0]: line for line in lines}
     assert by_name["float32"].split()[1:3] == ["20.0", "0.9533"]
     assert by_name["int8"].split()[1] == "7.8"
+    assert "The int8 file scores worse" in by_name["int8"] and "**" not in text
     assert by_name["streaming_float32"].endswith("skipped: gru_fcn does not stream")
     # Columns line up: every row's size starts where the header's "KB" does.
     column = lines[0].index("KB")

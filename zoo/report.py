@@ -148,6 +148,9 @@ def _export_rows(exports, files_dir=None, link_base=None):
             notes.append(f"fell back from {', '.join(map(str, entry['fallback_from']))}")
         if entry.get("tflm_max_abs_error") is not None:
             notes.append(f"TFLM max abs error {_fmt(entry['tflm_max_abs_error'])}")
+        for warning in entry.get("warnings") or []:
+            # A file that scores worse than Keras (`to_tflite`'s warning) is said loudly.
+            notes.append(f"**{str(warning).replace('|', '/')}**")
         rows.append([shown, _kb(entry.get("size")), tflite_text, keras_text,
                      _fmt(entry.get("max_abs_error")), _fmt(entry.get("latency_ms"), 3),
                      _kb(arena) if arena is not None else "-", "; ".join(notes)])
@@ -177,6 +180,7 @@ def format_export_table(exports, *, indent="    "):
     if not exports:
         return f"{indent}no files exported"
     header, rows = _export_rows(exports)
+    rows = [row[:-1] + [row[-1].replace("**", "")] for row in rows]  # no Markdown here
     header = ["file", "KB", header[2].replace("TFLite", "tflite"),
               header[3].replace("Keras", "keras"), "max abs err", "ms", "arena KB", "notes"]
     return _text_table(header, rows, indent=indent)
