@@ -26,9 +26,11 @@ The table goes to the section `## Op costs` of BENCHMARKS.md with `--update`.
 
 import argparse
 import collections
+import json
 import os
 import pathlib
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -50,51 +52,73 @@ from bench_export import (  # noqa: E402
 from compare_report import write_section  # noqa: E402
 
 TITLE = "Op costs: the floor under the chunked GRU"
+RESULTS = HERE / "results" / "op_costs.json"
 SHORT, LONG = 16, 80
 # (inputs, outputs) of the fully connected ops: the recurrent products of a GRU(64) step
 # (candidate, z and r, both) and the wavefront form's product.
-FC_SHAPES = ((64, 64), (64, 128), (64, 192), (128, 512))
 UNITS = 64
 STEPS = 200
 
 
-def chain_file(kind, size, count, path, out=None, int8=False):
-    """A float32 file computing `count` ops of `kind` in a chain on a (1, size) row (a
-    fully connected op maps it to `out` values, `size` of which feed the next op)."""
+# The links of the chains: (row size, the ops one link holds, the link). One weight
+# matrix for every link, as a recurrent layer's steps share theirs: it stays in the cache
+# (distinct matrices would measure memory). ADD and MUL take the second input `y`, not a
+# constant, which the converter would fold. Fully connected ops of other shapes than
+# (64, 64) need a second op to bring the row back to 64 values: a product back
+# (`FC 64x128 + FC 128x64`, the cost of one is taken as half the pair's), a slice or a
+# split (whose costs are then the link's minus the product's).
+def _links(rng):
+    import tensorflow as tf
+
+    def weights(rows, columns):
+        return tf.constant((rng.standard_normal((rows, columns)) / np.sqrt(rows))
+                           .astype("float32"))
+
+    w64, w128, w192 = weights(UNITS, UNITS), weights(UNITS, 2 * UNITS), weights(UNITS, 3 * UNITS)
+    back128, back192 = weights(2 * UNITS, UNITS), weights(3 * UNITS, UNITS)
+    w512 = weights(2 * UNITS, 8 * UNITS)
+
+    def split_add(x, y):
+        a, b = tf.split(tf.matmul(x, w128), 2, axis=-1)
+        return a + b
+
+    return {
+        "ADD": (UNITS, {"ADD": 1}, lambda x, y: x + y),
+        "MUL": (UNITS, {"MUL": 1}, lambda x, y: x * y),
+        "TANH": (UNITS, {"TANH": 1}, lambda x, y: tf.tanh(x)),
+        "LOGISTIC": (2 * UNITS, {"LOGISTIC": 1}, lambda x, y: tf.sigmoid(x)),
+        "FC 64x64": (UNITS, {"FULLY_CONNECTED": 1}, lambda x, y: tf.matmul(x, w64)),
+        "FC 64x128 + FC 128x64": (UNITS, {"FULLY_CONNECTED": 2},
+                                  lambda x, y: tf.matmul(tf.matmul(x, w128), back128)),
+        "FC 64x192 + FC 192x64": (UNITS, {"FULLY_CONNECTED": 2},
+                                  lambda x, y: tf.matmul(tf.matmul(x, w192), back192)),
+        "FC 64x128 + STRIDED_SLICE": (UNITS, {"FULLY_CONNECTED": 1, "STRIDED_SLICE": 1},
+                                      lambda x, y: tf.matmul(x, w128)[:, :UNITS]),
+        "FC 64x128 + SPLIT + ADD": (UNITS, {"FULLY_CONNECTED": 1, "SPLIT": 1, "ADD": 1},
+                                    split_add),
+        "FC 128x512 + STRIDED_SLICE": (2 * UNITS, {"FULLY_CONNECTED": 1, "STRIDED_SLICE": 1},
+                                       lambda x, y: tf.matmul(x, w512)[:, : 2 * UNITS]),
+    }
+
+
+def chain_file(link, count, path, int8=False):
+    """A file computing `count` links of `link` in a chain (float32, or int8 inside with
+    float input and output, as the exporter's int8 files)."""
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
-    out = out or size
-    if kind == "FULLY_CONNECTED":
-        # One weight matrix for every op, as a recurrent layer's steps share theirs: it
-        # stays in the cache (distinct matrices of 64-256 KB each would measure memory).
-        weights = rng.standard_normal((size, out)).astype("float32") / np.sqrt(size)
-        constants = [weights] * count
-    else:
-        constants = [(1.0 + 0.01 * rng.standard_normal((1, size))).astype("float32")
-                     for _ in range(count)]
+    size, holds, function = _links(rng)[link]
 
     def chain(x, y):
-        # ADD and MUL take the second input `y`, not a constant: the converter would fold
-        # a chain of constants into one op.
-        for constant in constants:
-            if kind == "FULLY_CONNECTED":
-                x = tf.matmul(x, constant)[:, :size]
-            elif kind == "ADD":
-                x = x + y
-            elif kind == "MUL":
-                x = x * y
-            elif kind == "LOGISTIC":
-                x = tf.sigmoid(x)
-            elif kind == "TANH":
-                x = tf.tanh(x)
+        for _ in range(count):
+            x = function(x, y)
         return x
 
     module = tf.Module()
     module.f = tf.function(chain, input_signature=[tf.TensorSpec((1, size), tf.float32)] * 2)
     concrete = module.f.get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
-    if int8:  # full integer inside, float input and output (as the exporter's files)
+    if int8:
         samples = rng.standard_normal((16, 2, 1, size)).astype("float32")
         samples[:, 1] = 1.0 + 0.01 * samples[:, 1]  # y near 1: a chain of MUL stays finite
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -102,8 +126,9 @@ def chain_file(kind, size, count, path, out=None, int8=False):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     content = converter.convert()
     ops = subgraph_ops(content, 0)
-    if ops.get(kind, 0) != count:
-        raise RuntimeError(f"chain of {count} {kind}: the file holds {dict(ops)}")
+    for kind, per_link in holds.items():
+        if ops.get(kind, 0) != count * per_link:
+            raise RuntimeError(f"chain of {count} '{link}': the file holds {dict(ops)}")
     path.write_bytes(content)
     return path
 
@@ -129,14 +154,14 @@ def chain_runner(path, builtin=False):
     return lambda: runner(**feed)
 
 
-def op_cost(kind, size, workdir, runs=400, out=None):
-    """µs per op of `kind` on a (1, size) row: `{"xnnpack": ..., "builtin": ...}` (a fully
-    connected op with `out` outputs: with the slice back to `size` values when wider)."""
+def link_cost(link, workdir, runs=400):
+    """µs per link: `{mode: ...}` for each of `MODES`."""
     functions = {}
     for mode, builtin, int8 in MODES:
         for k in (SHORT, LONG):
-            path = chain_file(kind, size, k, pathlib.Path(workdir) / f"{kind}_{size}_{out}_{k}"
-                              f"_{int8}.tflite", out=out, int8=int8)
+            name = re.sub(r"\W+", "_", link)
+            path = chain_file(link, k, pathlib.Path(workdir) / f"{name}_{k}_{int8}.tflite",
+                              int8=int8)
             functions[f"{mode}_{k}"] = chain_runner(path, builtin=builtin)
     timing = interleaved(functions, runs)
     return {mode: (timing[f"{mode}_{LONG}"]["cpu_us"] - timing[f"{mode}_{SHORT}"]["cpu_us"])
@@ -146,6 +171,25 @@ def op_cost(kind, size, workdir, runs=400, out=None):
 # (name, builtin kernels only, int8): the float32 file with XNNPACK and without, the int8
 # file with XNNPACK.
 MODES = (("xnnpack", False, False), ("builtin", True, False), ("int8", False, True))
+
+
+def op_costs(links):
+    """Per-op costs from the links' costs: `{op name: {mode: µs}}`."""
+    costs = {}
+    for mode, _, _ in MODES:
+        fc128 = links["FC 64x128 + FC 128x64"][mode] / 2
+        for name in ("ADD", "MUL", "TANH", "LOGISTIC"):
+            costs.setdefault(name, {})[mode] = links[name][mode]
+        costs.setdefault("FC (1, 64) x (64, 64)", {})[mode] = links["FC 64x64"][mode]
+        costs.setdefault("FC (1, 64) x (64, 128)", {})[mode] = fc128
+        costs.setdefault("FC (1, 64) x (64, 192)", {})[mode] = links["FC 64x192 + FC 192x64"][mode] / 2
+        costs.setdefault("STRIDED_SLICE (1, 128) -> (1, 64)", {})[mode] = (
+            links["FC 64x128 + STRIDED_SLICE"][mode] - fc128)
+        costs.setdefault("SPLIT (1, 128) -> 2 x (1, 64)", {})[mode] = (
+            links["FC 64x128 + SPLIT + ADD"][mode] - fc128 - links["ADD"][mode])
+        costs.setdefault("FC (1, 128) x (128, 512) + STRIDED_SLICE", {})[mode] = (
+            links["FC 128x512 + STRIDED_SLICE"][mode])
+    return costs
 
 
 def wavefront_file(model, steps, chunk, path):
@@ -239,16 +283,11 @@ def measure(workdir, log):
     from export import converter, recipes
     from export.chunked import default_chunk_steps
 
-    costs = []
-    for kind, size, out in [("ADD", UNITS, None), ("MUL", UNITS, None), ("TANH", UNITS, None),
-                            ("LOGISTIC", 2 * UNITS, None)] + [
-                               ("FULLY_CONNECTED", n, m) for n, m in FC_SHAPES]:
-        cost = op_cost(kind, size, workdir, out=out)
-        row = {"op": kind, "size": size, "out": out,
-               "macs": size * out if kind == "FULLY_CONNECTED" else 0, **cost}
-        costs.append(row)
-        log(row)
-    fc = {(row["size"], row["out"]): row for row in costs if row["op"] == "FULLY_CONNECTED"}
+    links = {}
+    for link in _links(np.random.default_rng(0)):
+        links[link] = link_cost(link, workdir)
+        log({"link": link, **links[link]})
+    costs = op_costs(links)
 
     model = reference_model("stacked", STEPS)
     inputs = np.random.default_rng(1).standard_normal((4, STEPS, 8)).astype("float32")
@@ -283,25 +322,29 @@ def measure(workdir, log):
     if "run" in peer:
         functions["ort"] = peer["run"]
     timing = interleaved(functions, 200)
-    by_kind = {row["op"]: row for row in costs if row["op"] != "FULLY_CONNECTED"}
     # The recurrent products of one step (`export.chunked.gru_step`): h (1 x 64) times
     # 64 x 128 (z and r) and 64 x 64 (candidate). The other fully connected ops are the
     # input projections, one per chunk and layer for `chunk` rows at once: counted at the
-    # cost of one row's (1 x 64) x (64 x 192) product, an upper bound.
+    # cost of one row's (1 x 64) x (64 x 192) product, an upper bound. SUB runs as ADD;
+    # QUANTIZE/DEQUANTIZE (int8) at an ADD's cost; SLICE, PACK and CONCATENATION (once per
+    # chunk) at a STRIDED_SLICE's.
+    as_op = {"ADD": "ADD", "SUB": "ADD", "MUL": "MUL", "TANH": "TANH", "LOGISTIC": "LOGISTIC",
+             "QUANTIZE": "ADD", "DEQUANTIZE": "ADD", "SPLIT": "SPLIT (1, 128) -> 2 x (1, 64)"}
+    slice_cost = "STRIDED_SLICE (1, 128) -> (1, 64)"
     predicted = {}
-    for mode in ("xnnpack", "builtin", "int8"):
+    for mode, _, _ in MODES:
         ops = int8_per_step if mode == "int8" else per_step
-        elementwise = sum(count * by_kind[op][mode] for op, count in ops.items()
-                          if op in by_kind)
-        others = sum(count for op, count in ops.items()
-                     if op not in by_kind and op != "FULLY_CONNECTED")
+        elementwise = sum(count * costs[as_op[op]][mode] for op, count in ops.items()
+                          if op in as_op and op != "SPLIT")
+        moves = sum(count * costs[as_op.get(op, slice_cost)][mode] for op, count in ops.items()
+                    if op == "SPLIT" or (op not in as_op and op != "FULLY_CONNECTED"))
         projections = ops.get("FULLY_CONNECTED", 0) - 2
         predicted[mode] = {
-            "recurrent_products": fc[(UNITS, 2 * UNITS)][mode] + fc[(UNITS, UNITS)][mode],
-            "input_projections": projections * fc[(UNITS, 3 * UNITS)][mode],
+            "recurrent_products": (costs["FC (1, 64) x (64, 128)"][mode]
+                                   + costs["FC (1, 64) x (64, 64)"][mode]),
+            "input_projections": projections * costs["FC (1, 64) x (64, 192)"][mode],
             "elementwise": elementwise,
-            # Slices, splits and copies, at the cost of an ADD (an op that touches 64 values).
-            "data_movement": others * by_kind["ADD"][mode],
+            "data_movement": moves,
         }
     model_row = {
         "chunk": chunk, "ops_per_layer_step": per_step,
@@ -317,12 +360,11 @@ def measure(workdir, log):
 
 
 def render(costs, model_row):
-    lines = ["| op | shape | µs per op, float32 XNNPACK | float32 builtin kernels | "
-             "int8 XNNPACK |", "|---|---|---:|---:|---:|"]
-    for row in costs:
-        shape = (f"(1, {row['size']}) x ({row['size']}, {row['out']})"
-                 if row["op"] == "FULLY_CONNECTED" else f"(1, {row['size']})")
-        lines.append(f"| {row['op']} | {shape} | {row['xnnpack']:.3f} | {row['builtin']:.3f} | "
+    lines = ["| op | µs per op, float32 XNNPACK | float32 builtin kernels | int8 XNNPACK |",
+             "|---|---:|---:|---:|"]
+    for name, row in costs.items():
+        shape = "" if "(" in name else (" (1, 128)" if name == "LOGISTIC" else " (1, 64)")
+        lines.append(f"| {name}{shape} | {row['xnnpack']:.3f} | {row['builtin']:.3f} | "
                      f"{row['int8']:.3f} |")
     lines += [""]
     ops = ", ".join(f"{op} {count:g}" for op, count in
@@ -357,42 +399,61 @@ def render(costs, model_row):
         ort = measured["ort"]
         recurrent = predicted["xnnpack"]["recurrent_products"]
         elementwise = predicted["xnnpack"]["elementwise"] + predicted["xnnpack"]["data_movement"]
-        one_product = next(row for row in costs if row["op"] == "FULLY_CONNECTED"
-                           and row["out"] == 3 * UNITS)["xnnpack"]
-        square = next(row for row in costs if row["op"] == "FULLY_CONNECTED"
-                      and row["out"] == UNITS)["xnnpack"]
+        one_product = costs["FC (1, 64) x (64, 192)"]["xnnpack"]
+        square = costs["FC (1, 64) x (64, 64)"]["xnnpack"]
+        slice_us = costs["STRIDED_SLICE (1, 128) -> (1, 64)"]["xnnpack"]
+        others = sum(predicted["xnnpack"].values()) - recurrent
+        int8_recurrent = predicted["int8"]["recurrent_products"]
+        int8_others = sum(predicted["int8"].values()) - int8_recurrent
         lines += ["", (
             f"Reading: an elementwise op over 64 values costs "
-            f"{by_kind_cost(costs, 'ADD'):.3f} µs with XNNPACK, so the chunked form's "
+            f"{costs['ADD']['xnnpack']:.3f} µs with XNNPACK, so the chunked form's "
             f"{sum(v for k, v in model_row['ops_per_layer_step'].items() if k != 'FULLY_CONNECTED'):g} "
-            f"non-matmul ops per layer and step add up to {elementwise:.2f} µs. Its two "
+            f"other ops per layer and step add up to {elementwise:.2f} µs. Its two "
             f"recurrent products cost {recurrent:.2f} µs, {recurrent / ort:.0%} of ONNX "
             f"Runtime's whole layer step ({ort:.2f} µs); one (1, 64) x (64, 192) product in "
-            f"their place would cost {one_product:.2f} µs ({one_product / ort:.0%}). A "
-            f"one-row product is XNNPACK's slow case: its float32 broadcast kernels keep one "
-            f"or two accumulators per 16 outputs and, with one row, each multiply-add waits "
-            f"on the last (the timings fit that: {square * 1e3 / (UNITS * UNITS / 16):.1f} ns "
-            f"per 16 multiply-adds in the (64, 64) product, a few clock cycles). It is "
+            f"their place would cost {one_product:.2f} µs ({one_product / ort:.0%}), but its "
+            f"output has to be cut in two, and a STRIDED_SLICE costs {slice_us:.3f} µs "
+            f"({slice_us / costs['ADD']['xnnpack']:.0f}x an ADD): "
+            f"{one_product + 2 * slice_us:.2f} µs with two slices, no gain (a SPLIT into "
+            f"unequal parts, SPLIT_V, leaves the XNNPACK partition). A "
+            f"one-row product is XNNPACK's slow case: {square * 1e3 / (UNITS * UNITS / 16):.1f} ns "
+            f"per 16 multiply-adds in the (64, 64) product, a few clock cycles each, where a "
+            f"vector unit could do several per cycle (its float32 broadcast kernels keep one "
+            f"or two accumulators per 16 outputs, so with one row each multiply-add waits on "
+            f"the last, and the product is cut into tiles of 16-32 outputs that are called "
+            f"one by one; this benchmark does not separate the two). It is "
             f"the floor: no arrangement of builtin ops computes the recurrence with less "
-            f"than one such product per step. The "
+            f"than one such product per step. At ONNX Runtime's speed the rest of a step "
+            f"(input projection, gates, state update) would have {ort - recurrent:.2f} µs; "
+            f"it costs {others:.2f} µs here. int8: the products cost {int8_recurrent:.2f} µs "
+            f"({int8_recurrent / ort:.2f}x ORT's step), and half of ORT's step leaves "
+            f"{ort / 2 - int8_recurrent:.2f} µs for the rest, which costs {int8_others:.2f} µs. The "
             f"wavefront form, with half the ops, is {measured['wavefront'] / measured['xnnpack']:.2f}x "
             f"the chunked form's time: its product carries zero blocks, and the product's "
             f"cost grows with its size.")]
     return "\n".join(lines)
 
 
-def by_kind_cost(costs, kind, mode="xnnpack"):
-    return next(row[mode] for row in costs if row["op"] == kind)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--update", action="store_true", help="write BENCHMARKS.md")
+    parser.add_argument("--table-only", action="store_true",
+                        help="render the last run's results again (no measuring)")
     args = parser.parse_args(argv)
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    load = os.getloadavg()
-    with tempfile.TemporaryDirectory() as workdir:
-        costs, model_row = measure(workdir, lambda row: print(row, flush=True))
+    if args.table_only:
+        saved = json.loads(RESULTS.read_text())
+    else:
+        started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        load = os.getloadavg()
+        with tempfile.TemporaryDirectory() as workdir:
+            costs, model_row = measure(workdir, lambda row: print(row, flush=True))
+        saved = {"started": started, "load": list(load), "costs": costs,
+                 "model": json.loads(json.dumps(model_row, default=float))}
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(saved, indent=1) + "\n")
+    costs, model_row, started, load = (saved["costs"], saved["model"], saved["started"],
+                                       saved["load"])
     table = render(costs, model_row)
     print(table)
     if args.update:
