@@ -278,40 +278,68 @@ def float_layer_names(model, first_conv=True):
     return names
 
 
-def _nodes_of_layers(content, names):
-    """The names of the tensors the ops of the named Keras layers write, in every
-    subgraph of `content` (the converter names a tensor after its op's TensorFlow name
-    scopes, `<model>/<layer>_1/<op>`).
+def _nodes_of_layers(content, names, output_layers=None):
+    """`{layer name: names of the tensors its ops write}` for the named Keras layers, in
+    every subgraph of `content` (the converter names a tensor after its op's TensorFlow
+    name scopes, `<model>/<layer>_1/<op>`).
 
     An op that writes a model output is named after the signature instead
-    (`StatefulPartitionedCall:0`); it belongs to the layer whose constants (weights,
-    bias) it reads, or, reading no constant (the softmax after a Dense head), to the
-    layer whose tensor it reads."""
-    pattern = re.compile("|".join(rf"(^|/){re.escape(name)}(_\d+)?/" for name in names))
+    (`StatefulPartitionedCall:0`). `output_layers`, `{signature output name: layer}`
+    (`output_layer_names`), says which layer computed each output; without it, such an
+    op belongs to the layer whose constants it reads, or, reading no constant, to the
+    layer whose tensor it reads (a guess, kept for callers that have no model).
+    """
+    patterns = {name: re.compile(rf"(^|/){re.escape(name)}(_\d+)?/") for name in names}
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
 
     def name_of(subgraph, index):
         name = subgraph.tensors[index].name
         return name.decode() if isinstance(name, bytes) else name
 
-    nodes = set()
-    for subgraph in model.subgraphs:
+    signature_outputs = {}  # (subgraph, tensor index) -> layer
+    if output_layers is not None:
+        for signature in model.signatureDefs or []:
+            for item in signature.outputs or []:
+                key = item.name.decode() if isinstance(item.name, bytes) else item.name
+                if key in output_layers:
+                    signature_outputs[(signature.subgraphIndex, item.tensorIndex)] = \
+                        output_layers[key]
+    nodes = {name: set() for name in names}
+    for number, subgraph in enumerate(model.subgraphs):
+        outputs = set(subgraph.outputs if subgraph.outputs is not None else [])
         for operator in subgraph.operators or []:
-            constants = [index for index in (operator.inputs if operator.inputs is not None
-                                             else []) if index >= 0
-                         and _is_constant(model, subgraph.tensors[index])]
-            inputs = constants or [index for index in (operator.inputs if operator.inputs
-                                                       is not None else []) if index >= 0]
-            own = any(pattern.search(name_of(subgraph, index)) for index in inputs)
+            inputs = [index for index in (operator.inputs if operator.inputs is not None
+                                          else []) if index >= 0]
+            constants = [index for index in inputs
+                         if _is_constant(model, subgraph.tensors[index])]
             for index in operator.outputs:
-                name = name_of(subgraph, index)
-                if pattern.search(name) or (own and index in list(subgraph.outputs)):
-                    nodes.add(name)
-    return sorted(nodes)
+                tensor = name_of(subgraph, index)
+                for name, pattern in patterns.items():
+                    if pattern.search(tensor):
+                        nodes[name].add(tensor)
+                    elif (number, index) in signature_outputs:
+                        if signature_outputs[(number, index)] == name:
+                            nodes[name].add(tensor)
+                    elif (output_layers is None and number == 0 and index in outputs
+                          and any(pattern.search(name_of(subgraph, i))
+                                  for i in (constants or inputs))):
+                        nodes[name].add(tensor)
+    return {name: sorted(found) for name, found in nodes.items()}
+
+
+def output_layer_names(model):
+    """`{signature output name: name of the layer that computes it}` of a recipe model,
+    as `export.converter.save_for_conversion` names the outputs (one output: `output`).
+    Empty when the model's outputs are not a tensor or a dict of tensors."""
+    outputs = model.output if isinstance(model.output, dict) else {"output": model.output}
+    try:
+        return {key: tensor._keras_history.operation.name for key, tensor in outputs.items()}
+    except AttributeError:
+        return {}
 
 
 def quantize_int8(converter, samples, *, io_dtype, per_channel_dense=True, keep_float=(),
-                  notes=None):
+                  notes=None, output_layers=None):
     """Full-integer int8 file of a converter's model, loops included.
 
     Args:
@@ -324,6 +352,7 @@ def quantize_int8(converter, samples, *, io_dtype, per_channel_dense=True, keep_
         keep_float: names of Keras layers whose ops stay float (`float_layer_names`):
             the MLIR quantizer's node denylist, with a QUANTIZE/DEQUANTIZE at the border.
         notes: optional list; a line saying which ops stayed float is appended.
+        output_layers: `output_layer_names(model)`, which layer computes each output.
 
     Returns:
         bytes of the quantized model.
@@ -331,16 +360,19 @@ def quantize_int8(converter, samples, *, io_dtype, per_channel_dense=True, keep_
     from tensorflow.lite.python import convert
 
     float_content = float_model_for_quantization(converter)
-    nodes = _nodes_of_layers(float_content, keep_float) if keep_float else []
-    empty = [name for name in keep_float if not _nodes_of_layers(float_content, [name])]
+    found = _nodes_of_layers(float_content, keep_float, output_layers) if keep_float else {}
+    nodes = sorted({node for names in found.values() for node in names})
+    empty = [name for name in keep_float if not found.get(name)]
     if nodes and notes is not None:
         kept = [name for name in keep_float if name not in empty]
-        notes.append(f"int8: {len(nodes)} ops of {', '.join(kept)} kept in float "
-                     "(`int8_float_layers`)")
-    if notes is not None:
-        if empty:
-            notes.append(f"int8: no op of {', '.join(empty)} in the file (a layer without "
-                         "computation, e.g. Dropout), nothing of it to keep in float")
+        notes.append(f"int8: {len(nodes)} ops of {', '.join(kept)} listed to stay float "
+                     "(`int8_float_layers`; ops that only move data, such as SPLIT, stay "
+                     "int8)")
+    if notes is not None and empty:
+        notes.append(f"int8: no op named after {', '.join(empty)} in the file (a layer "
+                     "without computation such as Dropout, or one computed inside "
+                     "another, such as the later GRU layers of a chunked chain, which "
+                     "run under the first one's name); nothing of it stays float")
     calibrated = calibrate(float_content, samples)
     return convert.mlir_quantize(calibrated, input_data_type=io_dtype,
                                  output_data_type=io_dtype,

@@ -196,11 +196,12 @@ def convert(
                 notes.extend(repairs)
             return content
         if quantization == "int8":
-            from export.calibration import quantize_int8
+            from export.calibration import output_layer_names, quantize_int8
 
             if calibrate_loops or float_layers:
                 return quantize_int8(converter, samples,
                                      io_dtype=tf.int8 if io_type == "int8" else tf.float32,
                                      per_channel_dense=per_channel_dense,
-                                     keep_float=list(float_layers), notes=notes)
+                                     keep_float=list(float_layers), notes=notes,
+                                     output_layers=output_layer_names(model))
         return converter.convert()

@@ -6,6 +6,7 @@ is in `test_export_matrix.py` (slow).
 """
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -205,7 +206,7 @@ def test_int8_keeps_the_window_normalization_in_float(tmp_path):
     # The window statistics are computed on float inputs (quantized first: int8).
     assert means and all(interpreter._get_tensor_details(op["inputs"][0], 0)["dtype"]
                          == np.float32 for op in means)
-    assert any("kept in float" in note for note in result.notes)
+    assert any("listed to stay float" in note for note in result.notes)
     # Measured: 0.002-0.008 with the normalization in float, 0.015 quantized before it
     # (this tiny untrained model barely reacts to its input; Covid3Month_disc's trained
     # GRU-FCN: test accuracy 0.49 -> 0.57 of Keras's 0.59).
@@ -232,6 +233,11 @@ def test_int16x8_of_a_window_normalization(tmp_path):
                                          r".*Received: quantization='int16x8'"):
         to_tflite(causal, refused, quantization="int16x8", representative_data=x[:32])
     assert not refused.exists()
+    # Its streaming step file keeps the running sums as states, and has a 16x8 form
+    # (verified frame by frame against the full-sequence Keras model by `to_tflite`).
+    step = to_tflite(causal, tmp_path / "causal_step_int16x8.tflite", quantization="int16x8",
+                     representative_data=x[:32], streaming=True)
+    assert step.recipe == "step" and step.max_abs_error <= step.tolerance
 
 
 def test_int8_keeps_the_first_convolution_over_the_raw_input_in_float(data, tmp_path):
@@ -250,7 +256,7 @@ def test_int8_keeps_the_first_convolution_over_the_raw_input_in_float(data, tmp_
         conv_inputs[bool(setting)] = [
             interpreter._get_tensor_details(op["inputs"][0], 0)["dtype"]
             for op in interpreter._get_ops_details() if op["op_name"] == "CONV_2D"]
-        assert any("kept in float" in note for note in result.notes) == bool(setting)
+        assert any("listed to stay float" in note for note in result.notes) == bool(setting)
     assert conv_inputs[True][0] == np.float32  # the first convolution
     assert np.int8 in conv_inputs[True][1:] or len(conv_inputs[True]) == 1
     assert set(conv_inputs[False]) == {np.int8}
@@ -279,8 +285,34 @@ def test_int8_float_layers_reach_the_output_op_and_say_when_a_layer_has_none(dat
     assert last["op_name"] == "SOFTMAX" and dtype(last["inputs"][0]) == np.float32
     assert any(op["op_name"] == "FULLY_CONNECTED" and dtype(op["inputs"][1]) == np.float32
                for op in ops)
-    assert any("of output kept in float" in note for note in result.notes)
-    assert any("no op of inputs" in note for note in result.notes)
+    assert any("of output listed to stay float" in note for note in result.notes)
+    assert any("no op named after inputs" in note for note in result.notes)
+
+
+def test_int8_float_layers_follow_the_layer_that_computes_the_output(data, tmp_path):
+    """A softmax in its own Activation layer writes the output: naming it keeps it float
+    and leaves the Dense before it int8; naming the Dense leaves the softmax int8."""
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((TIME, FEATURES), name="inputs")
+    hidden = keras.layers.GRU(8, name="gru")(inputs)
+    logits = keras.layers.Dense(3, name="logits")(hidden)
+    model = keras.Model(inputs, keras.layers.Activation("softmax", name="probs")(logits))
+    dtypes = {}
+    for named in ("probs", "logits"):
+        path = tmp_path / f"{named}.tflite"
+        result = to_tflite(model, path, quantization="int8", representative_data=data,
+                           int8_float_layers=[named])
+        assert any(f"of {named} listed to stay float" in note for note in result.notes)
+        interpreter = Interpreter(model_path=str(path))
+        dtypes[named] = {op["op_name"]: interpreter._get_tensor_details(op["inputs"][0], 0)["dtype"]
+                         for op in interpreter._get_ops_details()
+                         if op["op_name"] in ("SOFTMAX", "FULLY_CONNECTED")
+                         and op["outputs"][0] != -1}
+    assert dtypes["probs"]["SOFTMAX"] == np.float32
+    assert dtypes["logits"]["SOFTMAX"] == np.int8
 
 
 def test_a_file_scoring_worse_than_keras_on_validation_data_is_warned_about(tmp_path):
@@ -297,6 +329,11 @@ def test_a_file_scoring_worse_than_keras_on_validation_data_is_warned_about(tmp_
     assert result.evaluation["tflite"] > result.evaluation["keras"]
     assert any("scores worse" in warning for warning in result.warnings)
     assert path.exists()
+    float_path = tmp_path / "reg_float32.tflite"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a warning here fails the test
+        plain = to_tflite(model, float_path, validation_data=(x, y))
+    assert not plain.warnings and plain.evaluation["keras"] < 1e-12
     assert exporter._metric_loss({"metric": "accuracy", "keras": 0.97, "tflite": 0.966,
                                   "samples": 1000}, "int8") is None  # 0.4 points
     lost = exporter._metric_loss({"metric": "accuracy", "keras": 0.97, "tflite": 0.96,

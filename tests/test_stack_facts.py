@@ -504,4 +504,4 @@ def test_f19_the_node_denylist_does_not_reach_ops_that_only_move_data(tmp_path):
                                                                   "SPLIT" else 0], 0)
         kinds.setdefault(op["op_name"], set()).add(data_input["dtype"])
     assert kinds["FULLY_CONNECTED"] == {np.float32} and kinds["TANH"] == {np.float32}
-    assert kinds["SPLIT"] == {np.int8}
+    assert kinds["SPLIT"] == {np.int8} and kinds["UNPACK"] == {np.int8}

@@ -149,8 +149,9 @@ def _export_rows(exports, files_dir=None, link_base=None):
         if entry.get("tflm_max_abs_error") is not None:
             notes.append(f"TFLM max abs error {_fmt(entry['tflm_max_abs_error'])}")
         for warning in entry.get("warnings") or []:
-            # A file that scores worse than Keras (`to_tflite`'s warning) is said loudly.
-            notes.append(f"**{str(warning).replace('|', '/')}**")
+            # `to_tflite`'s warnings (a file scoring worse than Keras, Flex ops, a
+            # streaming file TFLite Micro cannot run) are said loudly.
+            notes.append(f"**{str(warning).strip()}**")
         rows.append([shown, _kb(entry.get("size")), tflite_text, keras_text,
                      _fmt(entry.get("max_abs_error")), _fmt(entry.get("latency_ms"), 3),
                      _kb(arena) if arena is not None else "-", "; ".join(notes)])
