@@ -1319,6 +1319,18 @@ def _try_recipes(plan, job, workdir, *, task, verification, quantization, tolera
     raise last_error
 
 
+# What else to try when a quantized file differs too much from Keras: the two integer
+# modes keep different things at higher precision (docs/tflite-facts.md F19, F20).
+_QUANTIZED_ALTERNATIVE = {
+    "int8": " Or try quantization='int16x8' (16-bit activations), or `int8_float_layers` "
+            "to keep named layers in float.",
+    "int16x8": " Or try quantization='int8': it keeps a window normalization and the first "
+               "convolution over the raw input in float, which 16x8 files cannot (a window "
+               "statistic whose range spans orders of magnitude does not fit one int16 "
+               "scale).",
+}
+
+
 def _convert_and_check(index, recipe, job, workdir, *, task, verification, quantization,
                        tolerance, allow_select_tf_ops, allow_custom_ops, timeout):
     """One recipe: converts in a child process, audits the ops, compares with Keras.
@@ -1363,7 +1375,8 @@ def _convert_and_check(index, recipe, job, workdir, *, task, verification, quant
             VerificationError(
                 f"The {recipe!r} file runs but differs from Keras: max abs error "
                 f"{max_error:.3g} > tolerance {bound:.3g} on {verification} "
-                f"(quantization={quantization!r}). Pass a larger `tolerance` to accept it."))
+                f"(quantization={quantization!r}). Pass a larger `tolerance` to accept it."
+                + _QUANTIZED_ALTERNATIVE.get(quantization, "")))
     if quantization is not None:
         key = "eval" if "keras_eval" in arrays else "verify"
         collapse = _collapse(task, arrays[f"keras_{key}"], arrays[f"tflite_{key}"],

@@ -452,6 +452,16 @@ def test_failed_verification_writes_nothing(model, tmp_path):
     assert not path.exists() and os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("quantization, other", [("int8", "int16x8"), ("int16x8", "int8")])
+def test_a_refused_quantized_file_names_the_other_integer_mode(model, data, tmp_path,
+                                                               quantization, other):
+    path = tmp_path / f"{quantization}.tflite"
+    with pytest.raises(VerificationError, match=rf"tolerance.*Or try quantization='{other}'"):
+        to_tflite(model, path, quantization=quantization, representative_data=data,
+                  tolerance=1e-12, fallback=False)
+    assert not path.exists()
+
+
 def test_int8_of_a_masked_model_is_a_calibrated_keras_loop(data, tmp_path):
     """Padded series (a mask) are not chunked; their int8 file is Keras's own `WHILE`
     loop, calibrated by `export.calibration` (the converter's calibrator would crash,
