@@ -284,45 +284,28 @@ def _nodes_of_layers(content, names, output_layers=None):
     name scopes, `<model>/<layer>_1/<op>`).
 
     An op that writes a model output is named after the signature instead
-    (`StatefulPartitionedCall:0`). `output_layers`, `{signature output name: layer}`
-    (`output_layer_names`), says which layer computed each output; without it, such an
-    op belongs to the layer whose constants it reads, or, reading no constant, to the
-    layer whose tensor it reads (a guess, kept for callers that have no model).
+    (`StatefulPartitionedCall:0`): `output_layers`, `{signature output name: layer}`
+    (`output_layer_names`), says which layer computed each output.
     """
     patterns = {name: re.compile(rf"(^|/){re.escape(name)}(_\d+)?/") for name in names}
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
 
-    def name_of(subgraph, index):
-        name = subgraph.tensors[index].name
+    def text(name):
         return name.decode() if isinstance(name, bytes) else name
 
-    signature_outputs = {}  # (subgraph, tensor index) -> layer
-    if output_layers is not None:
-        for signature in model.signatureDefs or []:
-            for item in signature.outputs or []:
-                key = item.name.decode() if isinstance(item.name, bytes) else item.name
-                if key in output_layers:
-                    signature_outputs[(signature.subgraphIndex, item.tensorIndex)] = \
-                        output_layers[key]
+    output_layer = {}  # (subgraph, tensor index) -> layer
+    for signature in model.signatureDefs or []:
+        for item in signature.outputs or []:
+            layer = (output_layers or {}).get(text(item.name))
+            if layer is not None:
+                output_layer[(signature.subgraphIndex, item.tensorIndex)] = layer
     nodes = {name: set() for name in names}
     for number, subgraph in enumerate(model.subgraphs):
-        outputs = set(subgraph.outputs if subgraph.outputs is not None else [])
         for operator in subgraph.operators or []:
-            inputs = [index for index in (operator.inputs if operator.inputs is not None
-                                          else []) if index >= 0]
-            constants = [index for index in inputs
-                         if _is_constant(model, subgraph.tensors[index])]
             for index in operator.outputs:
-                tensor = name_of(subgraph, index)
+                tensor = text(subgraph.tensors[index].name)
                 for name, pattern in patterns.items():
-                    if pattern.search(tensor):
-                        nodes[name].add(tensor)
-                    elif (number, index) in signature_outputs:
-                        if signature_outputs[(number, index)] == name:
-                            nodes[name].add(tensor)
-                    elif (output_layers is None and number == 0 and index in outputs
-                          and any(pattern.search(name_of(subgraph, i))
-                                  for i in (constants or inputs))):
+                    if pattern.search(tensor) or output_layer.get((number, index)) == name:
                         nodes[name].add(tensor)
     return {name: sorted(found) for name, found in nodes.items()}
 

@@ -400,6 +400,19 @@ def _evaluate(task, keras_outputs, tflite_outputs, y):
     }
 
 
+# What else to try when a quantized file differs too much from Keras (refused by
+# verification) or scores worse on `validation_data` (`_metric_loss`): the two integer
+# modes keep different things at higher precision (docs/tflite-facts.md F19, F20).
+_QUANTIZED_ALTERNATIVE = {
+    "int8": " Or try quantization='int16x8' (16-bit activations), or `int8_float_layers` "
+            "to keep named layers in float.",
+    "int16x8": " Or try quantization='int8': it keeps a window normalization and the first "
+               "convolution over the raw input in float, which 16x8 files cannot (a window "
+               "statistic whose range spans orders of magnitude does not fit one int16 "
+               "scale).",
+}
+
+
 # A file that scores this much worse than Keras on `validation_data` is written (it
 # passed verification) but `to_tflite` warns: the target for int8 files
 # (accuracy within 0.5 points, MSE within 1.05x). On public Covid3Month (a GRU(64)
@@ -426,13 +439,9 @@ def _metric_loss(evaluation, quantization):
             return None
         said = (f"MSE {file_value:.4g} against Keras's {keras_value:.4g} "
                 f"({file_value / max(keras_value, 1e-30):.2f}x)")
-    mode = quantization or "float32"
-    advice = {
-        "int8": " int16x8 keeps 16-bit activations (quantization='int16x8'), and "
-                "`int8_float_layers` keeps named layers in float.",
-    }.get(mode, "")
-    return (f"The {mode} file scores worse than Keras on validation_data ({evaluation['samples']} "
-            f"samples): {said}.{advice}")
+    return (f"The {quantization or 'float32'} file scores worse than Keras on validation_data "
+            f"({evaluation['samples']} samples): {said}."
+            + _QUANTIZED_ALTERNATIVE.get(quantization, ""))
 
 
 def _run_worker(command, job, workdir, timeout):
@@ -1317,18 +1326,6 @@ def _try_recipes(plan, job, workdir, *, task, verification, quantization, tolera
         attempts.append({"recipe": recipe, "outcome": "ok", "detail": None})
         return tried, attempts
     raise last_error
-
-
-# What else to try when a quantized file differs too much from Keras: the two integer
-# modes keep different things at higher precision (docs/tflite-facts.md F19, F20).
-_QUANTIZED_ALTERNATIVE = {
-    "int8": " Or try quantization='int16x8' (16-bit activations), or `int8_float_layers` "
-            "to keep named layers in float.",
-    "int16x8": " Or try quantization='int8': it keeps a window normalization and the first "
-               "convolution over the raw input in float, which 16x8 files cannot (a window "
-               "statistic whose range spans orders of magnitude does not fit one int16 "
-               "scale).",
-}
 
 
 def _convert_and_check(index, recipe, job, workdir, *, task, verification, quantization,
