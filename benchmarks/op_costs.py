@@ -280,8 +280,8 @@ def subgraph_ops(content, index=None):
 
 
 def measure(workdir, log):
-    from export import converter, recipes
-    from export.chunked import default_chunk_steps
+    from export import LiteModel, converter, recipes, to_tflite
+    from export.chunked import chunk_steps_for, default_chunk_steps
 
     links = {}
     for link in _links(np.random.default_rng(0)):
@@ -297,18 +297,10 @@ def measure(workdir, log):
     body = subgraph_ops(path.read_bytes())
     per_step = {op: n / (chunk * LAYERS) for op, n in body.items()}
     wave_path = wavefront_file(model, STEPS, chunk, pathlib.Path(workdir) / "wave.tflite")
-    from ai_edge_litert.interpreter import Interpreter
-
-    runner = Interpreter(model_path=str(wave_path)).get_signature_runner()
-    (name,) = runner.get_input_details()
-    wave_out = np.concatenate([next(iter(runner(**{name: inputs[i:i + 1]}).values()))
-                               for i in range(len(inputs))])
-    wave_error = float(np.abs(wave_out - model.predict(inputs, verbose=0)).max())
+    wave_error = float(np.abs(LiteModel(wave_path).predict(inputs)
+                              - model.predict(inputs, verbose=0)).max())
     if wave_error > 1e-5:
         raise RuntimeError(f"the wavefront file differs from Keras: {wave_error:.2g}")
-    from export import to_tflite
-    from export.chunked import chunk_steps_for
-
     int8_path = pathlib.Path(workdir) / "chunked_int8.tflite"
     calibration = np.random.default_rng(2).standard_normal((64, STEPS, 8)).astype("float32")
     to_tflite(model, int8_path, quantization="int8", representative_data=calibration,

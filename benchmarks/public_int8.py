@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = pathlib.Path(__file__).resolve().parent
@@ -78,10 +77,10 @@ def measure(run_dir, int16x8=False):
 
 def _change(entry, regression, mode="int8"):
     """The file's metric minus Keras's, signed so that negative is worse."""
-    int8 = entry.get(mode, {})
-    if "file" not in int8 or int8["file"] is None:
+    file = entry.get(mode, {})
+    if "file" not in file or file["file"] is None:
         return None
-    change = int8["file"] - int8["keras"]
+    change = file["file"] - file["keras"]
     return -change if regression else change
 
 

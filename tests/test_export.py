@@ -262,10 +262,10 @@ def test_int8_keeps_the_first_convolution_over_the_raw_input_in_float(data, tmp_
     assert set(conv_inputs[False]) == {np.int8}
 
 
-
 def test_int8_float_layers_reach_the_output_op_and_say_when_a_layer_has_none(data, tmp_path):
     """The op writing the model's output is named after the signature, not the layer; it
-    is still found by its weights. A named layer without ops is said in the notes."""
+    is still found, through the layer that computes the output. A named layer without ops
+    is said in the notes."""
     from ai_edge_litert.interpreter import Interpreter
 
     model = tiny_model("stacked")
