@@ -306,6 +306,7 @@ def test_int8_float_layers_follow_the_layer_that_computes_the_output(data, tmp_p
         result = to_tflite(model, path, quantization="int8", representative_data=data,
                            int8_float_layers=[named])
         assert any(f"of {named} listed to stay float" in note for note in result.notes)
+        assert tflite_vs_keras(path, model, data) <= 0.05
         interpreter = Interpreter(model_path=str(path))
         dtypes[named] = {op["op_name"]: interpreter._get_tensor_details(op["inputs"][0], 0)["dtype"]
                          for op in interpreter._get_ops_details()

@@ -505,3 +505,5 @@ def test_f19_the_node_denylist_does_not_reach_ops_that_only_move_data(tmp_path):
         kinds.setdefault(op["op_name"], set()).add(data_input["dtype"])
     assert kinds["FULLY_CONNECTED"] == {np.float32} and kinds["TANH"] == {np.float32}
     assert kinds["SPLIT"] == {np.int8} and kinds["UNPACK"] == {np.int8}
+    runner = LiteModel(path)
+    assert np.abs(runner.predict(data) - model.predict(data, verbose=0)).max() <= 0.05
