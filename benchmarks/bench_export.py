@@ -456,8 +456,7 @@ def reference_rows(workdir, log, lengths, step_done):
             clone = {k: v for k, v in row.items() if k != "file"}
             clone["T"] = steps
             time_rows([clone], {clone["key"]: row["file"]}, peer, steps, log)
-            if loop:
-                clone["size_vs_loop"] = clone["size"] / loop["size"]
+            _size_vs_loop(batch + [clone])
             rows.append(clone)
     return rows
 
