@@ -12,7 +12,7 @@ running statistics, which Keras has no layer for, in `keras.layers.Lambda` layer
 
 | layer | one frame | states (zeros at the start) |
 |---|---|---|
-| GRU, LSTM, SimpleRNN | the layer's cell (GRU: the chunked form's step ops, see `_gru_frame`) | `state_<i>` (`_h`, `_c` for LSTM) |
+| GRU, LSTM, SimpleRNN | the layer's cell | `state_<i>` (`_h`, `_c` for LSTM) |
 | Conv1D, `padding="causal"` | a `"valid"` clone on the last `(kernel_size - 1) * dilation + 1` input frames | `state_<layer>_frames`: the last `(kernel_size - 1) * dilation` input frames, oldest first (a shift buffer; the zeros are the causal padding) |
 | MaxPooling1D after end padding | a running max; layers after it commit their states once per window | `state_<layer>_max`, `state_<layer>_phase` (frame count within the window) |
 | GlobalAveragePooling1D | running mean | `state_<layer>_mean`, `state_<layer>_count` |
@@ -41,7 +41,6 @@ the convolutional variants build for padded inputs). The masks Keras records for
 """
 
 import dataclasses
-import types
 
 import keras
 import numpy as np
@@ -506,11 +505,7 @@ def _math(name, function, *tensors):
     read (wrong new states, measured on a window-normalized model). Inside the Lambda
     the tensors are TensorFlow tensors, whose `+` is a plain `ADD`.
     """
-    # `mask`: a callable that returns None drops the mask of a `Masking` or
-    # `Embedding(mask_zero=True)` input without the warning Keras gives a layer that does
-    # not support masks; streaming takes every frame as valid (see the module docstring).
-    return keras.layers.Lambda(lambda inputs: function(*inputs), name=name,
-                               mask=lambda inputs, mask=None: None)(list(tensors))
+    return keras.layers.Lambda(lambda inputs: function(*inputs), name=name)(list(tensors))
 
 
 def _commit(commit, new, old):
@@ -564,65 +559,26 @@ def _one_commit(frames):
     return next(iter(commits.values()), None)
 
 
-def _frozen_gru_cell(cell):
-    """The weights and settings of a trained `GRUCell` as constants, for `export.chunked`'s
-    `gru_projection` and `gru_step` (which read `units`, `kernel`, `recurrent_kernel`,
-    `bias`, `use_bias`, `reset_after`, `activation` and `recurrent_activation`)."""
-    def constant(variable):
-        return keras.ops.convert_to_numpy(variable)
-
-    return types.SimpleNamespace(
-        units=cell.units, kernel=constant(cell.kernel),
-        recurrent_kernel=constant(cell.recurrent_kernel),
-        bias=constant(cell.bias) if cell.use_bias else None, use_bias=cell.use_bias,
-        reset_after=cell.reset_after, activation=cell.activation,
-        recurrent_activation=cell.recurrent_activation)
-
-
-def _gru_frame(layer, frame, h):
-    """One frame of a GRU layer in the ops of the chunked form's step: 13 ops per layer
-    against 17 for Keras's `GRUCell`, whose one (features, 3 * units) and one
-    (units, 3 * units) product need a `SPLIT` and three `STRIDED_SLICE`s to cut their
-    outputs into gates. Here each product writes one gate group (z and r together,
-    then the candidate's), so no slice is needed.
-
-    Measured (2 x GRU(64), 8 features, one thread, `invoke()` per frame against ONNX
-    Runtime's fused GRU per step of a 200-step sequence): int8 1.18x -> 1.04x, float32
-    1.49x -> 1.42x. The inputs and the state are not concatenated into one product:
-    int8 `CONCATENATION` gives both one scale, so raw sensor values in the hundreds
-    would leave the state (within -1..1) a few int8 levels.
-    """
-    from export.chunked import gru_projection, gru_step
-
-    cell = _frozen_gru_cell(layer.cell)
-
-    def step(x, state):
-        x_zr, x_h = gru_projection(cell, x)
-        return gru_step(cell, x_zr, x_h, state)
-
-    return _math(f"{layer.name}_cell", step, frame, h)
-
-
 def _recurrent_step(node, frames, states):
+    # Keras's own cell, although a GRU's step could use the chunked form's gate math
+    # (`export.chunked.gru_step`: one product per gate group, 13 ops per layer against
+    # the cell's 17, no slices). Measured on 2 x GRU(64) at one invoke per frame, that
+    # form's int8 file is faster (1.18x -> 1.04x ONNX Runtime's per-step cost), but its
+    # int8 error is larger on every trained model tried, all per-channel: mean
+    # |file - Keras| 0.0028 -> 0.0033 (ItalyPowerDemand preset, one more test series
+    # wrong), 0.019 -> 0.022 (CardanoSentiment), 0.029 -> 0.030 (Covid3Month). Neither
+    # separate z and r products, nor Keras's form of the update, nor wider ranges closed
+    # the gap, so the step keeps the cell.
     layer = node.layer
-    old = [states[s["name"]] for s in node.states]
-    if isinstance(layer.cell, keras.layers.GRUCell):
-        output = _gru_frame(layer, frames[0].tensor, old[0])
-        return _recurrent_result(node, frames, old, output, [output])
     cell_config = layer.cell.get_config()
     cell_config["name"] = f"{layer.name}_cell"
     _drop_dropout(cell_config)
     cell = type(layer.cell).from_config(cell_config)
+    old = [states[s["name"]] for s in node.states]
     # Keras cells take and return their state as [h] (GRU, RNN) or [h, c] (LSTM).
     output, new = cell(frames[0].tensor, old if len(old) > 1 else old[0])
     cell.set_weights(layer.cell.get_weights())
     new = list(new) if isinstance(new, (list, tuple)) else [new]
-    return _recurrent_result(node, frames, old, output, new)
-
-
-def _recurrent_result(node, frames, old, output, new):
-    """The step's output frame and new states, the states committed after a pooling."""
-    layer = node.layer
     commit = frames[0].commit
     if commit is not None:
         new = _math(f"{layer.name}_commit",
