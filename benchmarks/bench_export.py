@@ -10,10 +10,10 @@ What it measures (batch 1, one thread everywhere):
 2. The reference model (2 x GRU(64), 8 features, 4 classes) at T = 16, 50, 200, 1000:
    float32 `loop` (the former default), `unrolled`, the automatic form; int8
    `unrolled` (the former default) and the automatic form; streaming step files
-   (T invokes, one per frame, inputs set once: see `step_runner`). Per file: size, size / float32 `loop`, conversion time
-   (converter, and the whole `to_tflite` call), latency from Python and from
-   `litert-benchmark` (the `ai-edge-litert` tool on the compiled-model runtime), each
-   against ONNX Runtime measured in the same minute, the TFLite Micro arena
+   (T invokes, one per frame, inputs set once: see `step_runner`). Per file: size,
+   size / float32 `loop`, conversion time (converter, and the whole `to_tflite` call),
+   latency from Python and from `litert-benchmark` (the `ai-edge-litert` tool on the
+   compiled-model runtime), each against ONNX Runtime measured in the same minute, the TFLite Micro arena
    (full-sequence files: the chunked loop runs there), and the max error vs Keras.
 3. Every zoo variant at T = 50 and 200: float32 `loop`, float32 and int8 automatic
    forms: the same columns.
