@@ -13,8 +13,9 @@ What it measures (batch 1, one thread everywhere):
    (T invokes, one per frame, inputs set once: see `step_runner`). Per file: size,
    size / float32 `loop`, conversion time (converter, and the whole `to_tflite` call),
    latency from Python and from `litert-benchmark` (the `ai-edge-litert` tool on the
-   compiled-model runtime), each against ONNX Runtime measured in the same minute, the TFLite Micro arena
-   (full-sequence files: the chunked loop runs there), and the max error vs Keras.
+   compiled-model runtime), each against ONNX Runtime measured in the same minute, the
+   TFLite Micro arena (full-sequence files: the chunked loop runs there), and the max
+   error vs Keras.
 3. Every zoo variant at T = 50 and 200: float32 `loop`, float32 and int8 automatic
    forms: the same columns.
 4. Accuracy: the trained presets exported in float32 and int8 by the automatic
