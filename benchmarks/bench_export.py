@@ -366,9 +366,9 @@ def time_rows(rows, files, peer, steps, log):
             if row["streaming"]:
                 # The tool's JSON rounds its median to 10 µs, more than one frame takes:
                 # the same runtime call (`CompiledModel.run_by_name`) timed here instead.
-                from bench_streaming import cpp_invoke_us
+                from bench_streaming import compiled_model_us
 
-                bench = cpp_invoke_us(path)[0] * steps
+                bench = compiled_model_us(path) * steps
             else:
                 bench = litert_benchmark(path, runs)
             after = interleaved({"ort": peer["run"]}, runs // 2)["ort"]["wall_us"]

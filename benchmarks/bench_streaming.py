@@ -164,10 +164,26 @@ def python_invoke_us(path):
 def cpp_invoke_us(path, runs=3000):
     """Per-frame µs in LiteRT's C++ runtime (the `CompiledModel` API, one CPU thread).
 
-    Returns `(median, script_median)`: the median of `run_by_name` timed here, and the
-    median that the `litert-benchmark` console script of ai-edge-litert reports for the
-    same file and runtime (its JSON rounds to 10 µs, too coarse for one frame alone).
+    Returns `(median, script_median)`: the median of `run_by_name` timed here
+    (`compiled_model_us`), and the median that the `litert-benchmark` console script of
+    ai-edge-litert reports for the same file and runtime (its JSON rounds to 10 µs, too
+    coarse for one frame alone).
     """
+    median = compiled_model_us(path, runs)
+    binary = shutil.which("litert-benchmark") or str(pathlib.Path(sys.executable).parent
+                                                     / "litert-benchmark")
+    with tempfile.TemporaryDirectory() as scratch:
+        out = pathlib.Path(scratch) / "result.json"
+        subprocess.run([binary, "--model", str(path), "--num_threads", "1", "--num_runs",
+                        str(runs), "--warmup_runs", "200", "--result_json", str(out)],
+                       check=True, capture_output=True)
+        report = json.loads(out.read_text())
+    return median, report["latency"]["median_ms"] * 1e3
+
+
+def compiled_model_us(path, runs=3000):
+    """Median µs of one `CompiledModel.run_by_name` of the file (one CPU thread): the
+    call the `litert-benchmark` script times, unrounded."""
     from ai_edge_litert.compiled_model import (CompiledModel, CpuOptions, Environment,
                                                EnvironmentOptions, HardwareAccelerator,
                                                Options)
@@ -184,17 +200,7 @@ def cpp_invoke_us(path, runs=3000):
                for name in model.get_output_tensor_details(signature)}
     for name, detail in model.get_input_tensor_details(signature).items():
         inputs[name].write(np.zeros(detail["shape"], np.float32))
-    median = median_us(lambda: model.run_by_name(signature, inputs, outputs), runs=runs)
-
-    binary = shutil.which("litert-benchmark") or str(pathlib.Path(sys.executable).parent
-                                                     / "litert-benchmark")
-    with tempfile.TemporaryDirectory() as scratch:
-        out = pathlib.Path(scratch) / "result.json"
-        subprocess.run([binary, "--model", str(path), "--num_threads", "1", "--num_runs",
-                        str(runs), "--warmup_runs", "200", "--result_json", str(out)],
-                       check=True, capture_output=True)
-        report = json.loads(out.read_text())
-    return median, report["latency"]["median_ms"] * 1e3
+    return median_us(lambda: model.run_by_name(signature, inputs, outputs), runs=runs)
 
 
 def files(models=None):
