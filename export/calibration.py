@@ -19,6 +19,8 @@ the min/max of every float tensor in every subgraph.
    iteration's tensors are seen (a preserved body only holds its last iteration), for
    a subset of the samples that covers `MAX_RECORDED_ITERATIONS` iterations.
 3. `mlir_quantize` with the converter's default int8 settings (per-channel weights).
+4. `export.integer_loops.integer_loop_variables`: the loop variables, which the
+   quantizer leaves float, carried in int8.
 
 Written by hand because neither the converter nor `ai-edge-quantizer` (whose static
 recipes also fail on `WHILE`) calibrates loop bodies.
@@ -29,6 +31,8 @@ import re
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.tools import flatbuffer_utils
+
+from export.integer_loops import float_ops, integer_loop_variables
 
 # Loop iterations whose tensors are read, about, over all samples: every sample runs
 # the main graph (its ranges), but only as many samples as this needs (at least 8,
@@ -357,7 +361,16 @@ def quantize_int8(converter, samples, *, io_dtype, per_channel_dense=True, keep_
                      "another, such as the later GRU layers of a chunked chain, which "
                      "run under the first one's name); nothing of it stays float")
     calibrated = calibrate(float_content, samples)
-    return convert.mlir_quantize(calibrated, input_data_type=io_dtype,
-                                 output_data_type=io_dtype,
-                                 denylisted_nodes=nodes or None,
-                                 disable_per_channel_for_dense_layers=not per_channel_dense)
+    quantized = convert.mlir_quantize(calibrated, input_data_type=io_dtype,
+                                      output_data_type=io_dtype,
+                                      denylisted_nodes=nodes or None,
+                                      disable_per_channel_for_dense_layers=not per_channel_dense)
+    # The quantizer leaves loop variables float: carry them in int8 (export.integer_loops).
+    quantized = integer_loop_variables(quantized)[0]
+    left = float_ops(quantized) if not keep_float else []
+    if left and notes is not None:
+        counts = {name: left.count(name) for name in sorted(set(left))}
+        notes.append("int8: not fully integer: "
+                     + ", ".join(f"{n} {name}" for name, n in counts.items())
+                     + " read or write float tensors (the quantizer left them float)")
+    return quantized

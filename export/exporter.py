@@ -748,7 +748,9 @@ def to_tflite(
             step) and, in full-sequence files, the first convolution over the raw input
             when it reads at most 16 channels (a fraction of a percent of the work; it
             caused most of a GRU-FCN's int8 error on public data). `[]` gives a fully
-            integer file (for a device without floating point). Ops that only move data
+            integer file (for a device without floating point), loops included: their
+            variables are carried in int8 (docs/tflite-facts.md, F21); `notes` names any
+            op that still reads or writes a float tensor. Ops that only move data
             (a recurrence's SPLIT and UNPACK) stay int8 even in a named layer (F19); a
             layer without ops is said in `notes`.
         strip_tensor_names: bool, drop the names of intermediate tensors (a third of

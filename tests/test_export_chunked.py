@@ -118,6 +118,43 @@ def test_int8_chunked_file_with_int8_io_matches_keras(tmp_path):
     assert any("fully connected weights" in note for note in result.notes)
 
 
+@pytest.mark.parametrize("variant, time, options, form", [
+    ("attention", 12, {}, "chunked"),  # the GRU chain returns sequences: an output buffer
+    ("bidirectional", 13, {}, "chunked"),  # two loops; 13 = 1 step before the loop + 6 x 2
+    ("gru_fcn", 13, {}, "chunked"),  # the loop's last state joins the convolution branch
+    ("stacked", 12, {"cell": "lstm"}, "loop"),  # Keras's own loop
+])
+def test_int8_chunked_files_carry_their_loop_variables_in_int8(variant, time, options, form,
+                                                               tmp_path):
+    """The loops' states, input sequence and output buffers are int8 loop variables, in
+    the chunked form and in Keras's own loop
+    (docs/tflite-facts.md, F21), and the data moves that join a loop's outputs run in
+    int8 too: with int8 inputs and outputs and no float layers, no op of the file reads
+    or writes a float tensor, and it still matches Keras."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = tiny_model(variant, time=time, **options)
+    data = sequences(40, time=time)
+    path = tmp_path / "integer.tflite"
+    result = to_tflite(model, path, quantization="int8", representative_data=data,
+                       io_type="int8", int8_float_layers=[])
+    assert result.recipe == form and "WHILE" in result.ops
+    assert not [note for note in result.notes if "not fully integer" in note]
+    assert tflite_vs_keras(path, model, data) <= 0.1
+    flat = flatbuffer_utils.read_model(str(path))
+    main = flat.subgraphs[0]
+    loops = [op for op in main.operators
+             if flatbuffer_utils.opcode_to_name(flat, op.opcodeIndex) == "WHILE"]
+    carried = [main.tensors[i].type for loop in loops for i in loop.inputs]
+    assert loops and carried.count(schema.TensorType.INT8) >= 3 * len(loops)
+    float_ops = [(number, flatbuffer_utils.opcode_to_name(flat, op.opcodeIndex))
+                 for number, subgraph in enumerate(flat.subgraphs)
+                 for op in subgraph.operators for index in list(op.inputs) + list(op.outputs)
+                 if index >= 0 and subgraph.tensors[index].type == schema.TensorType.FLOAT32]
+    assert float_ops == []
+
+
 @pytest.mark.parametrize("time", [40, 120])
 def test_int8_chunked_file_is_a_third_of_the_float32_loop_file(time):
     """The int8 loop holds the weights once: its size does not grow with T."""

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert.tools import flatbuffer_utils
 from helpers import FEATURES, TIME, sequences, tiny_model
 
 from export import LiteModel, converter, op_report, recipes
@@ -507,3 +508,41 @@ def test_f19_the_node_denylist_does_not_reach_ops_that_only_move_data(tmp_path):
     assert kinds["SPLIT"] == {np.int8} and kinds["UNPACK"] == {np.int8}
     runner = LiteModel(path)
     assert np.abs(runner.predict(data) - model.predict(data, verbose=0)).max() <= 0.05
+
+
+def test_f21_the_mlir_quantizer_leaves_loop_variables_float(monkeypatch):
+    """The quantizer gives an int8 chunked file float `WHILE` operands, converted at every
+    iteration; `export.integer_loops` carries them in int8 with the same outputs."""
+    from export import calibration, integer_loops
+
+    model = tiny_model("attention")  # a chain returning sequences: an output buffer too
+    data = sequences(8)
+    rebuilt = recipes.rebuild_chunked(model, chunk_steps=4)
+    samples = [{"inputs": data[i : i + 1]} for i in range(len(data))]
+    monkeypatch.setattr(calibration, "integer_loop_variables", lambda content: (content, 0))
+    raw = converter.convert(rebuilt, quantization="int8", representative=samples,
+                            calibrate_loops=True)
+    monkeypatch.undo()
+
+    def loop_operands(content):
+        interpreter = Interpreter(model_content=content)
+        (loop,) = [op for op in interpreter._get_ops_details() if op["op_name"] == "WHILE"]
+        return [interpreter._get_tensor_details(i, 0)["dtype"] for i in loop["inputs"]]
+
+    def body_conversions(content):
+        """QUANTIZE ops from float and DEQUANTIZE ops in the loop body (subgraph 2)."""
+        model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+        body = model.subgraphs[2]
+        names = [flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) for op in body.operators]
+        sources = [body.tensors[op.inputs[0]].type for op in body.operators]
+        return sum(1 for name, source in zip(names, sources)
+                   if name == "DEQUANTIZE" or (name == "QUANTIZE" and source == 0))  # FLOAT32
+
+    assert loop_operands(raw).count(np.float32) == 4  # two states, the buffer, the input
+    assert body_conversions(raw) >= 4
+    rewritten, count = integer_loops.integer_loop_variables(raw)
+    assert count == 4 and np.float32 not in loop_operands(rewritten)
+    assert body_conversions(rewritten) == 0
+    for x in data[:4]:
+        before, after = run_litert(raw, x[None]), run_litert(rewritten, x[None])
+        assert np.abs(before - after).max() <= 1 / 128  # one step of the softmax output
