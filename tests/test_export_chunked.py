@@ -91,6 +91,23 @@ def test_automatic_chunk_size():
     assert chunked.default_chunk_steps(50) == 5 and chunked.default_chunk_steps(23) == 4
 
 
+def test_layers_returning_long_sequences_take_more_steps_per_iteration():
+    """An output buffer of T rows is copied at every iteration: at T=1000 the attention
+    variant's GRU chain takes 25 steps per iteration in float32 (4 bytes a value) and 10
+    in int8; without a buffer (stacked) and at T=200 the usual 4."""
+    def model(variant, time):
+        return zoo.build_gru(variant, input_shape=(time, 8), num_outputs=4, units=64,
+                             num_layers=2, compile=False)
+
+    attention = model("attention", 1000)
+    assert chunked.buffer_chunk_steps(attention, 1000) == 25
+    assert chunked.chunk_steps_for(attention, 1000) == 25
+    assert chunked.chunk_steps_for(attention, 1000, "int8") == 10
+    assert chunked.buffer_chunk_steps(model("stacked", 1000), 1000) == 1  # no buffer
+    assert chunked.chunk_steps_for(model("stacked", 1000), 1000) == 4
+    assert chunked.chunk_steps_for(model("attention", 200), 200, "int8") == 4
+
+
 # === Conversions, run here and compared with Keras ===
 
 
