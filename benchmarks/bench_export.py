@@ -16,7 +16,7 @@ What it measures (batch 1, one thread everywhere):
    compiled-model runtime), each against ONNX Runtime measured in the same minute, the
    TFLite Micro arena (full-sequence files: the chunked loop runs there), and the max
    error vs Keras.
-3. Every zoo variant at T = 50 and 200: float32 `loop`, float32 and int8 automatic
+3. Every zoo variant at T = 50, 200 and 1000: float32 `loop`, float32 and int8 automatic
    forms: the same columns.
 4. Accuracy: the trained presets exported in float32 and int8 by the automatic
    recipe; test accuracy (or MSE) of Keras and of each file, and verification data.
@@ -61,7 +61,7 @@ sys.path.insert(1, str(ROOT / "benchmarks"))  # torch_twins
 
 FEATURES, UNITS, LAYERS, CLASSES = 8, 64, 2, 4
 LENGTHS = (16, 50, 200, 1000)
-VARIANT_LENGTHS = (50, 200)
+VARIANT_LENGTHS = (50, 200, 1000)  # 1000: sequence-returning layers copy a T-row buffer per iteration
 PROBE_LENGTHS = (16, 32, 50, 100, 200)
 UNROLLED_MAX = 200  # longer unrolled files take minutes to convert and are not shipped
 BEGIN, END = "<!-- export-benchmark:begin -->", "<!-- export-benchmark:end -->"
