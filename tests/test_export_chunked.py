@@ -106,6 +106,8 @@ def test_layers_returning_long_sequences_take_more_steps_per_iteration():
     assert chunked.buffer_chunk_steps(model("stacked", 1000), 1000) == 1  # no buffer
     assert chunked.chunk_steps_for(model("stacked", 1000), 1000) == 4
     assert chunked.chunk_steps_for(model("attention", 200), 200, "int8") == 4
+    # int8 bodies stop at 10 steps (file size): 20 would keep the copies within bounds.
+    assert chunked.chunk_steps_for(model("bidirectional_attention", 1000), 1000, "int8") == 10
 
 
 # === Conversions, run here and compared with Keras ===
