@@ -300,6 +300,49 @@ def test_f9_tflm_runs_the_step_file_but_not_the_loop_file(tmp_path):
                                atol=1e-5)
 
 
+
+def _int8_softmax(length, tmp_path):
+    """An int8 file of one SOFTMAX over `length` values, int8 input and output."""
+    @tf.function(input_signature=[tf.TensorSpec((1, length), tf.float32)])
+    def softmax(x):
+        return tf.nn.softmax(x, axis=-1)
+
+    rng = np.random.default_rng(0)
+    lite_converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [softmax.get_concrete_function()], softmax)
+    lite_converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    lite_converter.representative_dataset = lambda: (
+        [rng.standard_normal((1, length)).astype("float32")] for _ in range(8))
+    lite_converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    lite_converter.inference_input_type = tf.int8
+    lite_converter.inference_output_type = tf.int8
+    path = tmp_path / f"softmax_{length}.tflite"
+    path.write_bytes(lite_converter.convert())
+    # Scores all alike (as an attention's over similar steps): every exponential near 1.
+    np.save(tmp_path / "x.npy", np.full((1, length), 5, np.int8))
+    return path
+
+
+def test_f22_tflm_int8_softmax_aborts_from_512_equal_values(tmp_path):
+    """LiteRT runs both files; TFLite Micro runs a softmax over 511 equal scores and
+    aborts the process on 512 (an attention over 512 or more similar time steps)."""
+    codes = {}
+    for length in (511, 512):
+        path = _int8_softmax(length, tmp_path)
+        x = np.load(tmp_path / "x.npy")
+        interpreter = Interpreter(model_path=str(path))
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        interpreter.invoke()
+        output = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        assert output.shape == (1, length)
+        done = subprocess.run([sys.executable, "-c", _TFLM_CHILD, str(path),
+                               str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+                              capture_output=True, text=True, timeout=60)
+        codes[length] = done.returncode
+    assert codes[511] == 0 and codes[512] != 0, codes
+
+
 # === keras-tuner ===
 
 
