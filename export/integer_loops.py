@@ -332,19 +332,17 @@ def _drop_unread_conversions(model, subgraph):
 
 
 def float_ops(content):
-    """Names of the ops of an int8 file that read or write a float tensor, other than
-    the conversions of the model's own float inputs and outputs."""
+    """Names of the ops of an int8 file that read or write a float tensor other than the
+    model's own float inputs and outputs (a file with float I/O converts them, or
+    compares them, as a mask does, at its border)."""
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
     found = []
     for number, subgraph in enumerate(model.subgraphs):
+        border = set(subgraph.inputs) | set(subgraph.outputs) if number == 0 else set()
         for op in subgraph.operators or []:
-            if number == 0 and (
-                    (_code(model, op) == _OP.QUANTIZE and op.inputs[0] in list(subgraph.inputs))
-                    or (_code(model, op) == _OP.DEQUANTIZE
-                        and op.outputs[0] in list(subgraph.outputs))):
-                continue
-            tensors = [subgraph.tensors[i] for i in list(op.inputs) + list(op.outputs) if i >= 0]
-            if any(t.type == _FLOAT32 and not _constant_or_none(model, t) for t in tensors):
+            tensors = [i for i in list(op.inputs) + list(op.outputs) if i >= 0 and i not in border]
+            if any(subgraph.tensors[i].type == _FLOAT32
+                   and not _constant_or_none(model, subgraph.tensors[i]) for i in tensors):
                 found.append(flatbuffer_utils.opcode_to_name(model, op.opcodeIndex))
     return found
 
