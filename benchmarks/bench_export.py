@@ -61,7 +61,7 @@ sys.path.insert(1, str(ROOT / "benchmarks"))  # torch_twins
 
 FEATURES, UNITS, LAYERS, CLASSES = 8, 64, 2, 4
 LENGTHS = (16, 50, 200, 1000)
-VARIANT_LENGTHS = (50, 200, 1000)  # 1000: sequence-returning layers copy a T-row buffer per iteration
+VARIANT_LENGTHS = (50, 200, 1000)  # 1000: layers returning sequences carry a T-row buffer
 PROBE_LENGTHS = (16, 32, 50, 100, 200)
 UNROLLED_MAX = 200  # longer unrolled files take minutes to convert and are not shipped
 BEGIN, END = "<!-- export-benchmark:begin -->", "<!-- export-benchmark:end -->"

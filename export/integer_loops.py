@@ -10,18 +10,21 @@ costs, at every iteration:
   included (its `T x features` values at every iteration: quadratic in T), and a
   float output buffer (`return_sequences`) converted both ways;
 - copies of float tensors, 4 bytes a value: the `WHILE` kernel copies every loop
-  variable from the body's outputs to its inputs at every iteration;
+  variable that the body changed (the states, the output buffer) from the body's
+  outputs to its inputs at every iteration;
 - and the file is not integer-only: a device without floating point would have to
   emulate those conversions.
 
 `integer_loop_variables` rewrites such a file so that the loop carries int8 tensors:
-each float loop variable that the body only converts takes the int8 type and the scale
-of the int8 value it held (what the body's `DEQUANTIZE` of it read). The conversions around it become int8-to-int8 `QUANTIZE`
+each float loop variable that the body only converts takes the int8 type, in the scale
+of the int8 value it held (what the body's `DEQUANTIZE` of it read), so that each
+reader still rounds it once. The conversions around it become int8-to-int8 `QUANTIZE`
 ops (a rescale; integer arithmetic), and those whose two scales are equal are removed.
 Loop variables that a float op reads inside the body (a layer kept float) stay float.
 The quantizer also leaves float the ops that only move a loop's outputs (the `RESHAPE`
 of an output buffer, the `CONCATENATION` of a last state with another branch); they
 become int8 too, so that a file quantized with no float layers holds no float op.
+Tensors left unused are dropped, so the file is no larger than the quantizer's.
 
 Written by hand: neither the converter nor the quantizer has an option for it.
 """
@@ -243,7 +246,45 @@ def integer_loop_variables(content):
             pass
         _drop_identity_rescales(model, subgraph)
         _drop_unread_conversions(model, subgraph)
+    _drop_unused_tensors(model)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), count
+
+
+def _drop_unused_tensors(model):
+    """Removes the tensors that no op, subgraph input or output, or signature uses any
+    more (what the rewrite replaced), and empties the constant buffers that no tensor
+    reads (the float initial states): the file stays as small as the quantizer made it.
+    Buffers keep their places, since the file's metadata points at some of them."""
+    for number, subgraph in enumerate(model.subgraphs):
+        used = set(subgraph.inputs) | set(subgraph.outputs)
+        for op in subgraph.operators or []:
+            used |= {i for i in list(op.inputs) + list(op.outputs) if i >= 0}
+            if op.intermediates is not None:
+                used |= {i for i in op.intermediates if i >= 0}
+        signatures = [item for signature in model.signatureDefs or []
+                      if signature.subgraphIndex == number
+                      for item in list(signature.inputs or []) + list(signature.outputs or [])]
+        used |= {item.tensorIndex for item in signatures}
+        if len(used) == len(subgraph.tensors):
+            continue
+        new_index = {old: new for new, old in enumerate(sorted(used))}
+
+        def remap(indices):
+            return [new_index[i] if i >= 0 else i for i in indices]
+
+        subgraph.tensors = [subgraph.tensors[i] for i in sorted(used)]
+        subgraph.inputs, subgraph.outputs = remap(subgraph.inputs), remap(subgraph.outputs)
+        for op in subgraph.operators or []:
+            op.inputs, op.outputs = remap(op.inputs), remap(op.outputs)
+            if op.intermediates is not None:
+                op.intermediates = remap(op.intermediates)
+        for item in signatures:
+            item.tensorIndex = new_index[item.tensorIndex]
+    read = {tensor.buffer for subgraph in model.subgraphs for tensor in subgraph.tensors}
+    read |= {entry.buffer for entry in model.metadata or []}
+    for index, buffer in enumerate(model.buffers):
+        if index and index not in read and buffer.data is not None and len(buffer.data):
+            buffer.data = None
 
 
 # Ops that only move values: int8 with the scale of their input (one data input).
