@@ -657,10 +657,23 @@ def chunk_steps_for(model, steps, quantization=None):
     per step and grows with T. Layers that return long sequences take more steps per
     iteration (`buffer_chunk_steps`) when that is over 4.
     """
+    calibrated = quantization in ("int8", "int16x8")
+    if not calibrated:
+        per_step = 0
+        for chain in chunk_plan(model):
+            for name in chain:
+                units = model.get_layer(name).units
+                per_step += 4 * units * 3 * units
+        for name in bidirectional_plan(model):
+            layer = model.get_layer(name)
+            for direction in (layer.forward_layer, layer.backward_layer):
+                per_step += 4 * direction.units * 3 * direction.units
+        if steps <= FULL_UNROLL_MAX_STEPS and steps * per_step <= FULL_UNROLL_BYTES:
+            return steps  # no loop, so no buffer to copy either
     buffered = buffer_chunk_steps(model, steps, quantization)
     if buffered > 4:
         return min(buffered, steps)
-    if quantization in ("int8", "int16x8"):
+    if calibrated:
         # Each step of the body costs ~1.5 KB per layer in an int8 file (its tensors'
         # quantization parameters and the op table), and the steps run unrolled before
         # the loop cost as much again: small divisors of T keep the file near its
@@ -671,14 +684,4 @@ def chunk_steps_for(model, steps, quantization=None):
             if steps % chunk == 0:
                 return min(chunk, steps)
         return min(2, steps)
-    per_step = 0
-    for chain in chunk_plan(model):
-        for name in chain:
-            units = model.get_layer(name).units
-            per_step += 4 * units * 3 * units
-    for name in bidirectional_plan(model):
-        for direction in (model.get_layer(name).forward_layer, model.get_layer(name).backward_layer):
-            per_step += 4 * direction.units * 3 * direction.units
-    if steps <= FULL_UNROLL_MAX_STEPS and steps * per_step <= FULL_UNROLL_BYTES:
-        return steps
     return default_chunk_steps(steps)
