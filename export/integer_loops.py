@@ -102,20 +102,19 @@ def _plan_variable(model, main, loop, body, cond, position):
     readers = _consumers(body, body_in)
     if not all(_is(model, op, _OP.QUANTIZE, body, _FLOAT32, _INT8) for op in readers):
         return None
+    # Carried in the scale of the int8 value that the float variable holds, so that
+    # every reader rescales it once, as it quantized it once from float before: the
+    # body's written value (its DEQUANTIZE's input), or for a value passed on unchanged,
+    # the value entering the loop. A reader's own scale would round it twice (into the
+    # carried scale, then into the reader's), which cost a tiny forecaster up to 0.14 of
+    # its output where the float-carried file lost 0.012.
     if body_out != body_in:
         writer = _producer(body, body_out)
         if (not _is(model, writer, _OP.DEQUANTIZE, body, _INT8, _FLOAT32)
                 or _consumers(body, body_out) or body_out in list(body.inputs)):
             return None
-    # The scale of the int8 value that the float variable holds, so that every reader
-    # rescales it once, as it quantized it once from float before: the body's written
-    # value (its DEQUANTIZE's input), or for a value passed on unchanged, the value
-    # entering the loop. A reader's own scale would round it twice (into the carried
-    # scale, then into the reader's), which cost a tiny forecaster up to 0.14 of its
-    # output where the float-carried file lost 0.012.
-    if body_out != body_in:
-        return _int8_quantization(body.tensors[_producer(body, body_out).inputs[0]])
-    producer = _producer(main, loop.inputs[position])
+        return _int8_quantization(body.tensors[writer.inputs[0]])
+    producer = _producer(main, outer_in)
     if _is(model, producer, _OP.DEQUANTIZE, main, _INT8, _FLOAT32):
         return _int8_quantization(main.tensors[producer.inputs[0]])
     if readers:
@@ -156,6 +155,7 @@ def _carry_in_int8(model, main, loop, body, cond, position, quantization, opcode
     outer_in, outer_out = loop.inputs[position], loop.outputs[position]
     body_in, body_out = body.inputs[position], body.outputs[position]
     producer = _producer(main, outer_in)
+    dequantized = _is(model, producer, _OP.DEQUANTIZE, main, _INT8, _FLOAT32)
     values = _constant(model, main.tensors[outer_in])
     inputs = list(loop.inputs)
     if values is not None:
@@ -168,16 +168,13 @@ def _carry_in_int8(model, main, loop, body, cond, position, quantization, opcode
         model.buffers.append(buffer)
         inputs[position] = _new_tensor(main, main.tensors[outer_in], b"_int8", quantization,
                                        len(model.buffers) - 1)
-    elif (_is(model, producer, _OP.DEQUANTIZE, main, _INT8, _FLOAT32)
-          and len(_consumers(main, outer_in)) == 1 and inputs.count(outer_in) == 1
+    elif (dequantized and len(_consumers(main, outer_in)) == 1 and inputs.count(outer_in) == 1
           and outer_in not in list(main.outputs)):
         # DEQUANTIZE before the loop -> an int8 rescale into the carried scale.
         producer.opcodeIndex = opcodes[_OP.QUANTIZE]
         _set_int8(main.tensors[outer_in], quantization)
     else:  # converted once, before the loop (from the int8 value it was made of)
-        source = outer_in
-        if _is(model, producer, _OP.DEQUANTIZE, main, _INT8, _FLOAT32):
-            source = producer.inputs[0]
+        source = producer.inputs[0] if dequantized else outer_in
         converted = _new_tensor(main, main.tensors[outer_in], b"_int8", quantization)
         main.operators.insert(main.operators.index(loop),
                               _new_op(opcodes[_OP.QUANTIZE], [source], [converted]))
@@ -208,9 +205,7 @@ def _drop_identity_rescales(model, subgraph):
                 subgraph.outputs = [source if i == target else i for i in subgraph.outputs]
                 continue
         kept.append(op)
-    removed = len(subgraph.operators or []) - len(kept)
     subgraph.operators = kept
-    return removed
 
 
 def integer_loop_variables(content):
@@ -383,11 +378,6 @@ def float_ops(content):
         for op in subgraph.operators or []:
             tensors = [i for i in list(op.inputs) + list(op.outputs) if i >= 0 and i not in border]
             if any(subgraph.tensors[i].type == _FLOAT32
-                   and not _constant_or_none(model, subgraph.tensors[i]) for i in tensors):
+                   and _constant(model, subgraph.tensors[i]) is None for i in tensors):
                 found.append(flatbuffer_utils.opcode_to_name(model, op.opcodeIndex))
     return found
-
-
-def _constant_or_none(model, tensor):
-    data = model.buffers[tensor.buffer].data
-    return data is not None and len(data) > 0
