@@ -75,7 +75,8 @@ def _step_calibration(model, sequences, seed=0):
 
 def convert_job(job):
     from export import converter, recipes
-    from export.metadata import add_metadata, op_report, strip_tensor_names
+    from export.metadata import (TFLM_SOFTMAX_LIMIT, add_metadata, int8_softmax_lengths,
+                                 op_report, strip_tensor_names)
     from export.runtime import LiteModel
 
     recipe = job["recipe"]
@@ -103,8 +104,11 @@ def convert_job(job):
         else:
             representative = [{"inputs": calibration[i : i + 1]} for i in range(len(calibration))]
     float_layers = job.get("int8_float_layers", "auto")
+    float_softmax_over = None
     if job["quantization"] == "int8" and float_layers == "auto":
-        from export.calibration import float_layer_names
+        from export.calibration import INT8_SOFTMAX_MAX_VALUES, float_layer_names
+
+        float_softmax_over = INT8_SOFTMAX_MAX_VALUES
 
         # The first convolution stays float only in full-sequence files: a streaming
         # file's convolutions keep their own frame buffers (`export.streaming`).
@@ -120,12 +124,19 @@ def convert_job(job):
         calibrate_loops=recipe in ("chunked", "loop"),
         int8_weights=job.get("int8_weights", "auto"),
         float_layers=() if float_layers == "auto" else float_layers,
+        float_softmax_over=float_softmax_over,
     )
     convert_seconds = time.perf_counter() - start
     if job.get("strip_tensor_names", True):
         content = strip_tensor_names(content)
     content = add_metadata(content, job["metadata"])
     ops = op_report(content)
+    long_softmax = [n for n in int8_softmax_lengths(content) if n >= TFLM_SOFTMAX_LIMIT]
+    if long_softmax:
+        notes.append(f"int8: a SOFTMAX over {max(long_softmax)} values: TFLite Micro's int8 "
+                     "softmax aborts once their exponentials sum to 512, so the file may "
+                     "not run there (docs/tflite-facts.md, F22); LiteRT runs it, and the "
+                     "default int8_float_layers='auto' keeps such a softmax float")
     result = {"ok": True, "convert_seconds": convert_seconds, "ops": ops, "size": len(content),
               "notes": notes}
     with open(job["out_path"], "wb") as handle:
@@ -175,7 +186,8 @@ def _capture_stderr(function):
 
 
 def tflm_job(job):
-    """Runs a streaming file in TFLite for Microcontrollers' interpreter."""
+    """Runs a file in TFLite for Microcontrollers' interpreter: a streaming file frame
+    by frame (`job["per_step"]` set), a full-sequence file one sequence per invoke."""
     import re
 
     from tflite_micro.python.tflite_micro import runtime
@@ -192,8 +204,10 @@ def tflm_job(job):
     indices = signature_tensor_indices(content)
     inputs = dict(indices["inputs"])
     outputs = dict(indices["outputs"])
-    state_names = [name for name in inputs if name != "frame"]
     sequences = np.load(job["x_path"])["x"]
+    if not job.get("streaming", True):
+        return _tflm_full_sequence(interpreter, indices, sequences, job, arena_bytes)
+    state_names = [name for name in inputs if name != "frame"]
     per_step = job["per_step"]
     results = []
     start = time.perf_counter()
@@ -222,6 +236,27 @@ def tflm_job(job):
         results.append(sequence_outputs if per_step else sequence_outputs[-1])
     seconds = time.perf_counter() - start
     np.savez(job["outputs_path"], tflm=np.stack(results).astype(np.float32))
+    return {"ok": True, "arena_bytes": arena_bytes, "seconds_per_step": seconds / max(steps, 1)}
+
+
+def _tflm_full_sequence(interpreter, indices, sequences, job, arena_bytes):
+    """`tflm_job` for a full-sequence file: one input (the sequence), one output."""
+    from export.runtime import _dequantize, _quantize
+
+    (_, input_position), = indices["inputs"]
+    (_, output_position), = indices["outputs"]
+    details = interpreter.get_input_details(input_position)
+    results = []
+    start = time.perf_counter()
+    for sequence in sequences:
+        interpreter.reset()
+        interpreter.set_input(_quantize(sequence[None], details), input_position)
+        interpreter.invoke()
+        output = np.array(interpreter.get_output(output_position))
+        results.append(_dequantize(output, interpreter.get_output_details(output_position))[0])
+    seconds = time.perf_counter() - start
+    np.savez(job["outputs_path"], tflm=np.stack(results).astype(np.float32))
+    steps = len(sequences) * sequences.shape[1]
     return {"ok": True, "arena_bytes": arena_bytes, "seconds_per_step": seconds / max(steps, 1)}
 
 

@@ -268,6 +268,21 @@ FLOAT_LAYERS = ("WindowNormalization", "WindowDenormalization")
 FLOAT_CONV_MAX_CHANNELS = 16
 
 
+# A SOFTMAX over more values than this stays float in an int8 file (with the default
+# `int8_float_layers="auto"`), and so does a MUL by a constant that follows it. An int8
+# softmax writes its output in steps of 1/256, and the quantizer gives that fixed scale
+# to a float softmax's output too (docs/tflite-facts.md, F23). So an attention that
+# spreads its weight over more than 256 time steps rounds every weight to 0 or 1/256.
+# `zoo.layers.AttentionPooling` scales its weights by T from the same length
+# (`SCALED_WEIGHTS_ABOVE`), and the scaled weights, written by the float MUL, are
+# quantized in their calibrated range. Untrained cnn_gru_attention at T=1000: max error
+# vs Keras 0.075 -> 0.0025. And TFLite Micro's int8 softmax aborts once the
+# exponentials sum to 512 (F22): an int8 attention over 512 alike steps does not run
+# there at all, a float one does. The float ops cost 2 x T floats of activation memory
+# and a few microseconds.
+INT8_SOFTMAX_MAX_VALUES = 256
+
+
 def float_layer_names(model, first_conv=True):
     """Names of the layers of `model` that an int8 file keeps in float by default:
     `FLOAT_LAYERS`, and with `first_conv` the first `Conv1D` when it reads at most
@@ -280,6 +295,35 @@ def float_layer_names(model, first_conv=True):
                     names.append(layer.name)
                 break
     return names
+
+
+def _long_softmax_nodes(content, limit):
+    """`{output tensor name: (op name, values)}` of the float model's `SOFTMAX` ops that
+    normalize more than `limit` values (their input's last axis), and of the `MUL` by a
+    constant that reads one."""
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+    found = {}
+    for subgraph in model.subgraphs:
+        for operator in subgraph.operators or []:
+            if flatbuffer_utils.opcode_to_name(model, operator.opcodeIndex) != "SOFTMAX":
+                continue
+            shape = subgraph.tensors[operator.inputs[0]].shape
+            if shape is not None and len(shape) and int(shape[-1]) > limit:
+                name = subgraph.tensors[operator.outputs[0]].name
+                found[name.decode() if isinstance(name, bytes) else name] = (
+                    "SOFTMAX", int(shape[-1]))
+                # A MUL of the weights by a constant (`zoo.layers.AttentionPooling`
+                # scales them by T) stays float too: its output is quantized in its
+                # calibrated range, where the softmax's own is fixed at steps of 1/256.
+                for other in subgraph.operators:
+                    if (operator.outputs[0] in other.inputs
+                            and flatbuffer_utils.opcode_to_name(model, other.opcodeIndex) == "MUL"
+                            and any(model.buffers[subgraph.tensors[i].buffer].data is not None
+                                    for i in other.inputs)):
+                        name = subgraph.tensors[other.outputs[0]].name
+                        found[name.decode() if isinstance(name, bytes) else name] = (
+                            "MUL", int(shape[-1]))
+    return found
 
 
 def _nodes_of_layers(content, names, output_layers=None):
@@ -326,7 +370,7 @@ def output_layer_names(model):
 
 
 def quantize_int8(converter, samples, *, io_dtype, per_channel_dense=True, keep_float=(),
-                  notes=None, output_layers=None):
+                  notes=None, output_layers=None, float_softmax_over=None):
     """Full-integer int8 file of a converter's model, loops included.
 
     Args:
@@ -340,6 +384,8 @@ def quantize_int8(converter, samples, *, io_dtype, per_channel_dense=True, keep_
             the MLIR quantizer's node denylist, with a QUANTIZE/DEQUANTIZE at the border.
         notes: optional list; a line saying which ops stayed float is appended.
         output_layers: `output_layer_names(model)`, which layer computes each output.
+        float_softmax_over: int or None: `SOFTMAX` ops over more values than this stay
+            float (`INT8_SOFTMAX_MAX_VALUES`).
 
     Returns:
         bytes of the quantized model.
@@ -350,6 +396,14 @@ def quantize_int8(converter, samples, *, io_dtype, per_channel_dense=True, keep_
     found = _nodes_of_layers(float_content, keep_float, output_layers) if keep_float else {}
     nodes = sorted({node for names in found.values() for node in names})
     empty = [name for name in keep_float if not found.get(name)]
+    softmaxes = (_long_softmax_nodes(float_content, float_softmax_over)
+                 if float_softmax_over else {})
+    if softmaxes and notes is not None:
+        lengths = sorted({values for op, values in softmaxes.values() if op == "SOFTMAX"})
+        notes.append(f"int8: SOFTMAX over {', '.join(map(str, lengths))} values kept float "
+                     "(an int8 softmax writes steps of 1/256, too coarse for weights spread "
+                     f"over more than {float_softmax_over} values, and TFLite Micro's aborts "
+                     "from 512 alike values; `int8_float_layers=[]` quantizes it anyway)")
     if nodes and notes is not None:
         kept = [name for name in keep_float if name not in empty]
         notes.append(f"int8: {len(nodes)} ops of {', '.join(kept)} listed to stay float "
@@ -360,6 +414,7 @@ def quantize_int8(converter, samples, *, io_dtype, per_channel_dense=True, keep_
                      "without computation such as Dropout, or one computed inside "
                      "another, such as the later GRU layers of a chunked chain, which "
                      "run under the first one's name); nothing of it stays float")
+    nodes = sorted(set(nodes) | set(softmaxes))
     calibrated = calibrate(float_content, samples)
     quantized = convert.mlir_quantize(calibrated, input_data_type=io_dtype,
                                       output_data_type=io_dtype,
@@ -368,6 +423,12 @@ def quantize_int8(converter, samples, *, io_dtype, per_channel_dense=True, keep_
     # The quantizer leaves loop variables float: carry them in int8 (export.integer_loops).
     quantized = integer_loop_variables(quantized)[0]
     left = float_ops(quantized) if not keep_float else []
+    for op, _ in softmaxes.values():
+        # Expected float: the softmax, the DEQUANTIZE before it and the QUANTIZE after
+        # it (or after the MUL that scales its output).
+        for name in ("SOFTMAX", "DEQUANTIZE", "QUANTIZE") if op == "SOFTMAX" else ("MUL",):
+            if name in left:
+                left.remove(name)
     if left and notes is not None:
         counts = {name: left.count(name) for name in sorted(set(left))}
         notes.append("int8: not fully integer: "

@@ -105,6 +105,7 @@ def convert(
     calibrate_loops=False,
     int8_weights="auto",
     float_layers=(),
+    float_softmax_over=None,
 ):
     """Converts a recipe model to `.tflite` bytes.
 
@@ -125,6 +126,8 @@ def convert(
         float_layers: int8 only: names of the layers whose ops stay float
             (`export.calibration.float_layer_names` gives the default ones); empty: fully
             integer.
+        float_softmax_over: int8 only: int or None, `SOFTMAX` ops over more values
+            than this stay float (`export.calibration.INT8_SOFTMAX_MAX_VALUES`).
         int8_weights: one of `INT8_WEIGHTS`, int8 only: fully connected weights
             per-channel, per-tensor, or (`"auto"`) per-channel only when their output
             channels' ranges differ widely (`export.calibration.PER_CHANNEL_SPREAD`).
@@ -198,10 +201,14 @@ def convert(
         if quantization == "int8":
             from export.calibration import output_layer_names, quantize_int8
 
-            if calibrate_loops or float_layers:
+            long_softmax = float_softmax_over is not None and any(
+                (dimension or 0) > float_softmax_over
+                for tensor in model.inputs for dimension in tensor.shape[1:2])
+            if calibrate_loops or float_layers or long_softmax:
                 return quantize_int8(converter, samples,
                                      io_dtype=tf.int8 if io_type == "int8" else tf.float32,
                                      per_channel_dense=per_channel_dense,
                                      keep_float=list(float_layers), notes=notes,
-                                     output_layers=output_layer_names(model))
+                                     output_layers=output_layer_names(model),
+                                     float_softmax_over=float_softmax_over)
         return converter.convert()

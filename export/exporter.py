@@ -497,9 +497,11 @@ def _run_worker(command, job, workdir, timeout):
         f"; last output:\n{tail}" if tail.strip() else " (no other output)")
 
 
-def _recipes_to_try(recipe, quantization, streaming, fallback, *, chunkable=False):
+def _recipes_to_try(recipe, quantization, streaming, fallback, *, chunkable=False,
+                    micro=False):
     """Recipes to try in order. `chunkable`: the model has GRU chains that the `"chunked"`
-    recipe computes and a fixed length (`export.chunked.chunk_plan`)."""
+    recipe computes and a fixed length (`export.chunked.chunk_plan`). `micro`: the file
+    must run in TFLite Micro, which runs Keras's `loop` files wrong (F9)."""
     if streaming:
         return ["step"]
     # int16x8 goes through TFLite's older quantizer, which refuses `WHILE`. int8 of a
@@ -510,13 +512,14 @@ def _recipes_to_try(recipe, quantization, streaming, fallback, *, chunkable=Fals
     # GRU on JapaneseVowels (T=29), where the loop is 0.6x.
     loops_ok = quantization != "int16x8"
     chunked_ok = chunkable and loops_ok
+    keras_loop_ok = loops_ok and not micro
     if recipe == "auto":
-        plan = (["chunked"] if chunked_ok else []) + (["loop"] if loops_ok else []) \
+        plan = (["chunked"] if chunked_ok else []) + (["loop"] if keras_loop_ok else []) \
             + ["unrolled"]
         return plan if fallback else plan[:1]
     if not fallback:
         return [recipe]
-    others = ("loop", "unrolled") if loops_ok else ("unrolled",)
+    others = ("loop", "unrolled") if keras_loop_ok else ("unrolled",)
     return [recipe] + [other for other in others if other != recipe]
 
 
@@ -708,9 +711,14 @@ def to_tflite(
             delegate; a warning is issued). Defaults to `False`.
         allow_custom_ops: bool, allow custom ops. Defaults to `False`.
         fallback: bool, when a form crashes or fails, try the next one. Defaults to `True`.
-        check_tflm: bool, run streaming files in TFLite for Microcontrollers' interpreter.
-            Defaults to `True` for streaming files (Keras's full-sequence `WHILE` files
-            run there with wrong outputs: docs/tflite-facts.md, F9).
+        check_tflm: bool or None, run the file in TFLite for Microcontrollers'
+            interpreter on the verification inputs (its arena and its error vs Keras
+            land in `ExportResult.tflm`; a file that does not run there, or differs
+            from Keras beyond the tolerance, gives a warning). `True` never picks the
+            `loop` form, which TFLite Micro runs with wrong outputs
+            (docs/tflite-facts.md, F9). `None` (the default): checked for streaming
+            files and for files written with `c_array` (they are for firmware) unless
+            their form is `loop`, which then gives a warning instead.
         tflm_arena_size: int, TFLM tensor arena in bytes; defaults to a generous size,
             and the result reports what the file needs.
         c_array: `False`, `True` (writes `<path>.cc`/`.h`) or a `.cc` path: the file as
@@ -785,7 +793,8 @@ def to_tflite(
         sequence_length=sequence_length, calibration_samples=calibration_samples,
         range_margin=range_margin)
     plan, chunk_steps = _plan_recipes(source.keras_model, form, quantization, fallback,
-                                      data.window, form_argument=form_argument)
+                                      data.window, form_argument=form_argument,
+                                      micro=check_tflm is True)
 
     # === Work ===
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -804,7 +813,7 @@ def to_tflite(
             allow_select_tf_ops=allow_select_tf_ops, allow_custom_ops=allow_custom_ops,
             timeout=timeout)
         written = _evaluate_and_write(
-            chosen, path, source, data, workdir, check_tflm=check_tflm,
+            chosen, path, source, data, workdir, check_tflm=check_tflm, streaming=streaming,
             tflm_arena_size=tflm_arena_size, c_array=c_array, timeout=timeout,
             quantization=quantization)
 
@@ -861,9 +870,9 @@ def _check_arguments(path, quantization, representative_data, *, form, recipe, s
 
     Returns:
         `(path, form, form_argument, check_tflm)`: the absolute destination path, the
-        form (`_resolve_form`), the name of the argument that asked for it, and whether
-        to run the file in TFLite Micro (`check_tflm=None` resolved: streaming files
-        only).
+        form (`_resolve_form`), the name of the argument that asked for it, and
+        `check_tflm` as given (`None` is resolved once the form is known:
+        `_evaluate_and_write`).
     """
     if quantization not in QUANTIZATIONS:
         fail("quantization", quantization, f"one of {list(QUANTIZATIONS)}")
@@ -912,12 +921,13 @@ def _check_arguments(path, quantization, representative_data, *, form, recipe, s
             json.dumps(metadata)
         except TypeError as error:
             fail("metadata", metadata, f"a JSON-serializable dict ({error})", TypeError)
-    if check_tflm is None:
-        check_tflm = streaming
-    if check_tflm and not streaming:
-        fail("check_tflm", check_tflm, "False for full-sequence files (TFLite for "
-              "Microcontrollers runs Keras's WHILE loop files with wrong outputs); "
-              "use streaming=True")
+    if check_tflm is not None and not isinstance(check_tflm, bool):
+        fail("check_tflm", check_tflm, "True, False or None (the default: streaming files "
+              "and files written with `c_array` are checked)", TypeError)
+    if check_tflm and form is Form.LOOP:
+        fail("check_tflm", check_tflm, "False with form='loop' (TFLite for "
+              "Microcontrollers runs Keras's WHILE loop files with wrong outputs, "
+              "docs/tflite-facts.md, F9); use form='auto', 'chunked', 'unrolled' or 'step'")
     if not (isinstance(c_array, bool) or isinstance(c_array, (str, os.PathLike))):
         fail("c_array", c_array, "True, False or a .cc path", TypeError)
     if quantization in CALIBRATED and representative_data is None:
@@ -1159,13 +1169,15 @@ def _default_verification(source, calibrating, calibration, eval_x, window):
     return verify, "random inputs (no data given)"
 
 
-def _plan_recipes(keras_model, form, quantization, fallback, window, *, form_argument="form"):
+def _plan_recipes(keras_model, form, quantization, fallback, window, *, form_argument="form",
+                  micro=False):
     """`(forms to try in order, chunk_steps or None)` for this model.
 
     `_recipes_to_try` gives the order; this drops what the model cannot take (the
     chunked form without GRU chains or a fixed length, the unrolled one without a
     fixed length), or refuses when the one form asked for is among them (naming
-    `form_argument`, the argument that asked for it).
+    `form_argument`, the argument that asked for it). `micro`: the file must run in
+    TFLite Micro (`check_tflm=True`), so Keras's `loop` form is not tried.
     """
     from export import chunked
 
@@ -1178,7 +1190,7 @@ def _plan_recipes(keras_model, form, quantization, fallback, window, *, form_arg
         chunk_steps = (chunked.chunk_steps_for(keras_model, window, quantization)
                        if recipe == "auto" else chunked.default_chunk_steps(window))
     plan = _recipes_to_try(recipe, quantization, streaming, fallback,
-                           chunkable=chunk_steps is not None)
+                           chunkable=chunk_steps is not None, micro=micro)
     if "chunked" in plan and chunk_steps is None:
         if plan == ["chunked"]:
             fail(form_argument, recipe, "'auto', 'loop' or 'unrolled' for this model: the "
@@ -1186,6 +1198,10 @@ def _plan_recipes(keras_model, form, quantization, fallback, window, *, form_arg
                   "sequence length")
         plan.remove("chunked")
     if "unrolled" in plan and window is None:
+        if plan == ["unrolled"] and micro:
+            fail("check_tflm", True, "False for this model (or pass `sequence_length`): "
+                  "without a fixed length only Keras's loop form can hold it, and TFLite "
+                  "Micro runs that form with wrong outputs (docs/tflite-facts.md, F9)")
         if plan == ["unrolled"]:
             fail("sequence_length", None, "a positive int: the model's time dimension is "
                   "None and the unrolled form needs a fixed length")
@@ -1401,11 +1417,12 @@ class _Written:
 
 
 def _evaluate_and_write(chosen, path, source, data, workdir, *, check_tflm, tflm_arena_size,
-                        c_array, timeout, quantization=None):
+                        c_array, timeout, quantization=None, streaming=False):
     """Measures the chosen file, then installs it at `path` (and its C array).
 
-    Evaluates it on `validation_data`, warns about Flex ops, runs a streaming file in
-    TFLite Micro, then moves it into place atomically (`_install`).
+    Evaluates it on `validation_data`, warns about Flex ops, runs the file in TFLite
+    Micro (`check_tflm`; `None`: streaming files and C arrays), then moves it into
+    place atomically (`_install`).
     """
     evaluation = None
     if data.eval_x is not None:
@@ -1423,11 +1440,38 @@ def _evaluate_and_write(chosen, path, source, data, workdir, *, check_tflm, tflm
         warnings.warn(message, stacklevel=_CALLER_OF_TO_TFLITE)
         result_warnings.append(message)
     tflm = None
+    if check_tflm is None:
+        check_tflm = streaming or bool(c_array)
+        if check_tflm and chosen.recipe == "loop":
+            check_tflm = False
+            message = (f"{path} is in Keras's loop form, which TFLite Micro runs with "
+                       "wrong outputs (docs/tflite-facts.md, F9); for a microcontroller "
+                       "pass form='unrolled' (a fixed length) or streaming=True.")
+            warnings.warn(message, stacklevel=_CALLER_OF_TO_TFLITE)
+            result_warnings.append(message)
     if check_tflm:
         tflm = _check_tflm(chosen.out_path, data.verify, chosen.arrays["keras_verify"],
-                           source.per_step, workdir, timeout, tflm_arena_size)
+                           source.per_step, workdir, timeout, tflm_arena_size,
+                           streaming=streaming)
+        kind = "streaming" if streaming else chosen.recipe
+        message = None
         if not tflm["runs"]:
-            message = f"The streaming file does not run in TFLite Micro: {tflm['error']}"
+            message = f"The {kind} file does not run in TFLite Micro: {tflm['error']}"
+            from export.metadata import TFLM_SOFTMAX_LIMIT, int8_softmax_lengths
+
+            long_softmax = [n for n in int8_softmax_lengths(chosen.out_path)
+                            if n >= TFLM_SOFTMAX_LIMIT]
+            if long_softmax:
+                message += (f" (it holds an int8 SOFTMAX over {max(long_softmax)} values: "
+                            "TFLite Micro's int8 softmax aborts once their exponentials "
+                            "sum to 512, docs/tflite-facts.md, F22; the default "
+                            "`int8_float_layers=\"auto\"` keeps a softmax over more than "
+                            "256 values float)")
+        elif not tflm["max_abs_error"] <= chosen.bound:
+            message = (f"The {kind} file runs in TFLite Micro but its outputs differ from "
+                       f"Keras by {tflm['max_abs_error']:.3g} (LiteRT's by "
+                       f"{chosen.max_error:.3g}; tolerance {chosen.bound:.3g}).")
+        if message:
             warnings.warn(message, stacklevel=_CALLER_OF_TO_TFLITE)
             result_warnings.append(message)
     _install(chosen.out_path, path)
@@ -1460,8 +1504,9 @@ def _install(verified_path, path):
         trust(handle.read())  # verified: `LiteModel` needs no guard for it here
 
 
-def _check_tflm(tflite_path, verify, keras_outputs, per_step, workdir, timeout, arena_size):
-    """Runs a streaming file in TFLM (child process: a small arena aborts it)."""
+def _check_tflm(tflite_path, verify, keras_outputs, per_step, workdir, timeout, arena_size,
+                *, streaming=True):
+    """Runs the file in TFLM (child process: a small arena, or F22, aborts it)."""
     x_path = os.path.join(workdir, "tflm_x.npz")
     np.savez(x_path, x=verify)
     if arena_size is None:
@@ -1471,6 +1516,7 @@ def _check_tflm(tflite_path, verify, keras_outputs, per_step, workdir, timeout, 
         "x_path": x_path,
         "outputs_path": os.path.join(workdir, "tflm_outputs.npz"),
         "per_step": per_step,
+        "streaming": streaming,
         "arena_size": int(arena_size),
     }
     result, detail = _run_worker("tflm", job, workdir, timeout)

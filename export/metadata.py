@@ -16,6 +16,9 @@ from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.tools import flatbuffer_utils
 
 METADATA_NAME = "gru_zoo"
+# TFLite Micro's int8 SOFTMAX aborts once its exponentials sum to this (F22): a softmax
+# over fewer values always runs there.
+TFLM_SOFTMAX_LIMIT = 512
 
 
 def _name(entry):
@@ -167,6 +170,28 @@ def op_report(model_or_path):
             else:
                 builtin.add(flatbuffer_utils.opcode_to_name(model, operator.opcodeIndex))
     return {"builtin": sorted(builtin), "flex": sorted(flex), "custom": sorted(custom)}
+
+
+def int8_softmax_lengths(model_or_path):
+    """How many values each int8 `SOFTMAX` of a `.tflite` file normalizes (its last axis).
+
+    TFLite Micro's int8 softmax aborts once the exponentials of those values, relative
+    to the largest, sum to 512 (docs/tflite-facts.md, F22): a softmax over 512 or more
+    values, such as an attention over 512 or more time steps, may not run there.
+    """
+    model = flatbuffer_utils.read_model_from_bytearray(_to_bytes(model_or_path))
+    lengths = []
+    for subgraph in model.subgraphs:
+        for operator in subgraph.operators or []:
+            code = model.operatorCodes[operator.opcodeIndex]
+            if code.customCode or flatbuffer_utils.opcode_to_name(
+                    model, operator.opcodeIndex) != "SOFTMAX":
+                continue
+            tensor = subgraph.tensors[operator.inputs[0]]
+            if tensor.type == schema.TensorType.INT8 and tensor.shape is not None \
+                    and len(tensor.shape):
+                lengths.append(int(tensor.shape[-1]))
+    return lengths
 
 
 def list_ops(model_or_path):

@@ -520,7 +520,10 @@ def no_worker(monkeypatch):
          r"`recipe` must be 'auto' or 'step' with streaming=True\. Received: recipe='loop'"),
         (dict(verification_data=np.zeros((2, TIME)), ), ValueError, "verification_data"),
         (dict(tolerance=-1.0), ValueError, "tolerance"),
-        (dict(check_tflm=True), ValueError, "check_tflm"),
+        (dict(check_tflm=True, form="loop"), ValueError,
+         r"`check_tflm` must be False with form='loop' \(TFLite for Microcontrollers runs "
+         r"Keras's WHILE loop files with wrong outputs"),
+        (dict(check_tflm="yes"), TypeError, r"`check_tflm` must be True, False or None"),
     ],
 )
 def test_bad_arguments_raise_before_any_work(model, tmp_path, no_worker, kwargs, error, pattern):

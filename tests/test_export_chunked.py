@@ -337,3 +337,53 @@ def test_regression_int8_is_not_clipped_at_the_calibration_range(tmp_path):
     with pytest.raises(ValueError, match=r"`range_margin`.*0\.5"):
         to_tflite(model, tmp_path / "bad.tflite", quantization="int8",
                   representative_data=data, range_margin=0.5)
+
+
+# === TFLite Micro for full-sequence files ===
+
+
+def test_full_sequence_files_run_in_tflite_micro_on_request(tmp_path):
+    """`check_tflm=True` runs a chunked (int8) file in TFLite Micro and never picks
+    Keras's loop form, which TFLM runs with wrong outputs (F9): an LSTM gets the
+    unrolled form instead. A C array asks for the check by default, and a loop file
+    written as one gets a warning instead of a wrong check."""
+    model, data = tiny_model(), sequences(24)
+    result = to_tflite(model, tmp_path / "int8.tflite", quantization="int8",
+                       representative_data=data, check_tflm=True)
+    assert result.recipe == "chunked" and result.tflm["runs"] is True
+    assert 0 < result.tflm["arena_bytes"] < result.tflm["arena_size_given"]
+    assert result.tflm["max_abs_error"] <= result.max_abs_error + 0.02
+
+    lstm = tiny_model(cell="lstm")
+    assert to_tflite(lstm, tmp_path / "lstm.tflite").recipe == "loop"
+    micro = to_tflite(lstm, tmp_path / "lstm_micro.tflite", check_tflm=True)
+    assert micro.recipe == "unrolled" and micro.tflm["runs"] is True
+    assert micro.tflm["max_abs_error"] <= 1e-5
+    with pytest.warns(UserWarning, match="loop form, which TFLite Micro runs with wrong"):
+        written = to_tflite(lstm, tmp_path / "lstm_c.tflite", c_array=True)
+    assert written.recipe == "loop" and written.tflm is None
+    assert to_tflite(model, tmp_path / "c.tflite", c_array=True).tflm["runs"] is True
+
+
+def test_long_int8_attention_keeps_its_softmax_float(tmp_path):
+    """Over more than 256 steps an int8 softmax's weights (steps of 1/256, F23) are too
+    coarse, and over 512 alike steps TFLite Micro's int8 softmax aborts (F22): by
+    default the softmax stays float and the file runs there, closer to Keras than the
+    fully integer file, which TFLM cannot run."""
+    keras.utils.set_random_seed(0)
+    model = tiny_model("attention", time=600)
+    layer = model.get_layer("attention_pooling")
+    weights = layer.get_weights()
+    weights[2] = np.zeros_like(weights[2])  # every score alike: weights 1/600 each
+    layer.set_weights(weights)
+    data = sequences(16, time=600)
+    default = to_tflite(model, tmp_path / "auto.tflite", quantization="int8",
+                        representative_data=data, check_tflm=True)
+    assert any("SOFTMAX over 600 values kept float" in note for note in default.notes)
+    assert default.tflm["runs"] is True and default.max_abs_error < 0.005
+    with pytest.warns(UserWarning, match=r"does not run in TFLite Micro.*SOFTMAX over 600.*F22"):
+        integer = to_tflite(model, tmp_path / "int.tflite", quantization="int8",
+                            representative_data=data, check_tflm=True, int8_float_layers=[])
+    assert integer.tflm["runs"] is False
+    assert any("F22" in note for note in integer.notes)
+    assert integer.max_abs_error > 3 * default.max_abs_error

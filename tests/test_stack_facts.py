@@ -343,6 +343,43 @@ def test_f22_tflm_int8_softmax_aborts_from_512_equal_values(tmp_path):
     assert codes[511] == 0 and codes[512] != 0, codes
 
 
+def test_f23_int8_softmax_output_steps_are_fixed_at_1_256(monkeypatch):
+    """The quantizer writes a SOFTMAX's output at scale 1/256, also after a float
+    softmax; a MUL by a constant kept float with it is quantized in its calibrated
+    range (what `AttentionPooling`'s scaling by T relies on)."""
+    import zoo.layers
+
+    def quantized(scale_above, float_softmax_over):
+        monkeypatch.setattr(zoo.layers, "SCALED_WEIGHTS_ABOVE", scale_above)
+        inputs = keras.Input((300, 4), name="inputs", batch_size=1)
+        pooled = zoo.layers.AttentionPooling()(inputs)
+        model = keras.Model(inputs, keras.layers.Dense(2)(pooled))
+        samples = [{"inputs": np.random.default_rng(i).standard_normal((1, 300, 4))
+                    .astype("float32")} for i in range(16)]
+        content = converter.convert(model, quantization="int8", representative=samples,
+                                    float_softmax_over=float_softmax_over)
+        lite = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+        graph = lite.subgraphs[0]
+        ops = {}
+        for op in graph.operators:
+            out = graph.tensors[op.outputs[0]]
+            scale = out.quantization.scale if out.quantization is not None else None
+            ops.setdefault(flatbuffer_utils.opcode_to_name(lite, op.opcodeIndex), []).append(
+                (out.type, None if scale is None or not len(scale) else float(scale[0])))
+        return ops
+
+    int8_softmax = quantized(10**6, None)["SOFTMAX"]
+    assert int8_softmax == [(9, 1 / 256)]  # INT8, fixed scale
+    float_softmax = quantized(10**6, 256)
+    assert float_softmax["SOFTMAX"] == [(0, None)]  # FLOAT32
+    assert float_softmax["QUANTIZE"][-1] == (9, 1 / 256)  # requantized at the same scale
+    scaled = quantized(256, 256)
+    assert scaled["SOFTMAX"] == [(0, None)] and (0, None) in scaled["MUL"]
+    # The weights times 300 (mean 1) are quantized in their own, finer, range.
+    kind, scale = scaled["QUANTIZE"][-1]
+    assert kind == 9 and 1 / 256 < scale < 300 / 256
+
+
 # === keras-tuner ===
 
 
