@@ -125,6 +125,7 @@ def cmd_export(args):
         allow_select_tf_ops=args.allow_select_tf_ops,
         fallback=not args.no_fallback,
         c_array=args.c_array,
+        check_tflm=args.check_tflm,
         int8_weights=args.int8_weights,
         int8_float_layers=[] if args.int8_fully_integer else "auto",
     )
@@ -338,7 +339,11 @@ def register(subparsers):
     p.add_argument("--int8-fully-integer", action="store_true",
                    help="int8 only: no float layers at all (by default window normalization "
                    "and the first convolution over the raw input stay float)")
-    p.add_argument("--c-array", action="store_true", help="also write the file as C source")
+    p.add_argument("--c-array", action="store_true", help="also write the file as C source "
+                   "(checked in TFLite Micro unless --no-check-tflm)")
+    p.add_argument("--check-tflm", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the file in TFLite Micro and report its arena (default: for "
+                   "streaming files and --c-array); never picks the 'loop' form")
     p.add_argument("--allow-select-tf-ops", action="store_true",
                    help="allow Flex ops (the file then needs the Select TF ops delegate)")
     p.add_argument("--no-fallback", action="store_true",

@@ -47,6 +47,10 @@ def test_register_adds_the_three_commands():
         args = parser.parse_args(["export", "m.keras", "--out", "o.tflite", flag, "step"])
         assert args.form == "step"
     assert parser.parse_args(["export", "m.keras", "--out", "o.tflite"]).form == "auto"
+    # TFLite Micro: by default as `to_tflite` decides (None), or asked for either way.
+    for flags, expected in (([], None), (["--check-tflm"], True), (["--no-check-tflm"], False)):
+        args = parser.parse_args(["export", "m.keras", "--out", "o.tflite"] + flags)
+        assert args.check_tflm is expected
     with pytest.raises(SystemExit):
         parser.parse_args(["export", "m.keras", "--out", "o.tflite", "--form", "fast"])
 
@@ -54,9 +58,10 @@ def test_register_adds_the_three_commands():
 def test_cli_export_inspect_bench(cli_export, capsys):
     model, model_path, data_path, out = cli_export
     assert _run(["export", str(model_path), "--out", str(out), "--quantize", "int8",
-                 "--data", str(data_path), "--json"]) == 0
+                 "--data", str(data_path), "--check-tflm", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["quantization"] == "int8" and result["recipe"] == "chunked"
+    assert result["tflm"]["runs"] is True and result["tflm"]["arena_bytes"] > 0
     assert result["form"] == "chunked"
     assert result["evaluation"]["samples"] == 10
     x = sequences(4, seed=2)
