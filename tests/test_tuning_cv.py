@@ -376,3 +376,24 @@ def test_cv_trials_train_with_the_recipes_batch_size_unless_it_is_searched(tmp_p
     assert "batch_size" not in hp.values  # not a hyperparameter any more
     config = parse_config(cv_raw(tmp_path))  # the space searches it: kept
     assert "batch_size" not in make_hypermodel(config, dataset).fixed
+
+
+def test_a_ram_budget_measures_full_sequence_files_in_tflite_micro():
+    """With `ram_kb` the full-sequence file's RAM is TFLM's arena, not the lower-bound
+    estimate, which misses TFLM's own bookkeeping (tiny models: 0.6 vs 18 KiB)."""
+    import keras
+
+    import zoo
+    from tuning.budget import DeviceBudget
+    from zoo.builders import build_gru
+
+    data = zoo.load_dataset("italy_power_demand")
+    kwargs = dict(input_shape=data.input_shape, num_outputs=2, units=4, num_layers=1)
+    keras.utils.set_random_seed(0)
+    model = build_gru("stacked", **kwargs)
+    flash_only = DeviceBudget(flash_kb=512, quantization="int8").measure(model, data.x_train[:32])
+    with_ram = DeviceBudget(ram_kb=8, quantization="int8").measure(model, data.x_train[:32])
+    assert flash_only["ram_source"] == "estimate" and with_ram["ram_source"] == "tflm"
+    assert with_ram["ram_bytes"] > 4 * flash_only["ram_bytes"]
+    assert DeviceBudget(ram_kb=8, quantization="int8").violations(with_ram)  # 8 KiB: over
+    assert not DeviceBudget(ram_kb=64, quantization="int8").violations(with_ram)

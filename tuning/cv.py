@@ -1055,9 +1055,16 @@ def export_in_budget_form(model, budget, dataset, path):
     validation = (dataset.x_test, dataset.y_test) if len(dataset.x_test) else None
     result = to_tflite(model, path, quantization=quantization,
                        representative_data=x_fit if budget.quantization in ("int8", "int16x8")
-                       else None, validation_data=validation, streaming=budget.streaming)
+                       else None, validation_data=validation, streaming=budget.streaming,
+                       check_tflm=budget.ram_kb is not None or None)
     measured = {"flash_bytes": int(result.size)}
-    if result.tflm is not None and result.tflm.get("arena_bytes"):
+    if budget.ram_kb is not None and not (result.tflm or {}).get("runs"):
+        # A RAM budget is a microcontroller's (`tuning.budget`): a file that TFLM cannot
+        # run does not fit it.
+        measured["export_error"] = (f"does not run in TFLite Micro: "
+                                    f"{(result.tflm or {}).get('error')}")[:300]
+        measured.update(ram_bytes=activation_peak_bytes(result.path), ram_source="estimate")
+    elif result.tflm is not None and result.tflm.get("arena_bytes"):
         measured.update(ram_bytes=int(result.tflm["arena_bytes"]), ram_source="tflm")
     else:
         measured.update(ram_bytes=activation_peak_bytes(result.path), ram_source="estimate")
