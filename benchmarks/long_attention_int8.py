@@ -44,19 +44,14 @@ TITLE = "int8 attention over long sequences"
 
 
 def measure(run_dir):
-    """The float32 file and the two int8 files of one run: test accuracy, error, TFLM."""
+    """The float32 file and the three int8 files of one run: test accuracy, error, TFLM."""
     import keras
 
     from export import to_tflite
     from export.calibration import float_layer_names
-    from zoo.loaders import load_file
+    from public_int8 import run_data
 
-    config = json.loads((run_dir / "config.json").read_text())
-    source = config["dataset"]["source"]
-    options = dict(source.get("options") or {})
-    if source.get("test_path"):
-        options.setdefault("test_path", source["test_path"])
-    dataset = load_file(source["path"], **options)
+    _, dataset = run_data(run_dir)
     row = {"name": run_dir.name, "length": int(dataset.input_shape[0]),
            "test_series": int(len(dataset.x_test))}
     model = keras.models.load_model(run_dir / "model.keras")

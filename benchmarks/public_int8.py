@@ -36,10 +36,9 @@ from export.exporter import ACCURACY_LOSS_POINTS as TARGET_CHANGE  # noqa: E402
 from export.exporter import MSE_LOSS_RATIO as TARGET_MSE_RATIO  # noqa: E402
 
 
-def measure(run_dir, int16x8=False):
-    """Exports one trained run as float32 and int8 (and with `int16x8`, int16x8); returns
-    their test metrics and sizes."""
-    from export import to_tflite
+def run_data(run_dir):
+    """`(config, dataset)` of a trained run: its `config.json` and the data file it names,
+    loaded with the options training used (the same normalization and splits)."""
     from zoo.loaders import load_file
 
     config = json.loads((run_dir / "config.json").read_text())
@@ -47,7 +46,15 @@ def measure(run_dir, int16x8=False):
     options = dict(source.get("options") or {})
     if source.get("test_path"):
         options.setdefault("test_path", source["test_path"])
-    dataset = load_file(source["path"], **options)
+    return config, load_file(source["path"], **options)
+
+
+def measure(run_dir, int16x8=False):
+    """Exports one trained run as float32 and int8 (and with `int16x8`, int16x8); returns
+    their test metrics and sizes."""
+    from export import to_tflite
+
+    config, dataset = run_data(run_dir)
     model_path = str(run_dir / "model.keras")
     row = {"variant": config.get("recipe", {}).get("build", {}).get("variant"),
            "length": int(dataset.input_shape[0]), "test_series": int(len(dataset.x_test))}
