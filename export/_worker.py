@@ -197,7 +197,23 @@ def tflm_job(job):
 
     with open(job["tflite_path"], "rb") as handle:
         content = handle.read()
-    interpreter = runtime.Interpreter.from_bytes(content, arena_size=job["arena_size"])
+    created = {}
+
+    def create():
+        try:
+            created["interpreter"] = runtime.Interpreter.from_bytes(
+                content, arena_size=job["arena_size"])
+        except RuntimeError as error:
+            created["error"] = error
+
+    # TFLM says why a file does not load (an op's failed check) only on stderr.
+    printed = _capture_stderr(create)
+    if "error" in created:
+        reason = " ".join(line.strip() for line in printed.splitlines()
+                          if "was not true" in line or "failed to prepare" in line
+                          or "Didn't find op" in line or "Failed" in line)
+        raise RuntimeError(f"{created['error']}" + (f": {reason[:400]}" if reason else ""))
+    interpreter = created["interpreter"]
     report = _capture_stderr(interpreter.print_allocations)
     match = re.search(r"Arena allocation total (\d+) bytes", report)
     arena_bytes = int(match.group(1)) if match else None

@@ -363,6 +363,11 @@ def test_full_sequence_files_run_in_tflite_micro_on_request(tmp_path):
         written = to_tflite(lstm, tmp_path / "lstm_c.tflite", c_array=True)
     assert written.recipe == "loop" and written.tflm is None
     assert to_tflite(model, tmp_path / "c.tflite", c_array=True).tflm["runs"] is True
+    # TFLM has no float16 DEQUANTIZE (F24): the check says so, with TFLM's own reason.
+    with pytest.warns(UserWarning, match=r"does not run in TFLite Micro.*DEQUANTIZE.*F24"):
+        half = to_tflite(model, tmp_path / "half.tflite", quantization="float16",
+                         check_tflm=True)
+    assert half.tflm["runs"] is False and "DEQUANTIZE" in half.tflm["error"]
 
 
 def test_long_int8_attention_keeps_its_softmax_float(tmp_path):
