@@ -1457,8 +1457,8 @@ def _evaluate_and_write(chosen, path, source, data, workdir, *, check_tflm, tflm
         message = None
         if not tflm["runs"]:
             message = f"The {kind} file does not run in TFLite Micro: {tflm['error']}"
-            if quantization == "float16":
-                message += (" (TFLite Micro has no float16 DEQUANTIZE, docs/tflite-facts.md, "
+            if quantization in ("float16", "dynamic"):
+                message += (f" (TFLite Micro runs no {quantization} file, docs/tflite-facts.md, "
                             "F24: use float32, int8 or int16x8 for a microcontroller)")
             from export.metadata import TFLM_SOFTMAX_LIMIT, int8_softmax_lengths
 

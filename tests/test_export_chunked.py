@@ -368,6 +368,11 @@ def test_full_sequence_files_run_in_tflite_micro_on_request(tmp_path):
         half = to_tflite(model, tmp_path / "half.tflite", quantization="float16",
                          check_tflm=True)
     assert half.tflm["runs"] is False and "DEQUANTIZE" in half.tflm["error"]
+    wide = tiny_model(units=64)  # weights large enough for dynamic-range quantization
+    with pytest.warns(UserWarning, match=r"FULLY_CONNECTED.*failed to prepare.*F24"):
+        hybrid = to_tflite(wide, tmp_path / "dynamic.tflite", quantization="dynamic",
+                           check_tflm=True)
+    assert hybrid.tflm["runs"] is False
 
 
 def test_long_int8_attention_keeps_its_softmax_float(tmp_path):

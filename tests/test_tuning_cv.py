@@ -239,6 +239,8 @@ def budget_raw(tmp_path, units, budget, **retrain):
     ({"flash_kb": 64, "streaming": "yes"}, r"\[budget\] streaming .*'yes'"),
     ({"quantization": "int8"}, r"\[budget\] must be a table with at least one of flash_kb"),
     ({"flash_kb": 64, "flash": 1}, r"\[budget\] unknown key\(s\) \['flash'\]"),
+    ({"ram_kb": 64, "quantization": "float16"},
+     r"\[budget\] quantization must be one of .* with `ram_kb`.*'float16'"),
 ])
 def test_bad_budget_values_name_the_key_and_the_value(tmp_path, budget, match):
     with pytest.raises(ValueError, match=match):
@@ -260,6 +262,10 @@ def test_device_budget_refuses_bad_arguments():
         DeviceBudget(latency_ms=float("nan"))
     with pytest.raises(ValueError, match=r"at least one of"):
         DeviceBudget()
+    for quantization in ("float16", "dynamic"):  # TFLM runs neither (F24)
+        with pytest.raises(ValueError, match=r"`quantization` must be one of \['int8', "
+                           rf"'int16x8', 'float32'\] with `ram_kb`.*{quantization}"):
+            DeviceBudget(ram_kb=64, quantization=quantization)
 
 
 def test_the_budget_measures_what_the_trained_model_exports_to(tmp_path):

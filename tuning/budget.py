@@ -86,6 +86,13 @@ class DeviceBudget:
         if self.flash_kb is None and self.ram_kb is None and self.latency_ms is None:
             raise ValueError("A budget needs at least one of `flash_kb`, `ram_kb`, "
                              "`latency_ms`. Received: none")
+        if self.ram_kb is not None and self.quantization in ("float16", "dynamic"):
+            # A RAM budget is measured in TFLite Micro, which runs neither float16 nor
+            # dynamic-range files (docs/tflite-facts.md, F24): every model would be over.
+            raise ValueError("`quantization` must be one of ['int8', 'int16x8', 'float32'] "
+                             "with `ram_kb` (a RAM budget is measured in TFLite Micro, which "
+                             "runs neither float16 nor dynamic-range files). Received: "
+                             f"quantization={self.quantization!r}")
 
     @property
     def form(self):
