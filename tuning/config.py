@@ -274,6 +274,12 @@ def parse_config(raw, path="<config>", overrides=None):
                 f"{path}: [budget] needs cross-validated trials: add a [cv] section (the "
                 "budget is checked before each trial's folds train). Received: [budget] "
                 "without [cv]")
+        from tuning.budget import parse_budget
+
+        try:  # the rules between keys (a RAM budget's quantization), before any work
+            parse_budget(budget)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
     data = sections["data"]
     if data["path"] is not None:
         if "dataset" in raw.get("data", {}):
