@@ -414,7 +414,7 @@ def run_step(context):
     built with `causal=True`, as `--streaming` asks the recipe for, or a recurrent-only
     one); otherwise their entries say why not.
     """
-    from export import recipes, to_tflite
+    from export import chunked, recipes, to_tflite
 
     run_dir = pathlib.Path(context["run_dir"]) / "export"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -445,11 +445,16 @@ def run_step(context):
         # Running statistics (means, softmax denominators) over many frames keep their
         # precision in int16 (BENCHMARKS.md, "Streaming": GunPoint's causal GRU-FCN).
         plans.append(("streaming_int16x8", "int16x8", True))
+    keras_model = recipes.load_model(model_path)
     try:
-        recipes.streaming_plan(recipes.load_model(model_path))
+        recipes.streaming_plan(keras_model)
         streaming_reason = None
     except ValueError as error:
         streaming_reason = str(error)
+    # Integer full-sequence files are for microcontrollers: they run in TFLite Micro too,
+    # for its arena, when their form runs there (the chunked form; Keras's own loop,
+    # which masked and LSTM models take, runs wrong there: docs/tflite-facts.md, F9).
+    micro = chunked.chunkable(keras_model)
     for name, quantization, streaming in plans:
         if streaming and streaming_reason:
             summary[name] = {"skipped": streaming_reason}
@@ -462,6 +467,7 @@ def run_step(context):
                 representative_data=x_cal if quantization in ("int8", "int16x8") else None,
                 streaming=streaming,
                 c_array=streaming and quantization == "int8",
+                check_tflm=True if micro and quantization in ("int8", "int16x8") else None,
                 calibration_samples=64 if quick else 200,
                 **common,
             )

@@ -124,6 +124,9 @@ def test_run_step_exports_and_reports(tmp_path):
     assert summary["float32"]["max_abs_error"] <= 1e-5
     assert summary["float32"]["tflite_accuracy"] == summary["float32"]["keras_accuracy"]
     assert summary["streaming_int8"]["tflm_runs"] is True
+    # The full-sequence int8 file (chunked) is run in TFLite Micro too, for its arena.
+    assert summary["int8"]["tflm_runs"] is True and summary["int8"]["tflm_arena_bytes"] > 0
+    assert "tflm_runs" not in summary["float32"]
     assert (tmp_path / "export" / "model_streaming_int8.cc").exists()
     assert json.loads((tmp_path / "export" / "export_summary.json").read_text()) == json.loads(
         json.dumps(summary))
