@@ -16,7 +16,7 @@ table in BENCHMARKS.md holds these three (`COMMON`: `--units 32 --layers 1 --bat
 
 Each model is exported as int8 three times, calibrated on its training split and run on
 its test split: with the defaults (`int8_float_layers="auto"`, which keeps a softmax over
-more than 256 values float: `export.calibration.INT8_SOFTMAX_MAX_VALUES`, besides the
+more than 128 values float: `export.calibration.INT8_SOFTMAX_MAX_VALUES`, besides the
 first convolution over the raw input); with the same float layers named explicitly, so
 that only the softmax rule is off (`int8_float_layers=[...]`); and fully integer
 (`int8_float_layers=[]`). Every file is also run in TFLite Micro (`check_tflm=True`).

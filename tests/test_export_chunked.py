@@ -376,7 +376,7 @@ def test_full_sequence_files_run_in_tflite_micro_on_request(tmp_path):
 
 
 def test_long_int8_attention_keeps_its_softmax_float(tmp_path):
-    """Over more than 256 steps an int8 softmax's weights (steps of 1/256, F23) are too
+    """Over more than 128 steps an int8 softmax's weights (steps of 1/256, F23) are too
     coarse, and over 512 alike steps TFLite Micro's int8 softmax aborts (F22): by
     default the softmax stays float and the file runs there, closer to Keras than the
     fully integer file, which TFLM cannot run."""
