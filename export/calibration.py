@@ -269,7 +269,8 @@ FLOAT_CONV_MAX_CHANNELS = 16
 
 
 # A SOFTMAX over more values than this stays float in an int8 file (with the default
-# `int8_float_layers="auto"`), and so does a MUL by a constant that follows it. An int8
+# `int8_float_layers="auto"`) when a MUL by a constant follows it, and so does that MUL
+# (`_long_softmax_nodes`; without the MUL only from `metadata.TFLM_SOFTMAX_LIMIT`). An int8
 # softmax writes its output in steps of 1/256, and the quantizer gives that fixed scale
 # to a float softmax's output too (docs/tflite-facts.md, F23). So an attention that
 # spreads its weight over more than 128 time steps holds each weight in fewer than two
@@ -300,31 +301,45 @@ def float_layer_names(model, first_conv=True):
 
 
 def _long_softmax_nodes(content, limit):
-    """`{output tensor name: (op name, values)}` of the float model's `SOFTMAX` ops that
-    normalize more than `limit` values (their input's last axis), and of the `MUL` by a
-    constant that reads one."""
+    """`{output tensor name: (op name, values)}` of the float model's `SOFTMAX` ops to keep
+    float, and of the `MUL` by a constant that reads one.
+
+    A softmax over more than `limit` values (its input's last axis) stays float when a
+    MUL by a constant scales its output (`zoo.layers.AttentionPooling` multiplies its
+    weights by T): that MUL stays float too, and its output is quantized in its
+    calibrated range, where the softmax's own is fixed at steps of 1/256 (F23). Without
+    such a MUL, keeping the softmax float gains no precision (its output is requantized
+    at 1/256) and costs 4 bytes a value, so it stays float only from
+    `metadata.TFLM_SOFTMAX_LIMIT` values, where TFLite Micro's int8 softmax may abort
+    (F22): Keras's multi-head and self-attention softmaxes.
+    """
+    from export.metadata import TFLM_SOFTMAX_LIMIT
+
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+
+    def name_of(subgraph, index):
+        name = subgraph.tensors[index].name
+        return name.decode() if isinstance(name, bytes) else name
+
     found = {}
     for subgraph in model.subgraphs:
         for operator in subgraph.operators or []:
             if flatbuffer_utils.opcode_to_name(model, operator.opcodeIndex) != "SOFTMAX":
                 continue
             shape = subgraph.tensors[operator.inputs[0]].shape
-            if shape is not None and len(shape) and int(shape[-1]) > limit:
-                name = subgraph.tensors[operator.outputs[0]].name
-                found[name.decode() if isinstance(name, bytes) else name] = (
-                    "SOFTMAX", int(shape[-1]))
-                # A MUL of the weights by a constant (`zoo.layers.AttentionPooling`
-                # scales them by T) stays float too: its output is quantized in its
-                # calibrated range, where the softmax's own is fixed at steps of 1/256.
-                for other in subgraph.operators:
-                    if (operator.outputs[0] in other.inputs
-                            and flatbuffer_utils.opcode_to_name(model, other.opcodeIndex) == "MUL"
-                            and any(model.buffers[subgraph.tensors[i].buffer].data is not None
-                                    for i in other.inputs)):
-                        name = subgraph.tensors[other.outputs[0]].name
-                        found[name.decode() if isinstance(name, bytes) else name] = (
-                            "MUL", int(shape[-1]))
+            values = int(shape[-1]) if shape is not None and len(shape) else 0
+            if values <= limit:
+                continue
+            scalings = [other for other in subgraph.operators
+                        if operator.outputs[0] in other.inputs
+                        and flatbuffer_utils.opcode_to_name(model, other.opcodeIndex) == "MUL"
+                        and any(model.buffers[subgraph.tensors[i].buffer].data is not None
+                                for i in other.inputs)]
+            if not scalings and values < TFLM_SOFTMAX_LIMIT:
+                continue
+            found[name_of(subgraph, operator.outputs[0])] = ("SOFTMAX", values)
+            for scaling in scalings:
+                found[name_of(subgraph, scaling.outputs[0])] = ("MUL", values)
     return found
 
 

@@ -397,3 +397,24 @@ def test_long_int8_attention_keeps_its_softmax_float(tmp_path):
     assert integer.tflm["runs"] is False
     assert any("F22" in note for note in integer.notes)
     assert integer.max_abs_error > 3 * default.max_abs_error
+
+
+def test_which_long_softmaxes_stay_float_in_int8():
+    """An attention pooling's softmax over more than 128 steps stays float with the MUL
+    that scales it (F23); a softmax without that MUL (Keras's multi-head attention) only
+    from 512 values, where TFLite Micro's int8 softmax may abort (F22)."""
+    from export import calibration
+
+    def kept(model):
+        float_content = converter.convert(model)
+        return sorted(op for op, _ in calibration._long_softmax_nodes(
+            float_content, calibration.INT8_SOFTMAX_MAX_VALUES).values())
+
+    def pooling(layer, steps):
+        inputs = keras.Input((steps, 4), batch_size=1, name="inputs")
+        return keras.Model(inputs, layer(inputs))
+
+    assert kept(pooling(zoo.layers.AttentionPooling(), 100)) == []
+    assert kept(pooling(zoo.layers.AttentionPooling(), 200)) == ["MUL", "SOFTMAX"]
+    assert kept(pooling(zoo.layers.MultiHeadAttentionPooling(num_heads=2), 200)) == []
+    assert kept(pooling(zoo.layers.MultiHeadAttentionPooling(num_heads=2), 600)) == ["SOFTMAX"]

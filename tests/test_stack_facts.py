@@ -351,10 +351,10 @@ def test_f23_int8_softmax_output_steps_are_fixed_at_1_256(monkeypatch):
 
     def quantized(scale_above, float_softmax_over):
         monkeypatch.setattr(zoo.layers, "SCALED_WEIGHTS_ABOVE", scale_above)
-        inputs = keras.Input((300, 4), name="inputs", batch_size=1)
+        inputs = keras.Input((600, 4), name="inputs", batch_size=1)
         pooled = zoo.layers.AttentionPooling()(inputs)
         model = keras.Model(inputs, keras.layers.Dense(2)(pooled))
-        samples = [{"inputs": np.random.default_rng(i).standard_normal((1, 300, 4))
+        samples = [{"inputs": np.random.default_rng(i).standard_normal((1, 600, 4))
                     .astype("float32")} for i in range(16)]
         content = converter.convert(model, quantization="int8", representative=samples,
                                     float_softmax_over=float_softmax_over)
@@ -370,14 +370,15 @@ def test_f23_int8_softmax_output_steps_are_fixed_at_1_256(monkeypatch):
 
     int8_softmax = quantized(10**6, None)["SOFTMAX"]
     assert int8_softmax == [(9, 1 / 256)]  # INT8, fixed scale
-    float_softmax = quantized(10**6, 256)
+    # Unscaled, a softmax over 600 values stays float (F22's length in TFLM)...
+    float_softmax = quantized(10**6, 128)
     assert float_softmax["SOFTMAX"] == [(0, None)]  # FLOAT32
     assert float_softmax["QUANTIZE"][-1] == (9, 1 / 256)  # requantized at the same scale
-    scaled = quantized(256, 256)
+    scaled = quantized(128, 128)
     assert scaled["SOFTMAX"] == [(0, None)] and (0, None) in scaled["MUL"]
-    # The weights times 300 (mean 1) are quantized in their own, finer, range.
+    # The weights times 600 (mean 1) are quantized in their own, finer, range.
     kind, scale = scaled["QUANTIZE"][-1]
-    assert kind == 9 and 1 / 256 < scale < 300 / 256
+    assert kind == 9 and 1 / 256 < scale < 600 / 256
 
 
 # === keras-tuner ===
