@@ -1460,7 +1460,6 @@ def _evaluate_and_write(chosen, path, source, data, workdir, *, check_tflm, tflm
             if quantization in ("float16", "dynamic"):
                 message += (f" (TFLite Micro runs no {quantization} file, docs/tflite-facts.md, "
                             "F24: use float32, int8 or int16x8 for a microcontroller)")
-            from export.calibration import INT8_SOFTMAX_MAX_VALUES
             from export.metadata import TFLM_SOFTMAX_LIMIT, int8_softmax_lengths
 
             long_softmax = [n for n in int8_softmax_lengths(chosen.out_path)
@@ -1469,8 +1468,7 @@ def _evaluate_and_write(chosen, path, source, data, workdir, *, check_tflm, tflm
                 message += (f" (it holds an int8 SOFTMAX over {max(long_softmax)} values: "
                             "TFLite Micro's int8 softmax aborts once their exponentials "
                             "sum to 512, docs/tflite-facts.md, F22; the default "
-                            "`int8_float_layers=\"auto\"` keeps a softmax over more than "
-                            f"{INT8_SOFTMAX_MAX_VALUES} values float)")
+                            "`int8_float_layers=\"auto\"` keeps such a softmax float)")
         elif not tflm["max_abs_error"] <= chosen.bound:
             message = (f"The {kind} file runs in TFLite Micro but its outputs differ from "
                        f"Keras by {tflm['max_abs_error']:.3g} (LiteRT's by "
