@@ -76,7 +76,8 @@ def test_killed_mid_search_then_resume(tmp_path, kill_signal):
     assert result.returncode == 0, result.stdout + result.stderr
     after = trial_states(project)
     assert len(after) == MAX_TRIALS
-    assert all(s["status"] == "COMPLETED" for s in after.values())
+    assert all(s["status"] == "COMPLETED" for s in after.values()), (
+        {t: s["status"] for t, s in after.items()}, result.stdout[-2000:])
     for trial_id, state in completed.items():
         # Never run again: same score, checkpoint untouched.
         assert after[trial_id]["score"] == state["score"]
