@@ -122,6 +122,31 @@ def test_time_budget_stops_the_search(tmp_path):
     assert oracle.get_state()["search_seconds"] >= 0.5
 
 
+def test_a_trial_killed_before_the_oracle_saved_it_is_retried(tmp_path, monkeypatch):
+    """keras-tuner writes a new trial's trial.json before oracle.json lists it as
+    ongoing; a kill between the two must not leave that trial RUNNING and never run."""
+    def oracle(max_trials):
+        return make_oracle("random", objective=keras_tuner.Objective("f", "min"),
+                           max_trials=max_trials, seed=0, hyperparameters=space())
+
+    first = FunctionTuner(oracle=oracle(1), directory=str(tmp_path), project_name="k")
+    first.search(verbose=0)  # trial 0 completes; keras-tuner saves it
+    assert [t.status for t in first.oracle.trials.values()] == ["COMPLETED"]
+    first.oracle.max_trials = 3
+    # The kill: trial 1's trial.json is written, oracle.json is not.
+    monkeypatch.setattr(type(first.oracle), "save", lambda self: None)
+    killed = first.oracle.create_trial("tuner0")
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "k" / f"trial_{killed.trial_id}" / "trial.json")
+                      .read_text())["status"] == "RUNNING"
+
+    resumed = FunctionTuner(oracle=oracle(3), directory=str(tmp_path), project_name="k")
+    resumed.search(verbose=0)
+    trials = resumed.oracle.trials
+    assert len(trials) == 3 and all(t.status == "COMPLETED" for t in trials.values())
+    assert trials[killed.trial_id].hyperparameters.values == killed.hyperparameters.values
+
+
 def test_factory_knows_every_strategy():
     assert STRATEGIES == ("random", "bayesian", "hyperband", "grid", "genetic", "pso")
     for strategy in STRATEGIES:

@@ -440,6 +440,9 @@ def with_time_budget(oracle_class):
     The budget is wall-clock search time, saved in the oracle state so that a resumed
     search continues counting. A running trial is never interrupted: the oracle only
     stops proposing new ones.
+
+    Every job's oracle is made by this function, so it also makes resuming safe against
+    a kill at any moment (`reload`).
     """
 
     class TimeBudgetOracle(oracle_class):
@@ -468,6 +471,19 @@ def with_time_budget(oracle_class):
             super().set_state(state)
             self._elapsed_before = float(state.get("search_seconds", 0.0))
             self._clock = time.monotonic()
+
+        def reload(self):
+            # keras-tuner's `create_trial` writes a new trial's `trial.json` (status
+            # RUNNING) before `oracle.json` lists it among the ongoing trials, and its
+            # `reload` retries only the listed ones. A job killed between the two writes
+            # left that trial RUNNING, never run, yet counted against `max_trials`
+            # (seen once in CI under load). Written here because keras-tuner has no
+            # hook for it: retry every RUNNING trial, as keras-tuner does the listed ones.
+            super().reload()
+            queued = set(self._retry_queue)
+            for trial_id in sorted(self.trials, key=str):
+                if self.trials[trial_id].status == _RUNNING and trial_id not in queued:
+                    self._retry_queue.append(trial_id)
 
     TimeBudgetOracle.__name__ = f"TimeBudget{oracle_class.__name__}"
     TimeBudgetOracle.__qualname__ = TimeBudgetOracle.__name__
