@@ -313,7 +313,7 @@ def _long_softmax_nodes(content, limit):
     `metadata.TFLM_SOFTMAX_LIMIT` values, where TFLite Micro's int8 softmax may abort
     (F22): Keras's multi-head and self-attention softmaxes.
     """
-    from export.metadata import TFLM_SOFTMAX_LIMIT
+    from export.metadata import TFLM_SOFTMAX_LIMIT, softmax_ops
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
 
@@ -322,24 +322,19 @@ def _long_softmax_nodes(content, limit):
         return name.decode() if isinstance(name, bytes) else name
 
     found = {}
-    for subgraph in model.subgraphs:
-        for operator in subgraph.operators or []:
-            if flatbuffer_utils.opcode_to_name(model, operator.opcodeIndex) != "SOFTMAX":
-                continue
-            shape = subgraph.tensors[operator.inputs[0]].shape
-            values = int(shape[-1]) if shape is not None and len(shape) else 0
-            if values <= limit:
-                continue
-            scalings = [other for other in subgraph.operators
-                        if operator.outputs[0] in other.inputs
-                        and flatbuffer_utils.opcode_to_name(model, other.opcodeIndex) == "MUL"
-                        and any(model.buffers[subgraph.tensors[i].buffer].data is not None
-                                for i in other.inputs)]
-            if not scalings and values < TFLM_SOFTMAX_LIMIT:
-                continue
-            found[name_of(subgraph, operator.outputs[0])] = ("SOFTMAX", values)
-            for scaling in scalings:
-                found[name_of(subgraph, scaling.outputs[0])] = ("MUL", values)
+    for subgraph, operator, values in softmax_ops(model):
+        if values <= limit:
+            continue
+        scalings = [other for other in subgraph.operators
+                    if operator.outputs[0] in other.inputs
+                    and flatbuffer_utils.opcode_to_name(model, other.opcodeIndex) == "MUL"
+                    and any(model.buffers[subgraph.tensors[i].buffer].data is not None
+                            for i in other.inputs)]
+        if not scalings and values < TFLM_SOFTMAX_LIMIT:
+            continue
+        found[name_of(subgraph, operator.outputs[0])] = ("SOFTMAX", values)
+        for scaling in scalings:
+            found[name_of(subgraph, scaling.outputs[0])] = ("MUL", values)
     return found
 
 

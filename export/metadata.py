@@ -172,6 +172,19 @@ def op_report(model_or_path):
     return {"builtin": sorted(builtin), "flex": sorted(flex), "custom": sorted(custom)}
 
 
+def softmax_ops(model):
+    """`(subgraph, operator, values)` for every `SOFTMAX` of a flatbuffer model object
+    (`flatbuffer_utils.read_model_from_bytearray`): `values` is how many values it
+    normalizes, its input's last axis (0 when the shape is unknown)."""
+    for subgraph in model.subgraphs:
+        for operator in subgraph.operators or []:
+            if model.operatorCodes[operator.opcodeIndex].customCode or \
+                    flatbuffer_utils.opcode_to_name(model, operator.opcodeIndex) != "SOFTMAX":
+                continue
+            shape = subgraph.tensors[operator.inputs[0]].shape
+            yield subgraph, operator, int(shape[-1]) if shape is not None and len(shape) else 0
+
+
 def int8_softmax_lengths(model_or_path):
     """How many values each int8 `SOFTMAX` of a `.tflite` file normalizes (its last axis).
 
@@ -180,18 +193,8 @@ def int8_softmax_lengths(model_or_path):
     values, such as an attention over 512 or more time steps, may not run there.
     """
     model = flatbuffer_utils.read_model_from_bytearray(_to_bytes(model_or_path))
-    lengths = []
-    for subgraph in model.subgraphs:
-        for operator in subgraph.operators or []:
-            code = model.operatorCodes[operator.opcodeIndex]
-            if code.customCode or flatbuffer_utils.opcode_to_name(
-                    model, operator.opcodeIndex) != "SOFTMAX":
-                continue
-            tensor = subgraph.tensors[operator.inputs[0]]
-            if tensor.type == schema.TensorType.INT8 and tensor.shape is not None \
-                    and len(tensor.shape):
-                lengths.append(int(tensor.shape[-1]))
-    return lengths
+    return [values for subgraph, operator, values in softmax_ops(model)
+            if values and subgraph.tensors[operator.inputs[0]].type == schema.TensorType.INT8]
 
 
 def list_ops(model_or_path):

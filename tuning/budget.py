@@ -95,6 +95,27 @@ class DeviceBudget:
                              f"quantization={self.quantization!r}")
 
     @property
+    def check_tflm(self):
+        """`to_tflite`'s `check_tflm` for this budget: `True` with a RAM budget (a
+        microcontroller's: the file must run in TFLite Micro), else its default."""
+        return True if self.ram_kb is not None else None
+
+    def ram(self, result):
+        """`(ram costs, error)` of a file `to_tflite` exported for this budget.
+
+        The costs are `ram_bytes` and `ram_source`: TFLite Micro's arena when it ran the
+        file, else `activation_peak_bytes` (`"estimate"`). The error is a sentence when
+        a RAM budget's file does not run in TFLite Micro (it cannot ship), else `None`.
+        """
+        tflm = result.tflm or {}
+        error = None
+        if self.ram_kb is not None and not tflm.get("runs"):
+            error = f"does not run in TFLite Micro: {tflm.get('error')}"[:300]
+        if tflm.get("arena_bytes"):
+            return {"ram_bytes": int(tflm["arena_bytes"]), "ram_source": "tflm"}, error
+        return {"ram_bytes": activation_peak_bytes(result.path), "ram_source": "estimate"}, error
+
+    @property
     def form(self):
         """`"int8 full-sequence"`, `"float32 streaming"`, ..."""
         return f"{self.quantization} {'streaming' if self.streaming else 'full-sequence'}"
@@ -175,20 +196,18 @@ class DeviceBudget:
                     representative_data=calibration if self.quantization in (
                         "int8", "int16x8") else None,
                     verification_data=calibration[:8], streaming=self.streaming,
-                    check_tflm=self.ram_kb is not None or None,
+                    check_tflm=self.check_tflm,
                     # int8 files store fully connected weights per-tensor unless their
                     # output channels' ranges differ widely, which depends on the
                     # trained weights; per-channel is the larger of the two, so the
                     # flash measured before training bounds the trained file's.
                     int8_weights="per_channel", timeout=timeout)
                 costs.update(flash_bytes=int(result.size), flash_source="tflite")
-                if self.ram_kb is not None and not (result.tflm or {}).get("runs"):
-                    costs["export_error"] = ("does not run in TFLite Micro: "
-                                             f"{(result.tflm or {}).get('error')}")[:300]
-                elif result.tflm is not None and result.tflm.get("arena_bytes"):
-                    costs.update(ram_bytes=int(result.tflm["arena_bytes"]), ram_source="tflm")
+                ram, error = self.ram(result)
+                if error:
+                    costs["export_error"] = error
                 else:
-                    costs.update(ram_bytes=activation_peak_bytes(path), ram_source="estimate")
+                    costs.update(ram)
                 if self.latency_ms is not None:
                     from tuning.objectives import _litert_latency_ms
 

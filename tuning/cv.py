@@ -1046,7 +1046,6 @@ def export_in_budget_form(model, budget, dataset, path):
     """
     from export import LiteModel, to_tflite
 
-    from tuning.budget import activation_peak_bytes
     from tuning.objectives import _litert_latency_ms
 
     quantization = None if budget.quantization == "float32" else budget.quantization
@@ -1056,18 +1055,11 @@ def export_in_budget_form(model, budget, dataset, path):
     result = to_tflite(model, path, quantization=quantization,
                        representative_data=x_fit if budget.quantization in ("int8", "int16x8")
                        else None, validation_data=validation, streaming=budget.streaming,
-                       check_tflm=budget.ram_kb is not None or None)
-    measured = {"flash_bytes": int(result.size)}
-    if budget.ram_kb is not None and not (result.tflm or {}).get("runs"):
-        # A RAM budget is a microcontroller's (`tuning.budget`): a file that TFLM cannot
-        # run does not fit it.
-        measured["export_error"] = (f"does not run in TFLite Micro: "
-                                    f"{(result.tflm or {}).get('error')}")[:300]
-        measured.update(ram_bytes=activation_peak_bytes(result.path), ram_source="estimate")
-    elif result.tflm is not None and result.tflm.get("arena_bytes"):
-        measured.update(ram_bytes=int(result.tflm["arena_bytes"]), ram_source="tflm")
-    else:
-        measured.update(ram_bytes=activation_peak_bytes(result.path), ram_source="estimate")
+                       check_tflm=budget.check_tflm)
+    ram, error = budget.ram(result)
+    measured = dict({"flash_bytes": int(result.size)}, **ram)
+    if error:  # a RAM budget's file that TFLite Micro cannot run does not fit it
+        measured["export_error"] = error
     measured["latency_ms"] = _litert_latency_ms(LiteModel, result.path)
     violations = budget.violations(measured)
     return dict(measured, path=str(result.path), form=budget.form,
