@@ -193,7 +193,6 @@ def tflm_job(job):
     from tflite_micro.python.tflite_micro import runtime
 
     from export.metadata import signature_tensor_indices
-    from export.runtime import _dequantize, _quantize
 
     with open(job["tflite_path"], "rb") as handle:
         content = handle.read()
@@ -218,15 +217,26 @@ def tflm_job(job):
     match = re.search(r"Arena allocation total (\d+) bytes", report)
     arena_bytes = int(match.group(1)) if match else None
     indices = signature_tensor_indices(content)
+    sequences = np.load(job["x_path"])["x"]
+    start = time.perf_counter()
+    if job.get("streaming", True):
+        results, steps = _tflm_stream(interpreter, indices, sequences, job["per_step"])
+    else:
+        results, steps = _tflm_full_sequence(interpreter, indices, sequences)
+    seconds = time.perf_counter() - start
+    np.savez(job["outputs_path"], tflm=np.stack(results).astype(np.float32))
+    return {"ok": True, "arena_bytes": arena_bytes, "seconds_per_step": seconds / max(steps, 1)}
+
+
+def _tflm_stream(interpreter, indices, sequences, per_step):
+    """`tflm_job` for a streaming file: frame by frame, carrying the states.
+    Returns `(outputs per sequence, frames run)`."""
+    from export.runtime import _dequantize, _quantize
+
     inputs = dict(indices["inputs"])
     outputs = dict(indices["outputs"])
-    sequences = np.load(job["x_path"])["x"]
-    if not job.get("streaming", True):
-        return _tflm_full_sequence(interpreter, indices, sequences, job, arena_bytes)
     state_names = [name for name in inputs if name != "frame"]
-    per_step = job["per_step"]
     results = []
-    start = time.perf_counter()
     steps = 0
     for sequence in sequences:
         interpreter.reset()
@@ -250,30 +260,25 @@ def tflm_job(job):
             sequence_outputs.append(fetched["output"][0])
         sequence_outputs = np.stack(sequence_outputs)
         results.append(sequence_outputs if per_step else sequence_outputs[-1])
-    seconds = time.perf_counter() - start
-    np.savez(job["outputs_path"], tflm=np.stack(results).astype(np.float32))
-    return {"ok": True, "arena_bytes": arena_bytes, "seconds_per_step": seconds / max(steps, 1)}
+    return results, steps
 
 
-def _tflm_full_sequence(interpreter, indices, sequences, job, arena_bytes):
-    """`tflm_job` for a full-sequence file: one input (the sequence), one output."""
+def _tflm_full_sequence(interpreter, indices, sequences):
+    """`tflm_job` for a full-sequence file: one input (the sequence), one output, one
+    invoke per sequence. Returns `(outputs per sequence, time steps run)`."""
     from export.runtime import _dequantize, _quantize
 
     (_, input_position), = indices["inputs"]
     (_, output_position), = indices["outputs"]
     details = interpreter.get_input_details(input_position)
     results = []
-    start = time.perf_counter()
     for sequence in sequences:
         interpreter.reset()
         interpreter.set_input(_quantize(sequence[None], details), input_position)
         interpreter.invoke()
         output = np.array(interpreter.get_output(output_position))
         results.append(_dequantize(output, interpreter.get_output_details(output_position))[0])
-    seconds = time.perf_counter() - start
-    np.savez(job["outputs_path"], tflm=np.stack(results).astype(np.float32))
-    steps = len(sequences) * sequences.shape[1]
-    return {"ok": True, "arena_bytes": arena_bytes, "seconds_per_step": seconds / max(steps, 1)}
+    return results, len(sequences) * sequences.shape[1]
 
 
 def serve():
