@@ -606,22 +606,30 @@ BUFFER_SHARE = 0.25
 BUFFER_MAX_CHUNK = {"float32": 50, "int8": 10}
 
 
+def _chunked_grus(model):
+    """The GRU layers that the chunked recipe computes, each direction of a
+    bidirectional one counted as a layer."""
+    for chain in chunk_plan(model):
+        yield from (model.get_layer(name) for name in chain)
+    for name in bidirectional_plan(model):
+        yield model.get_layer(name).forward_layer
+        yield model.get_layer(name).backward_layer
+
+
 def _buffer(model):
     """`(units of the output buffers, GRU layer-steps per time step)` of `model`'s
     chunked layers: the widths of the sequences they return, and how many GRU layers
     (directions counted) run at each step."""
-    width, layers = 0, 0
+    width = 0
     for chain in chunk_plan(model):
-        layers += len(chain)
         last = model.get_layer(chain[-1])
         if last.return_sequences:
             width += last.units
     for name in bidirectional_plan(model):
         layer = model.get_layer(name)
-        layers += 2
         if layer.return_sequences:
             width += layer.forward_layer.units + layer.backward_layer.units
-    return width, layers
+    return width, sum(1 for _ in _chunked_grus(model))
 
 
 def buffer_chunk_steps(model, steps, quantization=None):
@@ -659,15 +667,8 @@ def chunk_steps_for(model, steps, quantization=None):
     """
     calibrated = quantization in ("int8", "int16x8")
     if not calibrated:
-        per_step = 0
-        for chain in chunk_plan(model):
-            for name in chain:
-                units = model.get_layer(name).units
-                per_step += 4 * units * 3 * units
-        for name in bidirectional_plan(model):
-            layer = model.get_layer(name)
-            for direction in (layer.forward_layer, layer.backward_layer):
-                per_step += 4 * direction.units * 3 * direction.units
+        # float32 bytes of each step's recurrent kernels
+        per_step = sum(4 * gru.units * 3 * gru.units for gru in _chunked_grus(model))
         if steps <= FULL_UNROLL_MAX_STEPS and steps * per_step <= FULL_UNROLL_BYTES:
             return steps  # no loop, so no buffer to copy either
     buffered = buffer_chunk_steps(model, steps, quantization)
