@@ -746,6 +746,28 @@ def write_markdown(text, path):
         path.write_text("# Benchmarks\n\n" + section)
 
 
+def machine_description():
+    """The machine in words: architecture, CPU model and the vector and matrix extensions
+    that change which kernels XNNPACK and ONNX Runtime run (the ratios move with them)."""
+    model, flags = "", set()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not model:
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    notable = [name for name, flag in (("AVX2", "avx2"), ("AVX-512", "avx512f"),
+                                       ("AVX-512 VNNI", "avx512_vnni"), ("AMX", "amx_int8"))
+               if flag in flags]
+    cpu = model or platform.processor() or "unknown CPU"
+    return (f"{platform.machine()}, {cpu}" + (f" ({', '.join(notable)})" if notable else "")
+            + f", {os.cpu_count()} CPUs, Python {platform.python_version()}")
+
+
 def code_version():
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
@@ -796,8 +818,7 @@ def main(argv=None):
     results = {"meta": {
         "command": "python " + " ".join(["benchmarks/bench_export.py"] + [
             a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-write"]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
-                   f"{platform.python_version()}, TF {tf.__version__}",
+        "machine": f"{machine_description()}, TF {tf.__version__}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load": " ".join(f"{v:.1f}" for v in os.getloadavg()),
         "code": code_version(),
