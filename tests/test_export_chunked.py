@@ -399,10 +399,31 @@ def test_long_int8_attention_keeps_its_softmax_float(tmp_path):
     assert integer.max_abs_error > 3 * default.max_abs_error
 
 
+def test_long_int8_multihead_pooling_keeps_its_weights(tmp_path):
+    """The multi-head pooling's attention scales its weights over more than 128 steps too:
+    over 300 steps (weights near 1/300, under one step of an int8 softmax's 1/256) the
+    default int8 file pools close to Keras, the fully integer file does not."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((300, 4), name="inputs")
+    layer = zoo.layers.MultiHeadAttentionPooling(num_heads=2, name="attention_pooling")
+    model = keras.Model(inputs, layer(inputs))
+    assert isinstance(layer.attention, zoo.layers.ScaledWeightsMultiHeadAttention)
+    data = 1.0 + 0.5 * sequences(16, time=300, features=4)
+    default = to_tflite(model, tmp_path / "auto.tflite", quantization="int8",
+                        representative_data=data)
+    assert any("SOFTMAX over 300 values kept float" in note for note in default.notes)
+    integer = to_tflite(model, tmp_path / "int.tflite", quantization="int8",
+                        representative_data=data, int8_float_layers=[], tolerance=10.0)
+    scale = np.abs(model.predict(data, verbose=0)).max()
+    assert default.max_abs_error < 0.02 * scale
+    assert integer.max_abs_error > 5 * default.max_abs_error
+
+
 def test_which_long_softmaxes_stay_float_in_int8():
     """An attention pooling's softmax over more than 128 steps stays float with the MUL
-    that scales it (F23); a softmax without that MUL (Keras's multi-head attention) only
-    from 512 values, where TFLite Micro's int8 softmax may abort (F22)."""
+    that scales it (F23), the multi-head pooling's too; a softmax without that MUL
+    (Keras's own multi-head attention) only from 512 values, where TFLite Micro's int8
+    softmax may abort (F22)."""
     from export import calibration
 
     def kept(model):
@@ -416,5 +437,15 @@ def test_which_long_softmaxes_stay_float_in_int8():
 
     assert kept(pooling(zoo.layers.AttentionPooling(), 100)) == []
     assert kept(pooling(zoo.layers.AttentionPooling(), 200)) == ["MUL", "SOFTMAX"]
-    assert kept(pooling(zoo.layers.MultiHeadAttentionPooling(num_heads=2), 200)) == []
-    assert kept(pooling(zoo.layers.MultiHeadAttentionPooling(num_heads=2), 600)) == ["SOFTMAX"]
+    assert kept(pooling(zoo.layers.MultiHeadAttentionPooling(num_heads=2), 100)) == []
+    assert kept(pooling(zoo.layers.MultiHeadAttentionPooling(num_heads=2), 200)) == [
+        "MUL", "SOFTMAX"]
+
+    def keras_attention(steps):
+        inputs = keras.Input((steps, 4), batch_size=1, name="inputs")
+        attended = keras.layers.MultiHeadAttention(num_heads=2, key_dim=2)(
+            inputs[:, :1], inputs)
+        return keras.Model(inputs, attended)
+
+    assert kept(keras_attention(200)) == []
+    assert kept(keras_attention(600)) == ["SOFTMAX"]

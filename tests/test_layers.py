@@ -24,6 +24,8 @@ LAYER_CASES = [
     (AttentionPooling, {"attention_units": 3}, (2, 5, 4), (2, 4), 3),
     # the query and MultiHeadAttention's query, key, value and output kernels and biases
     (MultiHeadAttentionPooling, {"num_heads": 2, "key_dim": 3}, (2, 5, 4), (2, 4), 9),
+    # over more than SCALED_WEIGHTS_ABOVE steps its attention scales the weights
+    (MultiHeadAttentionPooling, {"num_heads": 2, "key_dim": 3}, (2, 200, 4), (2, 4), 9),
     (WindowNormalization, {"mode": "mean"}, (2, 5, 2), [(2, 5, 2), (2, 1, 2)], 0),
     (WindowNormalization, {"mode": "meanstd", "epsilon": 1e-3}, (2, 5, 2),
      [(2, 5, 2), (2, 1, 2), (2, 1, 2)], 0),
@@ -43,10 +45,42 @@ def test_layer(layer_class, kwargs, input_shapes, output_shapes, weights, tmp_pa
                    tmp_path=tmp_path)
 
 
+# Layers with their own test instead of a LAYER_CASES entry: their call takes several
+# positional tensors, which `run_layer_test` does not pass.
+OWN_TESTS = {zoo.layers.ScaledWeightsMultiHeadAttention}
+
+
 def test_every_custom_layer_has_a_layer_test():
     defined = {cls for _, cls in inspect.getmembers(zoo.layers, inspect.isclass)
                if issubclass(cls, keras.layers.Layer) and cls.__module__ == "zoo.layers"}
-    assert defined == {case[0] for case in LAYER_CASES}
+    assert defined == {case[0] for case in LAYER_CASES} | OWN_TESTS
+
+
+@pytest.mark.parametrize("steps", [100, 200])
+def test_scaled_weights_attention_computes_keras_attention(steps):
+    """Over more than `SCALED_WEIGHTS_ABOVE` keys the weights are scaled by T and the
+    output divided by T (for int8 files): the same outputs as Keras's attention with the
+    same weights, with and without a mask, and the same scores when asked for them."""
+    assert (steps > zoo.layers.SCALED_WEIGHTS_ABOVE) == (steps == 200)
+    rng = np.random.default_rng(0)
+    query = rng.normal(size=(2, 1, 4)).astype("float32")
+    value = rng.normal(size=(2, steps, 4)).astype("float32")
+    mask = np.ones((2, 1, steps), bool)
+    mask[1, :, steps // 3:] = False
+    scaled = zoo.layers.ScaledWeightsMultiHeadAttention(num_heads=2, key_dim=3)
+    plain = keras.layers.MultiHeadAttention(num_heads=2, key_dim=3)
+    for layer in (scaled, plain):
+        layer.build(query.shape, value.shape)
+    plain.set_weights(scaled.get_weights())
+    for attention_mask in (None, mask):
+        got, got_scores = scaled(query, value, attention_mask=attention_mask,
+                                 return_attention_scores=True)
+        want, want_scores = plain(query, value, attention_mask=attention_mask,
+                                  return_attention_scores=True)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+        np.testing.assert_allclose(np.asarray(got_scores), np.asarray(want_scores), atol=1e-6)
+    config = scaled.get_config()
+    assert zoo.layers.ScaledWeightsMultiHeadAttention.from_config(config).get_config() == config
 
 
 @pytest.mark.parametrize("layer_class", [AttentionPooling, MultiHeadAttentionPooling])

@@ -16,8 +16,9 @@ from zoo.checks import check, is_bool, is_non_negative_int, is_number, is_positi
 PACKAGE = "gru_zoo"
 
 
-# Over more time steps than this, `AttentionPooling` scales its softmax weights by T and
-# divides the pooled output by T. In float it changes nothing (beyond rounding); in an
+# Over more time steps than this, `AttentionPooling` (and the attention inside
+# `MultiHeadAttentionPooling`) scales its softmax weights by T and divides the pooled
+# output by T. In float it changes nothing (beyond rounding); in an
 # int8 file it decides how well the pooling works. The weights then average 1 where
 # they averaged 1/T. An int8 softmax writes steps of 1/256, so above T=128 weights of
 # about 1/T are less than two steps (each rounded by up to a quarter of itself), and
@@ -89,6 +90,37 @@ class AttentionPooling(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class ScaledWeightsMultiHeadAttention(keras.layers.MultiHeadAttention):
+    """Keras's `MultiHeadAttention`, with the softmax weights over more than
+    `SCALED_WEIGHTS_ABOVE` keys scaled by the number of keys and the output divided by
+    it, as `AttentionPooling` does (same numbers in float; an int8 file keeps the scaled
+    weights in their calibrated range instead of steps of 1/256).
+
+    Keras documents `_compute_attention` as the method to override for a custom
+    attention; it is the only way in: the weights never leave Keras's layer. Shorter
+    key sequences, a sequence of unknown length and attention dropout in training take
+    Keras's own computation.
+    """
+
+    def _compute_attention(self, query, key, value, attention_mask=None, training=None,
+                           return_attention_scores=False, use_causal_mask=False):
+        steps = key.shape[1]
+        if (steps is None or steps <= SCALED_WEIGHTS_ABOVE or use_causal_mask
+                or (self._dropout > 0.0 and training)):
+            return super()._compute_attention(
+                query, key, value, attention_mask=attention_mask, training=training,
+                return_attention_scores=return_attention_scores,
+                use_causal_mask=use_causal_mask)
+        # Keras's explicit path (scaled query, dot products, masked softmax), then the
+        # weights times T and the weighted sum of the values divided by T.
+        query = ops.multiply(query, ops.cast(self._inverse_sqrt_key_dim, query.dtype))
+        scores = self._masked_softmax(ops.einsum(self._dot_product_equation, key, query),
+                                      attention_mask)
+        output = ops.einsum(self._combine_equation, scores * float(steps), value)
+        return output / float(steps), (scores if return_attention_scores else None)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class MultiHeadAttentionPooling(keras.layers.Layer):
     """Multi-head attention pooling: a learned query attends over all time steps.
 
@@ -119,7 +151,9 @@ class MultiHeadAttentionPooling(keras.layers.Layer):
         self.query = self.add_weight(
             shape=(1, 1, features), initializer="glorot_uniform", name="query"
         )
-        self.attention = keras.layers.MultiHeadAttention(
+        # Weights scaled over long sequences (see SCALED_WEIGHTS_ABOVE): the same
+        # weights and numbers as Keras's layer.
+        self.attention = ScaledWeightsMultiHeadAttention(
             num_heads=self.num_heads, key_dim=key_dim, name="attention"
         )
         query_shape = (input_shape[0], 1, features)
