@@ -275,8 +275,8 @@ FLOAT_CONV_MAX_CHANNELS = 16
 # to a float softmax's output too (docs/tflite-facts.md, F23). So an attention that
 # spreads its weight over more than 128 time steps holds each weight in fewer than two
 # steps, and over more than 256 rounds every weight to 0 or 1/256.
-# `zoo.layers.AttentionPooling` scales its weights by T from the same length
-# (`SCALED_WEIGHTS_ABOVE`), and the scaled weights, written by the float MUL, are
+# `zoo.layers.AttentionPooling` and `MultiHeadAttentionPooling` scale their weights by T
+# from the same length (`SCALED_WEIGHTS_ABOVE`), and the scaled weights, written by the float MUL, are
 # quantized in their calibrated range. Untrained cnn_gru_attention, max error vs Keras:
 # 0.0098 -> 0.0023 at T=200, 0.075 -> 0.0025 at T=1000 (no change at T=50 and 100). And
 # TFLite Micro's int8 softmax aborts once the
@@ -311,7 +311,8 @@ def _long_softmax_nodes(content, limit):
     such a MUL, keeping the softmax float gains no precision (its output is requantized
     at 1/256) and costs 4 bytes a value, so it stays float only from
     `metadata.TFLM_SOFTMAX_LIMIT` values, where TFLite Micro's int8 softmax may abort
-    (F22): Keras's multi-head and self-attention softmaxes.
+    (F22): Keras's own multi-head attention (the zoo's self-attention), which does not
+    scale its weights; `zoo.layers.MultiHeadAttentionPooling`'s attention does.
     """
     from export.metadata import TFLM_SOFTMAX_LIMIT, softmax_ops
 
