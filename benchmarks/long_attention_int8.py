@@ -4,13 +4,15 @@
 
 `DIR` holds run folders of attention models trained by `gru-zoo train --data` on public
 UCR/UEA files (each with its `model.keras` and the `config.json` naming the data). The
-table in BENCHMARKS.md holds these three (`COMMON`: `--units 32 --layers 1 --batch-size 16
+table in BENCHMARKS.md holds these four (`COMMON`: `--units 32 --layers 1 --batch-size 16
 --lr-decay cosine --fit-on train+val --quiet`):
 
     gru-zoo train --variant attention COMMON --epochs 200 \\
         --data ACSF1_TRAIN.ts --test-data ACSF1_TEST.ts --out DIR/ACSF1_attention
     gru-zoo train --variant attention COMMON --epochs 60 \\
         --data OSULeaf_TRAIN.ts --test-data OSULeaf_TEST.ts --out DIR/OSULeaf_attention
+    gru-zoo train --variant attention --attention multihead COMMON --epochs 60 \\
+        --data OSULeaf_TRAIN.ts --test-data OSULeaf_TEST.ts --out DIR/OSULeaf_attention_multihead
     gru-zoo train --variant cnn_gru_attention COMMON --conv-filters 32 --epochs 150 \\
         --data OSULeaf_TRAIN.ts --test-data OSULeaf_TEST.ts --out DIR/OSULeaf_cnn_gru_attention
 
