@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import shutil
 import statistics
 import subprocess
@@ -63,8 +62,9 @@ def _save(part, payload):
         # The reading of the numbers, written by hand in the JSON file: kept across
         # reruns (check it still matches the new numbers).
         payload = dict(payload, notes=previous["notes"])
-    payload = dict(payload, machine=f"{platform.machine()} CPU, {os.cpu_count()} cores "
-                   f"(shared), Python {platform.python_version()}",
+    from bench_export import machine_description  # (bench_export imports this module)
+
+    payload = dict(payload, machine=f"{machine_description()} (shared)",
                    date=time.strftime("%Y-%m-%d"))
     (RESULTS / f"{part}.json").write_text(json.dumps(payload, indent=1, default=float))
 

@@ -46,6 +46,7 @@ from bench_export import (  # noqa: E402
     LAYERS,
     interleaved,
     lite_runner,
+    machine_description,
     onnx_peer,
     reference_model,
 )
@@ -441,6 +442,7 @@ def main(argv=None):
         with tempfile.TemporaryDirectory() as workdir:
             costs, model_row = measure(workdir, lambda row: print(row, flush=True))
         saved = {"started": started, "load": list(load), "costs": costs,
+                 "machine": machine_description(),
                  "model": json.loads(json.dumps(model_row, default=float))}
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(saved, indent=1) + "\n")
@@ -448,9 +450,11 @@ def main(argv=None):
                                        saved["load"])
     table = render(costs, model_row)
     print(table)
+    # Results saved before the machine was recorded come from the 2-core AMD EPYC that
+    # the section's profile paragraph names.
+    machine = saved.get("machine", f"{platform.machine()}, AMD EPYC, 2 CPUs, Python 3.11.7")
     if args.update:
-        write_section(TITLE, f"""Command: `python benchmarks/op_costs.py --update` ({platform.machine()},
-{os.cpu_count()} CPUs, Python {platform.python_version()}; {started}; load average at start
+        write_section(TITLE, f"""Command: `python benchmarks/op_costs.py --update` ({machine}; {started}; load average at start
 {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}). One thread, batch 1, median thread CPU time, files
 timed in alternating blocks. Cost of one op: a chain of {LONG} ops minus a chain of {SHORT},
 divided by {LONG - SHORT}.

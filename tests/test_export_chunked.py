@@ -7,7 +7,6 @@ checks (degenerate data refused, verification on other data, collapse refused) w
 stand-in for the conversion child process.
 """
 
-import json
 import os
 
 import keras
@@ -17,7 +16,7 @@ import pytest
 import zoo
 from export import LiteModel, VerificationError, chunked, converter, exporter, recipes, to_tflite
 from export.metadata import strip_tensor_names
-from helpers import FEATURES, TIME, sequences, tflite_vs_keras, tiny_model
+from helpers import sequences, tflite_vs_keras, tiny_model
 
 
 def _gru_model(time=11, features=3, **options):
