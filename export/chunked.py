@@ -605,6 +605,21 @@ BUFFER_STEP_US = {"float32": 1.3, "int8": 0.9}
 BUFFER_SHARE = 0.25
 BUFFER_MAX_CHUNK = {"float32": 50, "int8": 10}
 
+# Every step of a loop body holds its own packed copy of the recurrent kernels (XNNPACK
+# packs per node, F16), so a body of k steps keeps k copies in the cache. Past the cache
+# the loop falls off a cliff, at a size that depends on the machine: on a 2-core Intel
+# Xeon (2 MB L2 per core), ms per call of the attention variant (2 x GRU(64), 96 KB of
+# float32 kernels a step, T=1000) with 5 / 8 / 10 / 16 / 25 / 50 steps per iteration:
+# 5.6 / 5.0 / 5.2 / 6.7 / 7.7 / 7.5 (ONNX Runtime 2.2), and the stacked one (no output
+# buffer) 1.8 / - / 1.9 / - / 5.6 / 6.1; 2 x GRU(128) (393 KB a step) at T=200 with
+# 1 / 2 / 4 / 8 steps: 1.18 / 1.28 / 1.68 / 3.50 ms (ONNX Runtime 1.09), 2 x GRU(256)
+# (1.5 MB a step) 11.0 / 14.3 / 13.3 / 13.2 ms. An AMD EPYC had no cliff up to 50 steps
+# of 2 x GRU(64) (bigger bodies were faster there, 3.3 against 4.2 ms at 40 and 10
+# steps, because of the buffer's copies). So a body holds at most BODY_WEIGHT_BYTES of
+# packed recurrent kernels: the cliff is several times slower, the cap costs at most
+# ~1.3x where there is no cliff, and phones have smaller caches than either machine.
+BODY_WEIGHT_BYTES = 768 * 1024
+
 
 def _chunked_grus(model):
     """The GRU layers that the chunked recipe computes, each direction of a
@@ -632,10 +647,24 @@ def _buffer(model):
     return width, sum(1 for _ in _chunked_grus(model))
 
 
+def body_steps_cap(model, quantization=None):
+    """The most steps a loop body may hold: its packed recurrent kernels within
+    `BODY_WEIGHT_BYTES` (one byte a weight in int8 and int16x8 files, else four). Each
+    chain of GRU layers, and each bidirectional layer (both directions), is one body."""
+    width = 1 if quantization in ("int8", "int16x8") else 4
+    bodies = [[model.get_layer(name) for name in chain] for chain in chunk_plan(model)]
+    bodies += [[model.get_layer(name).forward_layer, model.get_layer(name).backward_layer]
+               for name in bidirectional_plan(model)]
+    per_step = max((sum(width * gru.units * 3 * gru.units for gru in body)
+                    for body in bodies), default=0)
+    return max(1, BODY_WEIGHT_BYTES // max(1, per_step))
+
+
 def buffer_chunk_steps(model, steps, quantization=None):
     """The fewest steps per iteration that keep the output buffers' copies within
     `BUFFER_SHARE` of the recurrence's time (1 when there is no buffer), at most
-    `BUFFER_MAX_CHUNK`; a divisor of `steps` when one is in that range."""
+    `BUFFER_MAX_CHUNK` and `body_steps_cap`; a divisor of `steps` when one is in that
+    range."""
     width, layers = _buffer(model)
     if not width or not layers:
         return 1
@@ -643,7 +672,7 @@ def buffer_chunk_steps(model, steps, quantization=None):
     buffer_kb = steps * width * (1 if mode == "int8" else 4) / 1024
     iterations = BUFFER_SHARE * layers * steps * BUFFER_STEP_US[mode] / (
         BUFFER_US_PER_KB * buffer_kb)
-    largest = BUFFER_MAX_CHUNK[mode]
+    largest = min(BUFFER_MAX_CHUNK[mode], body_steps_cap(model, quantization))
     least = max(1, min(largest, -(-steps // max(1, int(iterations)))))
     for chunk in range(least, largest + 1):
         if steps % chunk == 0:
@@ -663,7 +692,8 @@ def chunk_steps_for(model, steps, quantization=None):
     packed weights stay small, else `default_chunk_steps(steps)`. Quantized int8 files
     always loop: an unrolled file holds one set of tensors and quantization parameters
     per step and grows with T. Layers that return long sequences take more steps per
-    iteration (`buffer_chunk_steps`) when that is over 4.
+    iteration (`buffer_chunk_steps`) when that is over 4. No loop body holds more steps
+    than `body_steps_cap` (wide layers take fewer, down to one step per iteration).
     """
     calibrated = quantization in ("int8", "int16x8")
     if not calibrated:
@@ -674,6 +704,9 @@ def chunk_steps_for(model, steps, quantization=None):
     buffered = buffer_chunk_steps(model, steps, quantization)
     if buffered > 4:
         return min(buffered, steps)
+    cap = body_steps_cap(model, quantization)
+    if cap < 4:
+        return min(cap, steps)
     if calibrated:
         # Each step of the body costs ~1.5 KB per layer in an int8 file (its tensors'
         # quantization parameters and the op table), and the steps run unrolled before
@@ -685,4 +718,4 @@ def chunk_steps_for(model, steps, quantization=None):
             if steps % chunk == 0:
                 return min(chunk, steps)
         return min(2, steps)
-    return default_chunk_steps(steps)
+    return min(default_chunk_steps(steps), cap)

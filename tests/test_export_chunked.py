@@ -90,17 +90,37 @@ def test_automatic_chunk_size():
     assert chunked.default_chunk_steps(50) == 5 and chunked.default_chunk_steps(23) == 4
 
 
+def test_a_loop_body_holds_at_most_768_kb_of_packed_kernels():
+    """XNNPACK keeps a packed copy of the recurrent kernels per step of a body (F16), so
+    wide layers take fewer steps per iteration; a bidirectional layer's body holds both
+    directions, a chain of layers all of them."""
+    def model(units, variant="stacked", layers=2):
+        return zoo.build_gru(variant, input_shape=(200, 8), num_outputs=4, units=units,
+                             num_layers=layers, compile=False)
+
+    assert chunked.body_steps_cap(model(64)) == 8  # 2 x 64 x 192 x 4 bytes = 96 KB a step
+    assert chunked.body_steps_cap(model(64), "int8") == 32  # one byte a weight
+    assert chunked.body_steps_cap(model(64, "bidirectional")) == 8  # one layer per body
+    assert chunked.body_steps_cap(model(64, "stacked", layers=4)) == 4
+    assert chunked.chunk_steps_for(model(32), 200) == 4  # the usual 4 when they fit
+    assert chunked.chunk_steps_for(model(128), 200) == 2  # 384 KB a step
+    assert chunked.chunk_steps_for(model(256), 200) == 1  # 1.5 MB a step
+    assert chunked.chunk_steps_for(model(256), 200, "int8") == 2
+
+
 def test_layers_returning_long_sequences_take_more_steps_per_iteration():
     """An output buffer of T rows is copied at every iteration: at T=1000 the attention
-    variant's GRU chain takes 25 steps per iteration in float32 (4 bytes a value) and 10
-    in int8; without a buffer (stacked) and at T=200 the usual 4."""
+    variant's GRU chain takes 8 steps per iteration in float32 (4 bytes a value; the
+    copies alone would ask for 25, but a body of 8 steps already holds 768 KB of packed
+    kernels) and 10 in int8; without a buffer (stacked) and at T=200 the usual 4."""
     def model(variant, time):
         return zoo.build_gru(variant, input_shape=(time, 8), num_outputs=4, units=64,
                              num_layers=2, compile=False)
 
     attention = model("attention", 1000)
-    assert chunked.buffer_chunk_steps(attention, 1000) == 25
-    assert chunked.chunk_steps_for(attention, 1000) == 25
+    assert chunked.body_steps_cap(attention) == 8
+    assert chunked.buffer_chunk_steps(attention, 1000) == 8
+    assert chunked.chunk_steps_for(attention, 1000) == 8
     assert chunked.chunk_steps_for(attention, 1000, "int8") == 10
     assert chunked.buffer_chunk_steps(model("stacked", 1000), 1000) == 1  # no buffer
     assert chunked.chunk_steps_for(model("stacked", 1000), 1000) == 4
