@@ -47,8 +47,6 @@ os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SECTION = "## int8 on a CPU with AMX"
-ARCH_GET_XCOMP_PERM, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 0x1022, 0x1023, 18
-SYS_ARCH_PRCTL = 158  # x86_64
 
 
 class _StackT(ctypes.Structure):
@@ -68,19 +66,6 @@ def refuse_amx():
         raise OSError(ctypes.get_errno(), "sigaltstack failed")
 
 
-def amx_granted():
-    """Whether this process holds permission for AMX tile data (x86_64 Linux), or None
-    where the question does not apply."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        mask = ctypes.c_uint64(0)
-        if libc.syscall(SYS_ARCH_PRCTL, ARCH_GET_XCOMP_PERM, ctypes.byref(mask)) != 0:
-            return None
-    except (OSError, AttributeError):
-        return None
-    return bool(mask.value >> XFEATURE_XTILEDATA & 1)
-
-
 def cpu_has_amx():
     try:
         flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags"))
@@ -96,6 +81,8 @@ def child(args):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_export
     import torch_twins
+
+    from export.runtime import amx_granted
 
     timings = {}
     for spec in args.files:

@@ -231,6 +231,7 @@ def bench(path, *, runs=200, warmup=20, num_threads=1, sequence_length=None, see
     Returns a dict of microseconds (`median_us`, `p90_us`, `min_us`) and the setting.
     """
     from export import LiteModel
+    from export.runtime import amx_granted
 
     for argument, value, minimum in (("runs", runs, 1), ("warmup", warmup, 0),
                                      ("num_threads", num_threads, 1)):
@@ -281,6 +282,13 @@ def bench(path, *, runs=200, warmup=20, num_threads=1, sequence_length=None, see
         if window:
             result["window_length"] = window
             result["per_sequence_us"] = result["median_us"] * window
+    result["notes"] = []
+    if (lite.metadata or {}).get("quantization") == "int8" and amx_granted():
+        result["notes"].append(
+            "this CPU has AMX and XNNPACK ran the file's int8 products with AMX kernels, "
+            "which are slow for a batch-1 recurrence's one-row products: a CPU without "
+            "AMX (AMD, older Intel, ARM) runs int8 files 1.2-1.5x faster relative to "
+            "float32 ones (docs/tflite-facts.md, F25)")
     return result
 
 
@@ -296,6 +304,8 @@ def cmd_bench(args):
           f"min {result['min_us']:.1f} us")
     if "per_sequence_us" in result:
         print(f"  x {result['window_length']} frames = {result['per_sequence_us']:.1f} us per sequence")
+    for note in result["notes"]:
+        print(f"  note: {note}")
     return 0
 
 

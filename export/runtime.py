@@ -92,6 +92,34 @@ def _guard(content, name, interpreter):
                      f"({limits})")
 
 
+# x86_64 Linux: arch_prctl(ARCH_GET_XCOMP_PERM) and the AMX tile data state bit.
+_SYS_ARCH_PRCTL, _ARCH_GET_XCOMP_PERM, _XFEATURE_XTILEDATA = 158, 0x1022, 18
+
+
+def amx_granted():
+    """Whether this process holds Linux's permission for AMX tile data, or `None` where
+    the question does not apply (not x86_64 Linux).
+
+    XNNPACK asks for it on a CPU with AMX when its first interpreter starts and then
+    computes int8 products with AMX kernels, slow for the one-row products of a batch-1
+    recurrence (docs/tflite-facts.md, F25). LiteRT has no option to decline, so
+    `gru-zoo bench` only says so.
+    """
+    import ctypes
+    import platform
+
+    if sys.platform != "linux" or platform.machine() != "x86_64":
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        mask = ctypes.c_uint64(0)
+        if libc.syscall(_SYS_ARCH_PRCTL, _ARCH_GET_XCOMP_PERM, ctypes.byref(mask)) != 0:
+            return None
+    except (OSError, AttributeError):
+        return None
+    return bool(mask.value >> _XFEATURE_XTILEDATA & 1)
+
+
 def _quantize(value, details):
     dtype = details["dtype"]
     value = np.asarray(value)

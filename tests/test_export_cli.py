@@ -83,6 +83,26 @@ def test_cli_export_inspect_bench(cli_export, capsys):
     assert bench["median_us"] > 0 and bench["runs"] == 5
 
 
+def test_bench_says_when_int8_ran_on_amx_kernels(cli_export, monkeypatch, capsys):
+    """On a CPU with AMX, XNNPACK's int8 kernels are slow for one-row products (F25):
+    `gru-zoo bench` says so for an int8 file, not for a float32 one, nor without AMX."""
+    import export.runtime
+
+    _, model_path, data_path, out = cli_export
+    float_out = out.with_name("model_float.tflite")
+    for path, flags in ((out, ["--quantize", "int8"]), (float_out, [])):
+        assert _run(["export", str(model_path), "--out", str(path), "--data",
+                     str(data_path), "--json"] + flags) == 0
+    capsys.readouterr()
+    for granted in (True, False):
+        monkeypatch.setattr(export.runtime, "amx_granted", lambda granted=granted: granted)
+        assert _run(["bench", str(out), "--runs", "3", "--warmup", "0"]) == 0
+        text = capsys.readouterr().out
+        assert ("note: this CPU has AMX" in text and "F25" in text) is granted
+        assert _run(["bench", str(float_out), "--runs", "3", "--warmup", "0", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["notes"] == []
+
+
 def test_cli_errors_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.tflite"):
         _run(["inspect", str(tmp_path / "missing.tflite")])

@@ -484,6 +484,47 @@ def test_the_facts_page_names_tests_and_scripts_that_exist():
 # === Quantization ===
 
 
+def test_f25_xnnpack_takes_amx_when_the_cpu_has_it(tmp_path):
+    """A fresh process that runs an int8 file in LiteRT (XNNPACK, the default delegate)
+    holds AMX permission afterwards exactly when the CPU has AMX: XNNPACK asked for it."""
+    inputs = keras.Input((FEATURES,), batch_size=1)
+    model = keras.Model(inputs, keras.layers.Dense(64)(inputs))
+    lite_converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    lite_converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    data = np.random.default_rng(0).standard_normal((16, 1, FEATURES)).astype("float32")
+    lite_converter.representative_dataset = lambda: ([x] for x in data)
+    lite_converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    path = tmp_path / "dense_int8.tflite"
+    path.write_bytes(lite_converter.convert())
+    script = textwrap.dedent(f"""
+        import numpy as np
+        from ai_edge_litert.interpreter import Interpreter
+        from export.runtime import amx_granted
+        before = amx_granted()
+        interpreter = Interpreter(model_path={str(path)!r}, num_threads=1)
+        runner = interpreter.get_signature_runner()
+        name = next(iter(runner.get_input_details()))
+        runner(**{{name: np.ones((1, {FEATURES}), np.float32)}})
+        print(before, amx_granted())
+    """)
+    root = pathlib.Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=root, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, after = done.stdout.split()[-2:]
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags"))
+    except (OSError, StopIteration):
+        flags = ""
+    import platform
+
+    if sys.platform != "linux" or platform.machine() != "x86_64":
+        assert (before, after) == ("None", "None")
+    else:
+        assert before == "False"
+        assert after == str("amx_int8" in flags.split())
+
+
 @pytest.mark.parametrize("disable", [False, True])
 def test_f17_a_private_switch_makes_int8_dense_weights_per_tensor(disable):
     """int8 Dense weights are per-channel (one scale per output) unless switched off."""
