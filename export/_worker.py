@@ -90,8 +90,8 @@ def convert_job(job):
         export_model = recipes.build_step_model(model)
     elif recipe == "chunked":
         export_model = recipes.rebuild_chunked(
-            model, sequence_length=job["sequence_length"], chunk_steps=job["chunk_steps"]
-        )
+            model, sequence_length=job["sequence_length"], chunk_steps=job["chunk_steps"],
+            segment_chunks=job.get("segment_chunks", 1))
     else:
         export_model = recipes.rebuild(
             model, unroll=recipe == "unrolled", sequence_length=job["sequence_length"]

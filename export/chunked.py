@@ -105,16 +105,23 @@ class ChunkedGRU(keras.layers.GRU):
         followers: list of `keras.layers.GRU` configs (may be empty).
         chunk_steps: int, time steps per loop iteration. The first `T mod chunk_steps`
             steps run unrolled before the loop; with `chunk_steps >= T` there is no loop.
+        segment_chunks: int, for a chain that returns its sequence: chunks per segment.
+            Above 1 (and dividing the number of iterations), an outer loop runs the
+            segments and an inner loop the chunks of one segment, which fills a buffer of
+            one segment; the outer loop writes it into the sequence's buffer once per
+            segment (see `segment_chunks_for`). 1: one loop.
         **kwargs: the first GRU's arguments.
     """
 
-    def __init__(self, units, followers=(), chunk_steps=8, **kwargs):
+    def __init__(self, units, followers=(), chunk_steps=8, segment_chunks=1, **kwargs):
         super().__init__(units, **kwargs)
-        if not isinstance(chunk_steps, int) or chunk_steps < 1:
-            raise ValueError(f"`chunk_steps` must be a positive int. Received: "
-                             f"chunk_steps={chunk_steps!r}")
+        for name, value in (("chunk_steps", chunk_steps), ("segment_chunks", segment_chunks)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"`{name}` must be a positive int. Received: "
+                                 f"{name}={value!r}")
         self.follower_configs = [copy.deepcopy(dict(config)) for config in followers]
         self.chunk_steps = chunk_steps
+        self.segment_chunks = segment_chunks
         self.followers = [keras.layers.GRU.from_config(config)
                           for config in self.follower_configs]
 
@@ -136,7 +143,8 @@ class ChunkedGRU(keras.layers.GRU):
 
     def get_config(self):
         config = super().get_config()
-        config.update(followers=self.follower_configs, chunk_steps=self.chunk_steps)
+        config.update(followers=self.follower_configs, chunk_steps=self.chunk_steps,
+                      segment_chunks=self.segment_chunks)
         return config
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
@@ -198,8 +206,8 @@ class ChunkedGRU(keras.layers.GRU):
             if last.return_sequences:
                 carry.append(_sequence_buffer(loops, chunk, last.units, x))
 
-            def body(i, *rest):
-                start = prefix + i * chunk
+            def body(i, *rest, offset=0):
+                start = prefix + offset + i * chunk
                 window = tf.slice(x, tf.stack([start, 0]), [chunk, features])
                 new_states, sequence = run(window, list(rest[: len(cells)]), chunk)
                 out = [i + 1] + new_states
@@ -207,7 +215,27 @@ class ChunkedGRU(keras.layers.GRU):
                     out.append(_write_chunk(rest[len(cells)], i, sequence))
                 return tuple(out)
 
-            carry = tf.while_loop(lambda i, *rest: i < loops, body, tuple(carry))
+            segment = self.segment_chunks
+            if last.return_sequences and 1 < segment < loops and loops % segment == 0:
+                # Every loop variable is copied at every iteration (F21): the inner loop
+                # carries a buffer of one segment, the outer one the whole sequence's,
+                # written once per segment.
+                def outer(j, *rest):
+                    inner = [tf.constant(0, tf.int32)] + list(rest[: len(cells)])
+                    inner.append(_sequence_buffer(segment, chunk, last.units, x))
+                    inner = tf.while_loop(
+                        lambda i, *rest: i < segment,
+                        lambda i, *rest: body(i, *rest, offset=j * segment * chunk),
+                        tuple(inner))
+                    filled = tf.reshape(inner[-1], (segment * chunk, last.units))
+                    return ((j + 1,) + tuple(inner[1 : 1 + len(cells)])
+                            + (_write_chunk(rest[len(cells)], j, filled),))
+
+                carry[-1] = _sequence_buffer(loops // segment, segment * chunk, last.units, x)
+                carry = tf.while_loop(lambda j, *rest: j < loops // segment, outer,
+                                      tuple(carry))
+            else:
+                carry = tf.while_loop(lambda i, *rest: i < loops, body, tuple(carry))
             states = list(carry[1 : 1 + len(cells)])
             if last.return_sequences:
                 pieces.append(tf.reshape(carry[1 + len(cells)], (loops * chunk, last.units)))
@@ -514,7 +542,7 @@ def patch_config_for_bidirectional(config, names, chunk_steps):
     return config
 
 
-def patch_config_for_chunks(config, chains, chunk_steps):
+def patch_config_for_chunks(config, chains, chunk_steps, segment_chunks=1):
     """Puts `ChunkedGRU` in place of each chain's first GRU in a functional config.
 
     The chain's other GRU layers become `keras.layers.Identity` (same name, same wiring):
@@ -529,6 +557,7 @@ def patch_config_for_chunks(config, chains, chunk_steps):
         head["registered_name"] = CHUNKED_GRU_NAME
         head["config"]["followers"] = followers
         head["config"]["chunk_steps"] = int(chunk_steps)
+        head["config"]["segment_chunks"] = int(segment_chunks)
         for name in chain[1:]:
             entry = entries[name]
             entry["class_name"] = "Identity"
@@ -678,6 +707,58 @@ def buffer_chunk_steps(model, steps, quantization=None):
         if steps % chunk == 0:
             return chunk
     return least
+
+
+# Restarting the inner loop of a segment re-plans its body (memory and XNNPACK runtime,
+# F21's WHILE kernel): about 0.29 µs per op of the body, as long as copying ~3 KB of
+# buffer (both measured on the attention variant on this project's Intel Xeon, T=200 and
+# 1000). A body has about OPS_PER_LAYER_STEP ops per GRU layer and step (BENCHMARKS.md,
+# "Op costs").
+SEGMENT_BYTES_PER_BODY_OP = 3 * 1024
+OPS_PER_LAYER_STEP = 13
+
+
+def segment_chunks_for(model, steps, chunk_steps, quantization=None):
+    """Chunks per segment for the chains of `model` that return their sequence (1: one
+    loop; see `ChunkedGRU`).
+
+    A single loop copies its output buffer of T rows at every one of its T / chunk
+    iterations. With segments of d chunks the inner loop copies d * chunk rows per
+    iteration and the outer one T rows per segment, and each segment restarts the inner
+    loop (`SEGMENT_BYTES_PER_BODY_OP`). So d is the divisor of the number of iterations
+    (2 <= d < iterations) with the fewest bytes copied, counting the restarts, when that
+    is at most half the single loop's: segments also cost memory (a segment's buffer
+    beside the sequence's; TFLite Micro arena of the attention variant in float32 at
+    T=200: 247 KB in one loop, 321 KB in 2 segments, for 7% of time). Attention variant
+    (2 x GRU(64) returning its sequence), this project's Intel Xeon, µs per call, one
+    loop against segments: T=1000 (8 steps per iteration) 5058 against 3171 with 5
+    segments of 25 chunks (4387 with 25 of 5); T=200 (5 steps) 599 against 557 with 2 of
+    20 (731 with 10 of 4), under the halving rule, so one loop; T=50 144 against 170 with
+    2 of 5.
+
+    int8 and int16x8 files keep one loop: their calibration and integer loop variables
+    (F21) are built and checked for one level of loop.
+    """
+    if quantization in ("int8", "int16x8"):
+        return 1
+    chains = [[model.get_layer(name) for name in chain] for chain in chunk_plan(model)]
+    chains = [chain for chain in chains if chain[-1].return_sequences]
+    if not chains:
+        return 1
+    chunk = min(chunk_steps, steps)
+    iterations = steps // chunk
+    row = max(4 * chain[-1].units for chain in chains)
+    restart = SEGMENT_BYTES_PER_BODY_OP * OPS_PER_LAYER_STEP * chunk * max(
+        len(chain) for chain in chains)
+    best, best_bytes = 1, iterations * steps * row / 2
+    for segment in range(2, iterations):
+        if iterations % segment:
+            continue
+        copied = (iterations * segment * chunk * row
+                  + (iterations // segment) * (steps * row + restart))
+        if copied < best_bytes:
+            best, best_bytes = segment, copied
+    return best
 
 
 def chunkable(model):

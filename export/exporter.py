@@ -807,6 +807,11 @@ def to_tflite(
             allow_select_tf_ops=allow_select_tf_ops, allow_custom_ops=allow_custom_ops,
             strip_tensor_names=strip_tensor_names, int8_weights=int8_weights,
             int8_float_layers=int8_float_layers)
+        if chunk_steps is not None:
+            from export import chunked
+
+            job["segment_chunks"] = chunked.segment_chunks_for(
+                source.keras_model, data.window, chunk_steps, quantization)
         chosen, attempts = _try_recipes(
             plan, job, workdir, task=source.task, verification=data.verification,
             quantization=quantization, tolerance=tolerance,

@@ -211,7 +211,7 @@ def _from_config(model, config):
         ) from error
 
 
-def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8):
+def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8, segment_chunks=1):
     """Rebuilds `model` with batch 1 and its GRU chains as `ChunkedGRU` loops, weights copied.
 
     Args:
@@ -219,6 +219,8 @@ def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8):
         sequence_length: int or `None`, the static time dimension; `None` keeps the
             model's own (which must then be fixed).
         chunk_steps: int, time steps per loop iteration (see `export.chunked`).
+        segment_chunks: int, chunks per segment of a chain returning its sequence (1:
+            one loop; see `export.chunked.ChunkedGRU`).
 
     Returns:
         A new `keras.Model` with input shape `(1, time, ...)`.
@@ -246,7 +248,7 @@ def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8):
         )
     config = copy.deepcopy(model.get_config())
     _patch_config(config, batch_shape=(1, time) + tuple(shape[1:]), unroll=False, hoist=False)
-    chunked.patch_config_for_chunks(config, chains, chunk_steps)
+    chunked.patch_config_for_chunks(config, chains, chunk_steps, segment_chunks)
     chunked.patch_config_for_bidirectional(config, bidirectional, chunk_steps)
     rebuilt = _from_config(model, config)
     chunked.copy_weights(model, rebuilt, chains)

@@ -69,6 +69,51 @@ def test_chunked_recipe_of_sequence_and_bidirectional_variants_matches_keras(var
     assert _max_difference(rebuilt, model, sequences(3, time=10)) <= 1e-6
 
 
+@pytest.mark.parametrize("segment_chunks", [3, 4, 5])  # 5 does not divide 12: one loop
+def test_a_chain_returning_its_sequence_runs_in_segments(segment_chunks):
+    """Nested loops (an outer one over segments of chunks, an inner one over the chunks of
+    a segment) compute what Keras computes: 50 = 2 unrolled + 12 x 4 steps."""
+    model = tiny_model("attention", time=50)
+    rebuilt = recipes.rebuild_chunked(model, chunk_steps=4, segment_chunks=segment_chunks)
+    head = next(layer for layer in rebuilt.layers if isinstance(layer, chunked.ChunkedGRU))
+    assert head.segment_chunks == segment_chunks
+    assert _max_difference(rebuilt, model, sequences(3, time=50)) <= 1e-6
+    with pytest.raises(ValueError, match="segment_chunks=0"):
+        chunked.ChunkedGRU(4, segment_chunks=0)
+
+
+def test_segments_where_the_buffer_copies_outweigh_the_restarts(tmp_path):
+    """The attention variant (2 x GRU(64) returning its sequence) runs in segments at
+    T=1000 and 640 in float, in one loop at T=200 (2 segments would copy 6% less) and
+    50, in int8 and without a returned sequence; the float32 file holds the two loops,
+    matches Keras and runs in TFLite Micro."""
+    def model(variant, time):
+        return zoo.build_gru(variant, input_shape=(time, 8), num_outputs=4, units=64,
+                             num_layers=2, compile=False)
+
+    attention = model("attention", 1000)
+    assert chunked.segment_chunks_for(attention, 1000, 8) == 25  # 5 segments of 25 x 8
+    assert chunked.segment_chunks_for(attention, 1000, 10, "int8") == 1
+    assert chunked.segment_chunks_for(model("attention", 50), 50, 5) == 1
+    assert chunked.segment_chunks_for(model("stacked", 1000), 1000, 4) == 1
+    assert chunked.segment_chunks_for(model("attention", 200), 200, 5) == 1
+    attention = model("attention", 640)
+    assert chunked.chunk_steps_for(attention, 640) == 8
+    assert chunked.segment_chunks_for(attention, 640, 8) == 20  # 4 segments of 20 x 8
+    x = sequences(3, time=640, features=8)
+    path = tmp_path / "segments.tflite"
+    result = to_tflite(attention, path, verification_data=x, check_tflm=True)
+    assert result.recipe == "chunked" and result.max_abs_error <= 1e-5
+    assert result.tflm["runs"] is True and result.tflm["max_abs_error"] <= 1e-5
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    flat = flatbuffer_utils.read_model(str(path))
+    loops = [op for subgraph in flat.subgraphs for op in subgraph.operators
+             if flatbuffer_utils.opcode_to_name(flat, op.opcodeIndex) == "WHILE"]
+    assert len(loops) == 2  # the outer loop and, in its body, the inner one
+    assert tflite_vs_keras(path, attention, x) <= 1e-5
+
+
 def test_chunk_plan_finds_chains_and_refuses_what_it_cannot_compute():
     assert chunked.chunk_plan(tiny_model("stacked")) == [["gru_0", "gru_1"]]
     assert chunked.chunk_plan(tiny_model("bidirectional")) == []
