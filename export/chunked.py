@@ -253,19 +253,24 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
     the backward direction (from the end, its rows in reverse). With `return_sequences`
     both directions' chunks go to buffers, the backward one at the mirrored
     position, so that the stacked sequences are in time order as Keras returns them.
-    Same config and weights as the `Bidirectional` layer, plus `chunk_steps`.
+    Same config and weights as the `Bidirectional` layer, plus `chunk_steps` and
+    `segment_chunks` (as in `ChunkedGRU`: with `return_sequences`, nested loops over
+    segments of that many chunks).
     """
 
-    def __init__(self, layer, chunk_steps=8, **kwargs):
+    def __init__(self, layer, chunk_steps=8, segment_chunks=1, **kwargs):
         super().__init__(layer, **kwargs)
-        if not isinstance(chunk_steps, int) or chunk_steps < 1:
-            raise ValueError(f"`chunk_steps` must be a positive int. Received: "
-                             f"chunk_steps={chunk_steps!r}")
+        for name, value in (("chunk_steps", chunk_steps), ("segment_chunks", segment_chunks)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"`{name}` must be a positive int. Received: "
+                                 f"{name}={value!r}")
         self.chunk_steps = chunk_steps
+        self.segment_chunks = segment_chunks
 
     def get_config(self):
         config = super().get_config()
         config["chunk_steps"] = self.chunk_steps
+        config["segment_chunks"] = self.segment_chunks
         return config
 
     def call(self, sequences, initial_state=None, mask=None, training=None):
@@ -318,19 +323,47 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
                 carry += [_sequence_buffer(loops, chunk, forward.units, x),
                           _sequence_buffer(loops, chunk, backward.units, x)]
 
-            def body(i, h_f, h_b, *arrays):
-                window_f = tf.slice(x, tf.stack([prefix + i * chunk, 0]), [chunk, features])
-                start_b = steps - prefix - (i + 1) * chunk
+            def body(i, h_f, h_b, *arrays, base=0, count=loops):
+                # Chunk `base + i` of the sequence; the buffers hold `count` chunks (the
+                # whole loop's, or one segment's), the backward one mirrored.
+                g = base + i
+                window_f = tf.slice(x, tf.stack([prefix + g * chunk, 0]), [chunk, features])
+                start_b = steps - prefix - (g + 1) * chunk
                 window_b = tf.slice(x, tf.stack([start_b, 0]), [chunk, features])
                 h_f, seq_f = run(forward, window_f, h_f, chunk, False)
                 h_b, seq_b = run(backward, window_b, h_b, chunk, True)
                 out = [i + 1, h_f, h_b]
                 if sequences_out:
                     out += [_write_chunk(arrays[0], i, seq_f),
-                            _write_chunk(arrays[1], loops - 1 - i, seq_b)]
+                            _write_chunk(arrays[1], count - 1 - i, seq_b)]
                 return tuple(out)
 
-            carry = tf.while_loop(lambda i, *rest: i < loops, body, tuple(carry))
+            segment = self.segment_chunks
+            if sequences_out and 1 < segment < loops and loops % segment == 0:
+                # Segments, as in `ChunkedGRU`: the inner loop carries one segment's
+                # buffers, the outer one writes them once per segment (the backward
+                # segment at the mirrored position).
+                segments = loops // segment
+
+                def outer(j, h_f, h_b, buffer_f, buffer_b):
+                    inner = [tf.constant(0, tf.int32), h_f, h_b,
+                             _sequence_buffer(segment, chunk, forward.units, x),
+                             _sequence_buffer(segment, chunk, backward.units, x)]
+                    inner = tf.while_loop(
+                        lambda i, *rest: i < segment,
+                        lambda i, *rest: body(i, *rest, base=j * segment, count=segment),
+                        tuple(inner))
+                    filled_f = tf.reshape(inner[3], (segment * chunk, forward.units))
+                    filled_b = tf.reshape(inner[4], (segment * chunk, backward.units))
+                    return (j + 1, inner[1], inner[2],
+                            _write_chunk(buffer_f, j, filled_f),
+                            _write_chunk(buffer_b, segments - 1 - j, filled_b))
+
+                carry[3] = _sequence_buffer(segments, segment * chunk, forward.units, x)
+                carry[4] = _sequence_buffer(segments, segment * chunk, backward.units, x)
+                carry = tf.while_loop(lambda j, *rest: j < segments, outer, tuple(carry))
+            else:
+                carry = tf.while_loop(lambda i, *rest: i < loops, body, tuple(carry))
             h_f, h_b = carry[1], carry[2]
             if sequences_out:
                 middle_f = tf.reshape(carry[3], (loops * chunk, forward.units))
@@ -531,7 +564,7 @@ def bidirectional_plan(model):
     return names
 
 
-def patch_config_for_bidirectional(config, names, chunk_steps):
+def patch_config_for_bidirectional(config, names, chunk_steps, segment_chunks=1):
     """Puts `ChunkedBidirectionalGRU` in place of the named `Bidirectional` layers."""
     for entry in config["layers"]:
         if entry["config"]["name"] in names:
@@ -539,6 +572,7 @@ def patch_config_for_bidirectional(config, names, chunk_steps):
             entry["module"] = None
             entry["registered_name"] = CHUNKED_BIDIRECTIONAL_NAME
             entry["config"]["chunk_steps"] = int(chunk_steps)
+            entry["config"]["segment_chunks"] = int(segment_chunks)
     return config
 
 
@@ -741,15 +775,21 @@ def segment_chunks_for(model, steps, chunk_steps, quantization=None):
     """
     if quantization in ("int8", "int16x8"):
         return 1
-    chains = [[model.get_layer(name) for name in chain] for chain in chunk_plan(model)]
-    chains = [chain for chain in chains if chain[-1].return_sequences]
-    if not chains:
+    # (bytes of buffer per time step, GRU layers in the body) of each loop that returns
+    # its sequence: a chain, or a bidirectional layer (two buffers, two directions).
+    loops = [(4 * model.get_layer(chain[-1]).units, len(chain))
+             for chain in chunk_plan(model) if model.get_layer(chain[-1]).return_sequences]
+    for name in bidirectional_plan(model):
+        layer = model.get_layer(name)
+        if layer.return_sequences:
+            loops.append((4 * (layer.forward_layer.units + layer.backward_layer.units), 2))
+    if not loops:
         return 1
     chunk = min(chunk_steps, steps)
     iterations = steps // chunk
-    row = max(4 * chain[-1].units for chain in chains)
+    row = max(width for width, _ in loops)
     restart = SEGMENT_BYTES_PER_BODY_OP * OPS_PER_LAYER_STEP * chunk * max(
-        len(chain) for chain in chains)
+        layers for _, layers in loops)
     best, best_bytes = 1, iterations * steps * row / 2
     for segment in range(2, iterations):
         if iterations % segment:

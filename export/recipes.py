@@ -219,8 +219,8 @@ def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8, segment_chunk
         sequence_length: int or `None`, the static time dimension; `None` keeps the
             model's own (which must then be fixed).
         chunk_steps: int, time steps per loop iteration (see `export.chunked`).
-        segment_chunks: int, chunks per segment of a chain returning its sequence (1:
-            one loop; see `export.chunked.ChunkedGRU`).
+        segment_chunks: int, chunks per segment of a chain or bidirectional layer
+            returning its sequence (1: one loop; see `export.chunked.ChunkedGRU`).
 
     Returns:
         A new `keras.Model` with input shape `(1, time, ...)`.
@@ -249,7 +249,8 @@ def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8, segment_chunk
     config = copy.deepcopy(model.get_config())
     _patch_config(config, batch_shape=(1, time) + tuple(shape[1:]), unroll=False, hoist=False)
     chunked.patch_config_for_chunks(config, chains, chunk_steps, segment_chunks)
-    chunked.patch_config_for_bidirectional(config, bidirectional, chunk_steps)
+    chunked.patch_config_for_bidirectional(config, bidirectional, chunk_steps,
+                                           segment_chunks)
     rebuilt = _from_config(model, config)
     chunked.copy_weights(model, rebuilt, chains)
     return rebuilt

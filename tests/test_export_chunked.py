@@ -69,17 +69,23 @@ def test_chunked_recipe_of_sequence_and_bidirectional_variants_matches_keras(var
     assert _max_difference(rebuilt, model, sequences(3, time=10)) <= 1e-6
 
 
+@pytest.mark.parametrize("variant", ["attention", "bidirectional_attention"])
 @pytest.mark.parametrize("segment_chunks", [3, 4, 5])  # 5 does not divide 12: one loop
-def test_a_chain_returning_its_sequence_runs_in_segments(segment_chunks):
+def test_a_sequence_returning_loop_runs_in_segments(variant, segment_chunks):
     """Nested loops (an outer one over segments of chunks, an inner one over the chunks of
-    a segment) compute what Keras computes: 50 = 2 unrolled + 12 x 4 steps."""
-    model = tiny_model("attention", time=50)
+    a segment) compute what Keras computes, for a chain of GRU layers and for
+    bidirectional ones (whose backward buffer is mirrored): 50 = 2 unrolled + 12 x 4."""
+    model = tiny_model(variant, time=50)
     rebuilt = recipes.rebuild_chunked(model, chunk_steps=4, segment_chunks=segment_chunks)
-    head = next(layer for layer in rebuilt.layers if isinstance(layer, chunked.ChunkedGRU))
-    assert head.segment_chunks == segment_chunks
+    loops = [layer for layer in rebuilt.layers
+             if isinstance(layer, (chunked.ChunkedGRU, chunked.ChunkedBidirectionalGRU))]
+    assert loops and all(layer.segment_chunks == segment_chunks for layer in loops)
     assert _max_difference(rebuilt, model, sequences(3, time=50)) <= 1e-6
-    with pytest.raises(ValueError, match="segment_chunks=0"):
-        chunked.ChunkedGRU(4, segment_chunks=0)
+    for layer_class in (chunked.ChunkedGRU, lambda **kw: chunked.ChunkedBidirectionalGRU(
+            keras.layers.GRU(4), **kw)):
+        with pytest.raises(ValueError, match="segment_chunks=0"):
+            layer_class(**({"units": 4} if layer_class is chunked.ChunkedGRU else {}),
+                        segment_chunks=0)
 
 
 def test_segments_where_the_buffer_copies_outweigh_the_restarts(tmp_path):
