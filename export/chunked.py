@@ -21,6 +21,16 @@ input projection is one matmul over the chunk's steps; the chunk's outputs of on
 layer feed the next layer inside the body, so no intermediate sequence crosses the
 loop. The `T mod chunk_steps` first steps run unrolled before the loop.
 
+Two limits shape the loop (measured on the 2-core Intel Xeon with AMX that the
+benchmarks ran on last):
+- A body holds a packed copy of the recurrent kernels per step, so it stops at
+  `BODY_WEIGHT_BYTES` of them (`body_steps_cap`): past the cache the loop falls off a
+  cliff (2-3x slower).
+- The `WHILE` kernel copies every loop variable at every iteration, an output buffer of
+  T rows included, so a loop returning a long sequence runs in segments: an outer loop
+  over segments, an inner one over a segment's chunks that fills a segment's buffer
+  (`segment_chunks_for`; float files only).
+
 Only public Keras APIs and public TensorFlow ops are used. The layer exists for
 conversion: `export.recipes.rebuild(model, form="chunked")` puts it in place of a
 chain of GRU layers, with the weights copied.
