@@ -772,8 +772,10 @@ def segment_chunks_for(model, steps, chunk_steps, quantization=None):
     loop (`SEGMENT_BYTES_PER_BODY_OP`). So d is the divisor of the number of iterations
     (2 <= d < iterations) with the fewest bytes copied, counting the restarts, when that
     is at most half the single loop's: segments also cost memory (a segment's buffer
-    beside the sequence's; TFLite Micro arena of the attention variant in float32 at
-    T=200: 247 KB in one loop, 321 KB in 2 segments, for 7% of time). Attention variant
+    beside the sequence's; TFLite Micro arena in float32 at T=1000: attention 1133 ->
+    1183 KB, cnn_gru_attention 1790 -> 2244 KB, bidirectional_attention 3076 KB -> over
+    4 MB; at T=200, attention 247 -> 321 KB in 2 segments, for 7% of time). So
+    `to_tflite(check_tflm=True)`, a microcontroller's export, keeps one loop. Attention variant
     (2 x GRU(64) returning its sequence), this project's Intel Xeon, µs per call, one
     loop against segments: T=1000 (8 steps per iteration) 5058 against 3171 with 5
     segments of 25 chunks (4387 with 25 of 5); T=200 (5 steps) 599 against 557 with 2 of

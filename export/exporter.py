@@ -807,7 +807,9 @@ def to_tflite(
             allow_select_tf_ops=allow_select_tf_ops, allow_custom_ops=allow_custom_ops,
             strip_tensor_names=strip_tensor_names, int8_weights=int8_weights,
             int8_float_layers=int8_float_layers)
-        if chunk_steps is not None:
+        if chunk_steps is not None and check_tflm is not True:
+            # Segments trade TFLite Micro arena for speed (`segment_chunks_for`): a
+            # file checked for a microcontroller keeps one loop.
             from export import chunked
 
             job["segment_chunks"] = chunked.segment_chunks_for(
