@@ -484,18 +484,23 @@ def test_the_facts_page_names_tests_and_scripts_that_exist():
 # === Quantization ===
 
 
-def test_f25_xnnpack_takes_amx_when_the_cpu_has_it(tmp_path):
-    """A fresh process that runs an int8 file in LiteRT (XNNPACK, the default delegate)
-    holds AMX permission afterwards exactly when the CPU has AMX: XNNPACK asked for it."""
+def _int8_dense_converter(units):
+    """A converter of a one-`Dense` model to a fully int8 file (calibrated on 16 rows)."""
     inputs = keras.Input((FEATURES,), batch_size=1)
-    model = keras.Model(inputs, keras.layers.Dense(64)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(units)(inputs))
     lite_converter = tf.lite.TFLiteConverter.from_keras_model(model)
     lite_converter.optimizations = [tf.lite.Optimize.DEFAULT]
     data = np.random.default_rng(0).standard_normal((16, 1, FEATURES)).astype("float32")
     lite_converter.representative_dataset = lambda: ([x] for x in data)
     lite_converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return lite_converter
+
+
+def test_f25_xnnpack_takes_amx_when_the_cpu_has_it(tmp_path):
+    """A fresh process that runs an int8 file in LiteRT (XNNPACK, the default delegate)
+    holds AMX permission afterwards exactly when the CPU has AMX: XNNPACK asked for it."""
     path = tmp_path / "dense_int8.tflite"
-    path.write_bytes(lite_converter.convert())
+    path.write_bytes(_int8_dense_converter(64).convert())
     script = textwrap.dedent(f"""
         import numpy as np
         from ai_edge_litert.interpreter import Interpreter
@@ -529,13 +534,7 @@ def test_f25_xnnpack_takes_amx_when_the_cpu_has_it(tmp_path):
 def test_f17_a_private_switch_makes_int8_dense_weights_per_tensor(disable):
     """int8 Dense weights are per-channel (one scale per output) unless switched off."""
     keras.utils.set_random_seed(0)
-    inputs = keras.Input((FEATURES,), batch_size=1)
-    model = keras.Model(inputs, keras.layers.Dense(6)(inputs))
-    lite_converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    lite_converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    data = np.random.default_rng(0).standard_normal((16, 1, FEATURES)).astype("float32")
-    lite_converter.representative_dataset = lambda: ([x] for x in data)
-    lite_converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    lite_converter = _int8_dense_converter(6)
     if disable:
         lite_converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     interpreter = Interpreter(model_content=lite_converter.convert())
