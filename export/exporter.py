@@ -716,9 +716,11 @@ def to_tflite(
             land in `ExportResult.tflm`; a file that does not run there, or differs
             from Keras beyond the tolerance, gives a warning). `True` never picks the
             `loop` form, which TFLite Micro runs with wrong outputs
-            (docs/tflite-facts.md, F9). `None` (the default): checked for streaming
-            files and for files written with `c_array` (they are for firmware) unless
-            their form is `loop`, which then gives a warning instead.
+            (docs/tflite-facts.md, F9), nor nested loops over segments (they enlarge
+            the arena; `export.chunked.segment_chunks_for`), and neither does
+            `c_array`. `None` (the default): checked for streaming files and for files
+            written with `c_array` (they are for firmware) unless their form is `loop`,
+            which then gives a warning instead.
         tflm_arena_size: int, TFLM tensor arena in bytes; defaults to a generous size,
             and the result reports what the file needs.
         c_array: `False`, `True` (writes `<path>.cc`/`.h`) or a `.cc` path: the file as
@@ -807,9 +809,9 @@ def to_tflite(
             allow_select_tf_ops=allow_select_tf_ops, allow_custom_ops=allow_custom_ops,
             strip_tensor_names=strip_tensor_names, int8_weights=int8_weights,
             int8_float_layers=int8_float_layers)
-        if chunk_steps is not None and check_tflm is not True:
+        if chunk_steps is not None and check_tflm is not True and not c_array:
             # Segments trade TFLite Micro arena for speed (`segment_chunks_for`): a
-            # file checked for a microcontroller keeps one loop.
+            # file for a microcontroller (checked there, or a C array) keeps one loop.
             from export import chunked
 
             job["segment_chunks"] = chunked.segment_chunks_for(
