@@ -102,6 +102,19 @@ def gru_step(cell, x_zr, x_h, h):
     return candidate + z * (h - candidate)
 
 
+def _check_loop_sizes(chunk_steps, segment_chunks):
+    """The chunked layers' `chunk_steps` and `segment_chunks`: positive ints."""
+    for name, value in (("chunk_steps", chunk_steps), ("segment_chunks", segment_chunks)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+
+
+def _nests(segment_chunks, loops):
+    """Whether a loop of `loops` iterations runs in segments of `segment_chunks` (more
+    than one segment, of more than one chunk each, all alike)."""
+    return 1 < segment_chunks < loops and loops % segment_chunks == 0
+
+
 @keras.saving.register_keras_serializable(package="gru_zoo_export")
 class ChunkedGRU(keras.layers.GRU):
     """A chain of GRU layers computed chunk by chunk in one `WHILE` loop (for conversion).
@@ -125,10 +138,7 @@ class ChunkedGRU(keras.layers.GRU):
 
     def __init__(self, units, followers=(), chunk_steps=8, segment_chunks=1, **kwargs):
         super().__init__(units, **kwargs)
-        for name, value in (("chunk_steps", chunk_steps), ("segment_chunks", segment_chunks)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"`{name}` must be a positive int. Received: "
-                                 f"{name}={value!r}")
+        _check_loop_sizes(chunk_steps, segment_chunks)
         self.follower_configs = [copy.deepcopy(dict(config)) for config in followers]
         self.chunk_steps = chunk_steps
         self.segment_chunks = segment_chunks
@@ -226,7 +236,7 @@ class ChunkedGRU(keras.layers.GRU):
                 return tuple(out)
 
             segment = self.segment_chunks
-            if last.return_sequences and 1 < segment < loops and loops % segment == 0:
+            if last.return_sequences and _nests(segment, loops):
                 # Every loop variable is copied at every iteration (F21): the inner loop
                 # carries a buffer of one segment, the outer one the whole sequence's,
                 # written once per segment.
@@ -270,10 +280,7 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
 
     def __init__(self, layer, chunk_steps=8, segment_chunks=1, **kwargs):
         super().__init__(layer, **kwargs)
-        for name, value in (("chunk_steps", chunk_steps), ("segment_chunks", segment_chunks)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"`{name}` must be a positive int. Received: "
-                                 f"{name}={value!r}")
+        _check_loop_sizes(chunk_steps, segment_chunks)
         self.chunk_steps = chunk_steps
         self.segment_chunks = segment_chunks
 
@@ -349,7 +356,7 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
                 return tuple(out)
 
             segment = self.segment_chunks
-            if sequences_out and 1 < segment < loops and loops % segment == 0:
+            if sequences_out and _nests(segment, loops):
                 # Segments, as in `ChunkedGRU`: the inner loop carries one segment's
                 # buffers, the outer one writes them once per segment (the backward
                 # segment at the mirrored position).
@@ -694,30 +701,33 @@ BUFFER_MAX_CHUNK = {"float32": 50, "int8": 10}
 BODY_WEIGHT_BYTES = 768 * 1024
 
 
+def _loops(model):
+    """One `(GRU layers, units returned per step)` per loop of `model`'s chunked form: a
+    chain of GRU layers (`ChunkedGRU`), or a bidirectional layer with its two directions
+    (`ChunkedBidirectionalGRU`); the units are 0 when the loop returns no sequence (its
+    output buffer's width otherwise)."""
+    for chain in chunk_plan(model):
+        grus = [model.get_layer(name) for name in chain]
+        yield grus, grus[-1].units if grus[-1].return_sequences else 0
+    for name in bidirectional_plan(model):
+        layer = model.get_layer(name)
+        grus = [layer.forward_layer, layer.backward_layer]
+        yield grus, sum(gru.units for gru in grus) if layer.return_sequences else 0
+
+
 def _chunked_grus(model):
     """The GRU layers that the chunked recipe computes, each direction of a
     bidirectional one counted as a layer."""
-    for chain in chunk_plan(model):
-        yield from (model.get_layer(name) for name in chain)
-    for name in bidirectional_plan(model):
-        yield model.get_layer(name).forward_layer
-        yield model.get_layer(name).backward_layer
+    for grus, _ in _loops(model):
+        yield from grus
 
 
 def _buffer(model):
     """`(units of the output buffers, GRU layer-steps per time step)` of `model`'s
     chunked layers: the widths of the sequences they return, and how many GRU layers
     (directions counted) run at each step."""
-    width = 0
-    for chain in chunk_plan(model):
-        last = model.get_layer(chain[-1])
-        if last.return_sequences:
-            width += last.units
-    for name in bidirectional_plan(model):
-        layer = model.get_layer(name)
-        if layer.return_sequences:
-            width += layer.forward_layer.units + layer.backward_layer.units
-    return width, sum(1 for _ in _chunked_grus(model))
+    loops = list(_loops(model))
+    return sum(units for _, units in loops), sum(len(grus) for grus, _ in loops)
 
 
 def body_steps_cap(model, quantization=None):
@@ -725,11 +735,8 @@ def body_steps_cap(model, quantization=None):
     `BODY_WEIGHT_BYTES` (one byte a weight in int8 and int16x8 files, else four). Each
     chain of GRU layers, and each bidirectional layer (both directions), is one body."""
     width = 1 if quantization in ("int8", "int16x8") else 4
-    bodies = [[model.get_layer(name) for name in chain] for chain in chunk_plan(model)]
-    bodies += [[model.get_layer(name).forward_layer, model.get_layer(name).backward_layer]
-               for name in bidirectional_plan(model)]
-    per_step = max((sum(width * gru.units * 3 * gru.units for gru in body)
-                    for body in bodies), default=0)
+    per_step = max((sum(width * gru.units * 3 * gru.units for gru in grus)
+                    for grus, _ in _loops(model)), default=0)
     return max(1, BODY_WEIGHT_BYTES // max(1, per_step))
 
 
@@ -774,10 +781,10 @@ def segment_chunks_for(model, steps, chunk_steps, quantization=None):
     is at most half the single loop's: segments also cost memory (a segment's buffer
     beside the sequence's; TFLite Micro arena in float32 at T=1000: attention 1133 ->
     1183 KB, cnn_gru_attention 1790 -> 2244 KB, bidirectional_attention 3076 KB -> over
-    4 MB; at T=200, attention 247 -> 321 KB in 2 segments, for 7% of time). So
-    `to_tflite(check_tflm=True)`, a microcontroller's export, keeps one loop. Attention variant
-    (2 x GRU(64) returning its sequence), this project's Intel Xeon, µs per call, one
-    loop against segments: T=1000 (8 steps per iteration) 5058 against 3171 with 5
+    4 MB; at T=200, attention 247 -> 321 KB in 2 segments, for 7% of time). So a
+    microcontroller's export (`to_tflite(check_tflm=True)` or `c_array`) keeps one loop.
+    Attention variant (2 x GRU(64) returning its sequence), this project's Intel Xeon,
+    µs per call, one loop against segments: T=1000 (8 steps per iteration) 5058 against 3171 with 5
     segments of 25 chunks (4387 with 25 of 5); T=200 (5 steps) 599 against 557 with 2 of
     20 (731 with 10 of 4), under the halving rule, so one loop; T=50 144 against 170 with
     2 of 5.
@@ -788,13 +795,8 @@ def segment_chunks_for(model, steps, chunk_steps, quantization=None):
     if quantization in ("int8", "int16x8"):
         return 1
     # (bytes of buffer per time step, GRU layers in the body) of each loop that returns
-    # its sequence: a chain, or a bidirectional layer (two buffers, two directions).
-    loops = [(4 * model.get_layer(chain[-1]).units, len(chain))
-             for chain in chunk_plan(model) if model.get_layer(chain[-1]).return_sequences]
-    for name in bidirectional_plan(model):
-        layer = model.get_layer(name)
-        if layer.return_sequences:
-            loops.append((4 * (layer.forward_layer.units + layer.backward_layer.units), 2))
+    # its sequence.
+    loops = [(4 * units, len(grus)) for grus, units in _loops(model) if units]
     if not loops:
         return 1
     chunk = min(chunk_steps, steps)
