@@ -66,14 +66,6 @@ def refuse_amx():
         raise OSError(ctypes.get_errno(), "sigaltstack failed")
 
 
-def cpu_has_amx():
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return False
-    return "amx_int8" in flags.split()
-
-
 def child(args):
     """Times each file against ONNX Runtime in this process; prints one JSON line."""
     if args.no_amx:
@@ -212,7 +204,7 @@ def main(argv=None):
             "machine": bench_export.machine_description(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "code": bench_export.code_version(), "rounds": args.rounds}
-    has_amx = cpu_has_amx()
+    has_amx = "amx_int8" in bench_export.cpu_info()[1]
     with tempfile.TemporaryDirectory(prefix="gru_zoo_amx_") as workdir:
         files = export_files(workdir, lengths)
         specs = [f"{path}::{onnx}" for _, _, path, onnx, _ in files]

@@ -746,9 +746,8 @@ def write_markdown(text, path):
         path.write_text("# Benchmarks\n\n" + section)
 
 
-def machine_description():
-    """The machine in words: architecture, CPU model and the vector and matrix extensions
-    that change which kernels XNNPACK and ONNX Runtime run (the ratios move with them)."""
+def cpu_info():
+    """`(model name, set of flags)` of the first CPU in /proc/cpuinfo (empty off Linux)."""
     model, flags = "", set()
     try:
         with open("/proc/cpuinfo") as handle:
@@ -760,6 +759,13 @@ def machine_description():
                     flags = set(value.split())
     except OSError:
         pass
+    return model, flags
+
+
+def machine_description():
+    """The machine in words: architecture, CPU model and the vector and matrix extensions
+    that change which kernels XNNPACK and ONNX Runtime run (the ratios move with them)."""
+    model, flags = cpu_info()
     notable = [name for name, flag in (("AVX2", "avx2"), ("AVX-512", "avx512f"),
                                        ("AVX-512 VNNI", "avx512_vnni"), ("AMX", "amx_int8"))
                if flag in flags]
