@@ -18,6 +18,9 @@ What it measures (batch 1, one thread everywhere):
    error vs Keras.
 3. Every zoo variant at T = 50, 200 and 1000: float32 `loop`, float32 and int8 automatic
    forms: the same columns.
+   Then the variants whose GRU layers return their sequences (attention, bidirectional,
+   bidirectional_attention) at T = 1000 and 2000, float32 and int8: the automatic file
+   against the same file in one loop (the segment rule bypassed).
 4. Accuracy: the trained presets exported in float32 and int8 by the automatic
    recipe; test accuracy (or MSE) of Keras and of each file, and verification data.
 5. Where the time goes: a `perf` profile (kernel functions grouped by what they do)
@@ -34,6 +37,7 @@ Run:
     pip install -e ".[bench]"
     python benchmarks/bench_export.py                 # everything, writes BENCHMARKS.md
     python benchmarks/bench_export.py --quick         # T = 16, 50; stacked and attention
+    python benchmarks/bench_export.py --sections segments --update   # one section again
     python benchmarks/bench_export.py --render benchmarks/bench_export_results.json
 """
 
@@ -62,6 +66,10 @@ sys.path.insert(1, str(ROOT / "benchmarks"))  # torch_twins
 FEATURES, UNITS, LAYERS, CLASSES = 8, 64, 2, 4
 LENGTHS = (16, 50, 200, 1000)
 VARIANT_LENGTHS = (50, 200, 1000)  # 1000: layers returning sequences carry a T-row buffer
+# Variants whose GRU layers return long sequences (an output buffer of T rows in the loop),
+# at lengths where `export.chunked.segment_chunks_for` nests loops in float32 and int8.
+SEGMENT_VARIANTS = ("attention", "bidirectional", "bidirectional_attention")
+SEGMENT_LENGTHS = (1000, 2000)
 PROBE_LENGTHS = (16, 32, 50, 100, 200)
 UNROLLED_MAX = 200  # longer unrolled files take minutes to convert and are not shipped
 BEGIN, END = "<!-- export-benchmark:begin -->", "<!-- export-benchmark:end -->"
@@ -492,6 +500,54 @@ def variant_rows(workdir, log, variants, lengths):
     return rows
 
 
+def _nested_loops(path):
+    """How many `WHILE` ops of the file sit inside another loop's body (segments)."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(pathlib.Path(path).read_bytes())
+    return sum(flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) == "WHILE"
+               for subgraph in model.subgraphs[1:] for op in subgraph.operators or [])
+
+
+def segment_rows(workdir, log, variants, lengths):
+    """Section 3b: loops returning long sequences, float32 and int8, in one loop (the
+    segment rule bypassed) and as the automatic recipe builds them (segments where
+    `export.chunked.segment_chunks_for` chooses them)."""
+    from export import chunked
+
+    rule = chunked.segment_chunks_for
+    rows = []
+    for variant in variants:
+        for steps in lengths:
+            model = reference_model(variant, steps)
+            calibration = np.random.default_rng(0).standard_normal(
+                (100, steps, FEATURES)).astype("float32")
+            peer = onnx_peer(model, calibration[:4],
+                             pathlib.Path(workdir) / f"segments_{variant}_{steps}.onnx")
+            files, batch = {}, []
+            for quantization in (None, "int8"):
+                mode = quantization or "float32"
+                for key, choice in ((f"{mode} one loop", lambda *args: 1), (f"{mode} auto", rule)):
+                    path = pathlib.Path(workdir) / f"segments_{variant}_{steps}_{key.replace(' ', '_')}.tflite"
+                    chunked.segment_chunks_for = choice
+                    try:
+                        row = export_row(model, path, quantization=quantization, recipe="auto",
+                                         calibration=calibration)
+                    finally:
+                        chunked.segment_chunks_for = rule
+                    row.update(variant=variant, T=steps, key=key)
+                    if "error" not in row:
+                        files[key] = path
+                        row["nested_loops"] = _nested_loops(path)
+                    batch.append(row)
+            if "error" in peer:
+                for row in batch:
+                    row["ort_error"] = peer["error"]
+            time_rows(batch, files, peer, steps, log)
+            rows += batch
+    return rows
+
+
 def _tflm_row(row, path):
     """The TFLite Micro arena of a full-sequence file, run in a fresh process."""
     if row["recipe"] == "loop":
@@ -646,6 +702,33 @@ def render(results):
                 f"| {_f(_ratio(r.get('litert_benchmark_us'), r.get('litert_benchmark_ort_wall_us')), '.2f')} "
                 f"| {tflm_text} | {r['max_abs_error']:.2g} |")
         lines.append("")
+    segments = results.get("segments") or []
+    if segments:
+        lines += ["### Loops that return long sequences: one loop or segments", "",
+                  "Variants whose GRU layers return their sequences carry an output buffer of "
+                  "T rows in the loop, which the `WHILE` kernel copies at every iteration. The "
+                  "automatic recipe runs such a loop in segments (an outer loop over segments, "
+                  "an inner one filling a segment's buffer) where `segment_chunks_for` expects "
+                  "the copies to at least halve; \"one loop\" is the same file with that rule "
+                  "bypassed. Nested loops: `WHILE` ops inside another loop's body (0: one loop).",
+                  "", "| variant | T | file | nested loops | size (KB) | to_tflite (s) | "
+                  "latency (µs) | vs ORT | auto / one loop | max err vs Keras |",
+                  "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+        single = {(r["variant"], r["T"], r["key"].split()[0]): r.get("cpu_us")
+                  for r in segments if r["key"].endswith("one loop") and "error" not in r}
+        for r in segments:
+            if "error" in r:
+                lines.append(f"| {r['variant']} | {r['T']} | {r['key']} | failed: {r['error']} "
+                             "||||||")
+                continue
+            versus = (_ratio(r.get("cpu_us"), single.get((r["variant"], r["T"], r["key"].split()[0])))
+                      if r["key"].endswith("auto") else None)
+            lines.append(
+                f"| {r['variant']} | {r['T']} | {r['key']} | {r.get('nested_loops', 0)} "
+                f"| {r['size'] / 1024:.1f} | {r['total_s']:.1f} | {_f(r.get('cpu_us'), '.0f')} "
+                f"| {_f(_ratio(r.get('cpu_us'), r.get('ort_cpu_us')), '.2f')} "
+                f"| {_f(versus, '.2f')} | {r['max_abs_error']:.2g} |")
+        lines.append("")
     accuracy = results.get("accuracy") or []
     if accuracy:
         lines += ["### Accuracy of the trained presets", "",
@@ -790,7 +873,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     parser.add_argument("--variants", default=None, help="comma-separated (default: all)")
-    parser.add_argument("--sections", default="probe,reference,variants,accuracy,profile")
+    parser.add_argument("--sections",
+                        default="probe,reference,variants,segments,accuracy,profile")
     parser.add_argument("--quick", action="store_true",
                         help="T = 16, 50; stacked and attention; no probe beyond T=50")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "bench_export_results.json"))
@@ -850,6 +934,9 @@ def main(argv=None):
             results["reference"] = reference_rows(workdir, log, lengths, step_done=False)
         if "variants" in sections:
             results["variants"] = variant_rows(workdir, log, variants, variant_lengths)
+        if "segments" in sections:
+            results["segments"] = segment_rows(
+                workdir, log, [v for v in SEGMENT_VARIANTS if v in variants], SEGMENT_LENGTHS)
         if "accuracy" in sections:
             results["accuracy"] = accuracy_rows(workdir, log)
         if "profile" in sections:

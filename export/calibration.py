@@ -16,7 +16,8 @@ the min/max of every float tensor in every subgraph.
 2. `calibrate`: the min/max of every float tensor, measured here with the LiteRT
    interpreter: the main graph with all tensors preserved, and each loop body run as a
    model of its own, iteration by iteration, carrying the loop variables, so every
-   iteration's tensors are seen (a preserved body only holds its last iteration), for
+   iteration's tensors are seen (a preserved body only holds its last iteration), and
+   so is each loop inside a body (`_Loop`; the chunked form's segments nest two), for
    a subset of the samples that covers `MAX_RECORDED_ITERATIONS` iterations.
 3. `mlir_quantize` with the converter's default int8 settings (per-channel weights).
 4. `export.integer_loops.integer_loop_variables`: the loop variables, which the
@@ -72,10 +73,27 @@ def _float_tensors(model, subgraph):
             if tensor.type == schema.TensorType.FLOAT32 and not _is_constant(model, tensor)]
 
 
+# The options fields of control flow ops that name a subgraph.
+_SUBGRAPH_FIELDS = ("condSubgraphIndex", "bodySubgraphIndex", "thenSubgraphIndex",
+                    "elseSubgraphIndex", "initSubgraphIndex")
+
+
 def _standalone(model_bytes, index):
-    """The subgraph `index` of a model as a model of its own (its inputs, its outputs)."""
+    """The subgraph `index` of a model as a model of its own (its inputs, its outputs).
+
+    The other subgraphs follow it, renumbered, so that a loop inside it still finds its
+    condition and body; tensor indices are unchanged.
+    """
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
-    model.subgraphs = [model.subgraphs[index]]
+    order = [index] + [number for number in range(len(model.subgraphs)) if number != index]
+    renumbered = {old: new for new, old in enumerate(order)}
+    model.subgraphs = [model.subgraphs[number] for number in order]
+    for subgraph in model.subgraphs:
+        for operator in subgraph.operators or []:
+            for field in _SUBGRAPH_FIELDS:
+                if hasattr(operator.builtinOptions, field):
+                    setattr(operator.builtinOptions, field,
+                            renumbered[getattr(operator.builtinOptions, field)])
     model.signatureDefs = []
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
@@ -115,44 +133,83 @@ class _Ranges:
                 self.low[key], self.high[key] = low, high
 
 
+class _Loop:
+    """A `WHILE` op run iteration by iteration: its condition and its body as models of
+    their own (builtin kernels, every tensor kept), and the loops inside its body."""
+
+    def __init__(self, content, model, operator, depth=1):
+        if depth > MAX_LOOP_DEPTH:
+            raise ValueError(f"calibration supports WHILE loops nested {MAX_LOOP_DEPTH} "
+                             "deep; this model nests them deeper")
+        options = operator.builtinOptions
+        self.operator = operator
+        self.body_index = options.bodySubgraphIndex
+        self.body = model.subgraphs[options.bodySubgraphIndex]
+        self.cond = model.subgraphs[options.condSubgraphIndex]
+        if any(True for _ in _while_ops(model, self.cond)):
+            raise ValueError("calibration does not support a WHILE loop in a loop's "
+                             "condition")
+        self.body_run = _interpreter(_standalone(content, options.bodySubgraphIndex))
+        self.body_run.allocate_tensors()
+        self.cond_run = _interpreter(_standalone(content, options.condSubgraphIndex))
+        self.cond_run.allocate_tensors()
+        self.floats = _float_tensors(model, self.body)
+        self.inner = [_Loop(content, model, inner, depth + 1)
+                      for inner in _while_ops(model, self.body)]
+
+    def run(self, values, ranges):
+        """Runs the loop from `values` (its inputs) and records the ranges of its body's
+        tensors at every iteration, and of the loops inside it at every iteration of
+        theirs. Returns the number of body iterations, inner loops' included."""
+        iterations = 0
+        own = 0
+        while True:
+            for position, tensor in enumerate(self.cond.inputs):
+                self.cond_run.set_tensor(int(tensor), values[position])
+            self.cond_run.invoke()
+            if not bool(np.asarray(self.cond_run.get_tensor(
+                    int(self.cond.outputs[0]))).reshape(-1)[0]):
+                return iterations
+            for position, tensor in enumerate(self.body.inputs):
+                self.body_run.set_tensor(int(tensor), values[position])
+            self.body_run.invoke()
+            ranges.update_all(self.body_index, self.body_run, self.floats)
+            for loop in self.inner:
+                iterations += loop.run(
+                    [self.body_run.get_tensor(int(i)) for i in loop.operator.inputs], ranges)
+            values = [self.body_run.get_tensor(int(tensor)) for tensor in self.body.outputs]
+            iterations += 1
+            own += 1
+            if own > 10**6:
+                raise ValueError("a WHILE loop ran over 10^6 iterations during calibration")
+
+
+# Loops inside loops that calibration follows (the chunked recipe's segments nest two).
+MAX_LOOP_DEPTH = 4
+
+
 def calibrate(content, samples):
     """Min/max of every float tensor of `content` over `samples`.
 
     Args:
-        content: bytes of a float `.tflite` model whose main graph may hold `WHILE`
-            loops (one level: a loop body with its own loops is refused).
+        content: bytes of a float `.tflite` model whose graphs may hold `WHILE` loops,
+            nested up to `MAX_LOOP_DEPTH` deep (an outer loop's body holding inner ones).
         samples: list of `{input name: array}` for the model's signature.
 
     Returns:
         bytes: the model with `quantization.min/max` set on its float tensors.
 
     Raises:
-        ValueError: nested loops, or a loop that does not end within 10^6 iterations.
+        ValueError: loops nested too deep, or a loop that does not end within 10^6
+            iterations.
     """
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
     main = model.subgraphs[0]
-    loops = list(_while_ops(model, main))
-    for operator in loops:
-        for index in (operator.builtinOptions.condSubgraphIndex,
-                      operator.builtinOptions.bodySubgraphIndex):
-            if any(True for _ in _while_ops(model, model.subgraphs[index])):
-                raise ValueError("calibration supports one level of WHILE loops; this "
-                                 "model nests them")
     ranges = _Ranges()
     interpreter = _interpreter(content)
     runner = interpreter.get_signature_runner()
     main_floats = _float_tensors(model, main)
-    plans = []
-    for operator in loops:
-        options = operator.builtinOptions
-        body = model.subgraphs[options.bodySubgraphIndex]
-        cond = model.subgraphs[options.condSubgraphIndex]
-        body_interpreter = _interpreter(_standalone(content, options.bodySubgraphIndex))
-        body_interpreter.allocate_tensors()
-        cond_interpreter = _interpreter(_standalone(content, options.condSubgraphIndex))
-        cond_interpreter.allocate_tensors()
-        plans.append((operator, options.bodySubgraphIndex, body, cond, body_interpreter,
-                      cond_interpreter, _float_tensors(model, body)))
+    loops = [_Loop(content, model, operator) for operator in _while_ops(model, main)]
     loop_samples = None  # which samples also run the loop bodies (set after the first)
     for number, sample in enumerate(samples):
         runner(**sample)
@@ -160,24 +217,9 @@ def calibrate(content, samples):
         if loop_samples is not None and number not in loop_samples:
             continue
         iterations = 0
-        for operator, body_index, body, cond, body_run, cond_run, body_floats in plans:
-            values = [interpreter.get_tensor(int(i)) for i in operator.inputs]
-            iteration = 0
-            while True:
-                for position, tensor in enumerate(cond.inputs):
-                    cond_run.set_tensor(int(tensor), values[position])
-                cond_run.invoke()
-                if not bool(np.asarray(cond_run.get_tensor(int(cond.outputs[0]))).reshape(-1)[0]):
-                    break
-                for position, tensor in enumerate(body.inputs):
-                    body_run.set_tensor(int(tensor), values[position])
-                body_run.invoke()
-                ranges.update_all(body_index, body_run, body_floats)
-                values = [body_run.get_tensor(int(tensor)) for tensor in body.outputs]
-                iteration += 1
-                if iteration > 10**6:
-                    raise ValueError("a WHILE loop ran over 10^6 iterations during calibration")
-            iterations += iteration
+        for loop in loops:
+            iterations += loop.run(
+                [interpreter.get_tensor(int(i)) for i in loop.operator.inputs], ranges)
         if loop_samples is None:
             # Every iteration of a sample is read; enough samples, spread over the data,
             # to read about MAX_RECORDED_ITERATIONS iterations (at least 8 samples).

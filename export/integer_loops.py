@@ -208,6 +208,24 @@ def _drop_identity_rescales(model, subgraph):
     subgraph.operators = kept
 
 
+def _depth(model):
+    """`{id(subgraph): how many loops enclose it}` (the main graph 0, a loop's body and
+    condition one more than the graph holding the loop)."""
+    depth = {id(model.subgraphs[0]): 0}
+    pending = [model.subgraphs[0]]
+    while pending:
+        graph = pending.pop()
+        for operator in graph.operators or []:
+            if _code(model, operator) == _OP.WHILE:
+                options = operator.builtinOptions
+                for index in (options.bodySubgraphIndex, options.condSubgraphIndex):
+                    inner = model.subgraphs[index]
+                    if id(inner) not in depth:
+                        depth[id(inner)] = depth[id(graph)] + 1
+                        pending.append(inner)
+    return depth
+
+
 def integer_loop_variables(content):
     """`content` (an int8 `.tflite` file) with its float loop variables carried in int8.
 
@@ -218,7 +236,11 @@ def integer_loop_variables(content):
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
     opcodes = None
     count = 0
-    for main in model.subgraphs:
+    # Inner loops first: once an inner loop carries int8, the body around it reads and
+    # writes its variables through conversions, which the outer loop can then carry in
+    # int8 too.
+    depth = _depth(model)
+    for main in sorted(model.subgraphs, key=lambda graph: -depth.get(id(graph), 0)):
         for loop in list(main.operators or []):
             if _code(model, loop) != _OP.WHILE:
                 continue

@@ -100,7 +100,9 @@ def test_segments_where_the_buffer_copies_outweigh_the_restarts(tmp_path):
 
     attention = model("attention", 1000)
     assert chunked.segment_chunks_for(attention, 1000, 8) == 25  # 5 segments of 25 x 8
-    assert chunked.segment_chunks_for(attention, 1000, 10, "int8") == 1
+    assert chunked.segment_chunks_for(attention, 1000, 10, "int8") == 1  # a byte a value
+    assert chunked.segment_chunks_for(model("attention", 2000), 2000, 10, "int8") == 40
+    assert chunked.segment_chunks_for(model("attention", 2000), 2000, 10, "int16x8") == 1
     assert chunked.segment_chunks_for(model("attention", 50), 50, 5) == 1
     assert chunked.segment_chunks_for(model("stacked", 1000), 1000, 4) == 1
     assert chunked.segment_chunks_for(model("attention", 200), 200, 5) == 1
@@ -213,22 +215,27 @@ def test_int8_chunked_file_with_int8_io_matches_keras(tmp_path):
     assert any("fully connected weights" in note for note in result.notes)
 
 
-@pytest.mark.parametrize("variant, time, options, form", [
-    ("attention", 12, {}, "chunked"),  # the GRU chain returns sequences: an output buffer
-    ("bidirectional", 13, {}, "chunked"),  # two loops; 13 = 1 step before the loop + 6 x 2
-    ("gru_fcn", 13, {}, "chunked"),  # the loop's last state joins the convolution branch
-    ("stacked", 12, {"cell": "lstm"}, "loop"),  # Keras's own loop
+@pytest.mark.parametrize("variant, time, options, form, segments", [
+    ("attention", 12, {}, "chunked", 1),  # the GRU chain returns sequences: an output buffer
+    ("bidirectional", 13, {}, "chunked", 1),  # two loops; 13 = 1 step before the loop + 6 x 2
+    ("gru_fcn", 13, {}, "chunked", 1),  # the loop's last state joins the convolution branch
+    ("stacked", 12, {"cell": "lstm"}, "loop", 1),  # Keras's own loop
+    # Segments: loops in a loop (calibrated iteration by iteration at both levels).
+    ("attention", 24, {}, "chunked", 3),  # 24 = 6 x 4: 2 segments of 3 chunks
+    ("bidirectional", 32, {}, "chunked", 2),  # 4 segments of 2 x 4; the backward one mirrored
 ])
 def test_int8_chunked_files_carry_their_loop_variables_in_int8(variant, time, options, form,
-                                                               tmp_path):
+                                                               segments, tmp_path,
+                                                               monkeypatch):
     """The loops' states, input sequence and output buffers are int8 loop variables, in
-    the chunked form and in Keras's own loop
+    the chunked form (inner and outer loops of segments too) and in Keras's own loop
     (docs/tflite-facts.md, F21), and the data moves that join a loop's outputs run in
     int8 too: with int8 inputs and outputs and no float layers, no op of the file reads
     or writes a float tensor, and it still matches Keras."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
+    monkeypatch.setattr(chunked, "segment_chunks_for", lambda *args: segments)
     model = tiny_model(variant, time=time, **options)
     data = sequences(40, time=time)
     path = tmp_path / "integer.tflite"
@@ -238,10 +245,11 @@ def test_int8_chunked_files_carry_their_loop_variables_in_int8(variant, time, op
     assert not [note for note in result.notes if "not fully integer" in note]
     assert tflite_vs_keras(path, model, data) <= 0.1
     flat = flatbuffer_utils.read_model(str(path))
-    main = flat.subgraphs[0]
-    loops = [op for op in main.operators
+    loops = [(subgraph, op) for subgraph in flat.subgraphs for op in subgraph.operators
              if flatbuffer_utils.opcode_to_name(flat, op.opcodeIndex) == "WHILE"]
-    carried = [main.tensors[i].type for loop in loops for i in loop.inputs]
+    inner = [op for subgraph, op in loops if subgraph is not flat.subgraphs[0]]
+    assert len(inner) == (1 if segments > 1 else 0)  # one chain or layer returns its sequence
+    carried = [subgraph.tensors[i].type for subgraph, loop in loops for i in loop.inputs]
     assert loops and carried.count(schema.TensorType.INT8) >= 3 * len(loops)
     float_ops = [(number, flatbuffer_utils.opcode_to_name(flat, op.opcodeIndex))
                  for number, subgraph in enumerate(flat.subgraphs)
