@@ -12,8 +12,9 @@ rewrites the section "Streaming" of BENCHMARKS.md from all saved parts.
   reference sizes below, untrained weights), exported with `to_tflite(streaming=True)`
   in float32, int8 and int16x8: file size, TFLite Micro arena, max error vs Keras, and
   the median per-frame latency of one `invoke` in Python (`LiteModel`, the signature
-  runner with the states fed back) and in the C++ `litert-benchmark` shipped with
-  ai-edge-litert (`--num_threads=1`, its median).
+  runner with the states fed back) and in the `litert-benchmark` console script shipped
+  with ai-edge-litert (`--num_threads=1`, its median: a Python script that times each call
+  of the C++ compiled-model runtime).
 - `drift`: the trained causal GRU-FCN's step files (int8, int16x8) streamed over the
   150 frames of every GunPoint test series: error against Keras per frame (max and
   mean over series), and the test accuracy of the last frame's output.
