@@ -74,7 +74,7 @@ def _step_calibration(model, sequences, seed=0):
 
 
 def convert_job(job):
-    from export import converter, recipes
+    from export import chunked, converter, recipes
     from export.metadata import (TFLM_SOFTMAX_LIMIT, add_metadata, int8_softmax_lengths,
                                  op_report, strip_tensor_names)
     from export.runtime import LiteModel
@@ -91,7 +91,8 @@ def convert_job(job):
     elif recipe == "chunked":
         export_model = recipes.rebuild_chunked(
             model, sequence_length=job["sequence_length"], chunk_steps=job["chunk_steps"],
-            segment_chunks=job.get("segment_chunks", 1))
+            segment_chunks=job.get("segment_chunks", 1),
+            pooling_in_loop=chunked.pools_in_loop(job["quantization"]))
     else:
         export_model = recipes.rebuild(
             model, unroll=recipe == "unrolled", sequence_length=job["sequence_length"]

@@ -31,6 +31,12 @@ benchmarks ran on last):
   over segments, an inner one over a segment's chunks that fills a segment's buffer
   (`segment_chunks_for`; not in int16x8 files).
 
+A chain whose sequence only feeds an additive `zoo.layers.AttentionPooling` needs no
+output buffer at all in float files: the loop computes the pooling itself with an online
+softmax (`ChunkedGRU(pooling=...)`, `pooling_plan`), carrying the running max of the
+scores, the running sum of their exponentials and the running weighted sum of the
+states.
+
 Only public Keras APIs and public TensorFlow ops are used. The layer exists for
 conversion: `export.recipes.rebuild(model, form="chunked")` puts it in place of a
 chain of GRU layers, with the weights copied.
@@ -40,6 +46,8 @@ import copy
 
 import keras
 
+import zoo.layers
+
 # Layers that may sit between two chained GRU layers: the identity at inference.
 IDENTITY_AT_INFERENCE = (
     keras.layers.Dropout,
@@ -48,6 +56,15 @@ IDENTITY_AT_INFERENCE = (
     keras.layers.AlphaDropout,
 )
 CHUNKED_GRU_NAME = "gru_zoo_export>ChunkedGRU"
+# Quantizations whose files compute an attention pooling inside the chain's loop
+# (`pooling_plan`): those with float activations. In int8 the exponentials and the
+# running sums would need their own calibrated ranges across iterations; int8 and
+# int16x8 files keep the buffer and the pooling after the loop.
+POOLING_IN_LOOP_MODES = (None, "float16", "dynamic")
+# The initial running max of the scores: below any score, and finite, so that the first
+# chunk's rescaling factor exp(max - new max) is exactly 0 (with -inf it would be nan
+# if a score were -inf too).
+_NO_SCORE = -1e30
 CHUNKED_BIDIRECTIONAL_NAME = "gru_zoo_export>ChunkedBidirectionalGRU"
 
 
@@ -133,10 +150,15 @@ class ChunkedGRU(keras.layers.GRU):
             segments and an inner loop the chunks of one segment, which fills a buffer of
             one segment; the outer loop writes it into the sequence's buffer once per
             segment (see `segment_chunks_for`). 1: one loop.
+        pooling: optional config of the `zoo.layers.AttentionPooling` layer that reads
+            the chain's sequence: the loop computes that pooling chunk by chunk (an online
+            softmax: exact, in any order) and the layer returns its `(batch, units)`
+            output instead of the sequence. Needs a last layer that returns sequences.
         **kwargs: the first GRU's arguments.
     """
 
-    def __init__(self, units, followers=(), chunk_steps=8, segment_chunks=1, **kwargs):
+    def __init__(self, units, followers=(), chunk_steps=8, segment_chunks=1, pooling=None,
+                 **kwargs):
         super().__init__(units, **kwargs)
         _check_loop_sizes(chunk_steps, segment_chunks)
         self.follower_configs = [copy.deepcopy(dict(config)) for config in followers]
@@ -144,6 +166,14 @@ class ChunkedGRU(keras.layers.GRU):
         self.segment_chunks = segment_chunks
         self.followers = [keras.layers.GRU.from_config(config)
                           for config in self.follower_configs]
+        self.pooling_config = copy.deepcopy(dict(pooling)) if pooling else None
+        self.pooling = None
+        if self.pooling_config is not None:
+            if not self._last().return_sequences:
+                raise ValueError("ChunkedGRU(pooling=...) pools the chain's sequence; its "
+                                 "last GRU layer must return sequences. Received: "
+                                 "return_sequences=False")
+            self.pooling = zoo.layers.AttentionPooling.from_config(self.pooling_config)
 
     def build(self, sequences_shape):
         super().build(sequences_shape)
@@ -151,21 +181,46 @@ class ChunkedGRU(keras.layers.GRU):
         for follower in self.followers:
             follower.build((sequences_shape[0], sequences_shape[1], features))
             features = follower.units
+        if self.pooling is not None:
+            self.pooling.build((sequences_shape[0], sequences_shape[1], features))
 
     def _last(self):
         return self.followers[-1] if self.followers else self
 
     def compute_output_shape(self, sequences_shape):
         last = self._last()
-        if last.return_sequences:
+        if last.return_sequences and self.pooling is None:
             return (sequences_shape[0], sequences_shape[1], last.units)
         return (sequences_shape[0], last.units)
 
     def get_config(self):
         config = super().get_config()
         config.update(followers=self.follower_configs, chunk_steps=self.chunk_steps,
-                      segment_chunks=self.segment_chunks)
+                      segment_chunks=self.segment_chunks, pooling=self.pooling_config)
         return config
+
+    def _pool(self, sequence, previous):
+        """The attention pooling's running `(max score, sum of exponentials, weighted sum
+        of states)` after the rows `(count, units)` of `sequence`, from `previous` (the
+        same three, or `None` for the first rows).
+
+        Online softmax: each exponential is taken against the running max and the earlier
+        sums are rescaled when the max grows, so the result, weighted sum / sum, is the
+        softmax-weighted sum of all the rows.
+        """
+        ops = keras.ops
+        scores = self.pooling.score_vector(self.pooling.score_dense(sequence))  # (count, 1)
+        top = ops.max(scores, axis=0, keepdims=True)
+        if previous is not None:
+            top = ops.maximum(previous[0], top)
+        weights = ops.exp(scores - top)
+        total = ops.sum(weights, axis=0, keepdims=True)
+        weighted = ops.sum(weights * sequence, axis=0, keepdims=True)
+        if previous is not None:
+            decay = ops.exp(previous[0] - top)
+            total = previous[1] * decay + total
+            weighted = previous[2] * decay + weighted
+        return top, total, weighted
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         import tensorflow as tf  # the loop is a TensorFlow `while_loop` (export runs on TF)
@@ -187,6 +242,8 @@ class ChunkedGRU(keras.layers.GRU):
         ops = keras.ops
         cells = [self.cell] + [follower.cell for follower in self.followers]
         last = self._last()
+        pooled = self.pooling is not None
+        returns = last.return_sequences and not pooled  # a sequence leaves the loop
         # Batch 1: the sequence as a (time, features) matrix, so that every step's row is
         # a plain 2-D slice that XNNPACK runs (a 3-D slice that drops the time axis runs
         # on the builtin kernel and splits the delegated graph at every step).
@@ -215,28 +272,39 @@ class ChunkedGRU(keras.layers.GRU):
 
         states = [None] * len(cells)
         pieces = []
+        pool = None
         if prefix:
             states, sequence = run(x[:prefix], states, prefix)
-            pieces.append(sequence)
+            if pooled:
+                pool = self._pool(sequence, None)
+            else:
+                pieces.append(sequence)
         if loops:
             states = [ops.zeros((1, cell.units), x.dtype) if h is None else h
                       for h, cell in zip(states, cells)]
             features = x.shape[-1]
             carry = [tf.constant(0, tf.int32)] + list(states)
-            if last.return_sequences:
+            if returns:
                 carry.append(_sequence_buffer(loops, chunk, last.units, x))
+            if pooled:
+                if pool is None:
+                    pool = (ops.full((1, 1), _NO_SCORE, x.dtype), ops.zeros((1, 1), x.dtype),
+                            ops.zeros((1, last.units), x.dtype))
+                carry += list(pool)
 
             def body(i, *rest, offset=0):
                 start = prefix + offset + i * chunk
                 window = tf.slice(x, tf.stack([start, 0]), [chunk, features])
                 new_states, sequence = run(window, list(rest[: len(cells)]), chunk)
                 out = [i + 1] + new_states
-                if last.return_sequences:
+                if returns:
                     out.append(_write_chunk(rest[len(cells)], i, sequence))
+                if pooled:
+                    out += list(self._pool(sequence, rest[len(cells) : len(cells) + 3]))
                 return tuple(out)
 
             segment = self.segment_chunks
-            if last.return_sequences and _nests(segment, loops):
+            if returns and _nests(segment, loops):
                 # Every loop variable is copied at every iteration (F21): the inner loop
                 # carries a buffer of one segment, the outer one the whole sequence's,
                 # written once per segment.
@@ -257,9 +325,13 @@ class ChunkedGRU(keras.layers.GRU):
             else:
                 carry = tf.while_loop(lambda i, *rest: i < loops, body, tuple(carry))
             states = list(carry[1 : 1 + len(cells)])
-            if last.return_sequences:
+            if returns:
                 pieces.append(tf.reshape(carry[1 + len(cells)], (loops * chunk, last.units)))
-        if last.return_sequences:
+            if pooled:
+                pool = carry[1 + len(cells) : 4 + len(cells)]
+        if pooled:
+            return pool[2] / pool[1]
+        if returns:
             sequence = pieces[0] if len(pieces) == 1 else ops.concatenate(pieces, axis=0)
             return ops.expand_dims(sequence, 0)
         return states[-1]
@@ -483,6 +555,50 @@ def _chainable_gru(layer):
             and not layer.stateful and not layer.return_state)
 
 
+def _graph(model):
+    """`(entries, readers, sources, layers)` of a functional `model`'s config: its layer
+    entries, `{name: names of the layers reading it}`, `{name: names it reads}` and
+    `{name: layer}`; `None` for a model that is not functional or has a mask (an
+    `Embedding(mask_zero=True)`, `Masking`: the mask changes the steps)."""
+    config = model.get_config()
+    entries = config.get("layers") if isinstance(config, dict) else None
+    if not entries or not all("inbound_nodes" in entry for entry in entries):
+        return None  # not a functional model config
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Masking) or (
+                isinstance(layer, keras.layers.Embedding) and layer.mask_zero):
+            return None
+    readers = {}
+    sources = {}
+    for entry in entries:
+        name = entry["config"]["name"]
+        inbound = _keras_history_names(entry.get("inbound_nodes", []), [])
+        sources[name] = inbound
+        for source in inbound:
+            readers.setdefault(source, []).append(name)
+    return entries, readers, sources, {layer.name: layer for layer in model.layers}
+
+
+def _only_reader(name, graph):
+    """The one layer that reads `name`'s output, through layers that are the identity at
+    inference, each reading only the one before and read by only the next; `None` when
+    the output goes anywhere else too."""
+    entries, readers, sources, layers = graph
+    previous = name
+    while True:
+        outs = readers.get(previous, [])
+        if len(outs) != 1 or sources.get(outs[0]) != [previous]:
+            return None
+        if not isinstance(layers.get(outs[0]), IDENTITY_AT_INFERENCE):
+            return outs[0]
+        previous = outs[0]
+
+
+def _single_call(name, graph):
+    entry = next(e for e in graph[0] if e["config"]["name"] == name)
+    return len(entry.get("inbound_nodes", [])) == 1
+
+
 def chunk_plan(model):
     """The chains of GRU layers of a functional `model` that the chunked recipe fuses.
 
@@ -494,62 +610,55 @@ def chunk_plan(model):
     Returns:
         A list of chains, each a list of layer names (GRU layers only), in order.
     """
-    config = model.get_config()
-    entries = config.get("layers") if isinstance(config, dict) else None
-    if not entries or not all("inbound_nodes" in entry for entry in entries):
-        return []  # not a functional model config
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Masking) or (
-                isinstance(layer, keras.layers.Embedding) and layer.mask_zero):
-            return []
-    readers = {}
-    sources = {}
-    for entry in entries:
-        name = entry["config"]["name"]
-        inbound = _keras_history_names(entry.get("inbound_nodes", []), [])
-        sources[name] = inbound
-        for source in inbound:
-            readers.setdefault(source, []).append(name)
-    layers = {layer.name: layer for layer in model.layers}
-
-    def single_call(name):
-        entry = next(e for e in entries if e["config"]["name"] == name)
-        return len(entry.get("inbound_nodes", [])) == 1
-
+    graph = _graph(model)
+    if graph is None:
+        return []
+    entries, _, _, layers = graph
     chains = []
     used = set()
     for entry in entries:
         name = entry["config"]["name"]
         layer = layers.get(name)
-        if name in used or layer is None or not _chainable_gru(layer) or not single_call(name):
+        if (name in used or layer is None or not _chainable_gru(layer)
+                or not _single_call(name, graph)):
             continue
         chain = [name]
         current = name
         while layers[current].return_sequences:
-            path = []
-            successor = current
-            while True:
-                outs = readers.get(successor, [])
-                if len(outs) != 1:
-                    successor = None
-                    break
-                successor = outs[0]
-                if sources.get(successor) != [path[-1] if path else current]:
-                    successor = None
-                    break
-                candidate = layers.get(successor)
-                if isinstance(candidate, IDENTITY_AT_INFERENCE):
-                    path.append(successor)
-                    continue
-                break
+            successor = _only_reader(current, graph)
             if (successor is None or not _chainable_gru(layers[successor])
-                    or not single_call(successor)):
+                    or not _single_call(successor, graph)):
                 break
             chain.append(successor)
             current = successor
         used.update(chain)
         chains.append(chain)
     return chains
+
+
+def pooling_plan(model, chains=None):
+    """`{first GRU of a chain: name of the AttentionPooling layer it feeds}` for the chains
+    (`chunk_plan`) whose sequence goes only to an additive `zoo.layers.AttentionPooling`
+    called once (through layers that are the identity at inference): the loop computes
+    that pooling itself in float files (`ChunkedGRU(pooling=...)`)."""
+    graph = _graph(model)
+    if graph is None:
+        return {}
+    layers = graph[3]
+    plan = {}
+    for chain in chunk_plan(model) if chains is None else chains:
+        if not layers[chain[-1]].return_sequences:
+            continue
+        reader = _only_reader(chain[-1], graph)
+        if (reader is not None and type(layers[reader]) is zoo.layers.AttentionPooling
+                and _single_call(reader, graph)):
+            plan[chain[0]] = reader
+    return plan
+
+
+def pools_in_loop(quantization):
+    """Whether files of this quantization compute an attention pooling in the loop."""
+    return quantization in POOLING_IN_LOOP_MODES
 
 
 def bidirectional_plan(model):
@@ -593,13 +702,16 @@ def patch_config_for_bidirectional(config, names, chunk_steps, segment_chunks=1)
     return config
 
 
-def patch_config_for_chunks(config, chains, chunk_steps, segment_chunks=1):
+def patch_config_for_chunks(config, chains, chunk_steps, segment_chunks=1, poolings=None):
     """Puts `ChunkedGRU` in place of each chain's first GRU in a functional config.
 
     The chain's other GRU layers become `keras.layers.Identity` (same name, same wiring):
     they receive the chain's output, which the identity layers in between also pass on.
+    `poolings` (`pooling_plan`): the chain computes that pooling layer, which becomes an
+    `Identity` too (the chain's output is then the pooled vector).
     """
     entries = {entry["config"]["name"]: entry for entry in config["layers"]}
+    poolings = poolings or {}
     for chain in chains:
         head = entries[chain[0]]
         followers = [copy.deepcopy(entries[name]["config"]) for name in chain[1:]]
@@ -609,7 +721,10 @@ def patch_config_for_chunks(config, chains, chunk_steps, segment_chunks=1):
         head["config"]["followers"] = followers
         head["config"]["chunk_steps"] = int(chunk_steps)
         head["config"]["segment_chunks"] = int(segment_chunks)
-        for name in chain[1:]:
+        pooling = poolings.get(chain[0])
+        if pooling is not None:
+            head["config"]["pooling"] = copy.deepcopy(entries[pooling]["config"])
+        for name in chain[1:] + ([pooling] if pooling is not None else []):
             entry = entries[name]
             entry["class_name"] = "Identity"
             entry["module"] = "keras.layers"
@@ -622,10 +737,12 @@ def patch_config_for_chunks(config, chains, chunk_steps, segment_chunks=1):
     return config
 
 
-def copy_weights(source, rebuilt, chains):
-    """Copies the weights of `source` into `rebuilt` layer by layer, chains included."""
+def copy_weights(source, rebuilt, chains, poolings=None):
+    """Copies the weights of `source` into `rebuilt` layer by layer, chains (and the
+    pooling layers they compute, `poolings`) included."""
     heads = {chain[0]: chain for chain in chains}
-    members = {name for chain in chains for name in chain[1:]}
+    poolings = poolings or {}
+    members = {name for chain in chains for name in chain[1:]} | set(poolings.values())
     for layer in rebuilt.layers:
         if layer.name in members:
             continue
@@ -634,6 +751,8 @@ def copy_weights(source, rebuilt, chains):
             layer.cell.set_weights(source.get_layer(chain[0]).cell.get_weights())
             for follower, name in zip(layer.followers, chain[1:]):
                 follower.cell.set_weights(source.get_layer(name).cell.get_weights())
+            if layer.name in poolings:
+                layer.pooling.set_weights(source.get_layer(poolings[layer.name]).get_weights())
         elif layer.weights:
             layer.set_weights(source.get_layer(layer.name).get_weights())
 
@@ -666,6 +785,11 @@ FULL_UNROLL_BYTES = 2 * 1024 * 1024
 FULL_UNROLL_MAX_STEPS = 64
 
 
+# (The measurements on "the attention variant" below and in `segment_chunks_for` were
+# taken while its chain still returned its sequence to the pooling layer; a float file
+# now computes that additive pooling in the loop, `pooling_plan`, and carries no
+# buffer. Multi-head pooling, per-step outputs, int8 files and bidirectional layers
+# still return their sequences.)
 # Chunked layers that return sequences carry an output buffer of T rows through the
 # loop, and the `WHILE` kernel copies every loop variable at every iteration (and the
 # chunk's write reads and writes the whole buffer): per call, T / chunk_steps passes over
@@ -701,14 +825,18 @@ BUFFER_MAX_CHUNK = {"float32": 50, "int8": 10}
 BODY_WEIGHT_BYTES = 768 * 1024
 
 
-def _loops(model):
-    """One `(GRU layers, units returned per step)` per loop of `model`'s chunked form: a
-    chain of GRU layers (`ChunkedGRU`), or a bidirectional layer with its two directions
-    (`ChunkedBidirectionalGRU`); the units are 0 when the loop returns no sequence (its
-    output buffer's width otherwise)."""
-    for chain in chunk_plan(model):
+def _loops(model, quantization=None):
+    """One `(GRU layers, units returned per step)` per loop of `model`'s chunked form for
+    files of `quantization`: a chain of GRU layers (`ChunkedGRU`), or a bidirectional
+    layer with its two directions (`ChunkedBidirectionalGRU`); the units are 0 when the
+    loop returns no sequence (its output buffer's width otherwise; a chain that computes
+    its attention pooling, `pooling_plan`, returns none)."""
+    chains = chunk_plan(model)
+    pooled = pooling_plan(model, chains) if pools_in_loop(quantization) else {}
+    for chain in chains:
         grus = [model.get_layer(name) for name in chain]
-        yield grus, grus[-1].units if grus[-1].return_sequences else 0
+        returns = grus[-1].return_sequences and chain[0] not in pooled
+        yield grus, grus[-1].units if returns else 0
     for name in bidirectional_plan(model):
         layer = model.get_layer(name)
         grus = [layer.forward_layer, layer.backward_layer]
@@ -722,11 +850,11 @@ def _chunked_grus(model):
         yield from grus
 
 
-def _buffer(model):
+def _buffer(model, quantization=None):
     """`(units of the output buffers, GRU layer-steps per time step)` of `model`'s
-    chunked layers: the widths of the sequences they return, and how many GRU layers
-    (directions counted) run at each step."""
-    loops = list(_loops(model))
+    chunked layers in files of `quantization`: the widths of the sequences they return,
+    and how many GRU layers (directions counted) run at each step."""
+    loops = list(_loops(model, quantization))
     return sum(units for _, units in loops), sum(len(grus) for grus, _ in loops)
 
 
@@ -745,7 +873,7 @@ def buffer_chunk_steps(model, steps, quantization=None):
     `BUFFER_SHARE` of the recurrence's time (1 when there is no buffer), at most
     `BUFFER_MAX_CHUNK` and `body_steps_cap`; a divisor of `steps` when one is in that
     range."""
-    width, layers = _buffer(model)
+    width, layers = _buffer(model, quantization)
     if not width or not layers:
         return 1
     mode = "int8" if quantization == "int8" else "float32"
@@ -805,7 +933,8 @@ def segment_chunks_for(model, steps, chunk_steps, quantization=None):
     width = 1 if quantization == "int8" else 4
     # (bytes of buffer per time step, GRU layers in the body) of each loop that returns
     # its sequence.
-    loops = [(width * units, len(grus)) for grus, units in _loops(model) if units]
+    loops = [(width * units, len(grus)) for grus, units in _loops(model, quantization)
+             if units]
     if not loops:
         return 1
     chunk = min(chunk_steps, steps)

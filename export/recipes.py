@@ -211,7 +211,8 @@ def _from_config(model, config):
         ) from error
 
 
-def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8, segment_chunks=1):
+def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8, segment_chunks=1,
+                    pooling_in_loop=False):
     """Rebuilds `model` with batch 1 and its GRU chains as `ChunkedGRU` loops, weights copied.
 
     Args:
@@ -221,6 +222,9 @@ def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8, segment_chunk
         chunk_steps: int, time steps per loop iteration (see `export.chunked`).
         segment_chunks: int, chunks per segment of a chain or bidirectional layer
             returning its sequence (1: one loop; see `export.chunked.ChunkedGRU`).
+        pooling_in_loop: bool, a chain whose sequence only feeds an `AttentionPooling`
+            computes that pooling in its loop (`export.chunked.pooling_plan`; for files
+            with float activations, `export.chunked.pools_in_loop`).
 
     Returns:
         A new `keras.Model` with input shape `(1, time, ...)`.
@@ -248,11 +252,12 @@ def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8, segment_chunk
         )
     config = copy.deepcopy(model.get_config())
     _patch_config(config, batch_shape=(1, time) + tuple(shape[1:]), unroll=False, hoist=False)
-    chunked.patch_config_for_chunks(config, chains, chunk_steps, segment_chunks)
+    poolings = chunked.pooling_plan(model, chains) if pooling_in_loop else {}
+    chunked.patch_config_for_chunks(config, chains, chunk_steps, segment_chunks, poolings)
     chunked.patch_config_for_bidirectional(config, bidirectional, chunk_steps,
                                            segment_chunks)
     rebuilt = _from_config(model, config)
-    chunked.copy_weights(model, rebuilt, chains)
+    chunked.copy_weights(model, rebuilt, chains, poolings)
     return rebuilt
 
 

@@ -16,7 +16,7 @@ import pytest
 import zoo
 from export import LiteModel, VerificationError, chunked, converter, exporter, recipes, to_tflite
 from export.metadata import strip_tensor_names
-from helpers import sequences, tflite_vs_keras, tiny_model
+from helpers import TINY, sequences, tflite_vs_keras, tiny_model
 
 
 def _gru_model(time=11, features=3, **options):
@@ -89,20 +89,25 @@ def test_a_sequence_returning_loop_runs_in_segments(variant, segment_chunks):
 
 
 def test_segments_where_the_buffer_copies_outweigh_the_restarts(tmp_path):
-    """The attention variant (2 x GRU(64) returning its sequence) runs in segments at
-    T=1000 and 640 in float, in one loop at T=200 (2 segments would copy 6% less) and
-    50, in int8 and without a returned sequence; the float32 file holds the two loops and
-    matches Keras; checked for TFLite Micro (whose arena segments enlarge) it keeps one
-    loop and runs there."""
-    def model(variant, time):
+    """The attention variant with multi-head pooling (2 x GRU(64) returning its sequence)
+    runs in segments at T=1000 and 640 in float, in one loop at T=200 (2 segments would
+    copy 6% less) and 50, without a returned sequence, and with additive attention pooling
+    (computed in the loop, no sequence); in int8 from about T=2000 (a byte a value); the
+    float32 file holds the two loops and matches Keras; checked for TFLite Micro (whose
+    arena segments enlarge) it keeps one loop and runs there."""
+    def model(variant, time, attention="multihead"):
         return zoo.build_gru(variant, input_shape=(time, 8), num_outputs=4, units=64,
-                             num_layers=2, compile=False)
+                             num_layers=2, compile=False, attention=attention)
 
     attention = model("attention", 1000)
     assert chunked.segment_chunks_for(attention, 1000, 8) == 25  # 5 segments of 25 x 8
     assert chunked.segment_chunks_for(attention, 1000, 10, "int8") == 1  # a byte a value
     assert chunked.segment_chunks_for(model("attention", 2000), 2000, 10, "int8") == 40
     assert chunked.segment_chunks_for(model("attention", 2000), 2000, 10, "int16x8") == 1
+    additive = model("attention", 1000, attention="additive")
+    assert chunked.segment_chunks_for(additive, 1000, 8) == 1  # pooled in the loop
+    assert chunked.segment_chunks_for(additive, 1000, 8, "float16") == 1
+    assert chunked.segment_chunks_for(additive, 2000, 10, "int8") == 40  # int8: a buffer
     assert chunked.segment_chunks_for(model("attention", 50), 50, 5) == 1
     assert chunked.segment_chunks_for(model("stacked", 1000), 1000, 4) == 1
     assert chunked.segment_chunks_for(model("attention", 200), 200, 5) == 1
@@ -126,6 +131,76 @@ def test_segments_where_the_buffer_copies_outweigh_the_restarts(tmp_path):
                       check_tflm=True)
     assert loops(tmp_path / "micro.tflite") == 1
     assert micro.tflm["runs"] is True and micro.tflm["max_abs_error"] <= 1e-5
+
+
+@pytest.mark.parametrize("variant, time, chunk_steps", [
+    ("attention", 50, 4),  # 2 steps before the loop, then 12 x 4
+    ("attention", 48, 4),  # no steps before the loop: the running max starts below any score
+    ("attention", 200, 8),  # over 128 steps: Keras's pooling scales its weights by T
+    ("cnn_gru_attention", 30, 5),
+])
+def test_attention_pooling_computed_in_the_loop_matches_keras(variant, time, chunk_steps):
+    """A chain whose sequence only feeds an additive `AttentionPooling` computes the
+    pooling in its loop (online softmax): no sequence leaves the loop, the pooling layer
+    becomes an identity, and the outputs are Keras's."""
+    model = tiny_model(variant, time=time)
+    assert chunked.pooling_plan(model) == {"gru_0": "attention_pooling"}
+    rebuilt = recipes.rebuild_chunked(model, chunk_steps=chunk_steps, pooling_in_loop=True)
+    loop = rebuilt.get_layer("gru_0")
+    assert isinstance(loop, chunked.ChunkedGRU) and loop.pooling is not None
+    assert type(rebuilt.get_layer("attention_pooling")).__name__ == "Identity"
+    assert tuple(loop.output.shape) == (1, TINY["units"])
+    assert _max_difference(rebuilt, model, sequences(3, time=time)) <= 1e-6
+    kept = recipes.rebuild_chunked(model, chunk_steps=chunk_steps)  # int8's form
+    assert type(kept.get_layer("attention_pooling")).__name__ == "AttentionPooling"
+
+
+def test_which_poolings_run_in_the_loop():
+    """Only an additive pooling that alone reads a forward chain's sequence, and only in
+    files with float activations."""
+    assert chunked.pooling_plan(tiny_model("attention", attention="multihead")) == {}
+    assert chunked.pooling_plan(tiny_model("bidirectional_attention")) == {}
+    assert chunked.pooling_plan(tiny_model("stacked")) == {}
+    inputs = keras.Input((12, 3))
+    sequence = keras.layers.GRU(4, return_sequences=True, name="gru")(inputs)
+    pooled = zoo.layers.AttentionPooling(name="pool")(sequence)
+    both = keras.Model(inputs, keras.layers.Concatenate()(
+        [pooled, keras.layers.GlobalAveragePooling1D()(sequence)]))
+    assert chunked.pooling_plan(both) == {}  # the sequence is read twice
+    assert [chunked.pools_in_loop(mode) for mode in (None, "float16", "dynamic", "int8",
+                                                      "int16x8")] == [True] * 3 + [False] * 2
+    with pytest.raises(ValueError, match="return_sequences=False"):
+        chunked.ChunkedGRU(4, pooling={"name": "pool"})
+
+
+def test_float_attention_file_pools_in_its_loop_and_runs_in_tflite_micro(tmp_path):
+    """The automatic float32 file of the attention variant carries no sequence buffer: it
+    matches Keras in LiteRT and TFLite Micro with an arena below what the float buffer
+    of T rows alone would take; its int8 file keeps the pooling (a SOFTMAX) after the
+    loop."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    time = 200
+    model = tiny_model("attention", time=time, units=64)
+    x = sequences(8, time=time)
+
+    def ops(path):
+        flat = flatbuffer_utils.read_model(str(path))
+        return [flatbuffer_utils.opcode_to_name(flat, op.opcodeIndex)
+                for subgraph in flat.subgraphs for op in subgraph.operators]
+
+    result = to_tflite(model, tmp_path / "float.tflite", verification_data=x, check_tflm=True)
+    assert result.recipe == "chunked" and result.max_abs_error <= 1e-5
+    assert tflite_vs_keras(tmp_path / "float.tflite", model, x) <= 1e-5
+    assert result.tflm["runs"] is True and result.tflm["max_abs_error"] <= 1e-5
+    assert result.tflm["arena_bytes"] < time * 64 * 4  # 35 KB (the float buffer: 51 KB)
+    found = ops(tmp_path / "float.tflite")
+    assert "EXP" in found and found.count("SOFTMAX") == 1  # the head's only
+    integer = to_tflite(model, tmp_path / "int8.tflite", quantization="int8",
+                        representative_data=x)
+    assert integer.recipe == "chunked"
+    found = ops(tmp_path / "int8.tflite")
+    assert "EXP" not in found and found.count("SOFTMAX") == 2
 
 
 def test_chunk_plan_finds_chains_and_refuses_what_it_cannot_compute():
@@ -169,18 +244,23 @@ def test_a_loop_body_holds_at_most_768_kb_of_packed_kernels():
 
 def test_layers_returning_long_sequences_take_more_steps_per_iteration():
     """An output buffer of T rows is copied at every iteration: at T=1000 the attention
-    variant's GRU chain takes 8 steps per iteration in float32 (4 bytes a value; the
-    copies alone would ask for 25, but a body of 8 steps already holds 768 KB of packed
-    kernels) and 10 in int8; without a buffer (stacked) and at T=200 the usual 4."""
-    def model(variant, time):
+    variant with multi-head pooling takes 8 steps per iteration in float32 (4 bytes a
+    value; the copies alone would ask for 25, but a body of 8 steps already holds 768 KB
+    of packed kernels) and 10 in int8; without a buffer (stacked, or additive attention
+    pooled in the loop of a float file) and at T=200 the usual 4."""
+    def model(variant, time, attention="multihead"):
         return zoo.build_gru(variant, input_shape=(time, 8), num_outputs=4, units=64,
-                             num_layers=2, compile=False)
+                             num_layers=2, compile=False, attention=attention)
 
     attention = model("attention", 1000)
     assert chunked.body_steps_cap(attention) == 8
     assert chunked.buffer_chunk_steps(attention, 1000) == 8
     assert chunked.chunk_steps_for(attention, 1000) == 8
     assert chunked.chunk_steps_for(attention, 1000, "int8") == 10
+    additive = model("attention", 1000, attention="additive")
+    assert chunked.buffer_chunk_steps(additive, 1000) == 1  # pooled in the loop
+    assert chunked.chunk_steps_for(additive, 1000) == 4
+    assert chunked.chunk_steps_for(additive, 1000, "int8") == 10  # int8 keeps the buffer
     assert chunked.buffer_chunk_steps(model("stacked", 1000), 1000) == 1  # no buffer
     assert chunked.chunk_steps_for(model("stacked", 1000), 1000) == 4
     assert chunked.chunk_steps_for(model("attention", 200), 200, "int8") == 4
