@@ -710,7 +710,10 @@ def render(results):
                   "automatic recipe runs such a loop in segments (an outer loop over segments, "
                   "an inner one filling a segment's buffer) where `segment_chunks_for` expects "
                   "the copies to at least halve; \"one loop\" is the same file with that rule "
-                  "bypassed. Nested loops: `WHILE` ops inside another loop's body (0: one loop).",
+                  "bypassed. Nested loops: `WHILE` ops inside another loop's body (0: one loop). "
+                  "The attention variant's float files compute its additive pooling in the "
+                  "loop and carry no buffer at all (`export.chunked.pooling_plan`), so its two "
+                  "float32 rows are the same file.",
                   "", "| variant | T | file | nested loops | size (KB) | to_tflite (s) | "
                   "latency (µs) | vs ORT | auto / one loop | max err vs Keras |",
                   "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
