@@ -56,6 +56,7 @@ IDENTITY_AT_INFERENCE = (
     keras.layers.AlphaDropout,
 )
 CHUNKED_GRU_NAME = "gru_zoo_export>ChunkedGRU"
+CHUNKED_BIDIRECTIONAL_NAME = "gru_zoo_export>ChunkedBidirectionalGRU"
 # Quantizations whose files compute an attention pooling inside the chain's loop
 # (`pooling_plan`): those with float activations. In int8 the exponentials and the
 # running sums would need their own calibrated ranges across iterations; int8 and
@@ -65,7 +66,6 @@ POOLING_IN_LOOP_MODES = (None, "float16", "dynamic")
 # chunk's rescaling factor exp(max - new max) is exactly 0 (with -inf it would be nan
 # if a score were -inf too).
 _NO_SCORE = -1e30
-CHUNKED_BIDIRECTIONAL_NAME = "gru_zoo_export>ChunkedBidirectionalGRU"
 
 
 def gru_projection(cell, inputs):
