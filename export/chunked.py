@@ -209,7 +209,7 @@ class ChunkedGRU(keras.layers.GRU):
         softmax-weighted sum of all the rows.
         """
         ops = keras.ops
-        scores = self.pooling.score_vector(self.pooling.score_dense(sequence))  # (count, 1)
+        scores = self.pooling.scores(sequence)  # (count, 1)
         top = ops.max(scores, axis=0, keepdims=True)
         if previous is not None:
             top = ops.maximum(previous[0], top)
@@ -850,6 +850,12 @@ def _chunked_grus(model):
         yield from grus
 
 
+def _buffer_value_bytes(quantization):
+    """Bytes a value of an output buffer holds in files of `quantization` (the int8 loop
+    variables of F21 in int8 files, float otherwise)."""
+    return 1 if quantization == "int8" else 4
+
+
 def _buffer(model, quantization=None):
     """`(units of the output buffers, GRU layer-steps per time step)` of `model`'s
     chunked layers in files of `quantization`: the widths of the sequences they return,
@@ -877,7 +883,7 @@ def buffer_chunk_steps(model, steps, quantization=None):
     if not width or not layers:
         return 1
     mode = "int8" if quantization == "int8" else "float32"
-    buffer_kb = steps * width * (1 if mode == "int8" else 4) / 1024
+    buffer_kb = steps * width * _buffer_value_bytes(quantization) / 1024
     iterations = BUFFER_SHARE * layers * steps * BUFFER_STEP_US[mode] / (
         BUFFER_US_PER_KB * buffer_kb)
     largest = min(BUFFER_MAX_CHUNK[mode], body_steps_cap(model, quantization))
@@ -930,7 +936,7 @@ def segment_chunks_for(model, steps, chunk_steps, quantization=None):
     """
     if quantization == "int16x8":
         return 1
-    width = 1 if quantization == "int8" else 4
+    width = _buffer_value_bytes(quantization)
     # (bytes of buffer per time step, GRU layers in the body) of each loop that returns
     # its sequence.
     loops = [(width * units, len(grus)) for grus, units in _loops(model, quantization)
