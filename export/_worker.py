@@ -80,6 +80,7 @@ def convert_job(job):
     from export.runtime import LiteModel
 
     recipe = job["recipe"]
+    fully_integer = job.get("int8_float_layers", "auto") == []
     if os.environ.get(SIMULATE_CRASH_ENV) == recipe:
         os.kill(os.getpid(), signal.SIGSEGV)
     model = recipes.load_model(job["model_path"])
@@ -92,7 +93,7 @@ def convert_job(job):
         export_model = recipes.rebuild_chunked(
             model, sequence_length=job["sequence_length"], chunk_steps=job["chunk_steps"],
             segment_chunks=job.get("segment_chunks", 1),
-            pooling_in_loop=chunked.pools_in_loop(job["quantization"]))
+            pooling_in_loop=chunked.pools_in_loop(job["quantization"], fully_integer))
     else:
         export_model = recipes.rebuild(
             model, unroll=recipe == "unrolled", sequence_length=job["sequence_length"]
@@ -114,6 +115,13 @@ def convert_job(job):
         # The first convolution stays float only in full-sequence files: a streaming
         # file's convolutions keep their own frame buffers (`export.streaming`).
         float_layers = float_layer_names(export_model, first_conv=recipe != "step")
+    if job["quantization"] == "int8" and any(
+            isinstance(layer, chunked.ChunkedGRU) and layer.pooling is not None
+            for layer in export_model.layers):
+        # A pooling computed in the loop keeps its online softmax float
+        # (`export.chunked.POOLING_IN_LOOP_MODES`; not in a fully integer file, which
+        # computes the pooling after the loop).
+        float_layers = list(float_layers) + [chunked.ONLINE_SOFTMAX_SCOPE]
     notes = []
     content = converter.convert(
         export_model,

@@ -459,11 +459,21 @@ def quantize_int8(converter, samples, *, io_dtype, per_channel_dense=True, keep_
                      "(an int8 softmax writes steps of 1/256, too coarse for weights spread "
                      f"over more than {float_softmax_over} values, and TFLite Micro's aborts "
                      "from 512 alike values; `int8_float_layers=[]` quantizes it anyway)")
-    if nodes and notes is not None:
-        kept = [name for name in keep_float if name not in empty]
-        notes.append(f"int8: {len(nodes)} ops of {', '.join(kept)} listed to stay float "
-                     "(`int8_float_layers`; ops that only move data, such as SPLIT, stay "
-                     "int8)")
+    from export.chunked import ONLINE_SOFTMAX_SCOPE
+
+    online = found.get(ONLINE_SOFTMAX_SCOPE, [])
+    if online and notes is not None:
+        notes.append(f"int8: the attention pooling computed in the loop keeps its online "
+                     f"softmax float ({len(online)} ops: running max, exponentials, running "
+                     "sums); its scores are int8")
+    layer_nodes = {node for name, names in found.items() if name != ONLINE_SOFTMAX_SCOPE
+                   for node in names}
+    if layer_nodes and notes is not None:
+        kept = [name for name in keep_float
+                if name not in empty and name != ONLINE_SOFTMAX_SCOPE]
+        notes.append(f"int8: {len(layer_nodes)} ops of {', '.join(kept)} listed to stay "
+                     "float (`int8_float_layers`; ops that only move data, such as SPLIT, "
+                     "stay int8)")
     if notes is not None and empty:
         notes.append(f"int8: no op named after {', '.join(empty)} in the file (a layer "
                      "without computation such as Dropout, or one computed inside "

@@ -32,10 +32,10 @@ benchmarks ran on last):
   (`segment_chunks_for`; not in int16x8 files).
 
 A chain whose sequence only feeds an additive `zoo.layers.AttentionPooling` needs no
-output buffer at all in float files: the loop computes the pooling itself with an online
-softmax (`ChunkedGRU(pooling=...)`, `pooling_plan`), carrying the running max of the
-scores, the running sum of their exponentials and the running weighted sum of the
-states.
+output buffer at all: the loop computes the pooling itself with an online softmax
+(`ChunkedGRU(pooling=...)`, `pooling_plan`), carrying the running max of the scores, the
+running sum of their exponentials and the running weighted sum of the states. int8 files
+do too, with the scores in int8 and the online softmax in float (`pools_in_loop`).
 
 Only public Keras APIs and public TensorFlow ops are used. The layer exists for
 conversion: `export.recipes.rebuild(model, form="chunked")` puts it in place of a
@@ -58,14 +58,22 @@ IDENTITY_AT_INFERENCE = (
 CHUNKED_GRU_NAME = "gru_zoo_export>ChunkedGRU"
 CHUNKED_BIDIRECTIONAL_NAME = "gru_zoo_export>ChunkedBidirectionalGRU"
 # Quantizations whose files compute an attention pooling inside the chain's loop
-# (`pooling_plan`): those with float activations. In int8 the exponentials and the
-# running sums would need their own calibrated ranges across iterations; int8 and
-# int16x8 files keep the buffer and the pooling after the loop.
-POOLING_IN_LOOP_MODES = (None, "float16", "dynamic")
+# (`pooling_plan`). int8 files do too, with the pooling's scores in int8 and its online
+# softmax (`ONLINE_SOFTMAX_SCOPE`) in float: in int8 the running sums would be loop
+# variables of one calibrated range, whose step at T=1000 is as large as a whole chunk's
+# contribution. A fully integer int8 file (`int8_float_layers=[]`) therefore keeps the
+# buffer and the pooling after the loop, and so do int16x8 files (their quantizer has no
+# list of ops to keep float).
+POOLING_IN_LOOP_MODES = (None, "float16", "dynamic", "int8")
 # The initial running max of the scores: below any score, and finite, so that the first
 # chunk's rescaling factor exp(max - new max) is exactly 0 (with -inf it would be nan
 # if a score were -inf too).
 _NO_SCORE = -1e30
+# TensorFlow name scope of the online softmax's ops (running max, exponentials, running
+# sums, the final division): an int8 file keeps them float by this name (the quantizer's
+# node denylist, `export.calibration.quantize_int8`), while the pooling's score layers,
+# under the pooling layer's own name, run in int8.
+ONLINE_SOFTMAX_SCOPE = "gru_zoo_online_softmax"
 
 
 def gru_projection(cell, inputs):
@@ -208,18 +216,24 @@ class ChunkedGRU(keras.layers.GRU):
         sums are rescaled when the max grows, so the result, weighted sum / sum, is the
         softmax-weighted sum of all the rows.
         """
+        import tensorflow as tf
+
         ops = keras.ops
-        scores = self.pooling.scores(sequence)  # (count, 1)
-        top = ops.max(scores, axis=0, keepdims=True)
-        if previous is not None:
-            top = ops.maximum(previous[0], top)
-        weights = ops.exp(scores - top)
-        total = ops.sum(weights, axis=0, keepdims=True)
-        weighted = ops.sum(weights * sequence, axis=0, keepdims=True)
-        if previous is not None:
-            decay = ops.exp(previous[0] - top)
-            total = previous[1] * decay + total
-            weighted = previous[2] * decay + weighted
+        # Under the pooling layer's name, so that `int8_float_layers` naming it keeps
+        # all of it float, as it would the layer itself.
+        with tf.name_scope(self.pooling.name):
+            scores = self.pooling.scores(sequence)  # (count, 1)
+            with tf.name_scope(ONLINE_SOFTMAX_SCOPE):
+                top = ops.max(scores, axis=0, keepdims=True)
+                if previous is not None:
+                    top = ops.maximum(previous[0], top)
+                weights = ops.exp(scores - top)
+                total = ops.sum(weights, axis=0, keepdims=True)
+                weighted = ops.sum(weights * sequence, axis=0, keepdims=True)
+                if previous is not None:
+                    decay = ops.exp(previous[0] - top)
+                    total = previous[1] * decay + total
+                    weighted = previous[2] * decay + weighted
         return top, total, weighted
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
@@ -330,7 +344,8 @@ class ChunkedGRU(keras.layers.GRU):
             if pooled:
                 pool = carry[1 + len(cells) : 4 + len(cells)]
         if pooled:
-            return pool[2] / pool[1]
+            with tf.name_scope(self.pooling.name), tf.name_scope(ONLINE_SOFTMAX_SCOPE):
+                return pool[2] / pool[1]
         if returns:
             sequence = pieces[0] if len(pieces) == 1 else ops.concatenate(pieces, axis=0)
             return ops.expand_dims(sequence, 0)
@@ -656,9 +671,11 @@ def pooling_plan(model, chains=None):
     return plan
 
 
-def pools_in_loop(quantization):
-    """Whether files of this quantization compute an attention pooling in the loop."""
-    return quantization in POOLING_IN_LOOP_MODES
+def pools_in_loop(quantization, fully_integer=False):
+    """Whether files of this quantization compute an attention pooling in the loop
+    (`fully_integer`: an int8 file without float ops, `int8_float_layers=[]`)."""
+    return quantization in POOLING_IN_LOOP_MODES and not (
+        fully_integer and quantization == "int8")
 
 
 def bidirectional_plan(model):
@@ -788,8 +805,8 @@ FULL_UNROLL_MAX_STEPS = 64
 # (The measurements on "the attention variant" below and in `segment_chunks_for` were
 # taken while its chain still returned its sequence to the pooling layer; a float file
 # now computes that additive pooling in the loop, `pooling_plan`, and carries no
-# buffer. Multi-head pooling, per-step outputs, int8 files and bidirectional layers
-# still return their sequences.)
+# buffer, and so does an int8 file unless fully integer. Multi-head pooling, per-step
+# outputs and bidirectional layers still return their sequences.)
 # Chunked layers that return sequences carry an output buffer of T rows through the
 # loop, and the `WHILE` kernel copies every loop variable at every iteration (and the
 # chunk's write reads and writes the whole buffer): per call, T / chunk_steps passes over
@@ -825,14 +842,16 @@ BUFFER_MAX_CHUNK = {"float32": 50, "int8": 10}
 BODY_WEIGHT_BYTES = 768 * 1024
 
 
-def _loops(model, quantization=None):
+def _loops(model, quantization=None, fully_integer=False):
     """One `(GRU layers, units returned per step)` per loop of `model`'s chunked form for
-    files of `quantization`: a chain of GRU layers (`ChunkedGRU`), or a bidirectional
-    layer with its two directions (`ChunkedBidirectionalGRU`); the units are 0 when the
-    loop returns no sequence (its output buffer's width otherwise; a chain that computes
-    its attention pooling, `pooling_plan`, returns none)."""
+    files of `quantization` (`fully_integer`: see `pools_in_loop`): a chain of GRU layers
+    (`ChunkedGRU`), or a bidirectional layer with its two directions
+    (`ChunkedBidirectionalGRU`); the units are 0 when the loop returns no sequence (its
+    output buffer's width otherwise; a chain that computes its attention pooling,
+    `pooling_plan`, returns none)."""
     chains = chunk_plan(model)
-    pooled = pooling_plan(model, chains) if pools_in_loop(quantization) else {}
+    pooled = (pooling_plan(model, chains) if pools_in_loop(quantization, fully_integer)
+              else {})
     for chain in chains:
         grus = [model.get_layer(name) for name in chain]
         returns = grus[-1].return_sequences and chain[0] not in pooled
@@ -856,11 +875,11 @@ def _buffer_value_bytes(quantization):
     return 1 if quantization == "int8" else 4
 
 
-def _buffer(model, quantization=None):
+def _buffer(model, quantization=None, fully_integer=False):
     """`(units of the output buffers, GRU layer-steps per time step)` of `model`'s
     chunked layers in files of `quantization`: the widths of the sequences they return,
     and how many GRU layers (directions counted) run at each step."""
-    loops = list(_loops(model, quantization))
+    loops = list(_loops(model, quantization, fully_integer))
     return sum(units for _, units in loops), sum(len(grus) for grus, _ in loops)
 
 
@@ -874,12 +893,12 @@ def body_steps_cap(model, quantization=None):
     return max(1, BODY_WEIGHT_BYTES // max(1, per_step))
 
 
-def buffer_chunk_steps(model, steps, quantization=None):
+def buffer_chunk_steps(model, steps, quantization=None, fully_integer=False):
     """The fewest steps per iteration that keep the output buffers' copies within
     `BUFFER_SHARE` of the recurrence's time (1 when there is no buffer), at most
     `BUFFER_MAX_CHUNK` and `body_steps_cap`; a divisor of `steps` when one is in that
     range."""
-    width, layers = _buffer(model, quantization)
+    width, layers = _buffer(model, quantization, fully_integer)
     if not width or not layers:
         return 1
     mode = "int8" if quantization == "int8" else "float32"
@@ -903,7 +922,7 @@ SEGMENT_BYTES_PER_BODY_OP = 3 * 1024
 OPS_PER_LAYER_STEP = 13
 
 
-def segment_chunks_for(model, steps, chunk_steps, quantization=None):
+def segment_chunks_for(model, steps, chunk_steps, quantization=None, fully_integer=False):
     """Chunks per segment for the chains of `model` that return their sequence (1: one
     loop; see `ChunkedGRU`).
 
@@ -932,15 +951,15 @@ def segment_chunks_for(model, steps, chunk_steps, quantization=None):
     ran 11% faster (6479 against 7289 µs; ONNX Runtime 5298) for 27% more TFLite Micro
     arena (1314 against 1032 KB), and the attention variant 3% slower. int16x8 files
     keep one loop: their converter path (`export.quantization`) is checked for one
-    level only.
+    level only. `fully_integer`: see `pools_in_loop`.
     """
     if quantization == "int16x8":
         return 1
     width = _buffer_value_bytes(quantization)
     # (bytes of buffer per time step, GRU layers in the body) of each loop that returns
     # its sequence.
-    loops = [(width * units, len(grus)) for grus, units in _loops(model, quantization)
-             if units]
+    loops = [(width * units, len(grus))
+             for grus, units in _loops(model, quantization, fully_integer) if units]
     if not loops:
         return 1
     chunk = min(chunk_steps, steps)
@@ -964,7 +983,7 @@ def chunkable(model):
     return bool(chunk_plan(model) or bidirectional_plan(model))
 
 
-def chunk_steps_for(model, steps, quantization=None):
+def chunk_steps_for(model, steps, quantization=None, fully_integer=False):
     """Steps per loop iteration that the automatic recipe uses for `model` at `steps`.
 
     Returns `steps` (no loop: every step unrolled) for short float sequences whose
@@ -973,6 +992,7 @@ def chunk_steps_for(model, steps, quantization=None):
     per step and grows with T. Layers that return long sequences take more steps per
     iteration (`buffer_chunk_steps`) when that is over 4. No loop body holds more steps
     than `body_steps_cap` (wide layers take fewer, down to one step per iteration).
+    `fully_integer`: see `pools_in_loop`.
     """
     calibrated = quantization in ("int8", "int16x8")
     if not calibrated:
@@ -980,7 +1000,7 @@ def chunk_steps_for(model, steps, quantization=None):
         per_step = sum(4 * gru.units * 3 * gru.units for gru in _chunked_grus(model))
         if steps <= FULL_UNROLL_MAX_STEPS and steps * per_step <= FULL_UNROLL_BYTES:
             return steps  # no loop, so no buffer to copy either
-    buffered = buffer_chunk_steps(model, steps, quantization)
+    buffered = buffer_chunk_steps(model, steps, quantization, fully_integer)
     if buffered > 4:
         return min(buffered, steps)
     cap = body_steps_cap(model, quantization)

@@ -794,9 +794,10 @@ def to_tflite(
         source, quantization, representative_data, verification_data, validation_data,
         sequence_length=sequence_length, calibration_samples=calibration_samples,
         range_margin=range_margin)
+    fully_integer = quantization == "int8" and not int8_float_layers
     plan, chunk_steps = _plan_recipes(source.keras_model, form, quantization, fallback,
                                       data.window, form_argument=form_argument,
-                                      micro=check_tflm is True)
+                                      micro=check_tflm is True, fully_integer=fully_integer)
 
     # === Work ===
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -815,7 +816,7 @@ def to_tflite(
             from export import chunked
 
             job["segment_chunks"] = chunked.segment_chunks_for(
-                source.keras_model, data.window, chunk_steps, quantization)
+                source.keras_model, data.window, chunk_steps, quantization, fully_integer)
         chosen, attempts = _try_recipes(
             plan, job, workdir, task=source.task, verification=data.verification,
             quantization=quantization, tolerance=tolerance,
@@ -1179,7 +1180,7 @@ def _default_verification(source, calibrating, calibration, eval_x, window):
 
 
 def _plan_recipes(keras_model, form, quantization, fallback, window, *, form_argument="form",
-                  micro=False):
+                  micro=False, fully_integer=False):
     """`(forms to try in order, chunk_steps or None)` for this model.
 
     `_recipes_to_try` gives the order; this drops what the model cannot take (the
@@ -1187,6 +1188,7 @@ def _plan_recipes(keras_model, form, quantization, fallback, window, *, form_arg
     fixed length), or refuses when the one form asked for is among them (naming
     `form_argument`, the argument that asked for it). `micro`: the file must run in
     TFLite Micro (`check_tflm=True`), so Keras's `loop` form is not tried.
+    `fully_integer`: an int8 file without float ops (`export.chunked.pools_in_loop`).
     """
     from export import chunked
 
@@ -1196,7 +1198,8 @@ def _plan_recipes(keras_model, form, quantization, fallback, window, *, form_arg
     if not streaming and window is not None and chunked.chunkable(keras_model):
         # The automatic recipe may unroll short sequences fully; asking for "chunked"
         # gets the loop.
-        chunk_steps = (chunked.chunk_steps_for(keras_model, window, quantization)
+        chunk_steps = (chunked.chunk_steps_for(keras_model, window, quantization,
+                                               fully_integer)
                        if recipe == "auto" else chunked.default_chunk_steps(window))
     plan = _recipes_to_try(recipe, quantization, streaming, fallback,
                            chunkable=chunk_steps is not None, micro=micro)

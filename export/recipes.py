@@ -223,8 +223,8 @@ def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8, segment_chunk
         segment_chunks: int, chunks per segment of a chain or bidirectional layer
             returning its sequence (1: one loop; see `export.chunked.ChunkedGRU`).
         pooling_in_loop: bool, a chain whose sequence only feeds an `AttentionPooling`
-            computes that pooling in its loop (`export.chunked.pooling_plan`; for files
-            with float activations, `export.chunked.pools_in_loop`).
+            computes that pooling in its loop (`export.chunked.pooling_plan`; which
+            files do: `export.chunked.pools_in_loop`).
 
     Returns:
         A new `keras.Model` with input shape `(1, time, ...)`.

@@ -107,7 +107,9 @@ def test_segments_where_the_buffer_copies_outweigh_the_restarts(tmp_path):
     additive = model("attention", 1000, attention="additive")
     assert chunked.segment_chunks_for(additive, 1000, 8) == 1  # pooled in the loop
     assert chunked.segment_chunks_for(additive, 1000, 8, "float16") == 1
-    assert chunked.segment_chunks_for(additive, 2000, 10, "int8") == 40  # int8: a buffer
+    assert chunked.segment_chunks_for(additive, 2000, 10, "int8") == 1  # pooled too
+    # A fully integer int8 file (`int8_float_layers=[]`) pools after the loop: a buffer.
+    assert chunked.segment_chunks_for(additive, 2000, 10, "int8", fully_integer=True) == 40
     assert chunked.segment_chunks_for(model("attention", 50), 50, 5) == 1
     assert chunked.segment_chunks_for(model("stacked", 1000), 1000, 4) == 1
     assert chunked.segment_chunks_for(model("attention", 200), 200, 5) == 1
@@ -156,8 +158,8 @@ def test_attention_pooling_computed_in_the_loop_matches_keras(variant, time, chu
 
 
 def test_which_poolings_run_in_the_loop():
-    """Only an additive pooling that alone reads a forward chain's sequence, and only in
-    files with float activations."""
+    """Only an additive pooling that alone reads a forward chain's sequence, and not in
+    int16x8 files or fully integer int8 ones."""
     assert chunked.pooling_plan(tiny_model("attention", attention="multihead")) == {}
     assert chunked.pooling_plan(tiny_model("bidirectional_attention")) == {}
     assert chunked.pooling_plan(tiny_model("stacked")) == {}
@@ -168,17 +170,22 @@ def test_which_poolings_run_in_the_loop():
         [pooled, keras.layers.GlobalAveragePooling1D()(sequence)]))
     assert chunked.pooling_plan(both) == {}  # the sequence is read twice
     assert [chunked.pools_in_loop(mode) for mode in (None, "float16", "dynamic", "int8",
-                                                      "int16x8")] == [True] * 3 + [False] * 2
+                                                      "int16x8")] == [True] * 4 + [False]
+    assert not chunked.pools_in_loop("int8", fully_integer=True)  # no float ops at all
+    assert chunked.pools_in_loop(None, fully_integer=True)  # (an int8-only argument)
     with pytest.raises(ValueError, match="return_sequences=False"):
         chunked.ChunkedGRU(4, pooling={"name": "pool"})
 
 
-def test_float_attention_file_pools_in_its_loop_and_runs_in_tflite_micro(tmp_path):
-    """The automatic float32 file of the attention variant carries no sequence buffer: it
-    matches Keras in LiteRT and TFLite Micro with an arena below what the float buffer
-    of T rows alone would take; its int8 file keeps the pooling (a SOFTMAX) after the
-    loop."""
+def test_attention_files_pool_in_their_loop_and_run_in_tflite_micro(tmp_path):
+    """The automatic float32 and int8 files of the attention variant carry no sequence
+    buffer: they match Keras in LiteRT and TFLite Micro with arenas below what their
+    buffers of T rows would take. In int8 the scores are int8 and only the online
+    softmax is float; a fully integer int8 file keeps the pooling (a SOFTMAX) after the
+    loop, and a larger arena."""
     from ai_edge_litert.tools import flatbuffer_utils
+
+    from export.integer_loops import float_ops
 
     time = 200
     model = tiny_model("attention", time=time, units=64)
@@ -196,11 +203,30 @@ def test_float_attention_file_pools_in_its_loop_and_runs_in_tflite_micro(tmp_pat
     assert result.tflm["arena_bytes"] < time * 64 * 4  # 35 KB (the float buffer: 51 KB)
     found = ops(tmp_path / "float.tflite")
     assert "EXP" in found and found.count("SOFTMAX") == 1  # the head's only
+
     integer = to_tflite(model, tmp_path / "int8.tflite", quantization="int8",
-                        representative_data=x)
-    assert integer.recipe == "chunked"
+                        representative_data=x, check_tflm=True)
+    assert integer.recipe == "chunked" and integer.tflm["runs"] is True
+    assert integer.max_abs_error <= 0.01 and tflite_vs_keras(
+        tmp_path / "int8.tflite", model, x) <= 0.01  # 0.0018
+    assert integer.tflm["max_abs_error"] <= 0.01
     found = ops(tmp_path / "int8.tflite")
+    assert "EXP" in found and found.count("SOFTMAX") == 1
+    assert any("online softmax float" in note for note in integer.notes)
+    with open(tmp_path / "int8.tflite", "rb") as handle:
+        floats = set(float_ops(handle.read()))
+    # The score layers' FULLY_CONNECTED and TANH and the GRU run in int8; the loop
+    # carries the three running values in float.
+    assert floats and floats <= {"DEQUANTIZE", "QUANTIZE", "REDUCE_MAX", "MAXIMUM", "SUB",
+                                 "EXP", "MUL", "SUM", "ADD", "DIV", "WHILE"}, floats
+    whole = to_tflite(model, tmp_path / "integer.tflite", quantization="int8",
+                      representative_data=x, check_tflm=True, int8_float_layers=[])
+    found = ops(tmp_path / "integer.tflite")
     assert "EXP" not in found and found.count("SOFTMAX") == 2
+    with open(tmp_path / "integer.tflite", "rb") as handle:
+        assert float_ops(handle.read()) == []
+    # 26 KB against 75 KB with the int8 buffer (200 x 64 bytes, copied per iteration).
+    assert integer.tflm["arena_bytes"] < whole.tflm["arena_bytes"] / 2
 
 
 def test_chunk_plan_finds_chains_and_refuses_what_it_cannot_compute():
@@ -247,7 +273,7 @@ def test_layers_returning_long_sequences_take_more_steps_per_iteration():
     variant with multi-head pooling takes 8 steps per iteration in float32 (4 bytes a
     value; the copies alone would ask for 25, but a body of 8 steps already holds 768 KB
     of packed kernels) and 10 in int8; without a buffer (stacked, or additive attention
-    pooled in the loop of a float file) and at T=200 the usual 4."""
+    pooled in the loop, in int8 too unless fully integer) and at T=200 the usual 4."""
     def model(variant, time, attention="multihead"):
         return zoo.build_gru(variant, input_shape=(time, 8), num_outputs=4, units=64,
                              num_layers=2, compile=False, attention=attention)
@@ -260,7 +286,8 @@ def test_layers_returning_long_sequences_take_more_steps_per_iteration():
     additive = model("attention", 1000, attention="additive")
     assert chunked.buffer_chunk_steps(additive, 1000) == 1  # pooled in the loop
     assert chunked.chunk_steps_for(additive, 1000) == 4
-    assert chunked.chunk_steps_for(additive, 1000, "int8") == 10  # int8 keeps the buffer
+    assert chunked.chunk_steps_for(additive, 1000, "int8") == 4  # pooled in int8 too
+    assert chunked.chunk_steps_for(additive, 1000, "int8", fully_integer=True) == 10
     assert chunked.buffer_chunk_steps(model("stacked", 1000), 1000) == 1  # no buffer
     assert chunked.chunk_steps_for(model("stacked", 1000), 1000) == 4
     assert chunked.chunk_steps_for(model("attention", 200), 200, "int8") == 4
@@ -541,9 +568,10 @@ def test_full_sequence_files_run_in_tflite_micro_on_request(tmp_path):
 
 def test_long_int8_attention_keeps_its_softmax_float(tmp_path):
     """Over more than 128 steps an int8 softmax's weights (steps of 1/256, F23) are too
-    coarse, and over 512 alike steps TFLite Micro's int8 softmax aborts (F22): by
-    default the softmax stays float and the file runs there, closer to Keras than the
-    fully integer file, which TFLM cannot run."""
+    coarse, and over 512 alike steps TFLite Micro's int8 softmax aborts (F22). By
+    default the attention variant's int8 file computes the pooling in its loop (online
+    softmax in float) and a pooling outside a loop keeps its softmax float: both run in
+    TFLite Micro, closer to Keras than the fully integer file, which TFLM cannot run."""
     keras.utils.set_random_seed(0)
     model = tiny_model("attention", time=600)
     layer = model.get_layer("attention_pooling")
@@ -553,7 +581,7 @@ def test_long_int8_attention_keeps_its_softmax_float(tmp_path):
     data = sequences(16, time=600)
     default = to_tflite(model, tmp_path / "auto.tflite", quantization="int8",
                         representative_data=data, check_tflm=True)
-    assert any("SOFTMAX over 600 values kept float" in note for note in default.notes)
+    assert any("online softmax float" in note for note in default.notes)
     assert default.tflm["runs"] is True and default.max_abs_error < 0.005
     with pytest.warns(UserWarning, match=r"does not run in TFLite Micro.*SOFTMAX over 600.*F22"):
         integer = to_tflite(model, tmp_path / "int.tflite", quantization="int8",
@@ -561,6 +589,16 @@ def test_long_int8_attention_keeps_its_softmax_float(tmp_path):
     assert integer.tflm["runs"] is False
     assert any("F22" in note for note in integer.notes)
     assert integer.max_abs_error > 3 * default.max_abs_error
+
+    inputs = keras.Input((600, 3), name="inputs")  # the pooling reads no GRU: no loop
+    pooled = zoo.layers.AttentionPooling(name="attention_pooling")(inputs)
+    alone = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(pooled))
+    own = alone.get_layer("attention_pooling").get_weights()
+    alone.get_layer("attention_pooling").set_weights(own[:2] + [np.zeros_like(own[2])])
+    result = to_tflite(alone, tmp_path / "alone.tflite", quantization="int8",
+                       representative_data=data, check_tflm=True)
+    assert any("SOFTMAX over 600 values kept float" in note for note in result.notes)
+    assert result.tflm["runs"] is True
 
 
 def test_long_int8_multihead_pooling_keeps_its_weights(tmp_path):
