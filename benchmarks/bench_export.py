@@ -711,9 +711,9 @@ def render(results):
                   "an inner one filling a segment's buffer) where `segment_chunks_for` expects "
                   "the copies to at least halve; \"one loop\" is the same file with that rule "
                   "bypassed. Nested loops: `WHILE` ops inside another loop's body (0: one loop). "
-                  "The attention variant's float files compute its additive pooling in the "
-                  "loop and carry no buffer at all (`export.chunked.pooling_plan`), so its two "
-                  "float32 rows are the same file.",
+                  "The attention variant's files compute its additive pooling in the loop "
+                  "and carry no buffer at all (`export.chunked.pooling_plan`; int8 files too, "
+                  "since commit 9a186a8), so its two rows per quantization are the same file.",
                   "", "| variant | T | file | nested loops | size (KB) | to_tflite (s) | "
                   "latency (µs) | vs ORT | auto / one loop | max err vs Keras |",
                   "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]

@@ -945,8 +945,9 @@ def segment_chunks_for(model, steps, chunk_steps, quantization=None, fully_integ
     An int8 file's buffers hold a byte a value, so the same rule segments them only at
     longer T: the bidirectional attention variant (two bidirectional GRU(64) layers
     returning their sequences, 10 steps per iteration) from about T=1200, the attention
-    one from about T=2000 (BENCHMARKS.md, "one loop or segments": at T=2000, int8 µs
-    against one loop 12049 / 17741 and 4978 / 5462; ONNX Runtime 9514, 4369). At T=1000,
+    one, when fully integer (it pools in the loop otherwise), from about T=2000 (Intel
+    Xeon, at T=2000, int8 µs against one loop 12049 / 17741 and 4978 / 5462; ONNX Runtime
+    9514, 4369; BENCHMARKS.md, "one loop or segments", has the current run). At T=1000,
     where the rule keeps one loop (5 segments would copy 54% of its bytes), segments
     ran 11% faster (6479 against 7289 µs; ONNX Runtime 5298) for 27% more TFLite Micro
     arena (1314 against 1032 KB), and the attention variant 3% slower. int16x8 files
