@@ -347,8 +347,9 @@ def register(subparsers):
                    help="int8 only: fully connected weights per-channel, per-tensor, or "
                    "(auto, the default) per-channel only where channel ranges differ widely")
     p.add_argument("--int8-fully-integer", action="store_true",
-                   help="int8 only: no float layers at all (by default window normalization "
-                   "and the first convolution over the raw input stay float)")
+                   help="int8 only: no float layers at all (by default window normalization, "
+                   "the first convolution over the raw input and the online softmax of an "
+                   "attention pooling computed in the loop stay float)")
     p.add_argument("--c-array", action="store_true", help="also write the file as C source "
                    "(checked in TFLite Micro unless --no-check-tflm)")
     p.add_argument("--check-tflm", action=argparse.BooleanOptionalAction, default=None,

@@ -757,9 +757,12 @@ def to_tflite(
             (it divides by each window's own spread, finer than the raw input's int8
             step) and, in full-sequence files, the first convolution over the raw input
             when it reads at most 16 channels (a fraction of a percent of the work; it
-            caused most of a GRU-FCN's int8 error on public data). `[]` gives a fully
+            caused most of a GRU-FCN's int8 error on public data). Unless `[]`, an
+            attention pooling that the chunked loop computes keeps its online softmax
+            float (`export.chunked.pools_in_loop`). `[]` gives a fully
             integer file (for a device without floating point), loops included: their
-            variables are carried in int8 (docs/tflite-facts.md, F21); `notes` names any
+            variables are carried in int8 (docs/tflite-facts.md, F21), and an attention
+            pooling runs after the loop, on its sequence; `notes` names any
             op that still reads or writes a float tensor. Ops that only move data
             (a recurrence's SPLIT and UNPACK) stay int8 even in a named layer (F19); a
             layer without ops is said in `notes`.
