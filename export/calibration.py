@@ -464,8 +464,8 @@ def quantize_int8(converter, samples, *, io_dtype, per_channel_dense=True, keep_
     online = found.get(ONLINE_SOFTMAX_SCOPE, [])
     if online and notes is not None:
         notes.append(f"int8: the attention pooling computed in the loop keeps its online "
-                     f"softmax float ({len(online)} ops: running max, exponentials, running "
-                     "sums); its scores are int8")
+                     f"softmax float ({len(online)} ops: score vector, running max, "
+                     "exponentials, running sums); its hidden score layer is int8")
     layer_nodes = {node for name, names in found.items() if name != ONLINE_SOFTMAX_SCOPE
                    for node in names}
     if layer_nodes and notes is not None:

@@ -381,6 +381,41 @@ def test_f23_int8_softmax_output_steps_are_fixed_at_1_256(monkeypatch):
     assert kind == 9 and 1 / 256 < scale < 600 / 256
 
 
+def test_f26_an_int8_tensor_read_by_a_float_max_takes_the_max_s_range():
+    """An int8 FULLY_CONNECTED whose output is read (through a DEQUANTIZE) by float ops
+    kept float by name, a REDUCE_MAX and a MAXIMUM with a floor, is quantized in the
+    MAXIMUM's calibrated range, not its own: values below the floor are clipped (what
+    `ChunkedGRU._pool` avoids by computing the score vector in float)."""
+
+    class Stabilized(keras.layers.Layer):
+        def call(self, scores):
+            import tensorflow as tf
+
+            with tf.name_scope("kept"):
+                top = keras.ops.maximum(keras.ops.max(scores, axis=1, keepdims=True), 0.5)
+                return keras.ops.exp(scores - top)
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((64, 4), name="inputs", batch_size=1)
+    scores = keras.layers.Dense(1, name="scores")(inputs)
+    model = keras.Model(inputs, Stabilized(name="stabilized")(keras.ops.squeeze(scores, -1)))
+    samples = [{"inputs": np.random.default_rng(i).standard_normal((1, 64, 4))
+                .astype("float32")} for i in range(16)]
+    lowest = min(float(np.min(model.get_layer("scores")(s["inputs"]))) for s in samples)
+    assert lowest < -0.5  # the scores' own calibrated range reaches well below 0
+    content = converter.convert(model, quantization="int8", representative=samples,
+                                float_layers=["kept"])
+    lite = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+    graph = lite.subgraphs[0]
+    dense = [op for op in graph.operators
+             if flatbuffer_utils.opcode_to_name(lite, op.opcodeIndex) == "FULLY_CONNECTED"]
+    out = graph.tensors[dense[0].outputs[0]]
+    assert out.type == 9  # INT8
+    scale, zero = float(out.quantization.scale[0]), int(out.quantization.zeroPoint[0])
+    print(f"scores seen down to {lowest:.2f}; int8 range from {scale * (-128 - zero):.2f}")
+    assert scale * (-128 - zero) > lowest + 0.4  # clipped: its lowest value is near 0
+
+
 # === keras-tuner ===
 
 

@@ -67,7 +67,7 @@ class AttentionPooling(keras.layers.Layer):
     def scores(self, inputs):
         """The unnormalized score of each step, `v^T tanh(W h_t + b)`: `inputs` with its
         last axis replaced by one score (`export.chunked.ChunkedGRU` computes the
-        pooling chunk by chunk from these)."""
+        pooling chunk by chunk from `score_dense` and `score_vector`, as here)."""
         return self.score_vector(self.score_dense(inputs))
 
     def call(self, inputs, mask=None):
