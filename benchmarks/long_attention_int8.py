@@ -17,11 +17,13 @@ table in BENCHMARKS.md holds these four (`COMMON`: `--units 32 --layers 1 --batc
         --data OSULeaf_TRAIN.ts --test-data OSULeaf_TEST.ts --out DIR/OSULeaf_cnn_gru_attention
 
 Each model is exported as int8 three times, calibrated on its training split and run on
-its test split: with the defaults (`int8_float_layers="auto"`, which keeps a softmax over
-more than 128 values float: `export.calibration.INT8_SOFTMAX_MAX_VALUES`, besides the
-first convolution over the raw input); with the same float layers named explicitly, so
-that only the softmax rule is off (`int8_float_layers=[...]`); and fully integer
-(`int8_float_layers=[]`). Every file is also run in TFLite Micro (`check_tflm=True`).
+its test split: with the defaults (`int8_float_layers="auto"`: an additive pooling after
+a GRU chain is computed in the chain's loop with its online softmax in float,
+`export.chunked.pools_in_loop`; a softmax over more than 128 values stays float,
+`export.calibration.INT8_SOFTMAX_MAX_VALUES`; so does the first convolution over the raw
+input); with the same float layers named explicitly, so that the softmax rule is off
+(`int8_float_layers=[...]`; the pooling stays in the loop when that list is not empty);
+and fully integer (`int8_float_layers=[]`, the pooling after the loop). Every file is also run in TFLite Micro (`check_tflm=True`).
 Nothing is trained and nothing is downloaded here. With `--update` the table goes to the
 section `## int8 attention over long sequences` of BENCHMARKS.md.
 """
@@ -132,6 +134,11 @@ def main(argv=None):
 `gru-zoo train --data` as the script's docstring shows; {platform.machine()}, Python
 {platform.python_version()}). Test accuracy of each int8 file on the test split, and the
 mean and largest difference of its outputs (class probabilities) from Keras's there.
+Default: an additive pooling that reads a GRU chain is computed in the chain's loop, its
+online softmax and score vector in float (since commit 9a186a8; the multi-head pooling
+keeps its softmax after the loop, float over more than 128 steps). "Softmax in int8":
+the default's float layers named explicitly, so no automatic rule applies (for runs
+without a convolution that list is empty, the fully integer file).
 
 {table}
 """)
