@@ -80,7 +80,8 @@ def convert_job(job):
     from export.runtime import LiteModel
 
     recipe = job["recipe"]
-    fully_integer = job.get("int8_float_layers", "auto") == []
+    fully_integer = chunked.is_fully_integer(job["quantization"],
+                                             job.get("int8_float_layers", "auto"))
     if os.environ.get(SIMULATE_CRASH_ENV) == recipe:
         os.kill(os.getpid(), signal.SIGSEGV)
     model = recipes.load_model(job["model_path"])

@@ -35,7 +35,8 @@ A chain whose sequence only feeds an additive `zoo.layers.AttentionPooling` need
 output buffer at all: the loop computes the pooling itself with an online softmax
 (`ChunkedGRU(pooling=...)`, `pooling_plan`), carrying the running max of the scores, the
 running sum of their exponentials and the running weighted sum of the states. int8 files
-do too, with the scores in int8 and the online softmax in float (`pools_in_loop`).
+do too, with the hidden score layer in int8 and the score vector and online softmax in
+float (`pools_in_loop`).
 
 Only public Keras APIs and public TensorFlow ops are used. The layer exists for
 conversion: `export.recipes.rebuild(model, form="chunked")` puts it in place of a
@@ -58,8 +59,9 @@ IDENTITY_AT_INFERENCE = (
 CHUNKED_GRU_NAME = "gru_zoo_export>ChunkedGRU"
 CHUNKED_BIDIRECTIONAL_NAME = "gru_zoo_export>ChunkedBidirectionalGRU"
 # Quantizations whose files compute an attention pooling inside the chain's loop
-# (`pooling_plan`). int8 files do too, with the pooling's scores in int8 and its online
-# softmax (`ONLINE_SOFTMAX_SCOPE`) in float: in int8 the running sums would be loop
+# (`pooling_plan`). int8 files do too, with the pooling's hidden score layer in int8 and
+# its score vector and online softmax (`ONLINE_SOFTMAX_SCOPE`) in float: in int8 the
+# running sums would be loop
 # variables of one calibrated range, whose step at T=1000 is as large as a whole chunk's
 # contribution. A fully integer int8 file (`int8_float_layers=[]`) therefore keeps the
 # buffer and the pooling after the loop, and so do int16x8 files (their quantizer has no
@@ -69,10 +71,10 @@ POOLING_IN_LOOP_MODES = (None, "float16", "dynamic", "int8")
 # chunk's rescaling factor exp(max - new max) is exactly 0 (with -inf it would be nan
 # if a score were -inf too).
 _NO_SCORE = -1e30
-# TensorFlow name scope of the online softmax's ops (running max, exponentials, running
-# sums, the final division): an int8 file keeps them float by this name (the quantizer's
-# node denylist, `export.calibration.quantize_int8`), while the pooling's score layers,
-# under the pooling layer's own name, run in int8.
+# TensorFlow name scope of the online softmax's ops (score vector, running max,
+# exponentials, running sums, the final division): an int8 file keeps them float by this
+# name (the quantizer's node denylist, `export.calibration.quantize_int8`), while the
+# pooling's hidden score layer, under the pooling layer's own name only, runs in int8.
 ONLINE_SOFTMAX_SCOPE = "gru_zoo_online_softmax"
 
 
@@ -220,8 +222,8 @@ class ChunkedGRU(keras.layers.GRU):
 
         ops = keras.ops
         # Under the pooling layer's name, so that `int8_float_layers` naming it keeps
-        # all of it float, as it would the layer itself. `AttentionPooling.scores` in two
-        # parts: in an int8 file the hidden layer (units x units weights) runs in int8 and
+        # all of it float, as it would the layer itself. The score `v^T tanh(W h + b)` of
+        # `AttentionPooling` in two parts: in an int8 file the hidden layer (units x units weights) runs in int8 and
         # the score vector (units weights) in float with the online softmax, because the
         # MLIR quantizer gives an int8 tensor read by the running max the running max's
         # range (not its own), which clips the scores below the first step's (OSULeaf's
@@ -662,7 +664,7 @@ def pooling_plan(model, chains=None):
     """`{first GRU of a chain: name of the AttentionPooling layer it feeds}` for the chains
     (`chunk_plan`) whose sequence goes only to an additive `zoo.layers.AttentionPooling`
     called once (through layers that are the identity at inference): the loop computes
-    that pooling itself in float files (`ChunkedGRU(pooling=...)`)."""
+    that pooling itself (`ChunkedGRU(pooling=...)`; which files do: `pools_in_loop`)."""
     graph = _graph(model)
     if graph is None:
         return {}
@@ -676,6 +678,13 @@ def pooling_plan(model, chains=None):
                 and _single_call(reader, graph)):
             plan[chain[0]] = reader
     return plan
+
+
+def is_fully_integer(quantization, int8_float_layers):
+    """Whether `to_tflite(quantization=..., int8_float_layers=...)` asks for an int8 file
+    without float ops (`int8_float_layers=[]`)."""
+    return (quantization == "int8" and int8_float_layers != "auto"
+            and len(int8_float_layers) == 0)
 
 
 def pools_in_loop(quantization, fully_integer=False):

@@ -797,7 +797,9 @@ def to_tflite(
         source, quantization, representative_data, verification_data, validation_data,
         sequence_length=sequence_length, calibration_samples=calibration_samples,
         range_margin=range_margin)
-    fully_integer = quantization == "int8" and not int8_float_layers
+    from export.chunked import is_fully_integer
+
+    fully_integer = is_fully_integer(quantization, int8_float_layers)
     plan, chunk_steps = _plan_recipes(source.keras_model, form, quantization, fallback,
                                       data.window, form_argument=form_argument,
                                       micro=check_tflm is True, fully_integer=fully_integer)

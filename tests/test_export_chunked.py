@@ -173,6 +173,10 @@ def test_which_poolings_run_in_the_loop():
                                                       "int16x8")] == [True] * 4 + [False]
     assert not chunked.pools_in_loop("int8", fully_integer=True)  # no float ops at all
     assert chunked.pools_in_loop(None, fully_integer=True)  # (an int8-only argument)
+    assert chunked.is_fully_integer("int8", []) and chunked.is_fully_integer("int8", ())
+    assert not chunked.is_fully_integer("int8", "auto")
+    assert not chunked.is_fully_integer("int8", ["conv1d_0"])
+    assert not chunked.is_fully_integer(None, [])
     with pytest.raises(ValueError, match="return_sequences=False"):
         chunked.ChunkedGRU(4, pooling={"name": "pool"})
 

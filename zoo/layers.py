@@ -64,14 +64,8 @@ class AttentionPooling(keras.layers.Layer):
         self.score_vector = keras.layers.Dense(1, use_bias=False, name="score_vector")
         self.score_vector.build(tuple(input_shape[:-1]) + (units,))
 
-    def scores(self, inputs):
-        """The unnormalized score of each step, `v^T tanh(W h_t + b)`: `inputs` with its
-        last axis replaced by one score (`export.chunked.ChunkedGRU` computes the
-        pooling chunk by chunk from `score_dense` and `score_vector`, as here)."""
-        return self.score_vector(self.score_dense(inputs))
-
     def call(self, inputs, mask=None):
-        scores = self.scores(inputs)[..., 0]  # (batch, time)
+        scores = self.score_vector(self.score_dense(inputs))[..., 0]  # (batch, time)
         if mask is not None:
             scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
         weights = ops.softmax(scores, axis=-1)
