@@ -295,7 +295,8 @@ def dense_channel_spread(model):
 # std under the step), so quantizing its input first erases them (test accuracy 0.59 in
 # Keras, 0.49 as int8); normalized in float and quantized after, 0.57. The inverse layer
 # puts each window's level back on a forecast, at float precision.
-FLOAT_LAYERS = ("WindowNormalization", "WindowDenormalization")
+# (`UnrolledWindowNormalization`: the same layer in an unrolled file, `export.recipes`.)
+FLOAT_LAYERS = ("WindowNormalization", "UnrolledWindowNormalization", "WindowDenormalization")
 
 
 # The first convolution over the raw input stays float too when it reads at most this

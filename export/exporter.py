@@ -241,23 +241,6 @@ def _load_keras_file(path):
               f"{message})")
 
 
-def _check_quantizable(keras_model, quantization, streaming):
-    """Refuses, before any work, a quantization that a layer of the model cannot have in
-    the requested form (instead of a converter error from inside the quantizer)."""
-    if quantization != "int16x8" or streaming:
-        return
-    for layer in keras_model.layers:
-        if type(layer).__name__ == "WindowNormalization" and getattr(layer, "causal", False):
-            # Its running statistics are CUMSUM ops, which LiteRT runs in float and int32
-            # only; the 16x8 quantizer refuses them (docs/tflite-facts.md F20).
-            fail("quantization", quantization,
-                 f"None, 'float16', 'dynamic' or 'int8' for this full-sequence file: layer "
-                 f"{layer.name!r} (a causal WindowNormalization) computes running sums, "
-                 "which LiteRT has no int16 kernel for. Its streaming step file "
-                 "(streaming=True) keeps them as states and can be int16x8; int8 keeps "
-                 "the normalization in float")
-
-
 def _check_against_model(keras_model, task, input_shape, input_dtype, labels, normalization,
                          int8_float_layers="auto"):
     """`labels` and `normalization` must describe this model before they go into the
@@ -792,7 +775,6 @@ def to_tflite(
     source = _load_model(model, streaming)
     _check_against_model(source.keras_model, source.task, source.input_shape,
                          source.input_dtype, labels, normalization, int8_float_layers)
-    _check_quantizable(source.keras_model, quantization, streaming)
     data = _prepare_data(
         source, quantization, representative_data, verification_data, validation_data,
         sequence_length=sequence_length, calibration_samples=calibration_samples,

@@ -32,6 +32,12 @@ The fix, in the order `quantize_int16x8` applies it:
    own scale. It is what runs when step 1 is unavailable (the two private converter
    hooks are gone in another TensorFlow version); it makes the file larger (one bias
    and its per-channel parameters per op).
+
+One more edit of the calibrated ranges, with step 1 (`widen_zero_ranges`): a tensor that
+was 0 on every calibration sample gets a usable range, because LiteRT aborts the process
+on an int16 `ADD` or `SUB` whose output scale is the near-zero one the calibrator gives it
+(docs/tflite-facts.md F27). Without the private hooks that edit is not made, and such a
+file is reported as a crashed conversion (the child process dies, not the caller).
 """
 
 import copy
@@ -47,6 +53,8 @@ BIAS_OPS = {
     "DEPTHWISE_CONV_2D": (0, 1, 2),
     "TRANSPOSE_CONV": (2, 1, 3),
 }
+# The calibrator records a tensor that was always 0 as [0, FLT_MIN].
+ZERO_RANGE = 1e-30
 _INT_TYPES = {schema.TensorType.INT32: np.int32, schema.TensorType.INT64: np.int64}
 
 
@@ -196,6 +204,54 @@ def requantize_shared_biases(quantized, rtol=1e-5):
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), info
 
 
+def widen_zero_ranges(calibrated):
+    """Gives tensors calibrated at exactly 0 a usable range (docs/tflite-facts.md F27).
+
+    A tensor that was 0 on every calibration sample (an untrained layer's zero biases
+    on a zero input, for instance) is calibrated as [0, FLT_MIN] and quantized with a
+    scale near `FLT_MIN / 32767`.
+    LiteRT's int16 `ADD`/`SUB` divide scales when they prepare, and abort the whole
+    process (a failed check in `QuantizeMultiplierSmallerThanOneExp`, not an error
+    status) when that quotient reaches 1. Any scale stores 0 exactly, so such a tensor
+    takes the widest range of the tensors it shares an op with (inputs and outputs),
+    or [-1, 1] when they are all 0 too.
+
+    Args:
+        calibrated: bytes of a float model with calibration min/max on its tensors.
+
+    Returns:
+        `(bytes, count)`: the edited model and how many tensors were widened.
+    """
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(calibrated))
+    count = 0
+    for subgraph in model.subgraphs:
+        bounds = {}  # calibrated activations only: `max(|min|, |max|)`
+        for index, tensor in enumerate(subgraph.tensors):
+            quantization = tensor.quantization
+            if (quantization is not None and quantization.min is not None
+                    and quantization.max is not None and len(quantization.min) == 1
+                    and not _has_data(model, tensor)):
+                bounds[index] = max(abs(float(quantization.min[0])),
+                                    abs(float(quantization.max[0])))
+        neighbours = {}
+        for operator in subgraph.operators or []:
+            linked = [int(i) for part in (operator.inputs, operator.outputs)
+                      if part is not None for i in part if i >= 0]
+            for index in linked:
+                neighbours.setdefault(index, set()).update(linked)
+        for index, linked in neighbours.items():
+            if bounds.get(index, ZERO_RANGE + 1) > ZERO_RANGE:
+                continue
+            widest = max((bounds[i] for i in linked if bounds.get(i, 0) > ZERO_RANGE),
+                         default=1.0)
+            quantization = subgraph.tensors[index].quantization
+            quantization.min, quantization.max = [-widest], [widest]
+            count += 1
+    if not count:
+        return bytes(calibrated), 0
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), count
+
+
 def quantize_int16x8(converter, *, io_dtype, allow_float):
     """Runs a configured 16x8 `TFLiteConverter` with shared-bias ranges unified.
 
@@ -221,6 +277,7 @@ def quantize_int16x8(converter, *, io_dtype, allow_float):
         converter._experimental_calibrate_only = True
         calibrated = converter.convert()
         calibrated, info = unify_shared_bias_ranges(calibrated)
+        calibrated, zeros = widen_zero_ranges(calibrated)
         content = tf_calibrator.Calibrator(calibrated).calibrate_and_quantize(
             lambda: iter(()),  # no new samples: keep the (edited) calibrated ranges
             io_dtype,
@@ -236,6 +293,11 @@ def quantize_int16x8(converter, *, io_dtype, allow_float):
                 f"common calibrated range ({info['inputs_widened']} widened): TFLite's "
                 "16x8 quantizer may store a shared bias with one op's scale"
             )
+        if zeros:
+            notes.append(
+                f"int16x8: {zeros} tensor(s) were 0 on every calibration sample; each was "
+                "given the range of the tensors it shares an op with (a zero range makes "
+                "LiteRT abort when it prepares an int16 ADD or SUB)")
     except Exception as error:  # noqa: BLE001 (private hooks: the plain path + repair below)
         notes.append(f"int16x8: calibrate-then-quantize path unavailable "
                      f"({type(error).__name__}: {str(error)[:200]}); converted in one call "

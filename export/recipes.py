@@ -9,7 +9,9 @@ config, with the weights copied, into a form that does:
 - `"unrolled"`: static batch 1 and static length, recurrent layers unrolled; no loop.
   The only form that survives calibrated (int8, 16x8) quantization. GRU layers become
   `HoistedGRU`: the input projection of all steps is one op before the steps, so each
-  step holds 11 ops instead of Keras's ~17 (smaller files, faster conversion).
+  step holds 11 ops instead of Keras's ~17 (smaller files, faster conversion). A causal
+  `WindowNormalization` becomes `UnrolledWindowNormalization`: its running statistics
+  one step at a time, without `CUMSUM` (which int16x8 files cannot hold).
 - `"chunked"`: static batch 1 and static length; each chain of GRU layers becomes one
   `WHILE` loop whose body runs a chunk of time steps of every layer of the chain
   (`export.chunked`). Weights stored once (the file does not grow with T) and packed
@@ -109,6 +111,66 @@ class HoistedGRU(keras.layers.GRU):
         if self.return_state:
             return output, h
         return output
+UNROLLED_WINDOW_NORM_NAME = "gru_zoo_export>UnrolledWindowNormalization"
+
+
+@keras.saving.register_keras_serializable(package="gru_zoo_export")
+class UnrolledWindowNormalization(zoo.layers.WindowNormalization):
+    """A causal `WindowNormalization` computed step by step (the `"unrolled"` recipe).
+
+    Same config and outputs as `zoo.layers.WindowNormalization` up to float rounding.
+    Keras's causal graph computes running sums with `CUMSUM` and divides by the step
+    counts; LiteRT has no int16 kernel for either, so the 16x8 quantizer refuses that
+    graph (docs/tflite-facts.md F20). Here each step has its own ops, all with int16
+    kernels (`ADD`, `SUB`, `MUL`, `RSQRT`, `UNPACK`, `PACK`), so that each step's
+    statistics get their own 16-bit scale (F27): stacked first, a step's mean would be
+    held at the scale of the largest one, and the spread of the first steps, a
+    difference of two much larger numbers, would be lost.
+
+    - Running mean: the sum so far (one `ADD` per step) times the constant `1 / (t + 1)`.
+    - Spread (`mode="meanstd"`): Welford's update of the sum of squared deviations,
+      `m2 += (x - previous mean) * (x - mean)`. Exact arithmetic gives Keras's mean of
+      squares minus squared mean; in 16 bits it keeps the size of the spread instead
+      of cancelling two squares of the level.
+    - Step 0 is constant: its offset from the first step is 0, so its mean and centred
+      value are 0 and its variance is `epsilon`. They are not computed: an int16 `ADD`
+      whose output was 0 on every calibration sample gets a zero scale, and LiteRT
+      aborts the process when it prepares that op (F27).
+    """
+
+    def _call_causal(self, inputs):
+        steps = inputs.shape[1]
+        if steps is None or steps < 2:  # no static length (or nothing to unroll)
+            return super()._call_causal(inputs)
+        ops = keras.ops
+        first = inputs[:, :1]
+        rows = ops.unstack(inputs - first, axis=1)  # offsets from the first step
+        zero = rows[0]  # exactly 0, at the offsets' scale
+        means, centred, spreads = [zero], [zero], [zero + self.epsilon ** 0.5]
+        total = m2 = previous = None
+        for t in range(1, steps):
+            row = rows[t]
+            total = row if t == 1 else total + row
+            mean = total * (1.0 / (t + 1))
+            deviation = row - mean
+            means.append(mean)
+            if self.mode == "mean":
+                centred.append(deviation)
+                continue
+            # Step 1: the previous mean is 0 (step 0's offset).
+            update = (row if t == 1 else row - previous) * deviation
+            m2 = update if t == 1 else m2 + update
+            previous = mean
+            variance = m2 * (1.0 / (t + 1)) + self.epsilon
+            inverse_std = ops.rsqrt(variance)
+            centred.append(deviation * inverse_std)
+            spreads.append(variance * inverse_std)
+        outputs = (ops.stack(centred, axis=1), first + ops.stack(means, axis=1))
+        if self.mode == "mean":
+            return outputs
+        return outputs + (ops.stack(spreads, axis=1),)
+
+
 def load_model(model):
     """Returns a `keras.Model` from a model object or a `.keras` path."""
     if isinstance(model, keras.Model):
@@ -150,6 +212,12 @@ def _patch_config(config, *, batch_shape, unroll, hoist=True):
                 # A cuDNN kernel in the traced graph cannot convert (docs/tflite-facts.md, F8b).
                 layer_config["use_cudnn"] = False
             _drop_dropout(layer_config)
+        if (unroll and hoist and config.get("class_name") == "WindowNormalization"
+                and isinstance(config.get("config"), dict) and config["config"].get("causal")):
+            # Running sums as one ADD per step, which 16x8 files can hold.
+            config["class_name"] = "UnrolledWindowNormalization"
+            config["module"] = None
+            config["registered_name"] = UNROLLED_WINDOW_NORM_NAME
         if config.get("class_name") == "InputLayer" and isinstance(config.get("config"), dict):
             config["config"]["batch_shape"] = list(batch_shape)
         for value in config.values():

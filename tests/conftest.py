@@ -6,6 +6,24 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # tests and exports trace on 
 import pytest
 
 
+# Every test, and every module's shared fixtures, start from one seed: the tiny models
+# are untrained, and their random weights move the int8 and int16x8 errors that the
+# tests bound (the same int8 test measured 0.030 and 0.054 against a 0.05 bound in two
+# runs). A failure then repeats on the next run instead of coming and going.
+@pytest.fixture(autouse=True, scope="module")
+def _seeded_module():
+    import keras
+
+    keras.utils.set_random_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    import keras
+
+    keras.utils.set_random_seed(0)
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--run-slow", action="store_true", default=False, help="also run tests marked slow"

@@ -215,8 +215,9 @@ def test_int8_keeps_the_window_normalization_in_float(tmp_path):
 
 def test_int16x8_of_a_window_normalization(tmp_path):
     """16x8 runs the window statistics in int16 (products and rsqrt: no int16 kernel for
-    SQUARED_DIFFERENCE, F20) and follows Keras; a causal one's running sums (CUMSUM) have
-    no 16x8 form, which is refused before any work with the argument named."""
+    SQUARED_DIFFERENCE, F20) and follows Keras. A causal one's running sums (CUMSUM, no
+    int16 kernel) are unrolled step by step (`export.recipes.UnrolledWindowNormalization`),
+    and its first step, exactly 0, is given a usable range (F27)."""
     model = tiny_model("stacked", window_norm="meanstd")
     rng = np.random.default_rng(0)
     x = (5.0 + 3.0 * rng.standard_normal((48, TIME, FEATURES))).astype("float32")
@@ -227,12 +228,20 @@ def test_int16x8_of_a_window_normalization(tmp_path):
     # Measured 0.002 on this untrained model (int8: 0.003).
     assert tflite_vs_keras(path, model, x[32:]) <= 0.05
 
+    # On untrained models with seeds 0-7 the error ranged 0.009-0.059 (their streaming
+    # step files 0.004-0.050; tests are seeded, conftest.py). Trained models, int16x8
+    # against Keras: causal ItalyPowerDemand accuracy 0.955 / 0.957, airline MSE 1.00x
+    # ("mean") and 1.002x ("meanstd"; README).
     causal = tiny_model("stacked", window_norm="meanstd", causal=True)
-    refused = tmp_path / "causal_int16x8.tflite"
-    with pytest.raises(ValueError, match=r"`quantization`.*'window_norm'.*streaming=True"
-                                         r".*Received: quantization='int16x8'"):
-        to_tflite(causal, refused, quantization="int16x8", representative_data=x[:32])
-    assert not refused.exists()
+    causal_path = tmp_path / "causal_int16x8.tflite"
+    full = to_tflite(causal, causal_path, quantization="int16x8", representative_data=x[:32])
+    ops = op_report(causal_path.read_bytes())["builtin"]
+    assert full.recipe == "unrolled" and "CUMSUM" not in ops and "DIV" not in ops
+    # The untrained GRUs' zero biases keep their first step at exactly 0 too: without the
+    # widened ranges LiteRT aborted on this file.
+    assert any("0 on every calibration sample" in note for note in full.notes), full.notes
+    # Measured 0.006 (the non-causal model above: 0.002).
+    assert tflite_vs_keras(causal_path, causal, x[32:]) <= 0.05
     # Its streaming step file keeps the running sums as states, and has a 16x8 form
     # (verified frame by frame against the full-sequence Keras model by `to_tflite`).
     step = to_tflite(causal, tmp_path / "causal_step_int16x8.tflite", quantization="int16x8",

@@ -54,6 +54,31 @@ def test_unrolled_recipe_of_every_variant_matches_keras(variant):
     assert _max_difference(rebuilt, model, sequences(3)) <= 1e-6
 
 
+@pytest.mark.parametrize("mode", ["mean", "meanstd"])
+def test_unrolled_recipe_computes_a_causal_window_normalization_step_by_step(mode):
+    """A causal `WindowNormalization` becomes `UnrolledWindowNormalization` (one ADD per
+    step instead of CUMSUM, which has no int16 kernel): the same statistics as Keras's,
+    up to float rounding, on a trending series whose level dwarfs its spread."""
+    rng = np.random.default_rng(1)
+    x = (100.0 + 0.5 * np.arange(20)[None, :, None]
+         + rng.standard_normal((4, 20, 2))).astype("float32")
+    layer = zoo.WindowNormalization(mode, causal=True)
+    unrolled = recipes.UnrolledWindowNormalization.from_config(layer.get_config())
+    for expected, got in zip(layer(x), unrolled(x), strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-5)
+
+    model = tiny_model("stacked", window_norm=mode, causal=True)
+    rebuilt = recipes.rebuild(model, unroll=True)
+    kinds = [type(layer).__name__ for layer in rebuilt.layers]
+    assert "UnrolledWindowNormalization" in kinds
+    assert _max_difference(rebuilt, model, sequences(3)) <= 1e-6
+    # Not the loop form, and not a window normalization over the whole window.
+    assert "UnrolledWindowNormalization" not in [
+        type(layer).__name__ for layer in recipes.rebuild(model, unroll=False).layers]
+    plain = recipes.rebuild(tiny_model("stacked", window_norm=mode), unroll=True)
+    assert "UnrolledWindowNormalization" not in [type(layer).__name__ for layer in plain.layers]
+
+
 def test_loop_recipe_and_other_cells_keep_keras_layers():
     assert not _hoisted_layers(recipes.rebuild(tiny_model("stacked"), unroll=False))
     for cell in ("lstm", "rnn"):

@@ -11,6 +11,7 @@ that returns or raises an error on this stack, none of the kind that kills the c
 
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -142,8 +143,6 @@ _F5_CHILD = textwrap.dedent("""
 @pytest.mark.slow
 def test_f5_the_converters_calibrator_kills_the_process_on_a_loop():
     """int8 of a Keras GRU `WHILE` loop through the converter's own calibrator: SIGSEGV."""
-    import signal
-
     root = pathlib.Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "-c", _F5_CHILD], cwd=root, capture_output=True,
                           text=True, timeout=300)
@@ -642,6 +641,64 @@ def test_f20_int16x8_has_no_squared_difference_nor_cumsum_but_mul_and_rsqrt():
     assert np.abs(run(content, data[:1]) - expected).max() < 0.01
     with pytest.raises(Exception, match="CUMSUM"):
         _int16x8(lambda x: tf.cumsum(x, axis=1), data)
+
+
+_ALLOCATE_CHILD = textwrap.dedent("""
+    import sys
+    from ai_edge_litert.interpreter import Interpreter
+
+    Interpreter(model_path=sys.argv[1]).allocate_tensors()
+""")
+
+
+def test_f27_an_int16_add_of_a_tensor_calibrated_at_zero_aborts_litert(tmp_path):
+    """A tensor that is 0 on every calibration sample is calibrated as [0, FLT_MIN]; an
+    int16 ADD writing it gets a scale near 1e-43 and LiteRT aborts the process when it
+    prepares the op. `export.quantization.widen_zero_ranges` gives it a usable range."""
+    from export.quantization import quantize_int16x8
+
+    data = (np.random.default_rng(0).standard_normal((16, TIME, 1)) * 3 + 5).astype("float32")
+
+    def first_offset(x):
+        # The offset of the first step from itself: exactly 0 (as a causal window
+        # normalization's first step), then an ADD of it.
+        zero = tf.unstack(x - x[:, :1], axis=1)[0]
+        return zero + zero * 0.5
+
+    concrete = tf.function(first_offset).get_concrete_function(
+        tf.TensorSpec((1, TIME, 1), tf.float32))
+
+    def lite_converter():
+        made = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+        made.optimizations = [tf.lite.Optimize.DEFAULT]
+        made.representative_dataset = lambda: ([x[None]] for x in data)
+        made.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        return made
+
+    def allocate(content, name):
+        path = tmp_path / name
+        path.write_bytes(content)
+        return subprocess.run([sys.executable, "-c", _ALLOCATE_CHILD, str(path)],
+                              capture_output=True, text=True, timeout=120)
+
+    plain = lite_converter().convert()
+    scales = [detail["quantization"][0] for detail in
+              Interpreter(model_content=plain).get_tensor_details()
+              if detail["dtype"] == np.int16 and detail["quantization"][0] > 0]
+    assert min(scales) < 1e-40
+    assert allocate(plain, "plain.tflite").returncode == -signal.SIGABRT
+
+    notes = []
+    content, notes = quantize_int16x8(lite_converter(), io_dtype=tf.float32, allow_float=False)
+    assert any("0 on every calibration sample" in note for note in notes), notes
+    done = allocate(content, "widened.tflite")
+    assert done.returncode == 0, done.stderr[-2000:]
+    interpreter = Interpreter(model_content=content)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], data[:1])
+    interpreter.invoke()
+    assert np.abs(interpreter.get_tensor(interpreter.get_output_details()[0]["index"])).max() == 0
 
 
 def test_f19_the_node_denylist_does_not_reach_ops_that_only_move_data(tmp_path):

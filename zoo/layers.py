@@ -267,9 +267,8 @@ class WindowNormalization(keras.layers.Layer):
         if self.mode == "mean":
             return centred, mean
         # >= 0 up to rounding, hence the relu. Products and rsqrt, as in `call`; the
-        # running sums (CUMSUM) have no int16 kernel either, so this form has no int16x8
-        # full-sequence file (`export.to_tflite` says so; its streaming step file keeps
-        # running sums as states instead and has one).
+        # running sums (CUMSUM) have no int16 kernel either, so the export's unrolled
+        # form computes this method step by step (`export.recipes.UnrolledWindowNormalization`).
         variance = ops.relu(ops.cumsum(offsets * offsets, axis=1) / counts
                             - mean_offset * mean_offset) + self.epsilon
         inverse_std = ops.rsqrt(variance)
