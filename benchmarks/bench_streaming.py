@@ -1,6 +1,6 @@
 """Streaming benchmark: what `causal=True` costs in accuracy and what the step files cost.
 
-Four parts, each saving its numbers under `benchmarks/results/streaming/`; every run
+Five parts, each saving its numbers under `benchmarks/results/streaming/`; every run
 rewrites the section "Streaming" of BENCHMARKS.md from all saved parts.
 
 - `accuracy`: GRU-FCN (the GunPoint recipe, also run on ItalyPowerDemand) and each
@@ -22,12 +22,19 @@ rewrites the section "Streaming" of BENCHMARKS.md from all saved parts.
   attention, untrained, T=150: a key/value cache of 150 frames) streamed over every
   GunPoint test series in float32, int8 and int16x8 (calibrated on the training
   series): error against the full-sequence Keras model per frame, as the cache fills.
+- `window_norm`: one-layer GRU(32) models with a causal window normalization
+  (`build_gru("stacked", window_norm=..., causal=True)`), trained here on ItalyPowerDemand
+  (`"meanstd"`) and airline passengers (`"mean"` and `"meanstd"`), exported in int16x8 as
+  a full-sequence file (unrolled, its running statistics computed step by step:
+  `export.recipes.UnrolledWindowNormalization`) and as a streaming step file, and in int8
+  (which keeps the normalization float): test metric of each file against Keras's.
 
 Run:
     python benchmarks/bench_streaming.py accuracy --seeds 3   # trains (CPU minutes)
     python benchmarks/bench_streaming.py files [--models "attention, per-step" ...]
     python benchmarks/bench_streaming.py drift
     python benchmarks/bench_streaming.py kv_drift
+    python benchmarks/bench_streaming.py window_norm [--seeds 1]   # trains (CPU minutes)
     python benchmarks/bench_streaming.py render               # rewrite the section only
 """
 
@@ -377,6 +384,50 @@ def kv_drift():
                        "states": result.metadata["states"]})
 
 
+# (dataset, window normalization mode, epochs): trained with `model.fit` on the training
+# split, batch 16, the validation split watched; calibration on the training split.
+WINDOW_NORM_PLANS = [("italy_power_demand", "meanstd", 150), ("airline_passengers", "mean", 300),
+                     ("airline_passengers", "meanstd", 300)]
+
+
+def window_norm(seeds):
+    import keras
+
+    import zoo
+    from export import to_tflite
+
+    rows = []
+    for dataset, mode, epochs in WINDOW_NORM_PLANS:
+        data = zoo.load_dataset(dataset)
+        for seed in range(seeds):
+            keras.utils.set_random_seed(seed)
+            model = zoo.build_gru(
+                "stacked", input_shape=data.x_train.shape[1:], task=data.task,
+                num_outputs=data.num_outputs, units=32, num_layers=1, window_norm=mode,
+                causal=True)
+            model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=16, verbose=0,
+                      validation_data=(data.x_val, data.y_val))
+            row = {"dataset": dataset, "mode": mode, "seed": seed, "epochs": epochs,
+                   "params": int(model.count_params()), "files": {}}
+            with tempfile.TemporaryDirectory() as scratch:
+                for name, options in (("int16x8 full", {"quantization": "int16x8"}),
+                                      ("int16x8 step", {"quantization": "int16x8",
+                                                        "streaming": True}),
+                                      ("int8 full", {"quantization": "int8"})):
+                    result = to_tflite(model, pathlib.Path(scratch) / "f.tflite",
+                                       representative_data=data.x_train,
+                                       validation_data=(data.x_test, data.y_test),
+                                       **options)
+                    row["metric"] = result.evaluation["metric"]
+                    row["keras"] = result.evaluation["keras"]
+                    row["files"][name] = {"recipe": result.recipe, "size": result.size,
+                                          "value": result.evaluation["tflite"],
+                                          "max_error": float(result.max_abs_error)}
+            rows.append(row)
+            print(row)
+    _save("window_norm", {"rows": rows})
+
+
 def _kb(value):
     return "-" if value is None else f"{value / 1024:.1f}"
 
@@ -515,6 +566,33 @@ def render():
         sections.append("")
         if cached.get("notes"):
             sections += [cached["notes"], ""]
+    normed = _load("window_norm")
+    if normed:
+        names = ("int16x8 full", "int16x8 step", "int8 full")
+        sections += [
+            "### int16x8 of a causal window normalization", "",
+            f"`python benchmarks/bench_streaming.py window_norm` ({normed['machine']}, "
+            f"{normed['date']}). One GRU(32) layer after `WindowNormalization(causal=True)`, "
+            "trained here (`model.fit`, batch 16) and exported with `to_tflite` "
+            "(calibrated on the training split, `validation_data` the test split). The "
+            "full-sequence int16x8 file is unrolled and computes the running statistics "
+            "step by step (`export.recipes.UnrolledWindowNormalization`: `CUMSUM` has no "
+            "int16 kernel); int8 keeps the normalization float. Test metric (accuracy, or "
+            "MSE for airline passengers) and largest output difference from Keras.", "",
+            "| dataset | mode | seed | metric | Keras | "
+            + " | ".join(names) + " | max error: " + " / ".join(names) + " | size (KB): "
+            + " / ".join(names) + " |",
+            "|---|---|---:|---|---:|" + "---:|" * len(names) + "---|---|"]
+        for r in normed["rows"]:
+            files_ = [r["files"][name] for name in names]
+            sections.append(
+                f"| {r['dataset']} | {r['mode']} | {r['seed']} | {r['metric']} | "
+                f"{r['keras']:.4f} | " + " | ".join(f"{f['value']:.4f}" for f in files_)
+                + " | " + " / ".join(f"{f['max_error']:.2g}" for f in files_) + " | "
+                + " / ".join(_kb(f["size"]) for f in files_) + " |")
+        sections.append("")
+        if normed.get("notes"):
+            sections += [normed["notes"], ""]
     text = "\n".join(sections).rstrip() + "\n"
     path = ROOT / "BENCHMARKS.md"
     content = path.read_text()
@@ -530,7 +608,8 @@ def render():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("part", choices=["accuracy", "files", "drift", "kv_drift", "render"])
+    parser.add_argument("part", choices=["accuracy", "files", "drift", "kv_drift",
+                                            "window_norm", "render"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--datasets", default=None,
                         help="accuracy: comma-separated datasets (default: all)")
@@ -546,6 +625,8 @@ def main(argv=None):
         kv_drift()
     elif args.part == "files":
         files(args.models)
+    elif args.part == "window_norm":
+        window_norm(args.seeds)
     render()
 
 

@@ -141,7 +141,10 @@ def test_causal_self_attention_streams_with_a_key_value_cache(variant, cell, tas
     assert specs["state_self_attention_valid"] == ([1, 9], "attention_valid")
     step = streaming.build_step_model(model, batch_size=None)
     x = sequences(3, time=9)
-    np.testing.assert_allclose(stream_step_model(step, x), np.asarray(model(x)), atol=2e-6)
+    # Float32 rounding of two orders of the same sums (a cache of 9 frames against the
+    # masked full attention): up to 4e-6 on the seeded multi-head model (tests/conftest.py),
+    # so the float32 export tolerance, 1e-5.
+    np.testing.assert_allclose(stream_step_model(step, x), np.asarray(model(x)), atol=1e-5)
 
 
 @pytest.mark.parametrize("score_mode", ["dot", "concat"])
