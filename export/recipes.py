@@ -111,6 +111,8 @@ class HoistedGRU(keras.layers.GRU):
         if self.return_state:
             return output, h
         return output
+
+
 UNROLLED_WINDOW_NORM_NAME = "gru_zoo_export>UnrolledWindowNormalization"
 
 

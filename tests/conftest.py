@@ -8,8 +8,9 @@ import pytest
 
 # Every test, and every module's shared fixtures, start from one seed: the tiny models
 # are untrained, and their random weights move the int8 and int16x8 errors that the
-# tests bound (the same int8 test measured 0.030 and 0.054 against a 0.05 bound in two
-# runs). A failure then repeats on the next run instead of coming and going.
+# tests bound (an int8 test measured 0.054 against its 0.05 bound in two of six runs,
+# and passed in the others). A failure then repeats on the next run instead of coming
+# and going.
 @pytest.fixture(autouse=True, scope="module")
 def _seeded_module():
     import keras

@@ -689,7 +689,6 @@ def test_f27_an_int16_add_of_a_tensor_calibrated_at_zero_aborts_litert(tmp_path)
     assert min(scales) < 1e-40
     assert allocate(plain, "plain.tflite").returncode == -signal.SIGABRT
 
-    notes = []
     content, notes = quantize_int16x8(lite_converter(), io_dtype=tf.float32, allow_float=False)
     assert any("0 on every calibration sample" in note for note in notes), notes
     done = allocate(content, "widened.tflite")
