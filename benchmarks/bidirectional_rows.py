@@ -127,7 +127,7 @@ def measure(units, steps, repeats=3):
     return rows
 
 
-def render(rows, units, steps):
+def render(rows):
     lines = ["| mode | form | ops per step pair | recurrent product | µs per step pair | "
              "vs separate | max error vs float32 separate |",
              "|---|---|---:|---|---:|---:|---:|"]
@@ -145,7 +145,7 @@ def main(argv=None):
     parser.add_argument("--update", action="store_true", help="write BENCHMARKS.md")
     args = parser.parse_args(argv)
     rows = measure(args.units, args.steps)
-    table = render(rows, args.units, args.steps)
+    table = render(rows)
     print(table)
     if args.update:
         from bench_export import machine_description

@@ -23,7 +23,8 @@ a GRU chain is computed in the chain's loop with its online softmax in float,
 `export.calibration.INT8_SOFTMAX_MAX_VALUES`; so does the first convolution over the raw
 input); with the same float layers named explicitly, so that the softmax rule is off
 (`int8_float_layers=[...]`; the pooling stays in the loop when that list is not empty);
-and fully integer (`int8_float_layers=[]`, the pooling after the loop). Every file is also run in TFLite Micro (`check_tflm=True`).
+and fully integer (`int8_float_layers=[]`, the pooling after the loop). Every file is
+also run in TFLite Micro (`check_tflm=True`).
 Nothing is trained and nothing is downloaded here. With `--update` the table goes to the
 section `## int8 attention over long sequences` of BENCHMARKS.md.
 """

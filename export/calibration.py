@@ -295,8 +295,9 @@ def dense_channel_spread(model):
 # std under the step), so quantizing its input first erases them (test accuracy 0.59 in
 # Keras, 0.49 as int8); normalized in float and quantized after, 0.57. The inverse layer
 # puts each window's level back on a forecast, at float precision.
-# (`UnrolledWindowNormalization`: the same layer in an unrolled file, `export.recipes`.)
-FLOAT_LAYERS = ("WindowNormalization", "UnrolledWindowNormalization", "WindowDenormalization")
+# Matched by class name through the class hierarchy, so a subclass counts too (the
+# unrolled form's `export.recipes.UnrolledWindowNormalization`).
+FLOAT_LAYERS = ("WindowNormalization", "WindowDenormalization")
 
 
 # The first convolution over the raw input stays float too when it reads at most this
@@ -333,7 +334,8 @@ def float_layer_names(model, first_conv=True):
     """Names of the layers of `model` that an int8 file keeps in float by default:
     `FLOAT_LAYERS`, and with `first_conv` the first `Conv1D` when it reads at most
     `FLOAT_CONV_MAX_CHANNELS` channels."""
-    names = [layer.name for layer in model.layers if type(layer).__name__ in FLOAT_LAYERS]
+    names = [layer.name for layer in model.layers
+             if any(cls.__name__ in FLOAT_LAYERS for cls in type(layer).__mro__)]
     if first_conv:
         for layer in model.layers:
             if type(layer).__name__ == "Conv1D":

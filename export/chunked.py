@@ -61,9 +61,8 @@ CHUNKED_BIDIRECTIONAL_NAME = "gru_zoo_export>ChunkedBidirectionalGRU"
 # Quantizations whose files compute an attention pooling inside the chain's loop
 # (`pooling_plan`). int8 files do too, with the pooling's hidden score layer in int8 and
 # its score vector and online softmax (`ONLINE_SOFTMAX_SCOPE`) in float: in int8 the
-# running sums would be loop
-# variables of one calibrated range, whose step at T=1000 is as large as a whole chunk's
-# contribution. A fully integer int8 file (`int8_float_layers=[]`) therefore keeps the
+# running sums would be loop variables of one calibrated range, whose step at T=1000 is
+# as large as a whole chunk's contribution. A fully integer int8 file (`int8_float_layers=[]`) therefore keeps the
 # buffer and the pooling after the loop, and so do int16x8 files (their quantizer has no
 # list of ops to keep float).
 POOLING_IN_LOOP_MODES = (None, "float16", "dynamic", "int8")
@@ -223,12 +222,12 @@ class ChunkedGRU(keras.layers.GRU):
         ops = keras.ops
         # Under the pooling layer's name, so that `int8_float_layers` naming it keeps
         # all of it float, as it would the layer itself. The score `v^T tanh(W h + b)` of
-        # `AttentionPooling` in two parts: in an int8 file the hidden layer (units x units weights) runs in int8 and
-        # the score vector (units weights) in float with the online softmax, because the
-        # MLIR quantizer gives an int8 tensor read by the running max the running max's
-        # range (not its own), which clips the scores below the first step's (OSULeaf's
-        # trained attention: scores in [-2.3, 3.8] held in [0, 3.4], test accuracy 0.38
-        # -> 0.28; with the vector in float 0.38).
+        # `AttentionPooling` in two parts: in an int8 file the hidden layer (units x units
+        # weights) runs in int8 and the score vector (units weights) in float with the
+        # online softmax, because the MLIR quantizer gives an int8 tensor read by the
+        # running max the running max's range (not its own), which clips the scores below
+        # the first step's (F26; OSULeaf's trained attention: scores in [-2.3, 3.8] held
+        # in [0, 3.4], test accuracy 0.38 -> 0.28; with the vector in float 0.38).
         with tf.name_scope(self.pooling.name):
             hidden = self.pooling.score_dense(sequence)
             with tf.name_scope(ONLINE_SOFTMAX_SCOPE):

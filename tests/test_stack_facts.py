@@ -596,8 +596,9 @@ def test_f18_an_int8_tensor_clips_at_its_calibrated_range():
     assert beyond < 1.1  # Keras gives 3.0
 
 
-def _int16x8(function, data):
-    """A 16x8 file of `function` (one `(1, TIME, 1)` input), calibrated on `data`."""
+def _int16x8_converter(function, data):
+    """A `TFLiteConverter` set up for 16x8 of `function` (one `(1, TIME, 1)` input),
+    calibrated on `data`."""
     concrete = tf.function(function).get_concrete_function(
         tf.TensorSpec((1, TIME, 1), tf.float32))
     lite_converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
@@ -605,7 +606,12 @@ def _int16x8(function, data):
     lite_converter.representative_dataset = lambda: ([x[None]] for x in data)
     lite_converter.target_spec.supported_ops = [
         tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-    return lite_converter.convert()
+    return lite_converter
+
+
+def _int16x8(function, data):
+    """A 16x8 file of `function` (one `(1, TIME, 1)` input), calibrated on `data`."""
+    return _int16x8_converter(function, data).convert()
 
 
 def test_f20_int16x8_has_no_squared_difference_nor_cumsum_but_mul_and_rsqrt():
@@ -665,31 +671,21 @@ def test_f27_an_int16_add_of_a_tensor_calibrated_at_zero_aborts_litert(tmp_path)
         zero = tf.unstack(x - x[:, :1], axis=1)[0]
         return zero + zero * 0.5
 
-    concrete = tf.function(first_offset).get_concrete_function(
-        tf.TensorSpec((1, TIME, 1), tf.float32))
-
-    def lite_converter():
-        made = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
-        made.optimizations = [tf.lite.Optimize.DEFAULT]
-        made.representative_dataset = lambda: ([x[None]] for x in data)
-        made.target_spec.supported_ops = [
-            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-        return made
-
     def allocate(content, name):
         path = tmp_path / name
         path.write_bytes(content)
         return subprocess.run([sys.executable, "-c", _ALLOCATE_CHILD, str(path)],
                               capture_output=True, text=True, timeout=120)
 
-    plain = lite_converter().convert()
+    plain = _int16x8(first_offset, data)
     scales = [detail["quantization"][0] for detail in
               Interpreter(model_content=plain).get_tensor_details()
               if detail["dtype"] == np.int16 and detail["quantization"][0] > 0]
     assert min(scales) < 1e-40
     assert allocate(plain, "plain.tflite").returncode == -signal.SIGABRT
 
-    content, notes = quantize_int16x8(lite_converter(), io_dtype=tf.float32, allow_float=False)
+    content, notes = quantize_int16x8(_int16x8_converter(first_offset, data),
+                                      io_dtype=tf.float32, allow_float=False)
     assert any("0 on every calibration sample" in note for note in notes), notes
     done = allocate(content, "widened.tflite")
     assert done.returncode == 0, done.stderr[-2000:]
