@@ -1,20 +1,21 @@
-"""Two directions of a bidirectional GRU as one batch of two rows: a measured next step.
+"""Two directions of a bidirectional GRU as one batch of two rows, per quantization.
 
     python benchmarks/bidirectional_rows.py [--units 64] [--steps 64] [--update]
 
-`ChunkedBidirectionalGRU` runs each time step of the forward and the backward direction
-as two separate GRU steps, ~11 ops each, and on XNNPACK every op has a fixed cost
-(BENCHMARKS.md, "Op costs"). Here the two directions of a step are two rows of one
-batch: the recurrent products are one `BATCH_MATMUL` of `(2, 1, units)` by the stacked
-recurrent kernels `(2, units, 3 units)`, and every gate op runs once on both rows.
+A bidirectional GRU step can run its forward and backward directions as two separate
+GRU steps, ~11 ops each, and on XNNPACK every op has a fixed cost (BENCHMARKS.md, "Op
+costs"). Or the two directions of a step are two rows of one batch: the recurrent
+products are one `BATCH_MATMUL` of `(2, 1, units)` by the stacked recurrent kernels
+`(2, units, 3 units)`, and every gate op runs once on both rows. This script measured
+which quantizations gain; float32 files now use the rows (`export.chunked.ROWS_MODES`).
 
 Toy graphs, not the export's layers: `steps` unrolled GRU steps (reset_after, random
-weights) from input projections given as inputs, converted without a loop, in float32
-and in int8 (calibrated on 16 random inputs). Both forms compute the same outputs; the
-table gives ops per step pair, the median thread time of one step pair over interleaved
-runs (one thread, the default XNNPACK delegate) and the largest difference from the
-float32 separate form. With `--update` the table goes to the section "Two directions of
-a bidirectional GRU as one batch" of BENCHMARKS.md.
+weights) from input projections given as inputs, converted without a loop, in float32,
+in float16 (float16 weights) and in int8 (calibrated on 16 random inputs). Both forms
+compute the same outputs; the table gives ops per step pair, the median thread time of
+one step pair over interleaved runs (one thread, the default XNNPACK delegate) and the
+largest difference from the float32 separate form. With `--update` the table goes to
+the section "Two directions of a bidirectional GRU as one batch" of BENCHMARKS.md.
 """
 
 import argparse
@@ -72,14 +73,17 @@ def build(units, steps, seed=0):
     return {"separate (2 GRU steps)": separate, "rows (BATCH_MATMUL)": rows}, pair, rng
 
 
-def convert(function, units, steps, calibration=None):
+def convert(function, units, steps, mode, calibration):
     import tensorflow as tf
 
     spec = tf.TensorSpec((steps, 3 * units), tf.float32)
     concrete = tf.function(function).get_concrete_function(spec, spec)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
-    if calibration is not None:
+    if mode != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if mode == "int8":
         converter.representative_dataset = lambda: iter(calibration)
     return converter.convert()
 
@@ -104,9 +108,9 @@ def measure(units, steps, repeats=3):
     calibration = [[rng.standard_normal((steps, 3 * units)).astype("float32")
                     for _ in range(2)] for _ in range(16)]
     rows, runners = [], []
-    for mode in ("float32", "int8"):
+    for mode in ("float32", "float16", "int8"):
         for name, function in forms.items():
-            content = convert(function, units, steps, calibration if mode == "int8" else None)
+            content = convert(function, units, steps, mode, calibration)
             interpreter = Interpreter(model_content=content, num_threads=1)
             ops = collections.Counter(op["op_name"] for op in interpreter._get_ops_details())
             interpreter.allocate_tensors()
@@ -127,6 +131,73 @@ def measure(units, steps, repeats=3):
     return rows
 
 
+def measure_export(lengths, modes=("float32", "float16", "dynamic")):
+    """The export's own files: the bidirectional reference model (bench_export's) at
+    each length, exported by `to_tflite` (automatic form) with the directions as rows
+    (the default for these modes) and as two steps (`export.chunked.ROWS_MODES` emptied;
+    the exporter reads it in this process), timed interleaved with ONNX Runtime's
+    fused GRU on its PyTorch twin."""
+    import tempfile
+
+    import bench_export
+    from export import chunked
+
+    rows_modes = chunked.ROWS_MODES
+    results = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for steps in lengths:
+            model = bench_export.reference_model("bidirectional", steps)
+            calibration = np.random.default_rng(0).standard_normal(
+                (100, steps, bench_export.FEATURES)).astype("float32")
+            peer = bench_export.onnx_peer(model, calibration[:4],
+                                          pathlib.Path(workdir) / f"peer_{steps}.onnx")
+            if "error" in peer:
+                raise SystemExit(f"ONNX Runtime peer: {peer['error']}")
+            functions, batch = {"ort": peer["run"]}, []
+            for mode in modes:
+                quantization = None if mode == "float32" else mode
+                for form, modes_set in (("two steps", ()), ("rows", rows_modes)):
+                    path = pathlib.Path(workdir) / f"{steps}_{mode}_{form.replace(' ', '_')}.tflite"
+                    chunked.ROWS_MODES = modes_set
+                    try:
+                        row = bench_export.export_row(model, path, quantization=quantization,
+                                                      recipe="auto", calibration=calibration)
+                    finally:
+                        chunked.ROWS_MODES = rows_modes
+                    if "error" in row:
+                        raise SystemExit(f"{mode} {form} T={steps}: {row['error']}")
+                    row.update(T=steps, mode=mode, form=form,
+                               batch_matmul="BATCH_MATMUL" in _ops(path))
+                    functions[(mode, form)] = bench_export.lite_runner(path)
+                    batch.append(row)
+            timing = bench_export.interleaved(functions, bench_export.runs_for(steps))
+            for row in batch:
+                row["us"] = timing[(row["mode"], row["form"])]["cpu_us"]
+                row["ort_us"] = timing["ort"]["cpu_us"]
+                print({k: row[k] for k in ("T", "mode", "form", "size", "us", "ort_us")},
+                      flush=True)
+            results += batch
+    return results
+
+
+def _ops(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    return {op["op_name"] for op in Interpreter(model_path=str(path))._get_ops_details()}
+
+
+def render_export(rows):
+    lines = ["| T | mode | form | size (KB) | µs | vs ORT | rows / two steps | "
+             "max err vs Keras |", "|---:|---|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        peer = next(r for r in rows if r["T"] == row["T"] and r["mode"] == row["mode"]
+                    and r["form"] == "two steps")
+        lines.append(f"| {row['T']} | {row['mode']} | {row['form']} | {row['size'] / 1024:.1f} | "
+                     f"{row['us']:.0f} | {row['us'] / row['ort_us']:.2f} | "
+                     f"{row['us'] / peer['us']:.2f} | {row['max_abs_error']:.2g} |")
+    return "\n".join(lines)
+
+
 def render(rows):
     lines = ["| mode | form | ops per step pair | recurrent product | µs per step pair | "
              "vs separate | max error vs float32 separate |",
@@ -142,29 +213,51 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--units", type=int, default=64)
     parser.add_argument("--steps", type=int, default=64)
+    parser.add_argument("--lengths", default="50,200,1000",
+                        help="sequence lengths of the export part (comma-separated)")
     parser.add_argument("--update", action="store_true", help="write BENCHMARKS.md")
     args = parser.parse_args(argv)
     rows = measure(args.units, args.steps)
     table = render(rows)
     print(table)
+    exported = measure_export([int(n) for n in args.lengths.split(",")])
+    export_table = render_export(exported)
+    print(export_table)
     if args.update:
         from bench_export import machine_description
         from compare_report import write_section
 
+        def span(mode):
+            ratios = [r["us"] / next(p["us"] for p in exported if p["T"] == r["T"]
+                                     and p["mode"] == mode and p["form"] == "two steps")
+                      for r in exported if r["mode"] == mode and r["form"] == "rows"]
+            return f"{min(ratios):.2f}-{max(ratios):.2f}x"
+
         write_section(TITLE, f"""Command: `python benchmarks/bidirectional_rows.py --update`
 ({machine_description()}, {time.strftime("%Y-%m-%d")}).
-GRU({args.units}), {args.steps} unrolled steps per direction, toy graphs (the script's
-docstring); one thread, default XNNPACK delegate, median thread time of three
-interleaved rounds of 300 calls, divided by the steps.
+One thread, default XNNPACK delegate.
+
+Toy graphs: GRU({args.units}), {args.steps} unrolled steps per direction (the script's
+docstring); median thread time of three interleaved rounds of 300 calls, divided by the
+steps.
 
 {table}
 
-Reading: in float32 the two directions as one batch run about half the ops and are
-faster, because on XNNPACK each op has a fixed cost; in int8 the `BATCH_MATMUL` is far
-slower than two `FULLY_CONNECTED` ops, so only float files would gain. The toy's
-separate form slices its gates out of one projection (28 ops per step pair); the
-export's step takes them from two (22 ops), so its gain would be somewhat smaller. Not
-used by the export yet: `ChunkedBidirectionalGRU` still runs two GRU steps per time step.
+The export's files: bench_export's bidirectional reference model (2 x
+Bidirectional(GRU(64)), 8 features), `to_tflite`'s automatic form, with the directions
+as rows (the default for these quantizations, `export.chunked.ROWS_MODES`) and as two
+steps; median thread time in interleaved blocks with ONNX Runtime's fused GRU.
+
+{export_table}
+
+Reading: the two directions as one batch run half the ops per step, and on XNNPACK each
+op has a fixed cost: the export's rows files take {span("float32")} the time of its
+two-step files in float32, {span("float16")} in float16 and {span("dynamic")} with
+dynamic-range weights (whose hybrid `BATCH_MATMUL` also quantizes the stacked input
+kernels, which two steps leave float below 1024 values: smaller and a little less
+exact). In int8 the `BATCH_MATMUL` is ~3x slower than two `FULLY_CONNECTED` ops (toy
+table), so int8 files keep two steps, and so does a file for TFLite Micro, whose
+`BATCH_MATMUL` keeps a copy of its weights in the arena (docs/tflite-facts.md, F28).
 """)
     return 0
 

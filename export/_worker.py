@@ -94,7 +94,8 @@ def convert_job(job):
         export_model = recipes.rebuild_chunked(
             model, sequence_length=job["sequence_length"], chunk_steps=job["chunk_steps"],
             segment_chunks=job.get("segment_chunks", 1),
-            pooling_in_loop=chunked.pools_in_loop(job["quantization"], fully_integer))
+            pooling_in_loop=chunked.pools_in_loop(job["quantization"], fully_integer),
+            bidirectional_rows=job.get("bidirectional_rows", False))
     else:
         export_model = recipes.rebuild(
             model, unroll=recipe == "unrolled", sequence_length=job["sequence_length"]

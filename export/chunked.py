@@ -31,6 +31,10 @@ benchmarks ran on last):
   over segments, an inner one over a segment's chunks that fills a segment's buffer
   (`segment_chunks_for`; not in int16x8 files).
 
+A bidirectional GRU (`ChunkedBidirectionalGRU`) runs both directions in one loop, the
+backward one from the end; in float files the two directions of each step are two rows of
+one batch (`rows_in_step`), half the ops per step.
+
 A chain whose sequence only feeds an additive `zoo.layers.AttentionPooling` needs no
 output buffer at all: the loop computes the pooling itself with an online softmax
 (`ChunkedGRU(pooling=...)`, `pooling_plan`), carrying the running max of the scores, the
@@ -83,19 +87,34 @@ def gru_projection(cell, inputs):
     Returns `(x_zr, x_h)`: `(batch, steps, 2 * units)` with the z/r input and (for
     `reset_after=True`) recurrent biases folded in, and `(batch, steps, units)`.
     """
-    ops = keras.ops
+    kernel_zr, kernel_h, bias_zr, bias_h = projection_weights(cell)
+    return _project(inputs, kernel_zr, kernel_h, bias_zr, bias_h)
+
+
+def projection_weights(cell):
+    """A GRU cell's input kernels and biases as `gru_projection` applies them:
+    `(kernel_zr, kernel_h, bias_zr, bias_h)`, the biases `None` without `use_bias`."""
     units = cell.units
     kernel = cell.kernel
-    x_zr = ops.matmul(inputs, kernel[:, : 2 * units])
-    x_h = ops.matmul(inputs, kernel[:, 2 * units :])
+    bias_zr = bias_h = None
     if cell.use_bias:
         if cell.reset_after:
             input_bias, recurrent_bias = cell.bias[0], cell.bias[1]
-            x_zr = x_zr + (input_bias[: 2 * units] + recurrent_bias[: 2 * units])
+            bias_zr = input_bias[: 2 * units] + recurrent_bias[: 2 * units]
         else:
             input_bias = cell.bias
-            x_zr = x_zr + input_bias[: 2 * units]
-        x_h = x_h + input_bias[2 * units :]
+            bias_zr = input_bias[: 2 * units]
+        bias_h = input_bias[2 * units :]
+    return kernel[:, : 2 * units], kernel[:, 2 * units :], bias_zr, bias_h
+
+
+def _project(inputs, kernel_zr, kernel_h, bias_zr, bias_h):
+    ops = keras.ops
+    x_zr = ops.matmul(inputs, kernel_zr)
+    x_h = ops.matmul(inputs, kernel_h)
+    if bias_zr is not None:
+        x_zr = x_zr + bias_zr
+        x_h = x_h + bias_h
     return x_zr, x_h
 
 
@@ -105,26 +124,36 @@ def gru_step(cell, x_zr, x_h, h):
     `h` is the previous state, or `None` for the zero initial state (then the recurrent
     products vanish and are left out).
     """
-    ops = keras.ops
     units = cell.units
-    activation, gate_activation = cell.activation, cell.recurrent_activation
     recurrent = cell.recurrent_kernel
     recurrent_h_bias = None
     if cell.use_bias and cell.reset_after:
         recurrent_h_bias = cell.bias[1][2 * units :]
+    return gru_update(x_zr, x_h, h, recurrent[:, : 2 * units], recurrent[:, 2 * units :],
+                      recurrent_h_bias, cell)
+
+
+def gru_update(x_zr, x_h, h, recurrent_zr, recurrent_h, recurrent_h_bias, cell):
+    """`gru_step` with the recurrent weights given: `(units, 2 * units)`,
+    `(units, units)` and `(units,)` or `None` for one direction, or stacked per row of a
+    batch, `(rows, units, ...)` (`ChunkedBidirectionalGRU`'s two directions as two rows:
+    the products are then one `BATCH_MATMUL` each). `cell` gives the activations and
+    `reset_after`."""
+    ops = keras.ops
+    activation, gate_activation = cell.activation, cell.recurrent_activation
     if h is None:
         z, r = ops.split(gate_activation(x_zr), 2, axis=-1)
         pre = x_h if recurrent_h_bias is None else x_h + r * recurrent_h_bias
         candidate = activation(pre)
         return candidate - z * candidate
-    z, r = ops.split(gate_activation(x_zr + ops.matmul(h, recurrent[:, : 2 * units])), 2, axis=-1)
+    z, r = ops.split(gate_activation(x_zr + ops.matmul(h, recurrent_zr)), 2, axis=-1)
     if cell.reset_after:
-        projected = ops.matmul(h, recurrent[:, 2 * units :])
+        projected = ops.matmul(h, recurrent_h)
         if recurrent_h_bias is not None:
             projected = projected + recurrent_h_bias
         candidate = activation(x_h + r * projected)
     else:
-        candidate = activation(x_h + ops.matmul(r * h, recurrent[:, 2 * units :]))
+        candidate = activation(x_h + ops.matmul(r * h, recurrent_h))
     return candidate + z * (h - candidate)
 
 
@@ -370,20 +399,43 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
     position, so that the stacked sequences are in time order as Keras returns them.
     Same config and weights as the `Bidirectional` layer, plus `chunk_steps` and
     `segment_chunks` (as in `ChunkedGRU`: with `return_sequences`, nested loops over
-    segments of that many chunks).
+    segments of that many chunks) and `rows`.
+
+    `rows=True` (float files, `rows_in_step`) runs each time step of the two directions
+    as two rows of one batch: every gate op once for both, the recurrent products one
+    `BATCH_MATMUL` of the two states by the two stacked kernels. On XNNPACK every op
+    has a fixed cost (BENCHMARKS.md, "Op costs"), and half the ops per step pay
+    off there; int8 keeps two steps, its `BATCH_MATMUL` being slower than two
+    `FULLY_CONNECTED` ops ("Two directions of a bidirectional GRU as one batch"). The
+    backward direction then reads a time-reversed copy of the input, made once before
+    the loop, so that both directions' chunks are one slice; its outputs are reversed
+    back once after it. Needs both directions alike (`rows_possible`); otherwise the
+    two-step form is used.
     """
 
-    def __init__(self, layer, chunk_steps=8, segment_chunks=1, **kwargs):
+    def __init__(self, layer, chunk_steps=8, segment_chunks=1, rows=False, **kwargs):
         super().__init__(layer, **kwargs)
         _check_loop_sizes(chunk_steps, segment_chunks)
+        if not isinstance(rows, bool):
+            raise ValueError(f"`rows` must be a bool. Received: rows={rows!r}")
         self.chunk_steps = chunk_steps
         self.segment_chunks = segment_chunks
+        self.rows = rows
 
     def get_config(self):
         config = super().get_config()
         config["chunk_steps"] = self.chunk_steps
         config["segment_chunks"] = self.segment_chunks
+        config["rows"] = self.rows
         return config
+
+    def rows_possible(self):
+        """Whether the two directions can run as two rows: the same units, activations,
+        bias use and `reset_after` (a `backward_layer` given to `Bidirectional` may
+        differ)."""
+        forward, backward = self.forward_layer.cell, self.backward_layer.cell
+        keys = ("units", "activation", "recurrent_activation", "use_bias", "reset_after")
+        return all(forward.get_config()[key] == backward.get_config()[key] for key in keys)
 
     def call(self, sequences, initial_state=None, mask=None, training=None):
         import tensorflow as tf  # the loop is a TensorFlow `while_loop` (export runs on TF)
@@ -406,6 +458,9 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
         if loops == 1 and prefix == 0:
             loops, prefix = 0, steps
         sequences_out = self.return_sequences
+        if self.rows and self.rows_possible():
+            y, y_rev = self._call_rows(x, steps, chunk, loops, prefix)
+            return self._merge(y, y_rev)
 
         def run(cell, inputs, h, count, reverse):
             """`count` steps of one direction; outputs in time order."""
@@ -488,6 +543,106 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
             y, y_rev = ops.expand_dims(y, 0), ops.expand_dims(y_rev, 0)
         else:
             y, y_rev = h_f, h_b
+        return self._merge(y, y_rev)
+
+    def _call_rows(self, x, steps, chunk, loops, prefix):
+        """`call` with the two directions as two rows (`rows=True`): `(y, y_rev)`, each
+        `(1, steps, units)` with `return_sequences`, else the last states `(1, units)`."""
+        import tensorflow as tf
+
+        ops = keras.ops
+        forward, backward = self.forward_layer.cell, self.backward_layer.cell
+        units = forward.units
+        # Row 0: the input; row 1: the input reversed in time, so that the backward
+        # direction's k-th step reads row k too.
+        both = ops.stack([x, ops.flip(x, axis=0)])
+        features = x.shape[-1]
+
+        def run(inputs, h, count):
+            """`count` steps of both directions from `inputs` `(2, count, features)`;
+            returns the last states `(2, 1, units)` and the outputs `(2, count, units)`,
+            each row in its own direction's order."""
+            # The stacked weights, made where they are used: a constant that the converter
+            # stores in float16 then gets its DEQUANTIZE in the loop body, where XNNPACK
+            # reads it as static weights. Stacked before the loop, the dequantized weights
+            # entered the body as a loop variable and the float16 file took 1.7x as long.
+            weights = [projection_weights(forward), projection_weights(backward)]
+            # (2, features, 2 units), (2, features, units) and biases (2, 1, ...)
+            kernel_zr, kernel_h, bias_zr, bias_h = (
+                None if weights[0][k] is None else
+                ops.stack([w[k] if k < 2 else ops.reshape(w[k], (1, -1)) for w in weights])
+                for k in range(4))
+            recurrent_zr = ops.stack([c.recurrent_kernel[:, : 2 * units]
+                                      for c in (forward, backward)])
+            recurrent_h = ops.stack([c.recurrent_kernel[:, 2 * units :]
+                                     for c in (forward, backward)])
+            recurrent_h_bias = None
+            if forward.use_bias and forward.reset_after:
+                recurrent_h_bias = ops.stack([ops.reshape(c.bias[1][2 * units :], (1, -1))
+                                              for c in (forward, backward)])
+            x_zr, x_h = _project(inputs, kernel_zr, kernel_h, bias_zr, bias_h)
+            rows_zr, rows_h = _rows(x_zr, count, axis=1), _rows(x_h, count, axis=1)
+            outputs = []
+            for t in range(count):
+                h = gru_update(rows_zr[t], rows_h[t], h, recurrent_zr, recurrent_h,
+                               recurrent_h_bias, forward)
+                outputs.append(h)
+            return h, _stack_rows(outputs, axis=1)
+
+        h = None
+        head = []
+        if prefix:
+            h, seq = run(both[:, :prefix], None, prefix)
+            head.append(seq)
+        middle = None
+        if loops:
+            h = ops.zeros((2, 1, units), x.dtype) if h is None else h
+            sequences_out = self.return_sequences
+            carry = [tf.constant(0, tf.int32), h]
+            if sequences_out:
+                carry.append(_sequence_buffer(loops, chunk, units, x, rows=2))
+
+            def body(i, h, *arrays, base=0):
+                window = tf.slice(both, tf.stack([0, prefix + (base + i) * chunk, 0]),
+                                  [2, chunk, features])
+                h, seq = run(window, h, chunk)
+                out = [i + 1, h]
+                if sequences_out:
+                    out.append(_write_chunk(arrays[0], i, seq))
+                return tuple(out)
+
+            segment = self.segment_chunks
+            if sequences_out and _nests(segment, loops):
+                # Segments, as in `ChunkedGRU` (both directions in time order here).
+                segments = loops // segment
+
+                def outer(j, h, buffer):
+                    inner = (tf.constant(0, tf.int32), h,
+                             _sequence_buffer(segment, chunk, units, x, rows=2))
+                    inner = tf.while_loop(lambda i, *rest: i < segment,
+                                          lambda i, *rest: body(i, *rest, base=j * segment),
+                                          inner)
+                    return j + 1, inner[1], _write_chunk(buffer, j, inner[2])
+
+                carry[2] = tf.fill((segments, segment, 2, chunk, units),
+                                   carry[2][0, 0, 0, 0])
+                carry = tf.while_loop(lambda j, *rest: j < segments, outer, tuple(carry))
+            else:
+                carry = tf.while_loop(lambda i, *rest: i < loops, body, tuple(carry))
+            h = carry[1]
+            if sequences_out:
+                # (loops, 2, chunk, units) -> (2, loops * chunk, units)
+                buffer = ops.reshape(carry[2], (loops, 2, chunk, units))
+                middle = ops.reshape(ops.transpose(buffer, (1, 0, 2, 3)),
+                                     (2, loops * chunk, units))
+        if not self.return_sequences:
+            return h[0], h[1]
+        pieces = head + ([middle] if middle is not None else [])
+        seq = pieces[0] if len(pieces) == 1 else ops.concatenate(pieces, axis=1)
+        return seq[:1], ops.flip(seq[1:], axis=1)
+
+    def _merge(self, y, y_rev):
+        ops = keras.ops
         if self.merge_mode == "concat":
             return ops.concatenate([y, y_rev], axis=-1)
         if self.merge_mode == "sum":
@@ -499,8 +654,9 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
         return (y, y_rev)
 
 
-def _sequence_buffer(loops, chunk, units, like):
-    """The zero `(loops, chunk, units)` buffer that a loop fills with its outputs.
+def _sequence_buffer(loops, chunk, units, like, rows=None):
+    """The zero `(loops, chunk, units)` buffer that a loop fills with its outputs
+    (`(loops, rows, chunk, units)` with `rows`).
 
     Made by a `FILL` at run time: a `tf.TensorArray`, or a `FILL` of a constant, becomes
     a constant of zeros of that size in the file (51 KB for 200 steps of 64 units),
@@ -510,7 +666,8 @@ def _sequence_buffer(loops, chunk, units, like):
     import tensorflow as tf
 
     zero = tf.reduce_sum(like[:1, :1]) * tf.constant(0, like.dtype)
-    return tf.fill((loops, chunk, units), zero)
+    shape = (loops, chunk, units) if rows is None else (loops, rows, chunk, units)
+    return tf.fill(shape, zero)
 
 
 def _write_chunk(buffer, index, chunk):
@@ -524,24 +681,25 @@ def _write_chunk(buffer, index, chunk):
     import tensorflow as tf
 
     loops = buffer.shape[0]
-    mask = tf.reshape(tf.equal(tf.range(loops), index), (loops, 1, 1))
+    mask = tf.reshape(tf.equal(tf.range(loops), index), (loops,) + (1,) * (len(buffer.shape) - 1))
     return tf.where(mask, chunk[None], buffer)
 
 
-def _stack_rows(rows):
-    """`rows` `(1, n)` stacked into `(len(rows), n)`, 4 at a time.
+def _stack_rows(rows, axis=0):
+    """`rows` `(1, n)` stacked into `(len(rows), n)` (or along `axis`), 4 at a time.
 
     XNNPACK delegates a `CONCATENATION` of up to 4 inputs and TFLite for
     Microcontrollers accepts at most 10, so longer runs are concatenated in a tree.
     """
     while len(rows) > 1:
-        rows = [rows[i] if len(rows[i : i + 4]) == 1 else keras.ops.concatenate(rows[i : i + 4], axis=0)
+        rows = [rows[i] if len(rows[i : i + 4]) == 1 else keras.ops.concatenate(rows[i : i + 4], axis=axis)
                 for i in range(0, len(rows), 4)]
     return rows[0]
 
 
-def _rows(matrix, count):
-    """The `count` rows of `matrix` `(count, n)` as `(1, n)` tensors.
+def _rows(matrix, count, axis=0):
+    """The `count` rows of `matrix` `(count, n)` as `(1, n)` tensors (or its `count`
+    slices along `axis`).
 
     Even `SPLIT`s into at most 4 pieces (what XNNPACK runs) rather than one slice per
     row: one op per 4 rows instead of 4.
@@ -549,13 +707,15 @@ def _rows(matrix, count):
     if count == 1:
         return [matrix]
     if count <= 4:
-        return list(keras.ops.split(matrix, count, axis=0))
+        return list(keras.ops.split(matrix, count, axis=axis))
     pieces = 4 if count % 4 == 0 else (3 if count % 3 == 0 else (2 if count % 2 == 0 else 1))
     if pieces == 1:  # a prime count above 4: peel one row off
-        return [matrix[:1]] + _rows(matrix[1:], count - 1)
+        lead = (slice(None),) * axis
+        return [matrix[lead + (slice(None, 1),)]] + _rows(matrix[lead + (slice(1, None),)],
+                                                           count - 1, axis)
     rows = []
-    for part in keras.ops.split(matrix, pieces, axis=0):
-        rows.extend(_rows(part, count // pieces))
+    for part in keras.ops.split(matrix, pieces, axis=axis):
+        rows.extend(_rows(part, count // pieces, axis))
     return rows
 
 
@@ -693,6 +853,18 @@ def pools_in_loop(quantization, fully_integer=False):
         fully_integer and quantization == "int8")
 
 
+# Quantizations whose files run a bidirectional GRU's two directions as two rows of one
+# batch (`ChunkedBidirectionalGRU(rows=True)`): those with float activations. In int8 a
+# `BATCH_MATMUL` costs ~3x two `FULLY_CONNECTED` ops (BENCHMARKS.md, "Two directions
+# of a bidirectional GRU as one batch"; docs/tflite-facts.md, F28).
+ROWS_MODES = (None, "float16", "dynamic")
+
+
+def rows_in_step(quantization):
+    """Whether files of this quantization run a bidirectional GRU's directions as rows."""
+    return quantization in ROWS_MODES
+
+
 def bidirectional_plan(model):
     """Names of the `Bidirectional(GRU)` layers that `ChunkedBidirectionalGRU` computes.
 
@@ -722,8 +894,9 @@ def bidirectional_plan(model):
     return names
 
 
-def patch_config_for_bidirectional(config, names, chunk_steps, segment_chunks=1):
-    """Puts `ChunkedBidirectionalGRU` in place of the named `Bidirectional` layers."""
+def patch_config_for_bidirectional(config, names, chunk_steps, segment_chunks=1, rows=False):
+    """Puts `ChunkedBidirectionalGRU` in place of the named `Bidirectional` layers
+    (`rows`: see the layer)."""
     for entry in config["layers"]:
         if entry["config"]["name"] in names:
             entry["class_name"] = "ChunkedBidirectionalGRU"
@@ -731,6 +904,7 @@ def patch_config_for_bidirectional(config, names, chunk_steps, segment_chunks=1)
             entry["registered_name"] = CHUNKED_BIDIRECTIONAL_NAME
             entry["config"]["chunk_steps"] = int(chunk_steps)
             entry["config"]["segment_chunks"] = int(segment_chunks)
+            entry["config"]["rows"] = bool(rows)
     return config
 
 

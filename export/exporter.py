@@ -700,7 +700,8 @@ def to_tflite(
             from Keras beyond the tolerance, gives a warning). `True` never picks the
             `loop` form, which TFLite Micro runs with wrong outputs
             (docs/tflite-facts.md, F9), nor nested loops over segments (they enlarge
-            the arena; `export.chunked.segment_chunks_for`), and neither does
+            the arena; `export.chunked.segment_chunks_for`), nor a bidirectional GRU's
+            directions as rows of one batch (F28), and neither does
             `c_array`. `None` (the default): checked for streaming files and for files
             written with `c_array` (they are for firmware) unless their form is `loop`,
             which then gives a warning instead.
@@ -804,6 +805,9 @@ def to_tflite(
 
             job["segment_chunks"] = chunked.segment_chunks_for(
                 source.keras_model, data.window, chunk_steps, quantization, fully_integer)
+            # So do a bidirectional GRU's directions as two rows (10x the arena:
+            # docs/tflite-facts.md, F28).
+            job["bidirectional_rows"] = chunked.rows_in_step(quantization)
         chosen, attempts = _try_recipes(
             plan, job, workdir, task=source.task, verification=data.verification,
             quantization=quantization, tolerance=tolerance,

@@ -282,7 +282,7 @@ def _from_config(model, config):
 
 
 def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8, segment_chunks=1,
-                    pooling_in_loop=False):
+                    pooling_in_loop=False, bidirectional_rows=False):
     """Rebuilds `model` with batch 1 and its GRU chains as `ChunkedGRU` loops, weights copied.
 
     Args:
@@ -295,6 +295,9 @@ def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8, segment_chunk
         pooling_in_loop: bool, a chain whose sequence only feeds an `AttentionPooling`
             computes that pooling in its loop (`export.chunked.pooling_plan`; which
             files do: `export.chunked.pools_in_loop`).
+        bidirectional_rows: bool, a bidirectional GRU runs its two directions as two
+            rows of one batch (`export.chunked.ChunkedBidirectionalGRU`; which files do:
+            `export.chunked.rows_in_step`).
 
     Returns:
         A new `keras.Model` with input shape `(1, time, ...)`.
@@ -325,7 +328,7 @@ def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8, segment_chunk
     poolings = chunked.pooling_plan(model, chains) if pooling_in_loop else {}
     chunked.patch_config_for_chunks(config, chains, chunk_steps, segment_chunks, poolings)
     chunked.patch_config_for_bidirectional(config, bidirectional, chunk_steps,
-                                           segment_chunks)
+                                           segment_chunks, rows=bidirectional_rows)
     rebuilt = _from_config(model, config)
     chunked.copy_weights(model, rebuilt, chains, poolings)
     return rebuilt

@@ -88,6 +88,50 @@ def test_a_sequence_returning_loop_runs_in_segments(variant, segment_chunks):
                         segment_chunks=0)
 
 
+@pytest.mark.parametrize("time, chunk_steps, segment_chunks, options, merge_mode", [
+    (23, 4, 1, {"return_sequences": True}, "concat"),  # 3 steps before 5 chunks
+    (40, 4, 5, {"return_sequences": True}, "concat"),  # 2 segments of 5 chunks
+    (40, 8, 1, {}, "sum"),  # last states only
+    (3, 8, 1, {"return_sequences": True}, "ave"),  # no loop
+    (37, 5, 1, {"return_sequences": True, "reset_after": False}, "mul"),
+    (20, 4, 1, {"use_bias": False}, "concat"),
+])
+def test_bidirectional_directions_as_two_rows_match_keras(time, chunk_steps, segment_chunks,
+                                                          options, merge_mode):
+    """`rows=True` runs the two directions of each step as two rows of one batch (one
+    `BATCH_MATMUL` per recurrent product): the same outputs as Keras's layer."""
+    inputs = keras.Input((time, 5), batch_size=1)
+    layer = keras.layers.Bidirectional(keras.layers.GRU(6, **options), merge_mode=merge_mode)
+    model = keras.Model(inputs, layer(inputs))
+    x = np.random.default_rng(0).random((1, time, 5)).astype("float32")
+    rows = chunked.ChunkedBidirectionalGRU.from_config(dict(
+        layer.get_config(), chunk_steps=chunk_steps, segment_chunks=segment_chunks, rows=True))
+    rows.build((1, time, 5))
+    rows.set_weights(layer.get_weights())
+    assert rows.rows_possible()
+    assert float(np.abs(np.asarray(rows(x)) - np.asarray(model(x))).max()) <= 1e-6
+    with pytest.raises(ValueError, match="rows='yes'"):
+        chunked.ChunkedBidirectionalGRU(keras.layers.GRU(4), rows="yes")
+
+
+def test_unlike_directions_run_as_two_steps():
+    """A `backward_layer` unlike the forward one cannot share its gate ops: the layer
+    keeps two steps per time step (and Keras's numbers)."""
+    inputs = keras.Input((9, 3), batch_size=1)
+    layer = keras.layers.Bidirectional(
+        keras.layers.GRU(4, return_sequences=True),
+        backward_layer=keras.layers.GRU(4, activation="relu", return_sequences=True,
+                                        go_backwards=True))
+    model = keras.Model(inputs, layer(inputs))
+    rows = chunked.ChunkedBidirectionalGRU.from_config(dict(layer.get_config(), chunk_steps=4,
+                                                            rows=True))
+    rows.build((1, 9, 3))
+    rows.set_weights(layer.get_weights())
+    assert not rows.rows_possible()
+    x = np.random.default_rng(1).standard_normal((1, 9, 3)).astype("float32")
+    assert float(np.abs(np.asarray(rows(x)) - np.asarray(model(x))).max()) <= 1e-6
+
+
 def test_segments_where_the_buffer_copies_outweigh_the_restarts(tmp_path):
     """The attention variant with multi-head pooling (2 x GRU(64) returning its sequence)
     runs in segments at T=1000 and 640 in float, in one loop at T=200 (2 segments would
@@ -312,6 +356,28 @@ def test_float32_chunked_file_loops_and_matches_keras(tmp_path):
     assert result.recipe == "chunked" and "WHILE" in result.ops  # 14 = 2 + 3 x 4 steps
     assert result.max_abs_error <= 1e-5
     assert tflite_vs_keras(path, model, x) <= 1e-5
+
+
+def test_float_bidirectional_files_run_both_directions_as_rows(tmp_path):
+    """A float32 file runs a bidirectional GRU's two directions as two rows
+    (`BATCH_MATMUL`), verified against Keras; an int8 file keeps two steps (its
+    `BATCH_MATMUL` is slow), and so does a file for TFLite Micro (whose `BATCH_MATMUL`
+    keeps a copy of its weights in the arena, F28)."""
+    model = tiny_model("bidirectional", time=14)
+    x = sequences(8, time=14)
+    fast = to_tflite(model, tmp_path / "rows.tflite", verification_data=x)
+    assert fast.recipe == "chunked" and "BATCH_MATMUL" in fast.ops
+    assert tflite_vs_keras(tmp_path / "rows.tflite", model, x) <= 1e-5
+    micro = to_tflite(model, tmp_path / "micro.tflite", verification_data=x, check_tflm=True)
+    assert micro.recipe == "chunked" and "BATCH_MATMUL" not in micro.ops
+    assert micro.tflm["runs"] is True and micro.tflm["max_abs_error"] <= 1e-5
+    half = to_tflite(model, tmp_path / "half.tflite", quantization="float16",
+                     verification_data=x)
+    assert half.recipe == "chunked" and "BATCH_MATMUL" in half.ops
+    assert tflite_vs_keras(tmp_path / "half.tflite", model, x) <= 1e-2
+    quantized = to_tflite(model, tmp_path / "int8.tflite", quantization="int8",
+                          representative_data=sequences(24, time=14))
+    assert quantized.recipe == "chunked" and "BATCH_MATMUL" not in quantized.ops
 
 
 def test_int8_chunked_file_with_int8_io_matches_keras(tmp_path):

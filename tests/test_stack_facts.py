@@ -300,6 +300,51 @@ def test_f9_tflm_runs_the_step_file_but_not_the_loop_file(tmp_path):
 
 
 
+def _tflm_arena_bytes(content):
+    """What TFLM's interpreter says it allocated in its arena for `content`."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    from export._worker import _capture_stderr
+
+    interpreter = runtime.Interpreter.from_bytes(content, arena_size=8 << 20)
+    report = _capture_stderr(interpreter.print_allocations)
+    return int(re.search(r"Arena allocation total (\d+) bytes", report).group(1))
+
+
+def test_f28_tflm_batch_matmul_keeps_a_copy_of_its_constant_weights_in_the_arena():
+    """Each `BATCH_MATMUL` by a constant `(2, 64, 128)` float kernel (64 KB) adds at
+    least its weights to TFLM's arena; the same products as two `FULLY_CONNECTED` ops
+    add almost nothing."""
+    units = 64
+    kernels = (0.1 * np.random.default_rng(0).standard_normal((2, units, 2 * units))
+               ).astype("float32")
+
+    def convert(function, shape):
+        concrete = tf.function(function).get_concrete_function(tf.TensorSpec(shape, tf.float32))
+        return tf.lite.TFLiteConverter.from_concrete_functions([concrete]).convert()
+
+    def rows(count):
+        def function(h):
+            for _ in range(count):
+                h = tf.tanh(tf.matmul(h, kernels)[..., :units])
+            return h
+        return convert(function, (2, 1, units))
+
+    def separate(count):
+        def function(h):
+            for _ in range(count):
+                h = tf.concat([tf.tanh(tf.matmul(h[:1], kernels[0])[:, :units]),
+                               tf.tanh(tf.matmul(h[1:], kernels[1])[:, :units])], 0)
+            return h
+        return convert(function, (2, units))
+
+    assert "BATCH_MATMUL" in op_report(rows(1))["builtin"]
+    per_node = (_tflm_arena_bytes(rows(4)) - _tflm_arena_bytes(rows(1))) / 3
+    assert per_node >= kernels.nbytes
+    per_pair = (_tflm_arena_bytes(separate(4)) - _tflm_arena_bytes(separate(1))) / 3
+    assert per_pair < 0.05 * kernels.nbytes
+
+
 def _int8_softmax(length, tmp_path):
     """An int8 file of one SOFTMAX over `length` values, int8 input and output."""
     @tf.function(input_signature=[tf.TensorSpec((1, length), tf.float32)])
