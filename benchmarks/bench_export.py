@@ -8,20 +8,22 @@ What it measures (batch 1, one thread everywhere):
    (`OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES`): µs per layer and time step,
    and the resident memory the interpreter adds (measured in a fresh process per file).
 2. The reference model (2 x GRU(64), 8 features, 4 classes) at T = 16, 50, 200, 1000:
-   float32 `loop` (the former default), `unrolled`, the automatic form; int8
-   `unrolled` (the former default) and the automatic form; streaming step files
+   float32 `loop` (the former default), `unrolled`, the automatic form; dynamic-range
+   (int8 weights, float activations) in the automatic form; int8 `unrolled` (the
+   former default) and the automatic form; streaming step files
    (T invokes, one per frame, inputs set once: see `step_runner`). Per file: size,
    size / float32 `loop`, conversion time (converter, and the whole `to_tflite` call),
    latency from Python and from `litert-benchmark` (the `ai-edge-litert` tool on the
    compiled-model runtime), each against ONNX Runtime measured in the same minute, the
-   TFLite Micro arena (full-sequence files: the chunked loop runs there), and the max
-   error vs Keras.
+   TFLite Micro arena (full-sequence files: the chunked loop runs there; where
+   `to_tflite(..., check_tflm=True)` writes another file for a microcontroller, that
+   file's arena, see `_tflm_row`), and the max error vs Keras.
 3. Every zoo variant at T = 50, 200 and 1000: float32 `loop`, float32 and int8 automatic
    forms: the same columns.
    Then the variants whose GRU layers return their sequences (attention, bidirectional,
    bidirectional_attention) at T = 1000 and 2000, float32 and int8: the automatic file
    against the same file in one loop (the segment rule bypassed).
-4. Accuracy: the trained presets exported in float32 and int8 by the automatic
+4. Accuracy: the trained presets exported in float32, dynamic and int8 by the automatic
    recipe; test accuracy (or MSE) of Keras and of each file, and verification data.
 5. Where the time goes: a `perf` profile (kernel functions grouped by what they do)
    of one file per form, when `perf` works on the machine.
@@ -433,7 +435,7 @@ def reference_rows(workdir, log, lengths, step_done):
         calibration = rng.standard_normal((100, steps, FEATURES)).astype("float32")
         peer = onnx_peer(model, calibration[:4], pathlib.Path(workdir) / f"ref_{steps}.onnx")
         plans = [("float32 loop", None, "loop", False), ("float32 auto", None, "auto", False),
-                 ("int8 auto", "int8", "auto", False)]
+                 ("dynamic auto", "dynamic", "auto", False), ("int8 auto", "int8", "auto", False)]
         if steps <= UNROLLED_MAX:
             plans[1:1] = [("float32 unrolled", None, "unrolled", False)]
             plans.append(("int8 unrolled", "int8", "unrolled", False))
@@ -489,7 +491,7 @@ def variant_rows(workdir, log, variants, lengths):
                 row.update(variant=variant, T=steps, key=key)
                 if "error" not in row:
                     files[key] = path
-                    _tflm_row(row, path)
+                    _tflm_row(row, path, model, quantization, calibration)
                 batch.append(row)
             if "error" in peer:
                 for row in batch:
@@ -548,14 +550,38 @@ def segment_rows(workdir, log, variants, lengths):
     return rows
 
 
-def _tflm_row(row, path):
-    """The TFLite Micro arena of a full-sequence file, run in a fresh process."""
+def _tflm_row(row, path, model=None, quantization=None, calibration=None):
+    """The TFLite Micro arena of a full-sequence file, run in a fresh process.
+
+    Where `to_tflite` writes another file for a microcontroller (`check_tflm=True`: no
+    nested loops, a bidirectional GRU as two steps instead of rows), and `model` is
+    given, that file is exported and measured instead (marked `micro_file`)."""
     if row["recipe"] == "loop":
         # Keras's loop file runs in TFLite Micro with wrong outputs
         # (docs/tflite-facts.md, F9): not tried.
         row["tflm"] = {"error": "not tried: Keras's loop file is wrong in TFLite Micro"}
-    else:
-        row["tflm"] = child("tflm", path, timeout=120)
+        return
+    if model is not None and (_nested_loops(path) or "BATCH_MATMUL" in _op_names(path)):
+        from export import to_tflite
+
+        micro = pathlib.Path(path).with_name(pathlib.Path(path).stem + "_micro.tflite")
+        try:
+            to_tflite(model, micro, quantization=quantization,
+                      representative_data=calibration, check_tflm=True)
+        except Exception as error:  # noqa: BLE001 (a failed cell is a result too)
+            row["tflm"] = {"error": f"{type(error).__name__}: {str(error)[:200]}"}
+            return
+        row["tflm"] = dict(child("tflm", micro, timeout=120), micro_file=True)
+        return
+    row["tflm"] = child("tflm", path, timeout=120)
+
+
+def _op_names(path):
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(pathlib.Path(path).read_bytes())
+    return {flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
+            for subgraph in model.subgraphs for op in subgraph.operators or []}
 
 
 def _size_vs_loop(batch):
@@ -580,7 +606,7 @@ def accuracy_rows(workdir, log):
         model = zoo.load_preset(name, directory=directory)
         data = load_dataset(name)
         label = name + (" (two-layer test fixture)" if directory else "")
-        for quantization in (None, "int8"):
+        for quantization in (None, "dynamic", "int8"):
             row = {"preset": label, "mode": quantization or "float32"}
             try:
                 result = to_tflite(model, pathlib.Path(workdir) / f"acc_{name}_{row['mode']}.tflite",
@@ -651,7 +677,11 @@ def render(results):
              "after. Streaming step files: T `invoke()` calls, one per frame (inputs set "
              "once; a device's per-frame copies cost nanoseconds in C, microseconds through "
              "Python); their `litert-benchmark` column times the tool's own call "
-             "(`CompiledModel.run_by_name`) per frame here, unrounded, x T."]
+             "(`CompiledModel.run_by_name`) per frame here, unrounded, x T. TFLM arena: "
+             "the file's own in TFLite Micro; \"(micro file)\": the arena of the file "
+             "`to_tflite(..., check_tflm=True)` writes for a microcontroller instead, where "
+             "that one differs (no nested loops; a bidirectional GRU as two steps per time "
+             "step, not as rows: docs/tflite-facts.md, F28)."]
     for rerun in meta.get("reruns", []):
         lines[-1] += "  "
         lines.append(f"Rerun of the {', '.join(rerun['sections'])} section(s) alone: "
@@ -693,6 +723,8 @@ def render(results):
             arena = tflm.get("arena_bytes")
             tflm_text = _f(arena / 1024 if arena else None, ".1f",
                            "no" if tflm.get("error") or tflm.get("runs") is False else "—")
+            if arena and tflm.get("micro_file"):
+                tflm_text += " (micro file)"
             if (tflm.get("max_abs_vs_litert") or 0) > TFLM_TOLERANCE:
                 tflm_text += f" (differs from LiteRT by {tflm['max_abs_vs_litert']:.2g})"
             lines.append(
@@ -788,6 +820,12 @@ def targets(results):
             met = all(v <= target for v in values.values())
             out.append(f"- {label} (target <= {target}x): {show(values)} — "
                        f"{'met' if met else 'missed'}")
+    values = ratios("dynamic auto")
+    if values:
+        # Not a target of its own: float activations with int8 weights, the mode between
+        # float32 and int8 (each product's input is quantized on the fly at run time).
+        out.append(f"- dynamic-range full sequence vs ORT (int8 weights, float activations; "
+                   f"no target of its own): {show(values)}")
     sizes = {r["T"]: r["size_vs_loop"] for r in reference if r["key"] == "int8 auto" and "size_vs_loop" in r}
     variant_sizes = {f"{r['variant']} T={r['T']}": r["size_vs_loop"]
                      for r in results.get("variants") or []
@@ -810,11 +848,12 @@ def targets(results):
                    f"{TARGETS['convert_s']:.0f} s): {min(totals)[0]:.1f}-{max(totals)[0]:.1f} s; "
                    f"over {TARGETS['convert_s']:.0f} s: {', '.join(slow) or 'none'} (the first "
                    "call of a process also starts the conversion server, which imports TensorFlow)")
-    accuracy = [r for r in results.get("accuracy") or [] if r.get("mode") == "int8" and "change" in r]
-    if accuracy:
-        parts = [f"{r['preset']} {r['change']:+.4f} ({r['metric']})" for r in accuracy]
-        out.append("- int8 accuracy change on the trained presets (target within "
-                   f"{TARGETS['accuracy_points'] * 100:.1f} points): " + "; ".join(parts))
+    for mode in ("int8", "dynamic"):
+        accuracy = [r for r in results.get("accuracy") or [] if r.get("mode") == mode and "change" in r]
+        if accuracy:
+            parts = [f"{r['preset']} {r['change']:+.4f} ({r['metric']})" for r in accuracy]
+            out.append(f"- {mode} accuracy change on the trained presets (target within "
+                       f"{TARGETS['accuracy_points'] * 100:.1f} points): " + "; ".join(parts))
     return "\n".join(out)
 
 
