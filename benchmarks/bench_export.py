@@ -849,7 +849,8 @@ def targets(results):
                    f"over {TARGETS['convert_s']:.0f} s: {', '.join(slow) or 'none'} (the first "
                    "call of a process also starts the conversion server, which imports TensorFlow)")
     for mode in ("int8", "dynamic"):
-        accuracy = [r for r in results.get("accuracy") or [] if r.get("mode") == mode and "change" in r]
+        accuracy = [r for r in results.get("accuracy") or []
+                    if r.get("mode") == mode and "change" in r]
         if accuracy:
             parts = [f"{r['preset']} {r['change']:+.4f} ({r['metric']})" for r in accuracy]
             out.append(f"- {mode} accuracy change on the trained presets (target within "

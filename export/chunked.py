@@ -336,7 +336,7 @@ class ChunkedGRU(keras.layers.GRU):
             features = x.shape[-1]
             carry = [tf.constant(0, tf.int32)] + list(states)
             if returns:
-                carry.append(_sequence_buffer(loops, chunk, last.units, x))
+                carry.append(_sequence_buffer((loops, chunk, last.units), x))
             if pooled:
                 if pool is None:
                     pool = (ops.full((1, 1), _NO_SCORE, x.dtype), ops.zeros((1, 1), x.dtype),
@@ -361,7 +361,7 @@ class ChunkedGRU(keras.layers.GRU):
                 # written once per segment.
                 def outer(j, *rest):
                     inner = [tf.constant(0, tf.int32)] + list(rest[: len(cells)])
-                    inner.append(_sequence_buffer(segment, chunk, last.units, x))
+                    inner.append(_sequence_buffer((segment, chunk, last.units), x))
                     inner = tf.while_loop(
                         lambda i, *rest: i < segment,
                         lambda i, *rest: body(i, *rest, offset=j * segment * chunk),
@@ -370,7 +370,7 @@ class ChunkedGRU(keras.layers.GRU):
                     return ((j + 1,) + tuple(inner[1 : 1 + len(cells)])
                             + (_write_chunk(rest[len(cells)], j, filled),))
 
-                carry[-1] = _sequence_buffer(loops // segment, segment * chunk, last.units, x)
+                carry[-1] = _sequence_buffer((loops // segment, segment * chunk, last.units), x)
                 carry = tf.while_loop(lambda j, *rest: j < loops // segment, outer,
                                       tuple(carry))
             else:
@@ -487,8 +487,8 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
             features = x.shape[-1]
             carry = [tf.constant(0, tf.int32), h_f, h_b]
             if sequences_out:
-                carry += [_sequence_buffer(loops, chunk, forward.units, x),
-                          _sequence_buffer(loops, chunk, backward.units, x)]
+                carry += [_sequence_buffer((loops, chunk, forward.units), x),
+                          _sequence_buffer((loops, chunk, backward.units), x)]
 
             def body(i, h_f, h_b, *arrays, base=0, count=loops):
                 # Chunk `base + i` of the sequence; the buffers hold `count` chunks (the
@@ -514,8 +514,8 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
 
                 def outer(j, h_f, h_b, buffer_f, buffer_b):
                     inner = [tf.constant(0, tf.int32), h_f, h_b,
-                             _sequence_buffer(segment, chunk, forward.units, x),
-                             _sequence_buffer(segment, chunk, backward.units, x)]
+                             _sequence_buffer((segment, chunk, forward.units), x),
+                             _sequence_buffer((segment, chunk, backward.units), x)]
                     inner = tf.while_loop(
                         lambda i, *rest: i < segment,
                         lambda i, *rest: body(i, *rest, base=j * segment, count=segment),
@@ -526,8 +526,8 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
                             _write_chunk(buffer_f, j, filled_f),
                             _write_chunk(buffer_b, segments - 1 - j, filled_b))
 
-                carry[3] = _sequence_buffer(segments, segment * chunk, forward.units, x)
-                carry[4] = _sequence_buffer(segments, segment * chunk, backward.units, x)
+                carry[3] = _sequence_buffer((segments, segment * chunk, forward.units), x)
+                carry[4] = _sequence_buffer((segments, segment * chunk, backward.units), x)
                 carry = tf.while_loop(lambda j, *rest: j < segments, outer, tuple(carry))
             else:
                 carry = tf.while_loop(lambda i, *rest: i < loops, body, tuple(carry))
@@ -600,7 +600,7 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
             sequences_out = self.return_sequences
             carry = [tf.constant(0, tf.int32), h]
             if sequences_out:
-                carry.append(_sequence_buffer(loops, chunk, units, x, rows=2))
+                carry.append(_sequence_buffer((loops, 2, chunk, units), x))
 
             def body(i, h, *arrays, base=0):
                 window = tf.slice(both, tf.stack([0, prefix + (base + i) * chunk, 0]),
@@ -618,14 +618,13 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
 
                 def outer(j, h, buffer):
                     inner = (tf.constant(0, tf.int32), h,
-                             _sequence_buffer(segment, chunk, units, x, rows=2))
+                             _sequence_buffer((segment, 2, chunk, units), x))
                     inner = tf.while_loop(lambda i, *rest: i < segment,
                                           lambda i, *rest: body(i, *rest, base=j * segment),
                                           inner)
                     return j + 1, inner[1], _write_chunk(buffer, j, inner[2])
 
-                carry[2] = tf.fill((segments, segment, 2, chunk, units),
-                                   carry[2][0, 0, 0, 0])
+                carry[2] = _sequence_buffer((segments, segment, 2, chunk, units), x)
                 carry = tf.while_loop(lambda j, *rest: j < segments, outer, tuple(carry))
             else:
                 carry = tf.while_loop(lambda i, *rest: i < loops, body, tuple(carry))
@@ -654,9 +653,9 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
         return (y, y_rev)
 
 
-def _sequence_buffer(loops, chunk, units, like, rows=None):
-    """The zero `(loops, chunk, units)` buffer that a loop fills with its outputs
-    (`(loops, rows, chunk, units)` with `rows`).
+def _sequence_buffer(shape, like):
+    """The zero buffer of `shape` that a loop fills with its outputs: `(loops, chunk,
+    units)`, or with more dimensions (`ChunkedBidirectionalGRU`'s rows).
 
     Made by a `FILL` at run time: a `tf.TensorArray`, or a `FILL` of a constant, becomes
     a constant of zeros of that size in the file (51 KB for 200 steps of 64 units),
@@ -666,7 +665,6 @@ def _sequence_buffer(loops, chunk, units, like, rows=None):
     import tensorflow as tf
 
     zero = tf.reduce_sum(like[:1, :1]) * tf.constant(0, like.dtype)
-    shape = (loops, chunk, units) if rows is None else (loops, rows, chunk, units)
     return tf.fill(shape, zero)
 
 
@@ -692,7 +690,8 @@ def _stack_rows(rows, axis=0):
     Microcontrollers accepts at most 10, so longer runs are concatenated in a tree.
     """
     while len(rows) > 1:
-        rows = [rows[i] if len(rows[i : i + 4]) == 1 else keras.ops.concatenate(rows[i : i + 4], axis=axis)
+        rows = [rows[i] if len(rows[i : i + 4]) == 1
+                else keras.ops.concatenate(rows[i : i + 4], axis=axis)
                 for i in range(0, len(rows), 4)]
     return rows[0]
 
