@@ -177,7 +177,7 @@ def litert_benchmark(path, runs):
 
 
 _CHILD = r"""
-import json, re, sys, time
+import json, sys, time
 import numpy as np
 mode, path = sys.argv[1], sys.argv[2]
 def rss():
@@ -198,12 +198,11 @@ if mode in ("xnnpack", "builtin"):
 elif mode == "tflm":
     sys.path.insert(0, sys.argv[3])
     from tflite_micro.python.tflite_micro import runtime
-    from export._worker import _capture_stderr
+    from export._worker import tflm_arena_bytes
     from export.runtime import _quantize, _dequantize
     content = open(path, "rb").read()
     interpreter = runtime.Interpreter.from_bytes(content, arena_size=4 * 1024 * 1024)
-    report = _capture_stderr(interpreter.print_allocations)
-    match = re.search(r"Arena allocation total (\d+) bytes", report)
+    arena = tflm_arena_bytes(interpreter)
     details = interpreter.get_input_details(0)
     x = np.random.default_rng(0).standard_normal(details["shape"]).astype(np.float32)
     interpreter.set_input(_quantize(x, details), 0)
@@ -216,7 +215,7 @@ elif mode == "tflm":
     lite.invoke()
     out = lite.get_output_details()[0]
     ref = _dequantize(lite.get_tensor(out["index"]), out)
-    print(json.dumps({"arena_bytes": int(match.group(1)) if match else None,
+    print(json.dumps({"arena_bytes": arena,
                       "max_abs_vs_litert": float(np.abs(y - ref).max())}))
 """
 
@@ -556,14 +555,15 @@ def _tflm_row(row, path, model=None, quantization=None, calibration=None):
     Where `to_tflite` writes another file for a microcontroller (`check_tflm=True`: no
     nested loops, a bidirectional GRU as two steps instead of rows), and `model` is
     given, that file is exported and measured instead (marked `micro_file`)."""
+    from export import op_report, to_tflite
+
     if row["recipe"] == "loop":
         # Keras's loop file runs in TFLite Micro with wrong outputs
         # (docs/tflite-facts.md, F9): not tried.
         row["tflm"] = {"error": "not tried: Keras's loop file is wrong in TFLite Micro"}
         return
-    if model is not None and (_nested_loops(path) or "BATCH_MATMUL" in _op_names(path)):
-        from export import to_tflite
-
+    if model is not None and (_nested_loops(path)
+                              or "BATCH_MATMUL" in op_report(path)["builtin"]):
         micro = pathlib.Path(path).with_name(pathlib.Path(path).stem + "_micro.tflite")
         try:
             to_tflite(model, micro, quantization=quantization,
@@ -574,14 +574,6 @@ def _tflm_row(row, path, model=None, quantization=None, calibration=None):
         row["tflm"] = dict(child("tflm", micro, timeout=120), micro_file=True)
         return
     row["tflm"] = child("tflm", path, timeout=120)
-
-
-def _op_names(path):
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.read_model_from_bytearray(pathlib.Path(path).read_bytes())
-    return {flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
-            for subgraph in model.subgraphs for op in subgraph.operators or []}
 
 
 def _size_vs_loop(batch):

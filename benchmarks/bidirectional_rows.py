@@ -140,7 +140,7 @@ def measure_export(lengths, modes=("float32", "float16", "dynamic")):
     import tempfile
 
     import bench_export
-    from export import chunked
+    from export import chunked, op_report
 
     rows_modes = chunked.ROWS_MODES
     results = []
@@ -167,7 +167,7 @@ def measure_export(lengths, modes=("float32", "float16", "dynamic")):
                     if "error" in row:
                         raise SystemExit(f"{mode} {form} T={steps}: {row['error']}")
                     row.update(T=steps, mode=mode, form=form,
-                               batch_matmul="BATCH_MATMUL" in _ops(path))
+                               batch_matmul="BATCH_MATMUL" in op_report(path)["builtin"])
                     functions[(mode, form)] = bench_export.lite_runner(path)
                     batch.append(row)
             timing = bench_export.interleaved(functions, bench_export.runs_for(steps))
@@ -178,12 +178,6 @@ def measure_export(lengths, modes=("float32", "float16", "dynamic")):
                       flush=True)
             results += batch
     return results
-
-
-def _ops(path):
-    from ai_edge_litert.interpreter import Interpreter
-
-    return {op["op_name"] for op in Interpreter(model_path=str(path))._get_ops_details()}
 
 
 def render_export(rows):

@@ -196,11 +196,20 @@ def _capture_stderr(function):
         return capture.read().decode("utf-8", "replace")
 
 
+def tflm_arena_bytes(interpreter):
+    """The arena bytes a TFLite Micro interpreter allocated, from its own allocation
+    report (printed on stderr; the Python runtime has no call that returns it), or
+    `None` when the report has no total."""
+    import re
+
+    report = _capture_stderr(interpreter.print_allocations)
+    match = re.search(r"Arena allocation total (\d+) bytes", report)
+    return int(match.group(1)) if match else None
+
+
 def tflm_job(job):
     """Runs a file in TFLite for Microcontrollers' interpreter: a streaming file frame
     by frame (`job["per_step"]` set), a full-sequence file one sequence per invoke."""
-    import re
-
     from tflite_micro.python.tflite_micro import runtime
 
     from export.metadata import signature_tensor_indices
@@ -224,9 +233,7 @@ def tflm_job(job):
                           or "Didn't find op" in line or "Failed" in line)
         raise RuntimeError(f"{created['error']}" + (f": {reason[:400]}" if reason else ""))
     interpreter = created["interpreter"]
-    report = _capture_stderr(interpreter.print_allocations)
-    match = re.search(r"Arena allocation total (\d+) bytes", report)
-    arena_bytes = int(match.group(1)) if match else None
+    arena_bytes = tflm_arena_bytes(interpreter)
     indices = signature_tensor_indices(content)
     sequences = np.load(job["x_path"])["x"]
     start = time.perf_counter()

@@ -299,16 +299,13 @@ def test_f9_tflm_runs_the_step_file_but_not_the_loop_file(tmp_path):
                                atol=1e-5)
 
 
-
 def _tflm_arena_bytes(content):
     """What TFLM's interpreter says it allocated in its arena for `content`."""
     from tflite_micro.python.tflite_micro import runtime
 
-    from export._worker import _capture_stderr
+    from export._worker import tflm_arena_bytes
 
-    interpreter = runtime.Interpreter.from_bytes(content, arena_size=8 << 20)
-    report = _capture_stderr(interpreter.print_allocations)
-    return int(re.search(r"Arena allocation total (\d+) bytes", report).group(1))
+    return tflm_arena_bytes(runtime.Interpreter.from_bytes(content, arena_size=8 << 20))
 
 
 def test_f28_tflm_batch_matmul_keeps_a_copy_of_its_constant_weights_in_the_arena():
