@@ -95,7 +95,8 @@ def convert_job(job):
             model, sequence_length=job["sequence_length"], chunk_steps=job["chunk_steps"],
             segment_chunks=job.get("segment_chunks", 1),
             pooling_in_loop=chunked.pools_in_loop(job["quantization"], fully_integer),
-            bidirectional_rows=job.get("bidirectional_rows", False))
+            bidirectional_rows=job.get("bidirectional_rows", False),
+            prefix_loop=job.get("prefix_loop", False))
     else:
         export_model = recipes.rebuild(
             model, unroll=recipe == "unrolled", sequence_length=job["sequence_length"]

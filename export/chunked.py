@@ -192,13 +192,16 @@ class ChunkedGRU(keras.layers.GRU):
             the chain's sequence: the loop computes that pooling chunk by chunk (an online
             softmax: exact, in any order) and the layer returns its `(batch, units)`
             output instead of the sequence. Needs a last layer that returns sequences.
+        prefix_loop: bool, the steps before the loop run in a loop of one iteration of
+            their own (`prefix_in_loop`: float16 files).
         **kwargs: the first GRU's arguments.
     """
 
     def __init__(self, units, followers=(), chunk_steps=8, segment_chunks=1, pooling=None,
-                 **kwargs):
+                 prefix_loop=False, **kwargs):
         super().__init__(units, **kwargs)
         _check_loop_sizes(chunk_steps, segment_chunks)
+        self.prefix_loop = _check_flag("prefix_loop", prefix_loop)
         self.follower_configs = [copy.deepcopy(dict(config)) for config in followers]
         self.chunk_steps = chunk_steps
         self.segment_chunks = segment_chunks
@@ -234,7 +237,8 @@ class ChunkedGRU(keras.layers.GRU):
     def get_config(self):
         config = super().get_config()
         config.update(followers=self.follower_configs, chunk_steps=self.chunk_steps,
-                      segment_chunks=self.segment_chunks, pooling=self.pooling_config)
+                      segment_chunks=self.segment_chunks, pooling=self.pooling_config,
+                      prefix_loop=self.prefix_loop)
         return config
 
     def _pool(self, sequence, previous):
@@ -325,11 +329,20 @@ class ChunkedGRU(keras.layers.GRU):
         pieces = []
         pool = None
         if prefix:
-            states, sequence = run(x[:prefix], states, prefix)
+            def before():
+                new_states, sequence = run(x[:prefix], states, prefix)
+                return (new_states + ([sequence] if returns else [])
+                        + (list(self._pool(sequence, None)) if pooled else []))
+
+            shapes = ([(1, cell.units) for cell in cells]
+                      + ([(prefix, last.units)] if returns else [])
+                      + ([(1, 1), (1, 1), (1, last.units)] if pooled else []))
+            values = _before_loop(before, shapes, x, in_loop=bool(loops) and self.prefix_loop)
+            states = values[: len(cells)]
+            if returns:
+                pieces.append(values[len(cells)])
             if pooled:
-                pool = self._pool(sequence, None)
-            else:
-                pieces.append(sequence)
+                pool = tuple(values[-3:])
         if loops:
             states = [ops.zeros((1, cell.units), x.dtype) if h is None else h
                       for h, cell in zip(states, cells)]
@@ -399,7 +412,7 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
     position, so that the stacked sequences are in time order as Keras returns them.
     Same config and weights as the `Bidirectional` layer, plus `chunk_steps` and
     `segment_chunks` (as in `ChunkedGRU`: with `return_sequences`, nested loops over
-    segments of that many chunks) and `rows`.
+    segments of that many chunks), `prefix_loop` (as in `ChunkedGRU`) and `rows`.
 
     `rows=True` (float files, `rows_in_step`) runs each time step of the two directions
     as two rows of one batch: every gate op once for both, the recurrent products one
@@ -413,20 +426,21 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
     two-step form is used.
     """
 
-    def __init__(self, layer, chunk_steps=8, segment_chunks=1, rows=False, **kwargs):
+    def __init__(self, layer, chunk_steps=8, segment_chunks=1, rows=False, prefix_loop=False,
+                 **kwargs):
         super().__init__(layer, **kwargs)
         _check_loop_sizes(chunk_steps, segment_chunks)
-        if not isinstance(rows, bool):
-            raise ValueError(f"`rows` must be a bool. Received: rows={rows!r}")
         self.chunk_steps = chunk_steps
         self.segment_chunks = segment_chunks
-        self.rows = rows
+        self.rows = _check_flag("rows", rows)
+        self.prefix_loop = _check_flag("prefix_loop", prefix_loop)
 
     def get_config(self):
         config = super().get_config()
         config["chunk_steps"] = self.chunk_steps
         config["segment_chunks"] = self.segment_chunks
         config["rows"] = self.rows
+        config["prefix_loop"] = self.prefix_loop
         return config
 
     def rows_possible(self):
@@ -476,10 +490,19 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
         h_f = h_b = None
         head_f, tail_b = [], []
         if prefix:
-            h_f, seq = run(forward, x[:prefix], None, prefix, False)
-            head_f.append(seq)
-            h_b, seq = run(backward, x[steps - prefix :], None, prefix, True)
-            tail_b.append(seq)
+            def before():
+                h_f, seq_f = run(forward, x[:prefix], None, prefix, False)
+                h_b, seq_b = run(backward, x[steps - prefix :], None, prefix, True)
+                return [h_f, h_b] + ([seq_f, seq_b] if sequences_out else [])
+
+            shapes = [(1, forward.units), (1, backward.units)]
+            if sequences_out:
+                shapes += [(prefix, forward.units), (prefix, backward.units)]
+            values = _before_loop(before, shapes, x, in_loop=bool(loops) and self.prefix_loop)
+            h_f, h_b = values[:2]
+            if sequences_out:
+                head_f.append(values[2])
+                tail_b.append(values[3])
         middle_f = middle_b = None
         if loops:
             h_f = ops.zeros((1, forward.units), x.dtype) if h_f is None else h_f
@@ -592,7 +615,9 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
         h = None
         head = []
         if prefix:
-            h, seq = run(both[:, :prefix], None, prefix)
+            h, seq = _before_loop(lambda: run(both[:, :prefix], None, prefix),
+                                  [(2, 1, units), (2, prefix, units)], x,
+                                  in_loop=bool(loops) and self.prefix_loop)
             head.append(seq)
         middle = None
         if loops:
@@ -651,6 +676,36 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
         if self.merge_mode == "mul":
             return y * y_rev
         return (y, y_rev)
+
+
+def _check_flag(name, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
+    return value
+
+
+def _before_loop(steps, shapes, like, in_loop):
+    """The tensors that `steps()` returns (a list, of `shapes`): the steps that run
+    before a chunked loop (the first `T mod chunk_steps`).
+
+    `in_loop`: computed in a `WHILE` loop of one iteration. In a float16 file, weights
+    that the steps before the loop and the loop body both use are dequantized once
+    before the loop and enter the body as loop variables, which XNNPACK reads as
+    inputs, not as static weights: the body's products ran ~1.6x slower (F28). Inside
+    a loop body of their own, the steps dequantize their own copy, and so does the
+    main loop's body. Made by hand: the converter has no setting for it.
+    """
+    if not in_loop:
+        return list(steps())
+    import tensorflow as tf
+
+    def body(i, *unused):
+        return (i + 1,) + tuple(steps())
+
+    initial = [_sequence_buffer(shape, like) for shape in shapes]
+    values = tf.while_loop(lambda i, *rest: i < 1, body,
+                           (tf.constant(0, tf.int32),) + tuple(initial))
+    return list(values[1:])
 
 
 def _sequence_buffer(shape, like):
@@ -864,6 +919,19 @@ def rows_in_step(quantization):
     return quantization in ROWS_MODES
 
 
+# Files whose chunked layers run the steps before the loop in a loop of their own
+# (`prefix_loop`): float16, whose weights used on both sides of a loop come into its
+# body from outside (F28). Other files keep those weights in the body either way
+# (float32, dynamic range and int8 checked on a 2-layer chain at T=73).
+PREFIX_LOOP_MODES = ("float16",)
+
+
+def prefix_in_loop(quantization):
+    """Whether files of this quantization run the steps before a chunked loop in a
+    loop of one iteration (`ChunkedGRU(prefix_loop=True)`)."""
+    return quantization in PREFIX_LOOP_MODES
+
+
 def bidirectional_plan(model):
     """Names of the `Bidirectional(GRU)` layers that `ChunkedBidirectionalGRU` computes.
 
@@ -893,9 +961,10 @@ def bidirectional_plan(model):
     return names
 
 
-def patch_config_for_bidirectional(config, names, chunk_steps, segment_chunks=1, rows=False):
+def patch_config_for_bidirectional(config, names, chunk_steps, segment_chunks=1, rows=False,
+                                   prefix_loop=False):
     """Puts `ChunkedBidirectionalGRU` in place of the named `Bidirectional` layers
-    (`rows`: see the layer)."""
+    (`rows`, `prefix_loop`: see the layer)."""
     for entry in config["layers"]:
         if entry["config"]["name"] in names:
             entry["class_name"] = "ChunkedBidirectionalGRU"
@@ -904,16 +973,19 @@ def patch_config_for_bidirectional(config, names, chunk_steps, segment_chunks=1,
             entry["config"]["chunk_steps"] = int(chunk_steps)
             entry["config"]["segment_chunks"] = int(segment_chunks)
             entry["config"]["rows"] = bool(rows)
+            entry["config"]["prefix_loop"] = bool(prefix_loop)
     return config
 
 
-def patch_config_for_chunks(config, chains, chunk_steps, segment_chunks=1, poolings=None):
+def patch_config_for_chunks(config, chains, chunk_steps, segment_chunks=1, poolings=None,
+                            prefix_loop=False):
     """Puts `ChunkedGRU` in place of each chain's first GRU in a functional config.
 
     The chain's other GRU layers become `keras.layers.Identity` (same name, same wiring):
     they receive the chain's output, which the identity layers in between also pass on.
     `poolings` (`pooling_plan`): the chain computes that pooling layer, which becomes an
-    `Identity` too (the chain's output is then the pooled vector).
+    `Identity` too (the chain's output is then the pooled vector). `prefix_loop`: see
+    `ChunkedGRU`.
     """
     entries = {entry["config"]["name"]: entry for entry in config["layers"]}
     poolings = poolings or {}
@@ -926,6 +998,7 @@ def patch_config_for_chunks(config, chains, chunk_steps, segment_chunks=1, pooli
         head["config"]["followers"] = followers
         head["config"]["chunk_steps"] = int(chunk_steps)
         head["config"]["segment_chunks"] = int(segment_chunks)
+        head["config"]["prefix_loop"] = bool(prefix_loop)
         pooling = poolings.get(chain[0])
         if pooling is not None:
             head["config"]["pooling"] = copy.deepcopy(entries[pooling]["config"])

@@ -798,11 +798,15 @@ def to_tflite(
             allow_select_tf_ops=allow_select_tf_ops, allow_custom_ops=allow_custom_ops,
             strip_tensor_names=strip_tensor_names, int8_weights=int8_weights,
             int8_float_layers=int8_float_layers)
+        if chunk_steps is not None:
+            from export import chunked
+
+            # float16 weights used before and in a loop body enter it from outside
+            # (docs/tflite-facts.md, F28): the steps before the loop get a loop too.
+            job["prefix_loop"] = chunked.prefix_in_loop(quantization)
         if chunk_steps is not None and check_tflm is not True and not c_array:
             # Segments trade TFLite Micro arena for speed (`segment_chunks_for`): a
             # file for a microcontroller (checked there, or a C array) keeps one loop.
-            from export import chunked
-
             job["segment_chunks"] = chunked.segment_chunks_for(
                 source.keras_model, data.window, chunk_steps, quantization, fully_integer)
             # So do a bidirectional GRU's directions as two rows (10x the arena:

@@ -282,7 +282,7 @@ def _from_config(model, config):
 
 
 def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8, segment_chunks=1,
-                    pooling_in_loop=False, bidirectional_rows=False):
+                    pooling_in_loop=False, bidirectional_rows=False, prefix_loop=False):
     """Rebuilds `model` with batch 1 and its GRU chains as `ChunkedGRU` loops, weights copied.
 
     Args:
@@ -298,6 +298,8 @@ def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8, segment_chunk
         bidirectional_rows: bool, a bidirectional GRU runs its two directions as two
             rows of one batch (`export.chunked.ChunkedBidirectionalGRU`; which files do:
             `export.chunked.rows_in_step`).
+        prefix_loop: bool, the steps before each loop run in a loop of their own
+            (which files do: `export.chunked.prefix_in_loop`).
 
     Returns:
         A new `keras.Model` with input shape `(1, time, ...)`.
@@ -326,9 +328,11 @@ def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8, segment_chunk
     config = copy.deepcopy(model.get_config())
     _patch_config(config, batch_shape=(1, time) + tuple(shape[1:]), unroll=False, hoist=False)
     poolings = chunked.pooling_plan(model, chains) if pooling_in_loop else {}
-    chunked.patch_config_for_chunks(config, chains, chunk_steps, segment_chunks, poolings)
+    chunked.patch_config_for_chunks(config, chains, chunk_steps, segment_chunks, poolings,
+                                    prefix_loop=prefix_loop)
     chunked.patch_config_for_bidirectional(config, bidirectional, chunk_steps,
-                                           segment_chunks, rows=bidirectional_rows)
+                                           segment_chunks, rows=bidirectional_rows,
+                                           prefix_loop=prefix_loop)
     rebuilt = _from_config(model, config)
     chunked.copy_weights(model, rebuilt, chains, poolings)
     return rebuilt

@@ -1,0 +1,139 @@
+"""float16 files whose loop has steps before it: shared weights or a loop of their own.
+
+    python benchmarks/float16_prefix.py [--variants stacked,...] [--lengths 211,997] [--update]
+
+A chunked file runs the first `T mod chunk_steps` steps unrolled before its loop. In a
+float16 file the weights that those steps and the loop body both use are dequantized
+once, before the loop, and enter the body as loop variables: XNNPACK then takes them as
+inputs that may change at every call rather than as static weights (docs/tflite-facts.md,
+F28). The export now runs those steps in a `WHILE` loop of one iteration of their own
+(`export.chunked.prefix_in_loop`), so that every loop body dequantizes its own weights.
+
+For each variant (bench_export's reference models: 2 x GRU(64), 8 features) and length
+(primes, so that every chunk size leaves steps before the loop), the script exports the
+float16 file both ways with `to_tflite` (automatic form; `export.chunked.PREFIX_LOOP_MODES`
+emptied for the old one, which the exporter reads in this process) and the float32 file,
+and times them interleaved with ONNX Runtime's fused GRU on the model's PyTorch twin (one
+thread; median thread time). With `--update` the table goes to the section "float16 files
+with steps before the loop" of BENCHMARKS.md.
+"""
+
+import argparse
+import os
+import pathlib
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+import numpy as np  # noqa: E402
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+TITLE = "float16 files with steps before the loop"
+FORMS = ("float32", "float16 shared weights", "float16 prefix loop")
+
+
+def measure(variants, lengths):
+    import bench_export
+    from export import chunked
+
+    modes = chunked.PREFIX_LOOP_MODES
+    results = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for variant in variants:
+            for steps in lengths:
+                model = bench_export.reference_model(variant, steps)
+                calibration = np.random.default_rng(0).standard_normal(
+                    (20, steps, bench_export.FEATURES)).astype("float32")
+                peer = bench_export.onnx_peer(model, calibration[:4],
+                                              pathlib.Path(workdir) / "peer.onnx")
+                if "error" in peer:
+                    raise SystemExit(f"ONNX Runtime peer of {variant}: {peer['error']}")
+                chunk = chunked.chunk_steps_for(model, steps, "float16")
+                functions, batch = {"ort": peer["run"]}, []
+                for form in FORMS:
+                    path = pathlib.Path(workdir) / f"{variant}_{steps}_{len(batch)}.tflite"
+                    chunked.PREFIX_LOOP_MODES = () if form.endswith("shared weights") else modes
+                    try:
+                        row = bench_export.export_row(
+                            model, path, quantization=None if form == "float32" else "float16",
+                            recipe="auto", calibration=calibration)
+                    finally:
+                        chunked.PREFIX_LOOP_MODES = modes
+                    if "error" in row:
+                        raise SystemExit(f"{variant} T={steps} {form}: {row['error']}")
+                    row.update(variant=variant, T=steps, form=form, chunk=chunk,
+                               before=steps % chunk if chunk < steps else 0)
+                    functions[form] = bench_export.lite_runner(path)
+                    batch.append(row)
+                timing = bench_export.interleaved(functions, bench_export.runs_for(steps))
+                for row in batch:
+                    row["us"] = timing[row["form"]]["cpu_us"]
+                    row["ort_us"] = timing["ort"]["cpu_us"]
+                    print({k: row[k] for k in ("variant", "T", "form", "size", "us", "ort_us")},
+                          flush=True)
+                results += batch
+    return results
+
+
+def render(rows):
+    lines = ["| variant | T | steps per iteration + before the loop | file | size (KB) | µs | "
+             "vs ORT | vs float16 shared | max err vs Keras |",
+             "|---|---:|---|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        shared = next(r for r in rows if r["variant"] == row["variant"] and r["T"] == row["T"]
+                      and r["form"] == "float16 shared weights")
+        lines.append(f"| {row['variant']} | {row['T']} | {row['chunk']} + {row['before']} | "
+                     f"{row['form']} | {row['size'] / 1024:.1f} | {row['us']:.0f} | "
+                     f"{row['us'] / row['ort_us']:.2f} | {row['us'] / shared['us']:.2f} | "
+                     f"{row['max_abs_error']:.2g} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default="stacked,attention,bidirectional,"
+                        "bidirectional_attention")
+    parser.add_argument("--lengths", default="211,997")
+    parser.add_argument("--update", action="store_true", help="write BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    rows = measure(args.variants.split(","), [int(n) for n in args.lengths.split(",")])
+    table = render(rows)
+    print(table)
+    if args.update:
+        from bench_export import machine_description
+        from compare_report import write_section
+
+        gains = [r["us"] / next(s["us"] for s in rows if s["variant"] == r["variant"]
+                                and s["T"] == r["T"] and s["form"] == "float16 shared weights")
+                 for r in rows if r["form"] == "float16 prefix loop" and r["before"]]
+        growth = [r["size"] / next(s["size"] for s in rows if s["variant"] == r["variant"]
+                                   and s["T"] == r["T"] and s["form"] == "float16 shared weights")
+                  for r in rows if r["form"] == "float16 prefix loop" and r["before"]]
+        write_section(TITLE, f"""Command: `python benchmarks/float16_prefix.py --update`
+({machine_description()}, {time.strftime("%Y-%m-%d")}).
+One thread, default XNNPACK delegate; median thread time in interleaved blocks.
+
+bench_export's reference models at prime lengths, so that the automatic form's loop
+leaves steps before it ("steps per iteration + before the loop"). "float16 shared
+weights": those steps unrolled before the loop, sharing their float16 weights with the
+body, which then gets them dequantized from outside (docs/tflite-facts.md, F28); "float16
+prefix loop": those steps in a loop of one iteration of their own (what the export
+does now); float32 for comparison.
+
+{table}
+
+Reading: with the steps before the loop in their own loop the float16 files take
+{min(gains):.2f}-{max(gains):.2f}x the time of the shared-weights form, for
+{min(growth):.3f}-{max(growth):.3f}x its size (the constants stay shared; each body
+only adds its own `DEQUANTIZE` ops).
+""")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
