@@ -347,52 +347,26 @@ class ChunkedGRU(keras.layers.GRU):
             states = [ops.zeros((1, cell.units), x.dtype) if h is None else h
                       for h, cell in zip(states, cells)]
             features = x.shape[-1]
-            carry = [tf.constant(0, tf.int32)] + list(states)
-            if returns:
-                carry.append(_sequence_buffer((loops, chunk, last.units), x))
-            if pooled:
-                if pool is None:
-                    pool = (ops.full((1, 1), _NO_SCORE, x.dtype), ops.zeros((1, 1), x.dtype),
-                            ops.zeros((1, last.units), x.dtype))
-                carry += list(pool)
+            if pooled and pool is None:
+                pool = (ops.full((1, 1), _NO_SCORE, x.dtype), ops.zeros((1, 1), x.dtype),
+                        ops.zeros((1, last.units), x.dtype))
+            carried = list(states) + (list(pool) if pooled else [])
 
-            def body(i, *rest, offset=0):
-                start = prefix + offset + i * chunk
-                window = tf.slice(x, tf.stack([start, 0]), [chunk, features])
-                new_states, sequence = run(window, list(rest[: len(cells)]), chunk)
-                out = [i + 1] + new_states
-                if returns:
-                    out.append(_write_chunk(rest[len(cells)], i, sequence))
+            def body(g, carried):
+                window = tf.slice(x, tf.stack([prefix + g * chunk, 0]), [chunk, features])
+                new_states, sequence = run(window, carried[: len(cells)], chunk)
                 if pooled:
-                    out += list(self._pool(sequence, rest[len(cells) : len(cells) + 3]))
-                return tuple(out)
+                    return new_states + list(self._pool(sequence, carried[len(cells) :])), []
+                return new_states, [sequence] if returns else []
 
-            segment = self.segment_chunks
-            if returns and _nests(segment, loops):
-                # Every loop variable is copied at every iteration (F21): the inner loop
-                # carries a buffer of one segment, the outer one the whole sequence's,
-                # written once per segment.
-                def outer(j, *rest):
-                    inner = [tf.constant(0, tf.int32)] + list(rest[: len(cells)])
-                    inner.append(_sequence_buffer((segment, chunk, last.units), x))
-                    inner = tf.while_loop(
-                        lambda i, *rest: i < segment,
-                        lambda i, *rest: body(i, *rest, offset=j * segment * chunk),
-                        tuple(inner))
-                    filled = tf.reshape(inner[-1], (segment * chunk, last.units))
-                    return ((j + 1,) + tuple(inner[1 : 1 + len(cells)])
-                            + (_write_chunk(rest[len(cells)], j, filled),))
-
-                carry[-1] = _sequence_buffer((loops // segment, segment * chunk, last.units), x)
-                carry = tf.while_loop(lambda j, *rest: j < loops // segment, outer,
-                                      tuple(carry))
-            else:
-                carry = tf.while_loop(lambda i, *rest: i < loops, body, tuple(carry))
-            states = list(carry[1 : 1 + len(cells)])
+            carried, filled = _chunk_loop(
+                body, carried, [((chunk, last.units), False)] if returns else [], loops,
+                self.segment_chunks, x)
+            states = carried[: len(cells)]
             if returns:
-                pieces.append(tf.reshape(carry[1 + len(cells)], (loops * chunk, last.units)))
+                pieces.append(tf.reshape(filled[0], (loops * chunk, last.units)))
             if pooled:
-                pool = carry[1 + len(cells) : 4 + len(cells)]
+                pool = carried[len(cells) :]
         if pooled:
             with tf.name_scope(self.pooling.name), tf.name_scope(ONLINE_SOFTMAX_SCOPE):
                 return pool[2] / pool[1]
@@ -508,56 +482,23 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
             h_f = ops.zeros((1, forward.units), x.dtype) if h_f is None else h_f
             h_b = ops.zeros((1, backward.units), x.dtype) if h_b is None else h_b
             features = x.shape[-1]
-            carry = [tf.constant(0, tf.int32), h_f, h_b]
-            if sequences_out:
-                carry += [_sequence_buffer((loops, chunk, forward.units), x),
-                          _sequence_buffer((loops, chunk, backward.units), x)]
 
-            def body(i, h_f, h_b, *arrays, base=0, count=loops):
-                # Chunk `base + i` of the sequence; the buffers hold `count` chunks (the
-                # whole loop's, or one segment's), the backward one mirrored.
-                g = base + i
+            def body(g, carried):
                 window_f = tf.slice(x, tf.stack([prefix + g * chunk, 0]), [chunk, features])
                 start_b = steps - prefix - (g + 1) * chunk
                 window_b = tf.slice(x, tf.stack([start_b, 0]), [chunk, features])
-                h_f, seq_f = run(forward, window_f, h_f, chunk, False)
-                h_b, seq_b = run(backward, window_b, h_b, chunk, True)
-                out = [i + 1, h_f, h_b]
-                if sequences_out:
-                    out += [_write_chunk(arrays[0], i, seq_f),
-                            _write_chunk(arrays[1], count - 1 - i, seq_b)]
-                return tuple(out)
+                h_f, seq_f = run(forward, window_f, carried[0], chunk, False)
+                h_b, seq_b = run(backward, window_b, carried[1], chunk, True)
+                return [h_f, h_b], [seq_f, seq_b] if sequences_out else []
 
-            segment = self.segment_chunks
-            if sequences_out and _nests(segment, loops):
-                # Segments, as in `ChunkedGRU`: the inner loop carries one segment's
-                # buffers, the outer one writes them once per segment (the backward
-                # segment at the mirrored position).
-                segments = loops // segment
-
-                def outer(j, h_f, h_b, buffer_f, buffer_b):
-                    inner = [tf.constant(0, tf.int32), h_f, h_b,
-                             _sequence_buffer((segment, chunk, forward.units), x),
-                             _sequence_buffer((segment, chunk, backward.units), x)]
-                    inner = tf.while_loop(
-                        lambda i, *rest: i < segment,
-                        lambda i, *rest: body(i, *rest, base=j * segment, count=segment),
-                        tuple(inner))
-                    filled_f = tf.reshape(inner[3], (segment * chunk, forward.units))
-                    filled_b = tf.reshape(inner[4], (segment * chunk, backward.units))
-                    return (j + 1, inner[1], inner[2],
-                            _write_chunk(buffer_f, j, filled_f),
-                            _write_chunk(buffer_b, segments - 1 - j, filled_b))
-
-                carry[3] = _sequence_buffer((segments, segment * chunk, forward.units), x)
-                carry[4] = _sequence_buffer((segments, segment * chunk, backward.units), x)
-                carry = tf.while_loop(lambda j, *rest: j < segments, outer, tuple(carry))
-            else:
-                carry = tf.while_loop(lambda i, *rest: i < loops, body, tuple(carry))
-            h_f, h_b = carry[1], carry[2]
+            # The backward direction's chunks go to the mirrored positions of its buffer.
+            buffers = ([((chunk, forward.units), False), ((chunk, backward.units), True)]
+                       if sequences_out else [])
+            (h_f, h_b), filled = _chunk_loop(body, [h_f, h_b], buffers, loops,
+                                             self.segment_chunks, x)
             if sequences_out:
-                middle_f = tf.reshape(carry[3], (loops * chunk, forward.units))
-                middle_b = tf.reshape(carry[4], (loops * chunk, backward.units))
+                middle_f = tf.reshape(filled[0], (loops * chunk, forward.units))
+                middle_b = tf.reshape(filled[1], (loops * chunk, backward.units))
         if sequences_out:
             pieces_f = head_f + ([middle_f] if middle_f is not None else [])
             pieces_b = ([middle_b] if middle_b is not None else []) + tail_b
@@ -615,48 +556,31 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
         h = None
         head = []
         if prefix:
-            h, seq = _before_loop(lambda: run(both[:, :prefix], None, prefix),
-                                  [(2, 1, units), (2, prefix, units)], x,
-                                  in_loop=bool(loops) and self.prefix_loop)
-            head.append(seq)
+            def before():
+                h, seq = run(both[:, :prefix], None, prefix)
+                return [h, seq] if self.return_sequences else [h]
+
+            shapes = [(2, 1, units)] + ([(2, prefix, units)] if self.return_sequences else [])
+            values = _before_loop(before, shapes, x, in_loop=bool(loops) and self.prefix_loop)
+            h = values[0]
+            head = values[1:]
         middle = None
         if loops:
             h = ops.zeros((2, 1, units), x.dtype) if h is None else h
             sequences_out = self.return_sequences
-            carry = [tf.constant(0, tf.int32), h]
-            if sequences_out:
-                carry.append(_sequence_buffer((loops, 2, chunk, units), x))
 
-            def body(i, h, *arrays, base=0):
-                window = tf.slice(both, tf.stack([0, prefix + (base + i) * chunk, 0]),
+            def body(g, carried):
+                window = tf.slice(both, tf.stack([0, prefix + g * chunk, 0]),
                                   [2, chunk, features])
-                h, seq = run(window, h, chunk)
-                out = [i + 1, h]
-                if sequences_out:
-                    out.append(_write_chunk(arrays[0], i, seq))
-                return tuple(out)
+                h, seq = run(window, carried[0], chunk)
+                return [h], [seq] if sequences_out else []
 
-            segment = self.segment_chunks
-            if sequences_out and _nests(segment, loops):
-                # Segments, as in `ChunkedGRU` (both directions in time order here).
-                segments = loops // segment
-
-                def outer(j, h, buffer):
-                    inner = (tf.constant(0, tf.int32), h,
-                             _sequence_buffer((segment, 2, chunk, units), x))
-                    inner = tf.while_loop(lambda i, *rest: i < segment,
-                                          lambda i, *rest: body(i, *rest, base=j * segment),
-                                          inner)
-                    return j + 1, inner[1], _write_chunk(buffer, j, inner[2])
-
-                carry[2] = _sequence_buffer((segments, segment, 2, chunk, units), x)
-                carry = tf.while_loop(lambda j, *rest: j < segments, outer, tuple(carry))
-            else:
-                carry = tf.while_loop(lambda i, *rest: i < loops, body, tuple(carry))
-            h = carry[1]
+            (h,), filled = _chunk_loop(
+                body, [h], [((2, chunk, units), False)] if sequences_out else [], loops,
+                self.segment_chunks, x)
             if sequences_out:
                 # (loops, 2, chunk, units) -> (2, loops * chunk, units)
-                buffer = ops.reshape(carry[2], (loops, 2, chunk, units))
+                buffer = ops.reshape(filled[0], (loops, 2, chunk, units))
                 middle = ops.reshape(ops.transpose(buffer, (1, 0, 2, 3)),
                                      (2, loops * chunk, units))
         if not self.return_sequences:
@@ -706,6 +630,67 @@ def _before_loop(steps, shapes, like, in_loop):
     values = tf.while_loop(lambda i, *rest: i < 1, body,
                            (tf.constant(0, tf.int32),) + tuple(initial))
     return list(values[1:])
+
+
+def _chunk_loop(body, carried, buffers, loops, segment, like):
+    """Runs the chunks `0 .. loops - 1` of a chunked layer in a `WHILE` loop, or in
+    segments of `segment` chunks (a loop of loops) when the loop fills buffers and the
+    segments nest (`_nests`).
+
+    Args:
+        body: `body(g, carried) -> (carried, chunks)`, chunk `g`: `carried` the tensors
+            carried from chunk to chunk (states, pooling sums), `chunks` what the chunk
+            writes to each buffer.
+        carried: list of their values before the first chunk.
+        buffers: list of `(shape, mirrored)`, one per output buffer: the shape of a
+            chunk's part, and whether chunk `g` goes to position `loops - 1 - g` (a
+            backward direction, so that the buffer is in time order).
+        loops, segment: chunks, and chunks per segment.
+        like: a tensor of the buffers' dtype (`_sequence_buffer`).
+
+    Returns:
+        `(carried, filled)`: the carried values after the last chunk, and each buffer's
+        chunks in order, `(loops, *shape)` or, in segments, `(segments, segment *
+        shape[0], *shape[1:])`: the same values in the same order, to be reshaped.
+    """
+    import tensorflow as tf
+
+    count_carried = len(carried)
+
+    def run(count, base, values):
+        """Chunks `base .. base + count - 1` in one loop; buffers of `count` chunks."""
+        def step(i, *rest):
+            new, chunks = body(base + i, list(rest[:count_carried]))
+            written = [_write_chunk(buffer, count - 1 - i if mirrored else i, chunk)
+                       for buffer, chunk, (_, mirrored)
+                       in zip(rest[count_carried:], chunks, buffers)]
+            return (i + 1, *new, *written)
+
+        initial = [_sequence_buffer((count, *shape), like) for shape, _ in buffers]
+        out = tf.while_loop(lambda i, *rest: i < count, step,
+                            (tf.constant(0, tf.int32), *values, *initial))
+        return list(out[1 : 1 + count_carried]), list(out[1 + count_carried :])
+
+    if not buffers or not _nests(segment, loops):
+        return run(loops, 0, carried)
+    # Every loop variable is copied at every iteration (F21): the inner loop carries
+    # buffers of one segment, the outer one the whole sequence's, written once per
+    # segment (a backward one at the mirrored position).
+    segments = loops // segment
+
+    def outer(j, *rest):
+        values, filled = run(segment, j * segment, list(rest[:count_carried]))
+        written = [_write_chunk(buffer, segments - 1 - j if mirrored else j,
+                                tf.reshape(part, (segment * shape[0], *shape[1:])))
+                   for buffer, part, (shape, mirrored)
+                   in zip(rest[count_carried:], filled, buffers)]
+        return (j + 1, *values, *written)
+
+    initial = [_sequence_buffer((segments, segment * shape[0], *shape[1:]), like)
+               for shape, _ in buffers]
+    out = tf.while_loop(lambda j, *rest: j < segments, outer,
+                        (tf.constant(0, tf.int32), *carried, *initial))
+    return list(out[1 : 1 + count_carried]), list(out[1 + count_carried :])
 
 
 def _sequence_buffer(shape, like):
