@@ -19,7 +19,8 @@ GRU layers (`ChunkedGRU`): every node of the body is packed once, whatever T is,
 file holds the weights once (its size does not grow with T). Per chunk, each layer's
 input projection is one matmul over the chunk's steps; the chunk's outputs of one
 layer feed the next layer inside the body, so no intermediate sequence crosses the
-loop. The `T mod chunk_steps` first steps run unrolled before the loop.
+loop. The `T mod chunk_steps` first steps run unrolled before the loop (in float16
+files in a loop of one iteration of their own, `prefix_in_loop`).
 
 Two limits shape the loop (measured on the 2-core Intel Xeon with AMX that the
 benchmarks ran on last):
