@@ -108,6 +108,17 @@ def interleaved(functions, runs, blocks=20, warmup=3):
                    "wall_us": statistics.median(wall[name]) * 1e6} for name in functions}
 
 
+def time_batch(functions, batch, key, steps, fields):
+    """Times `functions` interleaved (each row's file under `key(row)`, ONNX Runtime under
+    "ort") and sets each row of `batch`'s `us` and `ort_us` (thread CPU µs); prints
+    `fields` of each row."""
+    timing = interleaved(functions, runs_for(steps))
+    for row in batch:
+        row["us"] = timing[key(row)]["cpu_us"]
+        row["ort_us"] = timing["ort"]["cpu_us"]
+        print({field: row[field] for field in fields}, flush=True)
+
+
 def runs_for(steps):
     return max(40, min(400, 20000 // steps))
 

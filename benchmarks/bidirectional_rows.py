@@ -170,12 +170,8 @@ def measure_export(lengths, modes=("float32", "float16", "dynamic")):
                                batch_matmul="BATCH_MATMUL" in op_report(path)["builtin"])
                     functions[(mode, form)] = bench_export.lite_runner(path)
                     batch.append(row)
-            timing = bench_export.interleaved(functions, bench_export.runs_for(steps))
-            for row in batch:
-                row["us"] = timing[(row["mode"], row["form"])]["cpu_us"]
-                row["ort_us"] = timing["ort"]["cpu_us"]
-                print({k: row[k] for k in ("T", "mode", "form", "size", "us", "ort_us")},
-                      flush=True)
+            bench_export.time_batch(functions, batch, lambda row: (row["mode"], row["form"]),
+                                    steps, ("T", "mode", "form", "size", "us", "ort_us"))
             results += batch
     return results
 

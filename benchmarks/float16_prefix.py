@@ -70,12 +70,8 @@ def measure(variants, lengths):
                                before=steps % chunk if chunk < steps else 0)
                     functions[form] = bench_export.lite_runner(path)
                     batch.append(row)
-                timing = bench_export.interleaved(functions, bench_export.runs_for(steps))
-                for row in batch:
-                    row["us"] = timing[row["form"]]["cpu_us"]
-                    row["ort_us"] = timing["ort"]["cpu_us"]
-                    print({k: row[k] for k in ("variant", "T", "form", "size", "us", "ort_us")},
-                          flush=True)
+                bench_export.time_batch(functions, batch, lambda row: row["form"], steps,
+                                        ("variant", "T", "form", "size", "us", "ort_us"))
                 results += batch
     return results
 
