@@ -380,7 +380,7 @@ def test_float_bidirectional_files_run_both_directions_as_rows(tmp_path):
                      verification_data=long_x)
     assert half.recipe == "chunked" and "BATCH_MATMUL" in half.ops and "WHILE" in half.ops
     assert tflite_vs_keras(tmp_path / "half.tflite", long_model, long_x) <= 1e-2
-    products, outside = _loop_weights_from_outside(tmp_path / "half.tflite")
+    products, outside, _ = _loop_weights_from_outside(tmp_path / "half.tflite")
     assert products and not outside
     quantized = to_tflite(model, tmp_path / "int8.tflite", quantization="int8",
                           representative_data=sequences(24, time=14))
@@ -388,17 +388,20 @@ def test_float_bidirectional_files_run_both_directions_as_rows(tmp_path):
 
 
 def _loop_weights_from_outside(path):
-    """The `FULLY_CONNECTED` and `BATCH_MATMUL` ops of a file's loop bodies, and those of
-    them whose weights are an input of their body (a loop variable)."""
+    """The `FULLY_CONNECTED` and `BATCH_MATMUL` ops of a file's loop bodies, those of
+    them whose weights are an input of their body (a loop variable), and the number of
+    `WHILE` ops in the file."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     with open(path, "rb") as handle:
         content = flatbuffer_utils.read_model_from_bytearray(handle.read())
-    products = [(subgraph, op) for subgraph in content.subgraphs[1:]
-                for op in subgraph.operators or []
-                if flatbuffer_utils.opcode_to_name(content, op.opcodeIndex)
-                in ("FULLY_CONNECTED", "BATCH_MATMUL")]
-    return products, [op for subgraph, op in products if op.inputs[1] in list(subgraph.inputs)]
+    names = [[(op, flatbuffer_utils.opcode_to_name(content, op.opcodeIndex))
+              for op in subgraph.operators or []] for subgraph in content.subgraphs]
+    products = [(subgraph, op) for subgraph, ops in zip(content.subgraphs[1:], names[1:])
+                for op, name in ops if name in ("FULLY_CONNECTED", "BATCH_MATMUL")]
+    loops = sum(name == "WHILE" for ops in names for _, name in ops)
+    return (products, [op for subgraph, op in products if op.inputs[1] in list(subgraph.inputs)],
+            loops)
 
 
 @pytest.mark.parametrize("variant, rows", [
@@ -420,9 +423,26 @@ def test_float16_steps_before_the_loop_leave_the_body_its_own_weights(variant, r
     result = to_tflite(model, path, quantization="float16", verification_data=x)
     assert result.recipe == "chunked"
     assert ("BATCH_MATMUL" in result.ops) is (variant == "bidirectional" and rows)
-    products, outside = _loop_weights_from_outside(path)
+    products, outside, loops = _loop_weights_from_outside(path)
     assert products and not outside
+    assert loops == (4 if variant == "bidirectional" else 2)  # each loop and its prefix's
     assert tflite_vs_keras(path, model, x) <= 1e-2
+
+
+@pytest.mark.parametrize("quantization", [None, "dynamic", "int8"])
+def test_other_modes_keep_the_loop_weights_in_the_body_with_steps_before_the_loop(
+        quantization, tmp_path):
+    """Why only float16 files need the steps before the loop in a loop of their own
+    (`chunked.PREFIX_LOOP_MODES`, F28): float32, dynamic-range and int8 files run those
+    steps unrolled before their one loop, and the loop body still holds its own weights."""
+    model, x = tiny_model("stacked", time=73), sequences(4, time=73)
+    kwargs = {"representative_data": sequences(40, time=73, seed=1)} if quantization else {}
+    path = tmp_path / "model.tflite"
+    result = to_tflite(model, path, quantization=quantization, verification_data=x, **kwargs)
+    assert result.recipe == "chunked" and not chunked.prefix_in_loop(quantization)
+    products, outside, loops = _loop_weights_from_outside(path)
+    assert loops == 1  # the step before the loop runs unrolled
+    assert products and not outside
 
 
 def test_int8_chunked_file_with_int8_io_matches_keras(tmp_path):
