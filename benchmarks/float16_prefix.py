@@ -54,9 +54,10 @@ def measure(variants, lengths):
                 if "error" in peer:
                     raise SystemExit(f"ONNX Runtime peer of {variant}: {peer['error']}")
                 chunk = chunked.chunk_steps_for(model, steps, "float16")
-                functions, batch = {"ort": peer["run"]}, []
+                functions, batch, paths = {"ort": peer["run"]}, [], []
                 for form in FORMS:
                     path = pathlib.Path(workdir) / f"{variant}_{steps}_{len(batch)}.tflite"
+                    paths.append(path)
                     chunked.PREFIX_LOOP_MODES = () if form.endswith("shared weights") else modes
                     try:
                         row = bench_export.export_row(
@@ -72,21 +73,37 @@ def measure(variants, lengths):
                     batch.append(row)
                 bench_export.time_batch(functions, batch, lambda row: row["form"], steps,
                                         ("variant", "T", "form", "size", "us", "ort_us"))
+                for row, path in zip(batch, paths):
+                    # The C++ tool's median, the same files without Python in between.
+                    row["tool_us"] = bench_export.litert_benchmark(
+                        path, bench_export.runs_for(steps))
                 results += batch
     return results
 
 
+def _shared(rows, row):
+    """The float16 shared-weights row of `row`'s variant and length."""
+    return next(r for r in rows if r["variant"] == row["variant"] and r["T"] == row["T"]
+                and r["form"] == "float16 shared weights")
+
+
+def _tool(row, shared):
+    if not row.get("tool_us") or not shared.get("tool_us"):
+        return "—"
+    return f"{row['tool_us']:.0f} ({row['tool_us'] / shared['tool_us']:.2f})"
+
+
 def render(rows):
     lines = ["| variant | T | steps per iteration + before the loop | file | size (KB) | µs | "
-             "vs ORT | vs float16 shared | max err vs Keras |",
-             "|---|---:|---|---|---:|---:|---:|---:|---:|"]
+             "vs ORT | vs float16 shared | litert-benchmark µs (vs float16 shared) | "
+             "max err vs Keras |",
+             "|---|---:|---|---|---:|---:|---:|---:|---|---:|"]
     for row in rows:
-        shared = next(r for r in rows if r["variant"] == row["variant"] and r["T"] == row["T"]
-                      and r["form"] == "float16 shared weights")
+        shared = _shared(rows, row)
         lines.append(f"| {row['variant']} | {row['T']} | {row['chunk']} + {row['before']} | "
                      f"{row['form']} | {row['size'] / 1024:.1f} | {row['us']:.0f} | "
                      f"{row['us'] / row['ort_us']:.2f} | {row['us'] / shared['us']:.2f} | "
-                     f"{row['max_abs_error']:.2g} |")
+                     f"{_tool(row, shared)} | {row['max_abs_error']:.2g} |")
     return "\n".join(lines)
 
 
@@ -104,15 +121,17 @@ def main(argv=None):
         from bench_export import machine_description
         from compare_report import write_section
 
-        gains = [r["us"] / next(s["us"] for s in rows if s["variant"] == r["variant"]
-                                and s["T"] == r["T"] and s["form"] == "float16 shared weights")
-                 for r in rows if r["form"] == "float16 prefix loop" and r["before"]]
-        growth = [r["size"] / next(s["size"] for s in rows if s["variant"] == r["variant"]
-                                   and s["T"] == r["T"] and s["form"] == "float16 shared weights")
-                  for r in rows if r["form"] == "float16 prefix loop" and r["before"]]
+        fixed = [r for r in rows if r["form"] == "float16 prefix loop" and r["before"]]
+        gains = [r["us"] / _shared(rows, r)["us"] for r in fixed]
+        growth = [r["size"] / _shared(rows, r)["size"] for r in fixed]
+        tool = [r["tool_us"] / _shared(rows, r)["tool_us"] for r in fixed
+                if r.get("tool_us") and _shared(rows, r).get("tool_us")]
+        tool_text = (f" ({min(tool):.2f}-{max(tool):.2f}x with `litert-benchmark`)" if tool
+                     else "")
         write_section(TITLE, f"""Command: `python benchmarks/float16_prefix.py --update`
 ({machine_description()}, {time.strftime("%Y-%m-%d")}).
-One thread, default XNNPACK delegate; median thread time in interleaved blocks.
+One thread, default XNNPACK delegate; median thread time in interleaved blocks, and the
+median of the C++ `litert-benchmark` tool (one thread) on the same files.
 
 bench_export's reference models at prime lengths, so that the automatic form's loop
 leaves steps before it ("steps per iteration + before the loop"). "float16 shared
@@ -124,7 +143,7 @@ does now); float32 for comparison.
 {table}
 
 Reading: with the steps before the loop in their own loop the float16 files take
-{min(gains):.2f}-{max(gains):.2f}x the time of the shared-weights form, for
+{min(gains):.2f}-{max(gains):.2f}x the time of the shared-weights form{tool_text}, for
 {min(growth):.3f}-{max(growth):.3f}x its size (the constants stay shared; each body
 only adds its own `DEQUANTIZE` ops).
 """)
