@@ -617,9 +617,9 @@ def _before_loop(steps, shapes, like, in_loop):
     that the steps before the loop and the loop body both use are dequantized once
     before the loop and enter the body as loop variables, which XNNPACK reads as
     inputs, not as static weights: the files took 1.2-2.1x as long (F28,
-    `benchmarks/float16_prefix.py`). Inside
-    a loop body of their own, the steps dequantize their own copy, and so does the
-    main loop's body. Made by hand: the converter has no setting for it.
+    `benchmarks/float16_prefix.py`). Inside a loop body of their own, the steps
+    dequantize their own copy, and so does the main loop's body. Made by hand: the
+    converter has no setting for it.
     """
     if not in_loop:
         return list(steps())

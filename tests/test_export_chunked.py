@@ -413,7 +413,7 @@ def test_float16_steps_before_the_loop_leave_the_body_its_own_weights(variant, r
                                                                       monkeypatch):
     """At T=73 (18 chunks of 4 and one step before the loop) the weights used by the step
     before the loop and by the body would be dequantized once, before the loop, and
-    enter the body as loop variables (1.6-2x slower on XNNPACK, F28). The float16 file
+    enter the body as loop variables (1.2-2.1x as long on XNNPACK, F28). The float16 file
     runs that step in a loop of its own: no product in a loop body takes its weights
     from outside, and the file still matches Keras."""
     if not rows:
