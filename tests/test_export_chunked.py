@@ -443,6 +443,7 @@ def test_other_modes_keep_the_loop_weights_in_the_body_with_steps_before_the_loo
     products, outside, loops = _loop_weights_from_outside(path)
     assert loops == 1  # the step before the loop runs unrolled
     assert products and not outside
+    assert tflite_vs_keras(path, model, x) <= (1e-5 if quantization is None else 1e-2)
 
 
 def test_int8_chunked_file_with_int8_io_matches_keras(tmp_path):
