@@ -18,7 +18,9 @@ the min/max of every float tensor in every subgraph.
    model of its own, iteration by iteration, carrying the loop variables, so every
    iteration's tensors are seen (a preserved body only holds its last iteration), and
    so is each loop inside a body (`_Loop`; the chunked form's segments nest two), for
-   a subset of the samples that covers `MAX_RECORDED_ITERATIONS` iterations.
+   a subset of the samples that covers `MAX_RECORDED_ITERATIONS` iterations. A value
+   that a body only reads (a chunked loop's input sequence) takes the range it has
+   entering the loop, over all samples (`_Loop.widen_read_only`).
 3. `mlir_quantize` with the converter's default int8 settings (per-channel weights).
 4. `export.integer_loops.integer_loop_variables`: the loop variables, which the
    quantizer leaves float, carried in int8.
@@ -183,6 +185,22 @@ class _Loop:
             if own > 10**6:
                 raise ValueError("a WHILE loop ran over 10^6 iterations during calibration")
 
+    def widen_read_only(self, graph_index, ranges):
+        """Gives each variable that the body passes on unchanged (a chunked loop's input
+        sequence) the range of the value entering the loop, recorded on every sample,
+        where the body saw only the samples that ran the loop: the same values, so one
+        range (and one int8 scale: no rescale in the loop, no clipping of the samples
+        the body did not see). Then the same for the loops inside the body."""
+        for position, (inside, outside) in enumerate(zip(self.body.inputs,
+                                                         self.body.outputs)):
+            inner, outer = (self.body_index, int(inside)), (graph_index,
+                                                            int(self.operator.inputs[position]))
+            if inside == outside and inner in ranges.low and outer in ranges.low:
+                ranges.low[inner] = min(ranges.low[inner], ranges.low[outer])
+                ranges.high[inner] = max(ranges.high[inner], ranges.high[outer])
+        for loop in self.inner:
+            loop.widen_read_only(self.body_index, ranges)
+
 
 # Loops inside loops that calibration follows (the chunked recipe's segments nest two).
 MAX_LOOP_DEPTH = 4
@@ -227,6 +245,8 @@ def calibrate(content, samples):
             loop_samples = set(np.unique(np.linspace(
                 0, len(samples) - 1, min(wanted, len(samples))).round().astype(int)).tolist())
             loop_samples.add(0)
+    for loop in loops:
+        loop.widen_read_only(0, ranges)
     for key, low in ranges.low.items():
         subgraph_index, tensor_index = key
         tensor = model.subgraphs[subgraph_index].tensors[tensor_index]

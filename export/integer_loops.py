@@ -20,6 +20,8 @@ each float loop variable that the body only converts takes the int8 type, in the
 of the int8 value it held (what the body's `DEQUANTIZE` of it read), so that each
 reader still rounds it once. The conversions around it become int8-to-int8 `QUANTIZE`
 ops (a rescale; integer arithmetic), and those whose two scales are equal are removed.
+A variable that the body only reads, in one scale (the input sequence), is carried in
+that scale instead: its rescale runs once, before the loop, not at every iteration.
 Loop variables that a float op reads inside the body (a layer kept float) stay float.
 The quantizer also leaves float the ops that only move a loop's outputs (the `RESHAPE`
 of an output buffer, the `CONCATENATION` of a last state with another branch); they
@@ -87,13 +89,13 @@ def _is(model, operator, builtin, subgraph, input_type, output_type):
             and subgraph.tensors[operator.outputs[0]].type == output_type)
 
 
-def _plan_variable(model, main, loop, body, cond, position):
+def _plan_variable(model, main, loop, body, cond, position, read_only_in_reader_scale=True):
     """The int8 quantization that loop variable `position` can be carried in, or None.
 
     The body decides: it must read the variable only through QUANTIZE ops, if at all,
     and write it through a DEQUANTIZE that nothing else reads (or pass it on
     unchanged). Around the loop anything goes (conversions are added there, once per
-    call).
+    call). `read_only_in_reader_scale`: see `integer_loop_variables`.
     """
     outer_in = loop.inputs[position]
     body_in, body_out = body.inputs[position], body.outputs[position]
@@ -114,6 +116,15 @@ def _plan_variable(model, main, loop, body, cond, position):
                 or _consumers(body, body_out) or body_out in list(body.inputs)):
             return None
         return _int8_quantization(body.tensors[writer.inputs[0]])
+    # A value the body only reads (the input sequence of a chunked loop), read in one
+    # scale and unused after the loop: carried in its readers' scale, so that it is
+    # rescaled once before the loop instead of at every iteration (its T x features
+    # values each time, quadratic in T). The same rounding, in the same op, earlier.
+    scales = {_int8_quantization(body.tensors[op.outputs[0]]) for op in readers}
+    outer_out = loop.outputs[position]
+    if (read_only_in_reader_scale and len(scales) == 1 and None not in scales and not _consumers(main, outer_out)
+            and outer_out not in list(main.outputs)):
+        return scales.pop()
     producer = _producer(main, outer_in)
     if _is(model, producer, _OP.DEQUANTIZE, main, _INT8, _FLOAT32):
         return _int8_quantization(main.tensors[producer.inputs[0]])
@@ -226,8 +237,13 @@ def _depth(model):
     return depth
 
 
-def integer_loop_variables(content):
+def integer_loop_variables(content, read_only_in_reader_scale=True):
     """`content` (an int8 `.tflite` file) with its float loop variables carried in int8.
+
+    `read_only_in_reader_scale`: a variable that the body only reads, in one scale (a
+    chunked loop's input sequence), is carried in that scale, rescaled once before the
+    loop; `False` carries it in the scale it had before the loop, so the body rescales
+    all of it at every iteration (the same outputs, bit for bit, more slowly).
 
     Returns:
         `(bytes, count)`: the rewritten file and how many loop variables became int8
@@ -248,7 +264,8 @@ def integer_loop_variables(content):
             body = model.subgraphs[options.bodySubgraphIndex]
             cond = model.subgraphs[options.condSubgraphIndex]
             for position in range(len(loop.inputs)):
-                quantization = _plan_variable(model, main, loop, body, cond, position)
+                quantization = _plan_variable(model, main, loop, body, cond, position,
+                                              read_only_in_reader_scale)
                 if quantization is None:
                     continue
                 if opcodes is None:

@@ -522,6 +522,81 @@ def test_int8_chunked_file_is_a_third_of_the_float32_loop_file(time):
     assert np.abs(lite.predict(data[:2]) - keras_out).max() <= 0.05
 
 
+def _sequence_rescales(content, shape):
+    """`(graph, input scale, output scale)` of each int8-to-int8 QUANTIZE of a tensor
+    of `shape` (graph 0: the main graph, else a loop body)."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    flat = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+    found = []
+    for number, graph in enumerate(flat.subgraphs):
+        for op in graph.operators or []:
+            source, target = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+            if (flatbuffer_utils.opcode_to_name(flat, op.opcodeIndex) == "QUANTIZE"
+                    and source.type == target.type == schema.TensorType.INT8
+                    and list(source.shape) == list(shape)):
+                found.append((number, float(source.quantization.scale[0]),
+                              float(target.quantization.scale[0])))
+    return found
+
+
+def _run_file(content, x):
+    """The outputs of `content` (a batch-1 file) for each sequence of `x`."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_content=content, num_threads=1).get_signature_runner()
+    (name,) = runner.get_input_details()
+    return np.concatenate([list(runner(**{name: x[i : i + 1]}).values())[0]
+                           for i in range(len(x))])
+
+
+@pytest.mark.parametrize("variant, time, segments", [
+    ("stacked", 24, 1),
+    ("attention", 24, 3),  # 2 segments of 3 chunks: the sequence enters an inner loop too
+])
+def test_int8_loops_rescale_their_input_sequence_at_most_once_per_call(variant, time,
+                                                                       segments,
+                                                                       monkeypatch):
+    """An int8 chunked loop reads its whole input sequence at every iteration, and its
+    body is calibrated on a subset of the samples (`calibration.MAX_RECORDED_ITERATIONS`;
+    here 8 of 40). Calibration gives the sequence inside the body the range it has
+    entering the loop (all samples), so one scale and no rescale of its `T x features`
+    values at every iteration. Where the scales still differ, `integer_loop_variables`
+    rescales the sequence once, before the loop, with outputs identical bit for bit to
+    those of the rescale in the body."""
+    from export import calibration, integer_loops
+
+    model = tiny_model(variant, time=time)
+    data = sequences(40, time=time)
+    rebuilt = recipes.rebuild_chunked(model, chunk_steps=4, segment_chunks=segments)
+    samples = [{"inputs": data[i : i + 1]} for i in range(len(data))]
+    shape = [time, data.shape[2]]
+
+    def convert(widen):
+        with monkeypatch.context() as patch:
+            patch.setattr(calibration, "MAX_RECORDED_ITERATIONS", 1)
+            patch.setattr(calibration, "integer_loop_variables", lambda content: (content, 0))
+            if not widen:
+                patch.setattr(calibration._Loop, "widen_read_only", lambda *args: None)
+            return converter.convert(rebuilt, quantization="int8", representative=samples,
+                                     calibrate_loops=True)
+
+    # The body's own range (8 samples) is narrower than the sequence's: the rescale
+    # runs in the body at every iteration, or (the default) once before the loop.
+    narrow = convert(widen=False)
+    in_body = integer_loops.integer_loop_variables(narrow, read_only_in_reader_scale=False)[0]
+    before = integer_loops.integer_loop_variables(narrow)[0]
+    assert [graph for graph, _, _ in _sequence_rescales(in_body, shape)] != []
+    assert 0 not in [graph for graph, _, _ in _sequence_rescales(in_body, shape)]
+    assert [graph for graph, _, _ in _sequence_rescales(before, shape)] == [0]
+    assert np.array_equal(_run_file(in_body, data[:6]), _run_file(before, data[:6]))
+    # With the range of the sequence entering the loop: one scale, no rescale at all.
+    wide = integer_loops.integer_loop_variables(convert(widen=True))[0]
+    assert _sequence_rescales(wide, shape) == []
+    assert np.abs(_run_file(wide, data[:4]) - model.predict(data[:4], verbose=0)).max() <= 0.1
+
+
 # === Calibration data: refused when degenerate, verification on other data ===
 
 
