@@ -606,6 +606,52 @@ def test_f25_xnnpack_takes_amx_when_the_cpu_has_it(tmp_path):
         assert after == str("amx_int8" in flags.split())
 
 
+def test_f16_the_xnnpack_weight_cache_packs_shared_weights_once(tmp_path):
+    """A chunked loop body of 8 steps reads each recurrent kernel from 8 nodes. With
+    `CompiledModel`'s XNNPACK weight cache (a file here, to see its size) the packed
+    weights take about the file's weights once, not once per node, and the outputs do
+    not change."""
+    from ai_edge_litert.compiled_model import (CompiledModel, CpuOptions, Environment,
+                                               EnvironmentOptions, HardwareAccelerator,
+                                               Options)
+
+    import zoo
+    from export import chunked
+
+    keras.utils.set_random_seed(0)
+    model = zoo.build_gru("stacked", input_shape=(48, 8), num_outputs=4, units=64,
+                          compile=False)
+    content = converter.convert(recipes.rebuild_chunked(model, chunk_steps=8))
+    path = tmp_path / "chunked.tflite"
+    path.write_bytes(content)
+    x = sequences(1, time=48, features=8)
+
+    def run(cache):
+        compiled = CompiledModel.from_file(
+            str(path), environment=Environment.create(options=EnvironmentOptions()),
+            options=Options(hardware_accelerators=HardwareAccelerator.CPU,
+                            cpu_options=CpuOptions(num_threads=1,
+                                                   xnnpack_weight_cache_path=cache)))
+        signature = list(compiled.get_signature_list())[0]
+        (name,) = compiled.get_input_tensor_details(signature)
+        (output, detail), = compiled.get_output_tensor_details(signature).items()
+        inputs = {name: compiled.create_input_buffer_by_name(signature, name)}
+        outputs = {output: compiled.create_output_buffer_by_name(signature, output)}
+        inputs[name].write(x)
+        compiled.run_by_name(signature, inputs, outputs)
+        return outputs[output].read(int(np.prod(detail["shape"])), np.float32)
+
+    cache = tmp_path / "weights.cache"
+    assert np.array_equal(run(""), run(str(cache)))
+    # Recurrent kernels read by the body's nodes: 2 layers x 8 steps x (64 x 192) floats.
+    per_node = 2 * 8 * 64 * 3 * 64 * 4
+    weights = sum(len(b.data) for b in flatbuffer_utils.read_model_from_bytearray(
+        bytearray(content)).buffers if b.data is not None)
+    assert chunked.body_steps_cap(model) >= 8
+    assert 0 < cache.stat().st_size <= 1.5 * weights < per_node, (cache.stat().st_size,
+                                                                  weights)
+
+
 @pytest.mark.parametrize("disable", [False, True])
 def test_f17_a_private_switch_makes_int8_dense_weights_per_tensor(disable):
     """int8 Dense weights are per-channel (one scale per output) unless switched off."""
