@@ -44,6 +44,7 @@ Run:
 """
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -346,6 +347,27 @@ def onnx_peer(model, inputs, path):
         return {"error": f"the ONNX twin differs from Keras: {error:.2g}"}
     x = inputs[:1]
     return {"run": lambda: session.run(None, {"inputs": x}), "max_abs_vs_keras": error}
+
+
+@contextlib.contextmanager
+def converting_in_process():
+    """`to_tflite` runs its conversions in this process instead of a child process, so
+    that what a benchmark switches here (a module constant, a patched function) applies
+    to them. A converter crash then ends the benchmark."""
+    from export import _worker, exporter
+
+    run_worker = exporter._run_worker
+
+    def in_process(command, job, workdir, timeout):
+        if command != "convert":
+            return run_worker(command, job, workdir, timeout)
+        return json.loads(json.dumps(_worker.convert_job(job))), None
+
+    exporter._run_worker = in_process
+    try:
+        yield
+    finally:
+        exporter._run_worker = run_worker
 
 
 def export_row(model, path, *, quantization, recipe, calibration, streaming=False):

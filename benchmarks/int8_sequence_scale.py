@@ -24,7 +24,6 @@ to the section "int8 loops: the input sequence's scale" of BENCHMARKS.md.
 import argparse
 import contextlib
 import functools
-import json
 import os
 import pathlib
 import sys
@@ -47,26 +46,21 @@ FORMS = ("rescale every iteration", "rescale before the loop", "one scale")
 def behaviour(form):
     """Converts in this process (not in the exporter's child process, which would not
     see the switches), with the calibration and loop rewrite of `form`."""
-    from export import _worker, calibration, exporter, integer_loops
+    from bench_export import converting_in_process
 
-    def in_process(command, job, workdir, timeout):
-        if command != "convert":
-            return run_worker(command, job, workdir, timeout)
-        return json.loads(json.dumps(_worker.convert_job(job))), None
+    from export import calibration, integer_loops
 
-    run_worker = exporter._run_worker
     widen = calibration._Loop.widen_read_only
     rewrite = calibration.integer_loop_variables
-    exporter._run_worker = in_process
     if form != "one scale":
         calibration._Loop.widen_read_only = lambda *args: None
     if form == "rescale every iteration":
         calibration.integer_loop_variables = functools.partial(
             integer_loops.integer_loop_variables, read_only_in_reader_scale=False)
     try:
-        yield
+        with converting_in_process():
+            yield
     finally:
-        exporter._run_worker = run_worker
         calibration._Loop.widen_read_only = widen
         calibration.integer_loop_variables = rewrite
 

@@ -89,7 +89,10 @@ def convert_job(job):
 
     start = time.perf_counter()
     if recipe == "step":
-        export_model = recipes.build_step_model(model)
+        from export.streaming import gate_math_for
+
+        export_model = recipes.build_step_model(
+            model, gate_math=gate_math_for(job["quantization"]))
     elif recipe == "chunked":
         export_model = recipes.rebuild_chunked(
             model, sequence_length=job["sequence_length"], chunk_steps=job["chunk_steps"],

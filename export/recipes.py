@@ -359,8 +359,8 @@ def state_specs(model):
     return streaming.state_specs(model)
 
 
-def build_step_model(model, *, batch_size=1):
+def build_step_model(model, *, batch_size=1, gate_math=False):
     """The one-frame model of a streaming-capable `model` (see `export.streaming`)."""
     from export import streaming
 
-    return streaming.build_step_model(model, batch_size=batch_size)
+    return streaming.build_step_model(model, batch_size=batch_size, gate_math=gate_math)

@@ -41,12 +41,14 @@ the convolutional variants build for padded inputs). The masks Keras records for
 """
 
 import dataclasses
+import types
 
 import keras
 import numpy as np
 from keras import ops
 
 import zoo.layers
+from export import chunked
 from export.recipes import RECURRENT_CLASSES, _drop_dropout, input_spec
 
 # Layers that act on each time step independently (on the last axis), so that applying
@@ -559,26 +561,37 @@ def _one_commit(frames):
     return next(iter(commits.values()), None)
 
 
-def _recurrent_step(node, frames, states):
-    # Keras's own cell, although a GRU's step could use the chunked form's gate math
+def _recurrent_step(node, frames, states, gate_math=False):
+    # `gate_math`: a GRU's step uses the chunked form's gate math
     # (`export.chunked.gru_step`: one product per gate group, 13 ops per layer against
-    # the cell's 17, no slices). Measured on 2 x GRU(64) at one invoke per frame, that
-    # form's int8 file is faster (1.18x -> 1.04x ONNX Runtime's per-step cost), but its
-    # int8 error is larger on every trained model tried, all per-channel: mean
-    # |file - Keras| 0.0028 -> 0.0033 (ItalyPowerDemand preset, one more test series
-    # wrong), 0.019 -> 0.022 (CardanoSentiment), 0.029 -> 0.030 (Covid3Month). Neither
-    # separate z and r products, nor Keras's form of the update, nor wider ranges closed
-    # the gap, so the step keeps the cell.
+    # the cell's 17, no slices); otherwise Keras's own cell. Float files take the gate
+    # math (exact either way; `GATE_MATH_MODES`). Quantized ones keep the cell: measured
+    # on 2 x GRU(64) at one invoke per frame, the gate math's int8 file is faster
+    # (1.18x -> 1.04x ONNX Runtime's per-step cost), but its int8 error is larger on
+    # every trained model tried, all per-channel: mean |file - Keras| 0.0028 -> 0.0033
+    # (ItalyPowerDemand preset, one more test series wrong), 0.019 -> 0.022
+    # (CardanoSentiment), 0.029 -> 0.030 (Covid3Month). Neither separate z and r
+    # products, nor Keras's form of the update, nor wider ranges closed the gap.
     layer = node.layer
-    cell_config = layer.cell.get_config()
-    cell_config["name"] = f"{layer.name}_cell"
-    _drop_dropout(cell_config)
-    cell = type(layer.cell).from_config(cell_config)
     old = [states[s["name"]] for s in node.states]
-    # Keras cells take and return their state as [h] (GRU, RNN) or [h, c] (LSTM).
-    output, new = cell(frames[0].tensor, old if len(old) > 1 else old[0])
-    cell.set_weights(layer.cell.get_weights())
-    new = list(new) if isinstance(new, (list, tuple)) else [new]
+    if gate_math and isinstance(layer, keras.layers.GRU):
+        gates = _gate_math_cell(layer.cell)
+
+        def step(x, h):
+            x_zr, x_h = chunked.gru_projection(gates, x)
+            return chunked.gru_step(gates, x_zr, x_h, h)
+
+        output = _math(f"{layer.name}_gates", step, frames[0].tensor, old[0])
+        new = [output]
+    else:
+        cell_config = layer.cell.get_config()
+        cell_config["name"] = f"{layer.name}_cell"
+        _drop_dropout(cell_config)
+        cell = type(layer.cell).from_config(cell_config)
+        # Keras cells take and return their state as [h] (GRU, RNN) or [h, c] (LSTM).
+        output, new = cell(frames[0].tensor, old if len(old) > 1 else old[0])
+        cell.set_weights(layer.cell.get_weights())
+        new = list(new) if isinstance(new, (list, tuple)) else [new]
     commit = frames[0].commit
     if commit is not None:
         new = _math(f"{layer.name}_commit",
@@ -587,6 +600,26 @@ def _recurrent_step(node, frames, states):
                     commit, *new, *old)
     new_states = {s["name"]: value for s, value in zip(node.states, new)}
     return [_Frame(output, commit if layer.return_sequences else None)], new_states
+
+
+# Quantization modes whose step files compute a GRU with the chunked form's gate math
+# (see `_recurrent_step`); `None` is float32.
+GATE_MATH_MODES = (None, "float16", "dynamic")
+
+
+def gate_math_for(quantization):
+    """Whether a step file of `quantization` computes its GRU layers with the gate math."""
+    return quantization in GATE_MATH_MODES
+
+
+def _gate_math_cell(cell):
+    """What `export.chunked.gru_step` reads of a GRU cell, its weights as numpy arrays
+    (constants of the step model, not variables of another model)."""
+    return types.SimpleNamespace(
+        units=cell.units, use_bias=cell.use_bias, reset_after=cell.reset_after,
+        activation=cell.activation, recurrent_activation=cell.recurrent_activation,
+        kernel=np.asarray(cell.kernel), recurrent_kernel=np.asarray(cell.recurrent_kernel),
+        bias=np.asarray(cell.bias) if cell.use_bias else None)
 
 
 def _folded_weights(conv, norm):
@@ -959,7 +992,7 @@ def _per_step(node, frames):
     return [_Frame(output, _one_commit(frames))]
 
 
-def build_step_model(model, *, batch_size=1):
+def build_step_model(model, *, batch_size=1, gate_math=False):
     """Builds the one-frame model of a streaming-capable `model`, weights copied.
 
     Inputs (a dict): `frame` `(batch, features)` (or `(batch,)` token ids) and each state
@@ -970,6 +1003,8 @@ def build_step_model(model, *, batch_size=1):
     Args:
         model: a `keras.Model` that streams (`plan` explains why not otherwise).
         batch_size: int or `None`, the static batch of the step model. Defaults to `1`.
+        gate_math: bool, GRU layers use the chunked form's gate math instead of Keras's
+            cell (fewer ops; which files do: `gate_math_for`).
 
     Returns:
         A functional `keras.Model` named `"<model name>_step"`.
@@ -990,7 +1025,7 @@ def build_step_model(model, *, batch_size=1):
         inputs.update(states)
         new_states = {}
         if node.kind == "recurrent":
-            results, new_states = _recurrent_step(node, frames, states)
+            results, new_states = _recurrent_step(node, frames, states, gate_math)
         elif node.kind == "conv":
             results, new_states = _conv_step(node, frames, states)
         elif node.kind == "end_padding":

@@ -88,10 +88,12 @@ def stream_step_model(step, x):
     ("gru_fcn", "rnn", "classification", None),
     ("gru_fcn", "gru", "sequence_regression", None),
 ])
-def test_step_model_equals_the_full_model_after_every_frame(variant, cell, task, attention):
+@pytest.mark.parametrize("gate_math", [False, True])
+def test_step_model_equals_the_full_model_after_every_frame(variant, cell, task, attention,
+                                                            gate_math):
     kwargs = {"attention": attention} if attention else {}
     model = causal_model(variant, cell=cell, task=task, **kwargs)
-    step = streaming.build_step_model(model, batch_size=None)
+    step = streaming.build_step_model(model, batch_size=None, gate_math=gate_math)
     x = sequences(3, time=9)
     np.testing.assert_allclose(stream_step_model(step, x), per_frame_reference(model, x),
                                atol=2e-6)
@@ -103,9 +105,10 @@ def test_step_model_equals_the_full_model_after_every_frame(variant, cell, task,
     {"use_bias": False},
     {"activation": "relu", "recurrent_activation": "hard_sigmoid"},
 ])
-def test_gru_step_follows_every_cell_setting(settings):
-    """Each GRU setting the step's cell is rebuilt with (gate layout, biases, activations)
-    gives the full layer's outputs frame by frame."""
+@pytest.mark.parametrize("gate_math", [False, True])
+def test_gru_step_follows_every_cell_setting(settings, gate_math):
+    """Each GRU setting (gate layout, biases, activations), in the rebuilt cell and in
+    the chunked form's gate math, gives the full layer's outputs frame by frame."""
     import keras
 
     keras.utils.set_random_seed(3)
@@ -116,10 +119,39 @@ def test_gru_step_follows_every_cell_setting(settings):
     rng = np.random.default_rng(5)  # biases other than zero
     model.set_weights([rng.normal(scale=0.5, size=w.shape).astype("float32")
                        for w in model.get_weights()])
-    step = streaming.build_step_model(model, batch_size=None)
+    step = streaming.build_step_model(model, batch_size=None, gate_math=gate_math)
     x = sequences(3, time=7)
     np.testing.assert_allclose(stream_step_model(step, x), per_frame_reference(model, x),
                                atol=2e-6)
+
+
+def test_float_step_files_compute_a_gru_with_the_gate_math(tmp_path):
+    """A float32 step file computes each GRU layer with the chunked form's gate math: one
+    LOGISTIC per layer for both gates and no slicing of the recurrent product, fewer ops
+    than Keras's cell; an int8 one keeps the cell (`streaming._recurrent_step` says
+    why). Both match Keras frame by frame."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    assert streaming.gate_math_for(None) and streaming.gate_math_for("float16")
+    assert not streaming.gate_math_for("int8") and not streaming.gate_math_for("int16x8")
+    model = causal_model("stacked")  # two GRU layers
+    x = sequences(8, time=8)
+    counts = {}
+    for quantization in (None, "int8"):
+        path = tmp_path / f"{quantization}.tflite"
+        result = to_tflite(model, path, streaming=True, quantization=quantization,
+                           representative_data=x if quantization else None,
+                           verification_data=x)
+        assert result.max_abs_error <= (1e-5 if quantization is None else 0.05)
+        flat = flatbuffer_utils.read_model(str(path))
+        names = [flatbuffer_utils.opcode_to_name(flat, op.opcodeIndex)
+                 for op in flat.subgraphs[0].operators]
+        counts[quantization] = {name: names.count(name) for name in set(names)}
+        counts[quantization]["all"] = len(names)
+    assert counts[None]["LOGISTIC"] == 2 and "STRIDED_SLICE" not in counts[None]
+    assert counts["int8"]["LOGISTIC"] == 4 and counts["int8"]["STRIDED_SLICE"] == 6
+    # int8 adds its conversions at the file's border: 3 inputs, 3 outputs.
+    assert counts[None]["all"] <= counts["int8"]["all"] - 6 - 2 * 3, counts
 
 
 @pytest.mark.parametrize("variant, cell, task, attention", [
