@@ -349,6 +349,52 @@ def onnx_peer(model, inputs, path):
     return {"run": lambda: session.run(None, {"inputs": x}), "max_abs_vs_keras": error}
 
 
+def reference_with_peer(variant, steps, workdir, samples=100):
+    """`(model, calibration, ORT run)`: the reference model of `variant` at `steps`,
+    `samples` standard normal sequences, and a callable running its ONNX Runtime peer on
+    one of them. Exits when there is no peer."""
+    model = reference_model(variant, steps)
+    calibration = np.random.default_rng(0).standard_normal(
+        (samples, steps, FEATURES)).astype("float32")
+    peer = onnx_peer(model, calibration[:4], pathlib.Path(workdir) / f"{variant}_{steps}.onnx")
+    if "error" in peer:
+        raise SystemExit(f"ONNX Runtime peer of {variant}: {peer['error']}")
+    return model, calibration, peer["run"]
+
+
+def tool_cell(row, base):
+    """A table cell: `row`'s `litert-benchmark` µs and its ratio to `base`'s, or a dash."""
+    if not row.get("tool_us") or not base.get("tool_us"):
+        return "—"
+    return f"{row['tool_us']:.0f} ({row['tool_us'] / base['tool_us']:.2f})"
+
+
+def run_script(argv, doc, measure, render, update, *, variants, lengths):
+    """Runs a benchmark script over reference variants and lengths: parses its
+    `--variants`, `--lengths` (comma-separated; `variants`, `lengths` by default) and
+    `--update` options, calls `measure(variants, lengths)`, prints `render(rows)`, and
+    with `--update` calls `update(rows, table, write_section)`, which records it in
+    BENCHMARKS.md (`compare_report.write_section`). `doc`: the script's docstring."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--variants", default=variants)
+    parser.add_argument("--lengths", default=lengths)
+    parser.add_argument("--update", action="store_true", help="write BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    rows = measure(args.variants.split(","), [int(n) for n in args.lengths.split(",")])
+    table = render(rows)
+    print(table)
+    if args.update:
+        from compare_report import write_section
+
+        update(rows, table, write_section)
+    return 0
+
+
+def span(values):
+    """`"low-high"` of ratios, or a dash when there are none."""
+    return f"{min(values):.2f}-{max(values):.2f}" if values else "—"
+
+
 @contextlib.contextmanager
 def converting_in_process():
     """`to_tflite` runs its conversions in this process instead of a child process, so

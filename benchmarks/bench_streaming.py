@@ -192,6 +192,12 @@ def cpp_invoke_us(path, runs=3000):
 def compiled_model_us(path, runs=3000):
     """Median µs of one `CompiledModel.run_by_name` of the file (one CPU thread): the
     call the `litert-benchmark` script times, unrounded."""
+    return median_us(compiled_runner(path), runs=runs)
+
+
+def compiled_runner(path, **cpu_options):
+    """A callable running the file once on zeros through LiteRT's `CompiledModel` (one
+    CPU thread; `cpu_options`: more `CpuOptions`, e.g. `xnnpack_weight_cache_path`)."""
     from ai_edge_litert.compiled_model import (CompiledModel, CpuOptions, Environment,
                                                EnvironmentOptions, HardwareAccelerator,
                                                Options)
@@ -200,7 +206,7 @@ def compiled_model_us(path, runs=3000):
     model = CompiledModel.from_file(
         str(path), environment=environment,
         options=Options(hardware_accelerators=HardwareAccelerator.CPU,
-                        cpu_options=CpuOptions(num_threads=1)))
+                        cpu_options=CpuOptions(num_threads=1, **cpu_options)))
     signature = list(model.get_signature_list())[0]
     inputs = {name: model.create_input_buffer_by_name(signature, name)
               for name in model.get_input_tensor_details(signature)}
@@ -208,7 +214,7 @@ def compiled_model_us(path, runs=3000):
                for name in model.get_output_tensor_details(signature)}
     for name, detail in model.get_input_tensor_details(signature).items():
         inputs[name].write(np.zeros(detail["shape"], np.float32))
-    return median_us(lambda: model.run_by_name(signature, inputs, outputs), runs=runs)
+    return lambda: model.run_by_name(signature, inputs, outputs)
 
 
 def files(models=None):

@@ -18,7 +18,6 @@ thread; median thread time). With `--update` the table goes to the section "floa
 with steps before the loop" of BENCHMARKS.md.
 """
 
-import argparse
 import os
 import pathlib
 import sys
@@ -27,8 +26,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
-
-import numpy as np  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -46,15 +43,10 @@ def measure(variants, lengths):
     with tempfile.TemporaryDirectory() as workdir:
         for variant in variants:
             for steps in lengths:
-                model = bench_export.reference_model(variant, steps)
-                calibration = np.random.default_rng(0).standard_normal(
-                    (20, steps, bench_export.FEATURES)).astype("float32")
-                peer = bench_export.onnx_peer(model, calibration[:4],
-                                              pathlib.Path(workdir) / "peer.onnx")
-                if "error" in peer:
-                    raise SystemExit(f"ONNX Runtime peer of {variant}: {peer['error']}")
+                model, calibration, ort = bench_export.reference_with_peer(
+                    variant, steps, workdir, samples=20)
                 chunk = chunked.chunk_steps_for(model, steps, "float16")
-                functions, batch, paths = {"ort": peer["run"]}, [], []
+                functions, batch, paths = {"ort": ort}, [], []
                 for form in FORMS:
                     path = pathlib.Path(workdir) / f"{variant}_{steps}_{len(batch)}.tflite"
                     paths.append(path)
@@ -87,13 +79,9 @@ def _shared(rows, row):
                 and r["form"] == "float16 shared weights")
 
 
-def _tool(row, shared):
-    if not row.get("tool_us") or not shared.get("tool_us"):
-        return "—"
-    return f"{row['tool_us']:.0f} ({row['tool_us'] / shared['tool_us']:.2f})"
-
-
 def render(rows):
+    from bench_export import tool_cell
+
     lines = ["| variant | T | steps per iteration + before the loop | file | size (KB) | µs | "
              "vs ORT | vs float16 shared | litert-benchmark µs (vs float16 shared) | "
              "max err vs Keras |",
@@ -103,32 +91,22 @@ def render(rows):
         lines.append(f"| {row['variant']} | {row['T']} | {row['chunk']} + {row['before']} | "
                      f"{row['form']} | {row['size'] / 1024:.1f} | {row['us']:.0f} | "
                      f"{row['us'] / row['ort_us']:.2f} | {row['us'] / shared['us']:.2f} | "
-                     f"{_tool(row, shared)} | {row['max_abs_error']:.2g} |")
+                     f"{tool_cell(row, shared)} | {row['max_abs_error']:.2g} |")
     return "\n".join(lines)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="stacked,attention,bidirectional,"
-                        "bidirectional_attention")
-    parser.add_argument("--lengths", default="211,997")
-    parser.add_argument("--update", action="store_true", help="write BENCHMARKS.md")
-    args = parser.parse_args(argv)
-    rows = measure(args.variants.split(","), [int(n) for n in args.lengths.split(",")])
-    table = render(rows)
-    print(table)
-    if args.update:
-        from bench_export import machine_description
-        from compare_report import write_section
+def update(rows, table, write_section):
+    """Records the table and its reading in BENCHMARKS.md."""
+    from bench_export import machine_description
 
-        fixed = [r for r in rows if r["form"] == "float16 prefix loop" and r["before"]]
-        gains = [r["us"] / _shared(rows, r)["us"] for r in fixed]
-        growth = [r["size"] / _shared(rows, r)["size"] for r in fixed]
-        tool = [r["tool_us"] / _shared(rows, r)["tool_us"] for r in fixed
-                if r.get("tool_us") and _shared(rows, r).get("tool_us")]
-        tool_text = (f" ({min(tool):.2f}-{max(tool):.2f}x with `litert-benchmark`)" if tool
-                     else "")
-        write_section(TITLE, f"""Command: `python benchmarks/float16_prefix.py --update`
+    fixed = [r for r in rows if r["form"] == "float16 prefix loop" and r["before"]]
+    gains = [r["us"] / _shared(rows, r)["us"] for r in fixed]
+    growth = [r["size"] / _shared(rows, r)["size"] for r in fixed]
+    tool = [r["tool_us"] / _shared(rows, r)["tool_us"] for r in fixed
+            if r.get("tool_us") and _shared(rows, r).get("tool_us")]
+    tool_text = (f" ({min(tool):.2f}-{max(tool):.2f}x with `litert-benchmark`)" if tool
+                 else "")
+    write_section(TITLE, f"""Command: `python benchmarks/float16_prefix.py --update`
 ({machine_description()}, {time.strftime("%Y-%m-%d")}).
 One thread, default XNNPACK delegate; median thread time in interleaved blocks, and the
 median of the C++ `litert-benchmark` tool (one thread) on the same files.
@@ -147,7 +125,13 @@ Reading: with the steps before the loop in their own loop the float16 files take
 {min(growth):.3f}-{max(growth):.3f}x its size (the constants stay shared; each body
 only adds its own `DEQUANTIZE` ops).
 """)
-    return 0
+
+
+def main(argv=None):
+    from bench_export import run_script
+
+    return run_script(argv, __doc__, measure, render, update,
+                      variants="stacked,attention,bidirectional,bidirectional_attention", lengths="211,997")
 
 
 if __name__ == "__main__":

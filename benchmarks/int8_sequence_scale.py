@@ -21,7 +21,6 @@ median thread time) and with the C++ `litert-benchmark`. With `--update` the tab
 to the section "int8 loops: the input sequence's scale" of BENCHMARKS.md.
 """
 
-import argparse
 import contextlib
 import functools
 import os
@@ -92,14 +91,9 @@ def measure(variants, lengths):
     with tempfile.TemporaryDirectory() as workdir:
         for variant in variants:
             for steps in lengths:
-                model = bench_export.reference_model(variant, steps)
-                calibration = np.random.default_rng(0).standard_normal(
-                    (100, steps, bench_export.FEATURES)).astype("float32")
-                peer = bench_export.onnx_peer(model, calibration[:4],
-                                              pathlib.Path(workdir) / "peer.onnx")
-                if "error" in peer:
-                    raise SystemExit(f"ONNX Runtime peer of {variant}: {peer['error']}")
-                functions, batch, paths, outputs = {"ort": peer["run"]}, [], [], []
+                model, calibration, ort = bench_export.reference_with_peer(
+                    variant, steps, workdir)
+                functions, batch, paths, outputs = {"ort": ort}, [], [], []
                 probe = calibration[:8]
                 for form in FORMS:
                     path = pathlib.Path(workdir) / f"{variant}_{steps}_{len(batch)}.tflite"
@@ -141,13 +135,9 @@ def _first(rows, row):
                 and r["form"] == FORMS[0])
 
 
-def _tool(row, first):
-    if not row.get("tool_us") or not first.get("tool_us"):
-        return "—"
-    return f"{row['tool_us']:.0f} ({row['tool_us'] / first['tool_us']:.2f})"
-
-
 def render(rows):
+    from bench_export import tool_cell
+
     lines = ["| variant | T | file | rescales of the sequence (bodies / before) | size (KB) | "
              "µs | vs ORT | vs every iteration | litert-benchmark µs (vs every iteration) | "
              "max err vs Keras |",
@@ -159,42 +149,28 @@ def render(rows):
                      f"{row['body_rescales']} / {row['main_rescales']} | "
                      f"{row['size'] / 1024:.1f} | {row['us']:.0f} | "
                      f"{row['us'] / row['ort_us']:.2f} | {row['us'] / first['us']:.2f} | "
-                     f"{_tool(row, first)} | {row['max_abs_error']:.2g} |")
+                     f"{tool_cell(row, first)} | {row['max_abs_error']:.2g} |")
     return "\n".join(lines)
 
 
-def _span(values):
-    return f"{min(values):.2f}-{max(values):.2f}" if values else "—"
+def update(rows, table, write_section):
+    """Records the table and its reading in BENCHMARKS.md."""
+    from bench_export import machine_description, span
 
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="stacked,attention,bidirectional,"
-                        "bidirectional_attention")
-    parser.add_argument("--lengths", default="200,1000")
-    parser.add_argument("--update", action="store_true", help="write BENCHMARKS.md")
-    args = parser.parse_args(argv)
-    rows = measure(args.variants.split(","), [int(n) for n in args.lengths.split(",")])
-    table = render(rows)
-    print(table)
-    if args.update:
-        from bench_export import machine_description
-        from compare_report import write_section
-
-        reading = []
-        for steps in sorted({r["T"] for r in rows}):
-            now = [r for r in rows if r["T"] == steps and r["form"] == FORMS[2]]
-            once = [r for r in rows if r["T"] == steps and r["form"] == FORMS[1]]
-            tool = [r["tool_us"] / _first(rows, r)["tool_us"] for r in now
-                    if r.get("tool_us") and _first(rows, r).get("tool_us")]
-            reading.append(
-                f"T={steps}: one scale {_span([r['us'] / _first(rows, r)['us'] for r in now])}x "
-                f"the time of the rescale at every iteration ({_span(tool)}x with "
-                f"`litert-benchmark`), rescaling once before the loop "
-                f"{_span([r['us'] / _first(rows, r)['us'] for r in once])}x; vs ORT "
-                f"{_span([_first(rows, r)['us'] / r['ort_us'] for r in now])} -> "
-                f"{_span([r['us'] / r['ort_us'] for r in now])}.")
-        write_section(TITLE, f"""Command: `python benchmarks/int8_sequence_scale.py --update`
+    reading = []
+    for steps in sorted({r["T"] for r in rows}):
+        now = [r for r in rows if r["T"] == steps and r["form"] == FORMS[2]]
+        once = [r for r in rows if r["T"] == steps and r["form"] == FORMS[1]]
+        tool = [r["tool_us"] / _first(rows, r)["tool_us"] for r in now
+                if r.get("tool_us") and _first(rows, r).get("tool_us")]
+        reading.append(
+            f"T={steps}: one scale {span([r['us'] / _first(rows, r)['us'] for r in now])}x "
+            f"the time of the rescale at every iteration ({span(tool)}x with "
+            f"`litert-benchmark`), rescaling once before the loop "
+            f"{span([r['us'] / _first(rows, r)['us'] for r in once])}x; vs ORT "
+            f"{span([_first(rows, r)['us'] / r['ort_us'] for r in now])} -> "
+            f"{span([r['us'] / r['ort_us'] for r in now])}.")
+    write_section(TITLE, f"""Command: `python benchmarks/int8_sequence_scale.py --update`
 ({machine_description()}, {time.strftime("%Y-%m-%d")}).
 One thread, default XNNPACK delegate; median thread time in interleaved blocks, and the
 median of the C++ `litert-benchmark` tool (one thread) on the same files.
@@ -213,7 +189,13 @@ in the main graph.
 
 Reading: {" ".join(reading)}
 """)
-    return 0
+
+
+def main(argv=None):
+    from bench_export import run_script
+
+    return run_script(argv, __doc__, measure, render, update,
+                      variants="stacked,attention,bidirectional,bidirectional_attention", lengths="200,1000")
 
 
 if __name__ == "__main__":

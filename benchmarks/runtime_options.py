@@ -18,7 +18,6 @@ file three ways, interleaved with ONNX Runtime's fused GRU on the model's PyTorc
 section "LiteRT runtime options" of BENCHMARKS.md.
 """
 
-import argparse
 import os
 import pathlib
 import sys
@@ -28,8 +27,6 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
-import numpy as np  # noqa: E402
-
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -38,45 +35,17 @@ RUNTIMES = ("Interpreter", "CompiledModel", "CompiledModel + weight cache")
 IN_MEMORY = ":memory:"
 
 
-def compiled_runner(path, weight_cache=""):
-    """A callable running the file once (LiteRT's `CompiledModel`, one CPU thread, the
-    XNNPACK weight cache at `weight_cache` when given), and its outputs for zeros."""
-    from ai_edge_litert.compiled_model import (CompiledModel, CpuOptions, Environment,
-                                               EnvironmentOptions, HardwareAccelerator,
-                                               Options)
-
-    environment = Environment.create(options=EnvironmentOptions())
-    model = CompiledModel.from_file(
-        str(path), environment=environment,
-        options=Options(hardware_accelerators=HardwareAccelerator.CPU,
-                        cpu_options=CpuOptions(num_threads=1,
-                                               xnnpack_weight_cache_path=weight_cache)))
-    signature = list(model.get_signature_list())[0]
-    details = model.get_input_tensor_details(signature)
-    inputs = {name: model.create_input_buffer_by_name(signature, name) for name in details}
-    outputs = {name: model.create_output_buffer_by_name(signature, name)
-               for name in model.get_output_tensor_details(signature)}
-    rng = np.random.default_rng(0)
-    for name, detail in details.items():
-        inputs[name].write(rng.standard_normal(detail["shape"]).astype(np.float32))
-    return lambda: model.run_by_name(signature, inputs, outputs)
-
-
 def measure(variants, lengths):
     import bench_export
+    from bench_streaming import compiled_runner
 
     results = []
     with tempfile.TemporaryDirectory() as workdir:
         for variant in variants:
             for steps in lengths:
-                model = bench_export.reference_model(variant, steps)
-                calibration = np.random.default_rng(0).standard_normal(
-                    (100, steps, bench_export.FEATURES)).astype("float32")
-                peer = bench_export.onnx_peer(model, calibration[:4],
-                                              pathlib.Path(workdir) / "peer.onnx")
-                if "error" in peer:
-                    raise SystemExit(f"ONNX Runtime peer of {variant}: {peer['error']}")
-                functions, batch = {"ort": peer["run"]}, []
+                model, calibration, ort = bench_export.reference_with_peer(
+                    variant, steps, workdir)
+                functions, batch = {"ort": ort}, []
                 for mode in ("float32", "int8"):
                     path = pathlib.Path(workdir) / f"{variant}_{steps}_{mode}.tflite"
                     row = bench_export.export_row(
@@ -85,7 +54,7 @@ def measure(variants, lengths):
                     if "error" in row:
                         raise SystemExit(f"{variant} T={steps} {mode}: {row['error']}")
                     runners = (bench_export.lite_runner(path), compiled_runner(path),
-                               compiled_runner(path, IN_MEMORY))
+                               compiled_runner(path, xnnpack_weight_cache_path=IN_MEMORY))
                     for runtime, runner in zip(RUNTIMES, runners):
                         key = f"{mode} {runtime}"
                         functions[key] = runner
@@ -114,35 +83,22 @@ def render(rows):
     return "\n".join(lines)
 
 
-def _span(values):
-    return f"{min(values):.2f}-{max(values):.2f}" if values else "—"
+def update(rows, table, write_section):
+    """Records the table and its reading in BENCHMARKS.md."""
+    from bench_export import machine_description, span
 
+    def ratios(mode, runtime, against):
+        return [r["us"] / next(o for o in rows if o["variant"] == r["variant"]
+                               and o["T"] == r["T"] and o["mode"] == mode
+                               and o["runtime"] == against)["us"]
+                for r in rows if r["mode"] == mode and r["runtime"] == runtime]
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="stacked,attention,bidirectional")
-    parser.add_argument("--lengths", default="200,1000")
-    parser.add_argument("--update", action="store_true", help="write BENCHMARKS.md")
-    args = parser.parse_args(argv)
-    rows = measure(args.variants.split(","), [int(n) for n in args.lengths.split(",")])
-    table = render(rows)
-    print(table)
-    if args.update:
-        from bench_export import machine_description
-        from compare_report import write_section
-
-        def ratios(mode, runtime, against):
-            return [r["us"] / next(o for o in rows if o["variant"] == r["variant"]
-                                   and o["T"] == r["T"] and o["mode"] == mode
-                                   and o["runtime"] == against)["us"]
-                    for r in rows if r["mode"] == mode and r["runtime"] == runtime]
-
-        reading = "; ".join(
-            f"{mode}: the weight cache takes {_span(ratios(mode, RUNTIMES[2], RUNTIMES[1]))}x "
-            f"the time of the same `CompiledModel` without it, and `CompiledModel` "
-            f"{_span(ratios(mode, RUNTIMES[1], RUNTIMES[0]))}x the `Interpreter`'s"
-            for mode in ("float32", "int8"))
-        write_section(TITLE, f"""Command: `python benchmarks/runtime_options.py --update`
+    reading = "; ".join(
+        f"{mode}: the weight cache takes {span(ratios(mode, RUNTIMES[2], RUNTIMES[1]))}x "
+        f"the time of the same `CompiledModel` without it, and `CompiledModel` "
+        f"{span(ratios(mode, RUNTIMES[1], RUNTIMES[0]))}x the `Interpreter`'s"
+        for mode in ("float32", "int8"))
+    write_section(TITLE, f"""Command: `python benchmarks/runtime_options.py --update`
 ({machine_description()}, {time.strftime("%Y-%m-%d")}).
 One thread, median thread time, each file's three runtimes and ONNX Runtime timed in
 interleaved blocks.
@@ -157,7 +113,13 @@ which packs weights that several nodes read once (docs/tflite-facts.md, F16).
 
 Reading: {reading}.
 """)
-    return 0
+
+
+def main(argv=None):
+    from bench_export import run_script
+
+    return run_script(argv, __doc__, measure, render, update,
+                      variants="stacked,attention,bidirectional", lengths="200,1000")
 
 
 if __name__ == "__main__":
