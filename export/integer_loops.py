@@ -122,8 +122,8 @@ def _plan_variable(model, main, loop, body, cond, position, read_only_in_reader_
     # values each time, quadratic in T). The same rounding, in the same op, earlier.
     scales = {_int8_quantization(body.tensors[op.outputs[0]]) for op in readers}
     outer_out = loop.outputs[position]
-    if (read_only_in_reader_scale and len(scales) == 1 and None not in scales and not _consumers(main, outer_out)
-            and outer_out not in list(main.outputs)):
+    if (read_only_in_reader_scale and len(scales) == 1 and None not in scales
+            and not _consumers(main, outer_out) and outer_out not in list(main.outputs)):
         return scales.pop()
     producer = _producer(main, outer_in)
     if _is(model, producer, _OP.DEQUANTIZE, main, _INT8, _FLOAT32):
