@@ -5,7 +5,8 @@ model for each streaming variant and cell, and against the full causal model for
 per-step self-attention (its key/value cache); six real conversions (each variant that
 streams beyond `stacked` once, each cell once, float32, int8 and int16x8, per-step
 self-attention of both attention variants) run in LiteRT and TFLite Micro and compared
-frame by frame with Keras; refusals with their reasons. The whole variant x cell x task
+frame by frame with Keras, and a float32 and an int8 step file of the stacked model (the
+gate math's ops against the cell's); refusals with their reasons. The whole variant x cell x task
 matrix and the quantized self-attention files are slow:
 `pytest --run-slow tests/test_streaming.py`.
 """
