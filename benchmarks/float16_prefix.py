@@ -131,7 +131,8 @@ def main(argv=None):
     from bench_export import run_script
 
     return run_script(argv, __doc__, measure, render, update,
-                      variants="stacked,attention,bidirectional,bidirectional_attention", lengths="211,997")
+                      variants="stacked,attention,bidirectional,bidirectional_attention",
+                      lengths="211,997")
 
 
 if __name__ == "__main__":

@@ -87,6 +87,8 @@ def sequence_rescales(path, features):
 def measure(variants, lengths):
     import bench_export
 
+    from export import LiteModel
+
     results = []
     with tempfile.TemporaryDirectory() as workdir:
         for variant in variants:
@@ -106,7 +108,7 @@ def measure(variants, lengths):
                     row.update(variant=variant, T=steps, form=form, body_rescales=body,
                                main_rescales=main)
                     functions[form] = bench_export.lite_runner(path)
-                    outputs.append(_outputs(path, probe))
+                    outputs.append(LiteModel(path).predict(probe))
                     paths.append(path)
                     batch.append(row)
                 # The first two differ only in where the same rescale runs.
@@ -118,15 +120,6 @@ def measure(variants, lengths):
                         path, bench_export.runs_for(steps))
                 results += batch
     return results
-
-
-def _outputs(path, x):
-    from ai_edge_litert.interpreter import Interpreter
-
-    runner = Interpreter(model_path=str(path), num_threads=1).get_signature_runner()
-    (name,) = runner.get_input_details()
-    return np.concatenate([list(runner(**{name: x[i : i + 1]}).values())[0]
-                           for i in range(len(x))])
 
 
 def _first(rows, row):
@@ -195,7 +188,8 @@ def main(argv=None):
     from bench_export import run_script
 
     return run_script(argv, __doc__, measure, render, update,
-                      variants="stacked,attention,bidirectional,bidirectional_attention", lengths="200,1000")
+                      variants="stacked,attention,bidirectional,bidirectional_attention",
+                      lengths="200,1000")
 
 
 if __name__ == "__main__":

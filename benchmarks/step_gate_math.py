@@ -39,7 +39,7 @@ TIME = 50
 
 def measure(models, modes):
     import bench_export
-    from bench_streaming import FEATURES, FILE_MODELS, compiled_model_us
+    from bench_streaming import FEATURES, FILE_MODELS, compiled_runner, median_us
 
     import zoo
     from export import streaming
@@ -75,9 +75,9 @@ def measure(models, modes):
                     paths.append(path)
                 timing = bench_export.interleaved(functions, 200)
                 # The C++ runtime's frames, both files in turn, five rounds.
-                cpp = [[compiled_model_us(path, runs=1000) for path in paths]
-                       for _ in range(5)]
-                for number, (row, path) in enumerate(zip(batch, paths)):
+                compiled = [compiled_runner(path) for path in paths]
+                cpp = [[median_us(run, runs=1000) for run in compiled] for _ in range(5)]
+                for number, row in enumerate(batch):
                     row["us_per_frame"] = timing[row["form"]]["cpu_us"] / TIME
                     row["cpp_us"] = float(np.median([times[number] for times in cpp]))
                     print({k: row[k] for k in ("model", "mode", "form", "ops", "size",

@@ -237,6 +237,17 @@ def run_layer_test(layer_class, init_kwargs, *, input_shapes, expected_output_sh
 # === Export ===
 
 
+def run_litert(content, x):
+    """The outputs of a batch-1 file's only signature (`content`: its bytes) for each row
+    of `x`, one call per row, with the standalone interpreter (no `LiteModel` guard)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_content=content).get_signature_runner()
+    (name,) = runner.get_input_details()
+    return np.concatenate([list(runner(**{name: x[i : i + 1]}).values())[0]
+                           for i in range(len(x))])
+
+
 def tflite_vs_keras(path, model, x):
     """Max abs difference between the file (run here, independently) and Keras."""
     from export import LiteModel

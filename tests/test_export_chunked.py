@@ -16,7 +16,7 @@ import pytest
 import zoo
 from export import LiteModel, VerificationError, chunked, converter, exporter, recipes, to_tflite
 from export.metadata import strip_tensor_names
-from helpers import TINY, sequences, tflite_vs_keras, tiny_model
+from helpers import TINY, run_litert, sequences, tflite_vs_keras, tiny_model
 
 
 def _gru_model(time=11, features=3, **options):
@@ -541,16 +541,6 @@ def _sequence_rescales(content, shape):
     return found
 
 
-def _run_file(content, x):
-    """The outputs of `content` (a batch-1 file) for each sequence of `x`."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    runner = Interpreter(model_content=content, num_threads=1).get_signature_runner()
-    (name,) = runner.get_input_details()
-    return np.concatenate([list(runner(**{name: x[i : i + 1]}).values())[0]
-                           for i in range(len(x))])
-
-
 @pytest.mark.parametrize("variant, time, segments", [
     ("stacked", 24, 1),
     ("attention", 24, 3),  # 2 segments of 3 chunks: the sequence enters an inner loop too
@@ -590,11 +580,11 @@ def test_int8_loops_rescale_their_input_sequence_at_most_once_per_call(variant, 
     assert [graph for graph, _, _ in _sequence_rescales(in_body, shape)] != []
     assert 0 not in [graph for graph, _, _ in _sequence_rescales(in_body, shape)]
     assert [graph for graph, _, _ in _sequence_rescales(before, shape)] == [0]
-    assert np.array_equal(_run_file(in_body, data[:6]), _run_file(before, data[:6]))
+    assert np.array_equal(run_litert(in_body, data[:6]), run_litert(before, data[:6]))
     # With the range of the sequence entering the loop: one scale, no rescale at all.
     wide = integer_loops.integer_loop_variables(convert(widen=True))[0]
     assert _sequence_rescales(wide, shape) == []
-    assert np.abs(_run_file(wide, data[:4]) - model.predict(data[:4], verbose=0)).max() <= 0.1
+    assert np.abs(run_litert(wide, data[:4]) - model.predict(data[:4], verbose=0)).max() <= 0.1
 
 
 # === Calibration data: refused when degenerate, verification on other data ===

@@ -23,7 +23,7 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from ai_edge_litert.tools import flatbuffer_utils
-from helpers import FEATURES, TIME, sequences, tiny_model
+from helpers import FEATURES, TIME, run_litert, sequences, tiny_model
 
 from export import LiteModel, converter, op_report, recipes
 from export.metadata import signature_tensor_indices
@@ -44,14 +44,6 @@ def convert_keras(model):
     lite_converter = tf.lite.TFLiteConverter.from_keras_model(model)
     lite_converter.target_spec.supported_ops = BUILTINS
     return lite_converter.convert()
-
-
-def run_litert(content, x):
-    """Runs the file's only signature on one batch-1 input with the standalone interpreter."""
-    runner = Interpreter(model_content=content).get_signature_runner()
-    (name,) = runner.get_input_details()
-    (output,) = runner(**{name: x}).values()
-    return output
 
 
 # === Converting recurrent Keras models ===
