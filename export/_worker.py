@@ -99,7 +99,8 @@ def convert_job(job):
             segment_chunks=job.get("segment_chunks", 1),
             pooling_in_loop=chunked.pools_in_loop(job["quantization"], fully_integer),
             bidirectional_rows=job.get("bidirectional_rows", False),
-            prefix_loop=job.get("prefix_loop", False))
+            prefix_loop=job.get("prefix_loop", False),
+            project_before=job.get("project_before", False))
     else:
         export_model = recipes.rebuild(
             model, unroll=recipe == "unrolled", sequence_length=job["sequence_length"]

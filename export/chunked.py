@@ -195,14 +195,19 @@ class ChunkedGRU(keras.layers.GRU):
             output instead of the sequence. Needs a last layer that returns sequences.
         prefix_loop: bool, the steps before the loop run in a loop of one iteration of
             their own (`prefix_in_loop`: float16 files).
+        project_before: bool, an input of at least `PROJECT_BEFORE_LOOP_WIDTH` values
+            per unit is projected for the whole sequence before the loop, and the loop
+            reads the projections (`project_before_in`: float files, not for TFLite
+            Micro).
         **kwargs: the first GRU's arguments.
     """
 
     def __init__(self, units, followers=(), chunk_steps=8, segment_chunks=1, pooling=None,
-                 prefix_loop=False, **kwargs):
+                 prefix_loop=False, project_before=False, **kwargs):
         super().__init__(units, **kwargs)
         _check_loop_sizes(chunk_steps, segment_chunks)
         self.prefix_loop = _check_flag("prefix_loop", prefix_loop)
+        self.project_before = _check_flag("project_before", project_before)
         self.follower_configs = [copy.deepcopy(dict(config)) for config in followers]
         self.chunk_steps = chunk_steps
         self.segment_chunks = segment_chunks
@@ -239,7 +244,7 @@ class ChunkedGRU(keras.layers.GRU):
         config = super().get_config()
         config.update(followers=self.follower_configs, chunk_steps=self.chunk_steps,
                       segment_chunks=self.segment_chunks, pooling=self.pooling_config,
-                      prefix_loop=self.prefix_loop)
+                      prefix_loop=self.prefix_loop, project_before=self.project_before)
         return config
 
     def _pool(self, sequence, previous):
@@ -310,11 +315,21 @@ class ChunkedGRU(keras.layers.GRU):
         if loops == 1 and prefix == 0:  # one chunk: no loop at all
             loops, prefix = 0, steps
 
+        # The first layer's input projections for the whole sequence, `(steps, 3 units)`,
+        # in place of the input (`project_before`).
+        projected = self.project_before and projected_before_loop(x.shape[-1], self.units)
+        if projected:
+            x = ops.concatenate(gru_projection(self.cell, x), axis=-1)
+
         def run(inputs, states, count):
-            """`count` steps of every layer from `inputs` `(count, features)`."""
+            """`count` steps of every layer from `inputs` `(count, features)` (the first
+            layer's projections when `projected`)."""
             new_states = []
             for index, cell in enumerate(cells):
-                x_zr, x_h = gru_projection(cell, inputs)
+                if index == 0 and projected:
+                    x_zr, x_h = inputs[:, : 2 * cell.units], inputs[:, 2 * cell.units :]
+                else:
+                    x_zr, x_h = gru_projection(cell, inputs)
                 rows_zr, rows_h = _rows(x_zr, count), _rows(x_h, count)
                 h = states[index]
                 outputs = []
@@ -397,20 +412,21 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
     `FULLY_CONNECTED` ops ("Two directions of a bidirectional GRU as one batch"). The
     backward direction then reads a time-reversed copy of the input, made once before
     the loop, so that both directions' chunks are one slice; its outputs are reversed
-    back once after it. A wide input (`projected_before_loop`: a second bidirectional
-    layer's) is projected for the whole sequence there too, and the loop reads the
+    back once after it. With `project_before` (as in `ChunkedGRU`; the rows form only) a
+    wide input is projected for the whole sequence there too, and the loop reads the
     projections. Needs both directions alike (`rows_possible`); otherwise the two-step
     form is used.
     """
 
     def __init__(self, layer, chunk_steps=8, segment_chunks=1, rows=False, prefix_loop=False,
-                 **kwargs):
+                 project_before=False, **kwargs):
         super().__init__(layer, **kwargs)
         _check_loop_sizes(chunk_steps, segment_chunks)
         self.chunk_steps = chunk_steps
         self.segment_chunks = segment_chunks
         self.rows = _check_flag("rows", rows)
         self.prefix_loop = _check_flag("prefix_loop", prefix_loop)
+        self.project_before = _check_flag("project_before", project_before)
 
     def get_config(self):
         config = super().get_config()
@@ -418,6 +434,7 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
         config["segment_chunks"] = self.segment_chunks
         config["rows"] = self.rows
         config["prefix_loop"] = self.prefix_loop
+        config["project_before"] = self.project_before
         return config
 
     def rows_possible(self):
@@ -533,9 +550,9 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
                     ops.stack([w[k] if k < 2 else ops.reshape(w[k], (1, -1)) for w in weights])
                     for k in range(4)]
 
-        # A wide input (`projected_before_loop`) is projected for the whole sequence
-        # before the loop; the loop then reads the projections, `(2, steps, 3 units)`.
-        projected = projected_before_loop(features, units)
+        # Both rows' input projections for the whole sequence, `(2, steps, 3 units)`, in
+        # place of the input (`project_before`).
+        projected = self.project_before and projected_before_loop(features, units)
         if projected:
             both = ops.concatenate(_project(both, *projection()), axis=-1)
             features = both.shape[-1]
@@ -617,24 +634,25 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
         return (y, y_rev)
 
 
-# A bidirectional layer whose input has at least this many values per step per unit is
-# projected for the whole sequence before its loop (`ChunkedBidirectionalGRU`'s rows):
-# one product of T rows per direction instead of one of a few rows per chunk in the loop
-# body, which XNNPACK computes at a lower rate. The loop then carries the projections, 3
-# units per step, so a narrow input (8 features for 64 units) would grow what the loop
-# holds 24x for a product that costs little; from 2 values per unit (a second
-# bidirectional layer reading the first's two directions) it grows at most 1.5x. Measured
-# on bench_export's bidirectional model (2 x Bidirectional(GRU(64)), float32; its second
-# layer reads 128 values), three interleaved rounds at each length: 0.93-0.95x the time
-# at T=50, 0.96-0.97x at T=200, 0.93-0.94x at T=1000. With the first layer's 8 features
-# projected before its loop as well, the model took as long as with neither (T=1000, one
-# run).
-PROJECT_BEFORE_LOOP_WIDTH = 2
+# A chunked loop whose first GRU's input has at least PROJECT_BEFORE_LOOP_WIDTH values
+# per step per unit (`project_before=True` of the chunked layers) projects that input for
+# the whole sequence before the loop: one product of T rows instead of one of a few rows
+# per chunk in the loop body, which XNNPACK computes at a lower rate per multiply-add. The
+# loop then reads the projections, 3 units per step, so a narrow input (8 features for 64
+# units) would grow what the loop holds 24x for a product that costs little: measured on
+# bench_export's stacked model (2 x GRU(64), 8 features), 0.96x the time at T=200 but
+# 1.08-1.10x at T=1000. From one value per unit it pays off (float32, three interleaved
+# rounds each, the same file otherwise): cnn_gru (64 filters into GRU(64)) 0.91-0.92x at
+# T=200, 0.92-0.93x at T=1000; the stacked model on 128 features 0.86-0.90x at T=1000;
+# bench_export's bidirectional model (its second layer reads 128 values) 0.93-0.95x at
+# T=50, 0.96-0.97x at T=200, 0.93-0.94x at T=1000; Dense(64) into Bidirectional(GRU(64))
+# 0.86-0.91x at T=200, 0.94x at T=1000.
+PROJECT_BEFORE_LOOP_WIDTH = 1
 
 
 def projected_before_loop(features, units):
-    """Whether a bidirectional layer's rows form projects its input of `features` values
-    per step before the loop (`PROJECT_BEFORE_LOOP_WIDTH`)."""
+    """Whether a chunked loop with `project_before=True` projects its first GRU's input of
+    `features` values per step before the loop (`PROJECT_BEFORE_LOOP_WIDTH`)."""
     return features >= PROJECT_BEFORE_LOOP_WIDTH * units
 
 
@@ -954,6 +972,21 @@ def prefix_in_loop(quantization):
     return quantization in PREFIX_LOOP_MODES
 
 
+# Files whose chunked loops project a wide input before the loop (`project_before`,
+# `PROJECT_BEFORE_LOOP_WIDTH`): those with float activations. An int8 file keeps the
+# projection in the loop body, where the z/r and candidate projections of each chunk
+# get scales of their own (before the loop they would be one tensor, with one scale);
+# a file for TFLite Micro keeps it there too (the exporter does not ask for it), where
+# the projections of the whole sequence would take 3 units per step of its arena.
+PROJECT_BEFORE_MODES = (None, "float16", "dynamic")
+
+
+def project_before_in(quantization):
+    """Whether files of this quantization project a wide input before a chunked loop
+    (`project_before=True` of the chunked layers)."""
+    return quantization in PROJECT_BEFORE_MODES
+
+
 def bidirectional_plan(model):
     """Names of the `Bidirectional(GRU)` layers that `ChunkedBidirectionalGRU` computes.
 
@@ -984,9 +1017,9 @@ def bidirectional_plan(model):
 
 
 def patch_config_for_bidirectional(config, names, chunk_steps, segment_chunks=1, rows=False,
-                                   prefix_loop=False):
+                                   prefix_loop=False, project_before=False):
     """Puts `ChunkedBidirectionalGRU` in place of the named `Bidirectional` layers
-    (`rows`, `prefix_loop`: see the layer)."""
+    (`rows`, `prefix_loop`, `project_before`: see the layer)."""
     for entry in config["layers"]:
         if entry["config"]["name"] in names:
             entry["class_name"] = "ChunkedBidirectionalGRU"
@@ -996,18 +1029,19 @@ def patch_config_for_bidirectional(config, names, chunk_steps, segment_chunks=1,
             entry["config"]["segment_chunks"] = int(segment_chunks)
             entry["config"]["rows"] = bool(rows)
             entry["config"]["prefix_loop"] = bool(prefix_loop)
+            entry["config"]["project_before"] = bool(project_before)
     return config
 
 
 def patch_config_for_chunks(config, chains, chunk_steps, segment_chunks=1, poolings=None,
-                            prefix_loop=False):
+                            prefix_loop=False, project_before=False):
     """Puts `ChunkedGRU` in place of each chain's first GRU in a functional config.
 
     The chain's other GRU layers become `keras.layers.Identity` (same name, same wiring):
     they receive the chain's output, which the identity layers in between also pass on.
     `poolings` (`pooling_plan`): the chain computes that pooling layer, which becomes an
-    `Identity` too (the chain's output is then the pooled vector). `prefix_loop`: see
-    `ChunkedGRU`.
+    `Identity` too (the chain's output is then the pooled vector). `prefix_loop`,
+    `project_before`: see `ChunkedGRU`.
     """
     entries = {entry["config"]["name"]: entry for entry in config["layers"]}
     poolings = poolings or {}
@@ -1021,6 +1055,7 @@ def patch_config_for_chunks(config, chains, chunk_steps, segment_chunks=1, pooli
         head["config"]["chunk_steps"] = int(chunk_steps)
         head["config"]["segment_chunks"] = int(segment_chunks)
         head["config"]["prefix_loop"] = bool(prefix_loop)
+        head["config"]["project_before"] = bool(project_before)
         pooling = poolings.get(chain[0])
         if pooling is not None:
             head["config"]["pooling"] = copy.deepcopy(entries[pooling]["config"])

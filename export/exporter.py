@@ -812,6 +812,9 @@ def to_tflite(
             # So do a bidirectional GRU's directions as two rows (10x the arena:
             # docs/tflite-facts.md, F28).
             job["bidirectional_rows"] = chunked.rows_in_step(quantization)
+            # And so does the projection of a wide input before the loop (3 units per
+            # step of arena; `export.chunked.PROJECT_BEFORE_LOOP_WIDTH`).
+            job["project_before"] = chunked.project_before_in(quantization)
         chosen, attempts = _try_recipes(
             plan, job, workdir, task=source.task, verification=data.verification,
             quantization=quantization, tolerance=tolerance,

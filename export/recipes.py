@@ -282,7 +282,8 @@ def _from_config(model, config):
 
 
 def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8, segment_chunks=1,
-                    pooling_in_loop=False, bidirectional_rows=False, prefix_loop=False):
+                    pooling_in_loop=False, bidirectional_rows=False, prefix_loop=False,
+                    project_before=False):
     """Rebuilds `model` with batch 1 and its GRU chains as `ChunkedGRU` loops, weights copied.
 
     Args:
@@ -300,6 +301,9 @@ def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8, segment_chunk
             `export.chunked.rows_in_step`).
         prefix_loop: bool, the steps before each loop run in a loop of their own
             (which files do: `export.chunked.prefix_in_loop`).
+        project_before: bool, a loop whose first GRU reads a wide input projects it
+            for the whole sequence before the loop (`export.chunked.ChunkedGRU`; which
+            files do: `export.chunked.project_before_in`).
 
     Returns:
         A new `keras.Model` with input shape `(1, time, ...)`.
@@ -329,10 +333,11 @@ def rebuild_chunked(model, *, sequence_length=None, chunk_steps=8, segment_chunk
     _patch_config(config, batch_shape=(1, time) + tuple(shape[1:]), unroll=False, hoist=False)
     poolings = chunked.pooling_plan(model, chains) if pooling_in_loop else {}
     chunked.patch_config_for_chunks(config, chains, chunk_steps, segment_chunks, poolings,
-                                    prefix_loop=prefix_loop)
+                                    prefix_loop=prefix_loop, project_before=project_before)
     chunked.patch_config_for_bidirectional(config, bidirectional, chunk_steps,
                                            segment_chunks, rows=bidirectional_rows,
-                                           prefix_loop=prefix_loop)
+                                           prefix_loop=prefix_loop,
+                                           project_before=project_before)
     rebuilt = _from_config(model, config)
     chunked.copy_weights(model, rebuilt, chains, poolings)
     return rebuilt

@@ -8,6 +8,7 @@ stand-in for the conversion child process.
 """
 
 import os
+import pathlib
 
 import keras
 import numpy as np
@@ -35,21 +36,29 @@ def _max_difference(a, b, x):
 # === The chunked layers, in Keras ===
 
 
-@pytest.mark.parametrize("options, chunk_steps", [
-    ({}, 1),  # one step per iteration
-    ({}, 4),  # 11 = 3 unrolled + 2 x 4
-    ({}, 11),  # one chunk: no loop
-    ({"reset_after": False}, 3),
-    ({"use_bias": False}, 3),
-    ({"activation": "relu", "recurrent_activation": "hard_sigmoid"}, 3),
+@pytest.mark.parametrize("options, chunk_steps, features", [
+    ({}, 1, 3),  # one step per iteration
+    ({}, 4, 3),  # 11 = 3 unrolled + 2 x 4
+    ({}, 11, 3),  # one chunk: no loop
+    ({"reset_after": False}, 3, 3),
+    ({"use_bias": False}, 3, 3),
+    ({"activation": "relu", "recurrent_activation": "hard_sigmoid"}, 3, 3),
+    # 6 features for 5 units: projected before the loop (`PROJECT_BEFORE_LOOP_WIDTH`)
+    ({}, 4, 6),
+    ({}, 11, 6),
+    ({"reset_after": False}, 3, 6),
+    ({"use_bias": False}, 3, 6),
 ])
-def test_chunked_gru_chain_matches_keras(options, chunk_steps):
-    model = _gru_model(**options)
-    rebuilt = recipes.rebuild_chunked(model, chunk_steps=chunk_steps)
+def test_chunked_gru_chain_matches_keras(options, chunk_steps, features):
+    """The chain computes Keras's numbers, with its input projected in the loop (3
+    features for 5 units) or before it (6; `project_before=True`)."""
+    assert chunked.projected_before_loop(features, 5) is (features == 6)
+    model = _gru_model(features=features, **options)
+    rebuilt = recipes.rebuild_chunked(model, chunk_steps=chunk_steps, project_before=True)
     heads = [layer for layer in rebuilt.layers if isinstance(layer, chunked.ChunkedGRU)]
     assert len(heads) == 1 and len(heads[0].followers) == 1  # the two GRU layers, fused
-    assert heads[0].chunk_steps == chunk_steps
-    x = np.random.default_rng(0).standard_normal((3, 11, 3)).astype("float32")
+    assert heads[0].chunk_steps == chunk_steps and heads[0].project_before
+    x = np.random.default_rng(0).standard_normal((3, 11, features)).astype("float32")
     assert _max_difference(rebuilt, model, x) <= 1e-6
 
 
@@ -113,7 +122,8 @@ def test_bidirectional_directions_as_two_rows_match_keras(time, chunk_steps, seg
     model = keras.Model(inputs, layer(inputs))
     x = np.random.default_rng(0).random((1, time, features)).astype("float32")
     rows = chunked.ChunkedBidirectionalGRU.from_config(dict(
-        layer.get_config(), chunk_steps=chunk_steps, segment_chunks=segment_chunks, rows=True))
+        layer.get_config(), chunk_steps=chunk_steps, segment_chunks=segment_chunks, rows=True,
+        project_before=True))
     rows.build((1, time, features))
     rows.set_weights(layer.get_weights())
     assert rows.rows_possible()
@@ -395,31 +405,59 @@ def test_float_bidirectional_files_run_both_directions_as_rows(tmp_path):
     assert quantized.recipe == "chunked" and "BATCH_MATMUL" not in quantized.ops
 
 
-def test_wide_bidirectional_inputs_are_projected_before_the_loop(tmp_path):
-    """In a float32 file (the two directions as rows), a bidirectional layer that reads
-    at least `PROJECT_BEFORE_LOOP_WIDTH` values per unit projects its input for the whole
-    sequence before its loop: one product of T rows instead of one per chunk in the body
-    (0.93-0.97x the time on bench_export's bidirectional model). The tiny model's second
-    layer reads the first one's two directions (8 values for 4 units); its first layer
-    reads 3 features and keeps its projection in the loop body. The file matches Keras."""
+def _product_inner_sizes(path):
+    """The inner dimension of the weights of each `FULLY_CONNECTED` and `BATCH_MATMUL` op,
+    `(before the loop, in the loop bodies)`: two sets."""
     from ai_edge_litert.tools import flatbuffer_utils
 
+    content = flatbuffer_utils.read_model_from_bytearray(pathlib.Path(path).read_bytes())
+
+    def sizes(subgraphs):
+        found = set()
+        for subgraph in subgraphs:
+            for op in subgraph.operators or []:
+                name = flatbuffer_utils.opcode_to_name(content, op.opcodeIndex)
+                if name == "FULLY_CONNECTED":  # weights (outputs, inputs)
+                    found.add(int(subgraph.tensors[op.inputs[1]].shape[-1]))
+                elif name == "BATCH_MATMUL":  # weights (batch, inputs, outputs)
+                    found.add(int(subgraph.tensors[op.inputs[1]].shape[-2]))
+        return found
+
+    return sizes(content.subgraphs[:1]), sizes(content.subgraphs[1:])
+
+
+def test_wide_inputs_are_projected_before_the_loop(tmp_path):
+    """In a float file, a chunked loop whose first GRU reads at least
+    `PROJECT_BEFORE_LOOP_WIDTH` values per unit projects that input for the whole sequence
+    before the loop: one product of T rows instead of one per chunk in the body
+    (0.86-0.97x the time on the models measured; `chunked.PROJECT_BEFORE_LOOP_WIDTH`).
+    The tiny bidirectional model's second layer reads the first one's two directions (8
+    values for 4 units), its first layer 3 features (kept in the body); a chain of two
+    GRU(4) reads 8 features. int8 files and files for TFLite Micro keep the projection in
+    the body. Every file matches Keras."""
+    units = TINY["units"]
     model, x = tiny_model("bidirectional", time=72), sequences(4, time=72)
     path = tmp_path / "rows.tflite"
     result = to_tflite(model, path, verification_data=x)
-    assert result.recipe == "chunked" and "WHILE" in result.ops
-    content = flatbuffer_utils.read_model_from_bytearray(path.read_bytes())
-
-    def inner_sizes(subgraphs):
-        """The inner dimension of each `BATCH_MATMUL`'s weights in `subgraphs`."""
-        return {int(subgraph.tensors[op.inputs[1]].shape[-2]) for subgraph in subgraphs
-                for op in subgraph.operators or []
-                if flatbuffer_utils.opcode_to_name(content, op.opcodeIndex) == "BATCH_MATMUL"}
-
-    units, features = TINY["units"], FEATURES
-    assert 2 * units in inner_sizes(content.subgraphs[:1])  # before the loop
-    assert inner_sizes(content.subgraphs[1:]) == {features, units}  # in the bodies
+    assert result.recipe == "chunked" and "BATCH_MATMUL" in result.ops and "WHILE" in result.ops
+    before, bodies = _product_inner_sizes(path)
+    assert 2 * units in before and bodies == {FEATURES, units}
     assert tflite_vs_keras(path, model, x) <= 1e-5
+
+    inputs = keras.Input((72, 2 * units))
+    hidden = keras.layers.GRU(units, return_sequences=True)(inputs)
+    chain = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GRU(units)(hidden)))
+    wide = sequences(24, time=72, features=2 * units)
+    for name, kwargs, projected in [
+            ("float32", {}, True),
+            ("micro", {"check_tflm": True}, False),
+            ("int8", {"quantization": "int8", "representative_data": wide}, False)]:
+        path = tmp_path / f"{name}.tflite"
+        result = to_tflite(chain, path, verification_data=wide[:4], **kwargs)
+        assert result.recipe == "chunked" and "WHILE" in result.ops, name
+        before, bodies = _product_inner_sizes(path)
+        assert (2 * units in before) is projected and (2 * units in bodies) is not projected
+        assert tflite_vs_keras(path, chain, wide[:4]) <= (1e-5 if name != "int8" else 0.05)
 
 
 def _loop_weights_from_outside(path):
