@@ -632,8 +632,9 @@ def _tflm_row(row, path, model=None, quantization=None, calibration=None):
     """The TFLite Micro arena of a full-sequence file, run in a fresh process.
 
     Where `to_tflite` writes another file for a microcontroller (`check_tflm=True`: no
-    nested loops, a bidirectional GRU as two steps instead of rows), and `model` is
-    given, that file is exported and measured instead (marked `micro_file`)."""
+    nested loops, a bidirectional GRU as two steps instead of rows, a wide input
+    projected in the loop body), and `model` is given, that file is exported and
+    measured instead (marked `micro_file`)."""
     from export import op_report, to_tflite
 
     if row["recipe"] == "loop":
@@ -642,7 +643,8 @@ def _tflm_row(row, path, model=None, quantization=None, calibration=None):
         row["tflm"] = {"error": "not tried: Keras's loop file is wrong in TFLite Micro"}
         return
     if model is not None and (_nested_loops(path)
-                              or "BATCH_MATMUL" in op_report(path)["builtin"]):
+                              or "BATCH_MATMUL" in op_report(path)["builtin"]
+                              or _projects_before_loop(model, quantization)):
         micro = pathlib.Path(path).with_name(pathlib.Path(path).stem + "_micro.tflite")
         try:
             to_tflite(model, micro, quantization=quantization,
@@ -653,6 +655,21 @@ def _tflm_row(row, path, model=None, quantization=None, calibration=None):
         row["tflm"] = dict(child("tflm", micro, timeout=120), micro_file=True)
         return
     row["tflm"] = child("tflm", path, timeout=120)
+
+
+def _projects_before_loop(model, quantization):
+    """Whether `model`'s chunked file of `quantization` projects an input of one of its
+    loops before the loop (`export.chunked.PROJECT_BEFORE_LOOP_WIDTH`), which a file for
+    a microcontroller does not."""
+    from export import chunked
+
+    if not chunked.project_before_in(quantization):
+        return False
+    layers = ([model.get_layer(chain[0]) for chain in chunked.chunk_plan(model)]
+              + [model.get_layer(name) for name in chunked.bidirectional_plan(model)])
+    return any(chunked.projected_before_loop(
+        layer.input.shape[-1], getattr(layer, "forward_layer", layer).units)
+        for layer in layers)
 
 
 def _size_vs_loop(batch):

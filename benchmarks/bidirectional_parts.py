@@ -190,8 +190,10 @@ sequence, one per segment).
 Reading: {"; ".join(readings)}. The reference model's excess over ONNX Runtime comes from
 its first layer's returned sequence (the `WHILE` kernel copies every loop variable at
 every iteration, and segments bound that copy at the price of restarting the inner loop,
-which re-plans its body) and from the second layer's 128-wide input projection, which
-runs per chunk of a few steps inside the loop. Where there are segments,
+which re-plans its body) and from its second layer's 128-wide input, whose projection
+(128 x 192 multiply-adds per step and direction) the file computes for the whole
+sequence before the loop (`export.chunked.PROJECT_BEFORE_LOOP_WIDTH`; it used to run
+per chunk of a few steps in the loop body, at a lower rate). Where there are segments,
 running them as loops in sequence removes the outer loop's copies of the whole
 sequence's buffer, but every segment's loop still restarts, and each has a body and
 weights of its own: a few percent at most, for a bigger file (1-4% faster in three

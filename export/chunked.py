@@ -119,6 +119,17 @@ def _project(inputs, kernel_zr, kernel_h, bias_zr, bias_h):
     return x_zr, x_h
 
 
+def _project_joined(inputs, kernel_zr, kernel_h, bias_zr, bias_h):
+    """`_project`'s two projections as one, `(..., 3 units)`: one product by the joined
+    kernels (a constant the converter folds), so no concatenation holds a second copy of
+    the projections."""
+    ops = keras.ops
+    joined = ops.matmul(inputs, ops.concatenate([kernel_zr, kernel_h], axis=-1))
+    if bias_zr is not None:
+        joined = joined + ops.concatenate([bias_zr, bias_h], axis=-1)
+    return joined
+
+
 def gru_step(cell, x_zr, x_h, h):
     """One GRU step from the projected inputs `(batch, 2 * units)`, `(batch, units)`.
 
@@ -319,7 +330,7 @@ class ChunkedGRU(keras.layers.GRU):
         # in place of the input (`project_before`).
         projected = self.project_before and projected_before_loop(x.shape[-1], self.units)
         if projected:
-            x = ops.concatenate(gru_projection(self.cell, x), axis=-1)
+            x = _project_joined(x, *projection_weights(self.cell))
 
         def run(inputs, states, count):
             """`count` steps of every layer from `inputs` `(count, features)` (the first
@@ -554,7 +565,7 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
         # place of the input (`project_before`).
         projected = self.project_before and projected_before_loop(features, units)
         if projected:
-            both = ops.concatenate(_project(both, *projection()), axis=-1)
+            both = _project_joined(both, *projection())
             features = both.shape[-1]
 
         def run(inputs, h, count):
