@@ -196,7 +196,7 @@ sequence before the loop (`export.chunked.PROJECT_BEFORE_LOOP_WIDTH`; it used to
 per chunk of a few steps in the loop body, at a lower rate). Where there are segments,
 running them as loops in sequence removes the outer loop's copies of the whole
 sequence's buffer, but every segment's loop still restarts, and each has a body and
-weights of its own: a few percent at most, for a bigger file (1-4% faster in three
+weights of its own: a few percent at most, for a bigger file (0-4% faster in five
 runs), so `_chunk_loop` keeps its outer loop. Without segments (T=200) the two files are
 the same.
 """)

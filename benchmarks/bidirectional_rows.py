@@ -248,8 +248,8 @@ kernels, which two steps leave float below 1024 values: smaller and a little les
 exact). The rows files also compute their second layer's input projection (128 values
 per step) before the loop, for the whole sequence (`project_before`,
 `export.chunked.PROJECT_BEFORE_LOOP_WIDTH`); the two-step form keeps it in the loop
-body, so these ratios include that gain (0.93-0.97x on its own, float32). In int8 the `BATCH_MATMUL` is ~3x slower than two `FULLY_CONNECTED` ops (toy
-table), so int8 files keep two steps, and so does a file for TFLite Micro, whose
+body, so these ratios include that gain (0.93-0.97x on its own, float32). In int8 the
+`BATCH_MATMUL` is ~3x slower than two `FULLY_CONNECTED` ops (toy table), so int8 files keep two steps, and so does a file for TFLite Micro, whose
 `BATCH_MATMUL` keeps a copy of its weights in the arena (docs/tflite-facts.md, F28).
 """)
     return 0
