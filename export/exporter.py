@@ -701,8 +701,9 @@ def to_tflite(
             `loop` form, which TFLite Micro runs with wrong outputs
             (docs/tflite-facts.md, F9), nor nested loops over segments (they enlarge
             the arena; `export.chunked.segment_chunks_for`), nor a bidirectional GRU's
-            directions as rows of one batch (F28), and neither does
-            `c_array`. `None` (the default): checked for streaming files and for files
+            directions as rows of one batch (F28), nor a wide input's projection
+            before its loop (`export.chunked.PROJECT_BEFORE_LOOP_WIDTH`), and neither
+            does `c_array`. `None` (the default): checked for streaming files and for files
             written with `c_array` (they are for firmware) unless their form is `loop`,
             which then gives a warning instead.
         tflm_arena_size: int, TFLM tensor arena in bytes; defaults to a generous size,
