@@ -437,6 +437,15 @@ def export_row(model, path, *, quantization, recipe, calibration, streaming=Fals
     return row
 
 
+def export_or_exit(model, path, label, **kwargs):
+    """`export_row(model, path, **kwargs)`; a failed export ends the benchmark with
+    `label` and the error (a script whose table needs every file)."""
+    row = export_row(model, path, **kwargs)
+    if "error" in row:
+        raise SystemExit(f"{label}: {row['error']}")
+    return row
+
+
 def time_rows(rows, files, peer, steps, log):
     """Latency of each file vs ONNX Runtime, interleaved; plus `litert-benchmark`."""
     for row in rows:

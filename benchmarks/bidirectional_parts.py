@@ -28,6 +28,7 @@ import pathlib
 import sys
 import tempfile
 import time
+from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
@@ -120,17 +121,13 @@ def measure(variants, lengths):
             models.append((IN_SEQUENCE, model))
             for kind, keras_model in models:
                 path = pathlib.Path(workdir) / f"{len(functions)}_{steps}.tflite"
-                original = chunked._chunk_loop
-                with bench_export.converting_in_process():
-                    if kind == IN_SEQUENCE:
-                        chunked._chunk_loop = _loops_in_sequence(original)
-                    try:
-                        row = bench_export.export_row(keras_model, path, quantization=None,
-                                                      recipe="auto", calibration=calibration)
-                    finally:
-                        chunked._chunk_loop = original
-                if "error" in row:
-                    raise SystemExit(f"{kind} T={steps}: {row['error']}")
+                loop = (_loops_in_sequence(chunked._chunk_loop) if kind == IN_SEQUENCE
+                        else chunked._chunk_loop)
+                with (bench_export.converting_in_process(),
+                      mock.patch.object(chunked, "_chunk_loop", loop)):
+                    row = bench_export.export_or_exit(
+                        keras_model, path, f"{kind} T={steps}", quantization=None,
+                        recipe="auto", calibration=calibration)
                 functions[kind] = bench_export.lite_runner(path)
                 batch.append(dict(row, T=steps, kind=kind, loops=_while_ops(path)))
             bench_export.time_batch(functions, batch, lambda row: row["kind"], steps,

@@ -24,6 +24,7 @@ import os
 import pathlib
 import sys
 import time
+from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
@@ -158,14 +159,10 @@ def measure_export(lengths, modes=("float32", "float16", "dynamic")):
                 quantization = None if mode == "float32" else mode
                 for form, modes_set in (("two steps", ()), ("rows", rows_modes)):
                     path = pathlib.Path(workdir) / f"{steps}_{mode}_{form.replace(' ', '_')}.tflite"
-                    chunked.ROWS_MODES = modes_set
-                    try:
-                        row = bench_export.export_row(model, path, quantization=quantization,
-                                                      recipe="auto", calibration=calibration)
-                    finally:
-                        chunked.ROWS_MODES = rows_modes
-                    if "error" in row:
-                        raise SystemExit(f"{mode} {form} T={steps}: {row['error']}")
+                    with mock.patch.object(chunked, "ROWS_MODES", modes_set):
+                        row = bench_export.export_or_exit(
+                            model, path, f"{mode} {form} T={steps}", quantization=quantization,
+                            recipe="auto", calibration=calibration)
                     row.update(T=steps, mode=mode, form=form,
                                batch_matmul="BATCH_MATMUL" in op_report(path)["builtin"])
                     functions[(mode, form)] = bench_export.lite_runner(path)

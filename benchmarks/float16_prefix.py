@@ -23,6 +23,7 @@ import pathlib
 import sys
 import tempfile
 import time
+from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
@@ -50,15 +51,12 @@ def measure(variants, lengths):
                 for form in FORMS:
                     path = pathlib.Path(workdir) / f"{variant}_{steps}_{len(batch)}.tflite"
                     paths.append(path)
-                    chunked.PREFIX_LOOP_MODES = () if form.endswith("shared weights") else modes
-                    try:
-                        row = bench_export.export_row(
-                            model, path, quantization=None if form == "float32" else "float16",
+                    shared = form.endswith("shared weights")
+                    with mock.patch.object(chunked, "PREFIX_LOOP_MODES", () if shared else modes):
+                        row = bench_export.export_or_exit(
+                            model, path, f"{variant} T={steps} {form}",
+                            quantization=None if form == "float32" else "float16",
                             recipe="auto", calibration=calibration)
-                    finally:
-                        chunked.PREFIX_LOOP_MODES = modes
-                    if "error" in row:
-                        raise SystemExit(f"{variant} T={steps} {form}: {row['error']}")
                     row.update(variant=variant, T=steps, form=form, chunk=chunk,
                                before=steps % chunk if chunk < steps else 0)
                     functions[form] = bench_export.lite_runner(path)

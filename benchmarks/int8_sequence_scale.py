@@ -100,10 +100,9 @@ def measure(variants, lengths):
                 for form in FORMS:
                     path = pathlib.Path(workdir) / f"{variant}_{steps}_{len(batch)}.tflite"
                     with behaviour(form):
-                        row = bench_export.export_row(model, path, quantization="int8",
-                                                      recipe="auto", calibration=calibration)
-                    if "error" in row:
-                        raise SystemExit(f"{variant} T={steps} {form}: {row['error']}")
+                        row = bench_export.export_or_exit(
+                            model, path, f"{variant} T={steps} {form}", quantization="int8",
+                            recipe="auto", calibration=calibration)
                     body, main = sequence_rescales(path, bench_export.FEATURES)
                     row.update(variant=variant, T=steps, form=form, body_rescales=body,
                                main_rescales=main)

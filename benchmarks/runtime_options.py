@@ -48,11 +48,10 @@ def measure(variants, lengths):
                 functions, batch = {"ort": ort}, []
                 for mode in ("float32", "int8"):
                     path = pathlib.Path(workdir) / f"{variant}_{steps}_{mode}.tflite"
-                    row = bench_export.export_row(
-                        model, path, quantization=None if mode == "float32" else mode,
+                    row = bench_export.export_or_exit(
+                        model, path, f"{variant} T={steps} {mode}",
+                        quantization=None if mode == "float32" else mode,
                         recipe="auto", calibration=calibration)
-                    if "error" in row:
-                        raise SystemExit(f"{variant} T={steps} {mode}: {row['error']}")
                     runners = (bench_export.lite_runner(path), compiled_runner(path),
                                compiled_runner(path, xnnpack_weight_cache_path=IN_MEMORY))
                     for runtime, runner in zip(RUNTIMES, runners):

@@ -23,6 +23,7 @@ import pathlib
 import sys
 import tempfile
 import time
+from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
@@ -58,16 +59,13 @@ def measure(models, modes):
                 functions, batch, paths = {}, [], []
                 for form in FORMS:
                     path = pathlib.Path(workdir) / f"{len(rows) + len(batch)}.tflite"
-                    streaming.GATE_MATH_MODES = kept if form == "gate math" else ()
-                    try:
-                        with bench_export.converting_in_process():
-                            row = bench_export.export_row(
-                                model, path, quantization=None if mode == "float32" else mode,
-                                recipe="auto", calibration=x, streaming=True)
-                    finally:
-                        streaming.GATE_MATH_MODES = kept
-                    if "error" in row:
-                        raise SystemExit(f"{name} {mode} {form}: {row['error']}")
+                    with (bench_export.converting_in_process(),
+                          mock.patch.object(streaming, "GATE_MATH_MODES",
+                                            kept if form == "gate math" else ())):
+                        row = bench_export.export_or_exit(
+                            model, path, f"{name} {mode} {form}",
+                            quantization=None if mode == "float32" else mode,
+                            recipe="auto", calibration=x, streaming=True)
                     row.update(model=name, mode=mode, form=form,
                                ops=sum(row["structure"]["subgraph_ops"]))
                     functions[form] = bench_export.step_runner(path, TIME)
