@@ -111,23 +111,25 @@ def test_a_sequence_returning_loop_runs_in_segments(variant, segment_chunks):
     (37, 5, 1, {"return_sequences": True, "reset_after": False}, "mul", 12),
     (20, 4, 1, {"use_bias": False}, "concat", 12),
 ])
-def test_bidirectional_directions_as_two_rows_match_keras(time, chunk_steps, segment_chunks,
-                                                          options, merge_mode, features):
+def test_bidirectional_directions_as_two_rows_or_two_steps_match_keras(
+        time, chunk_steps, segment_chunks, options, merge_mode, features):
     """`rows=True` runs the two directions of each step as two rows of one batch (one
-    `BATCH_MATMUL` per recurrent product): the same outputs as Keras's layer, with the
-    input projected in the loop (5 features) or before it (12)."""
+    `BATCH_MATMUL` per recurrent product), `rows=False` as two steps: both give Keras's
+    outputs, with the input projected in the loop (5 features) or before it (12)."""
     assert chunked.projected_before_loop(features, 6) is (features == 12)
     inputs = keras.Input((time, features), batch_size=1)
     layer = keras.layers.Bidirectional(keras.layers.GRU(6, **options), merge_mode=merge_mode)
     model = keras.Model(inputs, layer(inputs))
     x = np.random.default_rng(0).random((1, time, features)).astype("float32")
-    rows = chunked.ChunkedBidirectionalGRU.from_config(dict(
-        layer.get_config(), chunk_steps=chunk_steps, segment_chunks=segment_chunks, rows=True,
-        project_before=True))
-    rows.build((1, time, features))
-    rows.set_weights(layer.get_weights())
-    assert rows.rows_possible()
-    assert float(np.abs(np.asarray(rows(x)) - np.asarray(model(x))).max()) <= 1e-6
+    for rows in (True, False):
+        rebuilt = chunked.ChunkedBidirectionalGRU.from_config(dict(
+            layer.get_config(), chunk_steps=chunk_steps, segment_chunks=segment_chunks,
+            rows=rows, project_before=True))
+        rebuilt.build((1, time, features))
+        rebuilt.set_weights(layer.get_weights())
+        assert rebuilt.rows_possible()
+        difference = float(np.abs(np.asarray(rebuilt(x)) - np.asarray(model(x))).max())
+        assert difference <= 1e-6, rows
     with pytest.raises(ValueError, match="rows='yes'"):
         chunked.ChunkedBidirectionalGRU(keras.layers.GRU(4), rows="yes")
 
@@ -432,9 +434,10 @@ def test_wide_inputs_are_projected_before_the_loop(tmp_path):
     before the loop: one product of T rows instead of one per chunk in the body
     (0.86-0.97x the time on the models measured; `chunked.PROJECT_BEFORE_LOOP_WIDTH`).
     The tiny bidirectional model's second layer reads the first one's two directions (8
-    values for 4 units), its first layer 3 features (kept in the body); a chain of two
-    GRU(4) reads 8 features. int8 files and files for TFLite Micro keep the projection in
-    the body. Every file matches Keras."""
+    values for 4 units), its first layer 3 features (kept in the body): projected before
+    the loop in float (directions as rows) and in int8 (as two steps); a chain of two
+    GRU(4) reads 8 features. Files for TFLite Micro keep the projection in the body.
+    Every file matches Keras."""
     units = TINY["units"]
     model, x = tiny_model("bidirectional", time=72), sequences(4, time=72)
     path = tmp_path / "rows.tflite"
@@ -443,6 +446,13 @@ def test_wide_inputs_are_projected_before_the_loop(tmp_path):
     before, bodies = _product_inner_sizes(path)
     assert 2 * units in before and bodies == {FEATURES, units}
     assert tflite_vs_keras(path, model, x) <= 1e-5
+    path = tmp_path / "two_steps.tflite"
+    result = to_tflite(model, path, quantization="int8", representative_data=sequences(
+        24, time=72), verification_data=x)
+    assert result.recipe == "chunked" and "BATCH_MATMUL" not in result.ops
+    before, bodies = _product_inner_sizes(path)
+    assert 2 * units in before and bodies == {FEATURES, units}
+    assert tflite_vs_keras(path, model, x) <= 0.05
 
     inputs = keras.Input((72, 2 * units))
     hidden = keras.layers.GRU(units, return_sequences=True)(inputs)
@@ -451,7 +461,7 @@ def test_wide_inputs_are_projected_before_the_loop(tmp_path):
     for name, kwargs, projected in [
             ("float32", {}, True),
             ("micro", {"check_tflm": True}, False),
-            ("int8", {"quantization": "int8", "representative_data": wide}, False)]:
+            ("int8", {"quantization": "int8", "representative_data": wide}, True)]:
         path = tmp_path / f"{name}.tflite"
         result = to_tflite(chain, path, verification_data=wide[:4], **kwargs)
         assert result.recipe == "chunked" and "WHILE" in result.ops, name
