@@ -122,7 +122,7 @@ def _project(inputs, kernel_zr, kernel_h, bias_zr, bias_h):
 def _project_joined(inputs, kernel_zr, kernel_h, bias_zr, bias_h):
     """`_project`'s two projections as one, `(..., 3 units)`: one product by the joined
     kernels (a constant the converter folds), so no concatenation holds a second copy of
-    the projections."""
+    the projections (`ChunkedBidirectionalGRU`'s rows form, float files only)."""
     ops = keras.ops
     joined = ops.matmul(inputs, ops.concatenate([kernel_zr, kernel_h], axis=-1))
     if bias_zr is not None:
@@ -326,8 +326,6 @@ class ChunkedGRU(keras.layers.GRU):
         if loops == 1 and prefix == 0:  # one chunk: no loop at all
             loops, prefix = 0, steps
 
-        # The first layer's input projections for the whole sequence, `(steps, 3 units)`,
-        # in place of the input (`project_before`).
         # The loop reads `sources`, `(steps, ...)` each, one window of each per chunk:
         # the input, or the first layer's two input projections for the whole sequence
         # (`project_before`; two products, so that in an int8 file the z/r and candidate
@@ -998,9 +996,14 @@ def prefix_in_loop(quantization):
 # Files whose chunked loops project a wide input before the loop (`project_before`,
 # `PROJECT_BEFORE_LOOP_WIDTH`): float ones and int8. The z/r and candidate projections
 # are two products (`_project`), so that in an int8 file each keeps a scale of its own,
-# as in the loop body; there they were 0.95-0.98x the time of files projecting in the
-# body (cnn_gru, and 2 x GRU(64) on 128 features, at T=200 and 1000), with the same or a
-# smaller error vs Keras. int16x8 keeps the projection in the body (not measured). A
+# as in the loop body. int8 files, against the same files projecting in the body, two
+# interleaved rounds each: cnn_gru 0.97-0.99x the time at T=200 and 1000, the stacked
+# model on 128 features 0.95-0.98x, bench_export's bidirectional model 0.94-0.98x,
+# bidirectional_attention 0.96-0.97x at T=200, cnn_gru_attention 0.98x at T=1000; the
+# error vs Keras the same or smaller but for the bidirectional model at T=200 (0.0030 ->
+# 0.0043). (With one product for all three, one scale, the cnn_gru files' error moved
+# either way.) In float files the two products ran within noise of one product by the
+# joined kernels (0.95-1.05x). int16x8 keeps the projection in the body (not measured). A
 # file for TFLite Micro keeps it there too (the exporter does not ask for it), where the
 # projections of the whole sequence would take 3 units per step of its arena.
 PROJECT_BEFORE_MODES = (None, "float16", "dynamic", "int8")
