@@ -1003,9 +1003,10 @@ def prefix_in_loop(quantization):
 # error vs Keras the same or smaller but for the bidirectional model at T=200 (0.0030 ->
 # 0.0043). (With one product for all three, one scale, the cnn_gru files' error moved
 # either way.) In float files the two products ran within noise of one product by the
-# joined kernels (0.95-1.05x). int16x8 keeps the projection in the body (not measured). A
-# file for TFLite Micro keeps it there too (the exporter does not ask for it), where the
-# projections of the whole sequence would take 3 units per step of its arena.
+# joined kernels (0.95-1.05x). (int16x8 files have no loop: their quantizer refuses
+# `WHILE`.) A file for TFLite Micro keeps the projection in the loop body (the exporter
+# does not ask for it), where the projections of the whole sequence would take 3 units
+# per step of its arena.
 PROJECT_BEFORE_MODES = (None, "float16", "dynamic", "int8")
 
 
