@@ -667,7 +667,10 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
 # T=200, 0.92-0.93x at T=1000; the stacked model on 128 features 0.86-0.90x at T=1000;
 # bench_export's bidirectional model (its second layer reads 128 values) 0.93-0.95x at
 # T=50, 0.96-0.97x at T=200, 0.93-0.94x at T=1000; Dense(64) into Bidirectional(GRU(64))
-# 0.86-0.91x at T=200, 0.94x at T=1000.
+# 0.86-0.91x at T=200, 0.94x at T=1000. int8 files (a byte a projection) follow the same
+# rule: projecting 8 features for GRU(64) before the loop gained nothing there either
+# (stacked model 0.98-1.04x the time at T=16-1000, attention 0.99x and bidirectional
+# 1.01x at T=1000, gru_fcn 0.97-0.98x at T=200; two interleaved rounds each).
 PROJECT_BEFORE_LOOP_WIDTH = 1
 
 
