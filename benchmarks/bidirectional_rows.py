@@ -242,10 +242,11 @@ op has a fixed cost: the export's rows files take {span("float32")} the time of 
 two-step files in float32, {span("float16")} in float16 and {span("dynamic")} with
 dynamic-range weights (whose hybrid `BATCH_MATMUL` also quantizes the stacked input
 kernels, which two steps leave float below 1024 values: smaller and a little less
-exact). The rows files also compute their second layer's input projection (128 values
-per step) before the loop, for the whole sequence (`project_before`,
-`export.chunked.PROJECT_BEFORE_LOOP_WIDTH`); the two-step form keeps it in the loop
-body, so these ratios include that gain (0.93-0.97x on its own, float32). In int8 the
+exact). Both forms compute their second layer's input projection (128 values per step)
+before the loop, for the whole sequence (`project_before`,
+`export.chunked.PROJECT_BEFORE_LOOP_WIDTH`), so these ratios are the step forms' alone
+(before 2026-12-06 the two-step form kept that projection in its loop body and the ratios
+included its gain: 0.76-0.80x in float32). In int8 the
 `BATCH_MATMUL` is ~3x slower than two `FULLY_CONNECTED` ops (toy table), so int8 files keep two steps, and so does a file for TFLite Micro, whose
 `BATCH_MATMUL` keeps a copy of its weights in the arena (docs/tflite-facts.md, F28).
 """)
