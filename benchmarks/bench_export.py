@@ -1024,7 +1024,8 @@ def main(argv=None):
                         help="T = 16, 50; stacked and attention; no probe beyond T=50")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "bench_export_results.json"))
     parser.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"))
-    parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--no-write", action="store_true",
+                        help="print only: write neither --json nor --markdown")
     parser.add_argument("--render", help="re-render BENCHMARKS.md from a results JSON")
     parser.add_argument("--update", action="store_true",
                         help="rerun only --sections, keeping the other sections of --json "
@@ -1066,10 +1067,14 @@ def main(argv=None):
         results["meta"].setdefault("reruns", []).append(
             {k: rerun[k] for k in ("sections", "command", "date", "code", "load")})
 
+    def save():
+        if not args.no_write:  # a print-only run must not replace the recorded results
+            json_path.write_text(json.dumps(results, indent=1, default=float))
+
     def log(row):
         print(json.dumps({k: v for k, v in row.items() if k not in ("structure", "notes")},
                          default=float), flush=True)
-        json_path.write_text(json.dumps(results, indent=1, default=float))
+        save()
 
     with tempfile.TemporaryDirectory(prefix="gru_zoo_bench_") as workdir:
         if "probe" in sections:
@@ -1088,7 +1093,7 @@ def main(argv=None):
             results["profile"] = profile_rows(workdir, log)
     if not args.update:
         results["meta"]["load_end"] = " ".join(f"{v:.1f}" for v in os.getloadavg())
-    json_path.write_text(json.dumps(results, indent=1, default=float))
+    save()
     text = render(results)
     print(text)
     if not args.no_write:
