@@ -15,6 +15,8 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.tools import flatbuffer_utils
 
+from export.serialize import model_bytes
+
 METADATA_NAME = "gru_zoo"
 # TFLite Micro's int8 SOFTMAX aborts once its exponentials sum to this (F22): a softmax
 # over fewer values always runs there.
@@ -85,7 +87,7 @@ def add_metadata(tflite_bytes, metadata):
     entry.buffer = len(model.buffers) - 1
     entries.append(entry)
     model.metadata = entries
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    return model_bytes(model)
 
 
 def strip_tensor_names(tflite_bytes):
@@ -103,7 +105,7 @@ def strip_tensor_names(tflite_bytes):
         for index, tensor in enumerate(subgraph.tensors):
             if index not in keep:
                 tensor.name = None
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    return model_bytes(model)
 
 
 def read_metadata(model_or_path):

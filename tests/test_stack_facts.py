@@ -291,6 +291,41 @@ def test_f9_tflm_runs_the_step_file_but_not_the_loop_file(tmp_path):
                                atol=1e-5)
 
 
+def test_f29_tensors_and_ops_may_share_one_copy_of_equal_tables():
+    """A file whose tensors and ops point at one copy of each distinct shape,
+    quantization table and options table (`export.serialize.model_bytes`) is smaller,
+    holds the same model (unpacked and packed again it is byte for byte the file
+    packed without sharing), and runs with bit-identical outputs in LiteRT and TFLite
+    Micro. An unrolled file repeats its step's ops: the tiny model's, 12 steps, float32,
+    without the intermediate tensors' names (as exported)."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    from export.serialize import model_bytes
+
+    def unpacked(content):
+        return flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+
+    model, x = tiny_model(), sequences(3)
+    model_object = unpacked(converter.convert(recipes.rebuild(model, unroll=True)))
+    for subgraph in model_object.subgraphs:
+        keep = set(subgraph.inputs) | set(subgraph.outputs)
+        for index, tensor in enumerate(subgraph.tensors):
+            if index not in keep:
+                tensor.name = None
+    plain = bytes(flatbuffer_utils.convert_object_to_bytearray(model_object))
+    shared = model_bytes(unpacked(plain))
+    assert len(shared) < 0.95 * len(plain)
+    assert bytes(flatbuffer_utils.convert_object_to_bytearray(unpacked(shared))) == plain
+    assert np.array_equal(run_litert(shared, x), run_litert(plain, x))
+    outputs = []
+    for content in (plain, shared):
+        interpreter = runtime.Interpreter.from_bytes(content, arena_size=1 << 20)
+        interpreter.set_input(x[:1], 0)
+        interpreter.invoke()
+        outputs.append(np.asarray(interpreter.get_output(0)))
+    assert np.array_equal(outputs[0], outputs[1])
+
+
 def _tflm_arena_bytes(content):
     """What TFLM's interpreter says it allocated in its arena for `content`."""
     from tflite_micro.python.tflite_micro import runtime
