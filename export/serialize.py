@@ -10,7 +10,7 @@ quantization tables 95 distinct values and 142 ops 13 distinct option tables.
 
 FlatBuffers lets any number of references point at one table or vector, so `model_bytes`
 packs each distinct vector, quantization table and options table once and points every
-user at it: int8 loop files 3-9% smaller (1.9-17 KB on the benchmark's variants), and
+user at it: int8 loop files 3-10% smaller (1.9-17 KB on the benchmark's variants), and
 the interpreter reads the same values (docs/tflite-facts.md, F29, checks that outputs
 are bit-identical). Written by hand: neither the `flatbuffers` package's `Builder` nor
 `flatbuffer_utils` offers sharing.
