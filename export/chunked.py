@@ -326,12 +326,10 @@ class ChunkedGRU(keras.layers.GRU):
         if loops == 1 and prefix == 0:  # one chunk: no loop at all
             loops, prefix = 0, steps
 
-        # The loop reads `sources`, `(steps, ...)` each, one window of each per chunk:
-        # the input, or the first layer's two input projections for the whole sequence
-        # (`project_before`; two products, so that in an int8 file the z/r and candidate
-        # projections keep a scale each, as they have in the loop body).
+        # The loop reads one window of each of `sources` per chunk: the input, or the
+        # first layer's input projections for the whole sequence (`project_before`).
         projected = self.project_before and projected_before_loop(x.shape[-1], self.units)
-        sources = list(_project(x, *projection_weights(self.cell))) if projected else [x]
+        sources = _loop_sources(x, self.cell, projected)
 
         def run(inputs, states, count):
             """`count` steps of every layer from the windows `inputs` of `sources`."""
@@ -379,9 +377,8 @@ class ChunkedGRU(keras.layers.GRU):
             carried = list(states) + (list(pool) if pooled else [])
 
             def body(g, carried):
-                windows = [tf.slice(s, tf.stack([prefix + g * chunk, 0]),
-                                    [chunk, s.shape[-1]]) for s in sources]
-                new_states, sequence = run(windows, carried[: len(cells)], chunk)
+                new_states, sequence = run(_windows(sources, prefix + g * chunk, chunk),
+                                           carried[: len(cells)], chunk)
                 if pooled:
                     return new_states + list(self._pool(sequence, carried[len(cells) :])), []
                 return new_states, [sequence] if returns else []
@@ -484,11 +481,8 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
         # Each direction reads its `sources` (as in `ChunkedGRU`): the input, or its own
         # two input projections for the whole sequence (`project_before`).
         projected = self.project_before and projected_before_loop(x.shape[-1], forward.units)
-        sources_f = list(_project(x, *projection_weights(forward))) if projected else [x]
-        sources_b = list(_project(x, *projection_weights(backward))) if projected else [x]
-
-        def window(sources, start, count):
-            return [tf.slice(s, tf.stack([start, 0]), [count, s.shape[-1]]) for s in sources]
+        sources_f = _loop_sources(x, forward, projected)
+        sources_b = _loop_sources(x, backward, projected)
 
         def run(cell, inputs, h, count, reverse):
             """`count` steps of one direction from windows `inputs` of its sources;
@@ -526,8 +520,8 @@ class ChunkedBidirectionalGRU(keras.layers.Bidirectional):
             h_b = ops.zeros((1, backward.units), x.dtype) if h_b is None else h_b
 
             def body(g, carried):
-                window_f = window(sources_f, prefix + g * chunk, chunk)
-                window_b = window(sources_b, steps - prefix - (g + 1) * chunk, chunk)
+                window_f = _windows(sources_f, prefix + g * chunk, chunk)
+                window_b = _windows(sources_b, steps - prefix - (g + 1) * chunk, chunk)
                 h_f, seq_f = run(forward, window_f, carried[0], chunk, False)
                 h_b, seq_b = run(backward, window_b, carried[1], chunk, True)
                 return [h_f, h_b], [seq_f, seq_b] if sequences_out else []
@@ -678,6 +672,21 @@ def projected_before_loop(features, units):
     """Whether a chunked loop with `project_before=True` projects its first GRU's input of
     `features` values per step before the loop (`PROJECT_BEFORE_LOOP_WIDTH`)."""
     return features >= PROJECT_BEFORE_LOOP_WIDTH * units
+
+
+def _loop_sources(x, cell, projected):
+    """What a chunked loop over `x` `(steps, features)` reads for `cell`: `[x]`, or with
+    `projected` (`project_before`) the cell's two input projections for the whole
+    sequence, `[x_zr, x_h]` (two products, so that in an int8 file each keeps a scale of
+    its own, as in the loop body)."""
+    return list(_project(x, *projection_weights(cell))) if projected else [x]
+
+
+def _windows(sources, start, count):
+    """The rows `start .. start + count - 1` of each of `sources` (`start` a tensor)."""
+    import tensorflow as tf
+
+    return [tf.slice(s, tf.stack([start, 0]), [count, s.shape[-1]]) for s in sources]
 
 
 def _check_flag(name, value):
