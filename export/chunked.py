@@ -1343,7 +1343,8 @@ def chunkable(model):
     return bool(chunk_plan(model) or bidirectional_plan(model))
 
 
-def chunk_steps_for(model, steps, quantization=None, fully_integer=False):
+def chunk_steps_for(model, steps, quantization=None, fully_integer=False,
+                    int8_float_layers="auto"):
     """Steps per loop iteration that the automatic recipe uses for `model` at `steps`.
 
     Returns `steps` (no loop: every step unrolled) for short float sequences whose
@@ -1352,7 +1353,8 @@ def chunk_steps_for(model, steps, quantization=None, fully_integer=False):
     per step and grows with T. Layers that return long sequences take more steps per
     iteration (`buffer_chunk_steps`) when that is over 4. No loop body holds more steps
     than `body_steps_cap` (wide layers take fewer, down to one step per iteration).
-    `fully_integer`: see `pools_in_loop`.
+    `fully_integer`: see `pools_in_loop`. `int8_float_layers`: as `to_tflite`'s; an
+    int8 file that keeps a layer with weights float takes shorter bodies (file size).
     """
     calibrated = quantization in ("int8", "int16x8")
     if not calibrated:
@@ -1367,24 +1369,35 @@ def chunk_steps_for(model, steps, quantization=None, fully_integer=False):
     if cap < 4:
         return min(cap, steps)
     if calibrated:
-        # Each step of the body costs ~1.5 KB per layer in an int8 file (its tensors'
-        # quantization parameters and the op table), and the steps run unrolled before
-        # the loop cost as much again: small divisors of T keep the file near its
-        # weights (reference model at T=50: 50 KB with 2 steps per iteration, 62 KB
-        # with 5, 65 KB with 4 and 2 steps before the loop; the float32 loop file is
-        # 176 KB). The price is speed: at T=50, 5 steps per iteration took 0.80-0.85x
-        # the time of 2 (stacked, attention and bidirectional reference models), but
-        # their files came to 0.35-0.37x the float32 loop file's size, over the 0.35x
-        # target. Where 4 and 5 both divide T (T=100, 200, 1000), 5 took 0.93-0.99x the
-        # time of 4 for 4 KB more. What a step costs is the file's structure, not its
-        # weights: ~110 bytes per tensor and its op (the 2 -> 5 file above: 95 more
-        # tensors, 74 more ops, the same 39.7 KB of weight data). Since files store equal
-        # tables once (`export.serialize`, F29), the 5-step files at T=50 measure
-        # 0.33-0.34x the float32 loop file (stacked 58.6 KB, attention 66.3 KB,
-        # bidirectional 143.9 KB), under the target: 5 steps there is the next change to
-        # measure and make (not made yet).
-        for chunk in (4, 3, 2):
-            if steps % chunk == 0:
+        # Each step of the body costs ~1 KB per layer in an int8 file (its tensors'
+        # quantization parameters and its ops: ~110 bytes per tensor and op, since files
+        # store equal tables once, `export.serialize`, F29), and the steps run unrolled
+        # before the loop cost as much again, so the chunk is a divisor of T. Measured at
+        # T=50 (stacked, attention and bidirectional reference models): 5 steps per
+        # iteration took 0.80-0.85x the time of 2, for files of 0.32-0.33x the float32
+        # loop file's size (stacked 57.2 KB against 49.2 KB with 2 steps); where 4 and 5
+        # both divide T (T=100, 200, 1000), 5 took 0.93-0.99x the time of 4, 4 KB more.
+        # 10 steps took 0.95-1.06x the time of 5. So: 5 where it divides T, else the
+        # largest divisor of 4, 3 and 2. Except where the int8 file keeps a layer with
+        # weights float (by default the first convolution over the raw input,
+        # `export.calibration.float_layer_names`): its 4 bytes a weight bring the file
+        # nearer the 0.35x target, and 5 steps crossed it at T=50 (cnn_gru_attention
+        # 0.32x -> 0.351x, gru_fcn 0.33x -> 0.368x; cnn_gru 0.31x -> 0.346x).
+        first = 4 if _keeps_float_weights(model, quantization, int8_float_layers) else 5
+        for chunk in range(first, 1, -1):
+            if chunk <= cap and steps % chunk == 0:
                 return min(chunk, steps)
         return min(2, steps)
     return min(default_chunk_steps(steps), cap)
+
+
+def _keeps_float_weights(model, quantization, int8_float_layers="auto"):
+    """Whether the int8 file of `model` keeps a layer with weights in float."""
+    if quantization != "int8":
+        return False
+    if int8_float_layers == "auto":
+        from export.calibration import float_layer_names
+
+        int8_float_layers = float_layer_names(model)
+    names = {layer.name: layer for layer in model.layers}
+    return any(names[name].count_params() for name in int8_float_layers if name in names)

@@ -790,7 +790,8 @@ def to_tflite(
     fully_integer = is_fully_integer(quantization, int8_float_layers)
     plan, chunk_steps = _plan_recipes(source.keras_model, form, quantization, fallback,
                                       data.window, form_argument=form_argument,
-                                      micro=check_tflm is True, fully_integer=fully_integer)
+                                      micro=check_tflm is True, fully_integer=fully_integer,
+                                      int8_float_layers=int8_float_layers)
 
     # === Work ===
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -1183,7 +1184,7 @@ def _default_verification(source, calibrating, calibration, eval_x, window):
 
 
 def _plan_recipes(keras_model, form, quantization, fallback, window, *, form_argument="form",
-                  micro=False, fully_integer=False):
+                  micro=False, fully_integer=False, int8_float_layers="auto"):
     """`(forms to try in order, chunk_steps or None)` for this model.
 
     `_recipes_to_try` gives the order; this drops what the model cannot take (the
@@ -1191,7 +1192,8 @@ def _plan_recipes(keras_model, form, quantization, fallback, window, *, form_arg
     fixed length), or refuses when the one form asked for is among them (naming
     `form_argument`, the argument that asked for it). `micro`: the file must run in
     TFLite Micro (`check_tflm=True`), so Keras's `loop` form is not tried.
-    `fully_integer`: an int8 file without float ops (`export.chunked.pools_in_loop`).
+    `fully_integer`: an int8 file without float ops (`export.chunked.pools_in_loop`);
+    `int8_float_layers`: as `to_tflite`'s (`export.chunked.chunk_steps_for`).
     """
     from export import chunked
 
@@ -1202,7 +1204,7 @@ def _plan_recipes(keras_model, form, quantization, fallback, window, *, form_arg
         # The automatic recipe may unroll short sequences fully; asking for "chunked"
         # gets the loop.
         chunk_steps = (chunked.chunk_steps_for(keras_model, window, quantization,
-                                               fully_integer)
+                                               fully_integer, int8_float_layers)
                        if recipe == "auto" else chunked.default_chunk_steps(window))
     plan = _recipes_to_try(recipe, quantization, streaming, fallback,
                            chunkable=chunk_steps is not None, micro=micro)

@@ -316,7 +316,17 @@ def test_automatic_chunk_size():
     assert chunked.chunk_steps_for(model, 6) == 6  # short float sequence: no loop
     assert chunked.chunk_steps_for(model, 200) == 4  # long: 4-step chunks
     assert chunked.chunk_steps_for(model, 6, "int8") == 3  # int8 always loops
-    assert chunked.chunk_steps_for(model, 50, "int8") == 2  # small bodies for int8
+    assert chunked.chunk_steps_for(model, 50, "int8") == 5  # small divisors of T in int8
+    assert chunked.chunk_steps_for(model, 64, "int8") == 4
+    assert chunked.chunk_steps_for(model, 51, "int8") == 3
+    assert chunked.chunk_steps_for(model, 7, "int8") == 2  # one step before the loop
+    # An int8 file that keeps the first convolution float (4 bytes a weight) takes
+    # shorter bodies, unless it is asked to keep nothing float.
+    conv = tiny_model("cnn_gru")
+    assert chunked.chunk_steps_for(conv, 50, "int8") == 2
+    assert chunked.chunk_steps_for(conv, 64, "int8") == 4
+    assert chunked.chunk_steps_for(conv, 50, "int8", int8_float_layers=[]) == 5
+    assert chunked.chunk_steps_for(conv, 50, "int8", int8_float_layers=["output"]) == 2
     assert chunked.default_chunk_steps(50) == 5 and chunked.default_chunk_steps(23) == 4
 
 
@@ -343,7 +353,8 @@ def test_layers_returning_long_sequences_take_more_steps_per_iteration():
     variant with multi-head pooling takes 8 steps per iteration in float32 (4 bytes a
     value; the copies alone would ask for 25, but a body of 8 steps already holds 768 KB
     of packed kernels) and 10 in int8; without a buffer (stacked, or additive attention
-    pooled in the loop, in int8 too unless fully integer) and at T=200 the usual 4."""
+    pooled in the loop, in int8 too unless fully integer) and at T=200 the usual 4 (5 in
+    int8, whose bodies take 5 steps where 5 divides T)."""
     def model(variant, time, attention="multihead"):
         return zoo.build_gru(variant, input_shape=(time, 8), num_outputs=4, units=64,
                              num_layers=2, compile=False, attention=attention)
@@ -356,11 +367,11 @@ def test_layers_returning_long_sequences_take_more_steps_per_iteration():
     additive = model("attention", 1000, attention="additive")
     assert chunked.buffer_chunk_steps(additive, 1000) == 1  # pooled in the loop
     assert chunked.chunk_steps_for(additive, 1000) == 4
-    assert chunked.chunk_steps_for(additive, 1000, "int8") == 4  # pooled in int8 too
+    assert chunked.chunk_steps_for(additive, 1000, "int8") == 5  # pooled in int8 too
     assert chunked.chunk_steps_for(additive, 1000, "int8", fully_integer=True) == 10
     assert chunked.buffer_chunk_steps(model("stacked", 1000), 1000) == 1  # no buffer
     assert chunked.chunk_steps_for(model("stacked", 1000), 1000) == 4
-    assert chunked.chunk_steps_for(model("attention", 200), 200, "int8") == 4
+    assert chunked.chunk_steps_for(model("attention", 200), 200, "int8") == 5
     # int8 bodies stop at 10 steps (file size): 20 would keep the copies within bounds.
     assert chunked.chunk_steps_for(model("bidirectional_attention", 1000), 1000, "int8") == 10
 
@@ -603,6 +614,22 @@ def test_int8_chunked_file_is_a_third_of_the_float32_loop_file(time):
     lite = LiteModel(int8)
     keras_out = model.predict(data[:2], verbose=0)
     assert np.abs(lite.predict(data[:2]) - keras_out).max() <= 0.05
+
+
+def test_int8_file_keeping_its_first_convolution_float_stays_a_third_of_the_loop_file(
+        tmp_path):
+    """The first convolution of a GRU-FCN stays float in int8 (4 bytes a weight): the
+    automatic recipe gives such a file shorter loop bodies, and it stays within 0.35x the
+    float32 loop file (at T=50 with 5-step bodies it came to 0.37x)."""
+    keras.utils.set_random_seed(0)
+    model = zoo.build_gru("gru_fcn", input_shape=(50, 8), num_outputs=4, units=64,
+                          conv_filters=64, compile=False)
+    data = np.random.default_rng(0).standard_normal((24, 50, 8)).astype("float32")
+    loop = to_tflite(model, tmp_path / "loop.tflite", form="loop", verification_data=data)
+    int8 = to_tflite(model, tmp_path / "int8.tflite", quantization="int8",
+                     representative_data=data)
+    assert int8.recipe == "chunked"
+    assert int8.size <= 0.35 * loop.size, (int8.size, loop.size)
 
 
 def _sequence_rescales(content, shape):
