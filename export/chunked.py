@@ -1343,8 +1343,25 @@ def chunkable(model):
     return bool(chunk_plan(model) or bidirectional_plan(model))
 
 
+# A file for a microcontroller (`to_tflite(check_tflm=True)` or `c_array`) runs one step
+# per loop iteration unless a layer returns its sequence (`buffer_chunk_steps`). TFLite
+# Micro plans every tensor and op of a body into its arena, a few KB per step, and its
+# reference kernels make a step's work large beside an iteration's own cost, so longer
+# bodies or unrolled steps cost RAM and flash and gain nothing there. Measured with
+# TFLite Micro's interpreter on this project's x86 machine, 2 x GRU(64), 8 features:
+# int8 T=50, 1 / 2 / 5 steps per iteration: arena 9.1 / 13.6 / 26.5 KB, 2867 / 2877 /
+# 2885 µs; T=200, 1 / 2 / 4 steps: 14.8 / 19.0 / 25.7 KB, 11.32 / 11.31 / 11.35 ms;
+# float32 T=50, 1 / 2 / 5 / 50 (unrolled): 14.9 / 20.0 / 36.5 / 248 KB, 1192 / 1181 /
+# 1164 / 1187 µs (files 158 / 161 / 167 / 263 KB). On a microcontroller an iteration
+# costs a few ops' dispatch and a copy of the states, against tens of µs of arithmetic
+# per layer and step (no XNNPACK there). A layer returning its sequence carries a T-row
+# buffer that the loop copies at every iteration (bidirectional int8 T=200: 1 / 2 / 5
+# steps 27.1 / 26.8 / 26.0 ms), so it keeps `buffer_chunk_steps`.
+MICRO_CHUNK_STEPS = 1
+
+
 def chunk_steps_for(model, steps, quantization=None, fully_integer=False,
-                    int8_float_layers="auto"):
+                    int8_float_layers="auto", micro=False):
     """Steps per loop iteration that the automatic recipe uses for `model` at `steps`.
 
     Returns `steps` (no loop: every step unrolled) for short float sequences whose
@@ -1355,7 +1372,11 @@ def chunk_steps_for(model, steps, quantization=None, fully_integer=False,
     than `body_steps_cap` (wide layers take fewer, down to one step per iteration).
     `fully_integer`: see `pools_in_loop`. `int8_float_layers`: as `to_tflite`'s; an
     int8 file that keeps a layer with weights float takes shorter bodies (file size).
+    `micro`: the file is for TFLite Micro (`MICRO_CHUNK_STEPS`).
     """
+    if micro:
+        return min(max(MICRO_CHUNK_STEPS,
+                       buffer_chunk_steps(model, steps, quantization, fully_integer)), steps)
     calibrated = quantization in ("int8", "int16x8")
     if not calibrated:
         # float32 bytes of each step's recurrent kernels

@@ -790,7 +790,9 @@ def to_tflite(
     fully_integer = is_fully_integer(quantization, int8_float_layers)
     plan, chunk_steps = _plan_recipes(source.keras_model, form, quantization, fallback,
                                       data.window, form_argument=form_argument,
-                                      micro=check_tflm is True, fully_integer=fully_integer,
+                                      micro=check_tflm is True,
+                                      micro_file=check_tflm is True or bool(c_array),
+                                      fully_integer=fully_integer,
                                       int8_float_layers=int8_float_layers)
 
     # === Work ===
@@ -1184,7 +1186,8 @@ def _default_verification(source, calibrating, calibration, eval_x, window):
 
 
 def _plan_recipes(keras_model, form, quantization, fallback, window, *, form_argument="form",
-                  micro=False, fully_integer=False, int8_float_layers="auto"):
+                  micro=False, micro_file=False, fully_integer=False,
+                  int8_float_layers="auto"):
     """`(forms to try in order, chunk_steps or None)` for this model.
 
     `_recipes_to_try` gives the order; this drops what the model cannot take (the
@@ -1192,6 +1195,8 @@ def _plan_recipes(keras_model, form, quantization, fallback, window, *, form_arg
     fixed length), or refuses when the one form asked for is among them (naming
     `form_argument`, the argument that asked for it). `micro`: the file must run in
     TFLite Micro (`check_tflm=True`), so Keras's `loop` form is not tried.
+    `micro_file`: the file is for a microcontroller (`check_tflm=True` or a C array), so
+    its loops take short bodies (`export.chunked.MICRO_CHUNK_STEPS`).
     `fully_integer`: an int8 file without float ops (`export.chunked.pools_in_loop`);
     `int8_float_layers`: as `to_tflite`'s (`export.chunked.chunk_steps_for`).
     """
@@ -1204,7 +1209,8 @@ def _plan_recipes(keras_model, form, quantization, fallback, window, *, form_arg
         # The automatic recipe may unroll short sequences fully; asking for "chunked"
         # gets the loop.
         chunk_steps = (chunked.chunk_steps_for(keras_model, window, quantization,
-                                               fully_integer, int8_float_layers)
+                                               fully_integer, int8_float_layers,
+                                               micro=micro_file)
                        if recipe == "auto" else chunked.default_chunk_steps(window))
     plan = _recipes_to_try(recipe, quantization, streaming, fallback,
                            chunkable=chunk_steps is not None, micro=micro)

@@ -632,6 +632,35 @@ def test_int8_file_keeping_its_first_convolution_float_stays_a_third_of_the_loop
     assert int8.size <= 0.35 * loop.size, (int8.size, loop.size)
 
 
+def test_files_for_a_microcontroller_take_one_step_per_loop_iteration(tmp_path):
+    """TFLite Micro plans every tensor and op of a loop body into its arena, and the
+    iterations cost nothing there beside the arithmetic: a file for a microcontroller
+    (`check_tflm=True`, or a C array) takes one step per iteration, unless a layer
+    returns its sequence (the loop copies that buffer at every iteration)."""
+    keras.utils.set_random_seed(0)
+    model = zoo.build_gru("stacked", input_shape=(50, 8), num_outputs=4, units=32,
+                          compile=False)
+    assert chunked.chunk_steps_for(model, 50, "int8") == 5
+    assert chunked.chunk_steps_for(model, 50, "int8", micro=True) == 1
+    assert chunked.chunk_steps_for(model, 50) == 50  # float: unrolled for LiteRT
+    assert chunked.chunk_steps_for(model, 50, micro=True) == 1
+    returning = zoo.build_gru("bidirectional", input_shape=(1000, 8), num_outputs=4,
+                              units=64, compile=False)
+    buffered = chunked.buffer_chunk_steps(returning, 1000, "int8")
+    assert buffered > 1
+    assert chunked.chunk_steps_for(returning, 1000, "int8", micro=True) == buffered
+    data = np.random.default_rng(0).standard_normal((24, 50, 8)).astype("float32")
+    micro = to_tflite(model, tmp_path / "micro.tflite", quantization="int8",
+                      representative_data=data, check_tflm=True)
+    five = to_tflite(model, tmp_path / "five.tflite", form="chunked", quantization="int8",
+                     representative_data=data, check_tflm=True)  # 5 steps per iteration
+    assert micro.recipe == five.recipe == "chunked"
+    assert micro.tflm["runs"] is True and five.tflm["runs"] is True
+    assert micro.tflm["arena_bytes"] < 0.6 * five.tflm["arena_bytes"], (
+        micro.tflm["arena_bytes"], five.tflm["arena_bytes"])
+    assert micro.size < five.size
+
+
 def _sequence_rescales(content, shape):
     """`(graph, input scale, output scale)` of each int8-to-int8 QUANTIZE of a tensor
     of `shape` (graph 0: the main graph, else a loop body)."""
