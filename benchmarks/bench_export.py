@@ -539,7 +539,11 @@ def reference_rows(workdir, log, lengths, step_done):
                 if streaming:
                     row["file"] = str(path)
                 if not streaming:
-                    _tflm_row(row, path)
+                    # TFLite Micro runs float32 and int8 files (F24): the automatic
+                    # recipe's are measured as written for a microcontroller.
+                    micro = recipe == "auto" and quantization in (None, "int8")
+                    _tflm_row(row, path, model if micro else None, quantization,
+                              calibration)
             batch.append(row)
         time_rows(batch, files, peer, steps, log)
         _size_vs_loop(batch)
@@ -640,20 +644,18 @@ def segment_rows(workdir, log, variants, lengths):
 def _tflm_row(row, path, model=None, quantization=None, calibration=None):
     """The TFLite Micro arena of a full-sequence file, run in a fresh process.
 
-    Where `to_tflite` writes another file for a microcontroller (`check_tflm=True`: no
-    nested loops, a bidirectional GRU as two steps instead of rows, a wide input
-    projected in the loop body), and `model` is given, that file is exported and
-    measured instead (marked `micro_file`)."""
-    from export import op_report, to_tflite
+    With `model` (the automatic recipe's rows), the file that `to_tflite` writes for a
+    microcontroller (`check_tflm=True`: one step per loop iteration, no nested loops, a
+    bidirectional GRU as two steps instead of rows, a wide input projected in the loop
+    body) is exported and measured instead (marked `micro_file`)."""
+    from export import to_tflite
 
     if row["recipe"] == "loop":
         # Keras's loop file runs in TFLite Micro with wrong outputs
         # (docs/tflite-facts.md, F9): not tried.
         row["tflm"] = {"error": "not tried: Keras's loop file is wrong in TFLite Micro"}
         return
-    if model is not None and (_nested_loops(path)
-                              or "BATCH_MATMUL" in op_report(path)["builtin"]
-                              or _projects_before_loop(model, quantization)):
+    if model is not None:
         micro = pathlib.Path(path).with_name(pathlib.Path(path).stem + "_micro.tflite")
         try:
             to_tflite(model, micro, quantization=quantization,
@@ -664,21 +666,6 @@ def _tflm_row(row, path, model=None, quantization=None, calibration=None):
         row["tflm"] = dict(child("tflm", micro, timeout=120), micro_file=True)
         return
     row["tflm"] = child("tflm", path, timeout=120)
-
-
-def _projects_before_loop(model, quantization):
-    """Whether `model`'s chunked file of `quantization` projects an input of one of its
-    loops before the loop (`export.chunked.PROJECT_BEFORE_LOOP_WIDTH`), which a file for
-    a microcontroller does not."""
-    from export import chunked
-
-    if not chunked.project_before_in(quantization):
-        return False
-    layers = ([model.get_layer(chain[0]) for chain in chunked.chunk_plan(model)]
-              + [model.get_layer(name) for name in chunked.bidirectional_plan(model)])
-    return any(chunked.projected_before_loop(
-        layer.input.shape[-1], getattr(layer, "forward_layer", layer).units)
-        for layer in layers)
 
 
 def _size_vs_loop(batch):
@@ -775,10 +762,13 @@ def render(results):
              "once; a device's per-frame copies cost nanoseconds in C, microseconds through "
              "Python); their `litert-benchmark` column times the tool's own call "
              "(`CompiledModel.run_by_name`) per frame here, unrounded, x T. TFLM arena: "
-             "the file's own in TFLite Micro; \"(micro file)\": the arena of the file "
-             "`to_tflite(..., check_tflm=True)` writes for a microcontroller instead, where "
-             "that one differs (no nested loops; a bidirectional GRU as two steps per time "
-             "step, not as rows: docs/tflite-facts.md, F28)."]
+             "the file's own in TFLite Micro; \"(micro file)\" (float32 and int8 files "
+             "of the automatic recipe): the arena of the file `to_tflite(..., "
+             "check_tflm=True)` writes for a microcontroller instead (one step per loop "
+             "iteration unless a layer returns its sequence, `export.chunked."
+             "MICRO_CHUNK_STEPS`; no nested loops; a bidirectional GRU as two steps per "
+             "time step, not as rows: docs/tflite-facts.md, F28; a wide input projected "
+             "in the loop body)."]
     for rerun in meta.get("reruns", []):
         lines[-1] += "  "
         lines.append(f"Rerun of the {', '.join(rerun['sections'])} section(s) alone: "
