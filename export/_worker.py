@@ -75,8 +75,7 @@ def _step_calibration(model, sequences, seed=0):
 
 def convert_job(job):
     from export import chunked, converter, recipes
-    from export.metadata import (TFLM_SOFTMAX_LIMIT, add_metadata, int8_softmax_lengths,
-                                 op_report, strip_tensor_names)
+    from export.metadata import TFLM_SOFTMAX_LIMIT, add_metadata, int8_softmax_lengths, op_report
     from export.runtime import LiteModel
 
     recipe = job["recipe"]
@@ -143,9 +142,8 @@ def convert_job(job):
         float_softmax_over=float_softmax_over,
     )
     convert_seconds = time.perf_counter() - start
-    if job.get("strip_tensor_names", True):
-        content = strip_tensor_names(content)
-    content = add_metadata(content, job["metadata"])
+    content = add_metadata(content, job["metadata"],
+                           strip_names=job.get("strip_tensor_names", True))
     ops = op_report(content)
     long_softmax = [n for n in int8_softmax_lengths(content) if n >= TFLM_SOFTMAX_LIMIT]
     if long_softmax:

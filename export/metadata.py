@@ -68,15 +68,19 @@ def check_tflite_bytes(content, name):
 _DAMAGED = (IndexError, KeyError, OverflowError, TypeError, ValueError, struct.error)
 
 
-def add_metadata(tflite_bytes, metadata):
+def add_metadata(tflite_bytes, metadata, strip_names=False):
     """Returns `tflite_bytes` with `metadata` (a JSON-serializable dict) embedded.
 
     An existing gru-zoo entry is replaced; other metadata (e.g. the converter's
-    `min_runtime_version`) is kept.
+    `min_runtime_version`) is kept. `strip_names`: also drop the names of intermediate
+    tensors (`strip_tensor_names`) in the same pass, reading and writing the file once
+    (each pass takes 30-70 ms for a 60-160 KB file).
     """
     if not isinstance(metadata, dict):
         raise TypeError(f"`metadata` must be a dict. Received: metadata={metadata!r}")
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
+    if strip_names:
+        _strip_names(model)
     payload = json.dumps(metadata, sort_keys=True).encode("utf-8")
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(payload, dtype=np.uint8)
@@ -100,12 +104,16 @@ def strip_tensor_names(tflite_bytes):
     signatures too.)
     """
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
+    _strip_names(model)
+    return model_bytes(model)
+
+
+def _strip_names(model):
     for subgraph in model.subgraphs:
         keep = set(subgraph.inputs) | set(subgraph.outputs)
         for index, tensor in enumerate(subgraph.tensors):
             if index not in keep:
                 tensor.name = None
-    return model_bytes(model)
 
 
 def read_metadata(model_or_path):

@@ -573,6 +573,15 @@ def test_read_metadata_of_a_file_without_it(float32_export, tmp_path):
     plain = add_metadata(path.read_bytes(), {"x": 1})
     assert read_metadata(plain) == {"x": 1}
     assert op_report(plain)["builtin"] == op_report(path)["builtin"]
+    # One pass that also strips names writes what two passes write.
+    from export import converter, recipes
+    from export.metadata import strip_tensor_names
+
+    named = converter.convert(recipes.rebuild(tiny_model("stacked"), unroll=True))
+    assert (add_metadata(named, {"x": 1}, strip_names=True)
+            == add_metadata(strip_tensor_names(named), {"x": 1}))
+    assert len(add_metadata(named, {"x": 1}, strip_names=True)) < len(
+        add_metadata(named, {"x": 1}))
     with pytest.raises(FileNotFoundError):
         read_metadata(tmp_path / "none.tflite")
 
