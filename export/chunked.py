@@ -1343,6 +1343,17 @@ def chunkable(model):
     return bool(chunk_plan(model) or bidirectional_plan(model))
 
 
+# File bytes per GRU layer (each direction of a bidirectional one) and step of an int8
+# loop body: its tensors' and ops' tables, ~55 bytes per tensor and op once equal tables
+# are stored once (`export.serialize`, F29). Measured going from 2 to 5 steps at T=50:
+# stacked 2 x GRU(64) 1.33 KB, bidirectional 1.32 KB, attention 1.33 KB, 2 x GRU(32)
+# 1.37 KB; 1 x GRU(8) from 3 to 5 steps at T=150, 1.55 KB.
+INT8_STEP_BYTES = 1400
+# The most that the extra steps of a 5-step int8 body may add, as a share of the model's
+# weight bytes (one byte a weight in int8); see `chunk_steps_for`.
+INT8_LONGER_BODY_SHARE = 0.25
+
+
 # A file for a microcontroller (`to_tflite(check_tflm=True)` or `c_array`) runs one step
 # per loop iteration unless a layer returns its sequence (`buffer_chunk_steps`). TFLite
 # Micro plans every tensor and op of a body into its arena, a few KB per step, and its
@@ -1390,25 +1401,30 @@ def chunk_steps_for(model, steps, quantization=None, fully_integer=False,
     if cap < 4:
         return min(cap, steps)
     if calibrated:
-        # Each step of the body costs ~1 KB per layer in an int8 file (its tensors'
-        # quantization parameters and its ops: ~110 bytes per tensor and op, since files
-        # store equal tables once, `export.serialize`, F29), and the steps run unrolled
-        # before the loop cost as much again, so the chunk is a divisor of T. Measured at
-        # T=50 (stacked, attention and bidirectional reference models): 5 steps per
-        # iteration took 0.80-0.85x the time of 2, for files of 0.32-0.33x the float32
-        # loop file's size (stacked 57.2 KB against 49.2 KB with 2 steps); where 4 and 5
-        # both divide T (T=100, 200, 1000), 5 took 0.93-0.99x the time of 4, 4 KB more.
-        # 10 steps took 0.95-1.06x the time of 5. So: 5 where it divides T, else the
-        # largest divisor of 4, 3 and 2. Except where the int8 file keeps a layer with
-        # weights float (by default the first convolution over the raw input,
+        # Each step of the body costs ~1.4 KB per GRU layer in an int8 file
+        # (`INT8_STEP_BYTES`), and the steps run unrolled before the loop cost as much
+        # again, so the body takes a divisor of T: 5, 4, 3 or 2 steps. Longer bodies run
+        # faster: at T=50, 5 steps took 0.80-0.85x the time of 2 (stacked, attention and
+        # bidirectional reference models, interleaved), 0.88-0.92x for 2 x GRU(16/32) and
+        # 1 x GRU(8); where 4 and 5 both divide T (T=100, 200, 1000), 0.93-0.99x the time
+        # of 4; 10 steps took 0.95-1.06x the time of 5. 5 steps are taken when the extra
+        # steps' bytes stay within `INT8_LONGER_BODY_SHARE` of the weights' (reference
+        # stacked model at T=50: 49.2 -> 57.2 KB, 0.28x -> 0.33x the float32 loop file).
+        # Smaller models keep the shorter body: their files are mostly structure (2 x
+        # GRU(32) at T=50: 21.2 -> 29.4 KB; 1 x GRU(8) at T=150: 9.2 -> 12.3 KB), which
+        # counts against a flash budget (`tuning.budget`). So do files that keep a layer
+        # with weights float (by default the first convolution over the raw input,
         # `export.calibration.float_layer_names`): its 4 bytes a weight bring the file
         # nearer the 0.35x target, and 5 steps crossed it at T=50 (cnn_gru_attention
         # 0.32x -> 0.351x, gru_fcn 0.33x -> 0.368x; cnn_gru 0.31x -> 0.346x).
-        first = 4 if _keeps_float_weights(model, quantization, int8_float_layers) else 5
-        for chunk in range(first, 1, -1):
-            if chunk <= cap and steps % chunk == 0:
-                return min(chunk, steps)
-        return min(2, steps)
+        shorter = next((chunk for chunk in (4, 3, 2) if steps % chunk == 0), 2)
+        layers = len(list(_chunked_grus(model)))
+        extra = (5 - shorter) * layers * INT8_STEP_BYTES
+        if (steps % 5 == 0 and cap >= 5
+                and extra <= INT8_LONGER_BODY_SHARE * model.count_params()
+                and not _keeps_float_weights(model, quantization, int8_float_layers)):
+            return min(5, steps)
+        return min(shorter, steps)
     return min(default_chunk_steps(steps), cap)
 
 

@@ -316,15 +316,26 @@ def test_automatic_chunk_size():
     assert chunked.chunk_steps_for(model, 6) == 6  # short float sequence: no loop
     assert chunked.chunk_steps_for(model, 200) == 4  # long: 4-step chunks
     assert chunked.chunk_steps_for(model, 6, "int8") == 3  # int8 always loops
-    assert chunked.chunk_steps_for(model, 50, "int8") == 5  # small divisors of T in int8
-    assert chunked.chunk_steps_for(model, 64, "int8") == 4
+    assert chunked.chunk_steps_for(model, 64, "int8") == 4  # a divisor of T
     assert chunked.chunk_steps_for(model, 51, "int8") == 3
     assert chunked.chunk_steps_for(model, 7, "int8") == 2  # one step before the loop
+    # A small model's int8 file is mostly its ops and tensors: 5-step bodies would
+    # grow it by more than a quarter of its weights.
+    assert chunked.chunk_steps_for(model, 50, "int8") == 2
+
+    def model_of(variant, units, time=50):
+        return zoo.build_gru(variant, input_shape=(time, 8), num_outputs=4, units=units,
+                             conv_filters=64, compile=False)
+
+    # 2 x GRU(64): 3 more steps add ~8.4 KB to 39 KB of weights.
+    assert chunked.chunk_steps_for(model_of("stacked", 64), 50, "int8") == 5
+    assert chunked.chunk_steps_for(model_of("stacked", 64, 200), 200, "int8") == 5
+    assert chunked.chunk_steps_for(model_of("stacked", 64, 64), 64, "int8") == 4
+    assert chunked.chunk_steps_for(model_of("stacked", 32), 50, "int8") == 2  # 10.5 KB
     # An int8 file that keeps the first convolution float (4 bytes a weight) takes
     # shorter bodies, unless it is asked to keep nothing float.
-    conv = tiny_model("cnn_gru")
+    conv = model_of("cnn_gru", 64)
     assert chunked.chunk_steps_for(conv, 50, "int8") == 2
-    assert chunked.chunk_steps_for(conv, 64, "int8") == 4
     assert chunked.chunk_steps_for(conv, 50, "int8", int8_float_layers=[]) == 5
     assert chunked.chunk_steps_for(conv, 50, "int8", int8_float_layers=["output"]) == 2
     assert chunked.default_chunk_steps(50) == 5 and chunked.default_chunk_steps(23) == 4
@@ -640,7 +651,7 @@ def test_files_for_a_microcontroller_take_one_step_per_loop_iteration(tmp_path):
     keras.utils.set_random_seed(0)
     model = zoo.build_gru("stacked", input_shape=(50, 8), num_outputs=4, units=32,
                           compile=False)
-    assert chunked.chunk_steps_for(model, 50, "int8") == 5
+    assert chunked.chunk_steps_for(model, 50, "int8") == 2
     assert chunked.chunk_steps_for(model, 50, "int8", micro=True) == 1
     assert chunked.chunk_steps_for(model, 50) == 50  # float: unrolled for LiteRT
     assert chunked.chunk_steps_for(model, 50, micro=True) == 1

@@ -18,8 +18,8 @@ verified, in its guarded child process) and measures:
   the bytes of the non-constant tensors alive at that operator, summed over subgraphs
   (a `WHILE` body runs while its caller's tensors are alive). Any memory planner needs
   at least this much, but TFLM's arena also holds each operator's and tensor's
-  bookkeeping: a tiny int8 GRU(4) at T=24 has an estimate of 0.6 KiB and a TFLM arena
-  of 18 KiB, which is why a RAM budget measures;
+  bookkeeping: a tiny int8 GRU(4) at T=24 has an estimate of 0.3 KiB and a TFLM arena
+  of 5.4 KiB, which is why a RAM budget measures;
 - `latency_ms`: the median of batch-1 invocations of the file on the LiteRT
   interpreter, one thread (only when the budget has `latency_ms`).
 
