@@ -15,9 +15,10 @@ What it measures (batch 1, one thread everywhere):
    size / float32 `loop`, conversion time (converter, and the whole `to_tflite` call),
    latency from Python and from `litert-benchmark` (the `ai-edge-litert` tool on the
    compiled-model runtime), each against ONNX Runtime measured in the same minute, the
-   TFLite Micro arena (full-sequence files: the chunked loop runs there; where
-   `to_tflite(..., check_tflm=True)` writes another file for a microcontroller, that
-   file's arena, see `_tflm_row`), and the max error vs Keras.
+   TFLite Micro arena (full-sequence files: the chunked loop runs there; for the
+   automatic form's float32 and int8 rows, the arena of the file that
+   `to_tflite(..., check_tflm=True)` writes for a microcontroller, see `_tflm_row`), and
+   the max error vs Keras.
 3. Every zoo variant at T = 50, 200 and 1000: float32 `loop`, float32 and int8 automatic
    forms: the same columns.
    Then the variants whose GRU layers return their sequences (attention, bidirectional,
@@ -539,8 +540,9 @@ def reference_rows(workdir, log, lengths, step_done):
                 if streaming:
                     row["file"] = str(path)
                 if not streaming:
-                    # TFLite Micro runs float32 and int8 files (F24): the automatic
-                    # recipe's are measured as written for a microcontroller.
+                    # The automatic recipe's float32 and int8 files are measured as
+                    # written for a microcontroller (dynamic-range files do not run
+                    # there, F24).
                     micro = recipe == "auto" and quantization in (None, "int8")
                     _tflm_row(row, path, model if micro else None, quantization,
                               calibration)

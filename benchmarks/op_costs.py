@@ -282,7 +282,7 @@ def subgraph_ops(content, index=None):
 
 def measure(workdir, log):
     from export import LiteModel, converter, recipes, to_tflite
-    from export.chunked import chunk_steps_for, default_chunk_steps
+    from export.chunked import default_chunk_steps
 
     links = {}
     for link in _links(np.random.default_rng(0)):
@@ -306,7 +306,7 @@ def measure(workdir, log):
     calibration = np.random.default_rng(2).standard_normal((64, STEPS, 8)).astype("float32")
     to_tflite(model, int8_path, quantization="int8", representative_data=calibration,
               form="chunked", fallback=False)
-    int8_chunk = chunk_steps_for(model, STEPS, "int8")
+    int8_chunk = default_chunk_steps(STEPS)  # what form="chunked" takes
     int8_per_step = {op: n / (int8_chunk * LAYERS)
                      for op, n in subgraph_ops(int8_path.read_bytes()).items()}
     functions = {"xnnpack": lite_runner(path), "builtin": lite_runner(path, builtin=True),

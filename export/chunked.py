@@ -1176,8 +1176,9 @@ FULL_UNROLL_MAX_STEPS = 64
 # stacked model without a buffer: float32 2.5 / 3.0 / 2.8 ms), so the chunk grows only
 # until the copies cost at most BUFFER_SHARE of the recurrence's own time
 # (BUFFER_STEP_US per layer and step).
-# int8 bodies stop at 10 steps: each step of an int8 body adds ~1.6 KB per GRU layer (or
-# direction) to the file, and a 20-step body made the bidirectional attention variant's
+# int8 bodies stop at 10 steps: each step of an int8 body adds to the file
+# (`INT8_STEP_BYTES` per GRU layer or direction; ~1.6 KB before equal tables were stored
+# once), and a 20-step body made the bidirectional attention variant's
 # int8 file at T=1000 0.37x its float32 loop file, against the 0.35x target (0.29x at
 # 4 steps per iteration).
 BUFFER_US_PER_KB = 0.06
@@ -1376,14 +1377,16 @@ def chunk_steps_for(model, steps, quantization=None, fully_integer=False,
     """Steps per loop iteration that the automatic recipe uses for `model` at `steps`.
 
     Returns `steps` (no loop: every step unrolled) for short float sequences whose
-    packed weights stay small, else `default_chunk_steps(steps)`. Quantized int8 files
-    always loop: an unrolled file holds one set of tensors and quantization parameters
-    per step and grows with T. Layers that return long sequences take more steps per
+    packed weights stay small, else `default_chunk_steps(steps)` in float files and 5, 4,
+    3 or 2 steps in int8 ones (see the comment below). Quantized int8 files always loop:
+    an unrolled file holds one set of tensors and quantization parameters per step and
+    grows with T. Layers that return long sequences take more steps per
     iteration (`buffer_chunk_steps`) when that is over 4. No loop body holds more steps
     than `body_steps_cap` (wide layers take fewer, down to one step per iteration).
     `fully_integer`: see `pools_in_loop`. `int8_float_layers`: as `to_tflite`'s; an
     int8 file that keeps a layer with weights float takes shorter bodies (file size).
-    `micro`: the file is for TFLite Micro (`MICRO_CHUNK_STEPS`).
+    `micro`: the file is for TFLite Micro, one step per iteration
+    (`MICRO_CHUNK_STEPS`) unless a layer returns its sequence.
     """
     if micro:
         return min(max(MICRO_CHUNK_STEPS,
@@ -1419,18 +1422,21 @@ def chunk_steps_for(model, steps, quantization=None, fully_integer=False,
         # 0.32x -> 0.351x, gru_fcn 0.33x -> 0.368x; cnn_gru 0.31x -> 0.346x).
         shorter = next((chunk for chunk in (4, 3, 2) if steps % chunk == 0), 2)
         layers = len(list(_chunked_grus(model)))
-        extra = (5 - shorter) * layers * INT8_STEP_BYTES
+        # (a 2-step body for an odd T has one more step before the loop)
+        extra = (5 - shorter - steps % shorter) * layers * INT8_STEP_BYTES
         if (steps % 5 == 0 and cap >= 5
                 and extra <= INT8_LONGER_BODY_SHARE * model.count_params()
-                and not _keeps_float_weights(model, quantization, int8_float_layers)):
+                and not _keeps_float_weights(model, quantization, int8_float_layers,
+                                             fully_integer)):
             return min(5, steps)
         return min(shorter, steps)
     return min(default_chunk_steps(steps), cap)
 
 
-def _keeps_float_weights(model, quantization, int8_float_layers="auto"):
+def _keeps_float_weights(model, quantization, int8_float_layers="auto",
+                         fully_integer=False):
     """Whether the int8 file of `model` keeps a layer with weights in float."""
-    if quantization != "int8":
+    if quantization != "int8" or fully_integer:
         return False
     if int8_float_layers == "auto":
         from export.calibration import float_layer_names

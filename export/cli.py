@@ -354,7 +354,9 @@ def register(subparsers):
                    "(checked in TFLite Micro unless --no-check-tflm)")
     p.add_argument("--check-tflm", action=argparse.BooleanOptionalAction, default=None,
                    help="run the file in TFLite Micro and report its arena (default: for "
-                   "streaming files and --c-array); never picks the 'loop' form")
+                   "streaming files and --c-array); never picks the 'loop' form, and "
+                   "writes the file for a microcontroller (with --c-array too): one time "
+                   "step per loop iteration, a smaller arena")
     p.add_argument("--allow-select-tf-ops", action="store_true",
                    help="allow Flex ops (the file then needs the Select TF ops delegate)")
     p.add_argument("--no-fallback", action="store_true",

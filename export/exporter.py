@@ -706,8 +706,10 @@ def to_tflite(
             (docs/tflite-facts.md, F9), nor nested loops over segments (they enlarge
             the arena; `export.chunked.segment_chunks_for`), nor a bidirectional GRU's
             directions as rows of one batch (F28), nor a wide input's projection
-            before its loop (`export.chunked.PROJECT_BEFORE_LOOP_WIDTH`), and neither
-            does `c_array`. `None` (the default): checked for streaming files and for files
+            before its loop (`export.chunked.PROJECT_BEFORE_LOOP_WIDTH`), and its
+            chunked loops run one time step per iteration unless a layer returns its
+            sequence (`export.chunked.MICRO_CHUNK_STEPS`: a smaller arena, the same
+            TFLite Micro speed); so does `c_array`. `None` (the default): checked for streaming files and for files
             written with `c_array` (they are for firmware) unless their form is `loop`,
             which then gives a warning instead.
         tflm_arena_size: int, TFLM tensor arena in bytes; defaults to a generous size,
@@ -788,10 +790,11 @@ def to_tflite(
     from export.chunked import is_fully_integer
 
     fully_integer = is_fully_integer(quantization, int8_float_layers)
+    # A file for a microcontroller: checked there, or a C array.
+    micro_file = check_tflm is True or bool(c_array)
     plan, chunk_steps = _plan_recipes(source.keras_model, form, quantization, fallback,
                                       data.window, form_argument=form_argument,
-                                      micro=check_tflm is True,
-                                      micro_file=check_tflm is True or bool(c_array),
+                                      micro=check_tflm is True, micro_file=micro_file,
                                       fully_integer=fully_integer,
                                       int8_float_layers=int8_float_layers)
 
@@ -812,7 +815,7 @@ def to_tflite(
             # float16 weights used before and in a loop body enter it from outside
             # (docs/tflite-facts.md, F28): the steps before the loop get a loop too.
             job["prefix_loop"] = chunked.prefix_in_loop(quantization)
-        if chunk_steps is not None and check_tflm is not True and not c_array:
+        if chunk_steps is not None and not micro_file:
             # Segments trade TFLite Micro arena for speed (`segment_chunks_for`): a
             # file for a microcontroller (checked there, or a C array) keeps one loop.
             job["segment_chunks"] = chunked.segment_chunks_for(
@@ -1207,11 +1210,12 @@ def _plan_recipes(keras_model, form, quantization, fallback, window, *, form_arg
     chunk_steps = None
     if not streaming and window is not None and chunked.chunkable(keras_model):
         # The automatic recipe may unroll short sequences fully; asking for "chunked"
-        # gets the loop.
+        # gets the loop (for a microcontroller, the automatic recipe's loop).
         chunk_steps = (chunked.chunk_steps_for(keras_model, window, quantization,
                                                fully_integer, int8_float_layers,
                                                micro=micro_file)
-                       if recipe == "auto" else chunked.default_chunk_steps(window))
+                       if recipe == "auto" or micro_file
+                       else chunked.default_chunk_steps(window))
     plan = _recipes_to_try(recipe, quantization, streaming, fallback,
                            chunkable=chunk_steps is not None, micro=micro)
     if "chunked" in plan and chunk_steps is None:

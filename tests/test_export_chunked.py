@@ -332,11 +332,16 @@ def test_automatic_chunk_size():
     assert chunked.chunk_steps_for(model_of("stacked", 64, 200), 200, "int8") == 5
     assert chunked.chunk_steps_for(model_of("stacked", 64, 64), 64, "int8") == 4
     assert chunked.chunk_steps_for(model_of("stacked", 32), 50, "int8") == 2  # 10.5 KB
+    # 2 x GRU(48), 22.7 KB of weights: 3 more steps are too many, but at T=25 the
+    # 2-step body has a step before the loop, so 5 steps add only 2.
+    assert chunked.chunk_steps_for(model_of("stacked", 48), 50, "int8") == 2
+    assert chunked.chunk_steps_for(model_of("stacked", 48, 25), 25, "int8") == 5
     # An int8 file that keeps the first convolution float (4 bytes a weight) takes
     # shorter bodies, unless it is asked to keep nothing float.
     conv = model_of("cnn_gru", 64)
     assert chunked.chunk_steps_for(conv, 50, "int8") == 2
     assert chunked.chunk_steps_for(conv, 50, "int8", int8_float_layers=[]) == 5
+    assert chunked.chunk_steps_for(conv, 50, "int8", fully_integer=True) == 5
     assert chunked.chunk_steps_for(conv, 50, "int8", int8_float_layers=["output"]) == 2
     assert chunked.default_chunk_steps(50) == 5 and chunked.default_chunk_steps(23) == 4
 
@@ -647,29 +652,45 @@ def test_files_for_a_microcontroller_take_one_step_per_loop_iteration(tmp_path):
     """TFLite Micro plans every tensor and op of a loop body into its arena, and the
     iterations cost nothing there beside the arithmetic: a file for a microcontroller
     (`check_tflm=True`, or a C array) takes one step per iteration, unless a layer
-    returns its sequence (the loop copies that buffer at every iteration)."""
+    returns its sequence (the loop copies that buffer at every iteration); a file for
+    LiteRT keeps the longer body that XNNPACK runs faster (F30)."""
+    from ai_edge_litert.tools import flatbuffer_utils
+    from tflite_micro.python.tflite_micro import runtime
+
+    from export._worker import tflm_arena_bytes
+
     keras.utils.set_random_seed(0)
-    model = zoo.build_gru("stacked", input_shape=(50, 8), num_outputs=4, units=32,
+    model = zoo.build_gru("stacked", input_shape=(50, 8), num_outputs=4, units=64,
                           compile=False)
-    assert chunked.chunk_steps_for(model, 50, "int8") == 2
+    assert chunked.chunk_steps_for(model, 50, "int8") == 5
     assert chunked.chunk_steps_for(model, 50, "int8", micro=True) == 1
-    assert chunked.chunk_steps_for(model, 50) == 50  # float: unrolled for LiteRT
-    assert chunked.chunk_steps_for(model, 50, micro=True) == 1
+    assert chunked.chunk_steps_for(model, 16) == 16  # float: unrolled for LiteRT
+    assert chunked.chunk_steps_for(model, 16, micro=True) == 1
     returning = zoo.build_gru("bidirectional", input_shape=(1000, 8), num_outputs=4,
                               units=64, compile=False)
     buffered = chunked.buffer_chunk_steps(returning, 1000, "int8")
     assert buffered > 1
     assert chunked.chunk_steps_for(returning, 1000, "int8", micro=True) == buffered
+
+    def body_ops(path):
+        flat = flatbuffer_utils.read_model(str(path))
+        return max(len(graph.operators) for graph in flat.subgraphs[1:])
+
     data = np.random.default_rng(0).standard_normal((24, 50, 8)).astype("float32")
-    micro = to_tflite(model, tmp_path / "micro.tflite", quantization="int8",
-                      representative_data=data, check_tflm=True)
-    five = to_tflite(model, tmp_path / "five.tflite", form="chunked", quantization="int8",
-                     representative_data=data, check_tflm=True)  # 5 steps per iteration
-    assert micro.recipe == five.recipe == "chunked"
-    assert micro.tflm["runs"] is True and five.tflm["runs"] is True
-    assert micro.tflm["arena_bytes"] < 0.6 * five.tflm["arena_bytes"], (
-        micro.tflm["arena_bytes"], five.tflm["arena_bytes"])
-    assert micro.size < five.size
+    kwargs = dict(quantization="int8", representative_data=data)
+    lite = to_tflite(model, tmp_path / "lite.tflite", check_tflm=False, **kwargs)
+    micro = to_tflite(model, tmp_path / "micro.tflite", check_tflm=True, **kwargs)
+    c_source = to_tflite(model, tmp_path / "c.tflite", c_array=True, check_tflm=False,
+                         **kwargs)
+    assert lite.recipe == micro.recipe == c_source.recipe == "chunked"
+    assert body_ops(micro.path) == body_ops(c_source.path) < body_ops(lite.path) / 3
+    assert micro.tflm["runs"] is True
+    interpreter = runtime.Interpreter.from_bytes(
+        (tmp_path / "lite.tflite").read_bytes(), arena_size=4 * 1024 * 1024)
+    lite_arena = tflm_arena_bytes(interpreter)
+    assert micro.tflm["arena_bytes"] < 0.6 * lite_arena, (micro.tflm["arena_bytes"],
+                                                          lite_arena)
+    assert micro.size < lite.size
 
 
 def _sequence_rescales(content, shape):
