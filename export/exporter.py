@@ -709,9 +709,9 @@ def to_tflite(
             before its loop (`export.chunked.PROJECT_BEFORE_LOOP_WIDTH`), and its
             chunked loops run one time step per iteration unless a layer returns its
             sequence (`export.chunked.MICRO_CHUNK_STEPS`: a smaller arena, the same
-            TFLite Micro speed); so does `c_array`. `None` (the default): checked for streaming files and for files
-            written with `c_array` (they are for firmware) unless their form is `loop`,
-            which then gives a warning instead.
+            TFLite Micro speed); so does `c_array`. `None` (the default): checked for
+            streaming files and for files written with `c_array` (they are for
+            firmware) unless their form is `loop`, which then gives a warning instead.
         tflm_arena_size: int, TFLM tensor arena in bytes; defaults to a generous size,
             and the result reports what the file needs.
         c_array: `False`, `True` (writes `<path>.cc`/`.h`) or a `.cc` path: the file as

@@ -646,6 +646,7 @@ def test_int8_file_keeping_its_first_convolution_float_stays_a_third_of_the_loop
                      representative_data=data)
     assert int8.recipe == "chunked"
     assert int8.size <= 0.35 * loop.size, (int8.size, loop.size)
+    assert tflite_vs_keras(int8.path, model, data[:4]) <= 0.05
 
 
 def test_files_for_a_microcontroller_take_one_step_per_loop_iteration(tmp_path):
@@ -684,9 +685,11 @@ def test_files_for_a_microcontroller_take_one_step_per_loop_iteration(tmp_path):
                          **kwargs)
     assert lite.recipe == micro.recipe == c_source.recipe == "chunked"
     assert body_ops(micro.path) == body_ops(c_source.path) < body_ops(lite.path) / 3
-    assert micro.tflm["runs"] is True
+    for result in (lite, micro, c_source):
+        assert tflite_vs_keras(result.path, model, data[:4]) <= 0.05
+    assert micro.tflm["runs"] is True and micro.tflm["max_abs_error"] <= 0.05
     interpreter = runtime.Interpreter.from_bytes(
-        (tmp_path / "lite.tflite").read_bytes(), arena_size=4 * 1024 * 1024)
+        pathlib.Path(lite.path).read_bytes(), arena_size=4 * 1024 * 1024)
     lite_arena = tflm_arena_bytes(interpreter)
     assert micro.tflm["arena_bytes"] < 0.6 * lite_arena, (micro.tflm["arena_bytes"],
                                                           lite_arena)
