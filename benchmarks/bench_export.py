@@ -773,7 +773,7 @@ def render(results):
              "in the loop body)."]
     for rerun in meta.get("reruns", []):
         lines[-1] += "  "
-        lines.append(f"Rerun of the {', '.join(rerun['sections'])} section(s) alone: "
+        lines.append(f"The {', '.join(rerun['sections'])} section(s) from a later run: "
                      f"`{rerun['command']}`, {rerun['date']}, code at commit {rerun['code']}, "
                      f"load average {rerun['load']}.")
     lines.append("")
@@ -1006,6 +1006,17 @@ def code_version():
     return commit + (" with uncommitted changes" if dirty.strip() else "")
 
 
+def record_rerun(meta, rerun):
+    """Adds `rerun` (a run of some sections, `--update`) to the reruns of `meta`, the
+    report's header. Each section is listed under the last run that measured it: older
+    reruns keep only the sections no later run replaced, and go once they keep none."""
+    replaced = set(rerun["sections"])
+    kept = [dict(old, sections=[s for s in old["sections"] if s not in replaced])
+            for old in meta.get("reruns", [])]
+    meta["reruns"] = [old for old in kept if old["sections"]] + [
+        {k: rerun[k] for k in ("sections", "command", "date", "code", "load")}]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
@@ -1056,8 +1067,7 @@ def main(argv=None):
         previous = json.loads(json_path.read_text())
         rerun = dict(results["meta"], sections=sections)
         results = {k: v for k, v in previous.items() if k not in sections}
-        results["meta"].setdefault("reruns", []).append(
-            {k: rerun[k] for k in ("sections", "command", "date", "code", "load")})
+        record_rerun(results["meta"], rerun)
 
     def save():
         if not args.no_write:  # a print-only run must not replace the recorded results
