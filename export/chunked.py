@@ -802,7 +802,12 @@ def _write_chunk(buffer, index, chunk):
     A `tf.TensorArray` write becomes slices whose sizes depend on `index`: the loop body
     then has dynamic shapes, and LiteRT re-plans its memory and XNNPACK re-prepares
     every op at every iteration (~20 µs per iteration measured). A select over the
-    buffer costs O(T) per iteration instead (~5 µs at T=200).
+    buffer costs O(T) per iteration instead (~5 µs at T=200). A `DYNAMIC_UPDATE_SLICE`
+    (XLA's `dynamic_update_slice`, which the converter maps to it) in its place gained
+    nothing: the `WHILE` kernel still copies the whole buffer at every iteration (F21).
+    Bidirectional reference model, interleaved: float32 0.99x the time at T=200, 1.00x
+    at T=1000; int8 1.08x, since the quantizer puts a DEQUANTIZE and a QUANTIZE around
+    it.
     """
     import tensorflow as tf
 
@@ -1368,7 +1373,9 @@ INT8_LONGER_BODY_SHARE = 0.25
 # costs a few ops' dispatch and a copy of the states, against tens of µs of arithmetic
 # per layer and step (no XNNPACK there). A layer returning its sequence carries a T-row
 # buffer that the loop copies at every iteration (bidirectional int8 T=200: 1 / 2 / 5
-# steps 27.1 / 26.8 / 26.0 ms), so it keeps `buffer_chunk_steps`.
+# steps 27.1 / 26.8 / 26.0 ms; T=1000, 1 / 2 / 5 / 10 steps: 159 / 141 / 133 / 131 ms,
+# arena 491 / 499 / 523 / 562 KB, file 122 / 126 / 140 / 166 KB: the copies are a fifth
+# of the time at one step), so it keeps `buffer_chunk_steps` (10 steps there, 1 at T=200).
 MICRO_CHUNK_STEPS = 1
 
 
