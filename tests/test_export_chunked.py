@@ -336,13 +336,17 @@ def test_automatic_chunk_size():
     # 2-step body has a step before the loop, so 5 steps add only 2.
     assert chunked.chunk_steps_for(model_of("stacked", 48), 50, "int8") == 2
     assert chunked.chunk_steps_for(model_of("stacked", 48, 25), 25, "int8") == 5
-    # An int8 file that keeps the first convolution float (4 bytes a weight) takes
-    # shorter bodies, unless it is asked to keep nothing float.
+    # Weights kept float (3 bytes more each) count against the longer body's share: the
+    # first convolution (2,624 weights, kept float by default) makes it 2 steps, unless
+    # the file is asked to keep nothing float; a float Dense head (260 weights) does not.
     conv = model_of("cnn_gru", 64)
     assert chunked.chunk_steps_for(conv, 50, "int8") == 2
+    assert chunked.chunk_steps_for(conv, 50, "int8", int8_float_layers=["conv1d_0"]) == 2
     assert chunked.chunk_steps_for(conv, 50, "int8", int8_float_layers=[]) == 5
     assert chunked.chunk_steps_for(conv, 50, "int8", fully_integer=True) == 5
-    assert chunked.chunk_steps_for(conv, 50, "int8", int8_float_layers=["output"]) == 2
+    assert chunked.chunk_steps_for(conv, 50, "int8", int8_float_layers=["output"]) == 5
+    assert chunked.chunk_steps_for(conv, 50, "int8",
+                                   int8_float_layers=["output", "conv1d_0"]) == 2
     assert chunked.default_chunk_steps(50) == 5 and chunked.default_chunk_steps(23) == 4
 
 
