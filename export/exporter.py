@@ -49,7 +49,7 @@ from export.errors import (
     VerificationError,
 )
 from export.runtime import trust
-from zoo.checks import fail, is_int, is_positive_number
+from zoo.checks import fail, is_bool, is_int, is_positive_number
 from zoo.fileio import new_file_mode
 from zoo.quiet import strip_startup_noise
 
@@ -778,7 +778,11 @@ def to_tflite(
         sequence_length=sequence_length, tolerance=tolerance, timeout=timeout,
         calibration_samples=calibration_samples, range_margin=range_margin, labels=labels,
         normalization=normalization, metadata=metadata, check_tflm=check_tflm,
-        c_array=c_array, int8_weights=int8_weights, int8_float_layers=int8_float_layers)
+        c_array=c_array, int8_weights=int8_weights, int8_float_layers=int8_float_layers,
+        flags={"fallback": fallback, "allow_select_tf_ops": allow_select_tf_ops,
+               "allow_custom_ops": allow_custom_ops,
+               "strip_tensor_names": strip_tensor_names},
+        tflm_arena_size=tflm_arena_size)
     streaming = form is Form.STEP
     source = _load_model(model, streaming)
     _check_against_model(source.keras_model, source.task, source.input_shape,
@@ -880,7 +884,8 @@ _CALLER_OF_TO_TFLITE = 3
 def _check_arguments(path, quantization, representative_data, *, form, recipe, streaming,
                      io_type, sequence_length, tolerance, timeout, calibration_samples,
                      range_margin, labels, normalization, metadata, check_tflm, c_array,
-                     int8_weights="auto", int8_float_layers="auto"):
+                     int8_weights="auto", int8_float_layers="auto", flags=None,
+                     tflm_arena_size=None):
     """Checks every argument that needs no model, before Keras is even imported.
 
     Cheap checks first, so that a typo costs milliseconds, not a TensorFlow start-up;
@@ -902,11 +907,12 @@ def _check_arguments(path, quantization, representative_data, *, form, recipe, s
               f"quantization={quantization!r}")
     if sequence_length is not None and (not is_int(sequence_length) or sequence_length < 1):
         fail("sequence_length", sequence_length, "a positive int or None")
-    if not isinstance(path, (str, os.PathLike)):
-        fail("path", path, "a str or os.PathLike destination for the .tflite file", TypeError)
-    path = os.path.abspath(os.fspath(path))
-    if os.path.isdir(path):
-        fail("path", path, "a file path (it is a directory)")
+    for name, value in (flags or {}).items():
+        if not is_bool(value):
+            fail(name, value, "True or False", TypeError)
+    if tflm_arena_size is not None and (not is_int(tflm_arena_size) or tflm_arena_size < 1):
+        fail("tflm_arena_size", tflm_arena_size, "None (sized from the file) or a "
+             "positive int (bytes)")
     if tolerance is not None and not is_positive_number(tolerance):
         fail("tolerance", tolerance, "a finite positive float or None (NaN or inf would "
               "switch verification off)")
@@ -947,16 +953,70 @@ def _check_arguments(path, quantization, representative_data, *, form, recipe, s
         fail("check_tflm", check_tflm, "False with form='loop' (TFLite for "
               "Microcontrollers runs Keras's WHILE loop files with wrong outputs, "
               "docs/tflite-facts.md, F9); use form='auto', 'chunked', 'unrolled' or 'step'")
-    if not (isinstance(c_array, bool) or isinstance(c_array, (str, os.PathLike))):
+    if not (is_bool(c_array) or isinstance(c_array, (str, os.PathLike))):
         fail("c_array", c_array, "True, False or a .cc path", TypeError)
     if quantization in CALIBRATED and representative_data is None:
         fail("representative_data", None, f"calibration inputs for quantization="
               f"{quantization!r} (it measures activation ranges on them; gru-zoo does not "
               "guess them from random noise)")
+    # the file system last: a typo in an argument is named before a missing folder
+    path = _check_destination(path)
+    if not is_bool(c_array):
+        c_path = _check_destination(c_array, "c_array")
+        if os.path.splitext(c_path)[1] not in C_SOURCE_SUFFIXES:
+            fail("c_array", os.fspath(c_array), f"True, False or the path of a C source file "
+                 f"(ending in one of {list(C_SOURCE_SUFFIXES)}; its header goes beside it)")
+        if c_path == path:
+            fail("c_array", os.fspath(c_array), "a path other than `path`")
     if quantization not in CALIBRATED and representative_data is not None:
         warnings.warn(f"`representative_data` is not used by quantization={quantization!r}; "
                       "it only serves as verification inputs.", stacklevel=_CALLER_OF_TO_TFLITE)
     return path, form, form_argument, check_tflm
+
+
+# What `c_array` may name: a C or C++ source file (`write_c_array` writes its header
+# beside it).
+C_SOURCE_SUFFIXES = (".cc", ".c", ".cpp", ".cxx")
+# A TFLite FlatBuffer's file identifier, at bytes 4-8.
+_TFLITE_IDENTIFIER = b"TFL3"
+
+
+def _check_destination(path, argument="path"):
+    """The absolute path of `path`, a file `to_tflite` may write: in an existing, writable
+    folder, and not an existing file of another kind (a `.keras` model given as `path`
+    by mistake would be lost; an existing TFLite file, or an empty one, is replaced).
+    Checked before any work, so that the error names the argument, not the staging file
+    that `_install` writes beside it."""
+    if not isinstance(path, (str, os.PathLike)):
+        fail(argument, path, "a str or os.PathLike destination for the .tflite file",
+             TypeError)
+    given = os.fspath(path)
+    path = os.path.abspath(given)
+    if os.path.isdir(path):
+        fail(argument, given, "a file path (it is a directory)")
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        fail(argument, given, f"a path in an existing folder ({folder} "
+             f"{'is a file' if os.path.exists(folder) else 'does not exist'})",
+             FileNotFoundError)
+    try:  # the file is written beside its destination first (`_install`)
+        fd, probe = tempfile.mkstemp(prefix=".gru_zoo_write_check.", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as error:
+        fail(argument, given, f"a path in a folder you can write to ({folder}: "
+             f"{error.strerror})", PermissionError)
+    if argument == "path" and os.path.splitext(path)[1].lower() in (".keras", ".h5"):
+        fail(argument, given, "the path of the .tflite file to write, not of a Keras "
+             "model file")
+    if argument == "path" and os.path.isfile(path) and os.path.getsize(path):
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+        if head[4:8] != _TFLITE_IDENTIFIER:
+            fail(argument, given, "a new file or an existing TFLite file to replace (this "
+                 "file exists and is not a TFLite model; gru-zoo does not overwrite it)",
+                 FileExistsError)
+    return path
 
 
 def _resolve_form(form, recipe, streaming):
@@ -1027,8 +1087,9 @@ def _load_model(model, streaming):
     if isinstance(model, (str, os.PathLike)):
         model_path = os.path.abspath(os.fspath(model))
         if not os.path.isfile(model_path):
+            what = "a folder" if os.path.isdir(model_path) else "no such file"
             raise FileNotFoundError(f"`model` must be an existing .keras file. Received: "
-                                    f"model={os.fspath(model)!r} (no such file)")
+                                    f"model={os.fspath(model)!r} ({what})")
         if not model_path.endswith(".keras"):
             fail("model", os.fspath(model), "a keras.Model or the path of a .keras file")
     elif not isinstance(model, keras.Model):
@@ -1506,7 +1567,7 @@ def _evaluate_and_write(chosen, path, source, data, workdir, *, check_tflm, tflm
     _install(chosen.out_path, path)
     c_array_path = None
     if c_array:
-        c_array_path = write_c_array(path, None if c_array is True else c_array)
+        c_array_path = write_c_array(path, c_array if isinstance(c_array, (str, os.PathLike)) else None)
     return _Written(evaluation, tflm, c_array_path, result_warnings)
 
 
@@ -1517,8 +1578,12 @@ def _install(verified_path, path):
     place: the destination is either the old file or the new verified one, never a
     partial or unverified file.
     """
-    fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.",
-                                   suffix=".partial", dir=os.path.dirname(path))
+    try:
+        fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.",
+                                       suffix=".partial", dir=os.path.dirname(path))
+    except OSError as error:  # name the destination, not the staging file
+        raise type(error)(error.errno, f"`path` {path!r} cannot be written there: "
+                          f"{error.strerror}") from None
     os.close(fd)
     try:
         shutil.copyfile(verified_path, staging)

@@ -59,7 +59,7 @@ def files(tmp_path_factory):
     # A full-sequence export over an existing 0600 file, under umask 027: the result
     # must be 0640 (the umask's mode), neither mkstemp's 0600 nor a fixed 0644.
     paths["full"] = root / "full.tflite"
-    paths["full"].write_bytes(b"old")
+    paths["full"].write_bytes(b"")  # (an existing file of another kind is refused)
     os.chmod(paths["full"], 0o600)
     previous = os.umask(0o027)
     try:
@@ -170,12 +170,75 @@ TO_TFLITE_CASES = [
                          [case[1:] for case in TO_TFLITE_CASES],
                          ids=[case[0] for case in TO_TFLITE_CASES])
 def test_to_tflite_refuses_bad_input_before_any_work(files, model_key, kwargs, fragments):
-    out = files["root"] / "out" / "never.tflite"
+    out = files["root"] / "never.tflite"
     started = time.perf_counter()
     with pytest.raises(ValueError, match=pattern(*fragments)):
         to_tflite(files[model_key], out, **kwargs)
     assert not out.exists()
     assert time.perf_counter() - started < 10  # checked up front, not after converting
+
+
+# (id, to_tflite keyword arguments (`path` relative to the module's folder), error type,
+# message fragments)
+DESTINATION_CASES = [
+    # the trained model given as the destination by mistake: never overwritten
+    ("path_is_the_model", dict(path="classifier.keras"), ValueError,
+     ["`path`", "not of a Keras model file", "classifier.keras"]),
+    ("path_h5", dict(path="weights.h5"), ValueError, ["`path`", "weights.h5"]),
+    ("path_other_file", dict(path="notes.txt"), FileExistsError,
+     ["`path`", "exists and is not a TFLite model", "notes.txt"]),
+    ("path_no_folder", dict(path="missing/x.tflite"), FileNotFoundError,
+     ["`path`", "existing folder", "missing does not exist", "missing/x.tflite"]),
+    ("path_under_a_file", dict(path="notes.txt/x.tflite"), FileNotFoundError,
+     ["`path`", "notes.txt is a file", "notes.txt/x.tflite"]),
+    ("fallback_str", dict(fallback="no"), TypeError, ["`fallback`", "True or False",
+                                                      "fallback='no'"]),
+    ("allow_custom_ops_int", dict(allow_custom_ops=1), TypeError,
+     ["`allow_custom_ops`", "allow_custom_ops=1"]),
+    ("strip_tensor_names_str", dict(strip_tensor_names="yes"), TypeError,
+     ["`strip_tensor_names`", "strip_tensor_names='yes'"]),
+    ("tflm_arena_size_negative", dict(tflm_arena_size=-1), ValueError,
+     ["`tflm_arena_size`", "positive int", "tflm_arena_size=-1"]),
+    ("tflm_arena_size_float", dict(tflm_arena_size=1e6), ValueError,
+     ["`tflm_arena_size`", "tflm_arena_size=1000000.0"]),
+    # a word taken for a path would write ./yes and ./yes.h
+    ("c_array_word", dict(c_array="yes"), ValueError,
+     ["`c_array`", "C source file", "'.cc'", "c_array='yes'"]),
+    ("c_array_no_folder", dict(c_array="missing/model.cc"), FileNotFoundError,
+     ["`c_array`", "existing folder", "missing/model.cc"]),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, fragments", [c[1:] for c in DESTINATION_CASES],
+                         ids=[c[0] for c in DESTINATION_CASES])
+def test_to_tflite_checks_where_it_writes_before_any_work(files, kwargs, error, fragments,
+                                                          monkeypatch):
+    """No file of another kind is overwritten (a `.keras` model given as `path` was
+    replaced by the TFLite file), a missing folder is named as `path`, not as the
+    staging file written beside it, and flags are real bools."""
+    monkeypatch.chdir(files["root"])
+    (files["root"] / "notes.txt").write_text("keep me")
+    before = {p.name: p.read_bytes() for p in files["root"].iterdir() if p.is_file()}
+    kwargs = dict(kwargs)
+    path = kwargs.pop("path", "never.tflite")
+    with pytest.raises(error, match=pattern(*fragments)):
+        to_tflite(files["classifier"], path, **kwargs)
+    after = {p.name: p.read_bytes() for p in files["root"].iterdir() if p.is_file()}
+    assert after == before  # nothing written, nothing replaced
+
+
+def test_to_tflite_replaces_an_empty_or_tflite_file_and_writes_a_named_c_array(files,
+                                                                              tmp_path):
+    """What the destination checks still allow: an existing empty file (a temporary
+    file made for the export) and an existing TFLite file are replaced; `c_array` may
+    name a C file; a NumPy bool counts as a bool."""
+    empty = tmp_path / "made_by_mkstemp.tflite"
+    empty.write_bytes(b"")
+    assert to_tflite(files["classifier"], empty).size == empty.stat().st_size > 0
+    assert to_tflite(files["classifier"], empty, fallback=np.True_).size > 0
+    result = to_tflite(files["classifier"], tmp_path / "m.tflite", c_array=tmp_path / "m.c",
+                       check_tflm=False)
+    assert result.c_array_path and (tmp_path / "m.c").exists() and (tmp_path / "m.h").exists()
 
 
 # (id, file key, message fragments)

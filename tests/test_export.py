@@ -448,10 +448,11 @@ def test_crash_without_fallback_raises_and_leaves_destination_untouched(model, t
                                                                       monkeypatch):
     monkeypatch.setenv(SIMULATE_CRASH_ENV, "loop")
     path = tmp_path / "model.tflite"
-    path.write_bytes(b"previous file")
+    previous = b"\x1c\x00\x00\x00TFL3 (an earlier export)"
+    path.write_bytes(previous)
     with pytest.raises(ConversionCrashError, match="SIGSEGV"):
         to_tflite(model, path, recipe="loop", fallback=False)
-    assert path.read_bytes() == b"previous file"
+    assert path.read_bytes() == previous
     assert os.listdir(tmp_path) == ["model.tflite"]
 
 
