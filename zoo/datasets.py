@@ -158,9 +158,10 @@ class Dataset:
                 end, `mask_value` set), or a pandas DataFrame in wide form (one row per
                 series, columns = time steps). NaN marks a missing value: filled by
                 linear interpolation along time (the nearest value at the edges).
-            y_train: the labels `(samples,)`: strings or ints (classification), floats
-                (regression, `(samples,)` or `(samples, outputs)`); a list, an array or
-                a pandas Series.
+            y_train: the labels `(samples,)`: strings or ints (classification; floats
+                only with whole values), floats (regression, `(samples,)` or `(samples,
+                outputs)`); a list, an array or a pandas Series. Complex numbers (in x or
+                y) are refused.
             x_test: the test series, like `x_train`, or `None`. Defaults to `None`: a
                 stratified `test_split` of the training data is cut as the test split.
             y_test: the test labels, like `y_train`; required with `x_test`.
@@ -176,10 +177,10 @@ class Dataset:
                 deviation of the training part (after the validation split), applied to
                 every split. Defaults to `True`.
             name: str, the dataset's name. Defaults to `"arrays"`.
-            label_names: list of str or `None`: the class names, in index order. Labels
-                that are these names are mapped in this order; labels that are ints
-                0..K-1 are kept as indices. `None` (the default): the distinct labels,
-                sorted (numerically when they are numbers).
+            label_names: list of str or `None`: the class names, in index order, one for
+                each class of `y_train`. Labels that are these names are mapped in this
+                order; labels that are ints 0..K-1 are kept as indices. `None` (the
+                default): the distinct labels, sorted (numerically when they are numbers).
             test_split: float in (0, 1), the part of the training data cut as the test
                 split when `x_test` is `None`. Defaults to `0.2`.
 
@@ -197,10 +198,11 @@ class Dataset:
     def forecast_baselines(self, split="test"):
         """Test MSE of the forecasts a forecaster must beat, for forecasting datasets.
 
-        `"seasonal naive"` repeats the window's last season (the last `season` values)
-        and `"last value"` repeats its last value, over the whole horizon (Hyndman &
-        Athanasopoulos, *Forecasting: Principles and Practice*, section 5.2). Returns
-        `{}` when the dataset is not a forecasting one (`season` is None).
+        `"seasonal naive"` repeats the window's last season (the last `season` values;
+        left out when `season` is longer than the window) and `"last value"` repeats its
+        last value, over the whole horizon (Hyndman & Athanasopoulos, *Forecasting:
+        Principles and Practice*, section 5.2). Returns `{}` when the dataset is not a
+        forecasting one (`season` is None).
         """
         if self.season is None:
             return {}
@@ -213,11 +215,14 @@ class Dataset:
             return {}
         series = np.asarray(x)[..., 0]
         horizon = y.shape[-1]
-        repeats = -(-horizon // self.season)
-        seasonal = np.tile(series[:, -self.season:], (1, repeats))[:, :horizon]
         last = np.repeat(series[:, -1:], horizon, axis=1)
-        return {"seasonal naive": float(np.mean((seasonal - y) ** 2)),
-                "last value": float(np.mean((last - y) ** 2))}
+        baselines = {}
+        if self.season <= series.shape[1]:  # else the window holds no value a season back
+            repeats = -(-horizon // self.season)
+            seasonal = np.tile(series[:, -self.season:], (1, repeats))[:, :horizon]
+            baselines["seasonal naive"] = float(np.mean((seasonal - y) ** 2))
+        baselines["last value"] = float(np.mean((last - y) ** 2))
+        return baselines
 
 
 def _check_fraction(argument, value):

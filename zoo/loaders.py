@@ -330,10 +330,24 @@ def _build(*, name, task, train, test, label_names, num_outputs, feature_name,
 
 # --------------------------------------------------------------------------- arrays
 
+def _refuse_complex(values, argument, advice="pass the parts as features, e.g. "
+                    "np.stack([x.real, x.imag], axis=-1)"):
+    """Complex numbers would lose their imaginary part (NumPy only warns): an error."""
+    if getattr(getattr(values, "dtype", None), "kind", None) == "c":
+        raise ValueError(f"`{argument}` must hold real numbers. Received: {argument} with "
+                         f"complex dtype {values.dtype} (casting would drop the imaginary "
+                         f"part); {advice}")
+
+
 def _series_from(x, argument):
     """A list of `(time, features)` float64 arrays from an array, a list or a DataFrame."""
     if hasattr(x, "to_numpy") and not isinstance(x, np.ndarray):
         x = x.to_numpy()  # pandas DataFrame in wide form: one row per series
+    try:
+        whole = np.asarray(x)
+    except (TypeError, ValueError):
+        whole = None  # series of different lengths: each one is checked below
+    _refuse_complex(whole, argument)
     try:
         array = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as error:
@@ -357,6 +371,7 @@ def _series_from(x, argument):
         return list(array)
     series = []
     for i, item in enumerate(x):
+        _refuse_complex(np.asarray(item), f"{argument}[{i}]")
         try:
             values = np.asarray(item, dtype=np.float64)
         except (TypeError, ValueError) as error:
@@ -385,6 +400,7 @@ def _labels_from(y, argument, count, x_argument):
     if hasattr(y, "to_numpy") and not isinstance(y, np.ndarray):
         y = y.to_numpy()
     y = np.asarray(y)
+    _refuse_complex(y, argument, "expected class labels or real targets")
     if y.ndim == 0 or len(y) != count:
         found = "a scalar" if y.ndim == 0 else f"{len(y)} labels"
         raise ValueError(f"`{argument}` must have one label per series of `{x_argument}` "
@@ -405,7 +421,15 @@ def _class_strings(y, argument):
         if np.isnan(y).any():
             raise ValueError(f"`{argument}` has a missing (NaN) label at index "
                              f"{int(np.flatnonzero(np.isnan(y))[0])}")
-        return [str(int(v)) if float(v).is_integer() else str(v) for v in y.tolist()]
+        fractional = np.flatnonzero(np.mod(y, 1) != 0)
+        if len(fractional):
+            i = int(fractional[0])
+            raise ValueError(f"`{argument}` must hold class labels (ints or str) for "
+                             f"classification. Received: non-integer float labels, e.g. "
+                             f"{argument}[{i}]={y[i].item()!r} ({len(fractional)} of {len(y)}); "
+                             "for numeric targets use task='regression', else give integer or "
+                             "str class labels")
+        return [str(int(v)) for v in y.tolist()]
     return [v.decode() if isinstance(v, bytes) else str(v) for v in y.tolist()]
 
 
@@ -450,7 +474,7 @@ def dataset_from_arrays(x_train, y_train, x_test=None, y_test=None, *, task=None
         return f"feature {j}"
 
     if task == "classification":
-        labels = _class_strings(y_train, "y_train")
+        labels = raw_labels = _class_strings(y_train, "y_train")
         test_labels = None if y_test is None else _class_strings(y_test, "y_test")
         order = None
         if label_names is not None:
@@ -462,6 +486,15 @@ def dataset_from_arrays(x_train, y_train, x_test=None, y_test=None, *, task=None
                 if test_labels is not None:
                     test_labels = [order[int(v)] if v.isdigit() and int(v) < len(order) else v
                                    for v in test_labels]
+            # Names beyond the classes present: outputs no training series teaches.
+            unused = [n for n in order if n not in set(labels)]
+            if unused and set(labels) <= set(order):
+                raise ValueError(
+                    f"`label_names` must name the classes of `y_train`, one name each, in "
+                    f"class-index order: {len(order)} names, but `y_train` has "
+                    f"{len(set(labels))} classes ({_label_order(raw_labels)}); no training "
+                    f"series has the class {unused[0]!r}. Received: "
+                    f"label_names={list(label_names)!r}")
         y_train, y_test, names = _encode_classes(
             labels, [f"`y_train[{i}]`" for i in range(len(labels))], test_labels,
             [f"`y_test[{i}]`" for i in range(len(test_labels or []))], "`y_train`",
@@ -817,15 +850,30 @@ def _read_table(path, delimiter):
     return name, header, header_line, data
 
 
+_OTHER_DELIMITERS = (";", "\t", "|", ",")
+
+
+def _delimiter_hint(header):
+    """For errors: a hint to pass `delimiter` when the header is one column holding one."""
+    if len(header) != 1:
+        return ""
+    found = next((c for c in _OTHER_DELIMITERS if c in header[0]), None)
+    if found is None:
+        return ""
+    return (f"; the header is one column, {_show(header[0])}, that holds {found!r}: if the "
+            f"fields are separated by {found!r}, pass delimiter={found!r}")
+
+
 def _column(table, column, argument):
     name, header, header_line, _ = table
     if column not in header:
         raise ValueError(f"{name} line {header_line}: no column {column!r} "
-                         f"(`{argument}={column!r}`); the header has columns {header}")
+                         f"(`{argument}={column!r}`); the header has columns {header}"
+                         f"{_delimiter_hint(header)}")
     return header.index(column)
 
 
-def _cell(text, name, line, column):
+def _cell(text, name, line, column, hint=""):
     if text.lower() in _MISSING_CSV:
         return np.nan
     try:
@@ -837,7 +885,8 @@ def _cell(text, name, line, column):
         finite = np.isfinite(value)
     if not finite:
         raise ValueError(f"{name} line {line}, column {column!r}: expected a number (or an "
-                         f"empty cell, '?' or 'NaN' for a missing value), found {_show(text)}")
+                         f"empty cell, '?' or 'NaN' for a missing value), found {_show(text)}"
+                         f"{hint}")
     return value
 
 
@@ -853,7 +902,8 @@ def _row_numbers(fields, indices, table, line):
             if np.isfinite(values).all():
                 return values
     name, header = table[0], table[1]
-    return np.array([_cell(fields[j], name, line, header[j]) for j in indices],
+    hint = _delimiter_hint(header)
+    return np.array([_cell(fields[j], name, line, header[j], hint) for j in indices],
                     dtype=np.float64)
 
 
@@ -867,6 +917,35 @@ def _feature_columns(table, features, exclude, argument="features"):
         raise ValueError(f"{table[0]} line {table[2]}: no value columns besides "
                          f"{[header[j] for j in sorted(exclude)]}; expected at least one")
     return columns
+
+
+def _check_test_columns(test_table, table, layout, features, label, id_column, time_column,
+                        test_path):
+    """The test file must have the training file's columns, else its values are read as
+    something else (another layout's id and time columns as time steps, say).
+
+    With `features`: the columns read. Else, long layout: the same set of columns; wide
+    layout: the label and the same time-step columns, of which one file may have more
+    (its series are longer)."""
+    found, header = test_table[1], table[1]
+    if features is not None:
+        keys = [c for c in (id_column, time_column) if c is not None] if layout == "long" else []
+        expected = [label] + keys + [f for f in features if f not in keys and f != label]
+        same, what = all(c in found for c in expected), "the columns read from"
+    elif layout == "wide":
+        other = (label, id_column, time_column)
+        steps, test_steps = ([c for c in h if c not in other] for h in (header, found))
+        shorter = min(len(steps), len(test_steps))
+        expected, what = header, "the label and the time-step columns (more or fewer) of"
+        same = label in found and shorter > 0 and steps[:shorter] == test_steps[:shorter]
+    else:
+        expected, what = header, "the columns of"
+        same = sorted(found) == sorted(header)
+    if not same:
+        raise ValueError(
+            f"{test_table[0]} line {test_table[2]}: the test file (`test_path`) must have "
+            f"{what} the training file {table[0]} (layout {layout!r}): expected columns "
+            f"{expected}, found {found}. Received: test_path={test_path!r}")
 
 
 def _read_wide(table, label, id_column, time_column, features):
@@ -957,7 +1036,7 @@ def _read_series_layout(table, label, time_column, features):
     time_index = None if time_column is None else _column(table, time_column, "time_column")
     exclude = set() if time_index is None else {time_index}
     columns = _feature_columns(table, features, exclude)
-    target = header.index(label) if label in header else columns[0]
+    target = header.index(label) if label in header else columns[0]  # checked by load_csv
     columns = [target] + [j for j in columns if j != target]
     rows = data
     if time_index is not None:
@@ -1039,14 +1118,15 @@ def load_csv(path, test_path=None, *, layout="auto", label="label", id_column="i
         features, and `label` is the same on every row of a series; series may differ in
         length. "series": one long series (one or more numeric columns) for forecasting:
         windows of `window` steps predict the next `horizon` values of the target column
-        (`label` when the header has it, else the first value column), split
+        (`label`; the first value column when the default "label" is not in the header), split
         chronologically by the targets' end time like `load_airline_passengers`.
         Missing cells (empty inside a series, `?`, `NaN`, `NA`) are interpolated along time.
 
     Args:
         path: str or path-like, the CSV file (the training data).
         test_path: str, path-like or `None`, a test file in the same layout ("wide" and
-            "long"). Defaults to `None`: a `<Name>_TRAIN.csv` path uses its
+            "long") with the training file's columns (wide: its time steps may stop earlier
+            or go on later). Defaults to `None`: a `<Name>_TRAIN.csv` path uses its
             `<Name>_TEST.csv` sibling when it exists, else a stratified `test_split` of
             the file is the test split.
         layout: str, one of "auto", "wide", "long", "series". Defaults to `"auto"`: "long"
@@ -1054,7 +1134,8 @@ def load_csv(path, test_path=None, *, layout="auto", label="label", id_column="i
             "series" (which needs `window` and `horizon`); the choice is stated in the
             description.
         label: str, the label column (wide, long) or the target column (series). Defaults
-            to `"label"`.
+            to `"label"`. A column named by `label`, `id_column` or `time_column` that the
+            header lacks is an error (the defaults only pick the layout).
         id_column: str, the series-id column of the long layout. Defaults to `"id"`.
         time_column: str or `None`, the column to order time steps by (long, series;
             numbers sort numerically, anything else as text). Defaults to `None`: file
@@ -1067,8 +1148,9 @@ def load_csv(path, test_path=None, *, layout="auto", label="label", id_column="i
             are the validation split. Defaults to `0.15`.
         test_fraction: float in (0, 1), series layout: the part of the steps (the last
             ones) whose targets are the test split. Defaults to `0.15`.
-        season: int or `None`, series layout: the seasonal period in steps (kept in
-            `Dataset.season` for the seasonal-naive baseline). Defaults to `None`.
+        season: int or `None`, series layout: the seasonal period in steps, at most
+            `window` (kept in `Dataset.season` for the seasonal-naive baseline). Defaults to
+            `None`.
         task: str or `None`, wide/long: "classification" or "regression". Defaults to
             `None`: inferred from the labels and stated in the description.
         test_split: float in (0, 1) or `None`, wide/long: the part of the file cut as the
@@ -1118,6 +1200,13 @@ def load_csv(path, test_path=None, *, layout="auto", label="label", id_column="i
     _check_common(validation_split, seed, normalize, test_split)
     table = _read_table(path, delimiter)
     name, header = table[0], table[1]
+    # A column named by its argument must exist: a misspelt `id_column` or `label` would
+    # otherwise pick another layout, or (series) forecast another column. The defaults
+    # ("label", "id") may be absent: they only say which layout the header has.
+    for argument, value, default in (("label", label, "label"), ("id_column", id_column, "id"),
+                                     ("time_column", time_column, None)):
+        if value is not None and value != default:
+            _column(table, value, argument)
     why = ""
     if layout == "auto":
         if id_column in header:
@@ -1134,7 +1223,7 @@ def load_csv(path, test_path=None, *, layout="auto", label="label", id_column="i
                     f"({why}; columns {header}), which needs `window` and `horizon` to "
                     f"forecast. Received: window={window!r}, horizon={horizon!r}; or name "
                     "your columns with `label=` (one series per row) or `id_column=` (one "
-                    "row per time step)")
+                    f"row per time step){_delimiter_hint(header)}")
         why = f"layout {layout!r} chosen from the header: {why}"
     if layout == "series":
         if window is None or horizon is None:
@@ -1147,6 +1236,10 @@ def load_csv(path, test_path=None, *, layout="auto", label="label", id_column="i
                              f"test_path={test_path!r}")
         _check_fraction("val_fraction", val_fraction)
         _check_fraction("test_fraction", test_fraction)
+        if season is not None and season > window:
+            raise ValueError(f"`season` must be at most `window` ({window}): the seasonal-naive "
+                             f"baseline repeats the window's last `season` values. Received: "
+                             f"season={season!r}, window={window!r}")
         values, columns = _read_series_layout(table, label, time_column, features)
         filled = _fill_missing([values], [name], lambda j: f"column {columns[j]!r}")
         return _windows(_stem(path), values, columns, window, horizon, val_fraction,
@@ -1168,6 +1261,8 @@ def load_csv(path, test_path=None, *, layout="auto", label="label", id_column="i
     if test_path is not None:
         test_path = _check_path(test_path, "test_path")
         test_table = _read_table(test_path, delimiter)
+        _check_test_columns(test_table, table, layout, features, label, id_column,
+                            time_column, test_path)
         test = reader(test_table, label, id_column, time_column,
                       features if features is not None or layout == "wide" else
                       [header[j] for j in _feature_columns(
@@ -1232,7 +1327,8 @@ def load_npz(path, *, task=None, validation_split=0.2, seed=0, normalize=True,
             Defaults to `True`.
         test_split: float in (0, 1), the part of the training data cut as the test split
             when the archive has no `x_test`. Defaults to `0.2`.
-        label_names: list of str or `None`, the class names (overrides the archive's).
+        label_names: list of str or `None`, the class names (overrides the archive's), one
+            for each class of `y_train`.
 
     Returns:
         A `Dataset`, with `source` naming the file and its sha256.
