@@ -279,6 +279,9 @@ def run_step(context):
     variant, cell, space, fixed = step_space(context.get("model_config") or {})
     classification = dataset.task == "classification"
     epochs = STEP_EPOCHS["quick" if quick else "full"]
+    folds = 2 if quick else 3
+    if classification:
+        folds = min(folds, _smallest_class(dataset))  # 2 per class still cross-validates
     raw = {
         "job": {"name": "main-job-tune", "output_dir": str(run_dir / "tune"),
                 "seed": int(context.get("seed") or 0)},
@@ -291,7 +294,7 @@ def run_step(context):
         "retrain": {"enabled": True, **({"epochs": int(context["train"]["epochs"])}
                                         if (context.get("train") or {}).get("epochs")
                                         else {})},
-        "cv": {"folds": 2 if quick else 3, "epochs": epochs,
+        "cv": {"folds": folds, "epochs": epochs,
                "max_time_s": 120 if quick else 900,
                "select": "smallest", "select_within": 0.01 if classification else "1%"},
     }
@@ -303,7 +306,7 @@ def run_step(context):
         "strategy": summary["strategy"], "trials": summary["trials"],
         "completed": summary["completed"], "pruned": summary.get("pruned", 0),
         "infeasible": summary.get("infeasible", 0),
-        "cv": f"{raw['cv']['folds']}-fold, {epochs} epochs per fold, the recipe's protocol",
+        "cv": f"{folds}-fold, {epochs} epochs per fold, the recipe's protocol",
         "objective": summary["objective"], "output_dir": str(run_dir / "tune"),
         "default_cv": summary.get("default_cv"),
         "budget": summary.get("budget"),
@@ -327,6 +330,31 @@ def run_step(context):
     result["chosen"] = chosen
     result["verdict"] = _verdict(dataset, chosen, trained)
     return result
+
+
+def _smallest_class(dataset):
+    """The smallest class's count in train+validation (what the step cross-validates).
+
+    Raises a `ValueError` for the user of `gru-zoo run` (who wrote no `[cv]` config)
+    when it is under 2: stratified folds need two samples of every class.
+    """
+    import numpy as np
+
+    from tuning.cv import class_labels, search_data
+
+    counts = np.bincount(class_labels(search_data(dataset)[1]))
+    smallest = int(counts[counts > 0].min()) if counts.any() else 0
+    if smallest < 2:
+        names = list(getattr(dataset, "label_names", None) or [])
+        shown = [names[i] if i < len(names) else i
+                 for i, count in enumerate(counts.tolist()) if count == smallest]
+        raise ValueError(
+            f"the tune step cannot cross-validate {dataset.name}: class(es) {shown} have "
+            f"{smallest} sample(s) in train+validation, and cross-validation needs at least "
+            "2 of every class. The trained model is kept (train/ in the run directory); add "
+            "samples of that class, or skip the step with --skip tune. Received: smallest "
+            f"class {smallest} sample(s)")
+    return smallest
 
 
 # Epochs per fold in the main job's step (the final retrain uses the recipe's own).

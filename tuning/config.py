@@ -17,7 +17,7 @@ import json
 import pathlib
 import tomllib
 
-from tuning.tuners import STRATEGIES, STRATEGY_OPTIONS
+from tuning.tuners import STRATEGIES, STRATEGY_OPTIONS, option_error
 from zoo.checks import is_int, is_number
 
 # section -> {key: (check, allowed description, default)}
@@ -296,6 +296,15 @@ def parse_config(raw, path="<config>", overrides=None):
         data["dataset"] = None
     if sections["job"]["output_dir"] is None:
         sections["job"]["output_dir"] = str(pathlib.Path("runs") / "tune" / sections["job"]["name"])
+    output_dir = pathlib.Path(sections["job"]["output_dir"])
+    for folder in (output_dir, *output_dir.parents):  # the first part that exists
+        if folder.exists():
+            if not folder.is_dir():
+                found = (f"{str(folder)!r} is an existing file" if folder == output_dir else
+                         f"{str(folder)!r} is a file, so no folder can be made inside it")
+                raise _error(path, "job", "output_dir", sections["job"]["output_dir"],
+                             f"a directory (created if missing), not a file: {found}")
+            break
     search = sections["search"]
     strategy = search["strategy"]
     search_options = search["options"]
@@ -305,6 +314,9 @@ def parse_config(raw, path="<config>", overrides=None):
             f"{path}: [search.options] unknown key(s) {unknown} for strategy {strategy!r}; "
             f"allowed: {list(STRATEGY_OPTIONS[strategy])}. "
             f"Received: {', '.join(f'{k}={search_options[k]!r}' for k in unknown)}")
+    bad = option_error(strategy, search_options)
+    if bad:
+        raise _error(path, "search.options", *bad)
     variant = sections["hypermodel"]["variant"]
     from zoo.builders import CELLS, VARIANTS
 
@@ -319,7 +331,8 @@ def parse_config(raw, path="<config>", overrides=None):
 
 
 def load_config(path, overrides=None):
-    """Reads and validates a TOML job config. See the module docstring."""
+    """Reads and validates a TOML job config (see the module docstring); a file without
+    a single setting is refused."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Config file not found: {path}")
@@ -333,4 +346,14 @@ def load_config(path, overrides=None):
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: not valid TOML: {error}") from None
+    if all(value == {} for value in raw.values()):  # no keys, at most empty tables
+        # Every key has a default, but a file without one setting is a mistake (a wrong
+        # or unsaved file), not a request for a default job on GunPoint.
+        raise ValueError(
+            f"{path}: the config has no settings (the file is empty, only comments or only "
+            "empty sections). A job needs at least its data, e.g. `[data]` with "
+            "`dataset = \"gunpoint\"` or `path = \"my_data.csv\"`; see "
+            "tuning/configs/gunpoint.toml for every key. "
+            f"Received: {len(text)} bytes, no keys"
+            + (f" (sections {', '.join(f'[{k}]' for k in raw)})" if raw else ""))
     return parse_config(raw, path=path, overrides=overrides)

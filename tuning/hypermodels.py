@@ -171,6 +171,19 @@ def _parse_space_entry(name, spec):
     return ("fixed", dict(value=spec))
 
 
+def _plain(value):
+    """`value` with NumPy scalars and arrays as Python ones (`np.int64(4)` -> `4`,
+    `np.arange(4, 12, 4)` -> `[4, 8]`), inside lists, tuples and dicts too: keras-tuner's
+    `Choice` / `Fixed` and Keras's layer arguments take Python numbers only."""
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 class GRUHyperModel(keras_tuner.HyperModel):
     """Maps keras-tuner hyperparameters to `zoo.build_gru` arguments.
 
@@ -186,9 +199,11 @@ class GRUHyperModel(keras_tuner.HyperModel):
             the cell is fixed and no `cell` hyperparameter is registered.
         space: dict of search-space overrides, hyperparameter name (see
             `SPACE_NAMES`) → a list of values (a choice), a dict
-            `{min, max, step, sampling, default}`, or a scalar (fixed).
+            `{min, max, step, sampling, default}`, or a scalar (fixed). NumPy
+            scalars and arrays are taken as Python numbers and lists.
         fixed: dict of other `build_gru` keyword arguments passed unchanged
-            (e.g. `vocab_size`, `clipnorm`, `dense_units`).
+            (e.g. `vocab_size`, `clipnorm`, `dense_units`; NumPy scalars as Python
+            numbers).
         seed: int or `None`, seeds weight initialisation before each build so a
             retrain with the same hyperparameters starts from the same weights.
         name: str, the hypermodel name.
@@ -208,7 +223,7 @@ class GRUHyperModel(keras_tuner.HyperModel):
         if (not isinstance(cells, (list, tuple)) or not cells
                 or any(c not in CELLS for c in cells)):
             fail("cells", cells, f"a non-empty list of cells from {sorted(CELLS)}")
-        space = dict(space or {})
+        space = {k: _plain(v) for k, v in dict(space or {}).items()}
         unknown = sorted(set(space) - set(SPACE_NAMES))
         if unknown:
             fail("space", space, f"a dict keyed by hyperparameter names from "
@@ -218,7 +233,7 @@ class GRUHyperModel(keras_tuner.HyperModel):
                  f"(variant={variant!r}); pass variant=None to search variants")
         if "cell" in space:
             fail("space", space, "without a 'cell' entry; use `cells=[...]`")
-        fixed = dict(fixed or {})
+        fixed = {k: _plain(v) for k, v in dict(fixed or {}).items()}
         for key in fixed:
             if key in _RESERVED:
                 fail("fixed", fixed, f"without {key!r}: it is a hypermodel argument")

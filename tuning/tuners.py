@@ -27,7 +27,13 @@ from tuning.oracles import (
     with_default_first,
     with_time_budget,
 )
-from zoo.checks import check, is_positive_int
+from zoo.checks import (
+    check,
+    is_int,
+    is_non_negative_number,
+    is_positive_int,
+    is_positive_number,
+)
 
 STRATEGY_OPTIONS = {
     "random": (),
@@ -39,6 +45,51 @@ STRATEGY_OPTIONS = {
     "pso": ("swarm_size", "inertia", "cognitive", "social", "max_velocity"),
 }
 STRATEGIES = tuple(STRATEGY_OPTIONS)
+
+
+def _is_probability(value):
+    return is_non_negative_number(value) and value <= 1
+
+
+# strategy -> option -> (check, what is allowed): keras-tuner's own limits (Hyperband's
+# `factor < 2` error, Bayesian optimization's Gaussian process fitted on no points when
+# `num_initial_points` is negative) and those of `GeneticOracle` / `ParticleSwarmOracle`,
+# checked before any oracle exists or any file is written.
+OPTION_RULES = {
+    "bayesian": {
+        "num_initial_points": (is_positive_int, "a positive int (random trials before the "
+                                                "Gaussian process proposes)"),
+        "alpha": (is_positive_number, "a positive float (noise added to the kernel)"),
+        "beta": (is_non_negative_number, "a float >= 0 (the exploration weight)"),
+    },
+    "hyperband": {
+        "factor": (lambda v: is_positive_int(v) and v >= 2, "an int >= 2"),
+        "hyperband_iterations": (is_positive_int, "a positive int"),
+    },
+    "genetic": {
+        "population_size": (lambda v: is_positive_int(v) and v >= 2, "an int >= 2"),
+        "mutation_rate": (_is_probability, "a float in [0, 1]"),
+        "mutation_scale": (is_positive_number, "a positive float"),
+        "crossover_rate": (_is_probability, "a float in [0, 1]"),
+        "tournament_size": (is_positive_int, "a positive int"),
+    },
+    "pso": {
+        "swarm_size": (is_positive_int, "a positive int"),
+        "inertia": (is_non_negative_number, "a float >= 0"),
+        "cognitive": (is_non_negative_number, "a float >= 0"),
+        "social": (is_non_negative_number, "a float >= 0"),
+        "max_velocity": (is_positive_number, "a positive float"),
+    },
+}
+
+
+def option_error(strategy, options):
+    """`(name, value, allowed)` of the first bad strategy option value, or `None`."""
+    rules = OPTION_RULES.get(strategy, {})
+    for name, value in (options or {}).items():
+        if name in rules and not rules[name][0](value):
+            return name, value, f"{rules[name][1]} for strategy {strategy!r}"
+    return None
 
 _ORACLE_CLASSES = {
     "random": keras_tuner.oracles.RandomSearchOracle,
@@ -57,7 +108,7 @@ _DEFAULT_FIRST["grid"] = _BUDGETED["grid"]
 
 
 def check_strategy(strategy, options=None):
-    """Raises a `ValueError` naming the bad strategy or option."""
+    """Raises a `ValueError` naming the bad strategy, option or option value."""
     if strategy not in STRATEGY_OPTIONS:
         raise ValueError(
             f"`strategy` must be one of {list(STRATEGIES)}. Received: strategy={strategy!r}")
@@ -67,6 +118,46 @@ def check_strategy(strategy, options=None):
         raise ValueError(
             f"Unknown option(s) {unknown} for strategy {strategy!r}; allowed: {allowed}. "
             f"Received: {', '.join(f'{k}={options[k]!r}' for k in unknown)}")
+    bad = option_error(strategy, options)
+    if bad:
+        name, value, allowed = bad
+        check(name, value, False, allowed)
+
+
+def _logged_metrics(hypermodel):
+    """The metrics a `GRUHyperModel`'s trials log (`None` for other hypermodels, or
+    one compiled with its own `metrics`)."""
+    from tuning.hypermodels import GRUHyperModel
+    from zoo.builders import default_loss_and_metrics
+
+    if not isinstance(hypermodel, GRUHyperModel) or "metrics" in hypermodel.fixed:
+        return None
+    _, metrics = default_loss_and_metrics(hypermodel.task, hypermodel.num_outputs)
+    names = ["loss"] + [m if isinstance(m, str) else m.name for m in metrics]
+    return names + [f"val_{n}" for n in names]
+
+
+def check_objective(objective, hypermodel=None):
+    """Refuses a metric-name objective keras-tuner cannot infer a direction for.
+
+    keras-tuner only knows whether to minimize or maximize built-in metric names
+    (`loss`, `accuracy`, `mae`, ... with or without `val_`); any other name fails deep
+    inside it ("Could not infer optimization direction"). This says which argument and
+    value, and what is allowed: for a `GRUHyperModel`, the metrics its trials log.
+    """
+    from keras_tuner.src.engine.metrics_tracking import infer_metric_direction
+
+    names = objective if isinstance(objective, (list, tuple)) else [objective]
+    logged = _logged_metrics(hypermodel)
+    for name in names:
+        if isinstance(name, str) and infer_metric_direction(name) is None:
+            known = ("" if logged is None else
+                     f"; this hypermodel's trials log {logged}")
+            raise ValueError(
+                "`objective` must be a metric name whose direction keras-tuner knows "
+                "(built-in metrics such as 'loss', 'accuracy', 'mae', with or without a "
+                f"'val_' prefix{known}), or a `keras_tuner.Objective(name, direction)` for "
+                f"any other metric. Received: objective={objective!r}")
 
 
 def make_oracle(strategy, *, objective, max_trials=10, max_epochs=None, seed=None,
@@ -88,6 +179,9 @@ def make_oracle(strategy, *, objective, max_trials=10, max_epochs=None, seed=Non
         **options: strategy options (see the module table).
     """
     check_strategy(strategy, options)
+    check_objective(objective)
+    # NumPy scalars as plain numbers: the oracle's state is JSON.
+    options = {k: int(v) if is_int(v) else float(v) for k, v in options.items()}
     # keras-tuner runs no trial, without a word, for max_trials <= 0.
     check("max_trials", max_trials, is_positive_int(max_trials), "a positive int")
     max_trials = int(max_trials)
@@ -143,6 +237,7 @@ def make_tuner(strategy, hypermodel, *, objective, max_trials=10, epochs=None, s
     Returns:
         A `keras_tuner.Tuner` (`HyperbandTuner` for Hyperband).
     """
+    check_objective(objective, hypermodel)
     oracle = make_oracle(strategy, objective=objective, max_trials=max_trials,
                          max_epochs=epochs, seed=seed, max_time=max_time,
                          max_retries_per_trial=max_retries_per_trial,
