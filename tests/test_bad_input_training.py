@@ -139,7 +139,88 @@ TRAIN_CASES = [
      ["`x_train`", "int token ids in [0, 10)", "Received: non-integer values of dtype float64"]),
     ("token_model_given_features", "tokens", dict(data=(X, Y2)),
      ["`x_train` must have shape (samples, 6)", "(None, 6)", "Received: shape (16, 6, 2)"]),
+    # --- lists: converted, then checked like arrays ---
+    ("list_labels_out_of_range", "softmax2", dict(data=(X, [5] * N)),
+     ["`y_train`", "class indices in [0, 2)", "Received: labels in [5, 5]"]),
+    ("list_val_wrong_width", "softmax2",
+     dict(data=(X, Y2), validation_data=(np.zeros((4, TIME, 3)).tolist(), [0, 1, 0, 1])),
+     ["`x_val` must have shape (samples, 6, 2)", "Received: shape (4, 6, 3)"]),
 ]
+
+# train() arguments other than the data: (id, model kind, arguments, message fragments).
+ARGUMENT_CASES = [
+    ("monitor_not_logged", "softmax2", dict(validation_data=(X, Y2), monitor="val_acc"),
+     ["`monitor` must be a quantity the model logs",
+      "['loss', 'accuracy', 'val_loss', 'val_accuracy']", "Received: monitor='val_acc'"]),
+    ("monitor_not_a_str", "softmax2", dict(monitor=3),
+     ["`monitor`", "'val_loss'", "Received: monitor=3"]),
+    ("monitor_of_another_task", "regression", dict(monitor="val_accuracy"),
+     ["`monitor`", "'val_mae', 'val_rmse'", "Received: monitor='val_accuracy'"]),
+    ("callbacks_not_a_list", "softmax2", dict(callbacks="x"),
+     ["`callbacks` must be None or a list of keras.callbacks.Callback",
+      "Received: callbacks='x'"]),
+    ("callbacks_with_none", "softmax2", dict(callbacks=[None]),
+     ["`callbacks`", "(one is a NoneType)", "Received: callbacks=[None]"]),
+    ("run_dir_int", "softmax2", dict(run_dir=5),
+     ["`run_dir` must be None or the path (a str or pathlib.Path)", "Received: run_dir=5"]),
+    ("class_weight_negative", "softmax2", dict(class_weight={0: -5.0, 1: 1.0}),
+     ["`class_weight` must map classes to finite weights >= 0",
+      "Received: class_weight={0: -5.0, 1: 1.0}"]),
+    ("class_weight_nan", "softmax2", dict(class_weight={0: float("nan"), 1: 1.0}),
+     ["`class_weight`", "finite weights >= 0", "Received: class_weight={0: nan"]),
+    ("class_weight_all_zero", "softmax2", dict(class_weight={0: 0.0, 1: 0.0}),
+     ["`class_weight` must give at least one class", "weight > 0",
+      "Received: class_weight={0: 0.0, 1: 0.0}"]),
+    ("min_learning_rate_negative", "softmax2", dict(min_learning_rate=-1),
+     ["`min_learning_rate` must be a float >= 0", "Received: min_learning_rate=-1"]),
+    ("tensorboard_not_a_bool", "softmax2", dict(tensorboard="no"),
+     ["`tensorboard` must be True or False", "Received: tensorboard='no'"]),
+    ("config_not_a_dict", "softmax2", dict(config="x"),
+     ["`config` must be None or a dict of JSON values", "Received: config='x'"]),
+    ("config_with_an_object", "softmax2", dict(config={"build": {"units": 4, "x": object()}}),
+     ["`config` must be None or a dict of JSON values", "Received: config['build']['x']=",
+      "(a object)"]),
+]
+
+
+@pytest.mark.parametrize("kind, kwargs, fragments", [case[1:] for case in ARGUMENT_CASES],
+                         ids=[c[0] for c in ARGUMENT_CASES])
+def test_bad_training_arguments_are_one_clear_error(kind, kwargs, fragments):
+    with pytest.raises(ValueError, match=pattern(*fragments)) as info:
+        train(model(kind), (X, Y_REG if kind == "regression" else Y2), epochs=1, verbose=0,
+              **kwargs)
+    assert type(info.value) is ValueError
+
+
+def test_lists_train_the_same_model_as_arrays():
+    def weights(x, y, validation_data):
+        result = train(fresh(), (x, y), validation_data=validation_data, epochs=1,
+                       batch_size=8, verbose=0)
+        assert result.epochs_run == 1
+        return result.model.get_weights()
+
+    expected = weights(X, Y2, (X[:4], Y2[:4]))
+    for x, y, val in [(X, Y2.tolist(), None), (X.tolist(), Y2, None),
+                      (X, Y2, (X[:4].tolist(), Y2[:4].tolist()))]:
+        got = weights(x, y, val if val is not None else (X[:4], Y2[:4]))
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_valid_training_arguments_are_accepted(tmp_path):
+    import json
+
+    # Monitors of both tasks, a partial class_weight (class 1 keeps weight 1.0), NumPy
+    # values in config, a str run_dir and a callback.
+    result = train(fresh(), (X, Y2), validation_data=(X, Y2), monitor="val_accuracy",
+                   class_weight={0: 0.0}, min_learning_rate=0, run_dir=str(tmp_path / "a"),
+                   config={"units": np.int64(4), "flag": np.bool_(True), "shape": (6, 2)},
+                   callbacks=[keras.callbacks.History()], epochs=1, batch_size=8, verbose=0)
+    assert result.epochs_run == 1
+    assert json.loads((tmp_path / "a" / "config.json").read_text()) == {
+        "units": 4, "flag": True, "shape": [6, 2]}
+    assert train(fresh("regression"), (X, Y_REG), monitor="val_rmse", epochs=1,
+                 batch_size=8, verbose=0).epochs_run == 1
 
 
 @pytest.mark.parametrize("kind, kwargs, fragments",

@@ -287,6 +287,15 @@ BAD_ARGUMENTS = [
     (dict(clipnorm=float("inf")), "clipnorm", "clipnorm=inf"),
     (dict(input_noise=float("nan")), "input_noise", "input_noise=nan"),
     (dict(batch_size=0), "batch_size", "batch_size=0"),
+    (dict(mask_value=float("nan")), "mask_value", "must be a finite float"),
+    (dict(mask_value=float("-inf")), "mask_value", "mask_value=-inf"),
+    (dict(compile="no"), "compile", "compile='no'"),
+    (dict(compile=1), "compile", "compile=1"),
+    (dict(use_cudnn=1), "use_cudnn", "use_cudnn=1"),
+    (dict(embedding_dim=0), "embedding_dim", "only to token inputs"),
+    (dict(embedding_dim=0), "embedding_dim", "embedding_dim=0"),
+    (dict(input_shape=(5,), vocab_size=VOCAB, embedding_dim=0), "embedding_dim",
+     "embedding_dim=0"),
     (dict(input_noise=-0.1), "input_noise", "input_noise=-0.1"),
     (dict(variant="cnn_gru", conv_batchnorm=1), "conv_batchnorm", "conv_batchnorm=1"),
     (dict(variant="gru_fcn", branch_dropout=1.0), "branch_dropout", "branch_dropout=1.0"),
@@ -318,3 +327,59 @@ def test_token_and_batch_inputs_have_expected_dtypes():
     assert model.inputs[0].dtype == "int32"
     x = sample_inputs((TIME,), batch=BATCH)
     assert np.asarray(model(x)).shape == (BATCH, 2)
+
+
+def _unnamed(value):
+    """A config without its (counter-numbered) names."""
+    if isinstance(value, dict):
+        return {k: _unnamed(v) for k, v in value.items() if k != "name"}
+    if isinstance(value, list):
+        return [_unnamed(v) for v in value]
+    return value
+
+
+def _layers(model):
+    return [(type(layer).__name__, _unnamed(layer.get_config())) for layer in model.layers]
+
+
+# build_gru arguments given as NumPy scalars (as from an array, a grid or a loaded table):
+# (variant, the same arguments as Python values, the arguments as NumPy values).
+_TOKENS = dict(input_shape=(TIME,), vocab_size=VOCAB, embedding_dim=4)
+NUMPY_ARGUMENTS = [
+    ("stacked", dict(num_outputs=2), dict(num_outputs=np.int64(2))),
+    ("stacked", dict(units=4), dict(units=np.int64(4))),
+    ("stacked", dict(units=[4, 3]), dict(units=[np.int32(4), np.int64(3)])),
+    ("stacked", dict(input_shape=(TIME, 3)), dict(input_shape=(np.int64(TIME), np.int64(3)))),
+    ("stacked", dict(dropout=0.25), dict(dropout=np.float32(0.25))),
+    ("stacked", dict(dense_units=3), dict(dense_units=np.int64(3))),
+    ("stacked", dict(head_dropout=0.5), dict(head_dropout=np.float64(0.5))),
+    ("stacked", dict(batch_size=2), dict(batch_size=np.int64(2))),
+    ("stacked", dict(reset_after=False, causal=True),
+     dict(reset_after=np.bool_(False), causal=np.bool_(True))),
+    ("stacked", dict(learning_rate=0.5, clipnorm=2.0),
+     dict(learning_rate=np.float32(0.5), clipnorm=np.float32(2.0))),
+    ("stacked", dict(learning_rate=1), dict(learning_rate=np.int64(1))),
+    ("stacked", dict(mask_value=0.0), dict(mask_value=np.float32(0.0))),
+    ("stacked", dict(_TOKENS), dict(_TOKENS, vocab_size=np.int64(VOCAB))),
+    ("stacked", dict(_TOKENS), dict(_TOKENS, embedding_dim=np.int64(4))),
+    ("cnn_gru", dict(conv_kernel_size=3), dict(conv_kernel_size=np.int64(3))),
+    ("cnn_gru", dict(conv_layers=2, conv_kernel_size=[3, 5], conv_filters=[3, 2]),
+     dict(conv_layers=np.int64(2), conv_kernel_size=[np.int64(3), np.int8(5)],
+          conv_filters=[np.int64(3), np.uint8(2)])),
+    ("cnn_gru", dict(pool_size=2, conv_batchnorm=True),
+     dict(pool_size=np.int64(2), conv_batchnorm=np.bool_(True))),
+    ("attention", dict(attention="multihead", attention_heads=2),
+     dict(attention="multihead", attention_heads=np.int64(2))),
+    ("attention", dict(attention_units=3), dict(attention_units=np.int64(3))),
+]
+
+
+@pytest.mark.parametrize("variant, plain, numpy", NUMPY_ARGUMENTS,
+                         ids=[f"{c[0]}-{'-'.join(c[2])}" for c in NUMPY_ARGUMENTS])
+def test_numpy_values_build_the_same_model_as_python_values(variant, plain, numpy):
+    base = dict(input_shape=(TIME, 3), num_outputs=2, units=4, conv_filters=3)
+    expected = build_gru(variant, **{**base, **plain})
+    model = build_gru(variant, **{**base, **numpy})
+    assert _layers(model) == _layers(expected)
+    assert _unnamed(model.get_compile_config()) == _unnamed(expected.get_compile_config())
+    model.to_json()  # every kept value serialises (a NumPy scalar would not)

@@ -43,12 +43,23 @@ def test_fail_names_the_argument_what_is_allowed_and_the_value():
     (checks.is_rate, [0, 0.0, 0.5, np.float32(0.99)], [1, 1.0, -0.1, float("nan"), False]),
     (checks.is_fraction, [0.2, np.float64(0.5)], [0, 0.0, 1, 1.0, float("nan"), True]),
     (checks.is_bool, [True, False, np.bool_(True)], [0, 1, "true", None]),
+    (checks.is_finite_number, [0, -1.5, np.float32(2), np.int64(-3)],
+     [float("nan"), float("-inf"), np.float32("inf"), True, "1", None]),
 ])
 def test_predicates(predicate, accepted, refused):
     for value in accepted:
         assert predicate(value), (predicate.__name__, value)
     for value in refused:
         assert not predicate(value), (predicate.__name__, value)
+
+
+def test_plain_gives_python_values():
+    for value, expected in [(np.int64(3), 3), (np.float32(0.5), 0.5), (np.bool_(True), True),
+                            (np.uint8(2), 2), (7, 7), (1.5, 1.5), (False, False)]:
+        converted = checks.plain(value)
+        assert converted == expected and type(converted) is type(expected), value
+    for value in ("auto", None, [np.int64(1)], (1, 2)):
+        assert checks.plain(value) is value
 
 
 def test_numpy_integers_are_accepted_and_kept_as_python_ints():

@@ -13,15 +13,15 @@ spec (`_build_model` and the body builders, which read it by attribute).
 
 import dataclasses
 import inspect
-import numbers
 import typing
 
 import keras
 
 # The names live in `zoo.catalog` (no Keras there, for the command line); re-exported here.
 from zoo.catalog import ATTENTION_TYPES, CELLS, SEQUENCE_TASKS, TASKS, VARIANT_DESCRIPTIONS
-from zoo.checks import (check, fail, is_int, is_non_negative_number, is_number,
-                        is_positive_int, is_positive_number, is_rate)
+from zoo.checks import (check, fail, is_bool, is_finite_number, is_int,
+                        is_non_negative_number, is_positive_int, is_positive_number,
+                        is_rate, plain)
 from zoo.layers import (
     WINDOW_NORM_MODES,
     AttentionPooling,
@@ -389,10 +389,6 @@ def _build_model(spec):
 
 
 # === Argument checks ===
-def _is_true_or_false(value):
-    return isinstance(value, bool)
-
-
 def _optional(predicate):
     return lambda value: value is None or predicate(value)
 
@@ -410,23 +406,25 @@ ARGUMENT_RULES = {
     "units": (is_positive_int, "a positive int"),
     "dropout": (is_rate, "a float in [0, 1)"),
     "recurrent_dropout": (is_rate, "a float in [0, 1)"),
-    "causal": (_is_true_or_false, "True or False"),
-    "reset_after": (_is_true_or_false, "True or False"),
-    "unroll": (_is_true_or_false, "True or False"),
-    "use_cudnn": (lambda v: v in ("auto", True, False), "'auto', True or False"),
+    "causal": (is_bool, "True or False"),
+    "reset_after": (is_bool, "True or False"),
+    "unroll": (is_bool, "True or False"),
+    "use_cudnn": (lambda v: (isinstance(v, str) and v == "auto") or is_bool(v),
+                  "'auto', True or False"),
     "attention": (lambda v: v in ATTENTION_TYPES, f"one of {list(ATTENTION_TYPES)}"),
     "attention_heads": (is_positive_int, "a positive int"),
     "attention_units": (_optional(is_positive_int), "a positive int or None"),
     "conv_layers": (is_positive_int, "a positive int"),
     "conv_filters": (is_positive_int, "a positive int"),
     "conv_kernel_size": (is_positive_int, "a positive int"),
-    "conv_batchnorm": (_is_true_or_false, "True or False"),
+    "conv_batchnorm": (is_bool, "True or False"),
     "pool_size": (is_positive_int, "a positive int"),
     "branch_dropout": (is_rate, "a float in [0, 1)"),
     "dense_units": (_optional(is_positive_int), "a positive int or None"),
     "head_dropout": (is_rate, "a float in [0, 1)"),
     "batch_size": (_optional(is_positive_int), "a positive int or None"),
     "embedding_dim": (is_positive_int, "a positive int"),
+    "compile": (is_bool, "True or False"),
 }
 
 
@@ -451,8 +449,10 @@ def check_input_shape(input_shape):
 
 
 def _per_layer(value, num_layers):
-    """A single value or a per-layer list as a tuple of `num_layers` values."""
-    return tuple(value) if isinstance(value, (list, tuple)) else (value,) * num_layers
+    """A single value or a per-layer list as a tuple of `num_layers` values (each a
+    Python value, see `plain`)."""
+    values = tuple(value) if isinstance(value, (list, tuple)) else (value,) * num_layers
+    return tuple(plain(v) for v in values)
 
 
 def _check_per_layer(argument, value, num_layers):
@@ -559,6 +559,7 @@ def _check_arguments(arguments):
     for argument in ("dense_units", "head_dropout", "batch_size"):
         check_argument(argument, arguments[argument])
     _check_inputs(**arguments)
+    check_argument("compile", arguments["compile"])
     if arguments["compile"]:
         _check_compile(**arguments)
 
@@ -607,12 +608,19 @@ def _check_inputs(*, input_shape, vocab_size, embedding_dim, mask_value, input_n
         fail("vocab_size", vocab_size, "None for float inputs: token ids need "
              f"input_shape=(time,), and input_shape={input_shape!r} means (time, "
              "features) floats")
+    elif embedding_dim is not None and not is_positive_int(embedding_dim):
+        # Like another variant's option: float inputs do not use it, but a value given
+        # must still be valid (one dict of sizes can serve token and float models).
+        fail("embedding_dim", embedding_dim, "a positive int or None, and it applies only "
+             "to token inputs (input_shape=(time,) with vocab_size), not to "
+             f"input_shape={input_shape!r}, (time, features) floats that do not use it")
     if not is_non_negative_number(input_noise):
         fail("input_noise", input_noise, "a float >= 0")
     if tokens and input_noise:
         fail("input_noise", input_noise, "0.0 for token inputs")
-    elif mask_value is not None and not is_number(mask_value):
-        fail("mask_value", mask_value, "a float or None")
+    elif mask_value is not None and not is_finite_number(mask_value):
+        fail("mask_value", mask_value, "a finite float or None (padded steps are found "
+             "with ==, which never matches NaN: pad with a finite value such as 0.0)")
     if window_norm is not None:
         if window_norm not in WINDOW_NORM_MODES:
             fail("window_norm", window_norm, f"None or one of {list(WINDOW_NORM_MODES)}")
@@ -657,10 +665,13 @@ def _check_compile(*, loss, metrics, optimizer, learning_rate, clipnorm, **_):
 
 # === The spec ===
 def _make_spec(arguments):
-    """The `GRUSpec` of `build_gru`'s arguments (a dict of all of them, checked)."""
-    a = arguments
+    """The `GRUSpec` of `build_gru`'s arguments (a dict of all of them, checked).
+
+    Every number and flag becomes Python's own int, float or bool (`plain`): the checks
+    take NumPy scalars (`zoo.checks`), Keras layers and optimizers refuse them."""
+    a = {name: plain(value) for name, value in arguments.items()}
     variant = VARIANTS[a["variant"]]
-    input_shape = tuple(a["input_shape"])
+    input_shape = tuple(plain(size) for size in a["input_shape"])
     tokens = len(input_shape) == 1
     num_layers = a["num_layers"]
     recurrent = RecurrentSpec(
@@ -687,8 +698,12 @@ def _make_spec(arguments):
                                   units=a["attention_units"])
     compile_spec = None
     if a["compile"]:
-        compile_spec = CompileSpec(optimizer=a["optimizer"], learning_rate=a["learning_rate"],
-                                   clipnorm=a["clipnorm"], loss=a["loss"], metrics=a["metrics"])
+        learning_rate, clipnorm = a["learning_rate"], a["clipnorm"]
+        if a["optimizer"] is None:  # checked numbers; Adam takes only a float rate
+            learning_rate = float(learning_rate)
+            clipnorm = None if clipnorm is None else float(clipnorm)
+        compile_spec = CompileSpec(optimizer=a["optimizer"], learning_rate=learning_rate,
+                                   clipnorm=clipnorm, loss=a["loss"], metrics=a["metrics"])
     return GRUSpec(
         variant=variant.name,
         task=a["task"],
@@ -774,9 +789,11 @@ def build_gru(
         use_cudnn: `"auto"`, `True` or `False` (GRU and LSTM). Defaults to `"auto"`.
         vocab_size: int, size of the token vocabulary; required for token inputs.
             Token id 0 is padding and is masked.
-        embedding_dim: int, size of the token embedding. Defaults to `64`.
-        mask_value: float or `None`, for float inputs: time steps whose features all
-            equal this value are padding and are masked. Defaults to `None`.
+        embedding_dim: int, size of the token embedding (token inputs only; float
+            inputs do not use it, but a value given must still be valid). Defaults to
+            `64`.
+        mask_value: finite float or `None`, for float inputs: time steps whose features
+            all equal this value are padding and are masked. Defaults to `None`.
         input_noise: float, standard deviation of Gaussian noise added to float inputs
             during training only (a regularizer for small datasets). Defaults to `0.0`.
         window_norm: `None`, `"mean"` or `"meanstd"`: normalize each input window by

@@ -10,7 +10,8 @@ everywhere. NumPy scalars count as their Python kind: `np.int64(3)` is an int,
 `np.float32(0.5)` a number and `np.bool_(True)` a bool, so a value taken from an array
 (a grid, `np.arange`, a loaded table) is as good as a literal. A bool is never a
 number (`True` is not `1` here). Code that keeps an accepted value (a layer's config,
-a JSON file) converts it with `int()`, `float()` or `bool()` first.
+a JSON file) converts it with `int()`, `float()` or `bool()` first (`plain` does
+whichever applies).
 
 Only the standard library: the command line checks its options before NumPy or
 TensorFlow are loaded.
@@ -61,9 +62,27 @@ def is_positive_number(value):
     return is_number(value) and math.isfinite(value) and value > 0
 
 
+def is_finite_number(value):
+    """A number that is neither NaN nor inf."""
+    return is_number(value) and math.isfinite(value)
+
+
 def is_non_negative_number(value):
     """A finite number >= 0."""
     return is_number(value) and math.isfinite(value) and value >= 0
+
+
+def plain(value):
+    """`value` as Python's own bool, int or float when it is one of those kinds (NumPy
+    scalars included); anything else unchanged. For accepted values handed on to code
+    that wants Python's types (Keras layers and optimizers, JSON)."""
+    if is_bool(value):
+        return bool(value)
+    if is_int(value):
+        return int(value)
+    if is_number(value):
+        return float(value)
+    return value
 
 
 def is_rate(value):

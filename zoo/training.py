@@ -11,15 +11,18 @@ split); a run whose loss, metrics or weights become NaN or inf raises
 `TrainingDivergedError` and writes no `model.keras` or `metrics.json`.
 """
 
+import collections.abc
 import dataclasses
 import math
+import os
 import pathlib
 import time
 
 import keras
 import numpy as np
 
-from zoo.checks import check, is_fraction, is_int, is_non_negative_int
+from zoo.checks import (check, fail, is_bool, is_fraction, is_int, is_non_negative_int,
+                        is_non_negative_number)
 from zoo.fileio import atomic_output, write_json
 from zoo.recipes import TRAIN_DEFAULTS
 
@@ -299,6 +302,10 @@ def check_training_data(model, x, y, split="train"):
         x, y: the inputs and labels of the split.
         split: `"train"`, `"val"` or `"test"` (names the arrays `x_train`, `y_val`, ...).
 
+    Returns:
+        `(x, y)` as NumPy arrays (lists and other array-likes converted, as `fit` needs
+        them); a `tf.data.Dataset` or other non-array `x` comes back unchanged.
+
     Raises:
         ValueError: naming the array, what the model expects and what was received.
     """
@@ -307,7 +314,7 @@ def check_training_data(model, x, y, split="train"):
     if y is None:
         raise ValueError(f"`{yn}` must be the labels of `{xn}` ({where}). Received: {yn}=None")
     if not isinstance(x, (np.ndarray, list, tuple)) and not hasattr(x, "__array__"):
-        return  # e.g. a tf.data.Dataset: Keras checks it
+        return x, y  # e.g. a tf.data.Dataset: Keras checks it
     spec = _model_spec(model)
     x = _as_array(xn, where, x)
     if x.ndim == 0 or len(x) == 0:
@@ -349,6 +356,7 @@ def check_training_data(model, x, y, split="train"):
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         _non_finite(yn, where, y)
     _check_labels(spec, x, y, yn, where)
+    return x, y
 
 
 def _check_labels(spec, x, y, yn, where):
@@ -456,6 +464,28 @@ def _check_class_weight(class_weight, model, y_train):
                 f"`class_weight` must map class indices in [0, {classes}) to weights. "
                 f"Received: class_weight={class_weight!r} (keys {bad})"
             )
+    else:
+        bad = [k for k in class_weight if not is_non_negative_int(k)]
+        if bad:
+            raise ValueError(
+                "`class_weight` must map class indices (ints >= 0) to weights. "
+                f"Received: class_weight={class_weight!r} (keys {bad})"
+            )
+    bad = [w for w in class_weight.values() if not is_non_negative_number(w)]
+    if bad:
+        raise ValueError(
+            "`class_weight` must map classes to finite weights >= 0. "
+            f"Received: class_weight={class_weight!r} (weights {bad})"
+        )
+    class_weight = {int(k): float(w) for k, w in class_weight.items()}
+    # Keras weighs a class missing from the dict 1.0; all-zero weights train nothing.
+    present = [int(c) for c in np.unique(np.round(y))] if kind is not None else class_weight
+    if not any(class_weight.get(c, 1.0) > 0 for c in present):
+        raise ValueError(
+            "`class_weight` must give at least one class of the training labels a weight "
+            f"> 0 (a class left out weighs 1.0; classes in the labels: {sorted(present)}). "
+            f"Received: class_weight={class_weight!r}"
+        )
     return class_weight
 
 
@@ -497,10 +527,8 @@ def plot_curves(history, path, title=None):
 
 
 def _json_default(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
+    if isinstance(value, np.generic):  # NumPy ints, floats and bools
+        return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, pathlib.Path):
@@ -551,6 +579,88 @@ def _diverged(model, found, early_stopping, run_dir, after_training=False):
     )
 
 
+def _logged_names(model):
+    """What `fit` logs for a compiled single-output model: `"loss"` and each compiled
+    metric under the name Keras gives it (a metric given by name keeps that name, an
+    object its `name`, a function its snake-case name); `None` when that cannot be told
+    (several outputs, a trainer without Keras 3's compile record)."""
+    if len(getattr(model, "outputs", None) or []) != 1 or \
+            not hasattr(model, "_compile_metrics"):
+        return None
+    compiled = model._compile_metrics
+    if compiled is None:
+        return ["loss"]
+    if compiled.built:
+        return ["loss"] + [metric.name for metric in compiled.metrics]
+    names = ["loss"]
+    for metric in keras.tree.flatten([compiled._user_metrics or [],
+                                      compiled._user_weighted_metrics or []]):
+        if isinstance(metric, str):
+            names.append(metric)
+        elif getattr(metric, "name", None):
+            names.append(metric.name)
+        elif getattr(metric, "__name__", None):
+            from keras.src.utils.naming import to_snake_case
+            names.append(to_snake_case(metric.__name__))
+        else:
+            return None
+    return names
+
+
+def _check_monitor(monitor, model):
+    """`monitor` names a quantity `fit` logs: the loss or a compiled metric, with or
+    without `val_`."""
+    names = _logged_names(model)
+    if names is None:
+        check("monitor", monitor, isinstance(monitor, str),
+              "a str naming a logged metric (e.g. 'val_loss')")
+        return
+    allowed = list(dict.fromkeys(names + [f"val_{name}" for name in names]))
+    check("monitor", monitor, isinstance(monitor, str) and monitor in allowed,
+          f"a quantity the model logs, one of {allowed} (the loss and the compiled "
+          "metrics, `val_` for the validation split)")
+
+
+def _config_problem(value, path):
+    """`(path, value)` of the first part of `value` that `config.json` cannot hold, or
+    `None`. NumPy values and paths are fine: they are written as numbers and strings."""
+    if value is None or isinstance(value, (str, bool, int, float, np.generic,
+                                           pathlib.PurePath)):
+        return None
+    if isinstance(value, np.ndarray):
+        return None if value.dtype.kind in "biufU" else _config_problem(value.tolist(), path)
+    if isinstance(value, collections.abc.Mapping):
+        for key, item in value.items():
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                return f"{path} key", key
+            problem = _config_problem(item, f"{path}[{key!r}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            problem = _config_problem(item, f"{path}[{index}]")
+            if problem:
+                return problem
+        return None
+    return path, value
+
+
+def _check_config(config):
+    allowed = ("None or a dict of JSON values (str, numbers, bools, None, lists and "
+               "dicts of them; NumPy values and paths are written as numbers, lists and "
+               "strings) to write as config.json")
+    if config is None:
+        return
+    if not isinstance(config, collections.abc.Mapping):
+        fail("config", config, allowed)
+    problem = _config_problem(config, "config")
+    if problem:
+        path, value = problem
+        raise ValueError(f"`config` must be {allowed}. Received: {path}={value!r} "
+                         f"(a {type(value).__name__})")
+
+
 def train(
     model,
     data,
@@ -581,7 +691,7 @@ def train(
 
     Args:
         model: a compiled `keras.Model` (e.g. from `build_gru`).
-        data: a `zoo.Dataset`, or an `(x, y)` tuple of training arrays.
+        data: a `zoo.Dataset`, or an `(x, y)` tuple of training arrays (or lists).
         validation_data: `(x, y)` when `data` is a tuple. Without validation data,
             early stopping and plateau decay watch the training loss.
         test_data: `(x, y)` evaluated after training when `data` is a tuple.
@@ -593,18 +703,23 @@ def train(
             one set of defaults the CLI and `compare` share).
         batch_size: int. Defaults to `32`.
         patience: int, epochs without improvement before stopping. Defaults to `40`.
-        monitor: str, the quantity watched by early stopping. Defaults to `"val_loss"`.
+        monitor: str, the quantity watched by early stopping: `"loss"` or a compiled
+            metric, with `val_` for the validation split. Defaults to `"val_loss"`.
         lr_decay: `"plateau"` (halve on plateau), `"cosine"` (cosine to 1% over
             `epochs`) or `None`. Defaults to `"plateau"`.
-        lr_decay_factor, lr_decay_patience, min_learning_rate: plateau settings.
+        lr_decay_factor, lr_decay_patience, min_learning_rate: plateau settings
+            (`min_learning_rate`, a float >= 0, is the floor of the decay: at or above
+            the model's rate nothing decays).
         class_weight: `None`, `"balanced"` or a dict class → weight.
         seed: int, seeds shuffling and dropout. Defaults to `0`. (Seed weight
             initialisation by calling `zoo.set_seed` before building the model.)
-        run_dir: path of a directory to write the run into, or `None`.
-        config: dict saved as `config.json` in the run directory (e.g. builder args).
+        run_dir: path (str or `pathlib.Path`) of a directory to write the run into, or
+            `None`.
+        config: dict of JSON values saved as `config.json` in the run directory (e.g.
+            builder args).
         tensorboard: bool, write TensorBoard logs to `run_dir/logs`.
         verbose: Keras verbosity (`"auto"` shows a progress bar). Defaults to `"auto"`.
-        callbacks: extra Keras callbacks.
+        callbacks: a list of extra Keras callbacks (`keras.callbacks.Callback`).
 
     Returns:
         A `TrainResult`.
@@ -632,6 +747,19 @@ def train(
             f"`lr_decay` must be one of {list(LR_DECAYS)}. Received: lr_decay={lr_decay!r}"
         )
     check("lr_decay_factor", lr_decay_factor, is_fraction(lr_decay_factor), "a float in (0, 1)")
+    check("min_learning_rate", min_learning_rate, is_non_negative_number(min_learning_rate),
+          "a float >= 0")
+    check("tensorboard", tensorboard, is_bool(tensorboard), "True or False")
+    if run_dir is not None and not isinstance(run_dir, (str, os.PathLike)):
+        fail("run_dir", run_dir, "None or the path (a str or pathlib.Path) of a directory "
+             "to write the run into")
+    if callbacks is not None:
+        allowed = "None or a list of keras.callbacks.Callback objects"
+        check("callbacks", callbacks, isinstance(callbacks, (list, tuple)), allowed)
+        for item in callbacks:
+            check("callbacks", callbacks, isinstance(item, keras.callbacks.Callback),
+                  f"{allowed} (one is a {type(item).__name__})")
+    _check_config(config)
     if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", True):
         raise ValueError(
             "`model` must be compiled (build it with `build_gru(..., compile=True)`). "
@@ -642,9 +770,12 @@ def train(
     if fit_on not in FIT_ON:
         raise ValueError(f"`fit_on` must be one of {list(FIT_ON)}. Received: fit_on={fit_on!r}")
     (x_train, y_train), val, test = _split_data(data, validation_data, test_data)
-    for split, pair in (("train", (x_train, y_train)), ("val", val), ("test", test)):
-        if pair is not None:
-            check_training_data(model, pair[0], pair[1], split)
+    _check_monitor(monitor, model)
+    x_train, y_train = check_training_data(model, x_train, y_train, "train")
+    if val is not None:
+        val = check_training_data(model, *val, "val")
+    if test is not None:
+        test = check_training_data(model, *test, "test")
     if fit_on == "train+val" and val is not None:
         if np.shape(x_train)[1:] != np.shape(val[0])[1:] or \
                 np.shape(y_train)[1:] != np.shape(val[1])[1:]:
