@@ -56,6 +56,39 @@ def test_run_main_job_quick(tmp_path, capsys):
     assert "skipped" in capsys.readouterr().out
 
 
+def test_a_failed_run_step_is_reported_and_the_next_steps_still_run(tmp_path, capsys,
+                                                                    monkeypatch):
+    """A step that fails (the tune step on data it cannot cross-validate, say) is
+    recorded in summary.json and makes the run exit with 1, but the steps after it
+    (export) still run on the trained model."""
+    import zoo.cli
+
+    ran = []
+
+    def tune(context):
+        raise ValueError("the smallest class has 1 sample")
+
+    def export(context):
+        ran.append(context["model_path"].exists())
+        return {"float32": {"size": 1}}
+
+    plugins = zoo.cli._plugins
+    monkeypatch.setattr(zoo.cli, "_plugins", lambda group: (
+        [("20_tune", tune), ("30_export", export)] if group == "gru_zoo.run_steps"
+        else plugins(group)))
+    out = tmp_path / "main"
+    code = main(["run", "--dataset", "italy_power_demand", "--units", "4", "--epochs", "1",
+                 "--out", str(out), "--quiet"])
+    assert code == 1
+    assert ran == [True]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tune"]["error"] == "ValueError: the smallest class has 1 sample"
+    assert summary["failed"] == ["tune"] and summary["export"]["float32"] == {"size": 1}
+    err = capsys.readouterr().err
+    assert "failed: ValueError: the smallest class has 1 sample" in err
+    assert "gru-zoo run: error: failed: tune" in err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [(["train", "--dataset", "nope", "--epochs", "1"], "name='nope'"),

@@ -374,7 +374,16 @@ def cmd_run(args):
             continue
         print(f"[{index}] {label}")
         step_started = time.perf_counter()
-        step_summary = step(context) or {}
+        try:
+            step_summary = step(context) or {}
+        except Exception as error:  # noqa: BLE001 (reported; the trained model and the
+            # next steps are kept: a failed tune step must not cost the export)
+            if args.debug:
+                raise
+            message = f"{type(error).__name__}: {' '.join(str(error).split())}"
+            print(f"    failed: {message}", file=sys.stderr)
+            step_summary = {"error": message}
+            failed.append(label)
         step_summary["seconds"] = round(time.perf_counter() - step_started, 1)
         summary[label] = step_summary
         if label == "export":
@@ -394,7 +403,7 @@ def cmd_run(args):
     print(f"Done in {summary['seconds']} s. Summary: {out / 'summary.json'}"
           + (f", report: {report}" if report else ""))
     if failed:
-        print(f"gru-zoo run: error: export failed for {', '.join(failed)} (see "
+        print(f"gru-zoo run: error: failed: {', '.join(failed)} (see "
               f"{out / 'summary.json'})", file=sys.stderr)
         return 1
     return 0
