@@ -654,7 +654,10 @@ def to_tflite(
 
     Args:
         model: a `keras.Model` (functional or Sequential) or the path of a `.keras` file.
-        path: destination `.tflite` path. Written atomically, only once verified.
+        path: destination `.tflite` path. Written atomically, only once verified; its
+            folders are made if missing. An existing file there is replaced only if it
+            is a TFLite file or empty: a `.keras`/`.h5` path, or any other file, is
+            refused before any work.
         quantization: `None` (float32), `"float16"`, `"dynamic"` (int8 weights, float
             activations), `"int8"` (full integer) or `"int16x8"` (int16 activations,
             int8 weights).
@@ -714,8 +717,9 @@ def to_tflite(
             firmware) unless their form is `loop`, which then gives a warning instead.
         tflm_arena_size: int, TFLM tensor arena in bytes; defaults to a generous size,
             and the result reports what the file needs.
-        c_array: `False`, `True` (writes `<path>.cc`/`.h`) or a `.cc` path: the file as
-            a C array for firmware.
+        c_array: `False`, `True` (writes `<path>.cc`/`.h`) or a C++ source path
+            (`.cc`, `.cpp` or `.cxx`; its `.h` goes beside it): the file as a C array for
+            firmware.
         calibration_samples: int, how many samples of `representative_data` calibrate
             a quantized file, spread evenly over the data given (over its first
             `max(4 * calibration_samples, 2048)` samples; not simply the first ones:
@@ -766,7 +770,9 @@ def to_tflite(
         An `ExportResult`.
 
     Raises:
-        ValueError, TypeError, FileNotFoundError: bad arguments, before any work.
+        ValueError, TypeError, OSError (FileNotFoundError, FileExistsError,
+        NotADirectoryError, PermissionError): bad arguments or destination, before any
+        work.
         ConversionCrashError, ConversionError, UnsupportedOpsError, VerificationError:
         when no form gave a verified file (the destination is left untouched).
     """
@@ -783,6 +789,12 @@ def to_tflite(
                "allow_custom_ops": allow_custom_ops,
                "strip_tensor_names": strip_tensor_names},
         tflm_arena_size=tflm_arena_size)
+    # NumPy bools as Python ones: they go into the conversion job's JSON
+    fallback, allow_select_tf_ops, allow_custom_ops, strip_tensor_names = (
+        bool(fallback), bool(allow_select_tf_ops), bool(allow_custom_ops),
+        bool(strip_tensor_names))
+    if is_bool(c_array):
+        c_array = bool(c_array)
     streaming = form is Form.STEP
     source = _load_model(model, streaming)
     _check_against_model(source.keras_model, source.task, source.input_shape,
@@ -804,6 +816,8 @@ def to_tflite(
 
     # === Work ===
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    if isinstance(c_array, (str, os.PathLike)):
+        os.makedirs(os.path.dirname(os.path.abspath(c_array)), exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="gru_zoo_export_")
     try:
         job = _stage_job(
@@ -946,7 +960,7 @@ def _check_arguments(path, quantization, representative_data, *, form, recipe, s
             json.dumps(metadata)
         except TypeError as error:
             fail("metadata", metadata, f"a JSON-serializable dict ({error})", TypeError)
-    if check_tflm is not None and not isinstance(check_tflm, bool):
+    if check_tflm is not None and not is_bool(check_tflm):
         fail("check_tflm", check_tflm, "True, False or None (the default: streaming files "
               "and files written with `c_array` are checked)", TypeError)
     if check_tflm and form is Form.LOOP:
@@ -963,30 +977,32 @@ def _check_arguments(path, quantization, representative_data, *, form, recipe, s
     path = _check_destination(path)
     if not is_bool(c_array):
         c_path = _check_destination(c_array, "c_array")
-        if os.path.splitext(c_path)[1] not in C_SOURCE_SUFFIXES:
-            fail("c_array", os.fspath(c_array), f"True, False or the path of a C source file "
-                 f"(ending in one of {list(C_SOURCE_SUFFIXES)}; its header goes beside it)")
+        if os.path.splitext(c_path)[1].lower() not in C_SOURCE_SUFFIXES:
+            fail("c_array", os.fspath(c_array), f"True, False or the path of a C++ source "
+                 f"file (ending in one of {list(C_SOURCE_SUFFIXES)}; its header goes beside "
+                 "it)")
         if c_path == path:
             fail("c_array", os.fspath(c_array), "a path other than `path`")
     if quantization not in CALIBRATED and representative_data is not None:
         warnings.warn(f"`representative_data` is not used by quantization={quantization!r}; "
                       "it only serves as verification inputs.", stacklevel=_CALLER_OF_TO_TFLITE)
-    return path, form, form_argument, check_tflm
+    return path, form, form_argument, None if check_tflm is None else bool(check_tflm)
 
 
-# What `c_array` may name: a C or C++ source file (`write_c_array` writes its header
-# beside it).
-C_SOURCE_SUFFIXES = (".cc", ".c", ".cpp", ".cxx")
+# What `c_array` may name: a C++ source file (`write_c_array` writes its header beside
+# it).
+C_SOURCE_SUFFIXES = (".cc", ".cpp", ".cxx")  # C++: the array is declared `alignas(16)`
 # A TFLite FlatBuffer's file identifier, at bytes 4-8.
 _TFLITE_IDENTIFIER = b"TFL3"
 
 
 def _check_destination(path, argument="path"):
-    """The absolute path of `path`, a file `to_tflite` may write: in an existing, writable
-    folder, and not an existing file of another kind (a `.keras` model given as `path`
-    by mistake would be lost; an existing TFLite file, or an empty one, is replaced).
-    Checked before any work, so that the error names the argument, not the staging file
-    that `_install` writes beside it."""
+    """The absolute path of `path`, a file `to_tflite` may write: its folder exists or
+    can be made (`to_tflite` makes it) and can be written, and it is not an existing
+    file of another kind (a `.keras` model given as `path` by mistake would be lost; an
+    existing TFLite file, or an empty one, is replaced). Checked before any work, so
+    that the error names the argument, not the staging file that `_install` writes
+    beside it."""
     if not isinstance(path, (str, os.PathLike)):
         fail(argument, path, "a str or os.PathLike destination for the .tflite file",
              TypeError)
@@ -995,17 +1011,19 @@ def _check_destination(path, argument="path"):
     if os.path.isdir(path):
         fail(argument, given, "a file path (it is a directory)")
     folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
-        fail(argument, given, f"a path in an existing folder ({folder} "
-             f"{'is a file' if os.path.exists(folder) else 'does not exist'})",
-             FileNotFoundError)
+    existing = folder  # the nearest folder that exists: the others are made in it
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        fail(argument, given, f"a path whose folders can be made ({existing} is a file)",
+             NotADirectoryError)
     try:  # the file is written beside its destination first (`_install`)
-        fd, probe = tempfile.mkstemp(prefix=".gru_zoo_write_check.", dir=folder)
+        fd, probe = tempfile.mkstemp(prefix=".gru_zoo_write_check.", dir=existing)
         os.close(fd)
         os.remove(probe)
     except OSError as error:
-        fail(argument, given, f"a path in a folder you can write to ({folder}: "
-             f"{error.strerror})", PermissionError)
+        fail(argument, given, f"a path in a folder that can be written ({existing}: "
+             f"{error.strerror})", type(error))
     if argument == "path" and os.path.splitext(path)[1].lower() in (".keras", ".h5"):
         fail(argument, given, "the path of the .tflite file to write, not of a Keras "
              "model file")

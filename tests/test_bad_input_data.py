@@ -129,6 +129,13 @@ def test_test_file_of_another_layout_is_refused(tmp_path):
     # A wide test file with longer series (more time-step columns) still loads.
     ds = zoo.load_dataset(train, test_path=wide_file(tmp_path / "longer.csv", steps=6))
     assert ds.input_shape == (6, 1) and ds.x_test.shape == (20, 6, 1)
+    # A long test file with a column more (not read) loads as the training file does.
+    lines = test.read_text().splitlines()
+    extra = tmp_path / "extra.csv"
+    extra.write_text("\n".join([lines[0] + ",note"] + [line + ",x" for line in lines[1:]])
+                     + "\n")
+    with_extra, plain = (zoo.load_dataset(test, test_path=other) for other in (extra, test))
+    np.testing.assert_array_equal(with_extra.x_test, plain.x_test)
 
 
 @pytest.mark.parametrize("kwargs, fragments", [
@@ -179,6 +186,10 @@ def test_a_season_longer_than_the_window_is_refused(tmp_path):
 def test_non_integer_float_labels_for_classification(tmp_path):
     x = np.random.default_rng(0).random((40, 5, 2))
     with pytest.raises(ValueError, match=pattern(
+            "`y_train` must hold class labels", "not a finite number", "y_train[3]=inf")):
+        zoo.Dataset.from_arrays(x, np.array([0.0, 1.0, 0.0, np.inf] * 10),
+                                task="classification")
+    with pytest.raises(ValueError, match=pattern(
             "`y_train` must hold class labels (ints or str)", "non-integer float labels",
             "y_train[0]=0.05", "40 of 40", "task='regression'")):
         zoo.Dataset.from_arrays(x, np.linspace(0.05, 0.95, 40), task="classification")
@@ -221,11 +232,12 @@ def test_another_delimiter_is_suggested(tmp_path):
 def test_label_names_beyond_the_classes_are_refused():
     x = np.random.default_rng(0).random((40, 5, 2))
     with pytest.raises(ValueError, match=pattern(
-            "`label_names` must name the classes of `y_train`", "3 names",
-            "`y_train` has 2 classes (['0', '1'])", "class 'c'",
+            "`label_names` must name the classes of the labels", "3 names",
+            "have 2 classes", "(['0', '1'] in `y_train`)", "class 'c'",
             "label_names=['a', 'b', 'c']")):
         zoo.Dataset.from_arrays(x, np.arange(40) % 2, label_names=["a", "b", "c"])
-    with pytest.raises(ValueError, match=pattern("`label_names`", "2 classes (['cat', 'dog'])",
+    with pytest.raises(ValueError, match=pattern("`label_names`", "2 classes",
+                                                 "(['cat', 'dog'] in `y_train`)",
                                                  "class 'emu'")):
         zoo.Dataset.from_arrays(x, np.array(["cat", "dog"] * 20),
                                 label_names=["cat", "dog", "emu"])
@@ -233,3 +245,7 @@ def test_label_names_beyond_the_classes_are_refused():
     ds = zoo.Dataset.from_arrays(x, np.arange(40) % 3, x[:6], np.zeros(6, dtype=int),
                                  label_names=["a", "b", "c"])
     assert ds.num_outputs == 3 and ds.label_names == ["a", "b", "c"]
+    # A rare class only in the separate test split: named, so kept as an output.
+    ds = zoo.Dataset.from_arrays(x, np.arange(40) % 2, x[:3], np.array([0, 1, 2]),
+                                 label_names=["a", "b", "c"])
+    assert ds.num_outputs == 3

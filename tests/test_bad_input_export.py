@@ -170,7 +170,7 @@ TO_TFLITE_CASES = [
                          [case[1:] for case in TO_TFLITE_CASES],
                          ids=[case[0] for case in TO_TFLITE_CASES])
 def test_to_tflite_refuses_bad_input_before_any_work(files, model_key, kwargs, fragments):
-    out = files["root"] / "never.tflite"
+    out = files["root"] / "out" / "never.tflite"
     started = time.perf_counter()
     with pytest.raises(ValueError, match=pattern(*fragments)):
         to_tflite(files[model_key], out, **kwargs)
@@ -187,10 +187,10 @@ DESTINATION_CASES = [
     ("path_h5", dict(path="weights.h5"), ValueError, ["`path`", "weights.h5"]),
     ("path_other_file", dict(path="notes.txt"), FileExistsError,
      ["`path`", "exists and is not a TFLite model", "notes.txt"]),
-    ("path_no_folder", dict(path="missing/x.tflite"), FileNotFoundError,
-     ["`path`", "existing folder", "missing does not exist", "missing/x.tflite"]),
-    ("path_under_a_file", dict(path="notes.txt/x.tflite"), FileNotFoundError,
-     ["`path`", "notes.txt is a file", "notes.txt/x.tflite"]),
+    ("path_under_a_file", dict(path="notes.txt/x.tflite"), NotADirectoryError,
+     ["`path`", "folders can be made", "notes.txt is a file", "notes.txt/x.tflite"]),
+    ("path_deeper_under_a_file", dict(path="notes.txt/a/b/x.tflite"), NotADirectoryError,
+     ["`path`", "notes.txt is a file", "notes.txt/a/b/x.tflite"]),
     ("fallback_str", dict(fallback="no"), TypeError, ["`fallback`", "True or False",
                                                       "fallback='no'"]),
     ("allow_custom_ops_int", dict(allow_custom_ops=1), TypeError,
@@ -203,9 +203,11 @@ DESTINATION_CASES = [
      ["`tflm_arena_size`", "tflm_arena_size=1000000.0"]),
     # a word taken for a path would write ./yes and ./yes.h
     ("c_array_word", dict(c_array="yes"), ValueError,
-     ["`c_array`", "C source file", "'.cc'", "c_array='yes'"]),
-    ("c_array_no_folder", dict(c_array="missing/model.cc"), FileNotFoundError,
-     ["`c_array`", "existing folder", "missing/model.cc"]),
+     ["`c_array`", "C++ source file", "'.cc'", "c_array='yes'"]),
+    # the array is declared alignas(16): C++, not C
+    ("c_array_c", dict(c_array="model.c"), ValueError, ["`c_array`", "c_array='model.c'"]),
+    ("c_array_under_a_file", dict(c_array="notes.txt/model.cc"), NotADirectoryError,
+     ["`c_array`", "notes.txt is a file", "notes.txt/model.cc"]),
 ]
 
 
@@ -227,18 +229,21 @@ def test_to_tflite_checks_where_it_writes_before_any_work(files, kwargs, error, 
     assert after == before  # nothing written, nothing replaced
 
 
-def test_to_tflite_replaces_an_empty_or_tflite_file_and_writes_a_named_c_array(files,
+def test_to_tflite_replaces_an_empty_or_tflite_file_and_makes_missing_folders(files,
                                                                               tmp_path):
     """What the destination checks still allow: an existing empty file (a temporary
-    file made for the export) and an existing TFLite file are replaced; `c_array` may
-    name a C file; a NumPy bool counts as a bool."""
+    file made for the export) and an existing TFLite file are replaced; missing folders
+    are made, for the file and for a named C array; NumPy bools count as bools (and
+    reach the conversion job as JSON)."""
     empty = tmp_path / "made_by_mkstemp.tflite"
     empty.write_bytes(b"")
     assert to_tflite(files["classifier"], empty).size == empty.stat().st_size > 0
-    assert to_tflite(files["classifier"], empty, fallback=np.True_).size > 0
-    result = to_tflite(files["classifier"], tmp_path / "m.tflite", c_array=tmp_path / "m.c",
-                       check_tflm=False)
-    assert result.c_array_path and (tmp_path / "m.c").exists() and (tmp_path / "m.h").exists()
+    assert to_tflite(files["classifier"], empty, fallback=np.True_,
+                     allow_custom_ops=np.False_, check_tflm=np.False_).size > 0
+    result = to_tflite(files["classifier"], tmp_path / "new" / "m.tflite",
+                       c_array=tmp_path / "src" / "m.CC", check_tflm=False)
+    assert (tmp_path / "new" / "m.tflite").stat().st_size == result.size
+    assert (tmp_path / "src" / "m.CC").exists() and (tmp_path / "src" / "m.h").exists()
 
 
 # (id, file key, message fragments)

@@ -57,8 +57,10 @@ def _is_probability(value):
 # checked before any oracle exists or any file is written.
 OPTION_RULES = {
     "bayesian": {
-        "num_initial_points": (is_positive_int, "a positive int (random trials before the "
-                                                "Gaussian process proposes)"),
+        "num_initial_points": (lambda v: v is None or is_positive_int(v),
+                               "a positive int (random trials before the Gaussian process "
+                               "proposes) or None (keras-tuner's default, 3 per "
+                               "hyperparameter)"),
         "alpha": (is_positive_number, "a positive float (noise added to the kernel)"),
         "beta": (is_non_negative_number, "a float >= 0 (the exploration weight)"),
     },
@@ -181,7 +183,8 @@ def make_oracle(strategy, *, objective, max_trials=10, max_epochs=None, seed=Non
     check_strategy(strategy, options)
     check_objective(objective)
     # NumPy scalars as plain numbers: the oracle's state is JSON.
-    options = {k: int(v) if is_int(v) else float(v) for k, v in options.items()}
+    options = {k: v if v is None else int(v) if is_int(v) else float(v)
+               for k, v in options.items()}
     # keras-tuner runs no trial, without a word, for max_trials <= 0.
     check("max_trials", max_trials, is_positive_int(max_trials), "a positive int")
     max_trials = int(max_trials)

@@ -131,8 +131,8 @@ def add_model_arguments(parser):
     group.add_argument("--time-column", help="long CSV: the column to order steps by")
     group.add_argument("--window", type=int, help="CSV series: input window, in steps")
     group.add_argument("--horizon", type=int, help="CSV series: steps to forecast")
-    group.add_argument("--season", type=int, help="CSV series: seasonal period, in steps "
-                       "(for the seasonal-naive baseline)")
+    group.add_argument("--season", type=int, help="CSV series: seasonal period, in steps, "
+                       "at most --window (for the seasonal-naive baseline)")
     group.add_argument("--streaming", action="store_true", default=None,
                        help="the model must run one frame at a time on the device: the "
                             "recipe picks a variant that streams")

@@ -421,6 +421,11 @@ def _class_strings(y, argument):
         if np.isnan(y).any():
             raise ValueError(f"`{argument}` has a missing (NaN) label at index "
                              f"{int(np.flatnonzero(np.isnan(y))[0])}")
+        if not np.isfinite(y).all():
+            i = int(np.flatnonzero(~np.isfinite(y))[0])
+            raise ValueError(f"`{argument}` must hold class labels (ints or str) for "
+                             f"classification. Received: a label that is not a finite "
+                             f"number, {argument}[{i}]={y[i].item()!r}")
         fractional = np.flatnonzero(np.mod(y, 1) != 0)
         if len(fractional):
             i = int(fractional[0])
@@ -486,14 +491,16 @@ def dataset_from_arrays(x_train, y_train, x_test=None, y_test=None, *, task=None
                 if test_labels is not None:
                     test_labels = [order[int(v)] if v.isdigit() and int(v) < len(order) else v
                                    for v in test_labels]
-            # Names beyond the classes present: outputs no training series teaches.
-            unused = [n for n in order if n not in set(labels)]
+            # Names beyond the classes present (in training or test labels): outputs
+            # that no series ever has.
+            present = set(labels) | set(test_labels or ())
+            unused = [n for n in order if n not in present]
             if unused and set(labels) <= set(order):
                 raise ValueError(
-                    f"`label_names` must name the classes of `y_train`, one name each, in "
-                    f"class-index order: {len(order)} names, but `y_train` has "
-                    f"{len(set(labels))} classes ({_label_order(raw_labels)}); no training "
-                    f"series has the class {unused[0]!r}. Received: "
+                    f"`label_names` must name the classes of the labels, one name each, in "
+                    f"class-index order: {len(order)} names, but `y_train` (and `y_test`) "
+                    f"have {len(present)} classes ({_label_order(raw_labels)} in "
+                    f"`y_train`); no series has the class {unused[0]!r}. Received: "
                     f"label_names={list(label_names)!r}")
         y_train, y_test, names = _encode_classes(
             labels, [f"`y_train[{i}]`" for i in range(len(labels))], test_labels,
@@ -924,8 +931,8 @@ def _check_test_columns(test_table, table, layout, features, label, id_column, t
     """The test file must have the training file's columns, else its values are read as
     something else (another layout's id and time columns as time steps, say).
 
-    With `features`: the columns read. Else, long layout: the same set of columns; wide
-    layout: the label and the same time-step columns, of which one file may have more
+    With `features`: the columns read. Else, long layout: the training file's columns
+    (others are not read); wide layout: the label and the same time-step columns, of which one file may have more
     (its series are longer)."""
     found, header = test_table[1], table[1]
     if features is not None:
@@ -940,7 +947,7 @@ def _check_test_columns(test_table, table, layout, features, label, id_column, t
         same = label in found and shorter > 0 and steps[:shorter] == test_steps[:shorter]
     else:
         expected, what = header, "the columns of"
-        same = sorted(found) == sorted(header)
+        same = set(header) <= set(found)  # (more columns in the test file are not read)
     if not same:
         raise ValueError(
             f"{test_table[0]} line {test_table[2]}: the test file (`test_path`) must have "

@@ -622,8 +622,10 @@ def _check_monitor(monitor, model):
 
 
 def _config_problem(value, path):
-    """`(path, value)` of the first part of `value` that `config.json` cannot hold, or
-    `None`. NumPy values and paths are fine: they are written as numbers and strings."""
+    """`(path, key)` of the first dict key that `config.json` cannot hold (JSON keys are
+    strings, numbers, bools or null), or `None`. Values of any kind are fine: NumPy
+    values and paths are written as numbers and strings, other objects (a Keras loss
+    given to the builder, say) as their `repr`."""
     if value is None or isinstance(value, (str, bool, int, float, np.generic,
                                            pathlib.PurePath)):
         return None
@@ -642,14 +644,13 @@ def _config_problem(value, path):
             problem = _config_problem(item, f"{path}[{index}]")
             if problem:
                 return problem
-        return None
-    return path, value
+    return None
 
 
 def _check_config(config):
-    allowed = ("None or a dict of JSON values (str, numbers, bools, None, lists and "
-               "dicts of them; NumPy values and paths are written as numbers, lists and "
-               "strings) to write as config.json")
+    allowed = ("None or a dict (keys str, numbers, bools or None; NumPy values and paths "
+               "are written as numbers, lists and strings, other objects as their repr) "
+               "to write as config.json")
     if config is None:
         return
     if not isinstance(config, collections.abc.Mapping):
