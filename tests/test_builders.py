@@ -304,6 +304,9 @@ BAD_ARGUMENTS = [
     (dict(input_shape=(5,), vocab_size=VOCAB, window_norm="mean"), "window_norm", "'mean'"),
     (dict(window_norm="mean", window_norm_channel=3), "window_norm_channel",
      "window_norm_channel=3"),
+    # unused without window_norm, but a value given must still be valid
+    (dict(window_norm_channel=-1), "window_norm_channel", "window_norm_channel=-1"),
+    (dict(window_norm_channel="0"), "window_norm_channel", "window_norm_channel='0'"),
     (dict(causal="yes"), "causal", "causal='yes'"),
     (dict(variant="bidirectional", causal=True), "causal", "causal=True"),
     (dict(variant="bidirectional_attention", causal=True), "causal", "causal=True"),

@@ -633,6 +633,10 @@ def _check_inputs(*, input_shape, vocab_size, embedding_dim, mask_value, input_n
         if not is_int(window_norm_channel) or not 0 <= window_norm_channel < input_shape[1]:
             fail("window_norm_channel", window_norm_channel,
                  f"an int in [0, {input_shape[1]}) (an input feature)")
+    elif not is_int(window_norm_channel) or window_norm_channel < 0:
+        # unused without window_norm, but a value given must still be valid
+        fail("window_norm_channel", window_norm_channel, "an int >= 0 (an input feature; "
+             "it is used with window_norm only)")
 
 
 def _check_compile(*, loss, metrics, optimizer, learning_rate, clipnorm, **_):
