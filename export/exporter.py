@@ -976,11 +976,11 @@ def _check_arguments(path, quantization, representative_data, *, form, recipe, s
     # the file system last: a typo in an argument is named before a missing folder
     path = _check_destination(path)
     if not is_bool(c_array):
-        c_path = _check_destination(c_array, "c_array")
-        if os.path.splitext(c_path)[1].lower() not in C_SOURCE_SUFFIXES:
+        if os.path.splitext(os.fspath(c_array))[1].lower() not in C_SOURCE_SUFFIXES:
             fail("c_array", os.fspath(c_array), f"True, False or the path of a C++ source "
                  f"file (ending in one of {list(C_SOURCE_SUFFIXES)}; its header goes beside "
                  "it)")
+        c_path = _check_destination(c_array, "c_array")
         if c_path == path:
             fail("c_array", os.fspath(c_array), "a path other than `path`")
     if quantization not in CALIBRATED and representative_data is not None:
