@@ -1431,14 +1431,15 @@ def chunk_steps_for(model, steps, quantization=None, fully_integer=False,
         # 0.32-0.33x with 2 steps, so they keep 2; a float Dense head of a few hundred
         # weights does not change the choice.
         shorter = next((chunk for chunk in (4, 3, 2) if steps % chunk == 0), 2)
-        layers = len(list(_chunked_grus(model)))
-        # (a 2-step body for an odd T has one more step before the loop)
-        extra = (5 - shorter - steps % shorter) * layers * INT8_STEP_BYTES
-        # a weight kept float takes 3 bytes more than in int8
-        extra += 3 * _float_weights(model, quantization, int8_float_layers, fully_integer)
-        if (steps % 5 == 0 and cap >= 5
-                and extra <= INT8_LONGER_BODY_SHARE * model.count_params()):
-            return min(5, steps)
+        if steps % 5 == 0 and cap >= 5:
+            layers = len(list(_chunked_grus(model)))
+            # (a 2-step body for an odd T has one more step before the loop)
+            extra = (5 - shorter - steps % shorter) * layers * INT8_STEP_BYTES
+            # a weight kept float takes 3 bytes more than in int8
+            extra += 3 * _float_weights(model, quantization, int8_float_layers,
+                                        fully_integer)
+            if extra <= INT8_LONGER_BODY_SHARE * model.count_params():
+                return min(5, steps)
         return min(shorter, steps)
     return min(default_chunk_steps(steps), cap)
 

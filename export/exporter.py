@@ -968,7 +968,7 @@ def _check_arguments(path, quantization, representative_data, *, form, recipe, s
               "Microcontrollers runs Keras's WHILE loop files with wrong outputs, "
               "docs/tflite-facts.md, F9); use form='auto', 'chunked', 'unrolled' or 'step'")
     if not (is_bool(c_array) or isinstance(c_array, (str, os.PathLike))):
-        fail("c_array", c_array, "True, False or a .cc path", TypeError)
+        fail("c_array", c_array, "True, False or the path of a C++ source file", TypeError)
     if quantization in CALIBRATED and representative_data is None:
         fail("representative_data", None, f"calibration inputs for quantization="
               f"{quantization!r} (it measures activation ranges on them; gru-zoo does not "

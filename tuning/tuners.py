@@ -29,10 +29,10 @@ from tuning.oracles import (
 )
 from zoo.checks import (
     check,
-    is_int,
     is_non_negative_number,
     is_positive_int,
     is_positive_number,
+    plain,
 )
 
 STRATEGY_OPTIONS = {
@@ -183,8 +183,7 @@ def make_oracle(strategy, *, objective, max_trials=10, max_epochs=None, seed=Non
     check_strategy(strategy, options)
     check_objective(objective)
     # NumPy scalars as plain numbers: the oracle's state is JSON.
-    options = {k: v if v is None else int(v) if is_int(v) else float(v)
-               for k, v in options.items()}
+    options = {k: plain(v) for k, v in options.items()}
     # keras-tuner runs no trial, without a word, for max_trials <= 0.
     check("max_trials", max_trials, is_positive_int(max_trials), "a positive int")
     max_trials = int(max_trials)

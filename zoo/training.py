@@ -626,11 +626,8 @@ def _config_problem(value, path):
     strings, numbers, bools or null), or `None`. Values of any kind are fine: NumPy
     values and paths are written as numbers and strings, other objects (a Keras loss
     given to the builder, say) as their `repr`."""
-    if value is None or isinstance(value, (str, bool, int, float, np.generic,
-                                           pathlib.PurePath)):
-        return None
-    if isinstance(value, np.ndarray):
-        return None if value.dtype.kind in "biufU" else _config_problem(value.tolist(), path)
+    if isinstance(value, np.ndarray) and value.dtype.kind == "O":
+        value = value.tolist()  # (arrays of numbers or text hold no keys)
     if isinstance(value, collections.abc.Mapping):
         for key, item in value.items():
             if not isinstance(key, (str, int, float, bool)) and key is not None:
@@ -638,8 +635,7 @@ def _config_problem(value, path):
             problem = _config_problem(item, f"{path}[{key!r}]")
             if problem:
                 return problem
-        return None
-    if isinstance(value, (list, tuple)):
+    elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             problem = _config_problem(item, f"{path}[{index}]")
             if problem:
