@@ -21,7 +21,7 @@ import pytest
 import zoo
 from export import LiteModel, read_metadata, runtime, to_tflite
 from export._guard import SIMULATE_ENV
-from helpers import FEATURES, TIME, sequences, tiny_model
+from helpers import FEATURES, TIME, sequences, tflite_vs_keras, tiny_model
 
 X = sequences(8)
 Y3 = np.arange(8) % 3
@@ -244,6 +244,12 @@ def test_to_tflite_replaces_an_empty_or_tflite_file_and_makes_missing_folders(fi
                        c_array=tmp_path / "src" / "m.CC", check_tflm=False)
     assert (tmp_path / "new" / "m.tflite").stat().st_size == result.size
     assert (tmp_path / "src" / "m.CC").exists() and (tmp_path / "src" / "m.h").exists()
+    # the files written run and give Keras's outputs
+    import keras
+
+    model = keras.saving.load_model(files["classifier"])
+    for written in (empty, tmp_path / "new" / "m.tflite"):
+        assert tflite_vs_keras(written, model, X) <= 1e-5
 
 
 # (id, file key, message fragments)
