@@ -154,6 +154,15 @@ def test_a_misspelt_column_is_refused_not_another_layout(tmp_path, kwargs, fragm
     assert zoo.load_dataset(path, time_column="t").input_shape == (3, 1)  # right names load
 
 
+def test_the_default_column_names_given_explicitly_must_exist(tmp_path):
+    # `id_column="id"` on a wide file used to be taken for the default and read the file
+    # as wide, the layout the user ruled out by naming an id column.
+    with pytest.raises(ValueError, match=pattern("no column 'id'", "`id_column='id'`",
+                                                 "columns ['label', 't0'")):
+        zoo.load_dataset(wide_file(tmp_path / "wide.csv"), id_column="id")
+    assert zoo.load_dataset(wide_file(tmp_path / "wide.csv")).input_shape == (4, 1)
+
+
 def test_a_misspelt_time_column_in_the_wide_layout_is_refused(tmp_path):
     with pytest.raises(ValueError, match=pattern("no column 'step'", "`time_column='step'`",
                                                  "columns ['label', 't0'")):
@@ -165,6 +174,9 @@ def test_series_target_not_in_the_header_is_refused(tmp_path):
     with pytest.raises(ValueError, match=pattern("series.csv", "no column 'nope'",
                                                  "`label='nope'`", "columns ['value']")):
         zoo.load_dataset(path, window=10, horizon=2, label="nope")
+    # "label" named explicitly must exist too (it used to forecast the first column).
+    with pytest.raises(ValueError, match=pattern("no column 'label'", "`label='label'`")):
+        zoo.load_dataset(path, window=10, horizon=2, label="label")
     # The default `label` is optional in this layout: the first column is the target.
     ds = zoo.load_dataset(path, window=10, horizon=2)
     assert ds.input_shape == (10, 1) and "of 'value'" in ds.description

@@ -1111,7 +1111,7 @@ def _windows(name, values, columns, window, horizon, val_fraction, test_fraction
     )
 
 
-def load_csv(path, test_path=None, *, layout="auto", label="label", id_column="id",
+def load_csv(path, test_path=None, *, layout="auto", label=None, id_column=None,
              time_column=None, features=None, window=None, horizon=None, val_fraction=0.15,
              test_fraction=0.15, season=None, task=None, test_split=None,
              validation_split=0.2, seed=0, normalize=True, delimiter=None):
@@ -1125,7 +1125,7 @@ def load_csv(path, test_path=None, *, layout="auto", label="label", id_column="i
         features, and `label` is the same on every row of a series; series may differ in
         length. "series": one long series (one or more numeric columns) for forecasting:
         windows of `window` steps predict the next `horizon` values of the target column
-        (`label`; the first value column when the default "label" is not in the header), split
+        (`label`; by default "label", or the first value column when there is none), split
         chronologically by the targets' end time like `load_airline_passengers`.
         Missing cells (empty inside a series, `?`, `NaN`, `NA`) are interpolated along time.
 
@@ -1140,10 +1140,13 @@ def load_csv(path, test_path=None, *, layout="auto", label="label", id_column="i
             when the header has `id_column`, else "wide" when it has `label`, else
             "series" (which needs `window` and `horizon`); the choice is stated in the
             description.
-        label: str, the label column (wide, long) or the target column (series). Defaults
-            to `"label"`. A column named by `label`, `id_column` or `time_column` that the
-            header lacks is an error (the defaults only pick the layout).
-        id_column: str, the series-id column of the long layout. Defaults to `"id"`.
+        label: str or `None`, the label column (wide, long) or the target column
+            (series). Defaults to `None`: the column "label" (series: "label" when the
+            header has it, else the first value column). A column named by `label`,
+            `id_column` or `time_column` that the header lacks is an error, "label" and
+            "id" named explicitly included (the defaults only pick the layout).
+        id_column: str or `None`, the series-id column of the long layout. Defaults to
+            `None`: the column "id".
         time_column: str or `None`, the column to order time steps by (long, series;
             numbers sort numerically, anything else as text). Defaults to `None`: file
             order.
@@ -1180,8 +1183,8 @@ def load_csv(path, test_path=None, *, layout="auto", label="label", id_column="i
     if layout not in LAYOUTS:
         raise ValueError(f"`layout` must be one of {list(LAYOUTS)}. Received: layout={layout!r}")
     for argument, value in (("label", label), ("id_column", id_column)):
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"`{argument}` must be a column name (a non-empty str). "
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ValueError(f"`{argument}` must be a column name (a non-empty str) or None. "
                              f"Received: {argument}={value!r}")
     if time_column is not None and (not isinstance(time_column, str) or not time_column):
         raise ValueError(f"`time_column` must be a column name or None. "
@@ -1209,11 +1212,14 @@ def load_csv(path, test_path=None, *, layout="auto", label="label", id_column="i
     name, header = table[0], table[1]
     # A column named by its argument must exist: a misspelt `id_column` or `label` would
     # otherwise pick another layout, or (series) forecast another column. The defaults
-    # ("label", "id") may be absent: they only say which layout the header has.
-    for argument, value, default in (("label", label, "label"), ("id_column", id_column, "id"),
-                                     ("time_column", time_column, None)):
-        if value is not None and value != default:
+    # (None: the columns "label" and "id") may be absent: they only say which layout the
+    # header has.
+    for argument, value in (("label", label), ("id_column", id_column),
+                            ("time_column", time_column)):
+        if value is not None:
             _column(table, value, argument)
+    label = "label" if label is None else label
+    id_column = "id" if id_column is None else id_column
     why = ""
     if layout == "auto":
         if id_column in header:
