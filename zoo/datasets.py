@@ -74,18 +74,31 @@ class Dataset:
     source: dict = None
 
     def as_tf_data(self, split="train", batch_size=32, shuffle=None, seed=0):
-        """Returns one split as a batched `tf.data.Dataset` of `(x, y)` pairs."""
+        """Returns one split as a batched `tf.data.Dataset` of `(x, y)` pairs.
+
+        Args:
+            split: "train", "val" or "test".
+            batch_size: positive int. Defaults to `32`.
+            shuffle: bool or `None` (the default: shuffle the train split only).
+            seed: int >= 0, the shuffle's seed. Defaults to `0`.
+        """
         import tensorflow as tf
 
         if split not in ("train", "val", "test"):
             raise ValueError(
                 f"`split` must be one of ['train', 'val', 'test']. Received: split={split!r}"
             )
+        check("batch_size", batch_size, is_positive_int(batch_size), "a positive int")
+        if shuffle is not None:
+            # `shuffle="no"` is truthy: without this check it would shuffle.
+            check("shuffle", shuffle, is_bool(shuffle),
+                  "True, False or None (None: shuffle the train split only)")
+        _check_seed(seed)
         x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         if shuffle if shuffle is not None else split == "train":
-            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+            ds = ds.shuffle(len(x), seed=int(seed), reshuffle_each_iteration=True)
+        return ds.batch(int(batch_size)).prefetch(tf.data.AUTOTUNE)
 
     def summary(self):
         """A dict of the dataset's shapes and metadata, JSON-serializable."""
@@ -129,7 +142,20 @@ class Dataset:
             return names[int(indices)]
         values = np.asarray(indices)
         if values.ndim == 2 and values.dtype.kind == "f":
-            values = (values[:, 0] > 0.5).astype(np.int64) if values.shape[1] == 1 \
+            columns = values.shape[1]
+            if columns != len(names) and not (columns == 1 and len(names) == 2):
+                sigmoid = ", or 1 (sigmoid outputs)" if len(names) == 2 else ""
+                raise ValueError(
+                    f"`indices` given as probabilities must have {len(names)} columns, one "
+                    f"per class{sigmoid}; expected {len(names)} columns, got {columns}. "
+                    f"Received: indices with shape {values.shape}")
+            finite = np.isfinite(values).all(axis=1)
+            if not finite.all():
+                row = int(np.flatnonzero(~finite)[0])
+                raise ValueError(
+                    f"`indices` given as probabilities must hold finite numbers. Received: "
+                    f"indices[{row}]={values[row].tolist()!r} (NaN or inf)")
+            values = (values[:, 0] > 0.5).astype(np.int64) if columns == 1 \
                 else values.argmax(axis=-1)
         if values.ndim != 1 or values.dtype.kind not in "iuf" or (
                 values.dtype.kind == "f" and not np.all(np.mod(values, 1) == 0)):
@@ -160,8 +186,11 @@ class Dataset:
                 linear interpolation along time (the nearest value at the edges).
             y_train: the labels `(samples,)`: strings or ints (classification; floats
                 only with whole values), floats (regression, `(samples,)` or `(samples,
-                outputs)`); a list, an array or a pandas Series. Complex numbers (in x or
-                y) are refused.
+                outputs)`); a list, an array or a pandas Series. Per-step targets for the
+                sequence tasks: `(samples, time)` class labels (sequence_labeling) or
+                `(samples, time[, outputs])` finite floats (sequence_regression), for
+                series of one length. Missing labels (None, NaN) and complex numbers (in x
+                or y) are refused.
             x_test: the test series, like `x_train`, or `None`. Defaults to `None`: a
                 stratified `test_split` of the training data is cut as the test split.
             y_test: the test labels, like `y_train`; required with `x_test`.
@@ -181,6 +210,7 @@ class Dataset:
                 each class of `y_train`. Labels that are these names are mapped in this
                 order; labels that are ints 0..K-1 are kept as indices. `None` (the
                 default): the distinct labels, sorted (numerically when they are numbers).
+                Refused for the regression tasks.
             test_split: float in (0, 1), the part of the training data cut as the test
                 split when `x_test` is `None`. Defaults to `0.2`.
 
@@ -399,8 +429,9 @@ def adding_problem(num_samples, length, seed=0):
     """
     check("length", length, is_int(length) and length >= 2, "an int >= 2")
     check("num_samples", num_samples, is_positive_int(num_samples), "a positive int")
+    _check_seed(seed)
     length, num_samples = int(length), int(num_samples)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(int(seed))
     values = rng.uniform(0.0, 1.0, size=(num_samples, length)).astype(np.float32)
     half = length // 2
     first = rng.integers(0, half, size=num_samples)
@@ -447,12 +478,13 @@ def load_tfds_text(name="imdb_reviews", data_dir=None, max_tokens=20000, sequenc
     (0 is padding, 1 out-of-vocabulary). The TFDS `test` split is the test set when it
     exists; validation is cut from `train`.
     """
+    _check_tfds_options(name, data_dir, max_tokens, sequence_length, validation_split,
+                        max_examples, seed, text_key, label_key)
     import keras
     import tensorflow_datasets as tfds
 
-    _check_fraction("validation_split", validation_split)
     try:
-        builder = tfds.builder(name, data_dir=data_dir)
+        builder = tfds.builder(name, data_dir=data_dir and os.fspath(data_dir))
     except Exception as error:  # unknown names raise DatasetNotFoundError and friends
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ValueError(
@@ -466,11 +498,15 @@ def load_tfds_text(name="imdb_reviews", data_dir=None, max_tokens=20000, sequenc
                 f"`{argument}` must name a feature of {name!r} (features: "
                 f"{sorted(features.keys())}). Received: {argument}={key!r}"
             )
+    _check_tfds_feature(name, features, "text_key", text_key, "string",
+                        "a text feature (dtype string, one text per example)")
+    _check_tfds_feature(name, features, "label_key", label_key, "integer",
+                        "an integer class-label feature (one int per example)")
 
     def to_arrays(split):
         ds = builder.as_dataset(split=split, shuffle_files=False)
-        if max_examples:
-            ds = ds.take(max_examples)
+        if max_examples is not None:
+            ds = ds.take(int(max_examples))
         texts, labels = [], []
         for example in tfds.as_numpy(ds):
             text = example[text_key]
@@ -489,9 +525,19 @@ def load_tfds_text(name="imdb_reviews", data_dir=None, max_tokens=20000, sequenc
             f"{name} --data_dir DIR`), copy DIR here and pass `data_dir=DIR` "
             "(CLI: `--data-dir DIR`)."
         ) from None
-    rng = np.random.default_rng(seed)
+    limit = "" if max_examples is None else f" (max_examples={max_examples!r})"
+    if len(texts) < 2:
+        raise ValueError(
+            f"TFDS {name!r}: the train split has {len(texts)} example(s){limit}; expected at "
+            "least 2, one to train on and one for validation")
+    rng = np.random.default_rng(int(seed))
     order = rng.permutation(len(texts))
     n_val = max(1, int(round(len(texts) * validation_split)))
+    if n_val >= len(texts):
+        raise ValueError(
+            f"`validation_split` must leave examples to train on: {validation_split:g} of the "
+            f"{len(texts)} training examples of {name!r}{limit} is {n_val}, none left. "
+            f"Received: validation_split={validation_split!r}")
     val_idx, train_idx = order[:n_val], order[n_val:]
     if "test" in builder_info.splits:
         test_texts, test_labels = to_arrays("test")
@@ -499,9 +545,14 @@ def load_tfds_text(name="imdb_reviews", data_dir=None, max_tokens=20000, sequenc
         test_texts, test_labels = texts[val_idx], labels[val_idx]
 
     vectorizer = keras.layers.TextVectorization(
-        max_tokens=max_tokens, output_sequence_length=sequence_length
+        max_tokens=None if max_tokens is None else int(max_tokens),
+        output_sequence_length=int(sequence_length)
     )
     vectorizer.adapt(texts[train_idx].tolist())
+    if vectorizer.vocabulary_size() <= 2:  # only padding and out-of-vocabulary
+        raise ValueError(
+            f"TFDS {name!r}: the {len(train_idx)} training texts (text_key={text_key!r}) hold "
+            "no word; expected text to build a vocabulary from")
 
     def vectorize(t):
         return np.asarray(vectorizer(np.asarray(t.tolist(), dtype=object)), dtype=np.int32)
@@ -514,7 +565,7 @@ def load_tfds_text(name="imdb_reviews", data_dir=None, max_tokens=20000, sequenc
         name=name,
         task="classification",
         num_outputs=num_classes,
-        input_shape=(sequence_length,),
+        input_shape=(int(sequence_length),),
         x_train=vectorize(texts[train_idx]),
         y_train=labels[train_idx],
         x_val=vectorize(texts[val_idx]),
@@ -526,6 +577,56 @@ def load_tfds_text(name="imdb_reviews", data_dir=None, max_tokens=20000, sequenc
         citation=IMDB_CITATION if name == "imdb_reviews" else f"TensorFlow Datasets: {name}",
         description=f"TFDS {name}: text classification, {len(vocabulary)} tokens.",
     )
+
+
+def _check_tfds_options(name, data_dir, max_tokens, sequence_length, validation_split,
+                        max_examples, seed, text_key, label_key):
+    """The options of `load_tfds_text` that can be checked without loading anything."""
+    check("name", name, isinstance(name, str) and bool(name), "a TFDS dataset name (str)")
+    check("data_dir", data_dir, data_dir is None or (
+        isinstance(data_dir, (str, os.PathLike)) and not isinstance(data_dir, bytes)),
+          "a folder path (str or os.PathLike) or None (TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    # TextVectorization keeps two ids for padding and out-of-vocabulary words.
+    check("max_tokens", max_tokens,
+          max_tokens is None or (is_int(max_tokens) and max_tokens >= 3),
+          "an int >= 3 (padding, out-of-vocabulary and at least one word) or None (no limit)")
+    check("sequence_length", sequence_length, is_positive_int(sequence_length),
+          "a positive int")
+    _check_fraction("validation_split", validation_split)
+    check("max_examples", max_examples, max_examples is None or (
+        is_int(max_examples) and max_examples >= 2),
+          "an int >= 2 (one example to train on, one for validation) or None (all)")
+    _check_seed(seed)
+    for argument, key in (("text_key", text_key), ("label_key", label_key)):
+        check(argument, key, isinstance(key, str), "the name of a feature (str)")
+
+
+def _check_tfds_feature(name, features, argument, key, kind, allowed):
+    """`features[key]` is a scalar of `kind` ("string" or "integer")."""
+    feature = features[key]
+    if not _feature_is(feature, kind):
+        dtype = getattr(feature, "dtype", None)
+        dtype_name = str(getattr(dtype, "name", dtype))
+        shape = tuple(getattr(feature, "shape", ()) or ())
+        matching = sorted(k for k in features.keys() if k != key and _feature_is(
+            features[k], kind))
+        kind_name = "text" if kind == "string" else kind
+        raise ValueError(
+            f"`{argument}` must name {allowed} of {name!r}; {key!r} is a "
+            f"{type(feature).__name__} feature (dtype {dtype_name}, shape {shape})"
+            f"{f'; {kind_name} features: {matching}' if matching else ''}. "
+            f"Received: {argument}={key!r}")
+
+
+def _feature_is(feature, kind):
+    """Whether a TFDS feature is one string (`kind="string"`) or one int ("integer")."""
+    dtype = getattr(feature, "dtype", None)
+    dtype_name = str(getattr(dtype, "name", dtype))
+    if tuple(getattr(feature, "shape", ()) or ()):
+        return False
+    if kind == "string":
+        return dtype_name in ("string", "object", "str")
+    return dtype_name.startswith(("int", "uint"))
 
 
 DATASETS = {
@@ -591,6 +692,7 @@ def load_dataset(name, **kwargs):
 
         return load_file(name, **kwargs)
     if isinstance(name, str) and name.startswith("tfds:"):
+        _check_options(name, load_tfds_text, kwargs, fixed=("name",))
         return load_tfds_text(name[len("tfds:"):], **kwargs)
     if name not in DATASETS:
         raise ValueError(
@@ -598,15 +700,21 @@ def load_dataset(name, **kwargs):
             f"(.ts, .csv, .tsv, .txt, .npz). Received: name={name!r}"
         )
     loader = DATASETS[name]
-    import inspect
-
-    accepted = inspect.signature(loader).parameters
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise ValueError(
-            f"Unknown option(s) {unknown} for dataset {name!r}; allowed: {sorted(accepted)}. "
-            f"Received: {', '.join(f'{k}={kwargs[k]!r}' for k in unknown)}"
-        )
+    _check_options(name, loader, kwargs, fixed=("name",))
     if "validation_split" in kwargs:
         _check_fraction("validation_split", kwargs["validation_split"])
     return loader(**kwargs)
+
+
+def _check_options(name, loader, kwargs, fixed=()):
+    """Refuses keyword arguments that `loader` does not take (`fixed`: set by `name`,
+    `load_dataset`'s own argument)."""
+    import inspect
+
+    accepted = sorted(set(inspect.signature(loader).parameters) - set(fixed))
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"Unknown option(s) {unknown} for dataset {name!r}; allowed: {accepted}. "
+            f"Received: {', '.join(f'{k}={kwargs[k]!r}' for k in unknown)}"
+        )

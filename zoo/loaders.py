@@ -263,7 +263,9 @@ def _build(*, name, task, train, test, label_names, num_outputs, feature_name,
         test_series, y_test, test_places = test
         filled += _fill_missing(test_series, test_places, feature_name)
     classes = num_outputs if task == "classification" else None
+    given, cut = len(train_series), None
     if test is None:
+        y_given = y_train
         keep, cut = _split_indices(y_train, task, test_split, [seed, 1], num_classes=classes)
         test_series = [train_series[i] for i in cut]
         train_series = [train_series[i] for i in keep]
@@ -280,8 +282,11 @@ def _build(*, name, task, train, test, label_names, num_outputs, feature_name,
     train_idx, val_idx = _split_indices(y_train, task, validation_split, seed,
                                         num_classes=classes)
     if not len(train_idx) or not len(val_idx):
-        raise ValueError(f"{head}: {len(y_train)} training series are too few to split off "
-                         f"a validation part (validation_split={validation_split})")
+        if cut is None:
+            raise ValueError(f"{head}: {len(y_train)} training series are too few to split "
+                             f"off a validation part (validation_split={validation_split})")
+        raise ValueError(_too_few_after_test_split(
+            head, y_given, task, classes, seed, validation_split, test_split, given, len(cut)))
     x_val, y_val = x_train[val_idx], y_train[val_idx]
     x_train, y_train = x_train[train_idx], y_train[train_idx]
     normalization = None
@@ -326,6 +331,27 @@ def _build(*, name, task, train, test, label_names, num_outputs, feature_name,
         mask_value=mask_value,
         source=source,
     )
+
+
+def _too_few_after_test_split(head, y, task, classes, seed, validation_split, test_split,
+                              given, cut):
+    """The message when the series left after the test split are too few to validate.
+
+    Names `test_split` when a smaller one would have left enough (the smallest test split
+    takes one series of each class, or one series); else says that the series are too few.
+    """
+    counts = (f"the test split (test_split={test_split!r}) took {cut} of the {given} series "
+              f"given and left {given - cut}")
+    keep, _ = _split_indices(y, task, 1e-9, [seed, 1], num_classes=classes)
+    train_idx, val_idx = _split_indices(y[keep], task, validation_split, seed,
+                                        num_classes=classes)
+    if len(train_idx) and len(val_idx):
+        return (f"{head}: `test_split` must leave enough training series to split off a "
+                f"validation part (validation_split={validation_split!r}): {counts}; lower "
+                f"test_split or give a separate test set. Received: test_split={test_split!r}")
+    return (f"{head}: {given} series are too few for a test and a validation part: {counts}, "
+            f"too few to split off a validation part (validation_split={validation_split!r}); "
+            "give more series, or a separate test set")
 
 
 # --------------------------------------------------------------------------- arrays
@@ -399,7 +425,18 @@ def _series_from(x, argument):
 def _labels_from(y, argument, count, x_argument):
     if hasattr(y, "to_numpy") and not isinstance(y, np.ndarray):
         y = y.to_numpy()
-    y = np.asarray(y)
+    try:
+        y = np.asarray(y)
+    except (TypeError, ValueError):
+        # Rows of different lengths (per-step targets of series of different lengths).
+        try:
+            lengths = sorted({len(row) for row in y})
+        except TypeError:
+            lengths = None
+        found = (f"rows of different lengths {_lengths_text(lengths)}" if lengths
+                 else "a mix of single labels and sequences")
+        raise ValueError(f"`{argument}` must be one label per series (samples,) or per-step "
+                         f"targets of one length (samples, time). Received: {found}") from None
     _refuse_complex(y, argument, "expected class labels or real targets")
     if y.ndim == 0 or len(y) != count:
         found = "a scalar" if y.ndim == 0 else f"{len(y)} labels"
@@ -408,34 +445,66 @@ def _labels_from(y, argument, count, x_argument):
     return y
 
 
-def _class_strings(y, argument):
-    """Labels `(samples,)` or `(samples, 1)` as strings (integer-valued numbers as ints)."""
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(f"`{argument}` must be 1-D (samples,) for classification. "
-                         f"Received: shape {y.shape}")
+def _is_missing(value):
+    """None, a NaN, or pandas' NA/NaT: a label that is not there."""
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return True
+    return isinstance(value, float) and value != value
+
+
+def _class_strings(y, argument, task="classification"):
+    """Labels `(samples,)` or `(samples, 1)` as strings (integer-valued numbers as ints).
+
+    `task="sequence_labeling"`: per-step labels of any shape, as one flat list (messages
+    give the index in the shape received).
+    """
+    if task == "classification":
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise ValueError(f"`{argument}` must be 1-D (samples,) for classification. "
+                             f"Received: shape {y.shape}")
+    shape, y = y.shape, y.reshape(-1)
+    what = "classification" if task == "classification" else f"task={task!r}"
+    numeric = "regression" if task == "classification" else "sequence_regression"
+
+    def at(i):  # `y_train[3]`'s index "3", or "3, 2" for per-step labels
+        return ", ".join(str(int(v)) for v in np.unravel_index(i, shape))
+
+    def index(i):
+        return at(i) if len(shape) == 1 else f"({at(i)})"
+
+    unit = "series" if len(shape) == 1 else "step"
+
     if y.dtype.kind in "iub":
         return [str(v) for v in y.tolist()]
     if y.dtype.kind == "f":
         if np.isnan(y).any():
             raise ValueError(f"`{argument}` has a missing (NaN) label at index "
-                             f"{int(np.flatnonzero(np.isnan(y))[0])}")
+                             f"{index(int(np.flatnonzero(np.isnan(y))[0]))}; expected a class "
+                             f"label (int or str) for every {unit}")
         if not np.isfinite(y).all():
             i = int(np.flatnonzero(~np.isfinite(y))[0])
             raise ValueError(f"`{argument}` must hold class labels (ints or str) for "
-                             f"classification. Received: a label that is not a finite "
-                             f"number, {argument}[{i}]={y[i].item()!r}")
+                             f"{what}. Received: a label that is not a finite "
+                             f"number, {argument}[{at(i)}]={y[i].item()!r}")
         fractional = np.flatnonzero(np.mod(y, 1) != 0)
         if len(fractional):
             i = int(fractional[0])
             raise ValueError(f"`{argument}` must hold class labels (ints or str) for "
-                             f"classification. Received: non-integer float labels, e.g. "
-                             f"{argument}[{i}]={y[i].item()!r} ({len(fractional)} of {len(y)}); "
-                             "for numeric targets use task='regression', else give integer or "
+                             f"{what}. Received: non-integer float labels, e.g. "
+                             f"{argument}[{at(i)}]={y[i].item()!r} ({len(fractional)} of "
+                             f"{len(y)}); "
+                             f"for numeric targets use task='{numeric}', else give integer or "
                              "str class labels")
         return [str(int(v)) for v in y.tolist()]
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in y.tolist()]
+    values = y.tolist()
+    missing = [i for i, v in enumerate(values) if _is_missing(v)]
+    if missing:
+        raise ValueError(f"`{argument}` has a missing ({values[missing[0]]!r}) label at index "
+                         f"{index(missing[0])} ({len(missing)} of {len(values)}); expected a "
+                         f"class label (int or str) for every {unit}")
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
 def dataset_from_arrays(x_train, y_train, x_test=None, y_test=None, *, task=None,
@@ -453,15 +522,20 @@ def dataset_from_arrays(x_train, y_train, x_test=None, y_test=None, *, task=None
         raise ValueError("`label_names` must be a list of distinct str, in class-index order. "
                          f"Received: label_names={label_names!r}")
     train_series = _series_from(x_train, "x_train")
+    if task in _SEQUENCE_TASKS:
+        _check_one_length(task, train_series)
     y_train = _labels_from(y_train, "y_train", len(train_series), "x_train")
     test_series = None
     if x_test is not None:
         test_series = _series_from(x_test, "x_test")
+        if task in _SEQUENCE_TASKS:
+            _check_one_length(task, train_series, test_series)
         y_test = _labels_from(y_test, "y_test", len(test_series), "x_test")
         if test_series[0].shape[1] != train_series[0].shape[1]:
             raise ValueError(f"`x_test` has {test_series[0].shape[1]} feature(s), `x_train` "
                              f"{train_series[0].shape[1]}; expected the same")
     notes = []
+    why = None
     if task is None:
         if y_train.ndim == 2 and y_train.shape[1] > 1:
             task, why = "regression", f"{y_train.shape[1]} target columns"
@@ -472,6 +546,13 @@ def dataset_from_arrays(x_train, y_train, x_test=None, y_test=None, *, task=None
             task, why = _infer_task(_class_strings(flat, "y_train")
                                     if flat.dtype.kind not in "f" else flat.tolist())
         notes.append(f"task {task} inferred: {why}")
+    if task in ("regression", "sequence_regression") and label_names is not None and len(
+            label_names):
+        inferred = "" if why is None else (f" (inferred: {why}; pass task='classification' if "
+                                           "the labels are classes)")
+        raise ValueError(f"`label_names` must be None for task={task!r}{inferred}: class "
+                         "names are for classification and sequence_labeling. Received: "
+                         f"label_names={list(label_names)!r}")
     train_places = [f"`x_train[{i}]`" for i in range(len(train_series))]
     test_places = [f"`x_test[{i}]`" for i in range(len(test_series or []))]
 
@@ -544,38 +625,106 @@ def _float_targets(y, argument):
     return y.astype(np.float32)
 
 
-def _sequence_targets(task, train_series, y_train, test_series, y_test, label_names):
-    """Per-step targets `(samples, time)` (labels) or `(samples, time[, k])` (regression)."""
+_SEQUENCE_TASKS = ("sequence_labeling", "sequence_regression")
+
+
+def _lengths_text(lengths):
+    """Distinct series lengths for a message: all of a few, else the range."""
+    lengths = sorted(set(lengths))
+    if len(lengths) <= 8:
+        return str(lengths)
+    return f"{lengths[0]}-{lengths[-1]} ({len(lengths)} different lengths)"
+
+
+def _check_one_length(task, train_series, test_series=None):
+    """Per-step targets: every series (training and test) has one length."""
     lengths = {len(s) for s in train_series + (test_series or [])}
     if len(lengths) != 1:
-        raise ValueError(f"task={task!r} needs series of one length; found lengths "
-                         f"{sorted(lengths)}")
-    length = lengths.pop()
-    for argument, y in (("y_train", y_train), ("y_test", y_test)):
-        if y is not None and (y.ndim < 2 or y.shape[1] != length):
-            raise ValueError(f"`{argument}` must be (samples, time={length}) per-step targets "
-                             f"for task={task!r}. Received: shape {y.shape}")
+        where = "`x_train`" if not test_series else "`x_train` and `x_test`"
+        raise ValueError(f"task={task!r}: per-step targets need series of one length; found "
+                         f"lengths {_lengths_text(lengths)} in {where} (pad the series to "
+                         "one length, or use a task with one target per series)")
+
+
+def _sequence_targets(task, train_series, y_train, test_series, y_test, label_names):
+    """Per-step targets `(samples, time)` (labels) or `(samples, time[, k])` (regression)."""
+    _check_one_length(task, train_series, test_series)
+    length = len(train_series[0])
     if task == "sequence_regression":
-        cast = [None if y is None else np.asarray(y, dtype=np.float32) for y in (y_train, y_test)]
-        return cast[0], cast[1], None, 1 if cast[0].ndim == 2 else cast[0].shape[-1]
-    names = list(label_names) if label_names is not None else [
-        str(v) for v in np.unique(y_train)]
-    values = {name: i for i, name in enumerate(names)}
-    encoded = []
+        y_train = _step_targets(y_train, "y_train", length)
+        outputs = 1 if y_train.ndim == 2 else y_train.shape[2]
+        if y_test is not None:
+            y_test = _step_targets(y_test, "y_test", length)
+            test_outputs = 1 if y_test.ndim == 2 else y_test.shape[2]
+            if test_outputs != outputs:
+                raise ValueError(f"`y_test` has {test_outputs} target(s) per step, `y_train` "
+                                 f"{outputs}; expected the same. Received: y_train with shape "
+                                 f"{y_train.shape}, y_test with shape {y_test.shape}")
+            y_test = y_test.reshape((len(y_test),) + y_train.shape[1:])
+        return y_train, y_test, None, outputs
+    shapes = {}
     for argument, y in (("y_train", y_train), ("y_test", y_test)):
         if y is None:
-            encoded.append(None)
             continue
-        strings = np.asarray(y).astype(str)
-        unknown = sorted(set(strings.reshape(-1).tolist()) - set(values))
-        if unknown and label_names is not None and np.asarray(y).dtype.kind in "iu":
-            encoded.append(np.asarray(y, dtype=np.int32))
+        if not (y.ndim == 2 or (y.ndim == 3 and y.shape[2] == 1)) or y.shape[1] != length:
+            raise ValueError(f"`{argument}` must be (samples, time={length}) class labels, one "
+                             f"per step, for task={task!r}. Received: shape {y.shape}")
+        shapes[argument] = y.shape
+    train = _class_strings(y_train, "y_train", task)
+    test = None if y_test is None else _class_strings(y_test, "y_test", task)
+    distinct = set(train)
+    if len(distinct) < 2:
+        raise ValueError(f"`y_train`: every step of every series has the class label "
+                         f"{next(iter(distinct))!r}; task={task!r} needs at least 2 classes")
+    names = list(label_names) if label_names is not None else _label_order(train)
+    values = {name: i for i, name in enumerate(names)}
+    encoded = {}
+    for argument, labels in (("y_train", train), ("y_test", test)):
+        if labels is None:
             continue
-        if unknown:
-            raise ValueError(f"`{argument}` has label(s) {unknown[:5]} that `y_train` does not "
-                             f"have ({names})")
-        encoded.append(np.vectorize(values.__getitem__, otypes=[np.int32])(strings))
-    return encoded[0], encoded[1], names, len(names)
+        shape = shapes[argument]
+        unknown = set(labels) - set(values)
+        if unknown and label_names is not None and all(v.isdigit() for v in set(labels)):
+            # Class indices 0..K-1 with `label_names` naming them.
+            bad = [i for i, v in enumerate(labels) if int(v) >= len(names)]
+            if bad:
+                at = ", ".join(str(int(v)) for v in np.unravel_index(bad[0], shape))
+                raise ValueError(
+                    f"`{argument}` must hold class indices below the number of `label_names` "
+                    f"({len(names)}: 0..{len(names) - 1}) or the names themselves; found "
+                    f"{argument}[{at}]={int(labels[bad[0]])}. Received: "
+                    f"label_names={names!r}")
+            codes = [int(v) for v in labels]
+        elif unknown:
+            known = "`label_names`" if label_names is not None else "`y_train`"
+            raise ValueError(f"`{argument}` has label(s) {sorted(unknown)[:5]} that {known} "
+                             f"does not have ({names})")
+        else:
+            codes = [values[v] for v in labels]
+        encoded[argument] = np.asarray(codes, dtype=np.int32).reshape(shape)
+    return encoded["y_train"], encoded.get("y_test"), [str(n) for n in names], len(names)
+
+
+def _step_targets(y, argument, length):
+    """Per-step regression targets `(samples, time)` or `(samples, time, outputs)`."""
+    try:
+        values = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"`{argument}` must hold numbers for task='sequence_regression'; "
+                         f"{error}") from None
+    if values.ndim not in (2, 3) or values.shape[1] != length or (
+            values.ndim == 3 and not values.shape[2]):
+        raise ValueError(f"`{argument}` must be (samples, time={length}) or (samples, "
+                         f"time={length}, outputs) per-step targets for "
+                         f"task='sequence_regression'. Received: shape {values.shape}")
+    bad = np.argwhere(~np.isfinite(values))
+    if len(bad):
+        at = ", ".join(str(int(v)) for v in bad[0])
+        raise ValueError(f"`{argument}` holds a missing or infinite target at series "
+                         f"{int(bad[0][0])}, step {int(bad[0][1])} ({argument}[{at}]="
+                         f"{values[tuple(bad[0])].item()!r}, {len(bad)} of {values.size}); "
+                         "expected finite numbers for task='sequence_regression'")
+    return values.astype(np.float32)
 
 
 # --------------------------------------------------------------------------- .ts
