@@ -22,6 +22,8 @@ import pathlib
 
 import numpy as np
 
+from zoo.checks import check, is_bool, is_int, is_number
+
 # Published reference numbers: test accuracy of the best deep model in Fawaz et al.
 # 2019 (UCR 2015 archive, mean over 10 runs; their companion repository's
 # results-uea-avg-std.csv): GunPoint FCN 100.0 +- 0.0, ItalyPowerDemand Encoder
@@ -55,10 +57,35 @@ def _directory(directory):
 
 
 def list_presets(directory=None):
-    """Sorted names of the presets in `directory` (default: the packaged presets)."""
+    """Sorted names of the presets in `directory` (default: the packaged presets): the
+    `<name>.json` files (a folder so named is not a preset)."""
     root = _directory(directory)
     return sorted(entry.name[: -len(_METADATA_SUFFIX)] for entry in root.iterdir()
-                  if entry.name.endswith(_METADATA_SUFFIX))
+                  if entry.name.endswith(_METADATA_SUFFIX)
+                  and len(entry.name) > len(_METADATA_SUFFIX) and entry.is_file())
+
+
+def _damaged(name, file, problem):
+    """The error for a preset whose files cannot be used: names the file and the fault."""
+    return ValueError(f"The preset {name!r} cannot be loaded: {file} {problem}. A preset is "
+                      f"<name>.json (its metadata) and <name>.weights.h5 (its weights), as "
+                      f"`save_preset` writes them.")
+
+
+def _short(text, limit=300):
+    """`text` on one line, cut to `limit` characters (a Keras message lists every layer)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _require(info, key, ok, allowed, name, file):
+    """Raises `_damaged` unless the metadata holds `key` and `ok(info[key])`."""
+    if key not in info:
+        raise _damaged(name, file, f"has no {key!r} entry (it must be {allowed})")
+    if not ok(info[key]):
+        raise _damaged(name, file, f"has {key}={_short(repr(info[key]), 120)}, which must "
+                                   f"be {allowed}")
+    return info[key]
 
 
 def preset_metadata(name, directory=None):
@@ -66,7 +93,15 @@ def preset_metadata(name, directory=None):
     names = list_presets(directory)
     if name not in names:
         raise ValueError(f"`name` must be one of the presets {names}. Received: name={name!r}")
-    return json.loads(_directory(directory).joinpath(name + _METADATA_SUFFIX).read_text())
+    file = _directory(directory).joinpath(name + _METADATA_SUFFIX)
+    try:
+        info = json.loads(file.read_bytes())
+    except (OSError, ValueError) as error:  # unreadable, not UTF-8, not JSON
+        raise _damaged(name, file, f"is not a readable JSON file ({error})") from None
+    if not isinstance(info, dict):
+        raise _damaged(name, file, f"holds a JSON {type(info).__name__}, not an object "
+                                   f"of metadata")
+    return info
 
 
 def _headline(metadata):
@@ -74,14 +109,31 @@ def _headline(metadata):
     return metric, metadata["test_metrics"][metric]
 
 
+def _is_str(value):
+    return isinstance(value, str) and bool(value)
+
+
 def describe_presets(directory=None):
     """Name → one-line description of each preset (used by `gru-zoo list`)."""
     descriptions = {}
+    root = _directory(directory)
     for name in list_presets(directory):
         info = preset_metadata(name, directory)
-        build = info["build"]
-        metric, value = _headline(info)
+        file = root.joinpath(name + _METADATA_SUFFIX)
+        _require(info, "dataset", _is_str, "a dataset name", name, file)
+        build = _require(info, "build", lambda b: isinstance(b, dict)
+                         and _is_str(b.get("variant")) and _is_str(b.get("cell", "gru")),
+                         "a dict of `build_gru` arguments with a 'variant'", name, file)
+        _require(info, "params", is_int, "an int", name, file)
+        metric = _require(info, "metric", _is_str, "the name of a test metric", name, file)
+        _require(info, "test_metrics", lambda t: isinstance(t, dict)
+                 and is_number(t.get(metric)),
+                 f"a dict of test metrics holding the number {metric!r}", name, file)
         published = info.get("published") or {}
+        if not isinstance(published, dict) or not is_number(published.get(metric, 0)):
+            raise _damaged(name, file, f"has published={published!r}, which must be None or "
+                                       f"a dict holding the published number {metric!r}")
+        metric, value = _headline(info)
         reference = (f" (published {published[metric]:.3f})" if metric in published else "")
         shown = "MSE" if metric == "loss" else metric
         descriptions[name] = (
@@ -89,6 +141,51 @@ def describe_presets(directory=None):
             f"{info['params']} parameters, test {shown} {value:.4g}{reference}"
         )
     return descriptions
+
+
+def _is_shape(value):
+    return (isinstance(value, list) and bool(value)
+            and all(is_int(n) and n > 0 for n in value))
+
+
+def _load_weights(model, name, weights):
+    """Loads `<name>.weights.h5` into `model`: the whole file and nothing but it."""
+    import warnings
+
+    import h5py
+
+    if not weights.is_file():
+        why = "is not a file" if weights.exists() else "is missing"
+        raise _damaged(name, weights, why)
+    if not h5py.is_hdf5(weights):
+        raise _damaged(name, weights, "is not an HDF5 weights file (damaged, cut off or "
+                                      "not written by `save_preset`)")
+    try:
+        with h5py.File(weights, "r") as handle:
+            arrays = []
+            handle.visititems(lambda key, item: arrays.append(key)
+                              if isinstance(item, h5py.Dataset) else None)
+    except (OSError, RuntimeError, KeyError, ValueError) as error:
+        raise _damaged(name, weights, f"cannot be read ({_short(error)})") from None
+    expected = len(model.weights)
+    if len(arrays) != expected:  # Keras loads a file with extra layers without a word
+        raise _damaged(name, weights, f"holds {len(arrays)} weight arrays, but the model "
+                                      f"its metadata describes has {expected} (the "
+                                      f"weights of another model?)")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.load_weights(weights)
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError) as error:
+        raise _damaged(name, weights, f"does not fit the model its metadata describes "
+                                      f"(the weights of another model? Keras: "
+                                      f"{_short(error)})") from None
+    for warning in caught:
+        if "freshly-initialized" in str(warning.message):  # some layers were not loaded
+            raise _damaged(name, weights, f"does not fit the model its metadata describes "
+                                          f"(Keras: {_short(warning.message)})")
+        warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                               warning.lineno)
 
 
 def load_preset(name, *, return_metadata=False, compile=True, directory=None):
@@ -105,17 +202,30 @@ def load_preset(name, *, return_metadata=False, compile=True, directory=None):
         model expects inputs normalized as `metadata["normalization"]` says
         (`zoo.load_dataset(metadata["dataset"])` returns them so).
     """
+    check("return_metadata", return_metadata, is_bool(return_metadata), "True or False")
+    check("compile", compile, is_bool(compile), "True or False")
     import keras
 
     from zoo.builders import build_gru, default_loss_and_metrics
 
     info = preset_metadata(name, directory)
-    build = dict(info["build"])
-    model = build_gru(input_shape=tuple(info["input_shape"]), num_outputs=info["num_outputs"],
-                      task=info["task"], compile=False, **build)
-    weights = _directory(directory).joinpath(name + _WEIGHTS_SUFFIX)
-    with importlib.resources.as_file(weights) as path:
-        model.load_weights(path)
+    root = _directory(directory)
+    file = root.joinpath(name + _METADATA_SUFFIX)
+    build = dict(_require(info, "build", lambda b: isinstance(b, dict)
+                          and all(isinstance(k, str) for k in b),
+                          "a dict of `build_gru` arguments", name, file))
+    _require(info, "input_shape", _is_shape, "a list of positive ints", name, file)
+    _require(info, "num_outputs", lambda n: is_int(n) and n > 0, "a positive int", name, file)
+    _require(info, "task", _is_str, "a task name", name, file)
+    try:
+        model = build_gru(input_shape=tuple(info["input_shape"]),
+                          num_outputs=info["num_outputs"], task=info["task"], compile=False,
+                          **build)
+    except (TypeError, ValueError) as error:
+        raise _damaged(name, file, f"describes a model that `build_gru` refuses "
+                                   f"({_short(error)})") from None
+    with importlib.resources.as_file(root.joinpath(name + _WEIGHTS_SUFFIX)) as path:
+        _load_weights(model, name, pathlib.Path(path))
     if compile:
         # As `build_gru(..., compile=True)` compiles; after loading, so that the file's
         # (absent) optimizer state is not matched against a fresh optimizer.

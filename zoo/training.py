@@ -499,31 +499,149 @@ def balanced_class_weight(y):
     return {int(i): float(w) for i, w in enumerate(weights) if present[i]}
 
 
+# The image formats `plot_curves` writes, by suffix (matplotlib's own writers; its
+# "pgf" needs LaTeX, "raw"/"rgba" are not image files).
+PLOT_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg", ".svgz", ".eps", ".ps", ".tif",
+                 ".tiff", ".webp")
+
+_HISTORY_ALLOWED = ("a dict (e.g. TrainResult.history, or the History that `model.fit` "
+                    "returns) of metric name -> list of per-epoch numbers, with at least one "
+                    "training metric (a name without 'val_', e.g. 'loss') and one value per "
+                    "epoch in each")
+
+
+def _series(history, key):
+    """`history[key]` as a list of floats, or `None` when it is not a list of numbers."""
+    values = history[key]
+    if isinstance(values, np.ndarray):
+        if values.ndim != 1:
+            return None
+        values = list(values)
+    if not isinstance(values, (list, tuple)):
+        return None
+    numbers = []
+    for value in values:
+        if isinstance(value, np.ndarray) and value.ndim == 0:
+            value = value[()]
+        if is_bool(value) or not isinstance(value, (int, float, np.integer, np.floating)):
+            return None
+        numbers.append(float(value))
+    return numbers
+
+
+def _check_history(history):
+    """The series `plot_curves` draws: `[(name, train, validation or None)]`."""
+    if isinstance(history, (keras.callbacks.History, TrainResult)):
+        history = history.history  # what `model.fit` / `train` return: their dict
+    text = " ".join(repr(history).split())
+    if not isinstance(history, collections.abc.Mapping):
+        received = text if len(text) <= 100 else f"a {type(history).__name__}"
+        raise ValueError(f"`history` must be {_HISTORY_ALLOWED}. Received: history={received}")
+    received = text if len(text) <= 100 else f"a dict with the keys {list(history)}"
+
+    def refuse(problem):
+        raise ValueError(f"`history` must be {_HISTORY_ALLOWED}; {problem}. "
+                         f"Received: history={received}")
+
+    for key in history:
+        if not isinstance(key, str):
+            refuse(f"the key {key!r} is not a metric name (a str)")
+    names = [k for k in history if not k.startswith("val_") and k != "learning_rate"]
+    if not names:
+        refuse(f"it holds no training metric (keys {list(history)})")
+    series = {}  # what is drawn: the training metrics and their validation values
+    for key in names + [f"val_{name}" for name in names if f"val_{name}" in history]:
+        series[key] = _series(history, key)
+        if series[key] is None:
+            shown = " ".join(repr(history[key]).split())
+            shown = (_describe(history[key]) if isinstance(history[key], np.ndarray)
+                     or len(shown) > 60 else shown)
+            refuse(f"{key!r} holds {shown}, not a list of numbers")
+    curves = []
+    for name in names:
+        if not series[name]:
+            refuse(f"{name!r} holds no epochs (an empty list)")
+        validation = series.get(f"val_{name}")
+        if validation is not None and len(validation) != len(series[name]):
+            refuse(f"'val_{name}' has {len(validation)} values and {name!r} "
+                   f"{len(series[name])}: a validation metric needs one value per epoch of "
+                   f"training (not `model.fit(validation_freq=...)`)")
+        curves.append((name, series[name], validation))
+    return curves
+
+
+def _check_plot_path(path):
+    """`path` as a `pathlib.Path` to a new or existing image file in an existing folder."""
+    allowed = (f"an image file path (str or os.PathLike) ending with one of "
+               f"{list(PLOT_SUFFIXES)} (the suffix picks the format), in an existing folder")
+    if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
+        fail("path", path, allowed)
+    raw = path
+    path = pathlib.Path(path)
+    if path.is_dir():
+        fail("path", raw, f"{allowed}; it is an existing folder")
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        fail("path", raw, allowed)
+    folder = path.parent
+    if not folder.is_dir():
+        # The nearest existing folder or file above it: a file there is the problem.
+        nearest = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        why = (f"{str(nearest)!r} is a file, not a folder"
+               if nearest is not None and not nearest.is_dir()
+               else f"the folder {str(folder)!r} does not exist")
+        fail("path", raw, f"{allowed}; {why}")
+    return path
+
+
 def plot_curves(history, path, title=None):
-    """Writes a PNG with loss and each metric per epoch (train and validation)."""
+    """Writes an image of the loss and each metric per epoch (train and validation).
+
+    Args:
+        history: dict of metric name -> list of per-epoch numbers (`TrainResult.history`;
+            a `TrainResult` or the `History` that `model.fit` returns also do). Each
+            training metric (a name without `val_`, except `learning_rate`) gets a panel,
+            with `val_<name>` in it when present; other entries (`learning_rate`, a
+            `val_` metric without its training metric) are not drawn. The loss is drawn
+            on a log scale when all its values are positive.
+        path: the image file (str or path-like) in an existing folder; its suffix picks
+            the format (`PLOT_SUFFIXES`: `.png`, `.pdf`, `.svg`, ...). An existing file is
+            replaced only when the new one is complete.
+        title: str or `None`, drawn above the panels.
+
+    Returns:
+        The `pathlib.Path` written.
+    """
+    curves = _check_history(history)
+    path = _check_plot_path(path)
+    check("title", title, title is None or isinstance(title, str), "a str or None")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [k for k in history if not k.startswith("val_") and k != "learning_rate"]
-    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        epochs = range(1, len(history[name]) + 1)
-        ax.plot(epochs, history[name], label="train")
-        if f"val_{name}" in history:
-            ax.plot(epochs, history[f"val_{name}"], label="validation")
-        ax.set_xlabel("epoch")
-        ax.set_title(name)
-        if name == "loss":
-            ax.set_yscale("log")
-        ax.legend()
-        ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.5),
+                             squeeze=False)
+    try:
+        for ax, (name, train, validation) in zip(axes[0], curves):
+            epochs = range(1, len(train) + 1)
+            ax.plot(epochs, train, label="train")
+            if validation is not None:
+                ax.plot(epochs, validation, label="validation")
+            ax.set_xlabel("epoch")
+            ax.set_title(name)
+            drawn = [v for v in train + (validation or []) if math.isfinite(v)]
+            if name == "loss" and drawn and min(drawn) > 0:
+                ax.set_yscale("log")
+            ax.legend()
+            ax.grid(alpha=0.3)
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        with atomic_output(path, suffix=path.suffix) as tmp:
+            fig.savefig(tmp, dpi=100, format=path.suffix[1:].lower())
+    finally:
+        plt.close(fig)
+    return path
 
 
 def _json_default(value):
