@@ -72,7 +72,7 @@ def test_unknown_preset_names_the_choices():
         presets.load_preset("nope")
 
 
-def test_save_preset_round_trip(tmp_path):
+def test_save_preset_round_trip(tmp_path, monkeypatch):
     data = zoo.load_dataset("italy_power_demand")
     config = dict(variant="stacked", cell="gru", units=4, num_layers=1)
     zoo.set_seed(0)
@@ -89,6 +89,24 @@ def test_save_preset_round_trip(tmp_path):
     np.testing.assert_allclose(loaded.predict(data.x_test[:8], verbose=0),
                                model.predict(data.x_test[:8], verbose=0), atol=1e-6)
     assert "tiny_italy" in presets.describe_presets(tmp_path / "presets")
+    assert sorted(f.name for f in (tmp_path / "presets").iterdir()) == [
+        "tiny_italy.json", "tiny_italy.weights.h5"]  # no staging folder left
+
+    # A save that fails its reproduction check leaves the earlier preset as it was.
+    before = {f.name: f.read_bytes() for f in (tmp_path / "presets").iterdir()}
+    other = zoo.build_gru(input_shape=data.input_shape, num_outputs=data.num_outputs, **config)
+    real_load = presets.load_preset
+
+    def load_other(name, directory=None, compile=True):
+        real_load(name, directory=directory, compile=compile)  # the staged files load
+        return other  # but give other weights
+
+    monkeypatch.setattr(presets, "load_preset", load_other)
+    with pytest.raises(ValueError, match="does not reproduce the run's model.*nothing was "
+                                         "written"):
+        presets.save_preset(run_dir, "tiny_italy", directory=tmp_path / "presets",
+                            description="a description the earlier preset does not have")
+    assert {f.name: f.read_bytes() for f in (tmp_path / "presets").iterdir()} == before
 
 
 def test_save_preset_rejects_a_directory_without_a_run(tmp_path):

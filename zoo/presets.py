@@ -19,6 +19,7 @@ import importlib.resources
 import json
 import os
 import pathlib
+import tempfile
 
 import numpy as np
 
@@ -313,16 +314,24 @@ def save_preset(run_dir, name=None, *, directory=None, description=None):
     out = pathlib.Path(directory) if directory is not None else pathlib.Path(
         str(_package_dir()))
     out.mkdir(parents=True, exist_ok=True)
-    model.save_weights(out / (name + _WEIGHTS_SUFFIX))
-    (out / (name + _METADATA_SUFFIX)).write_text(json.dumps(info, indent=2) + "\n")
+    # Both files are written and checked in a staging folder beside their place, then
+    # moved in (weights first: the metadata file is what lists a preset), so a failed save
+    # leaves an earlier preset of the same name as it was and no half-written files.
+    with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=out) as staging:
+        staging = pathlib.Path(staging)
+        model.save_weights(staging / (name + _WEIGHTS_SUFFIX))
+        (staging / (name + _METADATA_SUFFIX)).write_text(json.dumps(info, indent=2) + "\n")
 
-    # The preset must rebuild the very model that was trained.
-    rebuilt = load_preset(name, directory=out, compile=False)
-    probe = np.random.default_rng(0).normal(size=(4, *dataset["input_shape"])).astype("float32")
-    expected = model.predict(probe, verbose=0)
-    got = rebuilt.predict(probe, verbose=0)
-    if not np.allclose(expected, got, atol=1e-5):
-        raise ValueError(f"The preset {name!r} does not reproduce the run's model "
-                         f"(max difference {np.max(np.abs(expected - got)):.3g}). "
-                         f"Received: run_dir={str(run_dir)!r}")
+        # The preset must rebuild the very model that was trained.
+        rebuilt = load_preset(name, directory=staging, compile=False)
+        probe = np.random.default_rng(0).normal(
+            size=(4, *dataset["input_shape"])).astype("float32")
+        expected = model.predict(probe, verbose=0)
+        got = rebuilt.predict(probe, verbose=0)
+        if not np.allclose(expected, got, atol=1e-5):
+            raise ValueError(f"The preset {name!r} does not reproduce the run's model "
+                             f"(max difference {np.max(np.abs(expected - got)):.3g}); nothing "
+                             f"was written. Received: run_dir={str(run_dir)!r}")
+        for suffix in (_WEIGHTS_SUFFIX, _METADATA_SUFFIX):
+            os.replace(staging / (name + suffix), out / (name + suffix))
     return out / (name + _METADATA_SUFFIX)
