@@ -421,8 +421,8 @@ def _add_compare_parser(subparsers):
         "metric_vs_time.png. With --dataset adding --lengths 100,200,600,1000 it runs "
         "the long-dependency study (adding.md/.csv/.png).",
     )
-    p.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells "
-                   "(default rnn,lstm,gru)")
+    p.add_argument("--cells", help="comma-separated cells (default rnn,lstm,gru; --cell "
+                   "gives one)")
     p.add_argument("--variants", help="comma-separated variants (default: the dataset's "
                    "recommended one; adding: stacked)")
     p.add_argument("--seeds", default="3", help="number of seeds (from --seed) or a "
@@ -468,43 +468,86 @@ def parse_settings(settings):
 
 
 def cmd_compare(args):
-    from zoo.compare import ADDING_LENGTHS, TRAIN_ARGS, adding_study, compare, parse_seeds
+    from zoo.catalog import CELLS, VARIANT_DESCRIPTIONS
+    from zoo.compare import (ADDING_LENGTHS, TRAIN_ARGS, adding_study, check_out_dir, compare,
+                             parse_lengths, parse_names, parse_seeds)
 
+    # Every flag is checked here, before any data is loaded or folder made, and an error
+    # names the flag typed (`--seeds`), not the Python argument it becomes (`seeds`).
     # `--data PATH` (the user's file) or `--dataset NAME`; file options come with the path.
     args.dataset, dataset_kwargs = data_spec(args)
+    adding = args.dataset == "adding"
+    out = check_out_dir(args.out, "--out")
+
+    def one_of(many, one):
+        """`--cells`/`--cell`, `--variants`/`--variant`: one of the two, not both."""
+        flag_many, flag_one = f"--{many}", f"--{one}"
+        value_many, value_one = getattr(args, many), getattr(args, one)
+        if value_many is not None and value_one is not None:
+            raise ValueError(f"give `{flag_many}` (a list) or `{flag_one}` (one), not both. "
+                             f"Received: {flag_many}={value_many!r}, {flag_one}={value_one!r}")
+
+    one_of("cells", "cell")
+    one_of("variants", "variant")
+    cells = ([args.cell] if args.cell is not None else parse_names(
+        "--cells", "rnn,lstm,gru" if args.cells is None else args.cells, CELLS))
+    variants = ([args.variant] if args.variant is not None else None
+                if args.variants is None else
+                parse_names("--variants", args.variants, VARIANT_DESCRIPTIONS))
+    if args.seed < 0:
+        fail("--seed", args.seed, "an int >= 0 (the first of the `--seeds N` seeds)")
+    seeds = parse_seeds(args.seeds, "--seeds")
+    if "," not in args.seeds:  # a count: that many seeds from --seed
+        seeds = [args.seed + s for s in seeds]
+    elif args.seed != 0:
+        raise ValueError(f"give `--seed` (the first seed) with a count of `--seeds`, not "
+                         f"with a list of them (the list names every seed). Received: "
+                         f"--seeds={args.seeds!r}, --seed={args.seed!r}")
+    for flag, value in (("--lengths", args.lengths), ("--length", args.length),
+                        ("--num-train", args.num_train)):
+        if value is not None and not adding:
+            fail(flag, value, f"given only with --dataset adding (the data is "
+                 f"{args.dataset!r})")
+    if args.lengths is not None and args.length is not None:
+        raise ValueError(f"give `--lengths` (the study over several lengths) or `--length` "
+                         f"(one comparison at one length), not both. Received: "
+                         f"--lengths={args.lengths!r}, --length={args.length!r}")
+    lengths = None
+    if adding and args.length is None:  # the long-dependency study
+        lengths = (ADDING_LENGTHS if args.lengths is None
+                   else parse_lengths(args.lengths, "--lengths"))
+    if args.tensorboard:
+        fail("--tensorboard", True, "off for compare (each run writes history.json and "
+             "curves.png; use `gru-zoo train --tensorboard` for one model)")
 
     overrides = {k: getattr(args, k) for k in BUILD_ARGS
                  if k not in ("variant", "cell") and getattr(args, k, None) is not None}
-    overrides.update(parse_settings(args.settings))
-    if args.tensorboard:
-        fail("tensorboard", True, "off for compare (each run writes history.json and "
-             "curves.png; use `gru-zoo train --tensorboard` for one model)")
+    settings = parse_settings(args.settings)
+    twice = sorted(set(overrides) & set(settings))
+    if twice:
+        flags = {"num_layers": "--layers", "learning_rate": "--lr",
+                 "reset_after": "--reset-before"}
+        raise ValueError("give each model setting once, as its flag or with `--set`, not "
+                         "both. Received: " + "; ".join(
+                             f"{flags.get(k, '--' + k.replace('_', '-'))}={overrides[k]!r} "
+                             f"and --set {k}={settings[k]!r}" for k in twice))
+    overrides.update(settings)
     for key in TRAIN_ARGS:
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = None if value == "none" else value
-    cells = args.cells if args.cell is None else args.cell
-    variants = args.variants or args.variant
-    seeds = parse_seeds(args.seeds)
-    if len(seeds) and "," not in args.seeds:
-        seeds = [args.seed + s for s in seeds]
     if args.num_train is not None:
-        if args.dataset != "adding":
-            fail("num_train", args.num_train, "given only with --dataset adding")
         dataset_kwargs["num_train"] = args.num_train
     progress = not args.quiet
-    if args.lengths or (args.dataset == "adding" and args.length is None):
-        if args.dataset != "adding":
-            fail("lengths", args.lengths, "given only with --dataset adding")
-        study = adding_study(args.lengths or ADDING_LENGTHS, cells=cells,
-                             variants=variants or ("stacked",), seeds=seeds,
-                             budget=args.budget, out_dir=args.out,
+    if lengths is not None:
+        study = adding_study(lengths, cells=cells, variants=variants or ("stacked",),
+                             seeds=seeds, budget=args.budget, out_dir=out,
                              dataset_kwargs=dataset_kwargs, progress=progress, **overrides)
         print(study.to_markdown())
         print(f"Written: {', '.join(str(p) for p in study.files.values())}")
         return 0
     comparison = compare(args.dataset, cells=cells, variants=variants, seeds=seeds,
-                         budget=args.budget, out_dir=args.out,
+                         budget=args.budget, out_dir=out,
                          dataset_kwargs=dataset_kwargs,
                          tflite=None if args.no_tflite else args.tflite_converter,
                          progress=progress, **overrides)

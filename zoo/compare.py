@@ -20,9 +20,11 @@ against the length with the trivial baseline (predicting 1.0, MSE = 1/6 ≈ 0.16
 The command line `gru-zoo compare` (`zoo.cli`) is a thin wrapper over these two.
 """
 
+import collections.abc
 import csv
 import dataclasses
 import math
+import os
 import pathlib
 import sys
 import tempfile
@@ -30,8 +32,8 @@ import time
 
 import numpy as np
 
-from zoo.checks import fail, is_int
-from zoo.fileio import write_csv
+from zoo.checks import check, fail, is_bool, is_int
+from zoo.fileio import atomic_output, write_csv, write_text
 
 BUDGETS = {
     # `epochs`, `patience`: caps on the dataset's recipe (`zoo.recipes.choose_recipe`; None:
@@ -98,37 +100,104 @@ class Comparison:
         return comparison_markdown(self.rows, self.metric, self.budget.get("baselines"))
 
 
-def _parse_names(argument, value, allowed):
+def parse_names(argument, value, allowed):
+    """`value` (a list of names, or one comma-separated string) as a list of names from
+    `allowed`; an empty one (`""`, `[]`) is refused, like an unknown or repeated name,
+    naming `argument` (`"cells"`, or the flag `"--cells"` on the command line)."""
+    received = value
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, (list, tuple)) or not value:
-        fail(argument, value, f"a non-empty list of names from {sorted(allowed)}")
+        fail(argument, received, f"a non-empty list of names from {sorted(allowed)}")
     for name in value:
-        if name not in allowed:
-            fail(argument, value, f"a non-empty list of names from {sorted(allowed)}")
+        if not isinstance(name, str) or name not in allowed:
+            fail(argument, received, f"a non-empty list of names from {sorted(allowed)}")
     if len(set(value)) != len(value):
-        fail(argument, value, "a list without repeated names")
+        fail(argument, received, "a list without repeated names")
     return list(value)
 
 
-def parse_seeds(seeds):
-    """`3` → [0, 1, 2]; `[0, 4]` or `"0,4"` → [0, 4]."""
+def parse_seeds(seeds, argument="seeds"):
+    """`3` → [0, 1, 2]; `[0, 4]` or `"0,4"` → [0, 4]. An error names `argument`."""
     allowed = "a positive int (that many seeds from 0) or a non-empty list of distinct ints >= 0"
     if isinstance(seeds, str):
         try:
             parts = [int(s) for s in seeds.split(",") if s.strip()]
         except ValueError:
-            fail("seeds", seeds, allowed)
+            fail(argument, seeds, allowed)
         seeds = parts[0] if len(parts) == 1 and "," not in seeds else parts
     if is_int(seeds):
         if seeds < 1:
-            fail("seeds", seeds, allowed)
+            fail(argument, seeds, allowed)
         return list(range(int(seeds)))
     if not isinstance(seeds, (list, tuple, range)) or not seeds:
-        fail("seeds", seeds, allowed)
+        fail(argument, seeds, allowed)
     if not all(is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        fail("seeds", seeds, allowed)
+        fail(argument, seeds, allowed)
     return [int(s) for s in seeds]
+
+
+def check_out_dir(out_dir, argument="out_dir"):
+    """`out_dir` as a `pathlib.Path` of a directory the comparison can write into.
+
+    It may not exist yet (`compare` makes it, with its parents, once every other
+    argument has been checked); it must be a non-empty path, not an existing file, and
+    its nearest existing folder must be a writable directory. Nothing is created here.
+    An error names `argument` (`"--out"` on the command line).
+    """
+    allowed = "the path (a non-empty str or os.PathLike) of a directory to write into"
+    if not isinstance(out_dir, (str, os.PathLike)):
+        fail(argument, out_dir, allowed)
+    text = os.fspath(out_dir)
+    if not isinstance(text, str) or not text.strip():
+        fail(argument, out_dir, allowed)
+    path = pathlib.Path(text)
+
+    def refuse(why):
+        raise ValueError(f"`{argument}` must be a directory that can be created and "
+                         f"written (created if missing). Received: {argument}={text!r} "
+                         f"({why})")
+
+    try:
+        if path.exists() and not path.is_dir():
+            refuse("an existing file")
+        existing = pathlib.Path(os.path.abspath(text))
+        while not existing.exists():  # the nearest folder that exists: the rest are made
+            existing = existing.parent
+    except OSError as error:
+        refuse(error.strerror or str(error))
+    if not existing.is_dir():
+        refuse(f"{existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        refuse(f"{existing} is not writable")
+    return path
+
+
+def _check_dataset_kwargs(dataset_kwargs):
+    """`dataset_kwargs` as a new dict (`{}` for None)."""
+    if dataset_kwargs is None:
+        return {}
+    if not isinstance(dataset_kwargs, collections.abc.Mapping) or not all(
+            isinstance(key, str) for key in dataset_kwargs):
+        fail("dataset_kwargs", dataset_kwargs,
+             "None or a dict of `zoo.load_dataset` options (option name → value)")
+    return dict(dataset_kwargs)
+
+
+def _check_train_kwargs(train_kwargs):
+    """The training arguments `zoo.train` checks on its own, with its wording, checked
+    before anything is written (`class_weight`, which needs a model, is checked with
+    the first model built)."""
+    from zoo.training import FIT_ON, LR_DECAYS
+
+    for argument, minimum in (("epochs", 1), ("batch_size", 1), ("patience", 0)):
+        value = train_kwargs[argument]
+        check(argument, value, is_int(value) and value >= minimum, f"an int >= {minimum}")
+    value = train_kwargs["lr_decay"]
+    check("lr_decay", value, (value is None or isinstance(value, str)) and value in LR_DECAYS,
+          f"one of {list(LR_DECAYS)}")
+    value = train_kwargs["fit_on"]
+    check("fit_on", value, isinstance(value, str) and value in FIT_ON, f"one of {list(FIT_ON)}")
 
 
 def _resolve_budget(budget):
@@ -336,6 +405,18 @@ def _pyplot():
     return plt
 
 
+def _save_figure(plt, fig, path):
+    """Saves `fig` to `path` through a temporary file beside it (`zoo.fileio.atomic_output`):
+    a failed write leaves the previous file, not half of a new one. The format follows
+    the suffix (PNG without one)."""
+    path = pathlib.Path(path)
+    try:
+        with atomic_output(path, suffix=path.suffix or ".png") as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
+
+
 def _mean_curve(curves):
     """Mean over seeds of curves of possibly different lengths (early stopping)."""
     length = max(len(c) for c in curves)
@@ -372,8 +453,7 @@ def plot_comparison_curves(histories, path, metric, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save_figure(plt, fig, path)
 
 
 def plot_metric_vs_time(rows, path, metric, title=None, baselines=None):
@@ -396,8 +476,7 @@ def plot_metric_vs_time(rows, path, metric, title=None, baselines=None):
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save_figure(plt, fig, path)
 
 
 def compare(
@@ -425,7 +504,8 @@ def compare(
         dataset: str, a dataset name (`zoo.load_dataset`), or a loaded `zoo.Dataset`.
         cells: list of cells (`"rnn"`, `"lstm"`, `"gru"`) or a comma-separated string.
         variants: list of `zoo.VARIANTS` names (or comma-separated string); `None`
-            uses the dataset's recommended variant.
+            uses the dataset's recommended variant (an empty list is an error, as for
+            `cells`).
         seeds: int N (seeds 0..N-1) or a list of seeds. Defaults to `3`.
         budget: `"tiny"` (1 epoch, 64 samples per split: a smoke test), `"quick"`
             (the dataset's recipe capped at 40 epochs and patience 15; adding problem
@@ -433,14 +513,17 @@ def compare(
             `zoo.recipes.choose_recipe`: epochs, batch size, patience, decay, `fit_on`;
             adding problem 50000 sequences and 20 epochs). Defaults to `"quick"`.
         out_dir: directory for the tables, plots and run directories, or `None`
-            (nothing written).
+            (nothing written). It is made only after every argument has been checked
+            and every (variant, cell) model built once, so that a configuration error
+            stops the comparison before any work and leaves no folder behind.
         dataset_kwargs: dict of `zoo.load_dataset` options (e.g. `{"length": 600}`).
         tflite: the converter for the TFLite-size column, called as
             `tflite(model, path)` and returning a result with the file's `size` in bytes
             (`export.to_tflite`), or `None`/`False` to leave the column out (the
             default). `zoo` does not import `export` (docs/architecture.md), so the
             caller passes it: `gru-zoo compare` does when `export` is installed.
-        progress: bool, print one line per run (and a live epoch line on a terminal).
+        progress: bool (`True` or `False`), print one line per run (and a live epoch
+            line on a terminal).
         stream: where progress goes. Defaults to `sys.stderr`.
         **overrides: builder arguments (`units`, `num_layers`, `dropout`,
             `learning_rate`, ...) and training arguments (`epochs`, `batch_size`,
@@ -450,18 +533,36 @@ def compare(
     Returns:
         A `Comparison`.
     """
+    return _run(_prepare(dataset, cells=cells, variants=variants, seeds=seeds, budget=budget,
+                         out_dir=out_dir, dataset_kwargs=dataset_kwargs, tflite=tflite,
+                         progress=progress, stream=stream, overrides=overrides))
+
+
+def _prepare(dataset, *, cells, variants, seeds, budget, out_dir, dataset_kwargs, tflite,
+             progress, stream, overrides):
+    """Checks every argument of `compare`, loads the data and builds each (variant, cell)
+    model once (dropping it: building is cheap), so that a bad argument or a model the
+    builder refuses fails here, before any folder is made or any model trained: a
+    comparison never stops halfway on a configuration error. Returns what `_run` needs.
+    """
     import zoo
     from zoo.builders import CELLS, VARIANTS
     from zoo.recipes import choose_recipe
+    from zoo.training import _check_class_weight
 
-    stream = stream or sys.stderr
     budget_name, budget_spec = _resolve_budget(budget)
-    cells = _parse_names("cells", cells, CELLS)
+    cells = parse_names("cells", cells, CELLS)
+    if variants is not None:  # None: the dataset's recommended variant (after loading)
+        variants = parse_names("variants", variants, VARIANTS)
     seeds = parse_seeds(seeds)
+    out_dir = check_out_dir(out_dir) if out_dir is not None else None
+    dataset_kwargs = _check_dataset_kwargs(dataset_kwargs)
+    check("progress", progress, is_bool(progress), "True or False")
+    if stream is not None and not callable(getattr(stream, "write", None)):
+        fail("stream", stream, "None (sys.stderr) or a text stream with a `write` method")
     if not (tflite is None or tflite is False or callable(tflite)):
         fail("tflite", tflite, "a converter such as `export.to_tflite` (called as "
              "`tflite(model, path)`), or None/False for no TFLite-size column")
-    measure_tflite = callable(tflite)
     build_args = build_arguments()
     bad = sorted(set(overrides) - set(build_args) - set(TRAIN_ARGS))
     if bad:
@@ -475,7 +576,8 @@ def compare(
 
     data = _load(dataset, budget_spec, dataset_kwargs)
     name = data.name
-    variants = _parse_names("variants", variants or default_variants(data), VARIANTS)
+    if variants is None:
+        variants = default_variants(data)
     metric, _ = _headline(data.task)
     train_kwargs = dict(choose_recipe(data).train)
     if name == "adding":
@@ -484,6 +586,19 @@ def compare(
         if budget_spec[key] is not None:
             train_kwargs[key] = min(train_kwargs[key], budget_spec[key])
     train_kwargs.update(train_overrides)
+    _check_train_kwargs(train_kwargs)
+
+    keys = [(v, c) for v in variants for c in cells]
+    configs = {}
+    for variant, cell in keys:
+        config = model_config(data, variant, cell, build_overrides)
+        model = zoo.build_gru(input_shape=data.input_shape, num_outputs=data.num_outputs,
+                              task=data.task, **config)
+        if not configs:  # it depends on the task and the labels, the same for every model
+            _check_class_weight(train_kwargs["class_weight"], model, data.y_train)
+        configs[(variant, cell)] = config
+        del model
+
     budget_used = {"name": budget_name, **train_kwargs,
                    "train": len(data.x_train), "val": len(data.x_val),
                    "test": len(data.x_test), "seeds": seeds}
@@ -494,18 +609,33 @@ def compare(
         budget_used["length"] = int(data.input_shape[0])
         # The trivial model predicts the mean target 1.0; its MSE on this test split.
         budget_used["baseline_mse"] = float(np.mean((np.asarray(data.y_test) - 1.0) ** 2))
+    return dict(data=data, configs=configs, seeds=seeds, metric=metric,
+                train_kwargs=train_kwargs, budget_name=budget_name, budget_used=budget_used,
+                baselines=baselines, out_dir=out_dir, tflite=tflite,
+                progress=bool(progress), stream=stream or sys.stderr)
 
-    out_dir = pathlib.Path(out_dir) if out_dir is not None else None
+
+def _run(plan):
+    """Trains and tabulates what `_prepare` checked; makes `out_dir` first."""
+    import zoo
+
+    data, configs, seeds, metric = plan["data"], plan["configs"], plan["seeds"], plan["metric"]
+    train_kwargs, budget_name = plan["train_kwargs"], plan["budget_name"]
+    budget_used, baselines = plan["budget_used"], plan["baselines"]
+    out_dir, tflite, progress, stream = (plan["out_dir"], plan["tflite"], plan["progress"],
+                                         plan["stream"])
+    measure_tflite = callable(tflite)
+    name = data.name
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
 
-    keys = [(v, c) for v in variants for c in cells]
+    keys = list(configs)
     total = len(keys) * len(seeds)
     runs, histories = [], {key: [] for key in keys}
     started = time.perf_counter()
     done = 0
     for variant, cell in keys:
-        config = model_config(data, variant, cell, build_overrides)
+        config = configs[(variant, cell)]
         tflite_bytes = None
         for seed in seeds:
             label = f"{name} {variant}/{cell} seed {seed}"
@@ -582,7 +712,7 @@ def write_comparison(out_dir, runs, rows, histories, metric, title, baselines=No
         "curves": out_dir / "curves.png",
         "metric_vs_time": out_dir / "metric_vs_time.png",
     }
-    files["markdown"].write_text(comparison_markdown(rows, metric, baselines))
+    write_text(files["markdown"], comparison_markdown(rows, metric, baselines))
     write_csv(files["csv"], rows)
     write_csv(files["runs_csv"], runs)
     plot_comparison_curves(histories, files["curves"], metric, title=title)
@@ -602,17 +732,20 @@ def _command_line():
     return None
 
 
-def _parse_lengths(lengths):
+def parse_lengths(lengths, argument="lengths"):
+    """`"100,200"` or `[100, 200]` → [100, 200]: adding-problem sequence lengths. An
+    empty value is refused like a bad one; an error names `argument`."""
     allowed = "a non-empty list of distinct ints >= 2"
+    received = lengths
     if isinstance(lengths, str):
         try:
             lengths = [int(v) for v in lengths.split(",") if v.strip()]
         except ValueError:
-            fail("lengths", lengths, allowed)
+            fail(argument, received, allowed)
     if not isinstance(lengths, (list, tuple)) or not lengths:
-        fail("lengths", lengths, allowed)
+        fail(argument, received, allowed)
     if not all(is_int(v) and v >= 2 for v in lengths) or len(set(lengths)) != len(lengths):
-        fail("lengths", lengths, allowed)
+        fail(argument, received, allowed)
     return [int(v) for v in lengths]
 
 
@@ -698,8 +831,7 @@ def plot_adding_study(study, path):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save_figure(plt, fig, path)
 
 
 def adding_study(
@@ -725,23 +857,33 @@ def adding_study(
             500 test, 10 epochs; `full`: 50000 / 1000 / 1000, 20 epochs);
             `dataset_kwargs` (e.g. `{"num_train": 5000}`) and `epochs=` override it.
         out_dir: directory; each length gets `T<length>/` (a full `compare` output)
-            and the study writes `adding.md`, `adding.csv` and `adding.png`.
+            and the study writes `adding.md`, `adding.csv` and `adding.png`. Every
+            length is checked (data made, models built) before the first is trained.
 
     Returns:
         An `AddingStudy`.
     """
-    lengths = _parse_lengths(lengths)
-    if dataset_kwargs is not None and "length" in dataset_kwargs:
+    lengths = parse_lengths(lengths)
+    dataset_kwargs = _check_dataset_kwargs(dataset_kwargs)
+    if "length" in dataset_kwargs:
         fail("dataset_kwargs", dataset_kwargs, "a dict without `length` (use `lengths=`)")
-    out_dir = pathlib.Path(out_dir) if out_dir is not None else None
-    comparisons, rows = {}, []
-    for length in lengths:
-        comparison = compare(
+    out_dir = check_out_dir(out_dir) if out_dir is not None else None
+
+    def prepare(length):
+        return _prepare(
             "adding", cells=cells, variants=variants, seeds=seeds, budget=budget,
             out_dir=out_dir / f"T{length}" if out_dir is not None else None,
-            dataset_kwargs={**(dataset_kwargs or {}), "length": length}, tflite=False,
-            progress=progress, stream=stream, **overrides,
+            dataset_kwargs={**dataset_kwargs, "length": length}, tflite=False,
+            progress=progress, stream=stream, overrides=overrides,
         )
+
+    # Every length is checked (its data made, its models built) before any is trained:
+    # a length the builder refuses must not cost the lengths trained before it.
+    for length in lengths:
+        prepare(length)
+    comparisons, rows = {}, []
+    for length in lengths:
+        comparison = _run(prepare(length))
         comparisons[length] = comparison
         for row in comparison.rows:
             rows.append({"length": length,
@@ -749,10 +891,17 @@ def adding_study(
     study = AddingStudy(lengths=lengths, comparisons=comparisons, rows=rows,
                         baseline_mse=ADDING_BASELINE_MSE, out_dir=out_dir)
     if out_dir is not None:
-        files = {"markdown": out_dir / "adding.md", "csv": out_dir / "adding.csv",
-                 "plot": out_dir / "adding.png"}
-        files["markdown"].write_text(study.to_markdown())
-        write_csv(files["csv"], rows)
-        plot_adding_study(study, files["plot"])
-        study.files = files
+        study.files = write_adding_study(out_dir, study)
     return study
+
+
+def write_adding_study(out_dir, study):
+    """Writes an `AddingStudy`'s `adding.md`, `adding.csv` and `adding.png` to `out_dir`
+    (each whole or not at all); returns their paths."""
+    out_dir = pathlib.Path(out_dir)
+    files = {"markdown": out_dir / "adding.md", "csv": out_dir / "adding.csv",
+             "plot": out_dir / "adding.png"}
+    write_text(files["markdown"], study.to_markdown())
+    write_csv(files["csv"], study.rows)
+    plot_adding_study(study, files["plot"])
+    return files
