@@ -266,3 +266,45 @@ def test_parse_settings():
         parse_settings(["no_such_argument=1"])
     with pytest.raises(ValueError, match="set"):
         parse_settings(["conv_batchnorm"])
+
+
+def test_a_diverged_run_is_recorded_as_failed_and_the_others_are_kept(small_italy, tmp_path,
+                                                                      monkeypatch, capsys):
+    # One run (rnn, seed 1) diverges; before, its TrainingDivergedError ended the
+    # comparison and the runs already trained were never tabulated.
+    real_train = zoo.train
+
+    def train(model, data, *, seed, **kwargs):
+        if seed == 1 and any("simple_rnn" in w.path for w in model.weights):
+            raise zoo.TrainingDivergedError("the loss became nan at epoch 1", quantity="loss",
+                                            epoch=1)
+        return real_train(model, data, seed=seed, **kwargs)
+
+    monkeypatch.setattr(zoo, "train", train)
+    result = compare(small_italy, cells="rnn,gru", variants=["stacked"], seeds=2,
+                     budget="tiny", out_dir=tmp_path / "py", progress=False, tflite=False,
+                     **TINY)
+    assert [(r["cell"], r["seed"], r["status"]) for r in result.runs] == [
+        ("rnn", 0, "ok"), ("rnn", 1, "failed: the loss became nan at epoch 1"),
+        ("gru", 0, "ok"), ("gru", 1, "ok")]
+    rnn, gru = result.rows
+    assert (rnn["seeds"], rnn["failed"], gru["seeds"], gru["failed"]) == (1, 1, 2, 0)
+    # The mean is the finished run's, not NaN.
+    assert rnn["test_accuracy_mean"] == result.runs[0]["test_accuracy"]
+    table = (tmp_path / "py" / "comparison.md").read_text()
+    assert "| 1 (1 failed) |" in table
+    assert "- stacked/rnn: seed 1: the loss became nan at epoch 1" in table
+    assert [r["status"] for r in _read_csv(tmp_path / "py" / "runs.csv")][1].startswith("failed")
+    assert _png_shape(tmp_path / "py" / "curves.png")[0] > 0
+
+    # The command line writes the same tables and exits 1, naming the failed run.
+    from zoo.cli import main
+
+    code = main(["compare", "--dataset", "italy_power_demand", "--budget", "tiny",
+                 "--cells", "rnn,gru", "--seeds", "2", "--units", "4", "--quiet",
+                 "--no-tflite", "--out", str(tmp_path / "cli")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "stacked/rnn seed 1 failed: the loss became nan at epoch 1" in err
+    assert "1 of 4 runs failed" in err
+    assert (tmp_path / "cli" / "comparison.md").exists()

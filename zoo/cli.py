@@ -545,7 +545,7 @@ def cmd_compare(args):
                              dataset_kwargs=dataset_kwargs, progress=progress, **overrides)
         print(study.to_markdown())
         print(f"Written: {', '.join(str(p) for p in study.files.values())}")
-        return 0
+        return _report_failed_runs([run for c in study.comparisons.values() for run in c.runs])
     comparison = compare(args.dataset, cells=cells, variants=variants, seeds=seeds,
                          budget=args.budget, out_dir=out,
                          dataset_kwargs=dataset_kwargs,
@@ -554,7 +554,22 @@ def cmd_compare(args):
     print(f"{comparison.dataset}: {comparison.budget}")
     print(comparison.to_markdown())
     print(f"Written: {', '.join(str(p) for p in comparison.files.values())}")
-    return 0
+    return _report_failed_runs(comparison.runs)
+
+
+def _report_failed_runs(runs):
+    """Exit status of a comparison: 1 (and a line per failed run on stderr) when any run
+    failed, else 0. The tables were written either way, failed runs named in them."""
+    from zoo.compare import failed_runs
+
+    failed = failed_runs(runs)
+    for run in failed:
+        print(f"gru-zoo compare: {run['variant']}/{run['cell']} seed {run['seed']} "
+              f"{run['status']}", file=sys.stderr)
+    if failed:
+        print(f"gru-zoo compare: {len(failed)} of {len(runs)} runs failed (left out of the "
+              "means, named in the table)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 _STEPS = ("tune", "export")

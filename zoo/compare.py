@@ -77,8 +77,11 @@ class Comparison:
         dataset: str, the dataset name.
         task: str, `"classification"` or `"regression"`.
         metric: str, the headline test metric (`"accuracy"` or `"mse"`).
-        runs: list of dicts, one per (variant, cell, seed) run.
-        rows: list of dicts, one per (variant, cell): means and stds over seeds.
+        runs: list of dicts, one per (variant, cell, seed) run; `status` is "ok", or
+            "failed: <why>" for a run whose training diverged (its numbers NaN).
+        rows: list of dicts, one per (variant, cell): means and stds over the seeds
+            whose run finished (`seeds`); `failed` counts the others and `failures`
+            names them.
         histories: dict `(variant, cell)` → list of per-seed Keras histories.
         budget: dict, the budget actually used (epochs, patience, sizes).
         out_dir: `pathlib.Path` of the output directory, or `None`.
@@ -314,15 +317,38 @@ def _mean_std(values):
     return float(np.nanmean(values)), float(np.nanstd(values))
 
 
+_RUN_FIELDS = ("test_loss", "final_loss", "final_val_loss", "best_epoch", "epochs_run",
+               "train_seconds", "seconds_per_epoch")
+
+
+def _failed_run(name, variant, cell, seed, model, metric, error):
+    """The `runs` entry of a run whose training diverged: no numbers, its reason."""
+    run = {"dataset": name, "variant": variant, "cell": cell, "seed": seed,
+           "status": f"failed: {error}", "params": int(model.count_params()),
+           f"test_{metric}": float("nan")}
+    run.update({field: float("nan") for field in _RUN_FIELDS})
+    return run
+
+
+def failed_runs(runs):
+    """The runs (dicts of `Comparison.runs`) whose training failed."""
+    return [r for r in runs if r.get("status", "ok") != "ok"]
+
+
 def _aggregate(runs, metric, keys):
+    """One row per (variant, cell): means and stds over the seeds whose run finished
+    (`seeds`); `failed` counts the others, `failures` says which and why."""
     rows = []
     for variant, cell in keys:
         group = [r for r in runs if r["variant"] == variant and r["cell"] == cell]
+        finished = [r for r in group if r.get("status", "ok") == "ok"]
+        failed = failed_runs(group)
         row = {"variant": variant, "cell": cell, "params": group[0]["params"],
-               "seeds": len(group)}
-        for field in (f"test_{metric}", "test_loss", "final_loss", "final_val_loss",
-                      "best_epoch", "epochs_run", "train_seconds", "seconds_per_epoch"):
-            row[f"{field}_mean"], row[f"{field}_std"] = _mean_std(r[field] for r in group)
+               "seeds": len(finished), "failed": len(failed),
+               "failures": "; ".join(f"seed {r['seed']}: {r['status'][len('failed: '):]}"
+                                     for r in failed)}
+        for field in (f"test_{metric}",) + _RUN_FIELDS:
+            row[f"{field}_mean"], row[f"{field}_std"] = _mean_std(r[field] for r in finished)
         if "tflite_bytes" in group[0]:
             row["tflite_kb"] = (group[0]["tflite_bytes"] / 1024
                                 if group[0]["tflite_bytes"] is not None else float("nan"))
@@ -365,8 +391,8 @@ def read_rows(path):
 
 def _pm(row, field, digits=4):
     mean = _fmt(row[f"{field}_mean"], digits)
-    if row.get("seeds", 2) == 1:
-        return mean  # one seed: no spread to show
+    if row.get("seeds", 2) <= 1:
+        return mean  # one seed (or none finished): no spread to show
     return f"{mean} ± {_fmt(row[f'{field}_std'], 2)}"
 
 
@@ -381,14 +407,22 @@ def comparison_markdown(rows, metric, baselines=None):
         columns.append("TFLite (KB)")
     lines = ["| " + " | ".join(columns) + " |",
              "|" + "|".join(["---"] * 2 + ["---:"] * (len(columns) - 2)) + "|"]
+    failures = []
     for row in rows:
-        cells = [row["variant"], row["cell"], str(row["params"]), str(row["seeds"]),
+        seeds = str(row["seeds"])
+        if row.get("failed"):
+            seeds = f"{row['seeds']} ({row['failed']} failed)"
+            failures.append(f"- {row['variant']}/{row['cell']}: {row['failures']}")
+        cells = [row["variant"], row["cell"], str(row["params"]), seeds,
                  _pm(row, f"test_{metric}"), _pm(row, "test_loss"), _pm(row, "final_loss"),
                  _pm(row, "best_epoch", 3), _pm(row, "train_seconds", 3),
                  _pm(row, "seconds_per_epoch", 2)]
         if with_tflite:
             cells.append(_fmt(row.get("tflite_kb"), 3))
         lines.append("| " + " | ".join(cells) + " |")
+    if failures:
+        lines += ["", "Failed runs (left out of the means; \"seeds\" counts the runs that "
+                  "finished):"] + failures
     if baselines:
         lines.append("")
         lines.append("Reference forecasts on the same test split (no training): " + "; ".join(
@@ -434,6 +468,8 @@ def plot_comparison_curves(histories, path, metric, title=None):
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, name in zip(axes[0], names):
         for i, ((variant, cell), runs) in enumerate(histories.items()):
+            if not runs:
+                continue  # every seed of this model failed: no curve
             color = colors[i % len(colors)]
             label = f"{variant}/{cell}"
             train = _mean_curve([h[name] for h in runs if name in h])
@@ -462,6 +498,8 @@ def plot_metric_vs_time(rows, path, metric, title=None, baselines=None):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in rows:
+        if not row.get("seeds", 1):
+            continue  # every seed of this model failed: no point
         ax.errorbar(row["train_seconds_mean"], row[f"test_{metric}_mean"],
                     xerr=row["train_seconds_std"], yerr=row[f"test_{metric}_std"],
                     fmt="o", capsize=3, label=f"{row['variant']}/{row['cell']}")
@@ -652,8 +690,21 @@ def _run(plan):
                           "budget": budget_name, "command": _command_line()}
             callbacks = [_progress_callback(label, train_kwargs["epochs"], stream)] \
                 if progress else []
-            result = zoo.train(model, data, seed=seed, run_dir=run_dir, config=run_config,
-                               verbose=0, callbacks=callbacks, **train_kwargs)
+            try:
+                result = zoo.train(model, data, seed=seed, run_dir=run_dir,
+                                   config=run_config, verbose=0, callbacks=callbacks,
+                                   **train_kwargs)
+            except zoo.TrainingDivergedError as error:
+                # A run that diverged is a result of the comparison (a cell that cannot
+                # train at this budget), not a reason to lose the runs before and after
+                # it: it is recorded as failed, kept out of the means, and named in the
+                # table; `gru-zoo compare` exits 1.
+                runs.append(_failed_run(name, variant, cell, seed, model, metric, error))
+                done += 1
+                if progress:
+                    stream.write(f"      FAILED: {error}\n")
+                    stream.flush()
+                continue
             if measure_tflite and tflite_bytes is None:
                 with tempfile.TemporaryDirectory() as scratch:
                     tflite_bytes = _tflite_size(
@@ -661,6 +712,7 @@ def _run(plan):
             history = result.history
             run = {
                 "dataset": name, "variant": variant, "cell": cell, "seed": seed,
+                "status": "ok",
                 "params": int(result.model.count_params()),
                 f"test_{metric}": result.test_metrics.get(
                     "loss" if metric == "mse" else metric, float("nan")),
