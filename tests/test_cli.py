@@ -108,3 +108,30 @@ def test_bad_flag_values_are_rejected_by_the_parser(capsys):
         main(["train", "--units", "many"])
     assert info.value.code == 2
     assert "expected an int or a comma-separated list of ints, got 'many'" in capsys.readouterr().err
+
+
+def test_a_second_train_or_run_into_a_finished_run_is_refused(tmp_path, capsys):
+    # A second `train` into the same folder used to replace the first model silently.
+    out = tmp_path / "t"
+    argv = ["train", "--dataset", "italy_power_demand", "--epochs", "1", "--units", "4",
+            "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    before = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+    capsys.readouterr()
+    assert main(argv[:-3] + ["--units", "8", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "`--out` holds an earlier run (model.keras, written" in err
+    assert "--overwrite" in err and str(out) in err
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == before
+    # --overwrite replaces it: an 8-unit model now.
+    assert main(argv[:-3] + ["--units", "8", "--out", str(out), "--quiet",
+                             "--overwrite"]) == 0
+    assert json.loads((out / "config.json").read_text())["build"]["units"] == 8
+
+    # `run` refuses a folder with an earlier run's summary before loading any data.
+    done = tmp_path / "r"
+    (done / "train").mkdir(parents=True)
+    (done / "summary.json").write_text("{}")
+    assert main(["run", "--dataset", "italy_power_demand", "--out", str(done)]) == 2
+    assert "`--out` holds an earlier run (summary.json" in capsys.readouterr().err
+    assert sorted(p.name for p in done.iterdir()) == ["summary.json", "train"]

@@ -310,8 +310,25 @@ def _write_report(out, dataset, result, run_config, exports=None, tune=None):
         return None
 
 
+def _keep_earlier_run(out, markers, overwrite):
+    """Refuses an `--out` that holds an earlier run (one of `markers`, paths relative to
+    it), unless `--overwrite`: a second `train`/`run` into the same folder used to replace
+    the first one's model without a word. Checked before any data is loaded."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"`--out` must be a directory (created if missing). "
+                         f"Received: --out {str(out)!r}, an existing file")
+    found = next((out / m for m in markers if (out / m).exists()), None)
+    if found is None or overwrite:
+        return
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(found.stat().st_mtime))
+    raise ValueError(f"`--out` holds an earlier run ({found.relative_to(out)}, written "
+                     f"{when}), which this command would replace: give another `--out`, or "
+                     f"`--overwrite` to replace it. Received: --out {str(out)!r}")
+
+
 def cmd_train(args):
     out = pathlib.Path(args.out)
+    _keep_earlier_run(out, ("model.keras", "config.json"), args.overwrite)
     dataset = load_data(args)
     print(f"Data: {_describe(dataset)}")
     dataset, config, result, run_config = train_from_args(args, out, dataset=dataset)
@@ -339,9 +356,8 @@ def cmd_run(args):
     """The main job: train on the data (embedded GunPoint by default), then every plugin
     step (tune, export), then `report.md` with every exported file."""
     out = pathlib.Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"`--out` must be a directory (created if missing). "
-                         f"Received: --out {args.out!r}, an existing file")
+    _keep_earlier_run(out, ("summary.json", "train/model.keras", "train/config.json"),
+                      args.overwrite)
     started = time.perf_counter()
     budget = _device_budget(args)  # checked before any work
     dataset = load_data(args)  # before anything is written
@@ -634,12 +650,18 @@ def build_parser():
     p = sub.add_parser("train", help="train one model and write a run directory")
     add_model_arguments(p)
     p.add_argument("--out", default="runs/train", help="run directory (default runs/train)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run in --out (by default it is kept and the "
+                   "command refused)")
     p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("run", help="the main job: train, tune, export and verify end to end")
     add_model_arguments(p)
     p.add_argument("--out", default="runs/main", help="output directory (default runs/main)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run in --out (by default it is kept and the "
+                   "command refused)")
     p.add_argument("--quick", action="store_true", help="a fast version (fewer epochs)")
     p.add_argument("--skip", default=[], type=_skip_list,
                    help="comma-separated steps to skip: tune, export")
