@@ -5,15 +5,21 @@ Found by `zoo.cli` through the `gru_zoo.commands` and `gru_zoo.run_steps` entry 
 """
 
 import argparse
+import ast
 import json
 import os
 import pathlib
+import re
 import statistics
+import sys
 import time
+import warnings
 
 import numpy as np
 
-from export.converter import INT8_WEIGHTS, Form
+from export.converter import INT8_WEIGHTS, IO_TYPES, Form
+from export.runtime import MAX_THREADS
+from zoo.checks import fail, is_int
 
 QUANTIZE_CHOICES = ("float32", "float16", "dynamic", "int8", "int16x8")
 
@@ -48,6 +54,9 @@ def _load_data(spec, model_path=None):
 
     Returns `(calibration_x, validation (x, y) or None, labels, normalization)`.
     """
+    if spec is not None and os.path.isdir(spec):
+        fail("--data", spec, f"a data file ({', '.join(('.npz', '.npy') + _DATA_SUFFIXES)}) "
+             "or a dataset name (it is a directory)")
     trained_on, options = _training_data_source(model_path) if model_path else (None, {})
     if spec is None:
         if trained_on is None or not os.path.isfile(trained_on):
@@ -76,7 +85,13 @@ def _load_data(spec, model_path=None):
     from zoo import load_dataset
 
     same = trained_on is not None and os.path.isfile(spec) and os.path.samefile(spec, trained_on)
-    dataset = load_dataset(spec, **(options if same else {}))
+    try:
+        dataset = load_dataset(spec, **(options if same else {}))
+    except (ValueError, TypeError, OSError) as error:
+        renamed = _renamed(error, "name", "--data", spec)  # an unknown dataset name
+        if renamed is None:
+            raise
+        raise renamed from None
     return (dataset.x_train, (dataset.x_test, dataset.y_test), dataset.label_names,
             dataset.normalization)
 
@@ -104,31 +119,168 @@ def _jsonable(normalization):
     return {key: np.asarray(value).tolist() for key, value in normalization.items()}
 
 
+# What `--out` may not end in with --c-array: C and C++ sources and headers (the C array
+# is written to <--out without its suffix>.cc and .h).
+_C_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".h", ".hh", ".hpp", ".hxx")
+# The flag a `to_tflite` argument comes from, and what of `--data` it is (for errors).
+_FLAGS = {"path": ("--out", None), "representative_data": ("--data", None),
+          "verification_data": ("--data", None), "validation_data": ("--data", "its test split"),
+          "labels": ("--data", "its class names"),
+          "normalization": ("--data", "its normalization")}
+# The errors of bad input that `_renamed` rewrites (the types keep their meaning).
+_INPUT_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError,
+                 IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def _renamed(error, argument, flag, value, what=None):
+    """`error` (raised by the library about `argument`: "`argument` must be ...
+    Received: argument=...") as the same error about the command line's `flag` and
+    the `value` given to it, or `None` when it is about something else."""
+    message = str(error)
+    if type(error) not in _INPUT_ERRORS or not message.startswith(f"`{argument}` "):
+        return None
+    subject = f"`{flag}`" + (f" ({what})" if what else "")
+    match = re.fullmatch(rf"`{argument}` (.*)\. Received: {argument}=(.*)", message, re.S)
+    if match is None:
+        return type(error)(subject + message[len(argument) + 2:])
+    allowed, received = match.groups()
+    shown = f"{flag}={value!r}" if value is not None else f"no {flag}"
+    if received != repr(value):  # not the flag's value itself: what the library got
+        try:  # a description (`'array of shape (5, 7, 3)'`), without its quotes
+            described = ast.literal_eval(received)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            described = None
+        if isinstance(described, str):
+            shown += f" ({described})"
+        else:  # a value (a part of what --data gave: labels) under the library's name
+            shown += f" ({argument}={received})"
+    return type(error)(f"{subject} {allowed}. Received: {shown}")
+
+
+def _check_export_flags(args):
+    """The flags `to_tflite` cannot name: checked before any data is read."""
+    out = args.out
+    if not out:
+        fail("--out", out, "the path of the .tflite file to write (it is empty)")
+    if out.endswith(tuple(filter(None, (os.sep, os.altsep)))) or \
+            os.path.basename(out) in (".", ".."):
+        # `to_tflite` would take 'newdir/' for the file 'newdir'
+        fail("--out", out, "a file path (it ends in a path separator or '.', as a folder "
+             "does)")
+    if args.c_array and os.path.splitext(out)[1].lower() in _C_SUFFIXES:
+        fail("--out", out, f"the path of the .tflite file, not of C source or a header "
+             f"(ending in one of {list(_C_SUFFIXES)}), with --c-array: it writes "
+             "<name>.cc and <name>.h beside --out")
+    quantization = _quantization(args.quantize)
+    if args.io_type not in IO_TYPES[quantization]:
+        needs = {"int8": "int8", "int16": "int16x8"}.get(args.io_type)
+        fail("--io-type", args.io_type, f"one of {list(IO_TYPES[quantization])} with "
+             f"--quantize {args.quantize}" + (f" (--io-type {args.io_type} needs --quantize "
+                                               f"{needs})" if needs else ""))
+    if args.c_array:
+        from export.exporter import C_ARRAY_MARKER, is_generated_c_file
+
+        stem = os.path.splitext(out)[0]
+        for target in (stem + ".cc", stem + ".h"):
+            if os.path.lexists(target) and not (os.path.isfile(target)
+                                                and is_generated_c_file(target)):
+                kind = "a directory" if os.path.isdir(target) else "a file gru-zoo did not write"
+                raise FileExistsError(
+                    f"`--c-array` would overwrite {target!r}, which is {kind} (gru-zoo's C "
+                    f"files start with {C_ARRAY_MARKER!r}; it does not overwrite others): "
+                    f"move it or choose another --out. Received: --out={out!r}")
+
+
+def _model_input_shape(model_path):
+    """The input shape (without the batch) of a `.keras` file, read from its
+    `config.json` without Keras; `None` when it cannot be read there (`to_tflite`
+    checks the data against the loaded model then)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            config = json.loads(archive.read("config.json"))
+        inputs = [layer for layer in config["config"]["layers"]
+                  if layer.get("class_name") == "InputLayer"]
+        if len(inputs) != 1:
+            return None
+        layer_config = inputs[0]["config"]
+        shape = layer_config.get("batch_shape") or layer_config.get("batch_input_shape")
+        if not isinstance(shape, list) or not all(v is None or isinstance(v, int)
+                                                  for v in shape):
+            return None
+        return tuple(shape[1:])
+    except Exception:  # noqa: BLE001 (any other file: `to_tflite` names what is wrong)
+        return None
+
+
+def _check_data_shape(model_path, data, validation, shown, default):
+    """`--data`'s inputs against the model's input shape, before `to_tflite` checks its
+    labels: data of another task would otherwise be reported as wrong labels."""
+    expected = _model_input_shape(model_path)
+    if expected is None:
+        return
+    for part, x in (("", data), ("its test split: ", None if validation is None
+                                 else validation[0])):
+        if x is None:
+            continue
+        shape = np.shape(x)
+        if len(shape) == len(expected) + 1 and all(
+                size is None or size == got for size, got in zip(expected, shape[1:])):
+            continue
+        text = "(" + ", ".join("any" if v is None else str(v) for v in expected) + \
+            ("," if len(expected) == 1 else "") + ")"
+        raise ValueError(
+            f"`--data` must hold inputs of the model's input shape {text} per sample"
+            + (" (without --data: the training data that config.json beside the model "
+               "names)" if default else "")
+            + f". Received: --data={shown!r} ({part}inputs of shape {tuple(shape[1:])} per "
+            f"sample, {tuple(shape)} in all)")
+
+
 def cmd_export(args):
     from export import to_tflite
 
+    _check_export_flags(args)
     calibration, validation, labels, normalization = _load_data(args.data, args.model)
-    result = to_tflite(
-        args.model,
-        args.out,
-        quantization=_quantization(args.quantize),
-        # Calibration for the integer modes; otherwise only as verification inputs
-        # when there is no validation split.
-        representative_data=calibration if (
-            args.quantize in ("int8", "int16x8") or validation is None) else None,
-        streaming=args.streaming,
-        form=args.form,
-        io_type=args.io_type,
-        validation_data=validation,
-        labels=labels,
-        normalization=_jsonable(normalization),
-        allow_select_tf_ops=args.allow_select_tf_ops,
-        fallback=not args.no_fallback,
-        c_array=args.c_array,
-        check_tflm=args.check_tflm,
-        int8_weights=args.int8_weights,
-        int8_float_layers=[] if args.int8_fully_integer else "auto",
-    )
+    shown = args.data if args.data is not None else _training_data_source(args.model)[0]
+    _check_data_shape(args.model, calibration, validation, shown, args.data is None)
+    # Calibration for the integer modes; otherwise only as verification inputs
+    # (and the length of a model of any length) when there is no validation split.
+    representative = calibration if (
+        args.quantize in ("int8", "int16x8") or validation is None) else None
+    caught = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            result = to_tflite(
+                args.model,
+                args.out,
+                quantization=_quantization(args.quantize),
+                representative_data=representative,
+                streaming=args.streaming,
+                form=args.form,
+                io_type=args.io_type,
+                validation_data=validation,
+                labels=labels,
+                normalization=_jsonable(normalization),
+                allow_select_tf_ops=args.allow_select_tf_ops,
+                fallback=not args.no_fallback,
+                c_array=args.c_array,
+                check_tflm=args.check_tflm,
+                int8_weights=args.int8_weights,
+                int8_float_layers=[] if args.int8_fully_integer else "auto",
+            )
+    except _INPUT_ERRORS as error:
+        message = str(error)
+        argument = message[1:].split("`", 1)[0] if message.startswith("`") else None
+        flag, what = _FLAGS.get(argument, (None, None))
+        renamed = flag and _renamed(error, argument, flag,
+                                    args.out if flag == "--out" else shown, what)
+        if not renamed:
+            raise
+        raise renamed from None
+    finally:
+        _show_warnings(caught, args)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
         return 0
@@ -153,6 +305,19 @@ def cmd_export(args):
     print(f"  ops: {', '.join(result.ops)}")
     print(f"  conversion {result.convert_seconds:.1f} s, total {result.total_seconds:.1f} s")
     return 0
+
+
+def _show_warnings(caught, args):
+    """`to_tflite`'s warnings as one plain line each on stderr (not Python's warning
+    format with a source line)."""
+    for warning in caught:
+        message = " ".join(str(warning.message).split())
+        if message.startswith("`representative_data` is not used by quantization="):
+            # The CLI passes --data without a test split as verification inputs.
+            print(f"gru-zoo export: note: --data verifies the file (--quantize "
+                  f"{args.quantize} is not calibrated)", file=sys.stderr)
+        else:
+            print(f"gru-zoo export: warning: {message}", file=sys.stderr)
 
 
 def describe(path):
@@ -235,9 +400,11 @@ def bench(path, *, runs=200, warmup=20, num_threads=1, sequence_length=None, see
 
     for argument, value, minimum in (("runs", runs, 1), ("warmup", warmup, 0),
                                      ("num_threads", num_threads, 1)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise ValueError(f"`{argument}` must be an int >= {minimum}. "
-                             f"Received: {argument}={value!r}")
+        if not is_int(value) or value < minimum:
+            fail(argument, value, f"an int >= {minimum}")
+    if sequence_length is not None and (not is_int(sequence_length) or sequence_length < 1):
+        fail("sequence_length", sequence_length, "None or a positive int")
+    runs, warmup, num_threads = int(runs), int(warmup), int(num_threads)
 
     from zoo.quiet import startup_noise_filtered
 
@@ -273,7 +440,8 @@ def bench(path, *, runs=200, warmup=20, num_threads=1, sequence_length=None, see
         "runs": runs,
         "num_threads": num_threads,
         "median_us": statistics.median(times),
-        "p90_us": times[int(0.9 * (len(times) - 1))],
+        # interpolated between the two nearest runs: never below the median
+        "p90_us": float(np.percentile(times, 90)),
         "min_us": times[0],
         "streaming": lite.is_streaming,
     }
@@ -309,18 +477,22 @@ def cmd_bench(args):
     return 0
 
 
-def _int_at_least(minimum):
-    """argparse type: an int >= `minimum` (the error names the flag and the value)."""
+def _int_at_least(minimum, maximum=None, why=""):
+    """argparse type: an int >= `minimum` (and <= `maximum`: `why` says why), the error
+    naming the flag and the value."""
+    allowed = (f"an int >= {minimum}" if maximum is None
+               else f"an int from {minimum} to {maximum}{why}")
+
     def parse(text):
         try:
             value = int(text)
         except ValueError:
             value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an int >= {minimum}, got {text!r}")
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
         return value
 
-    parse.__name__ = f"int >= {minimum}"
+    parse.__name__ = allowed[3:]
     return parse
 
 
@@ -376,8 +548,9 @@ def register(subparsers):
                    help="timed inferences (default 200)")
     p.add_argument("--warmup", type=_int_at_least(0), default=20,
                    help="untimed inferences first (default 20)")
-    p.add_argument("--threads", type=_int_at_least(1), default=1,
-                   help="interpreter threads (default 1)")
+    p.add_argument("--threads", type=_int_at_least(
+                       1, MAX_THREADS, " (4 times this machine's CPUs, at least 64)"),
+                   default=1, help=f"interpreter threads (default 1, at most {MAX_THREADS})")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench, uses_tensorflow=False)
 

@@ -8,6 +8,7 @@ cannot be installed beside TF 2.21 (docs/tflite-facts.md, F8d).
 """
 
 import json
+import math
 import os
 import struct
 
@@ -16,6 +17,7 @@ from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.tools import flatbuffer_utils
 
 from export.serialize import model_bytes
+from zoo.checks import fail, is_bool, is_number, plain
 
 METADATA_NAME = "gru_zoo"
 # TFLite Micro's int8 SOFTMAX aborts once its exponentials sum to this (F22): a softmax
@@ -33,7 +35,7 @@ def _to_bytes(model_or_path):
         return bytearray(model_or_path)
     if not isinstance(model_or_path, (str, os.PathLike)):
         raise TypeError(f"`model_or_path` must be the path of a .tflite file or its bytes. "
-                        f"Received: model_or_path={model_or_path!r}")
+                        f"Received: model_or_path={_short_repr(model_or_path)}")
     path = os.fspath(model_or_path)
     if os.path.isdir(path):
         raise ValueError(f"{path!r} is a directory, not a .tflite file")
@@ -41,6 +43,16 @@ def _to_bytes(model_or_path):
         raise FileNotFoundError(f"No such .tflite file: {path!r}")
     with open(path, "rb") as handle:
         return bytearray(handle.read())
+
+
+def _short_repr(value, limit=80):
+    """`repr(value)` cut to `limit` characters: an error shows what it received, not a
+    whole file's bytes."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} bytes)" if isinstance(value, (bytes, bytearray)) else ""
+    return f"{text[:limit]}...{size}"
 
 
 def source_name(model_or_path):
@@ -68,6 +80,71 @@ def check_tflite_bytes(content, name):
 _DAMAGED = (IndexError, KeyError, OverflowError, TypeError, ValueError, struct.error)
 
 
+def _tflite_bytes_arg(tflite_bytes):
+    """`tflite_bytes` (bytes or bytearray) as a bytearray, or a `TypeError` naming it
+    (its content is checked by `_read_model`)."""
+    if not isinstance(tflite_bytes, (bytes, bytearray)):
+        hint = (" (a path is not its bytes: read the file first, open(path, 'rb').read())"
+                if isinstance(tflite_bytes, (str, os.PathLike)) else "")
+        raise TypeError(f"`tflite_bytes` must be the content of a .tflite file (bytes or "
+                        f"bytearray){hint}. Received: tflite_bytes={_short_repr(tflite_bytes)}")
+    return bytearray(tflite_bytes)
+
+
+def _read_model(content, name):
+    """The flatbuffer model object of `content` (checked with `check_tflite_bytes`), or
+    a `ValueError` naming `name` when the file is truncated or damaged."""
+    check_tflite_bytes(content, name)
+    try:
+        return flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+    except _DAMAGED as error:
+        raise ValueError(f"{name} is a damaged .tflite file: it cannot be read "
+                         f"({_damage(error)})") from None
+
+
+def _damage(error):
+    return ("an offset points past the end of the file: truncated or damaged"
+            if isinstance(error, struct.error) else f"{type(error).__name__}: {error}")
+
+
+def _json_metadata(value, where, seen=()):
+    """`value` as JSON-ready Python values (NumPy scalars as Python's, tuples as lists),
+    or one error naming where in `metadata` the offending value is."""
+    if value is None or isinstance(value, str):
+        return value
+    if is_bool(value):
+        return bool(value)
+    if is_number(value):
+        if not math.isfinite(value):
+            fail(where, value, "a finite number (JSON has no NaN or inf)")
+        return plain(value)
+    if isinstance(value, (dict, list, tuple)):
+        if id(value) in seen:
+            raise TypeError(f"`{where}` must be JSON-serializable, without cycles. Received: "
+                            f"{where}=a dict or list that contains it")
+        seen = (*seen, id(value))
+        if isinstance(value, dict):
+            result = {}
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise TypeError(f"`{where}` must be a dict with str keys (JSON object "
+                                    f"keys are strings). Received: the key {key!r} "
+                                    f"({_kind(key)}) in {where}")
+                result[key] = _json_metadata(item, f"{where}[{key!r}]", seen)
+            return result
+        return [_json_metadata(item, f"{where}[{index}]", seen)
+                for index, item in enumerate(value)]
+    hint = " (an array: pass array.tolist())" if hasattr(value, "tolist") else ""
+    raise TypeError(f"`{where}` must be JSON-serializable: None, bool, a number, str, or a "
+                    f"list or dict of them{hint}. Received: {where}={_short_repr(value)} "
+                    f"({_kind(value)})")
+
+
+def _kind(value):
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
 def add_metadata(tflite_bytes, metadata, strip_names=False):
     """Returns `tflite_bytes` with `metadata` (a JSON-serializable dict) embedded.
 
@@ -75,13 +152,22 @@ def add_metadata(tflite_bytes, metadata, strip_names=False):
     `min_runtime_version`) is kept. `strip_names`: also drop the names of intermediate
     tensors (`strip_tensor_names`) in the same pass, reading and writing the file once
     (each pass takes 30-70 ms for a 60-160 KB file).
+
+    `metadata` holds str keys and None, bool, finite numbers (NumPy scalars are stored
+    as Python's), str, lists (or tuples) and dicts of them; anything else raises
+    naming where it is (`metadata['a'][0]`).
     """
+    content = _tflite_bytes_arg(tflite_bytes)
     if not isinstance(metadata, dict):
-        raise TypeError(f"`metadata` must be a dict. Received: metadata={metadata!r}")
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
+        raise TypeError(f"`metadata` must be a dict. Received: metadata="
+                        f"{_short_repr(metadata)}")
+    metadata = _json_metadata(metadata, "metadata")
+    if not is_bool(strip_names):
+        fail("strip_names", strip_names, "True or False", TypeError)
+    model = _read_model(content, "`tflite_bytes`")
     if strip_names:
         _strip_names(model)
-    payload = json.dumps(metadata, sort_keys=True).encode("utf-8")
+    payload = json.dumps(metadata, sort_keys=True, allow_nan=False).encode("utf-8")
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(payload, dtype=np.uint8)
     model.buffers.append(buffer)
@@ -103,7 +189,7 @@ def strip_tensor_names(tflite_bytes):
     reads exactly as before. (`flatbuffer_utils.strip_strings` would drop the
     signatures too.)
     """
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
+    model = _read_model(_tflite_bytes_arg(tflite_bytes), "`tflite_bytes`")
     _strip_names(model)
     return model_bytes(model)
 
@@ -124,8 +210,8 @@ def read_metadata(model_or_path):
         recipe, quantization, states, variant config, gru-zoo version), or `None` when
         the file has none (e.g. it was not made by gru-zoo).
     """
+    content = bytes(_to_bytes(model_or_path))  # first: it names a wrong type
     name = source_name(model_or_path)
-    content = bytes(_to_bytes(model_or_path))
     check_tflite_bytes(content, name)
     # The flatbuffer's lazy reader (not `flatbuffer_utils`' object API, which unpacks the
     # whole model): only the metadata table and one buffer are read, and a damaged
@@ -154,11 +240,16 @@ def read_metadata(model_or_path):
                                  "not a JSON object")
             return metadata
     except _DAMAGED as error:
-        reason = ("an offset points past the end of the file: truncated or damaged"
-                  if isinstance(error, struct.error) else f"{type(error).__name__}: {error}")
         raise ValueError(f"{name} is a damaged .tflite file: its gru-zoo metadata cannot be "
-                         f"read ({reason})") from None
+                         f"read ({_damage(error)})") from None
     return None
+
+
+def _read_file_model(model_or_path):
+    """The flatbuffer model object of a `.tflite` file (path or bytes), or one error
+    naming the file: a wrong type, a missing file, an empty, foreign or damaged one."""
+    content = _to_bytes(model_or_path)
+    return _read_model(content, source_name(model_or_path))
 
 
 def op_report(model_or_path):
@@ -168,7 +259,7 @@ def op_report(model_or_path):
     custom ops need a kernel registered by the application. A file with either does
     not run on the standalone LiteRT interpreter or on a microcontroller.
     """
-    model = flatbuffer_utils.read_model_from_bytearray(_to_bytes(model_or_path))
+    model = _read_file_model(model_or_path)
     builtin, flex, custom = set(), set(), set()
     for subgraph in model.subgraphs:
         for operator in subgraph.operators or []:
@@ -202,7 +293,7 @@ def int8_softmax_lengths(model_or_path):
     to the largest, sum to 512 (docs/tflite-facts.md, F22): a softmax over 512 or more
     values, such as an attention over 512 or more time steps, may not run there.
     """
-    model = flatbuffer_utils.read_model_from_bytearray(_to_bytes(model_or_path))
+    model = _read_file_model(model_or_path)
     return [values for subgraph, operator, values in softmax_ops(model)
             if values and subgraph.tensors[operator.inputs[0]].type == schema.TensorType.INT8]
 
@@ -219,7 +310,7 @@ def signature_tensor_indices(model_or_path, signature_key=None):
     `position` is the index of the tensor in the subgraph's input (output) list: the
     index TFLite for Microcontrollers uses, since its Python interpreter has no names.
     """
-    model = flatbuffer_utils.read_model_from_bytearray(_to_bytes(model_or_path))
+    model = _read_file_model(model_or_path)
     signatures = model.signatureDefs or []
     if not signatures:
         return None
