@@ -1097,10 +1097,11 @@ def _check_arguments(path, quantization, representative_data, *, form, recipe, s
     if metadata is not None and not isinstance(metadata, dict):
         fail("metadata", metadata, "a JSON-serializable dict or None", TypeError)
     if metadata is not None:
-        try:
-            json.dumps(metadata)
-        except TypeError as error:
-            fail("metadata", metadata, f"a JSON-serializable dict ({error})", TypeError)
+        # the check `add_metadata` makes in the worker, made here before any work (NaN
+        # and inf, which `json.dumps` lets through, are refused: JSON has neither)
+        from export.metadata import json_metadata
+
+        json_metadata(metadata, "metadata")
     if check_tflm is not None and not is_bool(check_tflm):
         fail("check_tflm", check_tflm, "True, False or None (the default: streaming files "
               "and files written with `c_array` are checked)", TypeError)
@@ -1121,9 +1122,14 @@ def _check_arguments(path, quantization, representative_data, *, form, recipe, s
             fail("c_array", os.fspath(c_array), f"True, False or the path of a C++ source "
                  f"file (ending in one of {list(C_SOURCE_SUFFIXES)}; its header goes beside "
                  "it)")
-        c_path = _check_destination(c_array, "c_array")
-        if c_path == path:
+        if _same_file(os.fspath(c_array), path):
             fail("c_array", os.fspath(c_array), "a path other than `path`")
+    if not is_bool(c_array) or c_array:
+        # where `write_c_array` will write, checked before any work: the .tflite file is
+        # installed first, and a refusal after it (a hand-written .cc in the way) used to
+        # come after the conversion, or not at all (the file was overwritten)
+        c_array_paths(path, None if is_bool(c_array) else os.fspath(c_array),
+                      argument="c_array")
     if quantization not in CALIBRATED and representative_data is not None:
         warnings.warn(f"`representative_data` is not used by quantization={quantization!r}; "
                       "it only serves as verification inputs.", stacklevel=_CALLER_OF_TO_TFLITE)
@@ -1148,6 +1154,9 @@ def _check_destination(path, argument="path"):
         fail(argument, path, "a str or os.PathLike destination for the .tflite file",
              TypeError)
     given = os.fspath(path)
+    if given.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep)):
+        # `abspath` drops the separator: "newdir/" would become a file named newdir
+        fail(argument, given, "a file path (it ends in a path separator, as a folder does)")
     path = os.path.abspath(given)
     if os.path.isdir(path):
         fail(argument, given, "a file path (it is a directory)")

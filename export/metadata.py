@@ -107,7 +107,7 @@ def _damage(error):
             if isinstance(error, struct.error) else f"{type(error).__name__}: {error}")
 
 
-def _json_metadata(value, where, seen=()):
+def json_metadata(value, where, seen=()):
     """`value` as JSON-ready Python values (NumPy scalars as Python's, tuples as lists),
     or one error naming where in `metadata` the offending value is."""
     if value is None or isinstance(value, str):
@@ -130,9 +130,9 @@ def _json_metadata(value, where, seen=()):
                     raise TypeError(f"`{where}` must be a dict with str keys (JSON object "
                                     f"keys are strings). Received: the key {key!r} "
                                     f"({_kind(key)}) in {where}")
-                result[key] = _json_metadata(item, f"{where}[{key!r}]", seen)
+                result[key] = json_metadata(item, f"{where}[{key!r}]", seen)
             return result
-        return [_json_metadata(item, f"{where}[{index}]", seen)
+        return [json_metadata(item, f"{where}[{index}]", seen)
                 for index, item in enumerate(value)]
     hint = " (an array: pass array.tolist())" if hasattr(value, "tolist") else ""
     raise TypeError(f"`{where}` must be JSON-serializable: None, bool, a number, str, or a "
@@ -161,7 +161,7 @@ def add_metadata(tflite_bytes, metadata, strip_names=False):
     if not isinstance(metadata, dict):
         raise TypeError(f"`metadata` must be a dict. Received: metadata="
                         f"{_short_repr(metadata)}")
-    metadata = _json_metadata(metadata, "metadata")
+    metadata = json_metadata(metadata, "metadata")
     if not is_bool(strip_names):
         fail("strip_names", strip_names, "True or False", TypeError)
     model = _read_model(content, "`tflite_bytes`")

@@ -401,3 +401,43 @@ def test_bench_p90_is_never_below_the_median(made, monkeypatch):
     assert result["median_us"] == pytest.approx(2.0)
     assert result["p90_us"] == pytest.approx(2.8)  # interpolated: not the faster run
     assert result["min_us"] == pytest.approx(1.0)
+
+
+# === to_tflite: the same destinations, checked before any work ===
+
+
+def test_to_tflite_refuses_a_hand_written_c_file_before_converting(work, made, monkeypatch):
+    # It used to write the .tflite file, then fail in write_c_array (or, before that
+    # check existed, overwrite the user's file).
+    import export.exporter
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("the model was loaded: the check came after the work")
+
+    monkeypatch.setattr(export.exporter, "_load_model", no_conversion)
+    (work / "out.cc").write_text("// my own glue code\n")
+    before = listing(work)
+    with pytest.raises(FileExistsError, match=pattern("`c_array`", "out.cc", "gru-zoo did not "
+                                                      "write it")):
+        to_tflite(made.model, work / "out.tflite", c_array=True)
+    with pytest.raises(FileExistsError, match=pattern("`c_array`", "out.cc")):
+        to_tflite(made.model, work / "other.tflite", c_array=work / "out.cc")
+    assert listing(work) == before
+    assert (work / "out.cc").read_text() == "// my own glue code\n"
+
+
+def test_to_tflite_refuses_a_path_ending_in_a_separator(work, made):
+    # "newdir/" used to be written as a FILE named newdir (abspath drops the separator).
+    with pytest.raises(ValueError, match=pattern("`path`", "ends in a path separator",
+                                                 "newdir" + os.sep)):
+        to_tflite(made.model, str(work / "newdir") + os.sep)
+    assert not (work / "newdir").exists()
+
+
+def test_to_tflite_refuses_non_finite_metadata_before_converting(work, made):
+    # `json.dumps` lets NaN through; the worker's add_metadata refused it after the
+    # conversion, failing every form in turn.
+    with pytest.raises(ValueError, match=pattern("`metadata['run']['score']`", "finite",
+                                                 "nan")):
+        to_tflite(made.model, work / "n.tflite", metadata={"run": {"score": float("nan")}})
+    assert not (work / "n.tflite").exists()
