@@ -105,6 +105,11 @@ def accuracy(seeds, datasets=None):
                              budget="full", out_dir=out, tflite=False, causal=causal)
             seconds = time.perf_counter() - started
             metric = result.metric
+            # a run whose training diverged is recorded as failed (NaN): not averaged
+            failed = [run for run in result.runs if run.get("status", "ok") != "ok"]
+            if failed:
+                raise RuntimeError(f"{dataset} {variant}: {len(failed)} run(s) failed: "
+                                   + "; ".join(run["status"] for run in failed))
             scores = [run[f"test_{metric}"] for run in result.runs]
             rows = [r for r in rows if (r["dataset"], r["variant"], r["causal"])
                     != (dataset, variant, causal)]

@@ -62,6 +62,8 @@ def replot(source, rows, path):
     for length in lengths:
         histories = {}
         for run in sorted((pathlib.Path(source) / f"T{length}" / "runs").iterdir()):
+            if not (run / "history.json").exists():
+                continue  # a failed (diverged) run: in the tables, without curves
             build = json.loads((run / "config.json").read_text())["build"]
             key = (build["variant"], build["cell"])
             histories.setdefault(key, []).append(json.loads((run / "history.json").read_text()))

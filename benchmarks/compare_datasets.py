@@ -91,6 +91,8 @@ def merge(sources, out):
             if key not in keys:
                 keys.append(key)
         for run in sorted((pathlib.Path(source) / "runs").iterdir()):
+            if not (run / "history.json").exists():
+                continue  # a failed (diverged) run: in runs.csv, without curves
             build = json.loads((run / "config.json").read_text())["build"]
             histories.setdefault((build["variant"], build["cell"]), []).append(
                 json.loads((run / "history.json").read_text()))

@@ -626,7 +626,11 @@ def is_generated_c_file(path):
     return not head or head.startswith(C_ARRAY_MARKER.encode())
 
 
-def c_array_paths(tflite_path, c_path=None, *, argument="c_path"):
+_GIVEN = object()  # `c_array_paths`: report `c_path` itself
+
+
+def c_array_paths(tflite_path, c_path=None, *, argument="c_path", received=_GIVEN,
+                  source="tflite_path"):
     """`(c_path, header)`: where `write_c_array(tflite_path, c_path)` writes, checked.
 
     Raises (naming `argument`) unless `c_path` (default: `tflite_path` with `.cc`)
@@ -636,8 +640,12 @@ def c_array_paths(tflite_path, c_path=None, *, argument="c_path"):
     is never overwritten; an empty file, or one `write_c_array` wrote, is replaced).
     Only checks: writes nothing, and `tflite_path` need not exist yet (a caller that
     writes the C array after the `.tflite` file can check both before any work).
+    `received` and `source`: the value reported as received and the name of the
+    `.tflite` path's argument, for a caller whose arguments differ (`to_tflite`:
+    `c_array=True`, `path`).
     """
-    given = c_path
+    given = c_path if received is _GIVEN else received
+    default = c_path is None
     if c_path is None:
         c_path = os.path.splitext(tflite_path)[0] + ".cc"
     suffixes = list(C_SOURCE_SUFFIXES)
@@ -646,14 +654,15 @@ def c_array_paths(tflite_path, c_path=None, *, argument="c_path"):
              f"{suffixes}; its header goes beside it)")
     header = os.path.splitext(c_path)[0] + ".h"  # as the caller spells it, for messages
     if _same_file(c_path, tflite_path):
-        if given is None:
-            fail(argument, given, f"given, as `tflite_path` ends in .cc: the default "
-                 f"({c_path!r}, `tflite_path` with .cc) is the .tflite file itself")
-        fail(argument, given, "a path other than `tflite_path` (the C source would replace "
+        if default:
+            what = "given" if received is _GIVEN else "a C++ source path rather than True"
+            fail(argument, given, f"{what}, as `{source}` ends in .cc: the default "
+                 f"({c_path!r}, `{source}` with .cc) is the .tflite file itself")
+        fail(argument, given, f"a path other than `{source}` (the C source would replace "
              "the .tflite file)")
     if _same_file(header, tflite_path):
         fail(argument, given, f"a path whose header ({header!r}, beside it) is not "
-             "`tflite_path` (the header would replace the .tflite file)")
+             f"`{source}` (the header would replace the .tflite file)")
     spelled = (c_path, header)
     c_path = _check_destination(c_path, argument)
     header = os.path.splitext(c_path)[0] + ".h"
@@ -1129,7 +1138,7 @@ def _check_arguments(path, quantization, representative_data, *, form, recipe, s
         # installed first, and a refusal after it (a hand-written .cc in the way) used to
         # come after the conversion, or not at all (the file was overwritten)
         c_array_paths(path, None if is_bool(c_array) else os.fspath(c_array),
-                      argument="c_array")
+                      argument="c_array", received=c_array, source="path")
     if quantization not in CALIBRATED and representative_data is not None:
         warnings.warn(f"`representative_data` is not used by quantization={quantization!r}; "
                       "it only serves as verification inputs.", stacklevel=_CALLER_OF_TO_TFLITE)

@@ -17,7 +17,7 @@ from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.tools import flatbuffer_utils
 
 from export.serialize import model_bytes
-from zoo.checks import fail, is_bool, is_number, plain
+from zoo.checks import fail, is_bool, is_int, is_number, plain
 
 METADATA_NAME = "gru_zoo"
 # TFLite Micro's int8 SOFTMAX aborts once its exponentials sum to this (F22): a softmax
@@ -126,10 +126,16 @@ def json_metadata(value, where, seen=()):
         if isinstance(value, dict):
             result = {}
             for key, item in value.items():
+                if is_int(key) and not is_bool(key):
+                    key = str(int(key))  # as `json.dumps` stores it: JSON keys are strings
                 if not isinstance(key, str):
-                    raise TypeError(f"`{where}` must be a dict with str keys (JSON object "
-                                    f"keys are strings). Received: the key {key!r} "
+                    raise TypeError(f"`{where}` must be a dict with str (or int) keys (JSON "
+                                    f"object keys are strings). Received: the key {key!r} "
                                     f"({_kind(key)}) in {where}")
+                if key in result:
+                    raise ValueError(f"`{where}` must not hold a key twice once int keys "
+                                     f"are written as str. Received: {key!r} twice in "
+                                     f"{where}")
                 result[key] = json_metadata(item, f"{where}[{key!r}]", seen)
             return result
         return [json_metadata(item, f"{where}[{index}]", seen)

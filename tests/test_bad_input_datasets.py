@@ -324,6 +324,14 @@ def test_as_tf_data_accepts_numpy_scalars(small):
     assert sum(len(b[0]) for b in batches) == len(small.x_test)
 
 
+def test_seed_none_still_means_unseeded(small):
+    # `seed=None` (an unseeded draw in NumPy and tf.data) worked before these checks.
+    batches = list(small.as_tf_data("train", batch_size=4, seed=None))
+    assert sum(len(b[0]) for b in batches) == len(small.x_train)
+    x, y = zoo.adding_problem(3, 10, seed=None)
+    assert x.shape == (3, 10, 2) and y.shape == (3, 1)
+
+
 def test_decode_labels_refuses_bad_probabilities(small):
     with pytest.raises(ValueError, match=pattern(
             "`indices` given as probabilities must hold finite numbers",

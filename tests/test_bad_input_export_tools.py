@@ -271,12 +271,18 @@ def test_add_metadata_values(made):
     meta = read_metadata(stored)
     assert meta == {"a": 0.5, "n": 3, "flag": True, "pair": [1, 2], "nested": {"x": [1.5]}}
     assert type(meta["n"]) is int and type(meta["flag"]) is bool
-    with pytest.raises(TypeError, match=pattern("`metadata` must be a dict with str keys",
-                                                "the key 1")):
+    with pytest.raises(TypeError, match=pattern("`metadata` must be a dict with str (or int) "
+                                                "keys", "the key (1, 2)")):
         add_metadata(made.content, {1: 2, (1, 2): 3})
     with pytest.raises(TypeError, match=pattern("`metadata['a']` must be a dict with str "
-                                                "keys", "the key (1, 2)")):
+                                                "(or int) keys", "the key (1, 2)")):
         add_metadata(made.content, {"a": {(1, 2): 3}})
+    # int keys are stored as json.dumps stores them (a class index -> name map), and a key
+    # that would then appear twice is refused
+    stored = add_metadata(made.content, {"classes": {0: "neg", np.int64(1): "pos"}})
+    assert read_metadata(stored)["classes"] == {"0": "neg", "1": "pos"}
+    with pytest.raises(ValueError, match=pattern("a key twice", "'1' twice")):
+        add_metadata(made.content, {"m": {1: "a", "1": "b"}})
     for value, where in ((float("nan"), "metadata['a']"), ([1.0, float("inf")],
                                                           "metadata['a'][1]")):
         with pytest.raises(ValueError, match=pattern(f"`{where}` must be a finite number",
@@ -418,8 +424,13 @@ def test_to_tflite_refuses_a_hand_written_c_file_before_converting(work, made, m
     (work / "out.cc").write_text("// my own glue code\n")
     before = listing(work)
     with pytest.raises(FileExistsError, match=pattern("`c_array`", "out.cc", "gru-zoo did not "
-                                                      "write it")):
+                                                      "write it", "Received: c_array=True")):
         to_tflite(made.model, work / "out.tflite", c_array=True)
+    # the messages name to_tflite's arguments (`path`), not write_c_array's
+    with pytest.raises(ValueError, match=pattern(
+            "`c_array` must be a C++ source path rather than True, as `path` ends in .cc",
+            "Received: c_array=True")):
+        to_tflite(made.model, work / "model.cc", c_array=True)
     with pytest.raises(FileExistsError, match=pattern("`c_array`", "out.cc")):
         to_tflite(made.model, work / "other.tflite", c_array=work / "out.cc")
     assert listing(work) == before

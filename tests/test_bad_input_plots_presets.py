@@ -26,7 +26,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 import zoo  # noqa: E402
 from zoo import presets  # noqa: E402
-from zoo.training import PLOT_SUFFIXES, TrainResult, plot_curves  # noqa: E402
+from zoo.fileio import PLOT_SUFFIXES  # noqa: E402
+from zoo.training import TrainResult, plot_curves  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGED = ROOT / "zoo" / "presets"

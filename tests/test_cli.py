@@ -135,3 +135,12 @@ def test_a_second_train_or_run_into_a_finished_run_is_refused(tmp_path, capsys):
     assert main(["run", "--dataset", "italy_power_demand", "--out", str(done)]) == 2
     assert "`--out` holds an earlier run (summary.json" in capsys.readouterr().err
     assert sorted(p.name for p in done.iterdir()) == ["summary.json", "train"]
+
+    # A run that stopped before its model was written (interrupted, diverged) may be
+    # retried into the same folder without --overwrite.
+    stopped = tmp_path / "s"
+    stopped.mkdir()
+    (stopped / "config.json").write_text("{}")
+    (stopped / "model.interrupted.keras").write_bytes(b"")
+    assert main(argv[:-3] + ["--out", str(stopped), "--quiet"]) == 0
+    assert (stopped / "model.keras").exists()

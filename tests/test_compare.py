@@ -308,3 +308,55 @@ def test_a_diverged_run_is_recorded_as_failed_and_the_others_are_kept(small_ital
     assert "stacked/rnn seed 1 failed: the loss became nan at epoch 1" in err
     assert "1 of 4 runs failed" in err
     assert (tmp_path / "cli" / "comparison.md").exists()
+
+
+def test_adding_study_with_a_model_failing_at_every_seed(tmp_path, monkeypatch, capsys):
+    # Every rnn run diverges at T=8: the study's plot used to crash on the empty curves
+    # (after all the training), and adding.md did not name the failed runs.
+    real_train = zoo.train
+
+    def train(model, data, **kwargs):
+        if data.input_shape[0] == 8 and any("simple_rnn" in w.path for w in model.weights):
+            raise zoo.TrainingDivergedError("the loss became nan at epoch 1", quantity="loss",
+                                            epoch=1)
+        return real_train(model, data, **kwargs)
+
+    monkeypatch.setattr(zoo, "train", train)
+    from zoo.cli import main
+
+    code = main(["compare", "--dataset", "adding", "--lengths", "6,8", "--cells", "rnn,gru",
+                 "--seeds", "1", "--budget", "tiny", "--units", "4", "--quiet",
+                 "--no-tflite", "--out", str(tmp_path)])
+    assert code == 1
+    assert "1 of 4 runs failed" in capsys.readouterr().err
+    table = (tmp_path / "adding.md").read_text()
+    assert "| 8 | stacked | rnn |" in table and "0 (1 failed)" in table
+    assert "- T=8 stacked/rnn: seed 0: the loss became nan at epoch 1" in table
+    assert _png_shape(tmp_path / "adding.png")[1] > 300
+
+
+def test_tflite_size_is_kept_when_the_first_seed_fails():
+    runs = [{"variant": "stacked", "cell": "gru", "seed": 0, "params": 10,
+             "status": "failed: diverged", "test_mse": float("nan"),
+             **{f: float("nan") for f in compare_module._RUN_FIELDS}},
+            {"variant": "stacked", "cell": "gru", "seed": 1, "params": 10, "status": "ok",
+             "test_mse": 0.5, "tflite_bytes": 2048,
+             **{f: 1.0 for f in compare_module._RUN_FIELDS}}]
+    (row,) = compare_module._aggregate(runs, "mse", [("stacked", "gru")])
+    assert row["tflite_kb"] == 2.0 and row["seeds"] == 1 and row["failed"] == 1
+    assert row["test_mse_mean"] == 0.5
+
+
+def test_compare_plots_take_the_same_paths_as_plot_curves(tmp_path):
+    # A path without an image suffix used to be written by matplotlib as "<path>.png"
+    # beside the name given; the comparison plots now follow zoo.plot_curves' rule.
+    import matplotlib.pyplot as plt
+
+    rows = [{"variant": "stacked", "cell": "gru", "seeds": 1, "train_seconds_mean": 1.0,
+             "train_seconds_std": 0.0, "test_mse_mean": 0.5, "test_mse_std": 0.0}]
+    with pytest.raises(ValueError, match=r"`path` must be an image file path.*Received: "
+                                         r"path=.*noext"):
+        compare_module.plot_metric_vs_time(rows, tmp_path / "noext", "mse")
+    assert list(tmp_path.iterdir()) == [] and plt.get_fignums() == []
+    compare_module.plot_metric_vs_time(rows, tmp_path / "t.svg", "mse")
+    assert (tmp_path / "t.svg").read_text().lstrip().startswith("<?xml")

@@ -311,9 +311,11 @@ def _write_report(out, dataset, result, run_config, exports=None, tune=None):
 
 
 def _keep_earlier_run(out, markers, overwrite):
-    """Refuses an `--out` that holds an earlier run (one of `markers`, paths relative to
-    it), unless `--overwrite`: a second `train`/`run` into the same folder used to replace
-    the first one's model without a word. Checked before any data is loaded."""
+    """Refuses an `--out` that holds an earlier finished run (one of `markers`, paths
+    relative to it: files written only when a run succeeds), unless `--overwrite`: a
+    second `train`/`run` into the same folder used to replace the first one's model
+    without a word. A run that was interrupted or diverged (its `config.json` written,
+    no model) may be retried into the same folder. Checked before any data is loaded."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"`--out` must be a directory (created if missing). "
                          f"Received: --out {str(out)!r}, an existing file")
@@ -328,7 +330,7 @@ def _keep_earlier_run(out, markers, overwrite):
 
 def cmd_train(args):
     out = pathlib.Path(args.out)
-    _keep_earlier_run(out, ("model.keras", "config.json"), args.overwrite)
+    _keep_earlier_run(out, ("model.keras", "metrics.json"), args.overwrite)
     dataset = load_data(args)
     print(f"Data: {_describe(dataset)}")
     dataset, config, result, run_config = train_from_args(args, out, dataset=dataset)
@@ -356,7 +358,7 @@ def cmd_run(args):
     """The main job: train on the data (embedded GunPoint by default), then every plugin
     step (tune, export), then `report.md` with every exported file."""
     out = pathlib.Path(args.out)
-    _keep_earlier_run(out, ("summary.json", "train/model.keras", "train/config.json"),
+    _keep_earlier_run(out, ("summary.json", "train/model.keras", "train/metrics.json"),
                       args.overwrite)
     started = time.perf_counter()
     budget = _device_budget(args)  # checked before any work

@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 from zoo.checks import check, fail, is_bool, is_int
-from zoo.fileio import atomic_output, write_csv, write_text
+from zoo.fileio import atomic_output, check_image_path, write_csv, write_text
 
 BUDGETS = {
     # `epochs`, `patience`: caps on the dataset's recipe (`zoo.recipes.choose_recipe`; None:
@@ -349,9 +349,10 @@ def _aggregate(runs, metric, keys):
                                      for r in failed)}
         for field in (f"test_{metric}",) + _RUN_FIELDS:
             row[f"{field}_mean"], row[f"{field}_std"] = _mean_std(r[field] for r in finished)
-        if "tflite_bytes" in group[0]:
-            row["tflite_kb"] = (group[0]["tflite_bytes"] / 1024
-                                if group[0]["tflite_bytes"] is not None else float("nan"))
+        measured = [r for r in group if "tflite_bytes" in r]  # a failed run has none
+        if measured:
+            row["tflite_kb"] = (measured[0]["tflite_bytes"] / 1024
+                                if measured[0]["tflite_bytes"] is not None else float("nan"))
         rows.append(row)
     return rows
 
@@ -442,10 +443,11 @@ def _pyplot():
 def _save_figure(plt, fig, path):
     """Saves `fig` to `path` through a temporary file beside it (`zoo.fileio.atomic_output`):
     a failed write leaves the previous file, not half of a new one. The format follows
-    the suffix (PNG without one)."""
-    path = pathlib.Path(path)
+    the suffix, which must be an image format's (`zoo.fileio.check_image_path`, as for
+    `zoo.plot_curves`)."""
     try:
-        with atomic_output(path, suffix=path.suffix or ".png") as tmp:
+        path = check_image_path(path)
+        with atomic_output(path, suffix=path.suffix) as tmp:
             fig.savefig(tmp, dpi=100)
     finally:
         plt.close(fig)
@@ -821,11 +823,17 @@ def adding_markdown(rows, baseline_mse):
     lines = ["| T | variant | cell | params | seeds | test MSE | vs baseline | best epoch | "
              "train time (s) | published (T=600) |",
              "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    failures = []
     for row in rows:
         published = ADDING_PUBLISHED_T600.get(row["cell"]) if row["length"] == 600 else None
+        seeds = str(row["seeds"])
+        if row.get("failed"):
+            seeds = f"{row['seeds']} ({row['failed']} failed)"
+            failures.append(f"- T={row['length']} {row['variant']}/{row['cell']}: "
+                            f"{row['failures']}")
         lines.append(
             f"| {row['length']} | {row['variant']} | {row['cell']} | {row['params']} | "
-            f"{row['seeds']} | {_pm(row, 'test_mse')} | "
+            f"{seeds} | {_pm(row, 'test_mse')} | "
             f"{_fmt(row['test_mse_mean'] / row.get('baseline_mse', baseline_mse), 3)}× | {_pm(row, 'best_epoch', 3)} | "
             f"{_pm(row, 'train_seconds', 3)} | {_fmt(published) if published else ''} |"
         )
@@ -833,6 +841,9 @@ def adding_markdown(rows, baseline_mse):
     lines.append(f"Trivial baseline (always predict 1.0): MSE {baseline_mse:.4f} in expectation; "
                  "`vs baseline` divides the test MSE by the baseline's MSE on the same test "
                  "split (below 1: the model learned something).")
+    if failures:
+        lines += ["", "Failed runs (left out of the means; \"seeds\" counts the runs that "
+                  "finished):"] + failures
     return "\n".join(lines) + "\n"
 
 
@@ -872,6 +883,8 @@ def plot_adding_study(study, path):
         ax = fig.add_subplot(grid[1, column])
         comparison = study.comparisons[length]
         for (variant, cell), runs in comparison.histories.items():
+            if not runs:
+                continue  # every seed of this model failed at this length: no curve
             val = _mean_curve([h["val_loss"] if "val_loss" in h else h["loss"] for h in runs])
             ax.plot(np.arange(1, len(val) + 1), val, marker=".", label=f"{variant}/{cell}",
                     color=colors.get((variant, cell)))

@@ -80,7 +80,7 @@ class Dataset:
             split: "train", "val" or "test".
             batch_size: positive int. Defaults to `32`.
             shuffle: bool or `None` (the default: shuffle the train split only).
-            seed: int >= 0, the shuffle's seed. Defaults to `0`.
+            seed: int >= 0 or None (unseeded), the shuffle's seed. Defaults to `0`.
         """
         import tensorflow as tf
 
@@ -93,11 +93,12 @@ class Dataset:
             # `shuffle="no"` is truthy: without this check it would shuffle.
             check("shuffle", shuffle, is_bool(shuffle),
                   "True, False or None (None: shuffle the train split only)")
-        _check_seed(seed)
+        _check_seed(seed, allow_none=True)
         x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         if shuffle if shuffle is not None else split == "train":
-            ds = ds.shuffle(len(x), seed=int(seed), reshuffle_each_iteration=True)
+            ds = ds.shuffle(len(x), seed=None if seed is None else int(seed),
+                            reshuffle_each_iteration=True)
         return ds.batch(int(batch_size)).prefetch(tf.data.AUTOTUNE)
 
     def summary(self):
@@ -259,8 +260,12 @@ def _check_fraction(argument, value):
     check(argument, value, is_fraction(value), "a float in (0, 1)")
 
 
-def _check_seed(value):
-    check("seed", value, is_non_negative_int(value), "an int >= 0")
+def _check_seed(value, allow_none=False):
+    """`allow_none`: `None` is an unseeded draw (NumPy's and tf.data's meaning)."""
+    if allow_none and value is None:
+        return
+    check("seed", value, is_non_negative_int(value),
+          "an int >= 0 or None (unseeded)" if allow_none else "an int >= 0")
 
 
 def _check_bool(argument, value):
@@ -429,9 +434,9 @@ def adding_problem(num_samples, length, seed=0):
     """
     check("length", length, is_int(length) and length >= 2, "an int >= 2")
     check("num_samples", num_samples, is_positive_int(num_samples), "a positive int")
-    _check_seed(seed)
+    _check_seed(seed, allow_none=True)
     length, num_samples = int(length), int(num_samples)
-    rng = np.random.default_rng(int(seed))
+    rng = np.random.default_rng(None if seed is None else int(seed))
     values = rng.uniform(0.0, 1.0, size=(num_samples, length)).astype(np.float32)
     half = length // 2
     first = rng.integers(0, half, size=num_samples)
@@ -530,7 +535,7 @@ def load_tfds_text(name="imdb_reviews", data_dir=None, max_tokens=20000, sequenc
         raise ValueError(
             f"TFDS {name!r}: the train split has {len(texts)} example(s){limit}; expected at "
             "least 2, one to train on and one for validation")
-    rng = np.random.default_rng(int(seed))
+    rng = np.random.default_rng(None if seed is None else int(seed))
     order = rng.permutation(len(texts))
     n_val = max(1, int(round(len(texts) * validation_split)))
     if n_val >= len(texts):
@@ -596,7 +601,7 @@ def _check_tfds_options(name, data_dir, max_tokens, sequence_length, validation_
     check("max_examples", max_examples, max_examples is None or (
         is_int(max_examples) and max_examples >= 2),
           "an int >= 2 (one example to train on, one for validation) or None (all)")
-    _check_seed(seed)
+    _check_seed(seed, allow_none=True)
     for argument, key in (("text_key", text_key), ("label_key", label_key)):
         check(argument, key, isinstance(key, str), "the name of a feature (str)")
 

@@ -99,3 +99,36 @@ def write_csv(path, records):
         for record in records:
             writer.writerow({k: "" if record.get(k) is None else record.get(k)
                              for k in columns})
+
+
+# The image formats the plots are written in, by suffix (matplotlib's own writers; its
+# "pgf" needs LaTeX, "raw"/"rgba" are not image files).
+PLOT_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg", ".svgz", ".eps", ".ps", ".tif",
+                 ".tiff", ".webp")
+
+
+def check_image_path(path, argument="path"):
+    """`path` as a `pathlib.Path` to a new or existing image file in an existing folder,
+    its suffix one of `PLOT_SUFFIXES` (it picks the format); else a `ValueError` naming
+    `argument`. Used by every function that writes a plot, before a figure is drawn."""
+    from zoo.checks import fail
+
+    allowed = (f"an image file path (str or os.PathLike) ending with one of "
+               f"{list(PLOT_SUFFIXES)} (the suffix picks the format), in an existing folder")
+    if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
+        fail(argument, path, allowed)
+    raw = path
+    path = pathlib.Path(path)
+    if path.is_dir():
+        fail(argument, raw, f"{allowed}; it is an existing folder")
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        fail(argument, raw, allowed)
+    folder = path.parent
+    if not folder.is_dir():
+        # The nearest existing folder or file above it: a file there is the problem.
+        nearest = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        why = (f"{str(nearest)!r} is a file, not a folder"
+               if nearest is not None and not nearest.is_dir()
+               else f"the folder {str(folder)!r} does not exist")
+        fail(argument, raw, f"{allowed}; {why}")
+    return path

@@ -23,7 +23,7 @@ import numpy as np
 
 from zoo.checks import (check, fail, is_bool, is_fraction, is_int, is_non_negative_int,
                         is_non_negative_number)
-from zoo.fileio import atomic_output, write_json
+from zoo.fileio import atomic_output, check_image_path, write_json
 from zoo.recipes import TRAIN_DEFAULTS
 
 LR_DECAYS = ("plateau", "cosine", None)
@@ -499,11 +499,6 @@ def balanced_class_weight(y):
     return {int(i): float(w) for i, w in enumerate(weights) if present[i]}
 
 
-# The image formats `plot_curves` writes, by suffix (matplotlib's own writers; its
-# "pgf" needs LaTeX, "raw"/"rgba" are not image files).
-PLOT_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg", ".svgz", ".eps", ".ps", ".tif",
-                 ".tiff", ".webp")
-
 _HISTORY_ALLOWED = ("a dict (e.g. TrainResult.history, or the History that `model.fit` "
                     "returns) of metric name -> list of per-epoch numbers, with at least one "
                     "training metric (a name without 'val_', e.g. 'loss') and one value per "
@@ -570,29 +565,6 @@ def _check_history(history):
     return curves
 
 
-def _check_plot_path(path):
-    """`path` as a `pathlib.Path` to a new or existing image file in an existing folder."""
-    allowed = (f"an image file path (str or os.PathLike) ending with one of "
-               f"{list(PLOT_SUFFIXES)} (the suffix picks the format), in an existing folder")
-    if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
-        fail("path", path, allowed)
-    raw = path
-    path = pathlib.Path(path)
-    if path.is_dir():
-        fail("path", raw, f"{allowed}; it is an existing folder")
-    if path.suffix.lower() not in PLOT_SUFFIXES:
-        fail("path", raw, allowed)
-    folder = path.parent
-    if not folder.is_dir():
-        # The nearest existing folder or file above it: a file there is the problem.
-        nearest = next((p for p in (folder, *folder.parents) if p.exists()), None)
-        why = (f"{str(nearest)!r} is a file, not a folder"
-               if nearest is not None and not nearest.is_dir()
-               else f"the folder {str(folder)!r} does not exist")
-        fail("path", raw, f"{allowed}; {why}")
-    return path
-
-
 def plot_curves(history, path, title=None):
     """Writes an image of the loss and each metric per epoch (train and validation).
 
@@ -604,7 +576,7 @@ def plot_curves(history, path, title=None):
             `val_` metric without its training metric) are not drawn. The loss is drawn
             on a log scale when all its values are positive.
         path: the image file (str or path-like) in an existing folder; its suffix picks
-            the format (`PLOT_SUFFIXES`: `.png`, `.pdf`, `.svg`, ...). An existing file is
+            the format (`zoo.fileio.PLOT_SUFFIXES`: `.png`, `.pdf`, `.svg`, ...). An existing file is
             replaced only when the new one is complete.
         title: str or `None`, drawn above the panels.
 
@@ -612,7 +584,7 @@ def plot_curves(history, path, title=None):
         The `pathlib.Path` written.
     """
     curves = _check_history(history)
-    path = _check_plot_path(path)
+    path = check_image_path(path)
     check("title", title, title is None or isinstance(title, str), "a str or None")
     import matplotlib
 
