@@ -116,7 +116,16 @@ def test_the_test_split_never_enters_a_fold(tmp_path):
 
 
 # === Searches ===
-@pytest.mark.parametrize("strategy, options", STRATEGY_OPTIONS)
+# Every strategy runs a plain search in the default suite (test_tuning_search.py); the
+# folds wrap each strategy's trials the same way, so two strategies (keras-tuner's random
+# search and gru-zoo's own genetic one) keep the cross-validated search in the default
+# suite and the other four run with --run-slow (about 12 s each on a 2-core machine).
+CV_STRATEGIES = [pytest.param(strategy, options, marks=() if strategy in ("random", "genetic")
+                              else pytest.mark.slow, id=f"{strategy}-options{i}")
+                 for i, (strategy, options) in enumerate(STRATEGY_OPTIONS)]
+
+
+@pytest.mark.parametrize("strategy, options", CV_STRATEGIES)
 def test_a_cross_validated_search_per_strategy(tmp_path, strategy, options):
     search = {"options": options}
     cv = {}
