@@ -1131,8 +1131,6 @@ def _check_arguments(path, quantization, representative_data, *, form, recipe, s
             fail("c_array", os.fspath(c_array), f"True, False or the path of a C++ source "
                  f"file (ending in one of {list(C_SOURCE_SUFFIXES)}; its header goes beside "
                  "it)")
-        if _same_file(os.fspath(c_array), path):
-            fail("c_array", os.fspath(c_array), "a path other than `path`")
     if not is_bool(c_array) or c_array:
         # where `write_c_array` will write, checked before any work: the .tflite file is
         # installed first, and a refusal after it (a hand-written .cc in the way) used to

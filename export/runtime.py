@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 from export.metadata import check_tflite_bytes, read_metadata, source_name
-from zoo.checks import fail, is_bool, is_int
+from zoo.checks import check, fail, is_bool, is_int
 
 # The most interpreter threads `LiteModel` (and `gru-zoo bench --threads`) accepts: 4
 # times this machine's CPUs, at least 64. LiteRT makes a thread pool of any size it is
@@ -185,11 +185,6 @@ def _check_finite(argument, array, source):
                          f"{int(np.isinf(array).sum())} inf values")
 
 
-def _check_bool(argument, value, allowed="a bool"):
-    if not is_bool(value):
-        fail(argument, value, allowed)
-
-
 def _dequantize(value, details):
     scales = details["quantization_parameters"]["scales"]
     zero_points = details["quantization_parameters"]["zero_points"]
@@ -243,7 +238,7 @@ class LiteModel:
                 "`interpreter` must be 'litert' or 'tensorflow'. "
                 f"Received: interpreter={interpreter!r}"
             )
-        _check_bool("guard", guard)
+        check("guard", guard, is_bool(guard), "a bool")
         if isinstance(model, (bytes, bytearray)):
             self._content = bytes(model)
             self.path = None
@@ -554,7 +549,7 @@ class LiteModel:
             `(time, num_outputs)` outputs, one per frame (and the final states).
         """
         self._require_streaming("stream")
-        _check_bool("return_states", return_states)
+        check("return_states", return_states, is_bool(return_states), "a bool")
         frames = self._frames_of("frames", frames, "time")
         outputs, states = self._stream(frames, self._check_states(states))
         return (outputs, states) if return_states else outputs
@@ -574,7 +569,7 @@ class LiteModel:
             ids outside the vocabulary; `per_step` is not a bool or None.
         """
         if per_step is not None:
-            _check_bool("per_step", per_step, "a bool or None")
+            check("per_step", per_step, is_bool(per_step), "a bool or None")
         if self.is_streaming:
             x = self._frames_of("x", x, "batch")
             if per_step is None:
